@@ -1,0 +1,64 @@
+# Pānui — entry points. `make run` and `make test` are the two a newcomer needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: help venv install infra-up infra-down infra-status run test test-fast bench lint format contracts clean
+
+help:
+	@echo "make run         start local Kafka + intake, dedupe, dispatch on SQLite (Ctrl-C stops)"
+	@echo "make test        install, start Kafka + PostgreSQL, run the whole suite"
+	@echo "make infra-up    start local Kafka and PostgreSQL (idempotent); infra-down stops them"
+	@echo "make bench       run the benchmarks"
+	@echo "make lint        ruff"
+	@echo "make contracts   re-export contracts/openapi/*.json from the apps"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv install: $(STAMP)
+
+infra-up: $(STAMP)
+	@scripts/kafka.sh up
+	@scripts/postgres.sh up
+
+infra-down:
+	@scripts/kafka.sh down
+	@scripts/postgres.sh down
+
+infra-status:
+	@scripts/kafka.sh status
+	@scripts/postgres.sh status
+
+run: $(STAMP)
+	@scripts/run.sh
+
+test: infra-up
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Skip the tests marked slow (broker round-trips, restarts, end-to-end flows).
+test-fast: infra-up
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: infra-up
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m benchmarks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check services tests benchmarks scripts
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix services tests benchmarks scripts
+
+contracts: $(STAMP)
+	$(PY) -m services.cli.main contracts export
+
+clean:
+	rm -rf var/*.db var/*.db-* .pytest_cache

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Local Apache Kafka (single KRaft broker+controller) from Maven Central jars, run with the machine's Java.
+#   scripts/kafka.sh up|down|status
+# Settings (environment): PANUI_VAR (var/), PANUI_KAFKA_PORT (9092), PANUI_KAFKA_CONTROLLER_PORT (9093),
+# PANUI_KAFKA_HEAP (512m). When KAFKA_BOOTSTRAP_SERVERS is set, nothing is started: that cluster is used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VAR=${PANUI_VAR:-$ROOT/var}
+PORT=${PANUI_KAFKA_PORT:-9092}
+CONTROLLER_PORT=${PANUI_KAFKA_CONTROLLER_PORT:-9093}
+HEAP=${PANUI_KAFKA_HEAP:-512m}
+POM=$ROOT/deploy/local/kafka/pom.xml
+VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")
+HOME_DIR=$VAR/kafka
+LIB=$HOME_DIR/lib-$VERSION
+DATA=$HOME_DIR/data-$PORT
+PIDFILE=$HOME_DIR/kafka-$PORT.pid
+PROPS=$HOME_DIR/server-$PORT.properties
+PY=${PANUI_PYTHON:-$ROOT/.venv/bin/python}
+
+log() { printf 'kafka: %s\n' "$*" >&2; }
+
+running() { [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+
+fetch() {
+  [[ -f $LIB/.complete ]] && return 0
+  command -v java >/dev/null || { log "java not found (Java 17 is needed)"; exit 1; }
+  command -v mvn >/dev/null || { log "mvn not found (Maven fetches Kafka's jars)"; exit 1; }
+  log "fetching Apache Kafka $VERSION jars from Maven Central into $LIB"
+  rm -rf "$LIB"; mkdir -p "$LIB"
+  mvn -q -B -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIB"
+  touch "$LIB/.complete"
+}
+
+configure() {
+  mkdir -p "$HOME_DIR" "$DATA"
+  sed -e "s:@PORT@:$PORT:g" -e "s:@CONTROLLER_PORT@:$CONTROLLER_PORT:g" -e "s:@DATA_DIR@:$DATA:g" \
+    "$ROOT/deploy/local/kafka/server.properties.in" > "$PROPS"
+  if [[ ! -f $DATA/meta.properties ]]; then
+    local cluster_id
+    cluster_id=$(java "-Dlog4j.configuration=file:$ROOT/deploy/local/kafka/log4j-tools.properties" -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
+    log "formatting storage in $DATA (cluster $cluster_id)"
+    java "-Dlog4j.configuration=file:$ROOT/deploy/local/kafka/log4j-tools.properties" -cp "$LIB/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" >/dev/null
+  fi
+}
+
+wait_ready() {
+  "$PY" "$ROOT/scripts/wait_ready.py" kafka "127.0.0.1:$PORT" --timeout 90 || {
+    log "broker did not become ready; last log lines:"; tail -n 30 "$HOME_DIR/logs-$PORT/server.log" >&2 || true
+    exit 1; }
+}
+
+up() {
+  if [[ -n ${KAFKA_BOOTSTRAP_SERVERS:-} ]]; then
+    log "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS is set: using that cluster, starting nothing"; return 0
+  fi
+  if running; then wait_ready; log "already running, listening on 127.0.0.1:$PORT"; return 0; fi
+  fetch
+  configure
+  mkdir -p "$HOME_DIR/logs-$PORT"
+  log "starting Apache Kafka $VERSION (KRaft) on 127.0.0.1:$PORT"
+  # setsid: the broker outlives the shell that started it (make infra-up), but not `make infra-down`.
+  setsid java -Xms128m "-Xmx$HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
+    "-Dkafka.logs.dir=$HOME_DIR/logs-$PORT" \
+    "-Dlog4j.configuration=file:$ROOT/deploy/local/kafka/log4j.properties" \
+    -cp "$LIB/*" kafka.Kafka "$PROPS" >"$HOME_DIR/logs-$PORT/stdout.log" 2>&1 < /dev/null &
+  echo $! > "$PIDFILE"
+  wait_ready
+  log "ready: bootstrap servers 127.0.0.1:$PORT (logs in $HOME_DIR/logs-$PORT)"
+}
+
+down() {
+  if ! running; then log "not running"; rm -f "$PIDFILE"; return 0; fi
+  local pid; pid=$(cat "$PIDFILE")
+  log "stopping (pid $pid)"
+  kill "$pid"
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  kill -0 "$pid" 2>/dev/null && { log "still running after 30 s; killing"; kill -9 "$pid"; }
+  rm -f "$PIDFILE"
+}
+
+status() {
+  if running; then echo "kafka: running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"; else echo "kafka: stopped"; fi
+}
+
+case "${1:-}" in
+  up) up ;; down) down ;; status) status ;; fetch) fetch ;;
+  *) echo "usage: $0 up|down|status|fetch" >&2; exit 2 ;;
+esac

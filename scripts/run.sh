@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# `make run`: local Kafka + the three services on SQLite (var/*.db) + the local email and SMS
+# gateways. Ctrl-C stops everything this script started (Kafka too, if it started it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=$ROOT/.venv/bin/python
+mkdir -p var/log
+
+# Local development secrets, generated once and kept under the ignored var/ folder.
+if [[ ! -f var/dev.env ]]; then
+  "$PY" - > var/dev.env <<'PYEOF'
+import secrets
+from services.common.crypto import generate_key_spec
+print(f"PANUI_DATA_KEYS={generate_key_spec('dev1')}")
+print(f"PANUI_COORDINATOR_TOKENS=coord-{secrets.token_urlsafe(24)}")
+PYEOF
+  chmod 600 var/dev.env
+fi
+set -a; source var/dev.env; set +a
+
+started_kafka=0
+if [[ -z ${KAFKA_BOOTSTRAP_SERVERS:-} ]] && ! scripts/kafka.sh status | grep -q running; then
+  started_kafka=1
+fi
+scripts/kafka.sh up
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo; echo "stopping..."
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [[ $started_kafka == 1 ]]; then scripts/kafka.sh down; fi
+}
+trap cleanup INT TERM EXIT
+
+start() {  # name, module, port, extra env...
+  local name=$1 module=$2 port=$3; shift 3
+  env "$@" PANUI_PORT="$port" "$PY" -m "$module" > "var/log/$name.log" 2>&1 &
+  pids+=($!)
+}
+
+start intake services.intake 8001 DATABASE_URL="sqlite:///$ROOT/var/intake.db"
+start dedupe services.dedupe 8002 DATABASE_URL="sqlite:///$ROOT/var/dedupe.db"
+start dispatch services.dispatch 8003 DATABASE_URL="sqlite:///$ROOT/var/dispatch.db"
+
+for port in 8001 8002 8003; do
+  for _ in $(seq 1 120); do
+    curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+done
+
+cat <<MSG
+
+Pānui is running (logs in var/log/, data in var/*.db):
+  intake    http://127.0.0.1:8001   (API docs: /docs)
+  dedupe    http://127.0.0.1:8002
+  dispatch  http://127.0.0.1:8003
+  kafka     ${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:${PANUI_KAFKA_PORT:-9092}}
+Coordinator token: in var/dev.env (PANUI_COORDINATOR_TOKENS). Press Ctrl-C to stop.
+MSG
+wait -n "${pids[@]}" || true
+echo "a service exited; see var/log/" >&2

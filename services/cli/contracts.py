@@ -1,0 +1,118 @@
+"""Exporting the contracts from the code that implements them.
+
+The JSON Schemas and OpenAPI documents in contracts/ are generated here and committed;
+tests/contracts fails when code and committed contracts drift apart, so a change to a
+message or an API is always a visible change to contracts/ in review.
+"""
+
+import json
+from pathlib import Path
+
+from services.common import messages as m
+from services.common.settings import REPO_ROOT
+
+CONTRACTS = REPO_ROOT / "contracts"
+_ID_BASE = "https://panui.example.nz/contracts/"
+
+MESSAGE_SCHEMAS: dict[str, tuple[type, str, list[type]]] = {
+    "affected-record.v1": (
+        m.AffectedRecordMessage,
+        "One version of one agency's record of one affected person. Topic affected-records.v1, "
+        "key incident_id. The personal fields travel only inside `sealed` (AES-256-GCM); their "
+        "plaintext shape is #/$defs/SealedPersonalFields.",
+        [m.SealedPersonalFields],
+    ),
+    "record-withdrawn.v1": (
+        m.RecordWithdrawnMessage,
+        "An agency withdrew a record sent by mistake. Topic affected-records.v1, key incident_id.",
+        [],
+    ),
+    "contribution-complete.v1": (
+        m.ContributionCompleteMessage,
+        "An agency has sent everything it will send for an incident, with how many live records "
+        "that is. Topic affected-records.v1, key incident_id.",
+        [],
+    ),
+    "incident.v1": (
+        m.IncidentMessage,
+        "An incident's current state: notice content (Privacy Act 2020 s 117), enrolled and "
+        "expected agencies, release and channel policy. Topic incidents.v1 (compacted), key "
+        "incident_id. No personal data.",
+        [],
+    ),
+    "notice.v1": (
+        m.NoticeMessage,
+        "The one notice (version 1) or an amendment (version > 1) for one person in one "
+        "incident. Topic notices.v1, key person_id. The recipient travels only inside `sealed`; "
+        "its plaintext shape is #/$defs/SealedRecipient.",
+        [m.SealedRecipient],
+    ),
+    "delivery-event.v1": (
+        m.DeliveryEventMessage,
+        "A delivery of one notice on one channel changed state. Topic delivery-events.v1, key "
+        "notice_id. No personal data.",
+        [],
+    ),
+}
+
+
+def message_schema(name: str) -> dict:
+    model, description, sealed_models = MESSAGE_SCHEMAS[name]
+    schema = model.model_json_schema(mode="serialization")
+    schema.pop("title", None)
+    schema.pop("description", None)
+    defs = schema.pop("$defs", {})
+    for sealed in sealed_models:
+        sealed_schema = sealed.model_json_schema(mode="serialization")
+        defs.update(sealed_schema.pop("$defs", {}))
+        defs[sealed.__name__] = sealed_schema
+    doc = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"{_ID_BASE}{name}.json",
+        "title": name,
+        "description": description,
+        **schema,
+    }
+    if defs:
+        doc["$defs"] = dict(sorted(defs.items()))
+    return doc
+
+
+def openapi_documents() -> dict[str, dict]:
+    # Imported here: building the apps needs a data key, which a schema export must not.
+    from services.common.crypto import generate_key_spec
+    from services.dedupe.app import create_app as dedupe_app
+    from services.dedupe.settings import DedupeSettings
+    from services.dispatch.app import create_app as dispatch_app
+    from services.dispatch.settings import DispatchSettings
+    from services.intake.app import create_app as intake_app
+    from services.intake.settings import IntakeSettings
+
+    keys = generate_key_spec("export")
+    return {
+        "intake": intake_app(IntakeSettings(data_keys=keys)).openapi(),
+        "dedupe": dedupe_app(DedupeSettings(data_keys=keys)).openapi(),
+        "dispatch": dispatch_app(DispatchSettings(data_keys=keys)).openapi(),
+    }
+
+
+def render(doc: dict) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+def expected_files() -> dict[Path, str]:
+    files = {CONTRACTS / "schemas" / f"{name}.json": render(message_schema(name))
+             for name in MESSAGE_SCHEMAS}
+    for service, doc in openapi_documents().items():
+        files[CONTRACTS / "openapi" / f"{service}.json"] = render(doc)
+    return files
+
+
+def export() -> list[Path]:
+    written = []
+    for path, text in expected_files().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            written.append(path)
+    return written

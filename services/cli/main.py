@@ -1,0 +1,23 @@
+"""`panui` — the command-line tool for agencies, ops and the coordinator."""
+
+import typer
+
+app = typer.Typer(help="Pānui: one coordinated breach notice per person.", no_args_is_help=True)
+contracts_app = typer.Typer(help="The message and API contracts in contracts/.", no_args_is_help=True)
+app.add_typer(contracts_app, name="contracts")
+
+
+@contracts_app.command("export")
+def contracts_export() -> None:
+    """Regenerate contracts/schemas and contracts/openapi from the code."""
+    from services.cli import contracts
+
+    written = contracts.export()
+    for path in written:
+        typer.echo(f"wrote {path.relative_to(contracts.REPO_ROOT)}")
+    if not written:
+        typer.echo("contracts are up to date")
+
+
+if __name__ == "__main__":
+    app()

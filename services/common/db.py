@@ -1,0 +1,67 @@
+"""Database engines and sessions (SQLModel over SQLAlchemy), for PostgreSQL and SQLite alike.
+
+Services use a synchronous engine and run database work in a worker thread
+(`run_db`), which keeps transactions simple and still leaves the event loop free.
+"""
+
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, create_engine
+
+T = TypeVar("T")
+
+
+def _normalise_url(url: str) -> str:
+    # Accept the plain libpq form ops will paste; we ship psycopg 3 as the driver.
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    url = _normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def create_schema(engine: Engine, models: list[type[SQLModel]]) -> None:
+    """Create one service's tables. All models share SQLModel's metadata, so each service
+    names its own tables: a service's database holds only what that service owns."""
+    SQLModel.metadata.create_all(engine, tables=[m.__table__ for m in models])
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One transaction: committed when the block ends, rolled back on error."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+async def run_db(fn: Callable[..., T], *args, **kwargs) -> T:
+    return await asyncio.to_thread(fn, *args, **kwargs)

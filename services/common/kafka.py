@@ -1,0 +1,187 @@
+"""Kafka plumbing: topic creation, the idempotent producer, and a consumer worker that
+commits offsets only after the handler's work is durable.
+
+Delivery is at-least-once; handlers make their effects idempotent (message ids, record
+versions), so a replay after a crash or rebalance changes nothing.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import ConsumerRecord
+
+from services.common import metrics
+from services.common.settings import ServiceSettings
+from services.common.topics import TopicSpec
+
+log = logging.getLogger(__name__)
+
+_TOPIC_ALREADY_EXISTS = 36
+
+BatchHandler = Callable[[TopicPartition, list[ConsumerRecord]], Awaitable[None]]
+PartitionsHook = Callable[[set[TopicPartition]], Awaitable[None]]
+
+
+async def ensure_topics(settings: ServiceSettings, specs: Iterable[TopicSpec]) -> None:
+    """Create the topics this service uses, if missing. Safe to call from every replica."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        new = [
+            NewTopic(
+                name=spec.full_name(settings.topic_prefix),
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication_factor,
+                topic_configs=spec.kafka_configs(),
+            )
+            for spec in specs
+        ]
+        response = await admin.create_topics(new)
+        for topic, code, *_ in response.topic_errors:
+            if code not in (0, _TOPIC_ALREADY_EXISTS):
+                raise KafkaError(f"could not create topic {topic}: error code {code}")
+    finally:
+        await admin.close()
+
+
+def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
+    # Idempotence (implies acks=all) so a retried send never writes a message twice.
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=1024 * 1024,
+        client_id=settings.service_name,
+    )
+
+
+async def kafka_reachable(settings: ServiceSettings) -> None:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=3000
+    )
+    await admin.start()
+    try:
+        await admin.list_topics()
+    finally:
+        await admin.close()
+
+
+class _Listener(ConsumerRebalanceListener):
+    """Keeps the worker's view of owned partitions; hooks stay short so getmany() isn't stalled."""
+
+    def __init__(self, worker: "ConsumerWorker"):
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.worker.owned -= set(revoked)
+        if self.worker.on_revoked:
+            await self.worker.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.worker.owned |= set(assigned)
+        if self.worker.on_assigned:
+            await self.worker.on_assigned(set(assigned))
+
+
+class ConsumerWorker:
+    """Consume → handle (durably) → commit the handled offsets, one partition batch at a time."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        group: str,
+        topics: Iterable[TopicSpec],
+        handler: BatchHandler,
+        on_assigned: PartitionsHook | None = None,
+        on_revoked: PartitionsHook | None = None,
+    ):
+        self.settings = settings
+        self.group_id = settings.consumer_group(group)
+        self.topic_names = [t.full_name(settings.topic_prefix) for t in topics]
+        self.handler = handler
+        self.on_assigned = on_assigned
+        self.on_revoked = on_revoked
+        self.owned: set[TopicPartition] = set()
+        self.consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task | None = None
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.group_id,
+            client_id=f"{self.settings.service_name}-{self.group_id}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # a new group must not skip records already published
+            isolation_level="read_committed",
+            max_poll_interval_ms=300_000,
+        )
+        await self.consumer.start()
+        self.consumer.subscribe(self.topic_names, listener=_Listener(self))
+        self._task = asyncio.create_task(self._run(), name=f"consumer:{self.group_id}")
+
+    async def stop(self, grace_s: float = 30.0) -> None:
+        """Finish the batch in hand (so its offsets are committed), then leave the group."""
+        self._stopping.set()
+        if self._task:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s)
+            except TimeoutError:
+                self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self.consumer:
+            await self.consumer.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        assert self.consumer is not None
+        while not self._stopping.is_set():
+            try:
+                batches = await self.consumer.getmany(
+                    timeout_ms=self.settings.consumer_poll_timeout_ms,
+                    max_records=self.settings.consumer_batch_max_records,
+                )
+                for tp, records in batches.items():
+                    await self._handle(tp, records)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep consuming; the uncommitted batch is redelivered
+                log.exception("consumer %s: batch failed; retrying from last commit", self.group_id)
+                metrics.CONSUMER_ERRORS.labels(group=self.group_id).inc()
+                await self._rewind_to_committed()
+                await asyncio.sleep(1.0)
+
+    async def _handle(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        started = time.perf_counter()
+        await self.handler(tp, records)
+        metrics.CONSUMER_BATCH_SECONDS.labels(group=self.group_id).observe(
+            time.perf_counter() - started
+        )
+        metrics.MESSAGES_CONSUMED.labels(group=self.group_id, topic=tp.topic).inc(len(records))
+        if tp not in self.owned:
+            return  # revoked while we worked: the new owner replays; effects are idempotent
+        try:
+            await self.consumer.commit({tp: records[-1].offset + 1})
+        except (CommitFailedError, IllegalStateError):
+            log.warning("consumer %s: commit lost to a rebalance; batch will replay", self.group_id)
+
+    async def _rewind_to_committed(self) -> None:
+        # After a failed batch, fetch again from the last commit rather than skip ahead.
+        for tp in list(self.owned):
+            committed = await self.consumer.committed(tp)
+            if committed is not None:
+                self.consumer.seek(tp, committed)
+            else:
+                await self.consumer.seek_to_beginning(tp)

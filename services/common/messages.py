@@ -1,0 +1,339 @@
+"""Python models of the Kafka messages defined in contracts/schemas/*.json.
+
+contracts/ is the language-neutral source of truth; tests/contracts checks that these models
+produce messages the schemas accept and that the schemas reject what the models reject.
+Personal fields travel only inside `sealed` (see services.common.crypto); the clear fields
+are ids, counts, categories and flags that routing, ordering and ops need.
+"""
+
+import uuid
+from datetime import UTC, date, datetime
+from typing import Annotated, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+DATA_CATEGORIES = (
+    "clinical_notes",
+    "lab_results",
+    "referral_letters",
+    "discharge_summaries",
+    "prescriptions",
+    "identity_documents",
+    "images",
+    "contact_details",
+    "other",
+)
+DataCategory = Literal[
+    "clinical_notes",
+    "lab_results",
+    "referral_letters",
+    "discharge_summaries",
+    "prescriptions",
+    "identity_documents",
+    "images",
+    "contact_details",
+    "other",
+]
+Language = Literal["en", "mi"]
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]
+DeliveryStatus = Literal[
+    "queued",
+    "sending",
+    "sent",
+    "delivered",
+    "temporary-failure",
+    "permanent-failure",
+    "technical-failure",
+    "unreachable",
+]
+Channel = Literal["email", "sms", "postal", "none"]
+
+
+def new_message_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    message_id: str = Field(default_factory=new_message_id, min_length=1, max_length=64)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+
+# --- sealed payloads: plaintext shapes of the `sealed` fields below ------------------------------
+
+
+class _Sealed(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Address(_Sealed):
+    line1: str | None = Field(default=None, max_length=200)
+    line2: str | None = Field(default=None, max_length=200)
+    suburb: str | None = Field(default=None, max_length=200)
+    city: str | None = Field(default=None, max_length=200)
+    postcode: str | None = Field(default=None, pattern=r"^[0-9]{4}$")
+
+
+class Representative(_Sealed):
+    """Who receives the notice for someone else (e.g. a parent for an under-16, s 116)."""
+
+    name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=254)
+    mobile: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$")
+    relationship: str | None = Field(default=None, max_length=100)
+
+
+class Hold(_Sealed):
+    reason: Literal["health_prejudice", "representative", "other"]
+    note: str | None = Field(default=None, max_length=1000)
+    representative: Representative | None = None
+
+
+class SealedPersonalFields(_Sealed):
+    """Plaintext of AffectedRecordMessage.sealed (the validated personal fields)."""
+
+    nhi: str | None = Field(default=None, pattern=r"^[A-HJ-NP-Z]{3}([0-9]{4}|[0-9]{2}[A-HJ-NP-Z]{2})$")
+    given_names: str | None = Field(default=None, max_length=200)
+    family_name: str | None = Field(default=None, max_length=200)
+    date_of_birth: date | None = None
+    email: str | None = Field(default=None, max_length=254)
+    mobile: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$")
+    address: Address | None = None
+    hold: Hold | None = None
+
+
+class Recipient(_Sealed):
+    given_names: str | None = Field(default=None, max_length=200)
+    family_name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=254)
+    mobile: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$")
+    address: Address | None = None
+
+
+class SealedRecipient(_Sealed):
+    """Plaintext of NoticeMessage.sealed: who the notice goes to."""
+
+    recipient: Recipient
+    representative: Representative | None = None
+
+
+# --- affected-records.v1 (from intake; key = incident_id) -------------------------------------
+
+
+class AffectedRecordMessage(_Message):
+    """One version of one agency's record of one affected person."""
+
+    type: Literal["affected-record"] = "affected-record"
+    incident_id: Id
+    agency_id: Id
+    source_record_id: str = Field(min_length=1, max_length=128)
+    record_version: int = Field(ge=1)
+    feed_id: Id
+    received_at: datetime
+    data_categories: list[DataCategory] = Field(max_length=len(DATA_CATEGORIES))
+    document_count: int = Field(ge=0)
+    preferred_language: Language = "en"
+    on_hold: bool = False
+    # Sealed JSON of the personal fields: nhi, given_names, family_name, date_of_birth, email,
+    # mobile, address, hold. Context: sealing_context() below.
+    sealed: str = Field(min_length=1)
+
+    def sealing_context(self) -> str:
+        return record_sealing_context(
+            self.incident_id, self.agency_id, self.source_record_id, self.record_version
+        )
+
+
+def record_sealing_context(incident_id: str, agency_id: str, source_record_id: str, version: int) -> str:
+    return f"affected-record|{incident_id}|{agency_id}|{source_record_id}|{version}"
+
+
+class RecordWithdrawnMessage(_Message):
+    """An agency withdrew a record it sent by mistake."""
+
+    type: Literal["record-withdrawn"] = "record-withdrawn"
+    incident_id: Id
+    agency_id: Id
+    source_record_id: str = Field(min_length=1, max_length=128)
+    withdrawn_at: datetime
+
+
+class ContributionCompleteMessage(_Message):
+    """An agency has sent everything it will send for an incident."""
+
+    type: Literal["contribution-complete"] = "contribution-complete"
+    incident_id: Id
+    agency_id: Id
+    record_count: int = Field(ge=0)
+    completed_at: datetime
+
+
+AffectedRecordsTopicMessage = Annotated[
+    AffectedRecordMessage | RecordWithdrawnMessage | ContributionCompleteMessage,
+    Field(discriminator="type"),
+]
+
+# --- incidents.v1 (from intake; key = incident_id; compacted: latest state wins) ---------------
+
+
+class IncidentAgency(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agency_id: Id
+    name: str = Field(min_length=1, max_length=200)
+
+
+class ContactPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    organisation: str = Field(min_length=1, max_length=200)
+    phone: str = Field(min_length=3, max_length=40)
+    # Typed by the person, never a link: notices carry nothing to click.
+    web_address: str = Field(min_length=3, max_length=200, pattern=r"^[A-Za-z0-9.\-]+(/[^\s<>\"']*)?$")
+    hours: str | None = Field(default=None, max_length=200)
+
+
+DEFAULT_NEVER_ASK = (
+    "passwords or PINs",
+    "payment or bank details",
+    "one-time codes sent to your phone",
+    "remote access to your computer or phone",
+)
+DEFAULT_COMPLAINT_RIGHT = (
+    "You have the right to complain to the Privacy Commissioner about this breach "
+    "(privacy.org.nz, 0800 803 909)."
+)
+
+
+class IncidentContent(BaseModel):
+    """What every notice must say (Privacy Act 2020 s 117), supplied by the coordinator."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sender_name: str = Field(min_length=1, max_length=200)
+    breach_description: str = Field(min_length=1, max_length=5000)
+    suspected_holder_statement: str = Field(min_length=1, max_length=2000)
+    steps_taken: str = Field(min_length=1, max_length=5000)
+    mitigation_advice: list[str] = Field(min_length=1, max_length=20)
+    privacy_commissioner_notified: bool
+    privacy_commissioner_notified_on: date | None = None
+    complaint_right: str = Field(default=DEFAULT_COMPLAINT_RIGHT, max_length=2000)
+    contact: ContactPoint
+    never_ask: list[str] = Field(default_factory=lambda: list(DEFAULT_NEVER_ASK), max_length=20)
+    # Coordinator-supplied te reo Māori templates (Jinja2 source); English is the fallback.
+    templates_mi: dict[str, str] = Field(default_factory=dict)
+    sms_segment_budget: int = Field(default=3, ge=1, le=10)
+
+
+class ReleasePolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Release when every expected agency is complete, or at this deadline, whichever is first.
+    hold_deadline: datetime | None = None
+    # After release, a new person's notice waits this long for their other records to join.
+    settle_window_seconds: int = Field(default=300, ge=0, le=7 * 24 * 3600)
+    # After release, a joining record triggers an amendment when it adds:
+    amend_on: Literal["new_agency_or_category", "new_agency", "never"] = "new_agency_or_category"
+
+
+class ChannelPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["email_else_sms", "sms_else_email", "both"] = "email_else_sms"
+    fallback: list[Literal["email", "sms", "postal"]] = ["email", "sms", "postal"]
+
+
+class IncidentMessage(_Message):
+    """An incident's current state: the notice content the law requires, the agencies
+    expected to contribute, and the release policy. Contains no personal data."""
+
+    type: Literal["incident"] = "incident"
+    incident_id: Id
+    revision: int = Field(ge=1)
+    title: str = Field(min_length=1, max_length=200)
+    content: IncidentContent
+    agencies: list[IncidentAgency]
+    expected_agency_ids: list[Id]
+    release_policy: ReleasePolicy
+    channel_policy: ChannelPolicy
+    updated_at: datetime
+
+
+def decode_incident(value: bytes) -> IncidentMessage:
+    return IncidentMessage.model_validate_json(value)
+
+
+# --- notices.v1 (from dedupe; key = person_id) --------------------------------------------------
+
+
+class NoticeAgency(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agency_id: Id
+    name: str = Field(min_length=1, max_length=200)
+    data_categories: list[DataCategory]
+    document_count: int = Field(ge=0)
+
+
+class NoticeMessage(_Message):
+    """The one notice (version 1) or an amendment (version > 1) for one person."""
+
+    type: Literal["notice"] = "notice"
+    notice_id: Id  # deterministic: stable across replays
+    incident_id: Id
+    person_id: Id  # opaque, derived from no personal data
+    version: int = Field(ge=1)
+    created_at: datetime
+    preferred_language: Language = "en"
+    channels: list[Literal["email", "sms", "postal"]]  # which contact kinds are present
+    has_representative: bool = False
+    agencies: list[NoticeAgency] = Field(min_length=1)
+    # Sealed JSON: {"recipient": {given_names, family_name, email, mobile, address},
+    # "representative": {...} | null}. Context: notice_sealing_context().
+    sealed: str = Field(min_length=1)
+
+
+def notice_sealing_context(notice_id: str) -> str:
+    return f"notice|{notice_id}"
+
+
+# --- delivery-events.v1 (from dispatch; key = notice_id) ----------------------------------------
+
+
+class DeliveryEventMessage(_Message):
+    """A delivery of one notice on one channel changed state."""
+
+    type: Literal["delivery-event"] = "delivery-event"
+    notice_id: Id
+    incident_id: Id
+    person_id: Id
+    channel: Channel
+    status: DeliveryStatus
+    attempt: int = Field(ge=0)
+    provider: str | None = Field(default=None, max_length=64)
+    reason_code: str | None = Field(default=None, max_length=64)
+    occurred_at: datetime
+
+
+_affected_records_adapter = TypeAdapter(AffectedRecordsTopicMessage)
+
+
+def decode_affected_records_topic(value: bytes) -> AffectedRecordsTopicMessage:
+    return _affected_records_adapter.validate_json(value)
+
+
+def decode_notice(value: bytes) -> NoticeMessage:
+    return NoticeMessage.model_validate_json(value)
+
+
+def decode_delivery_event(value: bytes) -> DeliveryEventMessage:
+    return DeliveryEventMessage.model_validate_json(value)

@@ -1,0 +1,151 @@
+"""Transactional outbox: a service writes its state change and the message announcing it in
+one database transaction; the relay publishes pending messages to Kafka in order.
+
+A crash between publishing and deleting the row republishes that message once more; every
+consumer treats messages idempotently (message ids, versions), so nothing happens twice.
+"""
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, LargeBinary, delete, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, select  # noqa: I001
+
+from services.common import metrics
+from services.common.db import run_db
+from services.common.settings import ServiceSettings
+from services.common.topics import TopicSpec
+
+log = logging.getLogger(__name__)
+
+# One relay at a time per database keeps per-key order even with several replicas.
+_RELAY_LOCK_ID = 0x50414E5549  # "PANUI"
+
+
+class OutboxMessage(SQLModel, table=True):
+    __tablename__ = "outbox_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    topic: str = Field(max_length=100)  # logical topic name, without the deployment prefix
+    key: str = Field(max_length=200)  # never personal data
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+def enqueue(session: Session, topic: TopicSpec, key: str, payload: bytes) -> None:
+    session.add(OutboxMessage(topic=topic.name, key=key, payload=payload))
+
+
+class OutboxRelay:
+    def __init__(self, settings: ServiceSettings, engine: Engine, producer):  # noqa: ANN001
+        self.settings = settings
+        self.engine = engine
+        self.producer = producer
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._lock_conn = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Finish the batch in flight (publish and delete), so a clean stop republishes nothing."""
+        self._stopping = True
+        self._wake.set()
+        if self._task:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s)
+            except TimeoutError:
+                self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await run_db(self._release_leadership)
+
+    def wake(self) -> None:
+        """Called after a commit that enqueued messages, so they go out without waiting a poll."""
+        self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                published = await self.publish_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the batch stays in the outbox and is retried
+                log.exception("outbox relay: publish failed; will retry")
+                published = 0
+                await asyncio.sleep(1.0)
+            if published < self.settings.outbox_batch_size and not self._stopping:
+                try:
+                    await asyncio.wait_for(
+                        self._wake.wait(), timeout=self.settings.outbox_poll_interval_s
+                    )
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of pending messages; returns how many were published."""
+        batch = await run_db(self._claim_batch)
+        if not batch:
+            return 0
+        futures = [
+            await self.producer.send(
+                f"{self.settings.topic_prefix}{row.topic}", value=row.payload, key=row.key.encode()
+            )
+            for row in batch
+        ]
+        await asyncio.gather(*futures)
+        await run_db(self._delete, [row.id for row in batch])
+        for row in batch:
+            metrics.OUTBOX_PUBLISHED.labels(service=self.settings.service_name, topic=row.topic).inc()
+        return len(batch)
+
+    def _is_leader(self) -> bool:
+        """On PostgreSQL, only the replica holding the relay's advisory lock publishes; the lock
+        lives as long as its connection, so a dead relay hands over automatically."""
+        if self.engine.dialect.name != "postgresql":
+            return True
+        if self._lock_conn is not None:
+            return True
+        conn = self.engine.connect()
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": _RELAY_LOCK_ID}).scalar()
+        conn.commit()
+        if got:
+            self._lock_conn = conn
+            return True
+        conn.close()
+        return False
+
+    def _release_leadership(self) -> None:
+        if self._lock_conn is not None:
+            self._lock_conn.close()
+            self._lock_conn = None
+
+    def _claim_batch(self) -> list[OutboxMessage]:
+        if not self._is_leader():
+            return []
+        with Session(self.engine, expire_on_commit=False) as session:
+            rows = session.exec(
+                select(OutboxMessage).order_by(OutboxMessage.id).limit(self.settings.outbox_batch_size)
+            ).all()
+            session.expunge_all()
+            return list(rows)
+
+    def _delete(self, ids: list[int]) -> None:
+        with Session(self.engine) as session:
+            session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+            session.commit()
+
+    def pending_count(self) -> int:
+        with Session(self.engine) as session:
+            return session.execute(text("SELECT count(*) FROM outbox_message")).scalar_one()

@@ -1,0 +1,154 @@
+"""The runtime every Pānui service shares: settings, database, sealer, Kafka producer, outbox
+relay, consumer workers — started and stopped together by the FastAPI lifespan — plus the
+/healthz, /readyz and /metrics endpoints."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from sqlmodel import SQLModel
+
+from services.common import db, metrics
+from services.common.crypto import Sealer
+from services.common.errors import install_error_handlers
+from services.common.kafka import ConsumerWorker, ensure_topics, kafka_reachable, make_producer
+from services.common.logging import configure_logging
+from services.common.outbox import OutboxMessage, OutboxRelay
+from services.common.settings import ServiceSettings
+from services.common.topics import TopicSpec
+
+log = logging.getLogger(__name__)
+
+WorkersFactory = Callable[["ServiceRuntime"], Iterable[ConsumerWorker]]
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        models: list[type[SQLModel]],
+        topics: Iterable[TopicSpec],
+        workers: WorkersFactory | None = None,
+        on_start: Callable[["ServiceRuntime"], Awaitable[None]] | None = None,
+    ):
+        self.settings = settings
+        self.engine = db.make_engine(settings.resolved_database_url())
+        self.models = [*models, OutboxMessage]
+        self.topics = list(topics)
+        self.sealer = Sealer(settings.data_keys.get_secret_value())
+        self._workers_factory = workers
+        self._on_start = on_start
+        self.producer = None
+        self.relay: OutboxRelay | None = None
+        self.workers: list[ConsumerWorker] = []
+
+    async def start(self) -> None:
+        await db.run_db(db.create_schema, self.engine, self.models)
+        await ensure_topics(self.settings, self.topics)
+        self.producer = make_producer(self.settings)
+        await self.producer.start()
+        self.relay = OutboxRelay(self.settings, self.engine, self.producer)
+        self.relay.start()
+        if self._on_start:
+            await self._on_start(self)
+        self.workers = list(self._workers_factory(self)) if self._workers_factory else []
+        for worker in self.workers:
+            await worker.start()
+        log.info("service started", extra={"service": self.settings.service_name})
+
+    async def stop(self) -> None:
+        for worker in self.workers:
+            await worker.stop()
+        if self.relay:
+            await self.relay.stop()
+        if self.producer:
+            await self.producer.stop()
+        self.engine.dispose()
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            await db.run_db(db.ping, self.engine)
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - report, don't crash the probe
+            checks["database"] = f"error: {type(exc).__name__}"
+        try:
+            await asyncio.wait_for(kafka_reachable(self.settings), timeout=5)
+            checks["kafka"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["kafka"] = f"error: {type(exc).__name__}"
+        for worker in self.workers:
+            checks[f"consumer:{worker.group_id}"] = "ok" if worker.running else "error: stopped"
+        if self.relay:
+            checks["outbox-relay"] = "ok" if self.relay.running else "error: stopped"
+        return checks
+
+
+def _ops_router() -> APIRouter:
+    router = APIRouter(tags=["ops"])
+
+    @router.get("/healthz", summary="Process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Database and Kafka reachable, workers running")
+    async def readyz(request: Request) -> JSONResponse:
+        checks = await request.app.state.runtime.readiness()
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not-ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics_endpoint() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    return router
+
+
+def create_service_app(
+    runtime: ServiceRuntime, *, title: str, description: str, routers: Iterable[APIRouter] = ()
+) -> FastAPI:
+    configure_logging(runtime.settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(_ops_router())
+    for router in routers:
+        app.include_router(router)
+
+    service = runtime.settings.service_name
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):  # noqa: ANN001, ANN202
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.HTTP_REQUESTS.labels(
+            service=service,
+            method=request.method,
+            route=getattr(route, "path", "unmatched"),  # the template, never the raw path
+            status=str(response.status_code),
+        ).inc()
+        return response
+
+    return app
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)

@@ -1,0 +1,57 @@
+"""Configuration by environment, shared by every service.
+
+Each service subclasses ServiceSettings; nothing reads os.environ elsewhere. Defaults are for a
+laptop (`make run`): local Kafka, SQLite under var/. Deployments set the environment instead.
+"""
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PANUI_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "panui"
+    environment: str = "development"
+    log_level: str = "INFO"
+    host: str = "127.0.0.1"  # deployments set 0.0.0.0
+    port: int = 8000
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "PANUI_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    # Tests give every test its own prefix, so topics never collide on the shared broker.
+    topic_prefix: str = "panui."
+    topic_partitions: int = 3
+    topic_replication_factor: int = 1
+
+    database_url: str = Field(
+        default="", validation_alias=AliasChoices("DATABASE_URL", "PANUI_DATABASE_URL")
+    )
+
+    # Keyring for personal fields at rest and in Kafka payloads: "kid:base64key[,kid:base64key…]".
+    # The first key encrypts; all of them decrypt (rotation).
+    data_keys: SecretStr = SecretStr("")
+
+    # Coordinator bearer tokens: "token[,token…]" or "sha256:<hex>" entries.
+    coordinator_tokens: SecretStr = SecretStr("")
+
+    consumer_batch_max_records: int = 500
+    consumer_poll_timeout_ms: int = 500
+    outbox_poll_interval_s: float = 0.2
+    outbox_batch_size: int = 1000
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        var = REPO_ROOT / "var"
+        var.mkdir(exist_ok=True)
+        return f"sqlite:///{var / (self.service_name + '.db')}"
+
+    def consumer_group(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"

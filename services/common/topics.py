@@ -1,0 +1,34 @@
+"""Every Kafka topic Pānui uses: name, partitioning, configuration and key — in one place.
+
+contracts/asyncapi.yaml documents the same topics; tests/contracts checks the two agree.
+"""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str  # without the deployment prefix
+    key: str  # what the message key is; never personal data
+    compacted: bool = False
+    configs: dict[str, str] = field(default_factory=dict)
+
+    def full_name(self, prefix: str) -> str:
+        return f"{prefix}{self.name}"
+
+    def kafka_configs(self) -> dict[str, str]:
+        base = {"cleanup.policy": "compact" if self.compacted else "delete"}
+        return base | self.configs
+
+
+# Keyed by incident: one incident's records, withdrawals and completions stay in order on one
+# partition, which the release policy relies on.
+AFFECTED_RECORDS = TopicSpec("affected-records.v1", key="incident_id")
+# Latest state of each incident (content, expected agencies, release policy): compacted.
+INCIDENTS = TopicSpec("incidents.v1", key="incident_id", compacted=True)
+# One notice (or amendment) per person, keyed by the opaque person id.
+NOTICES = TopicSpec("notices.v1", key="person_id")
+# Every delivery state change, keyed by notice id.
+DELIVERY_EVENTS = TopicSpec("delivery-events.v1", key="notice_id")
+
+ALL_TOPICS = (AFFECTED_RECORDS, INCIDENTS, NOTICES, DELIVERY_EVENTS)

@@ -1,0 +1,84 @@
+"""Building the one notice for a person from the records resolved to them."""
+
+from collections import defaultdict
+
+from services.common.crypto import Sealer
+from services.common.ids import notice_id as make_notice_id
+from services.common.messages import (
+    NoticeAgency,
+    NoticeMessage,
+    notice_sealing_context,
+    record_sealing_context,
+    utcnow,
+)
+from services.dedupe.models import RecordState
+
+_CONTACT_FIELDS = ("given_names", "family_name", "email", "mobile", "address")
+
+
+def open_record(sealer: Sealer, record: RecordState) -> dict:
+    return sealer.open(
+        record.sealed,
+        record_sealing_context(
+            record.incident_id, record.agency_id, record.source_record_id, record.record_version
+        ),
+    )
+
+
+def merge_recipient(personal_fields: list[dict]) -> dict:
+    """The recipient's name and channels: the first value seen for each field, most recent
+    record first, so the freshest contact details are used."""
+    recipient: dict = {}
+    for fields in personal_fields:
+        for name in _CONTACT_FIELDS:
+            if fields.get(name) and name not in recipient:
+                recipient[name] = fields[name]
+    return recipient
+
+
+def build_notice(
+    sealer: Sealer,
+    incident_id: str,
+    person_id: str,
+    version: int,
+    records: list[RecordState],
+    agency_names: dict[str, str],
+) -> NoticeMessage:
+    records = sorted(records, key=lambda r: r.updated_at, reverse=True)
+    personal = [open_record(sealer, r) for r in records]
+    recipient = merge_recipient(personal)
+    representative = next((p["hold"]["representative"] for p in personal
+                           if (p.get("hold") or {}).get("representative")), None)
+
+    categories: dict[str, set[str]] = defaultdict(set)
+    documents: dict[str, int] = defaultdict(int)
+    for record in records:
+        categories[record.agency_id].update(record.data_categories)
+        documents[record.agency_id] += record.document_count
+    agencies = [
+        NoticeAgency(
+            agency_id=agency_id,
+            name=agency_names.get(agency_id, agency_id),
+            data_categories=sorted(categories[agency_id]),
+            document_count=documents[agency_id],
+        )
+        for agency_id in sorted(categories)
+    ]
+    channels = [c for c, f in (("email", "email"), ("sms", "mobile"), ("postal", "address"))
+                if recipient.get(f)]
+    notice_id = make_notice_id(incident_id, person_id, version)
+    return NoticeMessage(
+        notice_id=notice_id,
+        incident_id=incident_id,
+        person_id=person_id,
+        version=version,
+        created_at=utcnow(),
+        preferred_language=records[0].preferred_language,  # type: ignore[arg-type]
+        channels=channels,  # type: ignore[arg-type]
+        has_representative=representative is not None,
+        agencies=agencies,
+        sealed=sealer.seal(
+            {"recipient": recipient, "representative": representative},
+            notice_sealing_context(notice_id),
+        ),
+    )

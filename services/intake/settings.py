@@ -1,0 +1,12 @@
+from services.common.settings import ServiceSettings
+
+
+class IntakeSettings(ServiceSettings):
+    service_name: str = "intake"
+    port: int = 8001
+    max_request_bytes: int = 64 * 1024 * 1024
+    max_records_per_request: int = 50_000
+    # Feed requests per agency per minute (a token bucket in each intake replica).
+    agency_requests_per_minute: int = 120
+    receipt_problem_limit: int = 20
+    store_chunk_records: int = 2_000

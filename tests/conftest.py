@@ -1,0 +1,80 @@
+"""Shared fixtures. One Kafka broker and one PostgreSQL server per run (started by
+`make test` / `make infra-up`); every test gets its own topics and its own database."""
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.common.crypto import generate_key_spec
+from tests.support import infra
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    return infra.kafka_bootstrap()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    return infra.pg_admin_url()
+
+
+@pytest.fixture
+async def topic_prefix(kafka_bootstrap: str) -> AsyncIterator[str]:
+    prefix = f"test-{uuid.uuid4().hex[:10]}."
+    yield prefix
+    await infra.delete_topics_with_prefix(kafka_bootstrap, prefix)
+
+
+@pytest.fixture
+def pg_database(pg_admin_url: str):  # noqa: ANN201
+    """A fresh PostgreSQL database for this test; returns a factory so a test can have several."""
+    created: list[str] = []
+
+    def make() -> str:
+        name, url = infra.create_database(pg_admin_url)
+        created.append(name)
+        return url
+
+    yield make
+    for name in created:
+        infra.drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def data_keys() -> str:
+    return generate_key_spec("test1")
+
+
+COORDINATOR_TOKEN = "test-coordinator-token"  # noqa: S105 - test-only credential
+
+
+@pytest.fixture
+def service_env(kafka_bootstrap: str, topic_prefix: str, data_keys: str) -> dict:
+    """Settings shared by every service in one test: same broker, prefix and keyring."""
+    return {
+        "kafka_bootstrap_servers": kafka_bootstrap,
+        "topic_prefix": topic_prefix,
+        "data_keys": data_keys,
+        "coordinator_tokens": COORDINATOR_TOKEN,
+        "consumer_poll_timeout_ms": 200,
+        "outbox_poll_interval_s": 0.05,
+    }
+
+
+@asynccontextmanager
+async def running(app: FastAPI, base_url: str = "http://test") -> AsyncIterator[httpx.AsyncClient]:
+    """Run an app's lifespan (its workers included) and give an HTTP client bound to it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=30) as client:
+            yield client
+
+
+@pytest.fixture
+def run_app():  # noqa: ANN201
+    return running

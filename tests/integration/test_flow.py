@@ -1,0 +1,61 @@
+"""The whole path on the real broker and real PostgreSQL: one affected record POSTed to
+intake reaches dedupe, becomes a notice, and dispatch publishes its delivery event."""
+
+import pytest
+
+from services.common.messages import decode_delivery_event, decode_notice
+from services.dedupe.app import create_app as create_dedupe
+from services.dedupe.settings import DedupeSettings
+from services.dispatch.app import create_app as create_dispatch
+from services.dispatch.settings import DispatchSettings
+from services.intake.app import create_app as create_intake
+from services.intake.settings import IntakeSettings
+from tests.conftest import COORDINATOR_TOKEN, running
+from tests.support.factories import affected_record, incident_body, ndjson
+from tests.support.infra import topic_reader
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+
+COORDINATOR = {"authorization": f"Bearer {COORDINATOR_TOKEN}"}
+
+
+async def test_one_record_flows_from_intake_to_a_delivery_event(
+    service_env, pg_database, kafka_bootstrap, topic_prefix
+):
+    intake = create_intake(IntakeSettings(**service_env, database_url=pg_database()))
+    dedupe = create_dedupe(DedupeSettings(**service_env, database_url=pg_database()))
+    dispatch = create_dispatch(DispatchSettings(**service_env, database_url=pg_database()))
+
+    async with running(intake) as client, running(dedupe), running(dispatch):
+        created = await client.post(
+            "/v1/incidents", headers=COORDINATOR,
+            json=incident_body("inc-flow", [("gp-kowhai", "Kōwhai Medical Centre")]),
+        )
+        assert created.status_code == 201, created.text
+        api_key = created.json()["issued_keys"][0]["api_key"]
+
+        response = await client.post(
+            "/v1/incidents/inc-flow/feeds",
+            content=ndjson([affected_record("kowhai-0001")]),
+            headers={"authorization": f"Bearer {api_key}", "content-type": "application/x-ndjson"},
+        )
+        assert response.status_code == 202, response.text
+        assert response.json()["accepted"] == 1
+
+        async with topic_reader(kafka_bootstrap, f"{topic_prefix}delivery-events.v1") as events:
+            received = await events.wait_for(lambda m: len(m) >= 1, timeout=60)
+        async with topic_reader(kafka_bootstrap, f"{topic_prefix}notices.v1") as notices:
+            notice_messages = await notices.wait_for(lambda m: len(m) >= 1)
+
+    notice = decode_notice(notice_messages[0].value)
+    assert notice.incident_id == "inc-flow"
+    assert [a.agency_id for a in notice.agencies] == ["gp-kowhai"]
+    assert notice.channels == ["email", "sms"]
+    # Kafka keys and clear fields carry no personal data; the recipient is sealed.
+    assert b"Aroha" not in notice_messages[0].value
+    assert notice_messages[0].key == notice.person_id.encode()
+
+    event = decode_delivery_event(received[0].value)
+    assert event.notice_id == notice.notice_id
+    assert (event.channel, event.status) == ("email", "queued")
+    assert len(received) == 1

@@ -1,0 +1,107 @@
+"""Access to the run's shared Kafka broker and PostgreSQL server, with isolation per test:
+each test gets its own topic prefix and its own database."""
+
+import asyncio
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def kafka_bootstrap() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+def pg_admin_url() -> str:
+    url = os.environ.get("PANUI_PG_ADMIN_URL")
+    if url:
+        return url
+    return subprocess.run(
+        [str(REPO / "scripts/postgres.sh"), "url"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def create_database(admin_url: str) -> tuple[str, str]:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = admin_url.rpartition("/")
+    return name, f"{base}/{name}"
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def delete_topics_with_prefix(bootstrap: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if topics:
+            await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+
+
+@asynccontextmanager
+async def topic_reader(bootstrap: str, topic: str) -> AsyncIterator["TopicReader"]:
+    reader = TopicReader(bootstrap, topic)
+    await reader.start()
+    try:
+        yield reader
+    finally:
+        await reader.stop()
+
+
+class TopicReader:
+    """Reads a whole topic from the beginning without a consumer group (an observer)."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.topic = topic
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+            isolation_level="read_committed",
+        )
+        self.messages: list = []
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        for _ in range(50):
+            partitions = self.consumer.partitions_for_topic(self.topic)
+            if partitions:
+                break
+            await self.consumer._client.force_metadata_update()  # topic may be brand new
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"topic {self.topic} does not exist")
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_beginning(*tps)
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def wait_for(self, predicate, timeout: float = 30.0) -> list:  # noqa: ANN001
+        """Read until predicate(all messages so far) is true; returns the messages."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate(self.messages):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"timed out after {timeout}s on {self.topic} with {len(self.messages)} messages"
+                )
+            batch = await self.consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000))
+            for records in batch.values():
+                self.messages.extend(records)
+        return self.messages
