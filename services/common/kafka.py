@@ -25,6 +25,7 @@ _TOPIC_ALREADY_EXISTS = 36
 
 BatchHandler = Callable[[TopicPartition, list[ConsumerRecord]], Awaitable[None]]
 PartitionsHook = Callable[[set[TopicPartition]], Awaitable[None]]
+TickHook = Callable[[set[TopicPartition]], Awaitable[None]]
 
 
 async def ensure_topics(settings: ServiceSettings, specs: Iterable[TopicSpec]) -> None:
@@ -100,6 +101,8 @@ class ConsumerWorker:
         handler: BatchHandler,
         on_assigned: PartitionsHook | None = None,
         on_revoked: PartitionsHook | None = None,
+        on_tick: TickHook | None = None,
+        tick_interval_s: float = 1.0,
     ):
         self.settings = settings
         self.group_id = settings.consumer_group(group)
@@ -107,6 +110,11 @@ class ConsumerWorker:
         self.handler = handler
         self.on_assigned = on_assigned
         self.on_revoked = on_revoked
+        # Time-driven work (deadlines, retries) runs in the consumer's own task, between
+        # batches, so it never races the handler over the same partitions' state.
+        self.on_tick = on_tick
+        self.tick_interval_s = tick_interval_s
+        self._last_tick = 0.0
         self.owned: set[TopicPartition] = set()
         self.consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task | None = None
@@ -155,6 +163,9 @@ class ConsumerWorker:
                 )
                 for tp, records in batches.items():
                     await self._handle(tp, records)
+                if self.on_tick and time.monotonic() - self._last_tick >= self.tick_interval_s:
+                    self._last_tick = time.monotonic()
+                    await self.on_tick(set(self.owned))
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep consuming; the uncommitted batch is redelivered
@@ -185,3 +196,70 @@ class ConsumerWorker:
                 self.consumer.seek(tp, committed)
             else:
                 await self.consumer.seek_to_beginning(tp)
+
+
+class TopicFollower:
+    """Follows a whole (compacted) topic from the beginning without a consumer group: every
+    replica sees every message, e.g. each incident's latest state. No offsets are committed —
+    the handler must be idempotent (apply only newer revisions)."""
+
+    def __init__(self, settings: ServiceSettings, topic: TopicSpec, handler: BatchHandler):
+        self.settings = settings
+        self.topic_name = topic.full_name(settings.topic_prefix)
+        self.handler = handler
+        self.consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task | None = None
+        self.caught_up = asyncio.Event()
+
+    async def start(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            client_id=f"{self.settings.service_name}-follow-{self.topic_name}",
+        )
+        await self.consumer.start()
+        partitions = self.consumer.partitions_for_topic(self.topic_name)
+        if not partitions:
+            await self.consumer._client.force_metadata_update()  # created a moment ago
+            partitions = self.consumer.partitions_for_topic(self.topic_name) or set()
+        tps = [TopicPartition(self.topic_name, p) for p in sorted(partitions)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_beginning(*tps)
+        self._end = await self.consumer.end_offsets(tps)
+        self._task = asyncio.create_task(self._run(), name=f"follow:{self.topic_name}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self.consumer:
+            await self.consumer.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def group_id(self) -> str:  # for readiness reporting beside consumer workers
+        return f"follow:{self.topic_name}"
+
+    async def _run(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(
+                timeout_ms=self.settings.consumer_poll_timeout_ms, max_records=500)
+            for tp, records in batches.items():
+                try:
+                    await self.handler(tp, records)
+                except Exception:  # keep following; re-read the failed batch
+                    log.exception("follower %s: batch failed; retrying", self.topic_name)
+                    self.consumer.seek(tp, records[0].offset)
+                    await asyncio.sleep(1.0)
+            if not self.caught_up.is_set():
+                positions = [await self.consumer.position(tp) for tp in self._end]
+                if all(pos >= end for pos, end in zip(positions, self._end.values(), strict=True)):
+                    self.caught_up.set()

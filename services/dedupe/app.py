@@ -2,10 +2,11 @@
 
 from fastapi import FastAPI
 
-from services.common.kafka import ConsumerWorker
+from services.common.kafka import ConsumerWorker, TopicFollower
 from services.common.runtime import ServiceRuntime, create_service_app
-from services.common.topics import AFFECTED_RECORDS, NOTICES
-from services.dedupe.consumer import AffectedRecordsHandler
+from services.common.topics import AFFECTED_RECORDS, INCIDENTS, NOTICES
+from services.dedupe.api import build_router
+from services.dedupe.consumer import AffectedRecordsHandler, IncidentsHandler
 from services.dedupe.models import MODELS
 from services.dedupe.pipeline import DedupePipeline
 from services.dedupe.settings import DedupeSettings
@@ -14,14 +15,22 @@ from services.dedupe.settings import DedupeSettings
 def create_app(settings: DedupeSettings | None = None) -> FastAPI:
     settings = settings or DedupeSettings()
 
-    def workers(runtime: ServiceRuntime) -> list[ConsumerWorker]:
-        pipeline = DedupePipeline(runtime.engine, runtime.sealer)
-        handler = AffectedRecordsHandler(pipeline, runtime.relay)
-        return [ConsumerWorker(settings, "dedupe.affected-records", [AFFECTED_RECORDS], handler)]
+    def workers(runtime: ServiceRuntime) -> list:
+        runtime.pipeline = DedupePipeline(runtime.engine, runtime.sealer)
+        records = AffectedRecordsHandler(runtime.pipeline, runtime.relay)
+        return [
+            # Incidents first: agency names and release policy before their records.
+            TopicFollower(settings, INCIDENTS, IncidentsHandler(runtime.pipeline)),
+            ConsumerWorker(settings, "dedupe.affected-records", [AFFECTED_RECORDS], records,
+                           on_revoked=records.revoked, on_tick=records.tick,
+                           tick_interval_s=settings.release_tick_s),
+        ]
 
-    runtime = ServiceRuntime(settings, MODELS, [AFFECTED_RECORDS, NOTICES], workers=workers)
+    runtime = ServiceRuntime(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS, NOTICES],
+                             workers=workers)
     return create_service_app(
         runtime,
         title="Pānui dedupe",
         description="Resolves patient identity across feeds and releases one notice per person.",
+        routers=[build_router(settings)],
     )

@@ -1,9 +1,10 @@
-"""Dedupe's own tables: the records it has seen (latest version each), person assignments
-and the notices it has released."""
+"""Dedupe's own tables: what it knows of each incident, the records it has seen (latest
+version each, personal fields still sealed), each person's release state, the notices it
+released, and the review queue of uncertain pairs."""
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -11,11 +12,33 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class IncidentState(SQLModel, table=True):
+    """An incident as dedupe sees it: from incidents.v1, plus completions and release."""
+
+    __tablename__ = "incident_state"
+
+    incident_id: str = Field(primary_key=True, max_length=128)
+    revision: int = 0
+    agency_names: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    expected_agency_ids: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    release_policy: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # agency_id → record count announced by its contribution-complete message
+    completed: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The affected-records partition the incident lives on: whoever owns it releases it.
+    partition: int | None = None
+    released_at: datetime | None = None
+    release_reason: str | None = Field(default=None, max_length=16)  # complete|deadline|manual
+    manual_release_requested_at: datetime | None = None
+
+
 class RecordState(SQLModel, table=True):
     """The latest version of one agency's record, as received (personal fields still sealed)."""
 
     __tablename__ = "record_state"
-    __table_args__ = (UniqueConstraint("incident_id", "agency_id", "source_record_id"),)
+    __table_args__ = (
+        UniqueConstraint("incident_id", "agency_id", "source_record_id"),
+        Index("ix_record_state_person", "incident_id", "person_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     incident_id: str = Field(index=True, max_length=128)
@@ -29,8 +52,29 @@ class RecordState(SQLModel, table=True):
     preferred_language: str = Field(default="en", max_length=2)
     on_hold: bool = False
     withdrawn: bool = False
-    person_id: str | None = Field(default=None, index=True, max_length=128)
+    person_id: str | None = Field(default=None, max_length=128)
     updated_at: datetime = Field(default_factory=_now)
+
+
+class PersonState(SQLModel, table=True):
+    """One resolved person in one incident and where their notice stands.
+
+    `person_id` is the resolver's id for the current set of records; `notice_person_id`
+    is the id the person's notices carry, fixed at the first notice so amendments line up
+    even when later records change the resolver's id."""
+
+    __tablename__ = "person_state"
+
+    incident_id: str = Field(primary_key=True, max_length=128)
+    person_id: str = Field(primary_key=True, max_length=128)
+    status: str = Field(default="pending", max_length=16)  # pending|held|notified|empty
+    first_seen_at: datetime = Field(default_factory=_now)
+    changed_at: datetime = Field(default_factory=_now)
+    dirty: bool = Field(default=True, index=True)  # needs a release decision
+    notice_person_id: str | None = Field(default=None, max_length=128)
+    notified_version: int = 0
+    notified_agency_ids: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    notified_categories: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
 class NoticeState(SQLModel, table=True):
@@ -48,4 +92,24 @@ class NoticeState(SQLModel, table=True):
     created_at: datetime = Field(default_factory=_now)
 
 
-MODELS = [RecordState, NoticeState]
+class ReviewState(SQLModel, table=True):
+    """An uncertain pair kept apart for a human decision, with the evidence (levels and
+    weights, never values)."""
+
+    __tablename__ = "review_state"
+
+    review_id: str = Field(primary_key=True, max_length=64)
+    incident_id: str = Field(index=True, max_length=128)
+    a_agency_id: str = Field(max_length=128)
+    a_source_record_id: str = Field(max_length=128)
+    b_agency_id: str = Field(max_length=128)
+    b_source_record_id: str = Field(max_length=128)
+    reason: str = Field(max_length=16)  # uncertain|guard
+    evidence: dict = Field(sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="open", max_length=16)  # open|merge|keep_apart|resolved
+    decided_at: datetime | None = None
+    applied: bool = True  # decisions are applied by the partition owner's consumer loop
+    updated_at: datetime = Field(default_factory=_now)
+
+
+MODELS = [IncidentState, RecordState, PersonState, NoticeState, ReviewState]

@@ -4,3 +4,5 @@ from services.common.settings import ServiceSettings
 class DedupeSettings(ServiceSettings):
     service_name: str = "dedupe"
     port: int = 8002
+    # How often time-driven release work runs (deadlines, settle windows, manual release).
+    release_tick_s: float = 1.0

@@ -4,37 +4,31 @@ none is applied twice, and exactly one notice exists per record-person."""
 import asyncio
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 from sqlmodel import Session, func, select
 
 from services.common.crypto import Sealer
 from services.common.db import make_engine
-from services.common.messages import AffectedRecordMessage, record_sealing_context, utcnow
 from services.dedupe.app import create_app as create_dedupe
 from services.dedupe.models import NoticeState, RecordState
 from services.dedupe.settings import DedupeSettings
 from tests.conftest import running
+from tests.support.factories import synthetic_person
 from tests.support.infra import topic_reader
+from tests.support.messages import completion, incident_message, publish, record_message
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
 RECORDS = 1200
 
 
-def _messages(sealer: Sealer) -> list[AffectedRecordMessage]:
+def _messages(sealer: Sealer) -> list:
+    """Four incidents (spread over the partitions), their records, then each completion."""
     out = []
     for i in range(RECORDS):
-        incident = f"inc-{i % 4}"  # four incidents spread over the partitions
-        srid = f"rec-{i:05d}"
-        personal = {"given_names": "Test", "family_name": f"Person{i}", "nhi": None,
-                    "email": f"person{i}@example.nz"}
-        out.append(AffectedRecordMessage(
-            incident_id=incident, agency_id="lab-test", source_record_id=srid, record_version=1,
-            feed_id="feed-test", received_at=utcnow(), data_categories=["lab_results"],
-            document_count=1,
-            sealed=sealer.seal(personal, record_sealing_context(incident, "lab-test", srid, 1)),
-        ))
+        out.append(record_message(sealer, f"inc-{i % 4}", "lab-test", f"rec-{i:05d}",
+                                  categories=("lab_results",), **synthetic_person(i)))
+    out += [completion(f"inc-{n}", "lab-test", RECORDS // 4) for n in range(4)]
     return out
 
 
@@ -52,18 +46,12 @@ async def test_restarted_consumer_resumes_without_loss_or_duplicate_effects(
     topic = f"{topic_prefix}affected-records.v1"
     sealer = Sealer(settings.data_keys.get_secret_value())
 
-    first = create_dedupe(settings)
-    async with running(first):  # creates the topics
+    async with running(create_dedupe(settings)):  # creates the topics
         pass
-
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
-    await producer.start()
-    try:
-        for msg in _messages(sealer):
-            await producer.send(topic, msg.to_bytes(), key=msg.incident_id.encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await publish(kafka_bootstrap, f"{topic_prefix}incidents.v1",
+                  [incident_message(f"inc-{n}", {"lab-test": "Test Lab"}, ["lab-test"])
+                   for n in range(4)])
+    await publish(kafka_bootstrap, topic, _messages(sealer))
 
     engine = make_engine(settings.database_url)
 
@@ -76,7 +64,7 @@ async def test_restarted_consumer_resumes_without_loss_or_duplicate_effects(
         while applied() < RECORDS // 4:
             await asyncio.sleep(0.05)
     first_run = _consumed(group, topic)
-    assert 0 < first_run < RECORDS, "the first run must stop mid-stream"
+    assert 0 < first_run < RECORDS + 4, "the first run must stop mid-stream"
 
     async with running(create_dedupe(settings)):
         while applied() < RECORDS:
@@ -87,7 +75,7 @@ async def test_restarted_consumer_resumes_without_loss_or_duplicate_effects(
             await notices.wait_for(lambda m: True)
 
     # Resumed from the committed offset: nothing handled twice, nothing skipped.
-    assert _consumed(group, topic) == RECORDS
+    assert _consumed(group, topic) == RECORDS + 4
     with Session(engine) as session:
         assert session.exec(select(func.count()).select_from(NoticeState)).one() == RECORDS
     notice_ids = [m.key for m in published]

@@ -41,6 +41,11 @@ async def test_one_record_flows_from_intake_to_a_delivery_event(
         )
         assert response.status_code == 202, response.text
         assert response.json()["accepted"] == 1
+        # The only expected agency is complete: the incident's notices are released.
+        done = await client.post("/v1/incidents/inc-flow/completion",
+                                 headers={"authorization": f"Bearer {api_key}"})
+        assert done.status_code == 200, done.text
+        assert done.json()["record_count"] == 1
 
         async with topic_reader(kafka_bootstrap, f"{topic_prefix}delivery-events.v1") as events:
             received = await events.wait_for(lambda m: len(m) >= 1, timeout=60)

@@ -43,3 +43,34 @@ def affected_record(source_record_id: str, **fields) -> dict:
 
 def ndjson(records: list[dict]) -> bytes:
     return b"".join(json.dumps(r).encode() + b"\n" for r in records)
+
+
+def synthetic_nhi(n: int) -> str:
+    """The n-th valid NHI in the reserved test range (old format ZZZ/ZZY… + 4 digits + check)."""
+    from services.intake.validation import is_valid_nhi
+
+    found = -1
+    for prefix in ("ZZZ", "ZZY", "ZZX", "ZZW"):
+        for body in range(1000):
+            for check in range(10):
+                candidate = f"{prefix}{body:03d}{check}"
+                if is_valid_nhi(candidate):
+                    found += 1
+                    if found == n:
+                        return candidate
+                    break
+    raise ValueError("n too large for the test range helper")
+
+
+def synthetic_person(i: int) -> dict:
+    """A distinct synthetic person: no two share NHI, name, date of birth or contacts."""
+    given = ["Aroha", "Hemi", "Mere", "Tama", "Sione", "Mele", "Wei", "Priya", "Jack", "Olivia"]
+    family = ["Ngata", "Tipene", "Fonoti", "Chen", "Patel", "Smith", "Walker", "Kaur", "Rangi", "Lee"]
+    return {
+        "nhi": synthetic_nhi(i),
+        "given_names": given[i % 10],
+        "family_name": f"{family[(i // 10) % 10]}-Test{i // 100}",
+        "date_of_birth": f"{1940 + i % 60}-{1 + i % 12:02d}-{1 + i % 28:02d}",
+        "email": f"person{i}@example.nz",
+        "mobile": f"+64215{i:06d}",
+    }

@@ -1,0 +1,199 @@
+"""Graded comparisons of two prepared records, one function per field.
+
+Each function returns a level name. Levels depend only on the two records (never on
+what else has arrived), so they can be cached and arrival order cannot change them.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from rapidfuzz.distance import OSA, JaroWinkler
+
+from services.dedupe.resolver.names import equivalent, family_equivalent, names_in_groups_of
+from services.dedupe.resolver.records import PreparedRecord
+
+MISSING = "missing"
+EXACT = "exact"
+DIFFERENT = "different"
+
+
+class Levels(NamedTuple):
+    """The outcome of comparing two records, field by field."""
+
+    nhi: str
+    given: str
+    family: str
+    dob: str
+    mobile: str
+    email: str
+    address: str
+
+    @property
+    def conflict(self) -> bool:
+        """Evidence that two records are two people, whatever else agrees.
+
+        Different given names or a clearly different date of birth separate twins and
+        household members who share a surname, address and phone. The same NHI
+        overrides it (such a pair is weighed, or reviewed, see scoring).
+        """
+        return self.nhi != "same" and (self.given == DIFFERENT or self.dob == DIFFERENT)
+
+    @property
+    def contact_agrees(self) -> bool:
+        return EXACT in (self.mobile, self.email) or self.address in (EXACT, "street")
+
+    @property
+    def second_nhi_doubt(self) -> bool:
+        """Two valid NHIs: one person with two is possible, but only believed when the
+        names agree exactly and some contact detail agrees too (namesakes born the same
+        day, and twins with equivalent names, have their own NHIs)."""
+        return self.nhi == DIFFERENT and (
+            self.given not in (EXACT, "token") or not self.contact_agrees
+        )
+
+    @property
+    def guard_conflict(self) -> bool:
+        """Conflicts that stop two groups of records being joined into one person."""
+        return self.conflict or self.second_nhi_doubt
+
+
+def typo_close(a: str, b: str) -> bool:
+    """One keying slip apart: a changed, dropped, added or transposed letter."""
+    shortest = min(len(a), len(b))
+    if shortest >= 3 and OSA.distance(a, b, score_cutoff=1) <= 1:
+        return True
+    if shortest >= 8 and OSA.distance(a, b, score_cutoff=2) <= 2:
+        return True
+    return shortest >= 6 and JaroWinkler.similarity(a, b) >= 0.94
+
+
+def near(a: str, b: str) -> bool:
+    return JaroWinkler.similarity(a, b) >= 0.85 or (
+        min(len(a), len(b)) >= 5 and OSA.distance(a, b, score_cutoff=2) <= 2
+    )
+
+
+def compare_given(a: PreparedRecord, b: PreparedRecord) -> str:
+    """exact > equivalent > token > close > initial > near > different.
+
+    'exact' also covers the same first name with a middle name present on one side only.
+    Two different common names (Mark / Mary) are 'different', never 'close': between
+    twins that letter is the whole difference.
+    """
+    if not a.given or not b.given:
+        return MISSING
+    fa, fb = a.given_first, b.given_first
+    if fa == fb:
+        return EXACT
+    if equivalent(fa, fb) or any(equivalent(x, y) for x in a.given for y in b.given):
+        return "equivalent"
+    if set(a.given) & set(b.given):
+        return "token"  # 'Anne' vs 'Mary Anne': goes by a middle name
+    if len(fa) == 1 or len(fb) == 1:
+        return "initial" if fa[0] == fb[0] else DIFFERENT
+    if a.given_known and b.given_known:
+        return DIFFERENT
+    if typo_close(fa, fb) or _close_to_equivalent(fa, fb) or _close_to_equivalent(fb, fa):
+        return "close"
+    if near(fa, fb):
+        return "near"
+    return DIFFERENT
+
+
+def _close_to_equivalent(typed: str, known: str) -> bool:
+    """A typo of a nickname or transliteration: 'Margaet' ~ 'Peggy' via Margaret."""
+    return any(typo_close(typed, name) for name in names_in_groups_of(known))
+
+
+def compare_family(a: PreparedRecord, b: PreparedRecord) -> str:
+    """exact > token (hyphenated / multiple surnames) > equivalent > close > near > different."""
+    if not a.family or not b.family:
+        return MISSING
+    if a.family_key == b.family_key:
+        return EXACT
+    if set(a.family) & set(b.family):
+        return "token"
+    if any(family_equivalent(x, y) for x in a.family for y in b.family):
+        return "equivalent"
+    if any(typo_close(x, y) for x in a.family for y in b.family) or typo_close(
+        a.family_key, b.family_key
+    ):
+        return "close"
+    if near(a.family_key, b.family_key):
+        return "near"
+    return DIFFERENT
+
+
+def _tokens_agree(xs: tuple[str, ...], ys: tuple[str, ...]) -> bool:
+    return any(x == y or equivalent(x, y) or typo_close(x, y) for x in xs for y in ys)
+
+
+def compare_names(a: PreparedRecord, b: PreparedRecord) -> tuple[str, str]:
+    """Given and family levels, recognising given and family names entered swapped."""
+    given, family = compare_given(a, b), compare_family(a, b)
+    if (
+        given in (DIFFERENT, "near")
+        and family in (DIFFERENT, "near")
+        and a.given and a.family and b.given and b.family
+        and _tokens_agree(a.given, b.family)
+        and _tokens_agree(a.family, b.given)
+    ):
+        return "swapped", "swapped"
+    return given, family
+
+
+def compare_dob(a: PreparedRecord, b: PreparedRecord) -> str:
+    """exact > swapped (day and month) > one_digit > different."""
+    if a.dob is None or b.dob is None:
+        return MISSING
+    if a.dob == b.dob:
+        return EXACT
+    x, y = a.dob, b.dob
+    if x.year == y.year and x.day == y.month and x.month == y.day:
+        return "swapped"
+    if sum(c != d for c, d in zip(a.dob_digits, b.dob_digits, strict=True)) == 1:
+        return "one_digit"
+    return DIFFERENT
+
+
+def compare_nhi(a: PreparedRecord, b: PreparedRecord) -> str:
+    if a.nhi is None or b.nhi is None:
+        return MISSING
+    return "same" if a.nhi == b.nhi else DIFFERENT
+
+
+def compare_exact(x: str | None, y: str | None) -> str:
+    if x is None or y is None:
+        return MISSING
+    return EXACT if x == y else DIFFERENT
+
+
+def compare_address(a: PreparedRecord, b: PreparedRecord) -> str:
+    """exact > street (same number and street, postcode aside) > postcode > different."""
+    if not a.address or not b.address:
+        if a.postcode and b.postcode:
+            return "postcode" if a.postcode == b.postcode else DIFFERENT
+        return MISSING
+    postcodes_clash = a.postcode and b.postcode and a.postcode != b.postcode
+    if a.address_key == b.address_key and not postcodes_clash:
+        return EXACT
+    sa, sb = set(a.address), set(b.address)
+    shared = sa & sb
+    if any(t.isdigit() for t in shared) and len(shared) / len(sa | sb) >= 0.6:
+        return "street"
+    if a.postcode and a.postcode == b.postcode:
+        return "postcode"
+    return DIFFERENT
+
+
+def compare(a: PreparedRecord, b: PreparedRecord) -> Levels:
+    given, family = compare_names(a, b)
+    return Levels(
+        nhi=compare_nhi(a, b),
+        given=given,
+        family=family,
+        dob=compare_dob(a, b),
+        mobile=compare_exact(a.mobile, b.mobile),
+        email=compare_exact(a.email, b.email),
+        address=compare_address(a, b),
+    )

@@ -1,0 +1,74 @@
+"""Weights, thresholds and limits. One place to read (and tune) every number the engine uses.
+
+Weights are log2 Bayes factors, as in Fellegi–Sunter: +10 means the agreement is about
+a thousand times likelier between records of one person than between two people.
+They were set by hand from the m and u probabilities reasoned out in docs/resolver.md,
+then checked on the benchmark feeds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# field -> level -> weight. 'exact' on a frequency-weighted field comes from FREQUENCY.
+LEVEL_WEIGHTS: dict[str, dict[str, float]] = {
+    "nhi": {"same": 14.0, "different": -6.0, "missing": 0.0},
+    "given": {
+        "equivalent": 6.0, "token": 5.0, "close": 5.0, "swapped": 5.0,
+        "initial": 1.0, "near": 1.0, "different": -10.0, "missing": 0.0,
+    },
+    "family": {
+        "token": 6.0, "equivalent": 6.0, "close": 5.0, "swapped": 5.0,
+        "near": 2.0, "different": -6.0, "missing": 0.0,
+    },
+    "dob": {"exact": 11.0, "swapped": 5.0, "one_digit": 5.0, "different": -10.0, "missing": 0.0},
+    "mobile": {"different": -0.5, "missing": 0.0},
+    "email": {"different": -0.5, "missing": 0.0},
+    "address": {"street": 3.0, "postcode": 0.5, "different": -0.5, "missing": 0.0},
+}
+
+
+@dataclass(frozen=True)
+class Frequency:
+    """Weight of an exact agreement on a value shared by n distinct people.
+
+    weight = max(floor, base - slope * floor(log2 n)). Counting in powers of two keeps
+    weights stable as records arrive, so re-scoring is rare.
+    """
+
+    base: float
+    slope: float
+    floor: float
+
+    def weight(self, bucket: int) -> float:
+        return max(self.floor, self.base - self.slope * bucket)
+
+
+FREQUENCY: dict[str, Frequency] = {
+    "given": Frequency(base=8.0, slope=0.5, floor=5.0),
+    "family": Frequency(base=9.0, slope=0.5, floor=5.0),
+    # A mobile, email or address shared by 64+ people (a clinic, a rest home) says nothing.
+    "mobile": Frequency(base=8.0, slope=1.5, floor=0.0),
+    "email": Frequency(base=9.0, slope=1.5, floor=0.0),
+    "address": Frequency(base=5.0, slope=1.0, floor=0.0),
+}
+
+
+@dataclass(frozen=True)
+class ResolverConfig:
+    match_threshold: float = 18.0
+    review_threshold: float = 8.0
+    # Household contact fields are correlated (one household shares all three), so their
+    # combined positive weight is capped rather than summed without limit.
+    contact_cap: float = 12.0
+    # Blocks larger than this are not used to find candidates (a clinic phone, 'Smith').
+    block_cap: int = 100
+    level_weights: dict[str, dict[str, float]] = field(default_factory=lambda: LEVEL_WEIGHTS)
+    frequency: dict[str, Frequency] = field(default_factory=lambda: FREQUENCY)
+
+    def describe(self) -> dict[str, float | int]:
+        return {
+            "match_threshold": self.match_threshold,
+            "review_threshold": self.review_threshold,
+            "contact_cap": self.contact_cap,
+            "block_cap": self.block_cap,
+        }

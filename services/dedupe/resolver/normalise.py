@@ -1,0 +1,131 @@
+"""Match keys: the folded forms of record fields that comparisons and blocking use.
+
+Records keep their values exactly as given (NFC); these keys exist only for matching.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date
+
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+_DOUBLE_VOWEL = re.compile(r"([aeiou])\1+")
+_APOSTROPHES = re.compile(r"['’`ʻ‘]")
+
+
+def fold(text: str) -> str:
+    """Lower-case and drop diacritics (Māui -> maui, Nguyễn -> nguyen)."""
+    if text.isascii():
+        return text.lower()
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+def name_tokens(text: str | None) -> tuple[str, ...]:
+    """Split a name into folded tokens: 'Te Whata-Ngata' -> ('te', 'whata', 'ngata').
+
+    Double vowels collapse so that the macron and double-vowel spellings of Māori names
+    meet (Māori -> maori, Maaori -> maori). Apostrophes vanish (O'Brien -> obrien).
+    """
+    if not text:
+        return ()
+    folded = _APOSTROPHES.sub("", fold(text))
+    return tuple(_DOUBLE_VOWEL.sub(r"\1", t) for t in _NON_ALNUM.split(folded) if t)
+
+
+# Particles that are part of a family name but say little on their own.
+_SURNAME_PARTICLES = frozenset(
+    {"te", "van", "von", "de", "der", "da", "di", "le", "la", "du", "mc", "mac", "st"}
+)
+
+
+def family_tokens(text: str | None) -> tuple[str, ...]:
+    tokens = name_tokens(text)
+    significant = tuple(t for t in tokens if t not in _SURNAME_PARTICLES)
+    return significant or tokens
+
+
+# --- NHI (DOMAIN.md §2). Kept here so the engine needs nothing from intake.
+_NHI_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+_NHI_VALUE = {c: i for i, c in enumerate(_NHI_LETTERS, start=1)} | {str(d): d for d in range(10)}
+_NHI_OLD = re.compile(r"[A-HJ-NP-Z]{3}[0-9]{4}")
+_NHI_NEW = re.compile(r"[A-HJ-NP-Z]{3}[0-9]{2}[A-HJ-NP-Z]{2}")
+
+
+def valid_nhi(raw: str | None) -> str | None:
+    """The NHI upper-cased, or None when it is absent or fails its check character."""
+    if not raw:
+        return None
+    nhi = raw.replace(" ", "").upper()
+    if len(nhi) != 7:
+        return None
+    if _NHI_OLD.fullmatch(nhi):
+        total = sum(w * _NHI_VALUE[c] for w, c in zip((7, 6, 5, 4, 3, 2), nhi, strict=False))
+        r = total % 11
+        check = 11 - r
+        ok = r != 0 and (0 if check == 10 else check) == int(nhi[6])
+    elif _NHI_NEW.fullmatch(nhi):
+        total = sum(w * _NHI_VALUE[c] for w, c in zip((7, 6, 5, 4, 3, 2), nhi, strict=False))
+        ok = _NHI_LETTERS[23 - total % 23 - 1] == nhi[6]
+    else:
+        ok = False
+    return nhi if ok else None
+
+
+def mobile_key(raw: str | None) -> str | None:
+    """Intake already gives E.164; only strip spacing so '+64 21 ...' still meets '+6421...'."""
+    if not raw:
+        return None
+    digits = re.sub(r"[\s\-().]", "", raw)
+    return digits if digits.startswith("+") and digits[1:].isdigit() and len(digits) >= 8 else None
+
+
+def email_key(raw: str | None) -> str | None:
+    """Lower-case, drop a '+tag' in the local part. Dots are kept: only some providers ignore them."""
+    if not raw or "@" not in raw:
+        return None
+    local, _, domain = raw.strip().lower().rpartition("@")
+    local = local.split("+", 1)[0]
+    if not local or "." not in domain:
+        return None
+    return f"{local}@{domain}"
+
+
+_STREET_WORDS = {
+    "street": "st", "str": "st", "road": "rd", "avenue": "ave", "av": "ave", "place": "pl",
+    "crescent": "cres", "cr": "cres", "crs": "cres", "drive": "dr", "terrace": "tce",
+    "terr": "tce", "lane": "ln", "grove": "gr", "court": "ct", "highway": "hwy",
+    "parade": "pde", "square": "sq", "close": "cl", "esplanade": "esp", "boulevard": "blvd",
+    "mount": "mt", "saint": "st", "north": "n", "south": "s", "east": "e", "west": "w",
+}
+_UNIT_WORDS = frozenset({"flat", "unit", "apartment", "apt", "level", "lvl"})
+
+
+def address_tokens(line1: str | None, line2: str | None = None) -> tuple[str, ...]:
+    """Street address as comparable tokens: 'Flat 2, 14 Kōwhai Road' -> ('2', '14', 'kowhai', 'rd')."""
+    text = " ".join(p for p in (line1, line2) if p)
+    if not text:
+        return ()
+    tokens = []
+    for t in _NON_ALNUM.split(fold(text)):
+        if not t or t in _UNIT_WORDS:
+            continue
+        tokens.append(_STREET_WORDS.get(t, t))
+    return tuple(tokens)
+
+
+def postcode_key(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    digits = raw.strip()
+    return digits if len(digits) == 4 and digits.isdigit() else None
+
+
+def parse_date(raw: str | date | None) -> date | None:
+    """ISO date or None (intake has already dropped impossible dates)."""
+    if raw is None or isinstance(raw, date):
+        return raw
+    try:
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        return None

@@ -1,0 +1,81 @@
+"""How common each value is: distinct people per name, mobile, email and address.
+
+A clinic's shared phone held by hundreds of patients, or a common surname, must add
+little weight. Counts are of distinct people (approximated by given name + date of
+birth), so one person's five records of the same mobile count once.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from services.dedupe.resolver.records import PreparedRecord
+
+FREQUENCY_FIELDS = ("given", "family", "mobile", "email", "address")
+
+
+def frequency_values(p: PreparedRecord) -> Iterator[tuple[str, str]]:
+    """The (field, value) pairs of a record whose exact agreement is frequency-weighted."""
+    if p.given_first:
+        yield "given", p.given_first
+    if p.family_key:
+        yield "family", p.family_key
+    if p.mobile:
+        yield "mobile", p.mobile
+    if p.email:
+        yield "email", p.email
+    if p.address_key:
+        yield "address", p.address_key
+
+
+def bucket(distinct: int) -> int:
+    """floor(log2 n): 1 -> 0, 2-3 -> 1, 4-7 -> 2, ..."""
+    return max(distinct, 1).bit_length() - 1
+
+
+class ValueFrequency:
+    """Per (field, value): which people hold it, and the bucket of how many they are."""
+
+    def __init__(self) -> None:
+        # (field, value) -> proxy of the one holder, or {proxy: records} once shared.
+        self._holders: dict[tuple[str, str], int | dict[int, int]] = {}
+
+    def distinct(self, field: str, value: str) -> int:
+        held = self._holders.get((field, value))
+        if held is None:
+            return 0
+        return len(held) if isinstance(held, dict) else 1
+
+    def bucket(self, field: str, value: str) -> int:
+        return bucket(self.distinct(field, value))
+
+    def add(self, field: str, value: str, proxy: int) -> bool:
+        """Count one more record; True when the value's bucket changed."""
+        key = (field, value)
+        held = self._holders.get(key)
+        if held is None:
+            self._holders[key] = proxy
+            return False
+        before = len(held) if isinstance(held, dict) else 1
+        if not isinstance(held, dict):
+            held = self._holders[key] = {held: 1}
+        held[proxy] = held.get(proxy, 0) + 1
+        return bucket(len(held)) != bucket(before)
+
+    def remove(self, field: str, value: str, proxy: int) -> bool:
+        key = (field, value)
+        held = self._holders.get(key)
+        if held is None:
+            return False
+        if not isinstance(held, dict):
+            if held == proxy:
+                del self._holders[key]
+            return False
+        before = len(held)
+        if proxy in held:
+            held[proxy] -= 1
+            if held[proxy] == 0:
+                del held[proxy]
+        if not held:
+            del self._holders[key]
+            return False
+        return bucket(len(held)) != bucket(before)

@@ -1,0 +1,100 @@
+from datetime import date
+
+from services.dedupe.resolver.comparisons import (
+    compare,
+    compare_address,
+    compare_dob,
+    compare_family,
+    compare_given,
+    compare_names,
+    compare_nhi,
+    typo_close,
+)
+from tests.dedupe.resolver.conftest import prep
+
+
+def test_given_levels():
+    assert compare_given(prep(given_names="Māui"), prep(given_names="MAUI")) == "exact"
+    assert compare_given(prep(given_names="Aroha Mere"), prep(given_names="Aroha")) == "exact"
+    assert compare_given(prep(given_names="Wiremu"), prep(given_names="William")) == "equivalent"
+    assert compare_given(prep(given_names="Bob"), prep(given_names="Robert")) == "equivalent"
+    assert compare_given(prep(given_names="Mere"), prep(given_names="Mary")) == "equivalent"
+    assert compare_given(prep(given_names="Mary Anne"), prep(given_names="Anne")) == "token"
+    assert compare_given(prep(given_names="Jonathon"), prep(given_names="Jonathen")) == "close"
+    assert compare_given(prep(given_names="Hōhwepa"), prep(given_names="Hohepa")) == "close"
+    assert compare_given(prep(given_names="Margaet"), prep(given_names="Peggy")) == "close"
+    assert compare_given(prep(given_names="J"), prep(given_names="James")) == "initial"
+    assert compare_given(prep(given_names="Aroha"), prep(given_names="Hine")) == "different"
+    assert compare_given(prep(given_names=None), prep(given_names="Hine")) == "missing"
+
+
+def test_two_real_names_one_letter_apart_are_different_not_typos():
+    # Twins Mark and Mary: the one letter is the whole difference.
+    assert compare_given(prep(given_names="Mark"), prep(given_names="Mary")) == "different"
+    assert compare_given(prep(given_names="Ana"), prep(given_names="Ani")) == "different"
+
+
+def test_typo_close():
+    assert typo_close("sarah", "sarha")
+    assert typo_close("ofa", "foa")
+    assert not typo_close("tane", "tini")
+
+
+def test_family_levels():
+    assert compare_family(prep(family_name="Ngata"), prep(family_name="NGATA")) == "exact"
+    assert compare_family(prep(family_name="Smith-Tane"), prep(family_name="Tane")) == "token"
+    assert compare_family(prep(family_name="Te Whata"), prep(family_name="Whata")) == "exact"
+    assert compare_family(prep(family_name="Lee"), prep(family_name="Li")) == "equivalent"
+    assert compare_family(prep(family_name="Robertson"), prep(family_name="Robertsen")) == "close"
+    assert compare_family(prep(family_name="Ngata"), prep(family_name="Parata")) in ("near", "different")
+    assert compare_family(prep(family_name="Ngata"), prep(family_name="Wilson")) == "different"
+
+
+def test_given_and_family_swapped():
+    a = prep(given_names="Wei", family_name="Zhang")
+    b = prep(given_names="Zhang", family_name="Wei")
+    assert compare_names(a, b) == ("swapped", "swapped")
+
+
+def test_dob_levels():
+    base = prep(date_of_birth=date(1980, 3, 4))
+    assert compare_dob(base, prep(date_of_birth=date(1980, 3, 4))) == "exact"
+    assert compare_dob(base, prep(date_of_birth=date(1980, 4, 3))) == "swapped"
+    assert compare_dob(base, prep(date_of_birth=date(1980, 3, 5))) == "one_digit"
+    assert compare_dob(base, prep(date_of_birth=date(1989, 3, 4))) == "one_digit"
+    assert compare_dob(base, prep(date_of_birth=date(1975, 8, 21))) == "different"
+    assert compare_dob(base, prep(date_of_birth=None)) == "missing"
+
+
+def test_nhi_levels_ignore_invalid_nhis():
+    assert compare_nhi(prep(nhi="ZZZ0016"), prep(nhi="zzz0016")) == "same"
+    assert compare_nhi(prep(nhi="ZZZ0016"), prep(nhi="ZAC5361")) == "different"
+    assert compare_nhi(prep(nhi="ZZZ0016"), prep(nhi="ZZZ0017")) == "missing"  # bad check digit
+
+
+def test_contact_levels():
+    levels = compare(prep(mobile="+64211234567", email="A@x.nz"), prep(mobile="+64211234567", email="a@x.nz"))
+    assert (levels.mobile, levels.email) == ("exact", "exact")
+    levels = compare(prep(mobile="+64211234567"), prep(mobile="+64217654321", email="a@x.nz"))
+    assert (levels.mobile, levels.email) == ("different", "missing")
+
+
+def test_address_levels():
+    a = prep(address_line1="14 Kōwhai Road", postcode="6011")
+    assert compare_address(a, prep(address_line1="14 Kowhai Rd", postcode="6011")) == "exact"
+    assert compare_address(a, prep(address_line1="Flat 2, 14 Kowhai Rd", postcode="6011")) == "street"
+    assert compare_address(a, prep(address_line1="99 Rimu St", postcode="6011")) == "postcode"
+    assert compare_address(a, prep(address_line1="99 Rimu St", postcode="1010")) == "different"
+    assert compare_address(a, prep()) == "missing"
+
+
+def test_conflict_guards_twins_and_second_nhis():
+    twin_a = prep(given_names="Aroha", nhi="ZZZ0016")
+    twin_b = prep(given_names="Hine", nhi="ZAC5361")
+    assert compare(twin_a, twin_b).conflict
+    same_nhi = compare(prep(given_names="Aroha", nhi="ZZZ0016"), prep(given_names="Hine", nhi="ZZZ0016"))
+    assert not same_nhi.conflict
+    namesakes = compare(prep(nhi="ZZZ0016", mobile="+64211111111"), prep(nhi="ZAC5361", mobile="+64212222222"))
+    assert namesakes.second_nhi_doubt and namesakes.guard_conflict
+    two_nhis = compare(prep(nhi="ZZZ0016", mobile="+64211111111"), prep(nhi="ZAC5361", mobile="+64211111111"))
+    assert not two_nhis.guard_conflict
