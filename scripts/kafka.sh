@@ -52,10 +52,13 @@ wait_ready() {
 }
 
 up() {
-  if [[ -n ${KAFKA_BOOTSTRAP_SERVERS:-} ]]; then
+  if [[ -n ${KAFKA_BOOTSTRAP_SERVERS:-} && ${KAFKA_BOOTSTRAP_SERVERS} != "127.0.0.1:$PORT" ]]; then
     log "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS is set: using that cluster, starting nothing"; return 0
   fi
   if running; then wait_ready; log "already running, listening on 127.0.0.1:$PORT"; return 0; fi
+  if "$PY" "$ROOT/scripts/wait_ready.py" kafka "127.0.0.1:$PORT" --timeout 2 2>/dev/null; then
+    log "a broker already answers on 127.0.0.1:$PORT (not started by this checkout): using it"; return 0
+  fi
   fetch
   configure
   mkdir -p "$HOME_DIR/logs-$PORT"

@@ -19,11 +19,12 @@ PYEOF
 fi
 set -a; source var/dev.env; set +a
 
-started_kafka=0
-if [[ -z ${KAFKA_BOOTSTRAP_SERVERS:-} ]] && ! scripts/kafka.sh status | grep -q running; then
-  started_kafka=1
-fi
+# Stop Kafka on exit only if this script is the one that started it.
+was_running=0
+scripts/kafka.sh status | grep -q running && was_running=1
 scripts/kafka.sh up
+started_kafka=0
+if [[ $was_running == 0 ]] && scripts/kafka.sh status | grep -q running; then started_kafka=1; fi
 
 pids=()
 cleanup() {
