@@ -7,9 +7,10 @@ Services use a synchronous engine and run database work in a worker thread
 import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import DateTime, TypeDecorator, event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -65,3 +66,34 @@ def ping(engine: Engine) -> None:
 
 async def run_db(fn: Callable[..., T], *args, **kwargs) -> T:
     return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on PostgreSQL and SQLite alike (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:  # noqa: ANN001
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: use timezone-aware UTC datetimes")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:  # noqa: ANN001
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def upsert(session: Session, model: type[SQLModel], rows: list[dict], conflict: list[str]) -> None:
+    """INSERT … ON CONFLICT (conflict) DO UPDATE, in one executemany, on PostgreSQL and SQLite."""
+    if not rows:
+        return
+    table = model.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table)
+    updates = {c: statement.excluded[c] for c in rows[0] if c not in conflict}
+    session.execute(statement.on_conflict_do_update(index_elements=conflict, set_=updates), rows)

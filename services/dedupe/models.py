@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from services.common.db import UTCDateTime
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -26,9 +28,9 @@ class IncidentState(SQLModel, table=True):
     completed: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     # The affected-records partition the incident lives on: whoever owns it releases it.
     partition: int | None = None
-    released_at: datetime | None = None
+    released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     release_reason: str | None = Field(default=None, max_length=16)  # complete|deadline|manual
-    manual_release_requested_at: datetime | None = None
+    manual_release_requested_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class RecordState(SQLModel, table=True):
@@ -53,7 +55,7 @@ class RecordState(SQLModel, table=True):
     on_hold: bool = False
     withdrawn: bool = False
     person_id: str | None = Field(default=None, max_length=128)
-    updated_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
 
 
 class PersonState(SQLModel, table=True):
@@ -68,8 +70,8 @@ class PersonState(SQLModel, table=True):
     incident_id: str = Field(primary_key=True, max_length=128)
     person_id: str = Field(primary_key=True, max_length=128)
     status: str = Field(default="pending", max_length=16)  # pending|held|notified|empty
-    first_seen_at: datetime = Field(default_factory=_now)
-    changed_at: datetime = Field(default_factory=_now)
+    first_seen_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+    changed_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
     dirty: bool = Field(default=True, index=True)  # needs a release decision
     notice_person_id: str | None = Field(default=None, max_length=128)
     notified_version: int = 0
@@ -89,7 +91,7 @@ class NoticeState(SQLModel, table=True):
     version: int
     agency_ids: list[str] = Field(sa_column=Column(JSON, nullable=False))
     data_categories: list[str] = Field(sa_column=Column(JSON, nullable=False))
-    created_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
 
 
 class ReviewState(SQLModel, table=True):
@@ -107,9 +109,9 @@ class ReviewState(SQLModel, table=True):
     reason: str = Field(max_length=16)  # uncertain|guard
     evidence: dict = Field(sa_column=Column(JSON, nullable=False))
     status: str = Field(default="open", max_length=16)  # open|merge|keep_apart|resolved
-    decided_at: datetime | None = None
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     applied: bool = True  # decisions are applied by the partition owner's consumer loop
-    updated_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
 
 
 MODELS = [IncidentState, RecordState, PersonState, NoticeState, ReviewState]

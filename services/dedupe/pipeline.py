@@ -4,9 +4,13 @@ Everything one batch changes — records, person assignments, release state, not
 outbox rows announcing them — commits in one transaction, before the consumer commits its
 offsets. Replays change nothing: older or equal record versions are ignored, and notices
 have deterministic ids with one row per (incident, person, version).
+
+Work per batch is a handful of statements whatever its size: the identity state the
+decisions need is in memory (identity.py); the database is written in bulk.
 """
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
@@ -14,7 +18,7 @@ from sqlmodel import Session, select
 
 from services.common import outbox
 from services.common.crypto import Sealer
-from services.common.db import session_scope
+from services.common.db import session_scope, upsert
 from services.common.ids import stable_id
 from services.common.messages import (
     AffectedRecordMessage,
@@ -26,15 +30,8 @@ from services.common.messages import (
     utcnow,
 )
 from services.common.topics import NOTICES
-from services.dedupe import records
-from services.dedupe.identity import IdentityState, match_record
-from services.dedupe.models import (
-    IncidentState,
-    NoticeState,
-    PersonState,
-    RecordState,
-    ReviewState,
-)
+from services.dedupe.identity import IdentityState, IncidentCache, PersonMeta, RecordMeta, match_record
+from services.dedupe.models import IncidentState, NoticeState, PersonState, RecordState, ReviewState
 from services.dedupe.notices import build_notice
 from services.dedupe.release import Action, PersonView, decide, incident_release_reason
 
@@ -55,103 +52,244 @@ class DedupePipeline:
 
     def apply_batch(self, partition: int, messages: list[AffectedRecordsTopicMessage]) -> int:
         """Apply messages in order; returns how many notices were released."""
-        now = self.clock()
-        with session_scope(self.engine) as session:
-            changed: dict[str, set[RecordKey]] = {}
-            for msg in messages:
-                incident = _incident(session, msg.incident_id)
-                incident.partition = partition
-                session.add(incident)
-                resolver = self.identity.resolver(session, msg.incident_id, partition)
-                keys = changed.setdefault(msg.incident_id, set())
-                if isinstance(msg, AffectedRecordMessage):
-                    state = records.apply_record(session, msg)
-                    if state is not None:
-                        resolver.add(match_record(self.sealer, state))
-                        keys.add((state.agency_id, state.source_record_id))
-                elif isinstance(msg, RecordWithdrawnMessage):
-                    state = records.apply_withdrawal(session, msg)
-                    if state is not None:
-                        key = (state.agency_id, state.source_record_id)
-                        if key in resolver:
-                            resolver.remove(*key)
-                        keys.add(key)
-                elif isinstance(msg, ContributionCompleteMessage):
-                    incident.completed = {**incident.completed, msg.agency_id: msg.record_count}
-            released = 0
-            for incident_id, keys in changed.items():
-                released += self._settle(session, incident_id, keys, now)
-        return released
+        touched: dict[str, set[RecordKey]] = {}
+        try:
+            with session_scope(self.engine) as session:
+                incidents: dict[str, IncidentState] = {}
+                record_rows: dict[tuple[str, RecordKey], dict] = {}
+                now = self.clock()
+                for msg in messages:
+                    incident = incidents.get(msg.incident_id)
+                    if incident is None:
+                        incident = incidents[msg.incident_id] = _incident(session, msg.incident_id)
+                        incident.partition = partition
+                    cache = self.identity.incident(session, msg.incident_id, partition)
+                    keys = touched.setdefault(msg.incident_id, set())
+                    if isinstance(msg, AffectedRecordMessage):
+                        key = self._apply_record(cache, msg, record_rows, now)
+                        if key:
+                            keys.add(key)
+                    elif isinstance(msg, RecordWithdrawnMessage):
+                        key = (msg.agency_id, msg.source_record_id)
+                        meta = cache.records.get(key)
+                        if meta is not None and not meta.withdrawn:
+                            meta.withdrawn = True
+                            if key in cache.resolver:
+                                cache.resolver.remove(*key)
+                            cache.records_to_write.add(key)
+                            keys.add(key)
+                    elif isinstance(msg, ContributionCompleteMessage):
+                        incident.completed = {**incident.completed, msg.agency_id: msg.record_count}
+                for incident in incidents.values():
+                    session.add(incident)
+                released = 0
+                for incident_id, keys in touched.items():
+                    cache = self.identity.loaded(incident_id)
+                    self._settle(cache, keys, now)
+                    self._write_records(session, cache, record_rows)
+                    released += self._release(session, incidents[incident_id], cache, now)
+                    self._write_persons(session, cache)
+                return released
+        except BaseException:
+            self.identity.forget(touched)  # memory must not run ahead of the database
+            raise
 
-    def _settle(self, session: Session, incident_id: str, keys: set[RecordKey], now: datetime) -> int:
-        """After the resolver changed: store assignments, then make release decisions."""
-        resolver = self.identity.loaded(incident_id)
-        keys |= resolver.drain_changes()
-        if keys:
-            self._sync_persons(session, incident_id, keys, resolver, now)
-            self._reviews_stale.add(incident_id)
-        return self._release(session, incident_id, now)
+    def _apply_record(self, cache: IncidentCache, msg: AffectedRecordMessage,
+                      record_rows: dict, now: datetime) -> RecordKey | None:
+        key = (msg.agency_id, msg.source_record_id)
+        meta = cache.records.get(key)
+        if meta is not None and meta.version >= msg.record_version:
+            return None  # a replay, or an older version arriving late
+        if meta is None:
+            meta = cache.records[key] = RecordMeta(msg.record_version, None, False, msg.on_hold,
+                                                   tuple(msg.data_categories))
+        meta.version = msg.record_version
+        meta.withdrawn = False
+        meta.on_hold = msg.on_hold
+        meta.categories = tuple(msg.data_categories)
+        cache.resolver.add(match_record(self.sealer, msg.incident_id, msg.agency_id,
+                                        msg.source_record_id, msg.record_version, msg.sealed))
+        record_rows[(msg.incident_id, key)] = {
+            "incident_id": msg.incident_id, "agency_id": msg.agency_id,
+            "source_record_id": msg.source_record_id, "record_version": msg.record_version,
+            "message_id": msg.message_id, "sealed": msg.sealed,
+            "data_categories": list(msg.data_categories), "document_count": msg.document_count,
+            "preferred_language": msg.preferred_language, "on_hold": msg.on_hold,
+            "updated_at": now,
+        }
+        cache.records_to_write.add(key)
+        return key
 
-    def _sync_persons(self, session: Session, incident_id: str, keys: set[RecordKey],
-                      resolver, now: datetime) -> None:  # noqa: ANN001
-        """Store the resolver's person for each changed record and mark the persons it
-        left and joined as needing a release decision."""
+    def _settle(self, cache: IncidentCache, keys: set[RecordKey], now: datetime) -> None:
+        """Take the resolver's persons for every record that changed, and mark the persons
+        records left or joined as needing a release decision."""
+        keys = keys | cache.resolver.drain_changes()
+        if not keys:
+            return
+        self._reviews_stale.add(cache.incident_id)
         touched: set[str] = set()
         moved_from: dict[str, set[str]] = {}
-        for agency_id, source_record_id in keys:
-            state = records.find_record(session, incident_id, agency_id, source_record_id)
-            if state is None:
+        for key in keys:
+            meta = cache.records.get(key)
+            if meta is None:
                 continue
-            new = None if state.withdrawn else resolver.person_of(agency_id, source_record_id)
-            old = state.person_id
-            if old:
-                touched.add(old)
-            if new:
-                touched.add(new)
-                if old and old != new:
-                    moved_from.setdefault(new, set()).add(old)
-            if new != old:
-                state.person_id = new
-                session.add(state)
-        session.flush()
-        for person_id in sorted(touched):
-            person = session.get(PersonState, (incident_id, person_id))
+            new = None if meta.withdrawn else cache.resolver.person_of(*key)
+            old = cache.set_person(key, new)
+            touched.update(p for p in (old, new) if p)
+            if old and new and old != new:
+                moved_from.setdefault(new, set()).add(old)
+        for person_id in touched:
+            person = cache.persons.get(person_id)
             if person is None:
-                person = PersonState(incident_id=incident_id, person_id=person_id,
-                                     first_seen_at=now, changed_at=now)
+                person = cache.persons[person_id] = PersonMeta(first_seen_at=now, changed_at=now)
             person.changed_at = now
             person.dirty = True
-            _inherit_notice_lineage(session, person, moved_from.get(person_id, set()))
-            session.add(person)
+            cache.dirty.add(person_id)
+            _inherit_notice_lineage(cache, person, moved_from.get(person_id, set()))
+            cache.persons_to_write.add(person_id)
+
+    def _write_records(self, session: Session, cache: IncidentCache, record_rows: dict) -> None:
+        full, partial = [], []
+        for key in cache.records_to_write:
+            meta = cache.records[key]
+            row = record_rows.get((cache.incident_id, key))
+            if row is not None:
+                full.append({**row, "person_id": meta.person_id, "withdrawn": meta.withdrawn})
+            else:
+                partial.append({"b_incident": cache.incident_id, "b_agency": key[0],
+                                "b_record": key[1], "person_id": meta.person_id,
+                                "withdrawn": meta.withdrawn})
+        upsert(session, RecordState, full, ["incident_id", "agency_id", "source_record_id"])
+        if partial:
+            from sqlalchemy import bindparam, update
+
+            table = RecordState.__table__
+            session.execute(
+                update(table)
+                .where(table.c.incident_id == bindparam("b_incident"),
+                       table.c.agency_id == bindparam("b_agency"),
+                       table.c.source_record_id == bindparam("b_record"))
+                .values(person_id=bindparam("person_id"), withdrawn=bindparam("withdrawn")),
+                partial,
+            )
+        cache.records_to_write.clear()
+
+    def _write_persons(self, session: Session, cache: IncidentCache) -> None:
+        rows = []
+        for person_id in cache.persons_to_write:
+            p = cache.persons[person_id]
+            rows.append({
+                "incident_id": cache.incident_id, "person_id": person_id, "status": p.status,
+                "first_seen_at": p.first_seen_at, "changed_at": p.changed_at, "dirty": p.dirty,
+                "notice_person_id": p.notice_person_id, "notified_version": p.notified_version,
+                "notified_agency_ids": sorted(p.notified_agency_ids),
+                "notified_categories": sorted(p.notified_categories),
+            })
+        upsert(session, PersonState, rows, ["incident_id", "person_id"])
+        cache.persons_to_write.clear()
 
     # --- release ---------------------------------------------------------------------------------
 
     def tick(self, partitions: set[int]) -> int:
         """Time-driven work for the incidents on owned partitions: deadlines, settle windows,
-        manual releases. Returns how many notices were released."""
-        now = self.clock()
+        manual releases, review decisions. Returns how many notices were released."""
         released = 0
         with session_scope(self.engine) as session:
             owned = session.exec(
-                select(IncidentState.incident_id).where(IncidentState.partition.in_(partitions))
+                select(IncidentState).where(IncidentState.partition.in_(partitions))
             ).all()
-            for incident_id in owned:
-                released += self._apply_review_decisions(session, incident_id, now)
-                released += self._release(session, incident_id, now)
-                if incident_id in self._reviews_stale:
-                    self._sync_reviews(session, incident_id)
+            for incident in owned:
+                try:
+                    cache = self.identity.incident(session, incident.incident_id,
+                                                   incident.partition)
+                    now = self.clock()
+                    self._apply_review_decisions(session, cache, now)
+                    self._write_records(session, cache, {})
+                    released += self._release(session, incident, cache, now)
+                    self._write_persons(session, cache)
+                    if incident.incident_id in self._reviews_stale:
+                        self._sync_reviews(session, cache)
+                except BaseException:
+                    self.identity.forget([incident.incident_id])
+                    raise
         return released
+
+    def _release(self, session: Session, incident: IncidentState, cache: IncidentCache,
+                 now: datetime) -> int:
+        policy = ReleasePolicy.model_validate(incident.release_policy or {})
+        if incident.released_at is None:
+            reason = incident_release_reason(
+                incident.expected_agency_ids, set(incident.completed), policy,
+                incident.manual_release_requested_at is not None, now)
+            if reason is None:
+                return 0
+            incident.released_at = now
+            incident.release_reason = reason.value
+            session.add(incident)
+            log.info("incident released", extra={"incident_id": incident.incident_id})
+        to_notify: list[tuple[str, PersonMeta, PersonView]] = []
+        for person_id in sorted(cache.dirty):
+            person = cache.persons[person_id]
+            view = self._view(cache, person_id, person)
+            decision = decide(view, incident.released_at, policy, now)
+            if decision.action == Action.WAIT:
+                continue  # stays dirty; a later tick decides
+            person.dirty = False
+            cache.dirty.discard(person_id)
+            cache.persons_to_write.add(person_id)
+            if decision.action == Action.NOTHING:
+                if view.live_records == 0 and person.notified_version == 0:
+                    person.status = "empty"
+            elif decision.action == Action.HOLD:
+                person.status = "held"
+            else:
+                to_notify.append((person_id, person, view))
+        self._notify(session, incident, cache, to_notify)
+        return len(to_notify)
+
+    @staticmethod
+    def _view(cache: IncidentCache, person_id: str, person: PersonMeta) -> PersonView:
+        keys = cache.members.get(person_id, set())
+        metas = [cache.records[k] for k in keys]
+        return PersonView(
+            live_records=len(metas),
+            any_on_hold=any(m.on_hold for m in metas),
+            agency_ids=frozenset(k[0] for k in keys),
+            categories=frozenset(c for m in metas for c in m.categories),
+            first_seen_at=person.first_seen_at, changed_at=person.changed_at,
+            notified_version=person.notified_version,
+            notified_agency_ids=person.notified_agency_ids,
+            notified_categories=person.notified_categories,
+        )
+
+    def _notify(self, session: Session, incident: IncidentState, cache: IncidentCache,
+                batch: list[tuple[str, PersonMeta, PersonView]]) -> None:
+        for chunk in _chunks(batch, 1000):
+            live = _live_records(session, incident.incident_id, [pid for pid, _, _ in chunk])
+            for person_id, person, view in chunk:
+                notice_person_id = person.notice_person_id or person_id
+                version = person.notified_version + 1
+                notice = build_notice(self.sealer, incident.incident_id, notice_person_id, version,
+                                      live.get(person_id, []), incident.agency_names)
+                session.add(NoticeState(
+                    notice_id=notice.notice_id, incident_id=incident.incident_id,
+                    person_id=notice_person_id, version=version,
+                    agency_ids=sorted(view.agency_ids), data_categories=sorted(view.categories)))
+                outbox.enqueue(session, NOTICES, notice_person_id, notice.to_bytes())
+                person.status = "notified"
+                person.notice_person_id = notice_person_id
+                person.notified_version = version
+                person.notified_agency_ids = view.agency_ids | person.notified_agency_ids
+                person.notified_categories = view.categories | person.notified_categories
 
     # --- review queue ------------------------------------------------------------------------------
 
-    def _sync_reviews(self, session: Session, incident_id: str) -> None:
+    def _sync_reviews(self, session: Session, cache: IncidentCache) -> None:
         """Mirror the resolver's uncertain pairs into the review queue (evidence names levels
         and weights, never values). Decided rows keep their decision."""
-        resolver = self.identity.loaded(incident_id)
-        if resolver is None:
-            return
+        incident_id = cache.incident_id
         self._reviews_stale.discard(incident_id)
-        current = {review_id(incident_id, i.a, i.b): i for i in resolver.review_items()}
+        current = {review_id(incident_id, i.a, i.b): i for i in cache.resolver.review_items()}
         rows = {r.review_id: r for r in session.exec(
             select(ReviewState).where(ReviewState.incident_id == incident_id)).all()}
         now = self.clock()
@@ -167,6 +305,8 @@ class DedupePipeline:
                 row.status = "open"
                 row.reason = item.why
                 row.evidence = item.evidence.to_dict()
+            else:
+                continue
             row.updated_at = now
             session.add(row)
         for rid, row in rows.items():
@@ -175,20 +315,20 @@ class DedupePipeline:
                 row.updated_at = now
                 session.add(row)
 
-    def _apply_review_decisions(self, session: Session, incident_id: str, now: datetime) -> int:
+    def _apply_review_decisions(self, session: Session, cache: IncidentCache, now: datetime) -> None:
         pending = session.exec(select(ReviewState).where(
-            ReviewState.incident_id == incident_id, ReviewState.applied == False)).all()  # noqa: E712
+            ReviewState.incident_id == cache.incident_id,
+            ReviewState.applied == False)).all()  # noqa: E712
         if not pending:
-            return 0
-        resolver = self.identity.resolver(session, incident_id, None)
+            return
         for row in pending:
             a = (row.a_agency_id, row.a_source_record_id)
             b = (row.b_agency_id, row.b_source_record_id)
-            if a in resolver and b in resolver:
-                resolver.decide(a, b, same_person=row.status == "merge")
+            if a in cache.resolver and b in cache.resolver:
+                cache.resolver.decide(a, b, same_person=row.status == "merge")
             row.applied = True
             session.add(row)
-        return self._settle(session, incident_id, set(), now)
+        self._settle(cache, set(), now)
 
     def decide_review(self, incident_id: str, review_id_: str, same_person: bool) -> ReviewState | None:
         """Record a coordinator's decision; the partition owner applies it on its next tick."""
@@ -201,89 +341,6 @@ class DedupePipeline:
             row.applied = False
             session.add(row)
             return row
-
-    def _release(self, session: Session, incident_id: str, now: datetime) -> int:
-        incident = _incident(session, incident_id)
-        policy = ReleasePolicy.model_validate(incident.release_policy or {})
-        if incident.released_at is None:
-            reason = incident_release_reason(
-                incident.expected_agency_ids, set(incident.completed), policy,
-                incident.manual_release_requested_at is not None, now)
-            if reason is None:
-                return 0
-            incident.released_at = now
-            incident.release_reason = reason.value
-            session.add(incident)
-            log.info("incident released", extra={"incident_id": incident_id})
-        dirty = session.exec(
-            select(PersonState).where(PersonState.incident_id == incident_id,
-                                      PersonState.dirty == True)  # noqa: E712
-        ).all()
-        released = 0
-        live = self._live_records(session, incident_id, [p.person_id for p in dirty])
-        for person in dirty:
-            released += self._decide_person(session, incident, policy, person,
-                                            live.get(person.person_id, []), now)
-        return released
-
-    @staticmethod
-    def _live_records(session: Session, incident_id: str, person_ids: list[str]
-                      ) -> dict[str, list[RecordState]]:
-        """Live records of many persons in a few queries (a release can touch every person)."""
-        grouped: dict[str, list[RecordState]] = {}
-        for i in range(0, len(person_ids), 1000):
-            rows = session.exec(select(RecordState).where(
-                RecordState.incident_id == incident_id,
-                RecordState.person_id.in_(person_ids[i:i + 1000]),
-                RecordState.withdrawn == False,  # noqa: E712
-            )).all()
-            for row in rows:
-                grouped.setdefault(row.person_id, []).append(row)
-        return grouped
-
-    def _decide_person(self, session: Session, incident: IncidentState, policy: ReleasePolicy,
-                       person: PersonState, live: list[RecordState], now: datetime) -> int:
-        view = PersonView(
-            live_records=len(live),
-            any_on_hold=any(r.on_hold for r in live),
-            agency_ids=frozenset(r.agency_id for r in live),
-            categories=frozenset(c for r in live for c in r.data_categories),
-            first_seen_at=person.first_seen_at,
-            changed_at=person.changed_at,
-            notified_version=person.notified_version,
-            notified_agency_ids=frozenset(person.notified_agency_ids),
-            notified_categories=frozenset(person.notified_categories),
-        )
-        decision = decide(view, incident.released_at, policy, now)
-        if decision.action == Action.WAIT:
-            return 0  # stays dirty; a later tick decides
-        person.dirty = False
-        if decision.action == Action.NOTHING:
-            if not live:
-                person.status = "empty" if person.notified_version == 0 else person.status
-            session.add(person)
-            return 0
-        if decision.action == Action.HOLD:
-            person.status = "held"
-            session.add(person)
-            return 0
-        notice_person_id = person.notice_person_id or person.person_id
-        version = person.notified_version + 1
-        notice = build_notice(self.sealer, incident.incident_id, notice_person_id, version, live,
-                              incident.agency_names)
-        session.add(NoticeState(
-            notice_id=notice.notice_id, incident_id=incident.incident_id,
-            person_id=notice_person_id, version=version,
-            agency_ids=sorted(view.agency_ids), data_categories=sorted(view.categories),
-        ))
-        outbox.enqueue(session, NOTICES, notice_person_id, notice.to_bytes())
-        person.status = "notified"
-        person.notice_person_id = notice_person_id
-        person.notified_version = version
-        person.notified_agency_ids = sorted(view.agency_ids | view.notified_agency_ids)
-        person.notified_categories = sorted(view.categories | view.notified_categories)
-        session.add(person)
-        return 1
 
     # --- the incidents topic ----------------------------------------------------------------------
 
@@ -304,7 +361,8 @@ class DedupePipeline:
             incident = session.get(IncidentState, incident_id)
             if incident is None:
                 return None
-            incident.manual_release_requested_at = incident.manual_release_requested_at or self.clock()
+            incident.manual_release_requested_at = (incident.manual_release_requested_at
+                                                    or self.clock())
             session.add(incident)
             return incident
 
@@ -322,19 +380,37 @@ def _incident(session: Session, incident_id: str) -> IncidentState:
     return incident
 
 
-def _inherit_notice_lineage(session: Session, person: PersonState, previous_ids: set[str]) -> None:
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _live_records(session: Session, incident_id: str, person_ids: list[str]
+                  ) -> dict[str, list[RecordState]]:
+    grouped: dict[str, list[RecordState]] = {}
+    rows = session.exec(select(RecordState).where(
+        RecordState.incident_id == incident_id,
+        RecordState.person_id.in_(person_ids),
+        RecordState.withdrawn == False,  # noqa: E712
+    )).all()
+    for row in rows:
+        grouped.setdefault(row.person_id, []).append(row)
+    return grouped
+
+
+def _inherit_notice_lineage(cache: IncidentCache, person: PersonMeta, previous_ids: set[str]) -> None:
     """A person the resolver re-identified (records joined or split) keeps the notice history
     of the person their records came from, so the next notice is an amendment, not a second
     first notice. When records of several notified persons merge, the earliest lineage wins."""
     if person.notified_version > 0 or not previous_ids:
         return
-    ancestors = [session.get(PersonState, (person.incident_id, pid)) for pid in sorted(previous_ids)]
-    notified = [a for a in ancestors if a is not None and a.notified_version > 0]
+    notified = [cache.persons[p] for p in sorted(previous_ids)
+                if p in cache.persons and cache.persons[p].notified_version > 0]
     if not notified:
         return
-    first = min(notified, key=lambda a: (a.notice_person_id or a.person_id))
-    person.notice_person_id = first.notice_person_id or first.person_id
+    first = min(notified, key=lambda a: a.notice_person_id or "")
+    person.notice_person_id = first.notice_person_id
     person.notified_version = max(a.notified_version for a in notified
-                                  if (a.notice_person_id or a.person_id) == person.notice_person_id)
-    person.notified_agency_ids = sorted({x for a in notified for x in a.notified_agency_ids})
-    person.notified_categories = sorted({x for a in notified for x in a.notified_categories})
+                                  if a.notice_person_id == first.notice_person_id)
+    person.notified_agency_ids = frozenset(x for a in notified for x in a.notified_agency_ids)
+    person.notified_categories = frozenset(x for a in notified for x in a.notified_categories)

@@ -1,0 +1,172 @@
+"""Exactly one notice per person across replays and a dedupe process killed mid-stream."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import defaultdict
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlmodel import Session, func, select
+
+from services.common.crypto import Sealer
+from services.common.db import make_engine
+from services.common.messages import decode_notice
+from services.dedupe.app import create_app
+from services.dedupe.models import NoticeState, RecordState
+from services.dedupe.settings import DedupeSettings
+from tests.conftest import running
+from tests.support.factories import synthetic_person
+from tests.support.infra import REPO, TopicReader
+from tests.support.messages import completion, incident_message, publish, record_message
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+
+PERSONS = 600
+AGENCIES = {"gp": "Test GP", "lab": "Test Lab"}
+
+
+def _stream(sealer: Sealer) -> list:
+    """Each person has a GP record and a lab record: PERSONS persons, 2×PERSONS records."""
+    out = []
+    for i in range(PERSONS):
+        incident = f"inc-{i % 3}"
+        out.append(record_message(sealer, incident, "gp", f"gp-{i}", **synthetic_person(i)))
+        out.append(record_message(sealer, incident, "lab", f"lab-{i}", categories=("lab_results",),
+                                  **synthetic_person(i)))
+    for n in range(3):
+        out += [completion(f"inc-{n}", "gp", PERSONS // 3), completion(f"inc-{n}", "lab", PERSONS // 3)]
+    return out
+
+
+def _counts(database_url: str) -> tuple[int, int]:
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            records = session.exec(select(func.count()).select_from(RecordState)).one()
+            notices = session.exec(select(func.count()).select_from(NoticeState)).one()
+            return records, notices
+    finally:
+        engine.dispose()
+
+
+def _assert_one_notice_per_person(messages) -> None:
+    by_notice: dict[str, set[bytes]] = defaultdict(set)
+    persons = set()
+    for message in messages:
+        notice = decode_notice(message.value)
+        by_notice[notice.notice_id].add(message.value)
+        assert notice.version == 1
+        assert [a.agency_id for a in notice.agencies] == ["gp", "lab"]
+        persons.add(notice.person_id)
+    assert len(persons) == len(by_notice) == PERSONS
+    # A republished outbox row is the very same message (same message_id): consumers dedupe it.
+    assert all(len(payloads) == 1 for payloads in by_notice.values())
+
+
+async def _setup(settings: DedupeSettings, bootstrap: str, sealer: Sealer) -> None:
+    async with running(create_app(settings)):  # creates the topics
+        pass
+    await publish(bootstrap, f"{settings.topic_prefix}incidents.v1",
+                  [incident_message(f"inc-{n}", AGENCIES, ["gp", "lab"]) for n in range(3)])
+    await publish(bootstrap, f"{settings.topic_prefix}affected-records.v1", _stream(sealer))
+
+
+async def test_replaying_the_whole_topic_creates_nothing_new(service_env, pg_database,
+                                                             kafka_bootstrap):
+    settings = DedupeSettings(**service_env, database_url=pg_database(), release_tick_s=0.2)
+    sealer = Sealer(settings.data_keys.get_secret_value())
+    await _setup(settings, kafka_bootstrap, sealer)
+    notices_topic = f"{settings.topic_prefix}notices.v1"
+
+    async with running(create_app(settings)):
+        async with asyncio.timeout(90):
+            while _counts(settings.database_url)[1] < PERSONS:
+                await asyncio.sleep(0.2)
+
+    # Rewind the consumer group to the very beginning and run again.
+    group = settings.consumer_group("dedupe.affected-records")
+    topic = f"{settings.topic_prefix}affected-records.v1"
+    rewind = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group,
+                              enable_auto_commit=False)
+    await rewind.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        rewind.assign(tps)
+        await rewind.commit({tp: 0 for tp in tps})
+    finally:
+        await rewind.stop()
+
+    async with running(create_app(settings)) as client:
+        async with asyncio.timeout(60):
+            while True:  # until the replay has been consumed to the end
+                lag = 0
+                worker = client._transport.app.state.runtime.workers[1]
+                for tp in tps:
+                    committed = await worker.consumer.committed(tp)
+                    end = (await worker.consumer.end_offsets([tp]))[tp]
+                    lag += end - (committed or 0)
+                if lag == 0:
+                    break
+                await asyncio.sleep(0.2)
+
+    assert _counts(settings.database_url) == (2 * PERSONS, PERSONS)
+    async with TopicReaderContext(kafka_bootstrap, notices_topic) as reader:
+        messages = await reader.wait_for(lambda m: len(m) >= PERSONS)
+        await asyncio.sleep(1.0)
+        messages = await reader.wait_for(lambda m: True)
+    _assert_one_notice_per_person(messages)
+
+
+async def test_a_process_killed_mid_stream_resumes_with_one_notice_per_person(
+        service_env, pg_database, kafka_bootstrap, topic_prefix, data_keys):
+    database_url = pg_database()
+    settings = DedupeSettings(**service_env, database_url=database_url)
+    sealer = Sealer(data_keys)
+    await _setup(settings, kafka_bootstrap, sealer)
+
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "PANUI_TOPIC_PREFIX": topic_prefix, "PANUI_DATA_KEYS": data_keys,
+           "DATABASE_URL": database_url, "PANUI_PORT": "0",
+           "PANUI_CONSUMER_BATCH_MAX_RECORDS": "50", "PANUI_RELEASE_TICK_S": "0.2"}
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "services.dedupe"], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    process = start()
+    try:
+        async with asyncio.timeout(90):
+            while _counts(database_url)[0] < PERSONS // 2:
+                await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGKILL)  # no clean shutdown: mid-batch, mid-publish
+        process.wait(10)
+        assert _counts(database_url)[0] < 2 * PERSONS, "the kill must land mid-stream"
+
+        process = start()
+        async with asyncio.timeout(120):
+            while _counts(database_url)[1] < PERSONS:
+                await asyncio.sleep(0.2)
+        async with TopicReaderContext(kafka_bootstrap, f"{topic_prefix}notices.v1") as reader:
+            await reader.wait_for(lambda m: len({x.key for x in m}) >= PERSONS, timeout=60)
+            await asyncio.sleep(1.5)
+            messages = await reader.wait_for(lambda m: True)
+    finally:
+        process.kill()
+        process.wait(10)
+    assert _counts(database_url) == (2 * PERSONS, PERSONS)
+    _assert_one_notice_per_person(messages)
+
+
+class TopicReaderContext:
+    def __init__(self, bootstrap: str, topic: str):
+        self.reader = TopicReader(bootstrap, topic)
+
+    async def __aenter__(self) -> TopicReader:
+        await self.reader.start()
+        return self.reader
+
+    async def __aexit__(self, *exc) -> None:
+        await self.reader.stop()
