@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Tests talk to whatever infra-up started (or to the cluster KAFKA_BOOTSTRAP_SERVERS names).
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(PANUI_KAFKA_PORT),9092)
 
-.PHONY: help venv install infra-up infra-down infra-status run test test-fast bench lint format contracts clean
+.PHONY: help venv install infra-up infra-down infra-status run test test-fast bench bench-quick lint format contracts clean
 
 help:
 	@echo "make run         start local Kafka + intake, dedupe, dispatch on SQLite (Ctrl-C stops)"
@@ -51,7 +51,12 @@ test-fast: infra-up
 
 bench: infra-up
 	$(PY) -m pip install -q -e '.[dev,bench]'
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+# A few minutes instead of an hour: every benchmark at small sizes.
+bench-quick: infra-up
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m benchmarks --quick $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check services tests benchmarks scripts

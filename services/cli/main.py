@@ -7,6 +7,16 @@ contracts_app = typer.Typer(help="The message and API contracts in contracts/.",
 app.add_typer(contracts_app, name="contracts")
 
 
+def _register_commands() -> None:
+    from services.cli.resolve import resolve_command
+
+    app.command("resolve", help="Resolve affected records to persons offline (preview a dedupe).")(
+        resolve_command)
+
+
+_register_commands()
+
+
 @contracts_app.command("export")
 def contracts_export() -> None:
     """Regenerate contracts/schemas and contracts/openapi from the code."""

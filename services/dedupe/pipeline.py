@@ -144,6 +144,11 @@ class DedupePipeline:
                 person = cache.persons[person_id] = PersonMeta(first_seen_at=now, changed_at=now)
             person.changed_at = now
             person.dirty = True
+            # A person whose records all moved away or were withdrawn is no one (yet).
+            if not cache.members.get(person_id):
+                person.status = "empty"
+            elif person.status == "empty":
+                person.status = "notified" if person.notified_version else "pending"
             cache.dirty.add(person_id)
             _inherit_notice_lineage(cache, person, moved_from.get(person_id, set()))
             cache.persons_to_write.add(person_id)

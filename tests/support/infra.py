@@ -105,3 +105,12 @@ class TopicReader:
             for records in batch.values():
                 self.messages.extend(records)
         return self.messages
+
+    async def drain(self, quiet_s: float = 0.5) -> list:
+        """Read everything available now: until a poll of quiet_s brings nothing new."""
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=int(quiet_s * 1000))
+            if not any(batch.values()):
+                return self.messages
+            for records in batch.values():
+                self.messages.extend(records)
