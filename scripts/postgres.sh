@@ -52,6 +52,9 @@ DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ROLE') THEN
     CREATE ROLE $ROLE LOGIN CREATEDB PASSWORD '$PASSWORD';
   END IF;
+  IF NOT pg_has_role('$ROLE', 'pg_signal_backend', 'MEMBER') THEN
+    GRANT pg_signal_backend TO $ROLE;  -- lets tests drop their databases WITH (FORCE)
+  END IF;
 END \$\$;
 SQL
   for db in "${DATABASES[@]}"; do

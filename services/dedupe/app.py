@@ -16,7 +16,8 @@ def create_app(settings: DedupeSettings | None = None) -> FastAPI:
     settings = settings or DedupeSettings()
 
     def workers(runtime: ServiceRuntime) -> list:
-        runtime.pipeline = DedupePipeline(runtime.engine, runtime.sealer)
+        runtime.pipeline = DedupePipeline(runtime.engine, runtime.sealer,
+                                          review_sync_interval_s=settings.review_sync_interval_s)
         records = AffectedRecordsHandler(runtime.pipeline, runtime.relay)
         return [
             # Incidents first: agency names and release policy before their records.

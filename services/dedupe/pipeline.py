@@ -10,6 +10,7 @@ decisions need is in memory (identity.py); the database is written in bulk.
 """
 
 import logging
+import time
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -41,12 +42,16 @@ RecordKey = tuple[str, str]
 
 class DedupePipeline:
     def __init__(self, engine: Engine, sealer: Sealer, identity: IdentityState | None = None,
-                 clock=utcnow):  # noqa: ANN001
+                 clock=utcnow, review_sync_interval_s: float = 5.0):  # noqa: ANN001
         self.engine = engine
         self.sealer = sealer
         self.identity = identity or IdentityState(sealer)
         self.clock = clock
+        # Listing review pairs walks every kept pair of an incident: done on ticks, at most
+        # this often per incident, not per batch.
+        self.review_sync_interval_s = review_sync_interval_s
         self._reviews_stale: set[str] = set()
+        self._reviews_synced_at: dict[str, float] = {}
 
     # --- the affected-records topic -------------------------------------------------------------
 
@@ -212,7 +217,7 @@ class DedupePipeline:
                     self._write_records(session, cache, {})
                     released += self._release(session, incident, cache, now)
                     self._write_persons(session, cache)
-                    if incident.incident_id in self._reviews_stale:
+                    if self._review_sync_due(incident.incident_id):
                         self._sync_reviews(session, cache)
                 except BaseException:
                     self.identity.forget([incident.incident_id])
@@ -289,11 +294,18 @@ class DedupePipeline:
 
     # --- review queue ------------------------------------------------------------------------------
 
+    def _review_sync_due(self, incident_id: str) -> bool:
+        if incident_id not in self._reviews_stale:
+            return False
+        last = self._reviews_synced_at.get(incident_id)
+        return last is None or time.monotonic() - last >= self.review_sync_interval_s
+
     def _sync_reviews(self, session: Session, cache: IncidentCache) -> None:
         """Mirror the resolver's uncertain pairs into the review queue (evidence names levels
         and weights, never values). Decided rows keep their decision."""
         incident_id = cache.incident_id
         self._reviews_stale.discard(incident_id)
+        self._reviews_synced_at[incident_id] = time.monotonic()
         current = {review_id(incident_id, i.a, i.b): i for i in cache.resolver.review_items()}
         rows = {r.review_id: r for r in session.exec(
             select(ReviewState).where(ReviewState.incident_id == incident_id)).all()}

@@ -6,3 +6,5 @@ class DedupeSettings(ServiceSettings):
     port: int = 8002
     # How often time-driven release work runs (deadlines, settle windows, manual release).
     release_tick_s: float = 1.0
+    # How often an incident's review queue is refreshed from the resolver while records arrive.
+    review_sync_interval_s: float = 5.0

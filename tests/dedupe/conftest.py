@@ -85,7 +85,8 @@ class DedupeHarness:
 
 @pytest.fixture
 async def dedupe(service_env, pg_database, kafka_bootstrap):
-    settings = DedupeSettings(**service_env, database_url=pg_database(), release_tick_s=0.2)
+    settings = DedupeSettings(**service_env, database_url=pg_database(), release_tick_s=0.2,
+                              review_sync_interval_s=0.2)
     sealer = Sealer(settings.data_keys.get_secret_value())
     async with running(create_app(settings)) as client:
         reader = TopicReader(kafka_bootstrap, f"{settings.topic_prefix}notices.v1")

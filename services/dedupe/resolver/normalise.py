@@ -5,8 +5,10 @@ Records keep their values exactly as given (NFC); these keys exist only for matc
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from datetime import date
+from functools import lru_cache
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 _DOUBLE_VOWEL = re.compile(r"([aeiou])\1+")
@@ -21,6 +23,7 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
 
+@lru_cache(maxsize=1 << 17)
 def name_tokens(text: str | None) -> tuple[str, ...]:
     """Split a name into folded tokens: 'Te Whata-Ngata' -> ('te', 'whata', 'ngata').
 
@@ -30,7 +33,8 @@ def name_tokens(text: str | None) -> tuple[str, ...]:
     if not text:
         return ()
     folded = _APOSTROPHES.sub("", fold(text))
-    return tuple(_DOUBLE_VOWEL.sub(r"\1", t) for t in _NON_ALNUM.split(folded) if t)
+    # Cached and interned: names repeat heavily, so records share the same token objects.
+    return tuple(sys.intern(_DOUBLE_VOWEL.sub(r"\1", t)) for t in _NON_ALNUM.split(folded) if t)
 
 
 # Particles that are part of a family name but say little on their own.
@@ -39,6 +43,7 @@ _SURNAME_PARTICLES = frozenset(
 )
 
 
+@lru_cache(maxsize=1 << 17)
 def family_tokens(text: str | None) -> tuple[str, ...]:
     tokens = name_tokens(text)
     significant = tuple(t for t in tokens if t not in _SURNAME_PARTICLES)
@@ -101,6 +106,7 @@ _STREET_WORDS = {
 _UNIT_WORDS = frozenset({"flat", "unit", "apartment", "apt", "level", "lvl"})
 
 
+@lru_cache(maxsize=1 << 16)
 def address_tokens(line1: str | None, line2: str | None = None) -> tuple[str, ...]:
     """Street address as comparable tokens: 'Flat 2, 14 Kōwhai Road' -> ('2', '14', 'kowhai', 'rd')."""
     text = " ".join(p for p in (line1, line2) if p)
@@ -110,7 +116,7 @@ def address_tokens(line1: str | None, line2: str | None = None) -> tuple[str, ..
     for t in _NON_ALNUM.split(fold(text)):
         if not t or t in _UNIT_WORDS:
             continue
-        tokens.append(_STREET_WORDS.get(t, t))
+        tokens.append(sys.intern(_STREET_WORDS.get(t, t)))
     return tuple(tokens)
 
 
