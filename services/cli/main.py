@@ -8,8 +8,10 @@ app.add_typer(contracts_app, name="contracts")
 
 
 def _register_commands() -> None:
+    from services.cli.feeds import feed_app
     from services.cli.resolve import resolve_command
 
+    app.add_typer(feed_app, name="feed")
     app.command("resolve", help="Resolve affected records to persons offline (preview a dedupe).")(
         resolve_command)
 

@@ -6,12 +6,13 @@ wrong or missing key → 401, not enrolled → 403, another agency's feed → 40
 """
 
 import math
+import re
 import tempfile
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -34,8 +35,35 @@ ERRORS = {code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 4
 # --- request and response bodies ----------------------------------------------------------------
 
 
-class IncidentCreate(BaseModel):
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: object) -> object:
+    """Reject text PostgreSQL cannot store (NUL) or UTF-8 cannot encode (lone surrogates),
+    anywhere in a body, as a 422 rather than a failed insert."""
+    if isinstance(value, str):
+        if _UNSTORABLE.search(value):
+            raise ValueError("text contains a NUL character or a lone surrogate")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _storable(k)
+            _storable(v)
+    elif isinstance(value, list):
+        for v in value:
+            _storable(v)
+    return value
+
+
+class _StorableBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_storable(cls, data: object) -> object:
+        return _storable(data)
+
+
+class IncidentCreate(_StorableBody):
 
     incident_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")
     title: str = Field(min_length=1, max_length=200)
@@ -45,8 +73,7 @@ class IncidentCreate(BaseModel):
     expected_agencies: list["AgencyEnrol"] = []
 
 
-class AgencyEnrol(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AgencyEnrol(_StorableBody):
 
     agency_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")
     name: str = Field(min_length=1, max_length=200)
@@ -253,6 +280,7 @@ def build_routers(settings: IntakeSettings) -> list[APIRouter]:
         agency_id: Annotated[str, Depends(current_agency)],
         idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
     ) -> FeedReceipt:
+        idempotency_key = (idempotency_key or "").strip() or None  # a blank key is no key
         wait = limiter.try_acquire(agency_id)
         if wait:
             raise ApiError(429, "rate.limited", "Too many feed requests; retry later.",
@@ -273,6 +301,9 @@ def build_routers(settings: IntakeSettings) -> list[APIRouter]:
                     feed = session.exec(select(Feed).where(
                         Feed.agency_id == agency_id, Feed.idempotency_key == idempotency_key)).first()
                     if feed is not None:
+                        if feed.incident_id != incident_id:
+                            raise ApiError(409, "feed.idempotency_key_reused",
+                                           "This Idempotency-Key was used for another incident.")
                         return _stored_receipt(session, feed)
             return None
 
@@ -339,7 +370,8 @@ def build_routers(settings: IntakeSettings) -> list[APIRouter]:
                 summary="All problems of a feed, by line")
     async def get_problems(incident_id: IdPath, feed_id: IdPath, request: Request,
                            agency_id: Annotated[str, Depends(current_agency)],
-                           after_line: int = 0, limit: Annotated[int, Field(ge=1, le=10000)] = 1000
+                           after_line: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+                           limit: Annotated[int, Query(ge=1, le=10000)] = 1000
                            ) -> ProblemPage:
         def work() -> ProblemPage:
             with Session(engine(request)) as session:

@@ -17,7 +17,7 @@ from services.common.messages import (
     utcnow,
 )
 from services.common.topics import AFFECTED_RECORDS, INCIDENTS
-from services.intake.feeds import live_record_count
+from services.intake.feeds import live_record_count, lock_agency_records
 from services.intake.models import Agency, Enrolment, Incident
 
 
@@ -97,6 +97,7 @@ def is_enrolled(session: Session, incident_id: str, agency_id: str) -> bool:
 def mark_complete(session: Session, incident_id: str, agency_id: str) -> Enrolment:
     """The agency has sent everything; dedupe's release policy waits for all expected agencies.
     Marking again re-announces the (possibly changed) count."""
+    lock_agency_records(session, incident_id, agency_id)  # count after in-flight feeds commit
     enrolment = session.get(Enrolment, (incident_id, agency_id))
     count = live_record_count(session, incident_id, agency_id)
     enrolment.completed_at = utcnow()

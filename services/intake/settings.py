@@ -10,3 +10,5 @@ class IntakeSettings(ServiceSettings):
     agency_requests_per_minute: int = 120
     receipt_problem_limit: int = 20
     store_chunk_records: int = 2_000
+    # Intake's outbox fills in bursts of 10k-record feeds: drain it in larger batches.
+    outbox_batch_size: int = 5_000
