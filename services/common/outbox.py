@@ -7,11 +7,13 @@ consumer treats messages idempotently (message ids, versions), so nothing happen
 
 import asyncio
 import logging
+from collections import Counter
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, LargeBinary, delete, text
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, select  # noqa: I001
+from sqlmodel import Field, Session, SQLModel  # noqa: I001
 
 from services.common import metrics
 from services.common.db import run_db
@@ -98,16 +100,13 @@ class OutboxRelay:
         batch = await run_db(self._claim_batch)
         if not batch:
             return 0
-        futures = [
-            await self.producer.send(
-                f"{self.settings.topic_prefix}{row.topic}", value=row.payload, key=row.key.encode()
-            )
-            for row in batch
-        ]
+        prefix = self.settings.topic_prefix
+        futures = [await self.producer.send(f"{prefix}{topic}", value=payload, key=key.encode())
+                   for _id, topic, key, payload in batch]
         await asyncio.gather(*futures)
-        await run_db(self._delete, [row.id for row in batch])
-        for row in batch:
-            metrics.OUTBOX_PUBLISHED.labels(service=self.settings.service_name, topic=row.topic).inc()
+        await run_db(self._delete, [row[0] for row in batch])
+        for topic, count in Counter(row[1] for row in batch).items():
+            metrics.OUTBOX_PUBLISHED.labels(service=self.settings.service_name, topic=topic).inc(count)
         return len(batch)
 
     def _is_leader(self) -> bool:
@@ -116,7 +115,11 @@ class OutboxRelay:
         if self.engine.dialect.name != "postgresql":
             return True
         if self._lock_conn is not None:
-            return True
+            try:
+                self._lock_conn.execute(text("SELECT 1"))
+                return True
+            except Exception:  # the connection (and with it the lock) is gone: compete again
+                self._release_leadership()
         conn = self.engine.connect()
         got = conn.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": _RELAY_LOCK_ID}).scalar()
         conn.commit()
@@ -128,23 +131,23 @@ class OutboxRelay:
 
     def _release_leadership(self) -> None:
         if self._lock_conn is not None:
-            self._lock_conn.close()
-            self._lock_conn = None
+            try:
+                self._lock_conn.close()
+            finally:
+                self._lock_conn = None
 
-    def _claim_batch(self) -> list[OutboxMessage]:
+    def _claim_batch(self) -> list[tuple[int, str, str, bytes]]:
         if not self._is_leader():
             return []
-        with Session(self.engine, expire_on_commit=False) as session:
-            rows = session.exec(
-                select(OutboxMessage).order_by(OutboxMessage.id).limit(self.settings.outbox_batch_size)
-            ).all()
-            session.expunge_all()
-            return list(rows)
+        table = OutboxMessage.__table__
+        with self.engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(
+                sa_select(table.c.id, table.c.topic, table.c.key, table.c.payload)
+                .order_by(table.c.id).limit(self.settings.outbox_batch_size))]
 
     def _delete(self, ids: list[int]) -> None:
-        with Session(self.engine) as session:
-            session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
-            session.commit()
+        with self.engine.begin() as conn:
+            conn.execute(delete(OutboxMessage.__table__).where(OutboxMessage.__table__.c.id.in_(ids)))
 
     def pending_count(self) -> int:
         with Session(self.engine) as session:
