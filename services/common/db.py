@@ -44,7 +44,11 @@ def make_engine(url: str) -> Engine:
 def create_schema(engine: Engine, models: list[type[SQLModel]]) -> None:
     """Create one service's tables. All models share SQLModel's metadata, so each service
     names its own tables: a service's database holds only what that service owns."""
-    SQLModel.metadata.create_all(engine, tables=[m.__table__ for m in models])
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Replicas (or uvicorn workers) starting together must not race to CREATE TABLE.
+            conn.execute(text("SELECT pg_advisory_xact_lock(0x50414E55)"))
+        SQLModel.metadata.create_all(conn, tables=[m.__table__ for m in models])
 
 
 @contextmanager

@@ -148,7 +148,11 @@ def create_service_app(
     return app
 
 
-def serve(app: FastAPI, settings: ServiceSettings) -> None:
+def serve(factory: str, settings: ServiceSettings) -> None:
+    """Run a service with uvicorn. `factory` is "module:function" returning the app; several
+    worker processes (PANUI_WORKERS) share the port — each runs its own consumers (one
+    consumer group) and competes for the outbox relay's lock."""
     import uvicorn
 
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(factory, factory=True, host=settings.host, port=settings.port,
+                workers=settings.workers, log_config=None, access_log=False)

@@ -20,6 +20,7 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     host: str = "127.0.0.1"  # deployments set 0.0.0.0
     port: int = 8000
+    workers: int = 1  # uvicorn worker processes
 
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",

@@ -1,6 +1,4 @@
 from services.common.runtime import serve
-from services.dedupe.app import create_app
 from services.dedupe.settings import DedupeSettings
 
-settings = DedupeSettings()
-serve(create_app(settings), settings)
+serve("services.dedupe.app:create_app", DedupeSettings())
