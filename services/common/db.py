@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 T = TypeVar("T")
+_SCHEMA_LOCK_ID = 0x50414E55  # "PANU": one schema creation at a time per database
 
 
 def _normalise_url(url: str) -> str:
@@ -47,7 +48,7 @@ def create_schema(engine: Engine, models: list[type[SQLModel]]) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # Replicas (or uvicorn workers) starting together must not race to CREATE TABLE.
-            conn.execute(text("SELECT pg_advisory_xact_lock(0x50414E55)"))
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SCHEMA_LOCK_ID})
         SQLModel.metadata.create_all(conn, tables=[m.__table__ for m in models])
 
 
