@@ -15,7 +15,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import httpx
 import orjson
 import psycopg
 
+from benchmarks import support
 from services.common.crypto import generate_key_spec
 from services.intake.validation.nhi import _LETTERS, _weighted_sum
 
@@ -79,40 +79,14 @@ async def ndjson_stream(prefix: str, start: int, count: int, batch: int = 2000):
         yield ndjson_body(prefix, s, min(batch, start + count - s))
 
 
-def pg_admin_url() -> str:
-    return os.environ.get("PANUI_PG_ADMIN_URL") or subprocess.run(
-        [str(REPO / "scripts/postgres.sh"), "url"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def vm_hwm_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def vm_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.admin = pg_admin_url()
+        self.admin = support.pg_admin_url()
         self.db_name = f"bench_{uuid.uuid4().hex[:10]}"
         self.db_url = self.admin.rpartition("/")[0] + "/" + self.db_name
         self.prefix = f"bench-{uuid.uuid4().hex[:8]}."
-        self.port = free_port()
+        self.port = support.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         self.keys: list[str] = []
@@ -219,19 +193,19 @@ class Bench:
 
     async def run_big_feed(self, records: int) -> None:
         pid = self.process.pid
-        before = vm_hwm_mb(pid)
+        before = support.peak_rss_mb(pid)
         async with httpx.AsyncClient(base_url=self.url, timeout=3600) as client:
             started = time.monotonic()
             receipt = await self.post(client, self.keys[2], ndjson_stream("big", 0, records))
             acked = time.monotonic()
         drained = self.wait_drained()
         assert receipt["accepted"] == records, receipt
-        after = vm_hwm_mb(pid)
+        after = support.peak_rss_mb(pid)
         self.rows.append((f"one {records:,}-record feed (single request, streamed)",
                           f"accepted {records / (acked - started):,.0f} rec/s; published "
                           f"{records / (drained - started):,.0f} rec/s"))
         self.rows.append(("intake peak RSS (VmHWM) before / after the big feed",
-                          f"{before:,.0f} MB / {after:,.0f} MB (RSS now {vm_rss_mb(pid):,.0f} MB)"))
+                          f"{before:,.0f} MB / {after:,.0f} MB (RSS now {support.rss_mb(pid):,.0f} MB)"))
 
 
 def profile_ingest(records: int) -> None:
@@ -247,7 +221,7 @@ def profile_ingest(records: int) -> None:
     from services.intake.models import MODELS
     from services.intake.parsing import iter_feed
 
-    admin = pg_admin_url()
+    admin = support.pg_admin_url()
     name = f"bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

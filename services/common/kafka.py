@@ -17,6 +17,7 @@ from aiokafka.structs import ConsumerRecord
 
 from services.common import metrics
 from services.common.settings import ServiceSettings
+from services.common.tasks import finish, is_running
 from services.common.topics import TopicSpec
 
 log = logging.getLogger(__name__)
@@ -137,21 +138,13 @@ class ConsumerWorker:
     async def stop(self, grace_s: float = 30.0) -> None:
         """Finish the batch in hand (so its offsets are committed), then leave the group."""
         self._stopping.set()
-        if self._task:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s)
-            except TimeoutError:
-                self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await finish(self._task, grace_s)
         if self.consumer:
             await self.consumer.stop()
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return is_running(self._task)
 
     async def _run(self) -> None:
         assert self.consumer is not None
@@ -231,18 +224,13 @@ class TopicFollower:
         self._task = asyncio.create_task(self._run(), name=f"follow:{self.topic_name}")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await finish(self._task)  # nothing to commit: stop at once
         if self.consumer:
             await self.consumer.stop()
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return is_running(self._task)
 
     @property
     def group_id(self) -> str:  # for readiness reporting beside consumer workers

@@ -18,6 +18,7 @@ from sqlmodel import Field, Session, SQLModel  # noqa: I001
 from services.common import metrics
 from services.common.db import run_db
 from services.common.settings import ServiceSettings
+from services.common.tasks import finish, is_running
 from services.common.topics import TopicSpec
 
 log = logging.getLogger(__name__)
@@ -57,15 +58,7 @@ class OutboxRelay:
         """Finish the batch in flight (publish and delete), so a clean stop republishes nothing."""
         self._stopping = True
         self._wake.set()
-        if self._task:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s)
-            except TimeoutError:
-                self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await finish(self._task, grace_s)
         await run_db(self._release_leadership)
 
     def wake(self) -> None:
@@ -74,7 +67,7 @@ class OutboxRelay:
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return is_running(self._task)
 
     async def _run(self) -> None:
         while not self._stopping:

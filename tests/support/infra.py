@@ -29,8 +29,9 @@ def pg_admin_url() -> str:
     ).stdout.strip()
 
 
-def create_database(admin_url: str) -> tuple[str, str]:
-    name = f"t_{uuid.uuid4().hex[:16]}"
+def create_database(admin_url: str, prefix: str = "t") -> tuple[str, str]:
+    """A new, empty database on the shared server: (name, url)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     base, _, _ = admin_url.rpartition("/")
