@@ -1,25 +1,110 @@
 """Dispatch: renders and sends each released notice; tracks every delivery."""
 
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
 from fastapi import FastAPI
 
 from services.common.kafka import ConsumerWorker
 from services.common.runtime import ServiceRuntime, create_service_app
-from services.common.topics import DELIVERY_EVENTS, NOTICES
+from services.common.topics import DELIVERY_EVENTS, INCIDENTS, NOTICES
+from services.dispatch import api, store
 from services.dispatch.models import MODELS
-from services.dispatch.notices import NoticeHandler
+from services.dispatch.notices import IncidentHandler, NoticeHandler
+from services.dispatch.policy import QuietHours, RetryPolicy
+from services.dispatch.providers.base import EmailProvider, SmsProvider
+from services.dispatch.sender import Sender, build_email_provider, build_sms_provider
 from services.dispatch.settings import DispatchSettings
 
+Clock = Callable[[], datetime]
 
-def create_app(settings: DispatchSettings | None = None) -> FastAPI:
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DispatchRuntime(ServiceRuntime):
+    """The shared runtime plus dispatch's sender loop, started after the outbox relay and
+    stopped before it (so the last results and their events are written and published)."""
+
+    def __init__(self, settings: DispatchSettings, clock: Clock,
+                 email: EmailProvider | None = None, sms: SmsProvider | None = None):
+        self.clock = clock
+        self.quiet = (
+            QuietHours(settings.quiet_hours_start, settings.quiet_hours_end)
+            if settings.quiet_hours_enabled else None
+        )
+        self.retry = RetryPolicy(
+            base_seconds=settings.retry_base_s, cap_seconds=settings.retry_cap_s,
+            max_attempts=settings.retry_max_attempts,
+            max_total=timedelta(seconds=settings.retry_max_total_s),
+        )
+        self._email, self._sms = email, sms
+        self.sender: Sender | None = None
+        self.notice_handler: NoticeHandler | None = None
+        super().__init__(
+            settings, MODELS, [INCIDENTS, NOTICES, DELIVERY_EVENTS], workers=self._make_workers,
+            on_start=self._start_sender,
+        )
+        self.book = store.IncidentBook(self.engine)
+
+    def _wake(self) -> None:
+        if self.sender:
+            self.sender.wake()
+        if self.relay:
+            self.relay.wake()
+
+    async def _start_sender(self, _runtime: ServiceRuntime) -> None:
+        settings: DispatchSettings = self.settings  # type: ignore[assignment]
+        self.sender = Sender(
+            settings, self.engine, self.book, self.sealer, self.relay,
+            self._email or build_email_provider(settings), self._sms or build_sms_provider(settings),
+            self.clock, self.quiet, self.retry,
+        )
+        self.sender.start()
+
+    def _make_workers(self, _runtime: ServiceRuntime) -> list[ConsumerWorker]:
+        settings: DispatchSettings = self.settings  # type: ignore[assignment]
+        incidents = IncidentHandler(self.engine, self.book, self.quiet, self.clock, self._wake)
+        self.notice_handler = NoticeHandler(
+            self.engine, self.book, self.quiet, self.clock, self._wake, settings.max_pending
+        )
+        notices_worker = ConsumerWorker(settings, "dispatch.notices", [NOTICES], self.notice_handler)
+        self.notice_handler.worker = notices_worker
+        if self.sender:
+            self.sender.on_pending = self.notice_handler.update_pending
+        return [ConsumerWorker(settings, "dispatch.incidents", [INCIDENTS], incidents), notices_worker]
+
+    async def stop(self) -> None:
+        # Stop taking notices first, then finish (or abandon) sends, then the shared parts.
+        for worker in self.workers:
+            await worker.stop()
+        self.workers = []
+        if self.sender:
+            await self.sender.stop()
+        await super().stop()
+
+    async def readiness(self) -> dict[str, str]:
+        checks = await super().readiness()
+        if self.sender:
+            checks["sender"] = "ok" if self.sender.running else "error: stopped"
+        return checks
+
+
+def create_app(
+    settings: DispatchSettings | None = None, *, clock: Clock | None = None,
+    email_provider: EmailProvider | None = None, sms_provider: SmsProvider | None = None,
+) -> FastAPI:
+    """`clock` (aware datetimes) lets tests run at a chosen time (quiet hours); the providers
+    can be replaced for tests. By default they are built from settings."""
     settings = settings or DispatchSettings()
-
-    def workers(runtime: ServiceRuntime) -> list[ConsumerWorker]:
-        handler = NoticeHandler(runtime.engine, runtime.relay)
-        return [ConsumerWorker(settings, "dispatch.notices", [NOTICES], handler)]
-
-    runtime = ServiceRuntime(settings, MODELS, [NOTICES, DELIVERY_EVENTS], workers=workers)
+    # httpx logs every request URL at INFO; receipts and gateway calls would flood the log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    runtime = DispatchRuntime(settings, clock or _utcnow, email_provider, sms_provider)
     return create_service_app(
         runtime,
         title="Pānui dispatch",
         description="Renders and delivers the one notice per person; tracks delivery.",
+        routers=[api.router(runtime)],
     )

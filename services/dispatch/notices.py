@@ -1,48 +1,90 @@
-"""Taking released notices off the notices topic and queueing their deliveries.
+"""The two Kafka inputs of dispatch.
 
-Idempotent: a notice seen again (replay, restart, rebalance) finds its deliveries already
-recorded and changes nothing.
+- incidents.v1 (compacted): each incident's content and channel policy, stored in
+  dispatch_incident (latest revision wins); notices that were waiting for it are planned.
+- notices.v1: each notice (and amendment, its own notice_id) is stored and its deliveries are
+  queued. Idempotent: a replayed notice finds itself already stored and changes nothing.
+  The consumer only records; the sender sends. While more than `max_pending` deliveries are
+  unfinished, notice consumption is paused (consumer.pause), so nothing buffers unboundedly.
 """
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.engine import Engine
 
-from services.common.db import run_db, session_scope
-from services.common.messages import NoticeMessage, decode_notice
-from services.dispatch import dao
+from services.common.db import run_db
+from services.common.kafka import ConsumerWorker
+from services.common.messages import decode_incident, decode_notice
+from services.dispatch import metrics, store
+from services.dispatch.policy import QuietHours
 
-# Preferred first channel for a notice, before per-incident policy (issue 6) refines it.
-_CHANNEL_PREFERENCE = ("email", "sms", "postal")
-
-
-def first_channel(notice: NoticeMessage) -> str:
-    for channel in _CHANNEL_PREFERENCE:
-        if channel in notice.channels:
-            return channel
-    return "none"
+log = logging.getLogger(__name__)
 
 
-def record_notices(engine: Engine, notices: list[NoticeMessage]) -> int:
-    created = 0
-    with session_scope(engine) as session:
-        for notice in notices:
-            if dao.deliveries_for_notice(session, notice.notice_id):
+class IncidentHandler:
+    def __init__(self, engine: Engine, book: store.IncidentBook, quiet: QuietHours | None,
+                 clock: Callable[[], datetime], on_change: Callable[[], None]):
+        self.engine, self.book, self.quiet, self.clock = engine, book, quiet, clock
+        self.on_change = on_change
+
+    async def __call__(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        changed = False
+        for record in records:
+            if record.value is None:  # tombstone: keep what we have (notices may still need it)
                 continue
-            channel = first_channel(notice)
-            dao.create_delivery(
-                session, notice, channel, "queued" if channel != "none" else "unreachable"
-            )
-            created += 1
-    return created
+            message = decode_incident(record.value)
+            if await run_db(store.upsert_incident, self.engine, self.book, message, record.value):
+                changed = True
+                while await run_db(store.plan_waiting, self.engine, self.book, self.quiet,
+                                   self.clock(), message.incident_id) > 0:
+                    pass  # in batches, until every waiting notice of the incident is planned
+        if changed:
+            self.on_change()
 
 
 class NoticeHandler:
-    def __init__(self, engine: Engine, relay):  # noqa: ANN001
-        self.engine = engine
-        self.relay = relay
+    def __init__(self, engine: Engine, book: store.IncidentBook, quiet: QuietHours | None,
+                 clock: Callable[[], datetime], on_change: Callable[[], None], max_pending: int):
+        self.engine, self.book, self.quiet, self.clock = engine, book, quiet, clock
+        self.on_change = on_change
+        self.max_pending = max_pending
+        self.worker: ConsumerWorker | None = None
+        self.pending = 0
+        self.paused = False
 
     async def __call__(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
-        notices = [decode_notice(r.value) for r in records]
-        if await run_db(record_notices, self.engine, notices):
-            self.relay.wake()
+        notices = [(decode_notice(r.value), r.value) for r in records]
+        created = await run_db(
+            store.record_notices, self.engine, self.book, notices, self.quiet, self.clock()
+        )
+        if created:
+            self.pending += created
+            self.on_change()
+            self._apply_backpressure()
+
+    def update_pending(self, pending: int) -> None:
+        """Called by the sender's housekeeping with the measured count."""
+        self.pending = pending
+        self._apply_backpressure()
+
+    def _apply_backpressure(self) -> None:
+        worker = self.worker
+        if worker is None or worker.consumer is None:
+            return
+        owned = [tp for tp in worker.owned]
+        if self.pending >= self.max_pending:
+            if owned:
+                worker.consumer.pause(*owned)  # re-applied each tick: covers new assignments
+            if not self.paused:
+                log.info("dispatch: pausing notice consumption", extra={"count": self.pending})
+            self.paused = True
+        elif self.paused and self.pending < self.max_pending // 2:
+            if owned:
+                worker.consumer.resume(*owned)
+            log.info("dispatch: resuming notice consumption", extra={"count": self.pending})
+            self.paused = False
+        metrics.CONSUMPTION_PAUSED.set(1 if self.paused else 0)

@@ -1,6 +1,71 @@
+"""Dispatch configuration (env PANUI_*). Defaults point at the local gateways that
+`python -m services.gateways.smtp_server` (port 1025) and `python -m services.gateways.sms_server`
+(port 8025) start, so a laptop needs no configuration."""
+
+from datetime import time
+
+from pydantic import SecretStr
+
 from services.common.settings import ServiceSettings
 
 
 class DispatchSettings(ServiceSettings):
     service_name: str = "dispatch"
     port: int = 8003
+
+    # --- email over SMTP ---------------------------------------------------------------------
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_tls: str = "none"  # none | starttls | implicit (deployments: starttls or implicit)
+    smtp_validate_certs: bool = True
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_s: float = 30.0
+    smtp_pool_size: int = 48
+    email_from_address: str = "notices@panui.example.nz"
+    email_reply_to: str | None = None
+    message_id_domain: str = "panui.example.nz"
+
+    # --- SMS over HTTP gateways (primary, optional secondary for failover) -------------------
+    sms_primary_url: str = "http://127.0.0.1:8025"
+    sms_primary_api_key: SecretStr | None = None
+    sms_secondary_url: str = ""
+    sms_secondary_api_key: SecretStr | None = None
+    sms_timeout_s: float = 10.0
+    sms_failover_cooldown_s: float = 30.0
+    # Share of traffic each healthy gateway gets; 0 = used only when the other one errors.
+    sms_primary_weight: int = 1
+    sms_secondary_weight: int = 0
+    sms_http_connections: int = 20  # httpx's pool gets slow with many
+
+    # --- delivery receipts --------------------------------------------------------------------
+    # Shared secret the gateways sign callbacks with (X-Panui-Signature, HMAC-SHA256).
+    receipt_secret: SecretStr = SecretStr("dev-callback-secret")
+    receipt_tolerance_s: int = 300
+    # Where providers send receipts: <base>/v1/receipts/<provider>. Empty: no callbacks.
+    receipt_callback_base_url: str = "http://127.0.0.1:8003"
+
+    # --- policy -------------------------------------------------------------------------------
+    quiet_hours_enabled: bool = True
+    quiet_hours_start: time = time(21, 0)  # Pacific/Auckland wall clock
+    quiet_hours_end: time = time(8, 0)
+    retry_base_s: float = 30.0
+    retry_cap_s: float = 3600.0
+    retry_max_attempts: int = 12
+    retry_max_total_s: float = 24 * 3600.0
+
+    # --- throughput and flow control ----------------------------------------------------------
+    email_rate_per_s: float = 0.0  # token bucket per gateway; 0 = unlimited
+    email_burst: int = 100
+    sms_rate_per_s: float = 0.0
+    sms_burst: int = 100
+    sender_concurrency: int = 256  # sends in flight at once
+    sender_batch_size: int = 500  # deliveries claimed per database round trip
+    sender_idle_poll_s: float = 0.25
+    result_flush_s: float = 0.05  # results are committed in batches at least this often
+    # A claimed delivery whose claim is older than this is presumed abandoned (crash) and is
+    # sent again with the same reference. Keep it above the SMTP/SMS timeouts.
+    sending_lease_s: float = 120.0
+    sender_stop_grace_s: float = 10.0
+    # Backpressure: stop taking notices off Kafka while this many deliveries are unfinished.
+    max_pending: int = 20_000

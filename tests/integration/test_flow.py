@@ -8,6 +8,7 @@ from services.dedupe.app import create_app as create_dedupe
 from services.dedupe.settings import DedupeSettings
 from services.dispatch.app import create_app as create_dispatch
 from services.dispatch.settings import DispatchSettings
+from services.gateways.smtp_server import SmtpGateway
 from services.intake.app import create_app as create_intake
 from services.intake.settings import IntakeSettings
 from tests.conftest import COORDINATOR_TOKEN, running
@@ -24,7 +25,12 @@ async def test_one_record_flows_from_intake_to_a_delivery_event(
 ):
     intake = create_intake(IntakeSettings(**service_env, database_url=pg_database()))
     dedupe = create_dedupe(DedupeSettings(**service_env, database_url=pg_database()))
-    dispatch = create_dispatch(DispatchSettings(**service_env, database_url=pg_database()))
+    smtp = SmtpGateway()
+    await smtp.start()
+    dispatch = create_dispatch(DispatchSettings(
+        **service_env, database_url=pg_database(), smtp_port=smtp.port,
+        quiet_hours_enabled=False, receipt_callback_base_url="",
+    ))
 
     async with running(intake) as client, running(dedupe), running(dispatch):
         created = await client.post(
@@ -48,7 +54,10 @@ async def test_one_record_flows_from_intake_to_a_delivery_event(
         assert done.json()["record_count"] == 1
 
         async with topic_reader(kafka_bootstrap, f"{topic_prefix}delivery-events.v1") as events:
-            received = await events.wait_for(lambda m: len(m) >= 1, timeout=60)
+            received = await events.wait_for(
+                lambda m: any(decode_delivery_event(e.value).status == "sent" for e in m),
+                timeout=60,
+            )
         async with topic_reader(kafka_bootstrap, f"{topic_prefix}notices.v1") as notices:
             notice_messages = await notices.wait_for(lambda m: len(m) >= 1)
 
@@ -60,7 +69,12 @@ async def test_one_record_flows_from_intake_to_a_delivery_event(
     assert b"Aroha" not in notice_messages[0].value
     assert notice_messages[0].key == notice.person_id.encode()
 
-    event = decode_delivery_event(received[0].value)
-    assert event.notice_id == notice.notice_id
-    assert (event.channel, event.status) == ("email", "queued")
-    assert len(received) == 1
+    await smtp.stop()
+    events = [decode_delivery_event(r.value) for r in received]
+    assert {e.notice_id for e in events} == {notice.notice_id}
+    assert [(e.channel, e.status) for e in events] == [
+        ("email", "queued"), ("email", "sending"), ("email", "sent")]
+    # The one notice reached the (local) mail server once, addressed to the person.
+    [mail] = smtp.messages
+    assert mail.rcpt_tos == ("aroha.testperson@example.nz",)
+    assert mail.message["X-Panui-Reference"] == f"{notice.notice_id}:email"

@@ -1,0 +1,300 @@
+"""Dispatch throughput: notices/s delivered to the local gateways, and the service's memory.
+
+    .venv/bin/python -m benchmarks.dispatch.run [--notices 126000] [--quick] [--mix email|sms|both]
+
+What it does: creates a fresh PostgreSQL database and a fresh topic prefix on the local broker,
+publishes one incident and N notices (sealed, synthetic people) BEFORE dispatch starts, then
+starts the real dispatch service (`python -m services.dispatch`, its own process) and the local
+SMTP and SMS gateways (their own processes), and times how long dispatch takes to get every
+notice accepted by a gateway (deliveries in 'sent' or 'delivered'). Peak and sampled RSS of the
+dispatch process show whether memory stays flat (backpressure: the consumer pauses instead of
+buffering). Needs `make infra-up`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psycopg
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from services.common.crypto import Sealer, generate_key_spec
+from services.common.ids import notice_id as make_notice_id
+from services.common.messages import (
+    ChannelPolicy,
+    IncidentAgency,
+    IncidentContent,
+    IncidentMessage,
+    NoticeAgency,
+    NoticeMessage,
+    ReleasePolicy,
+    notice_sealing_context,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+PY = sys.executable
+INCIDENT_ID = "bench-incident"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_admin_url() -> str:
+    return os.environ.get("PANUI_PG_ADMIN_URL") or subprocess.run(
+        [str(REPO / "scripts/postgres.sh"), "url"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _incident(mode: str) -> IncidentMessage:
+    return IncidentMessage(
+        incident_id=INCIDENT_ID, revision=1, title="Benchmark portal breach",
+        content=IncidentContent(
+            sender_name="Example Health",
+            breach_description="An unauthorised party copied records from the patient portal.",
+            suspected_holder_statement="We have identified a group we suspect holds it.",
+            steps_taken="We closed the portal and reset all access.",
+            mitigation_advice=["Be wary of calls, texts or emails about this breach."],
+            privacy_commissioner_notified=True,
+            contact={"organisation": "Example Helpline", "phone": "0800 000 111",
+                     "web_address": "panui.example.nz/check"},
+        ),
+        agencies=[IncidentAgency(agency_id="gp-1", name="Example Medical Centre")],
+        expected_agency_ids=["gp-1"], release_policy=ReleasePolicy(),
+        channel_policy=ChannelPolicy(mode=mode), updated_at=datetime.now(UTC),
+    )
+
+
+def _notice(sealer: Sealer, n: int, mix: str) -> NoticeMessage:
+    person_id = f"prs-{n:07d}"
+    nid = make_notice_id(INCIDENT_ID, person_id, 1)
+    recipient: dict = {"given_names": f"Test{n}", "family_name": "Benchperson"}
+    if mix in ("email", "both") or (mix == "mixed" and n % 4):
+        recipient["email"] = f"p{n}@example.nz"
+    if mix in ("sms", "both") or (mix == "mixed" and not n % 4):
+        recipient["mobile"] = f"+6421{n % 10_000_000:07d}"
+    channels = [c for c, k in (("email", "email"), ("sms", "mobile")) if k in recipient]
+    return NoticeMessage(
+        notice_id=nid, incident_id=INCIDENT_ID, person_id=person_id, version=1,
+        created_at=datetime.now(UTC), channels=channels,
+        agencies=[NoticeAgency(agency_id="gp-1", name="Example Medical Centre",
+                               data_categories=["clinical_notes"], document_count=2)],
+        sealed=sealer.seal({"recipient": recipient}, notice_sealing_context(nid)),
+    )
+
+
+async def _publish(bootstrap: str, prefix: str, keys: str, n: int, mix: str) -> float:
+    from services.common.kafka import ensure_topics
+    from services.common.settings import ServiceSettings
+    from services.common.topics import ALL_TOPICS
+
+    await ensure_topics(
+        ServiceSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix), ALL_TOPICS
+    )
+    sealer = Sealer(keys)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
+                                max_batch_size=512 * 1024, compression_type=None)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        mode = {"email": "email_else_sms", "sms": "sms_else_email", "both": "both",
+                "mixed": "email_else_sms"}[mix]
+        await producer.send_and_wait(f"{prefix}incidents.v1", _incident(mode).to_bytes(),
+                                     key=INCIDENT_ID.encode())
+        topic = f"{prefix}notices.v1"
+        for i in range(n):
+            notice = _notice(sealer, i, mix)
+            await producer.send(topic, notice.to_bytes(), key=notice.person_id.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU of the process (and its reaped children) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
+
+
+def _accepted(db_url: str) -> tuple[int, int]:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT count(DISTINCT notice_id) FILTER (WHERE status IN ('sent','delivered')),"
+            " count(*) FILTER (WHERE status IN ('queued','sending','temporary-failure',"
+            "'technical-failure')) FROM delivery"
+        ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def _wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--notices", type=int, default=126_000)
+    parser.add_argument("--quick", action="store_true", help="5,000 notices")
+    parser.add_argument("--mix", choices=["email", "sms", "both", "mixed"], default="mixed",
+                        help="mixed: 3 in 4 by email, 1 in 4 by SMS (default)")
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--profile", metavar="FILE", help="run dispatch under cProfile")
+    args = parser.parse_args(argv)
+    n = 5_000 if args.quick else args.notices
+
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    admin_url = _pg_admin_url()
+    db_name = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db_name}"')
+    db_url = f"{admin_url.rpartition('/')[0]}/{db_name}"
+    keys = generate_key_spec("bench")
+    log_dir = REPO / "var" / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    print(f"publishing {n:,} notices ({args.mix}) to {prefix}notices.v1 ...", flush=True)
+    publish_s = asyncio.run(_publish(bootstrap, prefix, keys, n, args.mix))
+    print(f"published in {publish_s:.1f}s", flush=True)
+
+    smtp_port, smtp_ctl, sms_port, dispatch_port = (_free_port() for _ in range(4))
+    secret = uuid.uuid4().hex
+    procs: list[subprocess.Popen] = []
+
+    def spawn(name: str, cmd: list[str], env: dict | None = None) -> subprocess.Popen:
+        log = open(log_dir / f"bench-{name}.log", "w")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,  # noqa: S603
+                                env={**os.environ, **(env or {})})
+        procs.append(proc)
+        return proc
+
+    try:
+        spawn("smtp", [PY, "-m", "services.gateways.smtp_server", "--port", str(smtp_port),
+                       "--control-port", str(smtp_ctl), "--count-only",
+                       "--bounce-webhook-url", ""])
+        spawn("sms", [PY, "-m", "services.gateways.sms_server", "--port", str(sms_port),
+                      "--callback-secret", secret])
+        _wait_http(f"http://127.0.0.1:{smtp_ctl}/_control/stats")
+        _wait_http(f"http://127.0.0.1:{sms_port}/_control/stats")
+        env = {
+            "PANUI_DATABASE_URL": db_url, "PANUI_TOPIC_PREFIX": prefix,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PANUI_DATA_KEYS": keys,
+            "PANUI_PORT": str(dispatch_port), "PANUI_LOG_LEVEL": "WARNING",
+            "PANUI_SMTP_PORT": str(smtp_port),
+            "PANUI_SMS_PRIMARY_URL": f"http://127.0.0.1:{sms_port}",
+            "PANUI_RECEIPT_SECRET": secret,
+            "PANUI_RECEIPT_CALLBACK_BASE_URL": f"http://127.0.0.1:{dispatch_port}",
+            "PANUI_QUIET_HOURS_ENABLED": "false",
+            "PANUI_SENDER_CONCURRENCY": str(args.concurrency),
+            "PANUI_CONSUMER_BATCH_MAX_RECORDS": "1000",
+        }
+        started = time.perf_counter()
+        profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
+        dispatch = spawn("dispatch", [PY, *profile, "-m", "services.dispatch"], env)
+        _wait_http(f"http://127.0.0.1:{dispatch_port}/healthz")
+        ready_s = time.perf_counter() - started
+        peak, samples, accepted, pending = 0.0, [], 0, 0
+        first_at: float | None = None
+        next_sample = 0.25
+        while accepted < n:
+            if dispatch.poll() is not None:
+                raise SystemExit("dispatch exited; see var/log/bench-dispatch.log")
+            if time.perf_counter() - started > args.timeout:
+                print(f"time limit reached with {accepted:,}/{n:,} accepted: partial result")
+                break
+            time.sleep(1.0)
+            rss = _rss_mb(dispatch.pid)
+            peak = max(peak, rss)
+            try:
+                accepted, pending = _accepted(db_url)
+            except psycopg.Error:
+                continue  # tables not created yet
+            if accepted and first_at is None:
+                first_at = time.perf_counter()
+            if accepted >= next_sample * n:
+                samples.append((accepted, rss, pending))
+                next_sample += 0.25
+        cpu_s = _cpu_seconds(dispatch.pid)
+        elapsed = time.perf_counter() - (first_at or started)
+        total = time.perf_counter() - started
+        sms_stats = httpx.get(f"http://127.0.0.1:{sms_port}/_control/stats").json()
+        smtp_stats = httpx.get(f"http://127.0.0.1:{smtp_ctl}/_control/stats").json()
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        asyncio.run(_delete_topics(bootstrap, prefix))
+
+    rate = accepted / elapsed
+    print()
+    print(f"dispatch benchmark: {n:,} notices, mix={args.mix}, {os.cpu_count()} CPUs")
+    print("-" * 60)
+    print(f"{'accepted by gateways':<34}{accepted:>12,}")
+    print(f"{'  email (SMTP gateway)':<34}{smtp_stats['accepted']:>12,}")
+    print(f"{'  SMS (HTTP gateway)':<34}{sms_stats['messages']:>12,}")
+    print(f"{'SMS send attempts (dedupe check)':<34}{sms_stats['send_attempts']:>12,}")
+    print(f"{'service start to ready':<34}{ready_s:>11.1f}s")
+    print(f"{'first to last accepted':<34}{elapsed:>11.1f}s")
+    print(f"{'start to last accepted':<34}{total:>11.1f}s")
+    print(f"{'throughput (notices/s)':<34}{rate:>12,.0f}   goal >= 2,000")
+    print(f"{'dispatch CPU per notice':<34}{cpu_s / max(accepted, 1) * 1000:>10.2f}ms"
+          f"   (contention-independent; {cpu_s:.0f}s CPU in all)")
+    print(f"{'dispatch peak RSS':<34}{peak:>10.0f}MB")
+    print("RSS while sending (accepted / RSS MB / pending deliveries):")
+    for count, rss, pend in samples:
+        print(f"  {count:>10,} {rss:>8.0f} {pend:>10,}")
+
+
+async def _delete_topics(bootstrap: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if topics:
+            await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Dispatch metrics. Labels are channels, statuses and provider names only."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+DELIVERY_TRANSITIONS = Counter(
+    "panui_dispatch_deliveries_total",
+    "Delivery state changes recorded, by channel and new status",
+    ["channel", "status"],
+)
+SEND_SECONDS = Histogram(
+    "panui_dispatch_send_seconds",
+    "Time for a gateway to answer one send",
+    ["channel", "provider"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+PENDING = Gauge("panui_dispatch_pending", "Deliveries queued, sending or awaiting a retry")
+CONSUMPTION_PAUSED = Gauge(
+    "panui_dispatch_consumption_paused", "1 while notice consumption is paused (backpressure)"
+)
+RECEIPTS = Counter(
+    "panui_dispatch_receipts_total", "Delivery receipts received", ["provider", "outcome"]
+)

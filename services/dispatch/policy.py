@@ -1,0 +1,263 @@
+"""Dispatch policy: which channel, when, how often and how fast.
+
+Pure functions and small value objects; the service wiring owns persistence and scheduling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time as _time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from services.dispatch.content.models import Notice
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+    POSTAL = "postal"
+
+
+class Outcome(StrEnum):
+    SEND = "send"
+    HELD = "held"  # s116 hold: do not send until released
+    UNREACHABLE = "unreachable"  # no usable channel: goes on the s115 public-notice list
+
+
+Mode = Literal["email_else_sms", "both", "sms_else_email"]
+DEFAULT_FALLBACK: tuple[Channel, ...] = (Channel.EMAIL, Channel.SMS, Channel.POSTAL)
+
+
+@dataclass(frozen=True)
+class IncidentPolicy:
+    mode: Mode = "email_else_sms"
+    fallback: tuple[Channel, ...] = DEFAULT_FALLBACK
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | IncidentPolicy | None) -> IncidentPolicy:
+        if isinstance(data, IncidentPolicy):
+            return data
+        data = data or {}
+        mode = data.get("mode", "email_else_sms")
+        if mode not in ("email_else_sms", "both", "sms_else_email"):
+            raise ValueError(f"unknown channel mode {mode!r}")
+        fallback = tuple(Channel(c) for c in data.get("fallback", DEFAULT_FALLBACK))
+        if len(set(fallback)) != len(fallback):
+            raise ValueError("fallback lists a channel twice")
+        return cls(mode=mode, fallback=fallback)
+
+
+@dataclass(frozen=True)
+class ChannelPlan:
+    outcome: Outcome
+    send_now: tuple[Channel, ...] = ()  # send these in parallel straight away
+    fallback: tuple[Channel, ...] = ()  # then these, in order, after permanent failures
+
+
+def available_channels(notice: Notice) -> frozenset[Channel]:
+    """Channels we hold contact details for, for the addressee (representative if any)."""
+    found = set()
+    if notice.addressee_email:
+        found.add(Channel.EMAIL)
+    if notice.addressee_mobile:
+        found.add(Channel.SMS)
+    if notice.addressee_address:
+        found.add(Channel.POSTAL)
+    return frozenset(found)
+
+
+def _preference(policy: IncidentPolicy) -> tuple[Channel, ...]:
+    first = {
+        "email_else_sms": (Channel.EMAIL, Channel.SMS),
+        "sms_else_email": (Channel.SMS, Channel.EMAIL),
+        "both": (Channel.EMAIL, Channel.SMS),
+    }[policy.mode]
+    rest = tuple(c for c in policy.fallback if c not in first)
+    # Only channels named in the fallback list are allowed at all.
+    return tuple(c for c in first if c in policy.fallback) + rest
+
+
+def choose_channels(
+    notice: Notice | Mapping[str, Any], incident_policy: Mapping[str, Any] | IncidentPolicy | None
+) -> ChannelPlan:
+    notice = notice if isinstance(notice, Notice) else Notice.model_validate(notice)
+    if notice.hold:
+        return ChannelPlan(Outcome.HELD)
+    return plan_channels(available_channels(notice), incident_policy)
+
+
+def plan_channels(
+    available: Collection[Channel | str],
+    incident_policy: Mapping[str, Any] | IncidentPolicy | None,
+) -> ChannelPlan:
+    """The plan for an addressee with contact details for `available` channels (the contract's
+    NoticeMessage.channels), under the incident's channel policy."""
+    policy = IncidentPolicy.from_mapping(incident_policy)
+    have = {Channel(c) for c in available}
+    usable = [c for c in _preference(policy) if c in have]
+    if not usable:
+        return ChannelPlan(Outcome.UNREACHABLE)
+    if policy.mode == "both":
+        digital = tuple(c for c in usable if c in (Channel.EMAIL, Channel.SMS))
+        now = digital or (usable[0],)
+    else:
+        now = (usable[0],)
+    return ChannelPlan(Outcome.SEND, now, tuple(c for c in usable if c not in now))
+
+
+def next_channel_after_permanent_failure(
+    notice: Notice | Mapping[str, Any],
+    incident_policy: Mapping[str, Any] | IncidentPolicy | None,
+    attempted: Collection[Channel | str],
+) -> Channel | None:
+    """Next channel to try once every channel in `attempted` has failed permanently.
+
+    None means there is nothing left: if no channel delivered, the person is 'unreachable'.
+    """
+    plan = choose_channels(notice, incident_policy)
+    tried = {Channel(c) for c in attempted}
+    for channel in (*plan.send_now, *plan.fallback):
+        if channel not in tried:
+            return channel
+    return None
+
+
+# ------------------------------------------------------------------------------ quiet hours
+
+NZ = ZoneInfo("Pacific/Auckland")
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """No SMS between `start` and `end` local time (the window may cross midnight)."""
+
+    start: time = time(21, 0)
+    end: time = time(8, 0)
+    tz: ZoneInfo = NZ
+
+    def _in_window(self, local: time) -> bool:
+        if self.start == self.end:
+            return False
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def is_quiet(self, now: datetime) -> bool:
+        return self._in_window(_aware(now).astimezone(self.tz).time().replace(tzinfo=None))
+
+    def next_allowed(self, now: datetime) -> datetime:
+        """`now` if SMS may be sent now, else the (UTC) instant quiet hours end.
+
+        Computed on the local wall clock and converted back through zoneinfo, so a DST change
+        inside the window moves the UTC instant, not the local end time.
+        """
+        now = _aware(now)
+        if not self.is_quiet(now):
+            return now
+        local = now.astimezone(self.tz)
+        day = local.date()
+        if local.time().replace(tzinfo=None) >= self.end:
+            day += timedelta(days=1)
+        end_local = datetime.combine(day, self.end, tzinfo=self.tz)
+        # A wall time inside a DST gap does not exist; the UTC round-trip normalises it forward.
+        return end_local.astimezone(UTC)
+
+
+def _aware(dt: datetime) -> datetime:
+    if dt.tzinfo is None:
+        raise ValueError("datetime must be timezone-aware")
+    return dt
+
+
+# ------------------------------------------------------------------------------ retry backoff
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, bounded by attempts and total elapsed time.
+
+    Full jitter (delay ~ U(0, min(cap, base*2^n))) spreads retries from a large batch so a
+    recovering provider is not hit by a synchronised wave.
+    """
+
+    base_seconds: float = 30.0
+    cap_seconds: float = 3600.0
+    max_attempts: int = 12
+    max_total: timedelta = timedelta(hours=24)
+
+    def ceiling(self, attempt: int) -> float:
+        return min(self.cap_seconds, self.base_seconds * (2 ** max(attempt - 1, 0)))
+
+    def next_delay(
+        self, attempt: int, elapsed: timedelta, rng: random.Random | None = None
+    ) -> float | None:
+        """Seconds to wait before attempt `attempt + 1`, or None to give up.
+
+        `attempt` is the number of attempts already made (>= 1); `elapsed` is the time since
+        the first attempt.
+        """
+        if attempt < 1:
+            raise ValueError("attempt counts from 1")
+        if attempt >= self.max_attempts:
+            return None
+        remaining = (self.max_total - elapsed).total_seconds()
+        if remaining <= 0:
+            return None
+        delay = (rng or random).uniform(0, self.ceiling(attempt))
+        return min(delay, remaining)
+
+
+# ------------------------------------------------------------------------------ rate limiting
+
+
+@dataclass
+class TokenBucket:
+    """`rate` tokens per second, up to `burst` banked. acquire() waits for a token."""
+
+    rate: float
+    burst: float
+    clock: Callable[[], float] = _time.monotonic
+    _tokens: float = field(init=False)
+    _updated: float = field(init=False)
+    _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or self.burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self._tokens = float(self.burst)
+        self._updated = self.clock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+
+    def try_acquire(self, tokens: float = 1) -> bool:
+        self._check(tokens)
+        self._refill()
+        if self._tokens >= tokens:
+            self._tokens -= tokens
+            return True
+        return False
+
+    async def acquire(self, tokens: float = 1) -> None:
+        self._check(tokens)
+        # The lock keeps waiters first-come first-served instead of racing for each refill.
+        async with self._lock:
+            while not self.try_acquire(tokens):  # noqa: ASYNC110 - waiting on a clock, not an event
+                await asyncio.sleep((tokens - self._tokens) / self.rate)
+
+    def _check(self, tokens: float) -> None:
+        if tokens > self.burst:
+            raise ValueError("cannot acquire more tokens than the burst size")
+
+    @property
+    def available(self) -> float:
+        self._refill()
+        return self._tokens

@@ -1,0 +1,116 @@
+"""Delivery receipt callbacks from the SMS gateway: verify the signature, map the status.
+
+Signature header (set by the gateway):
+    X-Panui-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, f"{t}.".encode() + body)>
+The timestamp is signed too so a captured callback cannot be replayed later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from services.dispatch.delivery_state import DeliveryStatus
+from services.dispatch.providers.sms_http import HttpSmsProvider
+
+SIGNATURE_HEADER = "X-Panui-Signature"
+DEFAULT_TOLERANCE_SECONDS = 300
+
+
+class ReceiptError(ValueError):
+    """The callback is not a valid receipt. Safe to log: contains no personal data."""
+
+
+class InvalidSignature(ReceiptError):
+    pass
+
+
+@dataclass(frozen=True)
+class Receipt:
+    provider_reference: str
+    reference: str  # ours: f"{notice_id}:sms"
+    status: DeliveryStatus
+    provider_status: str
+    occurred_at: datetime | None
+
+
+def sign(body: bytes, secret: bytes | str, timestamp: int | None = None) -> str:
+    """Header value for `body`; used by the local gateway and by tests."""
+    t = int(time.time()) if timestamp is None else timestamp
+    return f"t={t},v1={_mac(_key(secret), t, body)}"
+
+
+def verify_signature(
+    headers: Mapping[str, str],
+    body: bytes,
+    secret: bytes | str,
+    *,
+    now: float | None = None,
+    tolerance: int = DEFAULT_TOLERANCE_SECONDS,
+) -> None:
+    value = _header(headers, SIGNATURE_HEADER)
+    if not value:
+        raise InvalidSignature(f"missing {SIGNATURE_HEADER} header")
+    parts = dict(p.split("=", 1) for p in value.split(",") if "=" in p)
+    try:
+        t = int(parts["t"])
+        given = parts["v1"]
+    except (KeyError, ValueError):
+        raise InvalidSignature("malformed signature header") from None
+    if abs((time.time() if now is None else now) - t) > tolerance:
+        raise InvalidSignature("signature timestamp outside tolerance")
+    if not hmac.compare_digest(_mac(_key(secret), t, body), given):
+        raise InvalidSignature("signature does not match")
+
+
+def parse_receipt(
+    headers: Mapping[str, str],
+    body: bytes,
+    secret: bytes | str,
+    *,
+    now: float | None = None,
+    tolerance: int = DEFAULT_TOLERANCE_SECONDS,
+    status_map: Mapping[str, DeliveryStatus] = HttpSmsProvider.STATUS_MAP,
+) -> Receipt:
+    """Verify and decode a receipt callback. Raises InvalidSignature / ReceiptError."""
+    verify_signature(headers, body, secret, now=now, tolerance=tolerance)
+    try:
+        data = json.loads(body)
+        provider_status = str(data["status"])
+        provider_reference = str(data["id"])
+        reference = str(data["reference"])
+    except (ValueError, KeyError, TypeError):
+        raise ReceiptError("receipt body is not the expected JSON shape") from None
+    if provider_status not in status_map:
+        raise ReceiptError(f"unknown provider receipt status {provider_status!r}")
+    occurred_at = None
+    if data.get("occurred_at"):
+        try:
+            occurred_at = datetime.fromisoformat(data["occurred_at"]).astimezone(UTC)
+        except (TypeError, ValueError):
+            raise ReceiptError("receipt occurred_at is not ISO 8601") from None
+    return Receipt(
+        provider_reference, reference, status_map[provider_status], provider_status, occurred_at
+    )
+
+
+def _key(secret: bytes | str) -> bytes:
+    return secret.encode() if isinstance(secret, str) else secret
+
+
+def _mac(key: bytes, t: int, body: bytes) -> str:
+    return hmac.new(key, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    # Frameworks differ in header casing; look it up case-insensitively.
+    lower = name.lower()
+    for k, v in headers.items():
+        if k.lower() == lower:
+            return v
+    return None

@@ -1,0 +1,332 @@
+"""Local SMS gateway for tests and development (FastAPI).
+
+API (what HttpSmsProvider talks to):
+  POST /v1/messages {to, body, reference, callback_url?} -> 202 {id, status}
+       idempotent on `reference`: the same reference returns the original message (no resend);
+       the same reference with a different to/body -> 409.
+  GET  /v1/messages[?reference=...]        inspect what was "sent"
+  GET  /v1/messages/{id}
+Delivery receipts are POSTed to callback_url as JSON {id, reference, status, occurred_at} with
+header X-Panui-Signature (see services.dispatch.providers.receipts), retried with backoff.
+
+Control (tests/dev), also available as Python methods on SmsGateway:
+  POST /_control/behaviour {fail_next?, fail_status?, delay_seconds?, rate_limit_next?,
+                            retry_after?, receipt_delay?}
+  POST /_control/outcomes {to: "+6421...", status: "delivered"|"failed"|"expired"}
+  POST /_control/reset      GET /_control/receipts      GET /_control/stats
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import httpx
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from services.dispatch.providers.receipts import SIGNATURE_HEADER, sign
+from services.gateways._serve import AsgiServer
+
+E164 = r"^\+[1-9]\d{7,14}$"
+
+
+class SendRequest(BaseModel):
+    to: str = Field(pattern=E164)
+    body: str = Field(min_length=1, max_length=1600)
+    reference: str = Field(min_length=1, max_length=200)
+    callback_url: str | None = None
+
+
+class BehaviourRequest(BaseModel):
+    fail_next: int | None = Field(default=None, ge=0)
+    fail_status: int | None = Field(default=None, ge=400, le=599)
+    delay_seconds: float | None = Field(default=None, ge=0)
+    rate_limit_next: int | None = Field(default=None, ge=0)
+    retry_after: int | None = Field(default=None, ge=0)
+    receipt_delay: float | None = Field(default=None, ge=0)
+
+
+class OutcomeRequest(BaseModel):
+    to: str = Field(pattern=E164)
+    status: Literal["delivered", "failed", "expired"]
+
+
+@dataclass
+class StoredSms:
+    id: str
+    to: str
+    body: str
+    reference: str
+    callback_url: str | None
+    status: str
+    created_at: str
+
+
+@dataclass
+class Behaviour:
+    fail_next: int = 0  # answer the next N sends with fail_status (default 500)
+    fail_status: int = 500
+    delay_seconds: float = 0.0  # answer slowly - AFTER storing, like a provider that accepted
+    rate_limit_next: int = 0  # answer the next N sends with 429
+    retry_after: int = 1
+    receipt_delay: float = 0.0
+
+
+@dataclass
+class SmsGateway:
+    callback_secret: str = "dev-callback-secret"  # noqa: S105 - local test gateway only
+    api_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    receipt_attempts: int = 5
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    messages: dict[str, StoredSms] = field(default_factory=dict)  # by id
+    by_reference: dict[str, str] = field(default_factory=dict)
+    outcomes: dict[str, str] = field(default_factory=dict)  # to -> receipt status
+    receipts_sent: list[dict] = field(default_factory=list)  # {id, status, http_status}
+    send_attempts: int = 0
+
+    def __post_init__(self) -> None:
+        self.app = create_app(self)
+        self._server: AsgiServer | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._http: httpx.AsyncClient | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> int:
+        self._server = AsgiServer(self.app, self.host, self.port)
+        self.port = await self._server.start()
+        return self.port
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        if self._server:
+            await self._server.stop()
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=5.0, limits=httpx.Limits(max_connections=50, max_keepalive_connections=50)
+            )
+        return self._http
+
+    async def __aenter__(self) -> SmsGateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # ---------------------------------------------------------------- control (Python API)
+    def fail_next(self, n: int, status: int = 500) -> None:
+        self.behaviour.fail_next, self.behaviour.fail_status = n, status
+
+    def rate_limit_next(self, n: int, retry_after: int = 1) -> None:
+        self.behaviour.rate_limit_next, self.behaviour.retry_after = n, retry_after
+
+    def slow_down(self, seconds: float) -> None:
+        self.behaviour.delay_seconds = seconds
+
+    def set_outcome(self, to: str, status: str) -> None:
+        self.outcomes[to] = status
+
+    def reset(self) -> None:
+        self.behaviour = Behaviour()
+        self.messages.clear()
+        self.by_reference.clear()
+        self.outcomes.clear()
+        self.receipts_sent.clear()
+        self.send_attempts = 0
+
+    async def wait_for_receipts(
+        self, n: int, timeout: float = 5.0  # noqa: ASYNC109 - test convenience
+    ) -> list[dict]:
+        async with asyncio.timeout(timeout):
+            while len(self.receipts_sent) < n:  # noqa: ASYNC110 - test helper polling a list
+                await asyncio.sleep(0.01)
+        return self.receipts_sent
+
+    # ---------------------------------------------------------------- receipts
+    def _schedule_receipt(self, sms: StoredSms) -> None:
+        if not sms.callback_url:
+            return
+        task = asyncio.get_running_loop().create_task(self._deliver_receipt(sms))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver_receipt(self, sms: StoredSms) -> None:
+        await asyncio.sleep(self.behaviour.receipt_delay)
+        status = self.outcomes.get(sms.to, "delivered")
+        sms.status = status
+        body = json.dumps(
+            {
+                "id": sms.id,
+                "reference": sms.reference,
+                "status": status,
+                "occurred_at": datetime.now(UTC).isoformat(),
+            }
+        ).encode()
+        delay = 0.1
+        # One pooled client for all receipts (a client per receipt is slow at scale).
+        client = self._client()
+        for _ in range(self.receipt_attempts):
+            # Re-sign each attempt: the signature's timestamp must stay fresh.
+            headers = {
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: sign(body, self.callback_secret),
+            }
+            code: int | None = None
+            try:
+                code = (
+                    await client.post(sms.callback_url, content=body, headers=headers)
+                ).status_code
+            except httpx.HTTPError:
+                pass
+            self.receipts_sent.append({"id": sms.id, "status": status, "http_status": code})
+            if code is not None and code < 300:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def create_app(gw: SmsGateway) -> FastAPI:
+    app = FastAPI(title="Pānui local SMS gateway", docs_url=None, redoc_url=None)
+
+    def check_auth(authorization: str | None) -> None:
+        if gw.api_key and authorization != f"Bearer {gw.api_key}":
+            raise HTTPException(status_code=401, detail="bad api key")
+
+    @app.post("/v1/messages", status_code=202)
+    async def send(req: SendRequest, authorization: str | None = Header(default=None)):
+        check_auth(authorization)
+        gw.send_attempts += 1
+        b = gw.behaviour
+        if b.rate_limit_next > 0:
+            b.rate_limit_next -= 1
+            return JSONResponse(
+                {"error": "rate limited"},
+                status_code=429,
+                headers={"Retry-After": str(b.retry_after)},
+            )
+        if b.fail_next > 0:
+            b.fail_next -= 1
+            return JSONResponse({"error": "simulated failure"}, status_code=b.fail_status)
+        existing_id = gw.by_reference.get(req.reference)
+        if existing_id:
+            existing = gw.messages[existing_id]
+            if (existing.to, existing.body) != (req.to, req.body):
+                raise HTTPException(
+                    status_code=409, detail="reference reused with different message"
+                )
+            sms = existing
+        else:
+            sms = StoredSms(
+                id=str(uuid.uuid4()),
+                to=req.to,
+                body=req.body,
+                reference=req.reference,
+                callback_url=req.callback_url,
+                status="accepted",
+                created_at=datetime.now(UTC).isoformat(),
+            )
+            gw.messages[sms.id] = sms
+            gw.by_reference[sms.reference] = sms.id
+            gw._schedule_receipt(sms)
+        if b.delay_seconds:
+            await asyncio.sleep(b.delay_seconds)
+        return JSONResponse({"id": sms.id, "status": "accepted"}, status_code=202)
+
+    @app.get("/v1/messages")
+    async def list_messages(
+        reference: str | None = None, authorization: str | None = Header(default=None)
+    ):
+        check_auth(authorization)
+        items = [asdict(m) for m in gw.messages.values() if reference in (None, m.reference)]
+        return {"messages": items}
+
+    @app.get("/v1/messages/{message_id}")
+    async def get_message(message_id: str, authorization: str | None = Header(default=None)):
+        check_auth(authorization)
+        if message_id not in gw.messages:
+            raise HTTPException(status_code=404, detail="no such message")
+        return asdict(gw.messages[message_id])
+
+    @app.post("/_control/behaviour")
+    async def set_behaviour(req: BehaviourRequest):
+        for k, v in req.model_dump(exclude_none=True).items():
+            setattr(gw.behaviour, k, v)
+        return asdict(gw.behaviour)
+
+    @app.post("/_control/outcomes")
+    async def set_outcome(req: OutcomeRequest):
+        gw.set_outcome(req.to, req.status)
+        return {"ok": True}
+
+    @app.post("/_control/reset")
+    async def reset():
+        gw.reset()
+        return {"ok": True}
+
+    @app.get("/_control/stats")
+    async def stats():
+        return {"messages": len(gw.messages), "send_attempts": gw.send_attempts,
+                "receipts_sent": len(gw.receipts_sent)}
+
+    @app.get("/_control/receipts")
+    async def receipts():
+        return {"receipts": gw.receipts_sent, "send_attempts": gw.send_attempts}
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # pragma: no cover
+        return JSONResponse({"error": "internal"}, status_code=500)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Pānui local SMS gateway (dev/test only)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8025)
+    parser.add_argument(
+        "--callback-secret",
+        default=os.environ.get("PANUI_SMS_CALLBACK_SECRET", "dev-callback-secret"),
+    )
+    parser.add_argument("--api-key", default=os.environ.get("PANUI_SMS_API_KEY"))
+    args = parser.parse_args(argv)
+    gw = SmsGateway(
+        callback_secret=args.callback_secret, api_key=args.api_key, host=args.host, port=args.port
+    )
+
+    async def run() -> None:
+        await gw.start()
+        print(f"SMS gateway listening on {gw.url}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await gw.stop()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

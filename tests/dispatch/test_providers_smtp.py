@@ -1,0 +1,126 @@
+import socket
+
+from services.dispatch.content.render import render_email
+from services.dispatch.delivery_state import DeliveryStatus as S
+from services.dispatch.providers.base import EmailMessage
+from services.dispatch.providers.smtp import SmtpConfig, SmtpEmailProvider
+
+from .conftest import make_notice
+
+
+def _msg(to="person1@example.nz", ref="NOTICE-0001:email"):
+    return EmailMessage(
+        reference=ref,
+        to=to,
+        from_addr="notices@example.nz",
+        subject="Test",
+        text="Body PAN-TEST",
+        html="<p>Body</p>",
+    )
+
+
+def _provider(gw, **kw):
+    return SmtpEmailProvider(SmtpConfig(host="127.0.0.1", port=gw.port, tls="none", **kw))
+
+
+async def test_send_rendered_notice_over_loopback(smtp_gw, incident):
+    rendered = render_email(make_notice(), incident)
+    provider = _provider(smtp_gw)
+    result = await provider.send(
+        EmailMessage(
+            "NOTICE-0001:email",
+            rendered.to,
+            "notices@example.nz",
+            rendered.subject,
+            rendered.text,
+            rendered.html,
+        )
+    )
+    await provider.close()
+    assert result.status is S.SENT and result.provider_reference.startswith("<")
+    [received] = smtp_gw.messages
+    assert received.rcpt_tos == ("person1@example.nz",)
+    msg = received.message
+    assert msg["X-Panui-Reference"] == "NOTICE-0001:email"
+    assert msg["Message-ID"] == result.provider_reference
+    assert (
+        msg.get_body(("plain",)).get_content().replace("\r\n", "\n").strip()
+        == rendered.text.strip()
+    )
+    assert "Tēnā" not in msg.get_body(("html",)).get_content()
+    assert rendered.reference_code in msg.get_body(("html",)).get_content()
+
+
+async def test_message_id_is_deterministic_per_reference(smtp_gw):
+    provider = _provider(smtp_gw)
+    a = await provider.send(_msg())
+    b = await provider.send(_msg())
+    c = await provider.send(_msg(ref="NOTICE-0002:email"))
+    await provider.close()
+    assert a.provider_reference == b.provider_reference != c.provider_reference
+
+
+async def test_4xx_is_temporary_and_5xx_permanent(smtp_gw):
+    smtp_gw.set_recipient("tempfail@example.nz", "tempfail")
+    smtp_gw.set_recipient("reject@example.nz", "reject")
+    provider = _provider(smtp_gw)
+    temp = await provider.send(_msg("tempfail@example.nz"))
+    perm = await provider.send(_msg("reject@example.nz"))
+    ok = await provider.send(_msg())  # the pooled connection is still usable
+    await provider.close()
+    assert (temp.status, temp.detail) == (S.TEMPORARY_FAILURE, "smtp-451")
+    assert (perm.status, perm.detail) == (S.PERMANENT_FAILURE, "smtp-550")
+    assert ok.status is S.SENT
+    assert len(smtp_gw.messages) == 1
+
+
+async def test_data_stage_failures(smtp_gw):
+    provider = _provider(smtp_gw)
+    smtp_gw.fail_next(1, 421)
+    assert (await provider.send(_msg())).status is S.TEMPORARY_FAILURE
+    smtp_gw.fail_next(1, 554)
+    assert (await provider.send(_msg())).status is S.PERMANENT_FAILURE
+    assert (await provider.send(_msg())).status is S.SENT
+    await provider.close()
+
+
+async def test_connection_refused_is_technical_failure():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listening once closed
+    provider = SmtpEmailProvider(SmtpConfig(host="127.0.0.1", port=port, tls="none", timeout=2))
+    result = await provider.send(_msg())
+    assert result.status is S.TECHNICAL_FAILURE and not result.ambiguous
+
+
+async def test_slow_server_times_out_as_ambiguous_technical_failure(smtp_gw):
+    smtp_gw.slow_down(1.0)
+    provider = _provider(smtp_gw, timeout=0.3)
+    result = await provider.send(_msg())
+    await provider.close()
+    assert result.status is S.TECHNICAL_FAILURE and result.ambiguous
+
+
+async def test_bounce_accepts_then_returns_dsn(smtp_gw):
+    smtp_gw.set_recipient("bounce@example.nz", "bounce")
+    provider = _provider(smtp_gw)
+    result = await provider.send(_msg("bounce@example.nz"))
+    await provider.close()
+    assert result.status is S.SENT  # the bounce only arrives later, as with real relays
+    [dsn] = smtp_gw.bounces
+    assert dsn.rcpt_tos == ("notices@example.nz",)
+    assert dsn.message.get_content_type() == "multipart/report"
+    assert dsn.message["X-Panui-Reference"] == "NOTICE-0001:email"
+
+
+async def test_pool_reuses_connections_and_bounds_concurrency(smtp_gw):
+    import asyncio
+
+    provider = SmtpEmailProvider(
+        SmtpConfig(host="127.0.0.1", port=smtp_gw.port, tls="none", pool_size=2)
+    )
+    results = await asyncio.gather(*(provider.send(_msg(ref=f"N{i}:email")) for i in range(10)))
+    assert all(r.status is S.SENT for r in results)
+    assert provider._idle.qsize() <= 2
+    await provider.close()
+    assert len(smtp_gw.messages) == 10

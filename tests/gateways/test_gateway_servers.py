@@ -1,0 +1,139 @@
+"""The local gateways themselves: control APIs, storage, CLI start-up (all over loopback)."""
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+import httpx
+import pytest
+
+from services.gateways.sms_server import SmsGateway
+from services.gateways.smtp_server import SmtpGateway
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _mail(to="person1@example.nz"):
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = "notices@example.nz", to, "Test"
+    m.set_content("hello")
+    return m
+
+
+async def test_smtp_http_control_api_and_maildir(tmp_path):
+    async with SmtpGateway(maildir=tmp_path / "mail", control_port=0) as gw:
+        ctl = f"http://127.0.0.1:{gw.control_port}"
+        async with httpx.AsyncClient(base_url=ctl) as http:
+            assert (
+                await http.post(
+                    "/_control/recipients",
+                    json={"address": "Reject@Example.nz", "action": "reject"},
+                )
+            ).status_code == 200
+            with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+                await aiosmtplib.send(
+                    _mail("reject@example.nz"), hostname="127.0.0.1", port=gw.port
+                )
+            await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=gw.port)
+            await gw.wait_for(1)
+            listed = (await http.get("/_control/messages")).json()["messages"]
+            assert [m["rcpt_tos"] for m in listed] == [["person1@example.nz"]]
+            await http.post("/_control/behaviour", json={"fail_next": 1, "fail_code": 452})
+            with pytest.raises(aiosmtplib.SMTPDataError) as exc:
+                await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=gw.port)
+            assert exc.value.code == 452
+            await http.post("/_control/reset")
+            assert gw.messages == [] and gw.recipient_actions == {}
+    assert len(list((tmp_path / "mail" / "new").iterdir())) == 1
+
+
+async def test_smtp_slow_down():
+    async with SmtpGateway() as gw:
+        gw.slow_down(0.3)
+        start = time.monotonic()
+        await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=gw.port)
+        assert time.monotonic() - start >= 0.3
+
+
+async def test_sms_inspection_and_control_endpoints():
+    async with SmsGateway() as gw, httpx.AsyncClient(base_url=gw.url) as http:
+        payload = {"to": "+64210000001", "body": "hi PAN-TEST", "reference": "R1:sms"}
+        first = await http.post("/v1/messages", json=payload)
+        again = await http.post("/v1/messages", json=payload)
+        assert first.status_code == again.status_code == 202
+        assert first.json()["id"] == again.json()["id"]
+        listed = (await http.get("/v1/messages", params={"reference": "R1:sms"})).json()["messages"]
+        assert len(listed) == 1 and listed[0]["body"] == "hi PAN-TEST"
+        assert (await http.get(f"/v1/messages/{first.json()['id']}")).json()["to"] == "+64210000001"
+        assert (await http.get("/v1/messages/nope")).status_code == 404
+        await http.post("/_control/behaviour", json={"rate_limit_next": 1, "retry_after": 9})
+        limited = await http.post("/v1/messages", json={**payload, "reference": "R2:sms"})
+        assert limited.status_code == 429 and limited.headers["Retry-After"] == "9"
+        await http.post("/_control/behaviour", json={"fail_next": 2})
+        assert (
+            await http.post("/v1/messages", json={**payload, "reference": "R3:sms"})
+        ).status_code == 500
+        assert (
+            await http.post("/v1/messages", json={**payload, "reference": "R3:sms"})
+        ).status_code == 500
+        assert (
+            await http.post("/v1/messages", json={**payload, "reference": "R3:sms"})
+        ).status_code == 202
+        assert (
+            await http.post(
+                "/v1/messages", json={**payload, "to": "0211234567", "reference": "R4:sms"}
+            )
+        ).status_code == 422
+        await http.post("/_control/reset")
+        assert (await http.get("/v1/messages")).json() == {"messages": []}
+
+
+def _wait_port(port, proc, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stderr.read().decode())
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("gateway did not start")
+
+
+@pytest.mark.parametrize(
+    "module", ["services.gateways.smtp_server", "services.gateways.sms_server"]
+)
+async def test_cli_starts_and_serves(module):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        await asyncio.to_thread(_wait_port, port, proc)
+        if module.endswith("smtp_server"):
+            await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=port)
+        else:
+            async with httpx.AsyncClient() as http:
+                r = await http.post(
+                    f"http://127.0.0.1:{port}/v1/messages",
+                    json={"to": "+64210000001", "body": "x", "reference": "cli:sms"},
+                )
+                assert r.status_code == 202
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
