@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: local Kafka + the three services on SQLite (var/*.db) + the local email and SMS
-# gateways. Ctrl-C stops everything this script started (Kafka too, if it started it).
+# gateways (what they receive: var/mail/ and the SMS gateway's GET /v1/messages). Ctrl-C stops everything this script started (Kafka too, if it started it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -14,10 +14,15 @@ import secrets
 from services.common.crypto import generate_key_spec
 print(f"PANUI_DATA_KEYS={generate_key_spec('dev1')}")
 print(f"PANUI_COORDINATOR_TOKENS=coord-{secrets.token_urlsafe(24)}")
+print(f"PANUI_RECEIPT_SECRET=rcpt-{secrets.token_urlsafe(24)}")
 PYEOF
   chmod 600 var/dev.env
 fi
 set -a; source var/dev.env; set +a
+if [[ -z ${PANUI_RECEIPT_SECRET:-} ]]; then  # dev.env from before the gateways existed
+  echo "PANUI_RECEIPT_SECRET=rcpt-$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')" >> var/dev.env
+  set -a; source var/dev.env; set +a
+fi
 
 # Stop Kafka on exit only if this script is the one that started it.
 was_running=0
@@ -36,12 +41,17 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-start() {  # name, module, port, extra env...
+start() {  # name, module, port, then KEY=value settings or --flags for the module
   local name=$1 module=$2 port=$3; shift 3
-  env "$@" PANUI_PORT="$port" "$PY" -m "$module" > "var/log/$name.log" 2>&1 &
+  local envs=() args=()
+  for a in "$@"; do if [[ $a == *=* && $a != --* ]]; then envs+=("$a"); else args+=("$a"); fi; done
+  env "${envs[@]}" PANUI_PORT="$port" "$PY" -m "$module" "${args[@]}" > "var/log/$name.log" 2>&1 &
   pids+=($!)
 }
 
+start smtp-gateway services.gateways.smtp_server 0 --port 1025 --control-port 8026 --maildir "$ROOT/var/mail" \
+  --webhook-secret "$PANUI_RECEIPT_SECRET"
+start sms-gateway services.gateways.sms_server 0 --port 8025 --callback-secret "$PANUI_RECEIPT_SECRET"
 start intake services.intake 8001 DATABASE_URL="sqlite:///$ROOT/var/intake.db"
 start dedupe services.dedupe 8002 DATABASE_URL="sqlite:///$ROOT/var/dedupe.db"
 start dispatch services.dispatch 8003 DATABASE_URL="sqlite:///$ROOT/var/dispatch.db"
@@ -59,6 +69,8 @@ Pānui is running (logs in var/log/, data in var/*.db):
   intake    http://127.0.0.1:8001   (API docs: /docs)
   dedupe    http://127.0.0.1:8002
   dispatch  http://127.0.0.1:8003
+  email     SMTP 127.0.0.1:1025 (local gateway; mail in var/mail/, control API :8026)
+  sms       http://127.0.0.1:8025 (local gateway; GET /v1/messages)
   kafka     ${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:${PANUI_KAFKA_PORT:-9092}}
 Coordinator token: in var/dev.env (PANUI_COORDINATOR_TOKENS). Press Ctrl-C to stop.
 MSG
