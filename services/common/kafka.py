@@ -214,9 +214,15 @@ class TopicFollower:
         )
         await self.consumer.start()
         partitions = self.consumer.partitions_for_topic(self.topic_name)
+        for _ in range(100):  # a topic created a moment ago takes a while to show in metadata
+            if partitions:
+                break
+            await self.consumer._client.force_metadata_update()
+            partitions = self.consumer.partitions_for_topic(self.topic_name)
+            if not partitions:
+                await asyncio.sleep(0.1)
         if not partitions:
-            await self.consumer._client.force_metadata_update()  # created a moment ago
-            partitions = self.consumer.partitions_for_topic(self.topic_name) or set()
+            raise KafkaError(f"topic {self.topic_name} has no partitions in the cluster metadata")
         tps = [TopicPartition(self.topic_name, p) for p in sorted(partitions)]
         self.consumer.assign(tps)
         await self.consumer.seek_to_beginning(*tps)

@@ -46,6 +46,13 @@ class ServiceRuntime:
         self.workers: list[ConsumerWorker] = []
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # release whatever did start (producer, consumers, relay)
+            raise
+
+    async def _start(self) -> None:
         await db.run_db(db.create_schema, self.engine, self.models)
         await ensure_topics(self.settings, self.topics)
         self.producer = make_producer(self.settings)

@@ -10,6 +10,7 @@ All functions are synchronous and run in a worker thread (services.common.db.run
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import uuid
@@ -135,6 +136,12 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@functools.lru_cache(maxsize=256)
+def _transition_counter(channel: str, status: str):  # noqa: ANN202 - a prometheus child
+    """The labelled child, looked up once per (channel, status) instead of once per event."""
+    return metrics.DELIVERY_TRANSITIONS.labels(channel=channel, status=status)
+
+
 def event_row(
     d: dict, status: str, attempt: int, now: datetime, provider: str | None = None,
     reason_code: str | None = None,
@@ -156,7 +163,7 @@ def event_row(
         event["provider"] = provider[:64]
     if reason_code:
         event["reason_code"] = reason_code[:64]
-    metrics.DELIVERY_TRANSITIONS.labels(channel=d["channel"], status=status).inc()
+    _transition_counter(d["channel"], status).inc()
     return {
         "topic": DELIVERY_EVENTS.name,
         "key": d["notice_id"],

@@ -248,3 +248,62 @@ def test_sms_requires_mobile(incident):
     notice["recipient"]["mobile"] = None
     with pytest.raises(RenderError, match="no mobile"):
         render_sms(notice, incident)
+
+
+# ------------------------------------------------------------------ skeleton = full render
+
+
+def _variants():
+    rep = {"name": "Guardian <Test> & 'Rep'", "relationship": 'parent "&" carer',
+           "email": "rep@example.nz", "mobile": "+64210009999"}
+    yield make_notice(1)
+    yield make_notice(2, version=3)
+    yield make_notice(3, representative=rep)
+    yield make_notice(4, representative={**rep, "name": None, "relationship": None})
+    yield make_notice(5, preferred_language="mi")
+    yield make_notice(6, preferred_language="mi", representative=rep, version=2)
+    yield make_notice(7, reference_code="PAN-7K3Q-9XWD")
+    odd = make_notice(8)
+    odd["recipient"]["given_names"] = "Ngā <b>Tama</b> & \"Hine\" {{ x }} \u00a0"
+    odd["recipient"]["family_name"] = "O'Brien-Te Whare"
+    yield odd
+    nameless = make_notice(9)
+    nameless["recipient"]["given_names"] = None
+    yield nameless
+    one = make_notice(10)
+    one["agencies"] = one["agencies"][1:]
+    yield one
+
+
+def test_skeleton_rendering_equals_a_full_render(incident):
+    """The per-(incident, language, agencies, flags) skeleton filled with one person's values
+    must be byte-identical to rendering the bundled template for that person."""
+    from services.dispatch.content import render as r
+
+    content = r._coerce(make_notice(), incident)[1]
+    for raw in _variants():
+        notice = r.Notice.model_validate(raw)
+        language = notice.preferred_language
+        base = r._context(notice, content, language)
+        contexts = [(name, base) for name in ("email_subject", "email_text", "email_html")]
+        contexts += [(name, base | {"full_notice_via": via})
+                     for name in ("sms", "sms_short") for via in ("email", "postal", "none")]
+        for name, ctx in contexts:
+            for _ in range(2):  # miss (builds the skeleton), then hit
+                assert r._render(name, language, ctx, content) == \
+                    r._render_full(name, language, ctx), (raw["notice_id"], name)
+
+
+def test_skeletons_are_per_incident_revision(incident):
+    first = render_email(make_notice(), incident)
+    incident["title"] = "A different breach"
+    second = render_email(make_notice(), incident)
+    assert "A different breach" in second.text and "A different breach" not in first.text
+
+
+def test_personal_values_are_still_checked_on_every_notice(incident):
+    render_email(make_notice(1), incident)  # warm the skeleton
+    hostile = make_notice(2)
+    hostile["recipient"]["given_names"] = "https://evil.example"
+    with pytest.raises(UnsafeContent):
+        render_email(hostile, incident)

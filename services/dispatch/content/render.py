@@ -11,6 +11,8 @@ Design rules (DOMAIN.md §1, §4):
 from __future__ import annotations
 
 import re
+import secrets
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -181,6 +183,93 @@ def _context(notice: Notice, incident: IncidentContent, language: Language) -> d
     }
 
 
+# ------------------------------------------------------------------ skeletons (bundled only)
+#
+# Rendering the bundled templates is most of the CPU of a notice, yet almost all of the output
+# depends only on the incident, the language, the agencies and a few flags. So each bundled
+# template is rendered ONCE per such combination with unguessable sentinels in place of the
+# per-person values, and each notice only fills them in (HTML-escaped exactly as autoescape
+# would in the HTML template). This is the same output as a full render because, in the
+# bundled templates (audited; tests/dispatch/test_render.py compares both paths), the
+# per-person values below are only ever printed with a bare `{{ name }}` (no filters, tests
+# or comparisons) and only tested for truthiness (`{% if addressee_given_name %}`,
+# `{% if representative %}`), which is part of the cache key. Everything else in the context
+# is part of the key. Coordinator-supplied templates are arbitrary Jinja, so they are always
+# rendered in full. The safety and s 117 checks still run on every notice's final text.
+
+_NONCE = secrets.token_hex(8)
+_SLOTS = ("addressee_given_name", "person_name", "rep_name", "rep_relationship",
+          "reference_code", "addressee_name")
+_SENTINEL = {slot: f"\x00{_NONCE}:{i}\x00" for i, slot in enumerate(_SLOTS)}
+_SENTINEL_SPLIT = re.compile("\x00" + _NONCE + ":(\\d)\x00")
+_SKELETON_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class _Skeleton:
+    parts: tuple[str, ...]  # literal text, between the slots
+    slots: tuple[int, ...]  # index into _SLOTS of each gap
+
+
+_skeletons: dict[tuple, tuple[IncidentContent, _Skeleton]] = {}
+_skeleton_lock = threading.Lock()
+
+
+def _agencies_key(ctx: dict[str, Any]) -> tuple:
+    return tuple(
+        (a["name"], a["document_count"], tuple(a["categories"])) for a in ctx["agencies"]
+    )
+
+
+def _skeleton(name: str, language: Language, ctx: dict[str, Any],
+              incident: IncidentContent) -> _Skeleton:
+    rep = ctx["representative"]
+    key = (
+        name, language, id(incident), bool(ctx["addressee_given_name"]), rep is not None,
+        ctx["is_amendment"], ctx["version"], ctx.get("full_notice_via"), _agencies_key(ctx),
+        ctx["total_documents"],
+    )
+    hit = _skeletons.get(key)
+    if hit is not None and hit[0] is incident:
+        return hit[1]
+    skel_ctx = dict(ctx)
+    skel_ctx["addressee_given_name"] = (
+        _SENTINEL["addressee_given_name"] if ctx["addressee_given_name"] else ""
+    )
+    skel_ctx["person_name"] = _SENTINEL["person_name"]
+    skel_ctx["reference_code"] = _SENTINEL["reference_code"]
+    skel_ctx["addressee_name"] = _SENTINEL["addressee_name"]
+    if rep is not None:
+        skel_ctx["representative"] = {
+            "name": _SENTINEL["rep_name"], "relationship": _SENTINEL["rep_relationship"]
+        }
+    ext = "html.j2" if name == "email_html" else "j2"
+    rendered = _bundled.get_template(f"{name}.{language}.{ext}").render(skel_ctx)
+    pieces = _SENTINEL_SPLIT.split(rendered)
+    skeleton = _Skeleton(tuple(pieces[0::2]), tuple(int(i) for i in pieces[1::2]))
+    with _skeleton_lock:
+        if len(_skeletons) >= _SKELETON_LIMIT:
+            _skeletons.clear()
+        _skeletons[key] = (incident, skeleton)
+    return skeleton
+
+
+def _fill(skeleton: _Skeleton, ctx: dict[str, Any], html: bool) -> str:
+    rep = ctx["representative"] or {}
+    values = (
+        ctx["addressee_given_name"], ctx["person_name"], rep.get("name"),
+        rep.get("relationship"), ctx["reference_code"], ctx["addressee_name"],
+    )
+    if html:
+        values = tuple(None if v is None else str(escape(v)) for v in values)
+    parts = skeleton.parts
+    out = [parts[0]]
+    for i, slot in enumerate(skeleton.slots):
+        out.append(values[slot])
+        out.append(parts[i + 1])
+    return "".join(out)
+
+
 def _language(notice: Notice) -> Language:
     return notice.preferred_language
 
@@ -196,6 +285,11 @@ def _render(name: str, language: Language, ctx: dict[str, Any], incident: Incide
             except TemplateError as exc:
                 # Template errors are about the template, not the person: safe to surface.
                 raise RenderError(f"coordinator template {name!r} failed: {exc}") from exc
+    return _fill(_skeleton(name, language, ctx, incident), ctx, name == "email_html").strip()
+
+
+def _render_full(name: str, language: Language, ctx: dict[str, Any]) -> str:
+    """A bundled template rendered directly (the reference the skeleton path must equal)."""
     ext = "html.j2" if name == "email_html" else "j2"
     return _bundled.get_template(f"{name}.{language}.{ext}").render(ctx).strip()
 
