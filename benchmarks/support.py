@@ -47,9 +47,12 @@ def rss_mb(pid: int) -> float:
 
 
 def _proc_status_mb(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field):
-            return int(line.split()[1]) / 1024
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+    except OSError:  # the process has gone
+        pass
     return float("nan")
 
 

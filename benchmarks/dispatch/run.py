@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,8 +27,8 @@ from pathlib import Path
 import httpx
 import psycopg
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
+from benchmarks import support
 from services.common.crypto import Sealer, generate_key_spec
 from services.common.ids import notice_id as make_notice_id
 from services.common.messages import (
@@ -43,21 +42,9 @@ from services.common.messages import (
     notice_sealing_context,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = support.REPO
 PY = sys.executable
 INCIDENT_ID = "bench-incident"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pg_admin_url() -> str:
-    return os.environ.get("PANUI_PG_ADMIN_URL") or subprocess.run(
-        [str(REPO / "scripts/postgres.sh"), "url"], capture_output=True, text=True, check=True
-    ).stdout.strip()
 
 
 def _incident(mode: str) -> IncidentMessage:
@@ -125,16 +112,6 @@ async def _publish(bootstrap: str, prefix: str, keys: str, n: int, mix: str) -> 
     return time.perf_counter() - started
 
 
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def _cpu_seconds(pid: int) -> float:
     """user + system CPU of the process (and its reaped children) so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -164,7 +141,7 @@ def _wait_http(url: str, timeout: float = 60) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--notices", type=int, default=126_000)
     parser.add_argument("--quick", action="store_true", help="5,000 notices")
@@ -176,13 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     n = 5_000 if args.quick else args.notices
 
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    prefix = f"bench-{uuid.uuid4().hex[:8]}."
-    admin_url = _pg_admin_url()
-    db_name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db_name}"')
-    db_url = f"{admin_url.rpartition('/')[0]}/{db_name}"
+    bootstrap = support.kafka_bootstrap()
+    prefix = support.topic_prefix("dispatch")
+    db_name, db_url = support.create_database("bench_dispatch")
     keys = generate_key_spec("bench")
     log_dir = REPO / "var" / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     publish_s = asyncio.run(_publish(bootstrap, prefix, keys, n, args.mix))
     print(f"published in {publish_s:.1f}s", flush=True)
 
-    smtp_port, smtp_ctl, sms_port, dispatch_port = (_free_port() for _ in range(4))
+    smtp_port, smtp_ctl, sms_port, dispatch_port = (support.free_port() for _ in range(4))
     secret = uuid.uuid4().hex
     procs: list[subprocess.Popen] = []
 
@@ -237,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"time limit reached with {accepted:,}/{n:,} accepted: partial result")
                 break
             time.sleep(1.0)
-            rss = _rss_mb(dispatch.pid)
+            rss = support.rss_mb(dispatch.pid)
             peak = max(peak, rss)
             try:
                 accepted, pending = _accepted(db_url)
@@ -261,9 +234,8 @@ def main(argv: list[str] | None = None) -> None:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        asyncio.run(_delete_topics(bootstrap, prefix))
+        support.drop_database(db_name)
+        support.delete_topics(prefix)
 
     rate = accepted / elapsed
     print()
@@ -283,18 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     print("RSS while sending (accepted / RSS MB / pending deliveries):")
     for count, rss, pend in samples:
         print(f"  {count:>10,} {rss:>8.0f} {pend:>10,}")
-
-
-async def _delete_topics(bootstrap: str, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if topics:
-            await admin.delete_topics(topics)
-    finally:
-        await admin.close()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
