@@ -84,10 +84,14 @@ def run_panui(dataset: Dataset) -> dict:
     started = time.perf_counter()
     for i in order:
         resolver.add(records[i])
+        resolver.drain_changes()  # as the dedupe service does after every record
     seconds = time.perf_counter() - started
+    # Peak while resolving (input records included); the evaluation below builds its own
+    # million-entry lists and dicts, which are the benchmark's, not the engine's.
+    peak_mb = _peak_mb()
     person = {(a, s): p for a, s, p in resolver.assignments()}
     predicted = [person[r.key] for r in records]
-    return {"records": len(records), "seconds": seconds, "peak_mb": _peak_mb(),
+    return {"records": len(records), "seconds": seconds, "peak_mb": peak_mb,
             "input_mb": base_mb, "review": len(resolver.review_items()),
             "accuracy": accuracy(predicted, truth)}
 
@@ -110,7 +114,7 @@ def run_splink(dataset: Dataset) -> dict:
         rows.append({
             "unique_id": i, "first_name": p.given_first, "surname": p.family_key,
             "dob": p.dob.isoformat() if p.dob else None, "nhi": p.nhi, "mobile": p.mobile,
-            "email": p.email, "address": p.address_key, "postcode": p.postcode,
+            "email": p.email, "address": " ".join((*p.numbers, p.street or "")).strip() or None, "postcode": p.postcode,
         })
     frame = pd.DataFrame(rows)
     base_mb = _peak_mb()

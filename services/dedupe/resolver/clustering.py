@@ -18,6 +18,9 @@ class MatchEdge:
     b_key: tuple[str, str]
     a: int
     b: int
+    # A match that rests on a record missing its date of birth or given name: it may
+    # attach that record to one person, but never decide between two (see below).
+    weak: bool = False
 
     @property
     def order(self) -> tuple:
@@ -48,8 +51,17 @@ def split_by_guard(
     members: list[int],
     edges: list[MatchEdge],
     conflict: Callable[[int, int], bool],
+    incomplete: Callable[[int], bool] | None = None,
 ) -> tuple[list[list[int]], list[MatchEdge]]:
-    """Group a component's records into persons. Returns (persons, refused edges)."""
+    """Group a component's records into persons. Returns (persons, refused edges).
+
+    Phase 1 joins over full-strength edges, strongest first, refusing any join that
+    would put two conflicting records together. Phase 2 takes the weak edges (a record
+    with no date of birth, or no given name): such a record joins a person only when
+    every weak edge of its group leads to that one person. A nameless record that
+    matches both twins, or a 'John Walker' without a date of birth living with his
+    father of the same name, stays on its own and goes to review.
+    """
     parent = {m: m for m in members}
     groups = {m: [m] for m in members}
 
@@ -59,16 +71,47 @@ def split_by_guard(
             x = parent[x]
         return x
 
+    def join(ra: int, rb: int) -> None:
+        if len(groups[ra]) < len(groups[rb]):
+            ra, rb = rb, ra
+        parent[rb] = ra
+        groups[ra].extend(groups.pop(rb))
+
     refused = []
-    for edge in sorted(edges, key=lambda e: e.order):
+    ordered = sorted(edges, key=lambda e: e.order)
+    for edge in ordered:
+        if edge.weak:
+            continue
         ra, rb = find(edge.a), find(edge.b)
         if ra == rb:
             continue
         if any(conflict(x, y) for x in groups[ra] for y in groups[rb]):
             refused.append(edge)
             continue
-        if len(groups[ra]) < len(groups[rb]):
-            ra, rb = rb, ra
-        parent[rb] = ra
-        groups[ra].extend(groups.pop(rb))
+        join(ra, rb)
+
+    weak = [e for e in ordered if e.weak]
+    if weak:
+        # Where each phase-1 group's weak edges lead, fixed before any weak join.
+        targets: dict[int, set[int]] = {}
+        for edge in weak:
+            ra, rb = find(edge.a), find(edge.b)
+            if ra != rb:
+                targets.setdefault(ra, set()).add(rb)
+                targets.setdefault(rb, set()).add(ra)
+        home = {m: find(m) for m in members}
+        for edge in weak:
+            ga, gb = home[edge.a], home[edge.b]
+            if ga == gb:
+                continue
+            unambiguous = (
+                (incomplete is None or incomplete(edge.a)) and targets[ga] == {gb}
+            ) or ((incomplete is None or incomplete(edge.b)) and targets[gb] == {ga})
+            ra, rb = find(edge.a), find(edge.b)
+            if ra == rb:
+                continue
+            if not unambiguous or any(conflict(x, y) for x in groups[ra] for y in groups[rb]):
+                refused.append(edge)
+                continue
+            join(ra, rb)
     return list(groups.values()), refused

@@ -52,6 +52,11 @@ class Levels(NamedTuple):
         )
 
     @property
+    def incomplete(self) -> bool:
+        """One side lacks its date of birth or given name (and no shared NHI vouches)."""
+        return self.nhi != "same" and MISSING in (self.dob, self.given)
+
+    @property
     def guard_conflict(self) -> bool:
         """Conflicts that stop two groups of records being joined into one person."""
         return self.conflict or self.second_nhi_doubt
@@ -168,18 +173,38 @@ def compare_exact(x: str | None, y: str | None) -> str:
     return EXACT if x == y else DIFFERENT
 
 
+def _street_close(a: str, b: str) -> bool:
+    """Street names one or two keying slips apart, spaces already squeezed out."""
+    if a == b:
+        return True
+    if min(len(a), len(b)) < 6:
+        return False
+    return OSA.distance(a, b, score_cutoff=2) <= 2 or JaroWinkler.similarity(a, b) >= 0.93
+
+
 def compare_address(a: PreparedRecord, b: PreparedRecord) -> str:
-    """exact > street (same number and street, postcode aside) > postcode > different."""
-    if not a.address or not b.address:
+    """exact > street (same number and street, postcode aside) > postcode > different.
+
+    Streets are compared with spaces squeezed out and allowing a slip or two
+    ('bedford s treet' ~ 'bedford street', 'lambrigg treet' ~ 'lambrigg street'); a
+    house number present on one side only still counts as the same street."""
+    if not a.address_block or not b.address_block:
         if a.postcode and b.postcode:
             return "postcode" if a.postcode == b.postcode else DIFFERENT
         return MISSING
     postcodes_clash = a.postcode and b.postcode and a.postcode != b.postcode
-    if a.address_key == b.address_key and not postcodes_clash:
+    if not postcodes_clash and (
+        a.street == b.street and a.numbers == b.numbers
+    ):
         return EXACT
     sa, sb = set(a.address), set(b.address)
     shared = sa & sb
     if any(t.isdigit() for t in shared) and len(shared) / len(sa | sb) >= 0.6:
+        return "street"
+    if a.street and b.street and (
+        (not a.numbers or not b.numbers or set(a.numbers) & set(b.numbers))
+        and _street_close(a.street, b.street)
+    ):
         return "street"
     if a.postcode and a.postcode == b.postcode:
         return "postcode"
@@ -193,6 +218,28 @@ def compare(a: PreparedRecord, b: PreparedRecord) -> Levels:
         given=given,
         family=family,
         dob=compare_dob(a, b),
+        mobile=compare_exact(a.mobile, b.mobile),
+        email=compare_exact(a.email, b.email),
+        address=compare_address(a, b),
+    )
+
+
+def compare_unless_conflict(a: PreparedRecord, b: PreparedRecord) -> Levels | None:
+    """`compare`, but None as soon as the pair is known to conflict (different date of
+    birth or given names without the same NHI): most candidate pairs are household
+    members or namesakes, and they need no more comparing."""
+    nhi = compare_nhi(a, b)
+    dob = compare_dob(a, b)
+    if dob == DIFFERENT and nhi != "same":
+        return None
+    given, family = compare_names(a, b)
+    if given == DIFFERENT and nhi != "same":
+        return None
+    return Levels(
+        nhi=nhi,
+        given=given,
+        family=family,
+        dob=dob,
         mobile=compare_exact(a.mobile, b.mobile),
         email=compare_exact(a.email, b.email),
         address=compare_address(a, b),

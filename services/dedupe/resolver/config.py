@@ -18,12 +18,12 @@ LEVEL_WEIGHTS: dict[str, dict[str, float]] = {
     },
     "family": {
         "token": 6.0, "equivalent": 6.0, "close": 5.0, "swapped": 5.0,
-        "near": 2.0, "different": -6.0, "missing": 0.0,
+        "near": 2.0, "different": -4.0, "missing": 0.0,
     },
     "dob": {"exact": 11.0, "swapped": 5.0, "one_digit": 5.0, "different": -10.0, "missing": 0.0},
     "mobile": {"different": -0.5, "missing": 0.0},
     "email": {"different": -0.5, "missing": 0.0},
-    "address": {"street": 3.0, "postcode": 0.5, "different": -0.5, "missing": 0.0},
+    "address": {"street": 6.0, "postcode": 0.5, "different": -0.5, "missing": 0.0},
 }
 
 
@@ -49,7 +49,7 @@ FREQUENCY: dict[str, Frequency] = {
     # A mobile, email or address shared by 64+ people (a clinic, a rest home) says nothing.
     "mobile": Frequency(base=8.0, slope=1.5, floor=0.0),
     "email": Frequency(base=9.0, slope=1.5, floor=0.0),
-    "address": Frequency(base=5.0, slope=1.0, floor=0.0),
+    "address": Frequency(base=8.0, slope=1.0, floor=0.0),
 }
 
 
@@ -57,11 +57,16 @@ FREQUENCY: dict[str, Frequency] = {
 class ResolverConfig:
     match_threshold: float = 18.0
     review_threshold: float = 8.0
+    # Pairs where one record lacks its date of birth or given name cannot reach the match
+    # threshold on what is left; they match (weakly, see clustering) from this weight.
+    incomplete_match_threshold: float = 12.0
     # Household contact fields are correlated (one household shares all three), so their
     # combined positive weight is capped rather than summed without limit.
     contact_cap: float = 12.0
     # Blocks larger than this are not used to find candidates (a clinic phone, 'Smith').
     block_cap: int = 100
+    # Tighter caps per kind of block (see blocking.DEFAULT_CAPS); None = those defaults.
+    block_caps: dict[str, int] | None = None
     level_weights: dict[str, dict[str, float]] = field(default_factory=lambda: LEVEL_WEIGHTS)
     frequency: dict[str, Frequency] = field(default_factory=lambda: FREQUENCY)
 
@@ -69,6 +74,7 @@ class ResolverConfig:
         return {
             "match_threshold": self.match_threshold,
             "review_threshold": self.review_threshold,
+            "incomplete_match_threshold": self.incomplete_match_threshold,
             "contact_cap": self.contact_cap,
             "block_cap": self.block_cap,
         }

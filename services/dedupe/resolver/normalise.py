@@ -74,7 +74,9 @@ def valid_nhi(raw: str | None) -> str | None:
         ok = _NHI_LETTERS[23 - total % 23 - 1] == nhi[6]
     else:
         ok = False
-    return nhi if ok else None
+    if not ok:
+        return None
+    return raw if raw == nhi else nhi  # keep the caller's string when already clean
 
 
 def mobile_key(raw: str | None) -> str | None:
@@ -93,10 +95,11 @@ def email_key(raw: str | None) -> str | None:
     local = local.split("+", 1)[0]
     if not local or "." not in domain:
         return None
-    return f"{local}@{domain}"
+    key = f"{local}@{domain}"
+    return raw if raw == key else key  # keep the caller's string when already clean
 
 
-_STREET_WORDS = {
+STREET_WORDS = {
     "street": "st", "str": "st", "road": "rd", "avenue": "ave", "av": "ave", "place": "pl",
     "crescent": "cres", "cr": "cres", "crs": "cres", "drive": "dr", "terrace": "tce",
     "terr": "tce", "lane": "ln", "grove": "gr", "court": "ct", "highway": "hwy",
@@ -116,7 +119,7 @@ def address_tokens(line1: str | None, line2: str | None = None) -> tuple[str, ..
     for t in _NON_ALNUM.split(fold(text)):
         if not t or t in _UNIT_WORDS:
             continue
-        tokens.append(sys.intern(_STREET_WORDS.get(t, t)))
+        tokens.append(sys.intern(STREET_WORDS.get(t, t)))
     return tuple(tokens)
 
 

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import asdict, dataclass
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from services.dedupe.resolver.names import COMMON_GIVEN
 from services.dedupe.resolver.normalise import (
+    STREET_WORDS,
     address_tokens,
     email_key,
     family_tokens,
@@ -79,32 +82,87 @@ def stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
+@lru_cache(maxsize=1 << 16)
+def _dob_digits(dob: date) -> str:
+    return sys.intern(dob.strftime("%Y%m%d"))
+
+
+# Street-type words, longest first, as they may end a squeezed street ('bedfordstreet').
+_SUFFIXES = sorted(STREET_WORDS.items(), key=lambda kv: -len(kv[0]))
+
+
+@lru_cache(maxsize=1 << 16)
+def _street(tokens: tuple[str, ...]) -> str | None:
+    street = "".join(t for t in tokens if not t.isdigit())
+    for full, short in _SUFFIXES:
+        if len(street) > len(full) + 2 and street.endswith(full):
+            street = street[: -len(full)] + short
+            break
+    return sys.intern(street) if street else None
+
+
+@lru_cache(maxsize=1 << 16)
+def _numbers(tokens: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(t for t in tokens if t.isdigit())
+
+
+def _intern(value: str | None) -> str | None:
+    return sys.intern(value) if value else None
+
+
 class PreparedRecord:
-    """A record's match keys, computed once when it arrives."""
+    """A record's match keys, computed once when it arrives.
+
+    Token tuples come from cached normalisers and strings are interned, so records with
+    common names or a shared address hold references to one copy, not their own.
+    """
 
     __slots__ = (
-        "key", "record", "given", "given_key", "given_first", "given_known", "family",
-        "family_key", "dob", "dob_digits", "nhi", "mobile", "email", "address",
-        "address_key", "postcode", "proxy",
+        "key", "record", "given", "given_first", "family",
+        "family_key", "dob_digits", "nhi", "mobile", "email",
+        "street", "numbers", "postcode", "address_block",
     )
 
     def __init__(self, record: MatchRecord) -> None:
         self.key: RecordKey = record.key
         self.record = record
         self.given = name_tokens(record.given_names)
-        self.given_key = " ".join(self.given) or None
         self.given_first = self.given[0] if self.given else None
-        self.given_known = self.given_first in COMMON_GIVEN if self.given_first else False
         self.family = family_tokens(record.family_name)
-        self.family_key = " ".join(self.family) or None
-        self.dob = record.date_of_birth
-        self.dob_digits = self.dob.strftime("%Y%m%d") if self.dob else None
+        self.family_key = _intern(" ".join(self.family)) if self.family else None
+        self.dob_digits = _dob_digits(record.date_of_birth) if record.date_of_birth else None
         self.nhi = valid_nhi(record.nhi)
         self.mobile = mobile_key(record.mobile)
         self.email = email_key(record.email)
-        self.address = address_tokens(record.address_line1, record.address_line2)
-        self.address_key = " ".join(self.address) or None
+        address = address_tokens(record.address_line1, record.address_line2)
+        # The street without house/flat numbers, spaces squeezed out ('bedford s treet' and
+        # 'bedford street' meet), and the numbers on their own.
+        self.street = _street(address)
+        self.numbers = _numbers(address)
         self.postcode = postcode_key(record.postcode)
-        # Stands in for "a distinct person" when counting how many people share a phone,
-        # email or address: a person's five records count once, a clinic's patients many times.
-        self.proxy = hash((self.given_first, self.dob_digits))
+        # One string naming the dwelling: the address block, and the value whose frequency
+        # weighs an exact address agreement (a rest home or hostel holds many people).
+        self.address_block = (
+            sys.intern(f"{self.street}|{' '.join(self.numbers)}|{self.postcode or ''}")
+            if address else None
+        )
+
+    # Derived on demand rather than stored: a million records, a few fields fewer each.
+    @property
+    def dob(self) -> date | None:
+        return self.record.date_of_birth
+
+    @property
+    def address(self) -> tuple[str, ...]:
+        """Address tokens (from the normaliser's cache; rarely needed, so not stored)."""
+        return address_tokens(self.record.address_line1, self.record.address_line2)
+
+    @property
+    def given_known(self) -> bool:
+        return self.given_first in COMMON_GIVEN if self.given_first else False
+
+    @property
+    def proxy(self) -> int:
+        """Stands in for "a distinct person" when counting how many people share a phone,
+        email or address: a person's five records count once, a clinic's patients many times."""
+        return hash((self.given_first, self.dob_digits))

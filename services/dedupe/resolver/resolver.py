@@ -14,13 +14,13 @@ theirs), so the final persons do not depend on arrival order.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from services.dedupe.resolver.blocking import BlockIndex, index_keys, key_id
 from services.dedupe.resolver.clustering import MatchEdge, components, split_by_guard
-from services.dedupe.resolver.comparisons import Levels, compare
+from services.dedupe.resolver.comparisons import Levels, compare, compare_unless_conflict
 from services.dedupe.resolver.config import ResolverConfig
 from services.dedupe.resolver.explain import (
     Assignment,
@@ -37,14 +37,29 @@ SNAPSHOT_VERSION = 1
 
 
 class _Edge:
-    """A kept pair: its levels never change; its score changes if a value becomes common."""
+    """A kept pair: its levels never change; its weight changes if a value becomes common.
 
-    __slots__ = ("levels", "pinned", "score")
+    The per-field parts of the score are not kept (they are recomputed for explanations),
+    and identical level tuples are shared, so an edge costs a few pointers."""
+
+    __slots__ = ("decision", "levels", "pinned", "reason", "weight")
 
     def __init__(self, levels: Levels, score: Score, pinned: bool = False) -> None:
-        self.levels = levels
-        self.score = score
+        self.levels = _LEVELS.setdefault(levels, levels)
+        self.weight = score.weight
+        self.decision = score.decision
+        self.reason = score.reason
         self.pinned = pinned  # a reviewer's "same person": never re-scored or dropped
+
+    def set_score(self, score: Score) -> None:
+        self.weight, self.decision, self.reason = score.weight, score.decision, score.reason
+
+
+_LEVELS: dict[Levels, Levels] = {}
+_NO_EDGES: dict[int, _Edge] = {}
+# Which index key lists the holders of a frequency-weighted value.
+_HOLDER_KIND = {"given": "given", "family": "family", "mobile": "mobile", "email": "email",
+                "address": "address"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,17 +78,25 @@ class Resolver:
         self._records: dict[int, PreparedRecord] = {}
         self._rid: dict[RecordKey, int] = {}
         self._next_rid = 0
-        self._keys: dict[int, list[int]] = {}
-        self._index = BlockIndex(self.config.block_cap)
+        self._index = BlockIndex(self.config.block_cap, self.config.block_caps)
         self._frequency = ValueFrequency()
-        self._edges: dict[int, dict[int, _Edge]] = {}
-        self._component: dict[int, list[int]] = {}
-        self._person: dict[int, list[int]] = {}
-        self._person_id: dict[int, str] = {}
+        # Kept pairs (match and review) by record; records without any have no entry.
+        # Stored flat, (other, edge, other, edge, ...): a tuple of two costs 56 bytes where
+        # a dict costs 184, and most records have one to three kept pairs.
+        self._edges: dict[int, tuple[int | _Edge, ...]] = {}
+        # Person ids that differ from the record's own (only records joined to a record
+        # with a smaller key have one); components and persons are not stored, they are
+        # found again from the match edges when needed.
+        # Stored as the person's smallest record key (a shared tuple), not the id string;
+        # the id is a hash of that key, computed when asked for.
+        self._person_id: dict[int, RecordKey] = {}
         # Records whose person changed (or that left) since the last drain_changes().
         self._changed: set[RecordKey] = set()
         # Human review decisions, by record keys: True = same person, False = keep apart.
         self._pins: dict[tuple[RecordKey, RecordKey], bool] = {}
+        self._pins_of: dict[RecordKey, set[tuple[RecordKey, RecordKey]]] = {}
+        # Scores of the pairs the record being added just formed, for its Assignment.
+        self._fresh: dict[tuple[int, int], Score] = {}
 
     # ---------------------------------------------------------------- public API
 
@@ -87,13 +110,16 @@ class Resolver:
         """Place one record. A record with a key already held replaces the old one."""
         rid, seeds = self._insert(record)
         self._recluster(seeds)
-        return self._assignment(rid)
+        assignment = self._assignment(rid)
+        self._fresh.clear()
+        return assignment
 
     def add_many(self, records: Iterable[MatchRecord]) -> list[Assignment]:
         """Place a batch; persons are settled once at the end (same result, less work)."""
         rids, seeds = [], set()
         for record in records:
             rid, touched = self._insert(record)
+            self._fresh.clear()
             rids.append(rid)
             seeds |= touched
         self._recluster(seeds)
@@ -107,51 +133,48 @@ class Resolver:
         self._recluster(self._delete(self._rid[key]))
 
     def person_of(self, agency_id: str, source_record_id: str) -> str:
-        return self._person_id[self._rid_of((agency_id, source_record_id))]
+        return self._pid(self._rid_of((agency_id, source_record_id)))
 
     def assignments(self) -> list[tuple[str, str, str]]:
         """(agency_id, source_record_id, person_id) for every record, sorted."""
-        return sorted((*self._records[r].key, pid) for r, pid in self._person_id.items())
+        return sorted((*p.key, self._pid(r)) for r, p in self._records.items())
 
     def persons(self) -> list[Person]:
         grouped: dict[str, list[RecordKey]] = {}
-        for rid, pid in self._person_id.items():
-            grouped.setdefault(pid, []).append(self._records[rid].key)
+        for rid, p in self._records.items():
+            grouped.setdefault(self._pid(rid), []).append(p.key)
         return [Person(pid, tuple(sorted(keys))) for pid, keys in sorted(grouped.items())]
 
     def review_items(self) -> list[ReviewItem]:
         """Pairs left in different persons that were uncertain, or matched but refused by the guard."""
         items = []
-        for r, edges in self._edges.items():
-            for s, edge in edges.items():
-                if r > s or self._person_id[r] == self._person_id[s]:
+        for r in self._edges:
+            for s, edge in self._edges_of(r).items():
+                if r > s or self._pid(r) == self._pid(s):
                     continue
                 a, b = sorted((self._records[r].key, self._records[s].key))
-                evidence = PairEvidence.of(a, b, edge.score, self.config)
-                why = "uncertain" if edge.score.decision == REVIEW else "guard"
-                items.append(ReviewItem(a, b, self._person_id[self._rid[a]],
-                                        self._person_id[self._rid[b]], evidence, why))
+                why = "uncertain" if edge.decision == REVIEW else "guard"
+                items.append(ReviewItem(a, b, self._pid(self._rid[a]),
+                                        self._pid(self._rid[b]), self._evidence(r, s, edge), why))
         return sorted(items, key=lambda i: (i.a, i.b))
 
     def explain(self, agency_id: str, source_record_id: str) -> PersonExplanation:
         """The person holding a record: its records, the links inside it, refusals and review pairs."""
         rid = self._rid_of((agency_id, source_record_id))
-        members = self._person[rid]
+        pid = self._pid(rid)
+        (component,) = components([rid], self._match_neighbours)
+        members = [m for m in component if self._pid(m) == pid]
         inside = set(members)
-        explanation = PersonExplanation(
-            self._person_id[rid], sorted(self._records[m].key for m in members)
-        )
+        explanation = PersonExplanation(pid, sorted(self._records[m].key for m in members))
         for r in members:
-            for s, edge in self._edges[r].items():
-                evidence = PairEvidence.of(self._records[r].key, self._records[s].key,
-                                           edge.score, self.config)
+            for s, edge in self._edges_of(r).items():
                 if s in inside:
-                    if r < s and edge.score.decision == MATCH:
-                        explanation.links.append(evidence)
-                elif edge.score.decision == MATCH:
-                    explanation.refused.append(evidence)
+                    if r < s and edge.decision == MATCH:
+                        explanation.links.append(self._evidence(r, s, edge))
+                elif edge.decision == MATCH:
+                    explanation.refused.append(self._evidence(r, s, edge))
                 else:
-                    explanation.uncertain.append(evidence)
+                    explanation.uncertain.append(self._evidence(r, s, edge))
         for found in (explanation.links, explanation.refused, explanation.uncertain):
             found.sort(key=lambda e: (e.a, e.b))
         return explanation
@@ -172,8 +195,10 @@ class Resolver:
         re-applied when either is replaced by a new version). `same_person` links them even
         against the guard; otherwise the pair is treated as a conflict and never joined."""
         pair = (min(tuple(a), tuple(b)), max(tuple(a), tuple(b)))
-        self._pins[pair] = same_person
         ra, rb = self._rid_of(pair[0]), self._rid_of(pair[1])
+        self._pins[pair] = same_person
+        for key in pair:
+            self._pins_of.setdefault(key, set()).add(pair)
         self._apply_pin(ra, rb, same_person)
         self._recluster({ra, rb})
 
@@ -199,65 +224,105 @@ class Resolver:
         except KeyError:
             raise UnknownRecord("record is not held by this resolver") from None
 
+    def _pid(self, rid: int) -> str:
+        return person_id_for([self._person_id.get(rid) or self._records[rid].key])
+
+    def _edge(self, a: int, b: int) -> _Edge | None:
+        flat = self._edges.get(a, ())
+        for i in range(0, len(flat), 2):
+            if flat[i] == b:
+                return flat[i + 1]
+        return None
+
+    def _edges_of(self, rid: int) -> dict[int, _Edge]:
+        flat = self._edges.get(rid)
+        if flat is None:
+            return _NO_EDGES
+        return dict(zip(flat[::2], flat[1::2], strict=True))
+
+    def _key_ids(self, rid: int) -> list[int]:
+        # Not stored: recomputed from the record (cheap, and only needed on rare paths).
+        return [key_id(k) for k in index_keys(self._records[rid])]
+
     def _score(self, a: PreparedRecord, b: PreparedRecord, levels: Levels) -> Score:
         return weigh(levels, a, self._frequency.bucket, self.config)
+
+    def _evidence(self, r: int, s: int, edge: _Edge) -> PairEvidence:
+        pr, ps = self._records[r], self._records[s]
+        score = self._score(pr, ps, edge.levels)
+        if edge.pinned:
+            score = Score(edge.weight, edge.decision, score.parts, edge.reason)
+        return PairEvidence.of(pr.key, ps.key, score, self.config)
 
     def _insert(self, record: MatchRecord) -> tuple[int, set[int]]:
         """Index, count and compare a record. Returns its id and the records whose edges changed."""
         seeds: set[int] = set()
-        if record.key in self._rid:
-            seeds |= self._delete(self._rid[record.key])
+        key = record.key
+        if key in self._rid:
+            seeds |= self._delete(self._rid[key])
         rid = self._next_rid
         self._next_rid += 1
         prepared = PreparedRecord(record)
+        key = prepared.key
         self._records[rid] = prepared
-        self._rid[record.key] = rid
-        self._edges[rid] = {}
+        self._rid[key] = rid
+        self._changed.add(key)
         seeds.add(rid)
 
         key_ids, overflowed = self._index.add(rid, index_keys(prepared))
-        self._keys[rid] = key_ids
         for kid in overflowed:
             seeds |= self._drop_unjustified_edges(kid)
         for field, value in frequency_values(prepared):
-            if self._frequency.add(field, value, prepared.proxy):
+            others = self._other_holders(rid, field, value)
+            if self._frequency.add(field, value, prepared.proxy, others) and \
+                    self._weight_moved(field, value, -1):
                 seeds |= self._reweigh(field, value, became_rarer=False)
 
         for other in set(self._index.candidates(key_ids)):
             if other != rid and self._link(rid, other):
                 seeds.add(other)
-        for (x, y), same in self._pins.items():
-            if record.key in (x, y):
-                partner = self._rid.get(y if record.key == x else x)
-                if partner is not None:
-                    self._apply_pin(rid, partner, same)
-                    seeds.add(partner)
+        for pair in self._pins_of.get(key, ()):
+            partner = self._rid.get(pair[1] if pair[0] == key else pair[0])
+            if partner is not None:
+                self._apply_pin(rid, partner, self._pins[pair])
+                seeds.add(partner)
         return rid, seeds
+
+    def _set_edge(self, a: int, b: int, edge: _Edge) -> None:
+        self._set_half(a, b, edge)
+        self._set_half(b, a, edge)
+
+    def _set_half(self, a: int, b: int, edge: _Edge) -> None:
+        flat = self._edges.get(a, ())
+        for i in range(0, len(flat), 2):
+            if flat[i] == b:
+                self._edges[a] = (*flat[:i + 1], edge, *flat[i + 2:])
+                return
+        self._edges[a] = (*flat, b, edge)
 
     def _apply_pin(self, a: int, b: int, same_person: bool) -> None:
         if same_person:
             levels = compare(self._records[a], self._records[b])
             base = self._score(self._records[a], self._records[b], levels)
             score = Score(float("inf"), MATCH, base.parts, "reviewer decided: same person")
-            edge = _Edge(levels, score, pinned=True)
-            self._edges[a][b] = edge
-            self._edges[b][a] = edge
-        elif b in self._edges[a]:
+            self._set_edge(a, b, _Edge(levels, score, pinned=True))
+        elif b in self._edges_of(a):
             self._unlink(a, b)
 
     def _delete(self, rid: int) -> set[int]:
+        key_ids = self._key_ids(rid)
         prepared = self._records.pop(rid)
         del self._rid[prepared.key]
         self._changed.add(prepared.key)
-        seeds = {s for s in self._component.pop(rid, ()) if s != rid}
-        self._person.pop(rid, None)
+        seeds: set[int] = set()  # its neighbours (below) reach whatever it held together
         self._person_id.pop(rid, None)
-        for other in self._edges.pop(rid):
-            del self._edges[other][rid]
+        for other in self._edges.pop(rid, ())[::2]:
+            self._unlink_half(other, rid)
             seeds.add(other)
-        reopened = self._index.remove(rid, self._keys.pop(rid))
+        reopened = self._index.remove(rid, key_ids)
         for field, value in frequency_values(prepared):
-            if self._frequency.remove(field, value, prepared.proxy):
+            if self._frequency.remove(field, value, prepared.proxy, sparse=True) and \
+                    self._weight_moved(field, value, +1):
                 seeds |= self._reweigh(field, value, became_rarer=True)
         for kid in reopened:
             seeds |= self._link_block(kid)
@@ -266,28 +331,39 @@ class Resolver:
     def _link(self, a: int, b: int) -> bool:
         """Compare and weigh a pair; keep it if it is a match or needs review."""
         pa, pb = self._records[a], self._records[b]
-        levels = compare(pa, pb)
-        if levels.conflict:  # always a non-match; skip weighing (the common household case)
+        levels = compare_unless_conflict(pa, pb)
+        if levels is None:  # a conflict: always a non-match (the common household case)
             return False
         score = self._score(pa, pb, levels)
         if score.decision == NON_MATCH:
             return False
-        edge = _Edge(levels, score)
-        self._edges[a][b] = edge
-        self._edges[b][a] = edge
+        self._set_edge(a, b, _Edge(levels, score))
+        self._fresh[(a, b)] = score
         return True
 
+    def _unlink_half(self, a: int, b: int) -> None:
+        flat = self._edges[a]
+        i = flat[::2].index(b) * 2
+        flat = flat[:i] + flat[i + 2:]
+        if flat:
+            self._edges[a] = flat
+        else:
+            del self._edges[a]
+
     def _unlink(self, a: int, b: int) -> None:
-        del self._edges[a][b]
-        del self._edges[b][a]
+        self._unlink_half(a, b)
+        self._unlink_half(b, a)
 
     def _drop_unjustified_edges(self, kid: int) -> set[int]:
         """A block went over the cap: drop edges no other usable block justifies."""
         members = set(self._index.members(kid))
         touched = set()
+        keys: dict[int, list[int]] = {}
         for r in members:
-            for s in [s for s, e in self._edges[r].items() if s in members and r < s and not e.pinned]:
-                if not self._index.shares_usable_block(self._keys[r], self._keys[s]):
+            for s in [s for s, e in self._edges_of(r).items() if s in members and r < s and not e.pinned]:
+                kr = keys.setdefault(r, self._key_ids(r))
+                ks = keys.setdefault(s, self._key_ids(s))
+                if not self._index.shares_usable_block(kr, ks):
                     self._unlink(r, s)
                     touched |= {r, s}
         return touched
@@ -298,34 +374,49 @@ class Resolver:
         touched = set()
         for i, r in enumerate(members):
             for s in members[i + 1:]:
-                if s not in self._edges[r] and self._link(r, s):
+                if s not in self._edges_of(r) and self._link(r, s):
                     touched |= {r, s}
         return touched
 
+    def _other_holders(self, rid: int, field: str, value: str) -> Callable[[], list[int]]:
+        def proxies() -> list[int]:
+            members = self._index.members(key_id((_HOLDER_KIND[field], value)))
+            return [self._records[m].proxy for m in members if m != rid]
+        return proxies
+
+    def _weight_moved(self, field: str, value: str, step: int) -> bool:
+        """After a bucket change by one step: did the agreement weight change too? Past a
+        value's floor (a common surname, a clinic phone) it no longer does, so the records
+        holding the commonest values are never re-scored."""
+        frequency = self.config.frequency[field]
+        now = self._frequency.bucket(field, value)
+        return frequency.weight(now) != frequency.weight(now + step)
+
     def _reweigh(self, field: str, value: str, became_rarer: bool) -> set[int]:
         """A value's frequency bucket changed: re-score the pairs that agree on it."""
-        holders = set(self._index.members(key_id((field, value))))
+        holders = set(self._index.members(key_id((_HOLDER_KIND[field], value))))
         touched = set()
         for r in holders:
-            for s, edge in list(self._edges[r].items()):
+            for s, edge in list(self._edges_of(r).items()):
                 if s not in holders or r > s or edge.pinned:
                     continue
                 score = self._score(self._records[r], self._records[s], edge.levels)
-                if score.decision != edge.score.decision:
-                    touched |= {r, s}
+                if score.decision != edge.decision or score.weight != edge.weight:
+                    touched |= {r, s}  # a new weight can change the guard's join order
                 if score.decision == NON_MATCH:
                     self._unlink(r, s)
                 else:
-                    edge.score = score
+                    edge.set_score(score)
             if became_rarer:
                 # Rarer means heavier: pairs once below review may now be kept.
-                for s in set(self._index.candidates(self._keys[r])):
-                    if s in holders and r < s and s not in self._edges[r] and self._link(r, s):
+                for s in set(self._index.candidates(self._key_ids(r))):
+                    if s in holders and r < s and s not in self._edges_of(r) and self._link(r, s):
                         touched |= {r, s}
         return touched
 
     def _match_neighbours(self, rid: int) -> Iterable[int]:
-        return (s for s, e in self._edges[rid].items() if e.score.decision == MATCH)
+        flat = self._edges.get(rid, ())
+        return [flat[i] for i in range(0, len(flat), 2) if flat[i + 1].decision == MATCH]
 
     def _conflict(self, a: int, b: int) -> bool:
         if self._pins:
@@ -333,40 +424,55 @@ class Resolver:
             pinned = self._pins.get(pair)
             if pinned is not None:
                 return not pinned
-        edge = self._edges[a].get(b)
+        edge = self._edge(a, b)
         levels = edge.levels if edge else compare(self._records[a], self._records[b])
         return levels.guard_conflict
 
+    def _incomplete(self, rid: int) -> bool:
+        record = self._records[rid]
+        return record.dob is None or not record.given
+
     def _recluster(self, seeds: set[int]) -> None:
         """Recompute components and persons around records whose edges changed."""
-        start: set[int] = set()
-        for rid in seeds:
-            if rid in self._records:
-                start.add(rid)
-                start.update(r for r in self._component.get(rid, ()) if r in self._records)
-        for component in components(sorted(start), self._match_neighbours):
-            for rid in component:
-                self._component[rid] = component
+        # Every change of edges seeds both its records, so the components reachable from
+        # the seeds are all the components whose persons can have changed.
+        start = sorted(rid for rid in seeds if rid in self._records)
+        for component in components(start, self._match_neighbours):
+            if len(component) == 1:
+                self._set_person_id(component[0], None)
+                continue
             edges = [
-                MatchEdge(e.score.weight, self._records[r].key, self._records[s].key, r, s)
+                MatchEdge(e.weight, self._records[r].key, self._records[s].key, r, s,
+                          not e.pinned and e.levels.incomplete)
                 for r in component
-                for s, e in self._edges[r].items()
-                if r < s and e.score.decision == MATCH
+                for s, e in self._edges_of(r).items()
+                if r < s and e.decision == MATCH
             ]
-            persons, _refused = split_by_guard(component, edges, self._conflict)
+            persons, _refused = split_by_guard(component, edges, self._conflict, self._incomplete)
             for person in persons:
-                pid = person_id_for([self._records[r].key for r in person])
+                anchor = min(self._records[r].key for r in person)
                 for rid in person:
-                    self._person[rid] = person
-                    if self._person_id.get(rid) != pid:
-                        self._changed.add(self._records[rid].key)
-                    self._person_id[rid] = pid
+                    self._set_person_id(rid, anchor)
+
+    def _set_person_id(self, rid: int, anchor: RecordKey | None) -> None:
+        """Record whose smallest key names the record's person (None: it is alone)."""
+        own = self._records[rid].key
+        anchor = anchor or own
+        if self._person_id.get(rid, own) != anchor:
+            self._changed.add(own)
+        if anchor == own:
+            self._person_id.pop(rid, None)
+        else:
+            self._person_id[rid] = anchor
 
     def _assignment(self, rid: int) -> Assignment:
         key = self._records[rid].key
+        fresh = self._fresh
         evidence = sorted(
-            (PairEvidence.of(key, self._records[s].key, e.score, self.config)
-             for s, e in self._edges[rid].items()),
+            (PairEvidence.of(key, self._records[s].key, fresh[(rid, s)], self.config)
+             if (rid, s) in fresh and not e.pinned and fresh[(rid, s)].weight == e.weight
+             else self._evidence(rid, s, e)
+             for s, e in self._edges_of(rid).items()),
             key=lambda ev: (-ev.weight, ev.a, ev.b),
         )
-        return Assignment(key, self._person_id[rid], tuple(evidence))
+        return Assignment(key, self._pid(rid), tuple(evidence))

@@ -40,7 +40,7 @@ class Score:
 # The value whose frequency weights an exact agreement on each field.
 _FREQUENCY_ATTR = {
     "given": "given_first", "family": "family_key", "mobile": "mobile",
-    "email": "email", "address": "address_key",
+    "email": "email", "address": "address_block",
 }
 
 
@@ -72,15 +72,35 @@ def decide(levels: Levels, weight: float, config: ResolverConfig) -> tuple[str, 
         levels.given == "different" or levels.dob == "different"
     ):
         return REVIEW, "same NHI but given names or date of birth differ"
+    if levels.incomplete:
+        return _decide_incomplete(levels, weight, config)
     if weight >= config.match_threshold:
         if levels.second_nhi_doubt:
             return REVIEW, "two different NHIs without exact names and a shared contact"
-        if not same_nhi and levels.given in ("near", "initial", "missing"):
+        if not same_nhi and levels.given in ("near", "initial"):
             return REVIEW, "above match threshold but given names only loosely agree"
-        if (not same_nhi and levels.dob == "missing"
-                and not (levels.given in GIVEN_AGREES and EXACT in (levels.mobile, levels.email))):
-            return REVIEW, "above match threshold but a date of birth is missing"
         return MATCH, "weight at or above match threshold"
     if weight >= config.review_threshold:
         return REVIEW, "weight between review and match thresholds"
+    return NON_MATCH, "weight below review threshold"
+
+
+def _decide_incomplete(levels: Levels, weight: float, config: ResolverConfig) -> tuple[str, str]:
+    """A record without a date of birth or without a given name can still be matched, on a
+    lower threshold, when what it has agrees closely and something places it (the same
+    address or street, mobile or email). Such a match is weak: clustering attaches the
+    record only to a person it alone points to (never one of two twins or namesakes)."""
+    placed = levels.address in (EXACT, "street") or EXACT in (levels.mobile, levels.email)
+    if (levels.dob == "missing" and levels.given == "missing") or levels.nhi == "different":
+        ok = False  # two valid NHIs need complete records to be believed one person
+    elif levels.dob == "missing":
+        # Not 'token': a middle name that is a household member's first name
+        # ('Sophie Anthony' ~ 'Anthony') is not enough without a date of birth.
+        ok = levels.given in ("exact", "equivalent", "swapped") and levels.family in FAMILY_AGREES
+    else:
+        ok = levels.dob == EXACT and levels.family in FAMILY_AGREES
+    if ok and placed and weight >= config.incomplete_match_threshold and not levels.second_nhi_doubt:
+        return MATCH, "weak match: a date of birth or given name is missing, the rest agrees"
+    if weight >= config.review_threshold:
+        return REVIEW, "a date of birth or given name is missing"
     return NON_MATCH, "weight below review threshold"

@@ -6,7 +6,7 @@ birth), so one person's five records of the same mobile count once.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from services.dedupe.resolver.records import PreparedRecord
 
@@ -23,8 +23,8 @@ def frequency_values(p: PreparedRecord) -> Iterator[tuple[str, str]]:
         yield "mobile", p.mobile
     if p.email:
         yield "email", p.email
-    if p.address_key:
-        yield "address", p.address_key
+    if p.address_block:
+        yield "address", p.address_block
 
 
 def bucket(distinct: int) -> int:
@@ -33,14 +33,22 @@ def bucket(distinct: int) -> int:
 
 
 class ValueFrequency:
-    """Per (field, value): which people hold it, and the bucket of how many they are."""
+    """Per (field, value): which people hold it, and the bucket of how many they are.
+
+    Most mobiles, emails and addresses belong to one record. When `add` is given
+    `others` (a way to list the proxies of the value's other holders, e.g. from the block
+    index), a value is only tracked once a second record holds it, and untracked again
+    when it is back to one; an untracked value counts as one person. That keeps a
+    million unique phone numbers out of this table.
+    """
 
     def __init__(self) -> None:
-        # (field, value) -> proxy of the one holder, or {proxy: records} once shared.
-        self._holders: dict[tuple[str, str], int | dict[int, int]] = {}
+        # hash((field, value)) -> proxy of the one holder, or {proxy: records} once shared.
+        # Keyed by the hash (an int) rather than the tuple to keep a million values small.
+        self._holders: dict[int, int | dict[int, int]] = {}
 
     def distinct(self, field: str, value: str) -> int:
-        held = self._holders.get((field, value))
+        held = self._holders.get(hash((field, value)))
         if held is None:
             return 0
         return len(held) if isinstance(held, dict) else 1
@@ -48,21 +56,31 @@ class ValueFrequency:
     def bucket(self, field: str, value: str) -> int:
         return bucket(self.distinct(field, value))
 
-    def add(self, field: str, value: str, proxy: int) -> bool:
+    def add(self, field: str, value: str, proxy: int,
+            others: Callable[[], Iterable[int]] | None = None) -> bool:
         """Count one more record; True when the value's bucket changed."""
-        key = (field, value)
+        key = hash((field, value))
         held = self._holders.get(key)
         if held is None:
-            self._holders[key] = proxy
-            return False
+            if others is None:
+                self._holders[key] = proxy
+                return False
+            held = {}
+            for other in others():
+                held[other] = held.get(other, 0) + 1
+            if not held:
+                return False  # the only holder: not tracked
+            self._holders[key] = held
         before = len(held) if isinstance(held, dict) else 1
         if not isinstance(held, dict):
             held = self._holders[key] = {held: 1}
         held[proxy] = held.get(proxy, 0) + 1
         return bucket(len(held)) != bucket(before)
 
-    def remove(self, field: str, value: str, proxy: int) -> bool:
-        key = (field, value)
+    def remove(self, field: str, value: str, proxy: int, sparse: bool = False) -> bool:
+        """Count one record fewer; True when the value's bucket changed. `sparse` (the
+        counterpart of `add(..., others=...)`) stops tracking a value held by one record."""
+        key = hash((field, value))
         held = self._holders.get(key)
         if held is None:
             return False
@@ -75,7 +93,7 @@ class ValueFrequency:
             held[proxy] -= 1
             if held[proxy] == 0:
                 del held[proxy]
-        if not held:
+        if not held or (sparse and len(held) == 1 and next(iter(held.values())) == 1):
             del self._holders[key]
-            return False
+            return bucket(max(len(held), 1)) != bucket(before)
         return bucket(len(held)) != bucket(before)

@@ -98,3 +98,12 @@ def test_conflict_guards_twins_and_second_nhis():
     assert namesakes.second_nhi_doubt and namesakes.guard_conflict
     two_nhis = compare(prep(nhi="ZZZ0016", mobile="+64211111111"), prep(nhi="ZAC5361", mobile="+64211111111"))
     assert not two_nhis.guard_conflict
+
+
+def test_address_levels_tolerate_spacing_slips_and_a_missing_number():
+    a = prep(address_line1="57 Bedford Street", postcode="6525")
+    assert compare_address(a, prep(address_line1="57 bedford s treet", postcode="6525")) == "exact"
+    assert compare_address(a, prep(address_line1="57 Bedfrod Street", postcode="6525")) == "street"
+    assert compare_address(a, prep(address_line1="Bedford Street", postcode="6525")) == "street"
+    # A different house on the same street is a neighbour, not the same address.
+    assert compare_address(a, prep(address_line1="59 Bedford Street", postcode="6525")) == "postcode"

@@ -237,3 +237,83 @@ def test_match_record_from_clean():
     assert record.key == ("gp-1", "r1")
     assert record.date_of_birth == date(1980, 3, 4)
     assert record.address_line1 == "14 Kōwhai Road"
+
+
+def test_drain_changes_reports_new_merged_split_and_removed_records_once():
+    r = Resolver()
+    a = make("gp-1", "a", given_names="Hine", family_name="Mahuta", date_of_birth="1960-01-02")
+    b = make("gp-2", "b", given_names="Hine", family_name="Mahuta", date_of_birth="1960-01-02")
+    r.add(a)
+    assert r.drain_changes() == {a.key}
+    assert r.drain_changes() == set()
+    r.add(b)  # b joins a's person; a's id is unchanged (smallest key), so only b moves
+    assert r.person_of(*a.key) == r.person_of(*b.key)
+    assert r.drain_changes() == {b.key}
+    r.remove(*a.key)  # a leaves; b's person id now comes from b alone
+    assert r.drain_changes() == {a.key, b.key}
+    other = make("gp-3", "c", given_names="Moana", family_name="Kereama", date_of_birth="1990-01-01")
+    r.add(other)  # unrelated: nothing else moves
+    assert r.drain_changes() == {other.key}
+
+
+def test_decide_same_person_merges_against_the_guard_and_survives_replacement():
+    r = Resolver()
+    mark = make("gp-1", "m", given_names="Mark", family_name="Smith", date_of_birth="2001-01-01", **HOME)
+    mary = make("gp-1", "y", given_names="Mary", family_name="Smith", date_of_birth="2001-01-01", **HOME)
+    r.add_many([mark, mary])
+    assert not same_person(r, mark, mary)
+    r.drain_changes()
+    r.decide(mark.key, mary.key, same_person=True)
+    assert same_person(r, mark, mary)
+    assert r.drain_changes() == {mary.key}  # mark's key is the smaller: mary's id moved
+    assert "reviewer decided" in r.explain(*mark.key).text()
+    r.add(mary)  # a new version of a pinned record keeps the reviewer's decision
+    assert same_person(r, mark, mary)
+
+
+def test_decide_keep_apart_splits_a_match_and_is_order_free():
+    a = make("gp-1", "a", given_names="Hine", family_name="Mahuta", date_of_birth="1960-01-02")
+    b = make("gp-2", "b", given_names="Hine", family_name="Mahuta", date_of_birth="1960-01-02")
+    c = make("gp-3", "c", given_names="Hine", family_name="Mahuta", date_of_birth="1960-01-02")
+    r = Resolver()
+    r.add_many([a, b])
+    assert same_person(r, a, b)
+    r.decide(b.key, a.key, same_person=False)
+    assert not same_person(r, a, b)
+    r.add(c)  # c matches both; it may join one of them, never both
+    assert not same_person(r, a, b)
+    assert r.review_items()
+    with pytest.raises(UnknownRecord):
+        r.decide(a.key, ("gp-9", "nope"), same_person=True)
+
+
+def test_a_nameless_record_matching_both_twins_joins_neither():
+    r = Resolver()
+    aroha = make("gp-1", given_names="Aroha", family_name="Ngata", date_of_birth="2010-05-05", **HOME)
+    hine = make("gp-2", given_names="Hine", family_name="Ngata", date_of_birth="2010-05-05", **HOME)
+    nameless = make("lab-1", given_names=None, family_name="Ngata", date_of_birth="2010-05-05", **HOME)
+    r.add_many([aroha, hine, nameless])
+    assert len(r.persons()) == 3
+    assert {i.why for i in r.review_items()} == {"guard"}
+
+
+def test_a_record_without_a_date_of_birth_joins_the_one_person_it_points_to():
+    r = Resolver()
+    dated = make("gp-1", given_names="Tama", family_name="Parata", date_of_birth="1990-10-10", **HOME)
+    undated = make("lab-1", given_names="Tama", family_name="Parata", date_of_birth=None, **HOME)
+    r.add_many([dated, undated])
+    assert same_person(r, dated, undated)
+    # With a father of the same name at the same address it could be either: kept apart.
+    father = make("gp-2", given_names="Tama", family_name="Parata", date_of_birth="1961-02-03", **HOME)
+    r.add(father)
+    assert len(r.persons()) == 3
+
+
+def test_an_undated_record_with_a_household_members_name_as_middle_name_is_not_merged():
+    r = Resolver()
+    anthony = make("gp-1", nhi="ZZZ0016", given_names="Anthony", family_name="White",
+                   date_of_birth="1955-06-02", **HOME)
+    sophie = make("gp-2", nhi="ZAC5361", given_names="Sophie Anthony", family_name="White",
+                  date_of_birth=None, **HOME)
+    r.add_many([anthony, sophie])
+    assert not same_person(r, anthony, sophie)
