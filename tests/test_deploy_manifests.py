@@ -35,3 +35,5 @@ def test_service_deployment(service):
         assert "secretKeyRef" in env[secret]["valueFrom"], f"{secret} must come from a Secret"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    if service == "dispatch":
+        assert "secretKeyRef" in env["PANUI_RECEIPT_SECRET"]["valueFrom"]
