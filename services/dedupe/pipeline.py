@@ -14,6 +14,10 @@ import time
 from collections.abc import Iterable
 from datetime import datetime
 
+from sqlalchemy import bindparam
+from sqlalchemy import insert as sa_insert
+from sqlalchemy import select as sa_select
+from sqlalchemy import update as sa_update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -42,7 +46,7 @@ RecordKey = tuple[str, str]
 
 class DedupePipeline:
     def __init__(self, engine: Engine, sealer: Sealer, identity: IdentityState | None = None,
-                 clock=utcnow, review_sync_interval_s: float = 5.0):  # noqa: ANN001
+                 clock=utcnow, review_sync_interval_s: float = 30.0):  # noqa: ANN001
         self.engine = engine
         self.sealer = sealer
         self.identity = identity or IdentityState(sealer)
@@ -171,11 +175,9 @@ class DedupePipeline:
                                 "withdrawn": meta.withdrawn})
         upsert(session, RecordState, full, ["incident_id", "agency_id", "source_record_id"])
         if partial:
-            from sqlalchemy import bindparam, update
-
             table = RecordState.__table__
             session.execute(
-                update(table)
+                sa_update(table)
                 .where(table.c.incident_id == bindparam("b_incident"),
                        table.c.agency_id == bindparam("b_agency"),
                        table.c.source_record_id == bindparam("b_record"))
@@ -302,35 +304,47 @@ class DedupePipeline:
 
     def _sync_reviews(self, session: Session, cache: IncidentCache) -> None:
         """Mirror the resolver's uncertain pairs into the review queue (evidence names levels
-        and weights, never values). Decided rows keep their decision."""
+        and weights, never values). Only what changed is written: new pairs, pairs whose
+        reason changed, pairs that no longer need a decision. Decided rows keep theirs."""
         incident_id = cache.incident_id
         self._reviews_stale.discard(incident_id)
         self._reviews_synced_at[incident_id] = time.monotonic()
         current = {review_id(incident_id, i.a, i.b): i for i in cache.resolver.review_items()}
-        rows = {r.review_id: r for r in session.exec(
-            select(ReviewState).where(ReviewState.incident_id == incident_id)).all()}
+        table = ReviewState.__table__
+        known = {rid: (status, reason) for rid, status, reason in session.execute(
+            sa_select(table.c.review_id, table.c.status, table.c.reason)
+            .where(table.c.incident_id == incident_id))}
         now = self.clock()
+        changed = []
         for rid, item in current.items():
-            row = rows.get(rid)
-            if row is None:
-                row = ReviewState(
-                    review_id=rid, incident_id=incident_id,
-                    a_agency_id=item.a[0], a_source_record_id=item.a[1],
-                    b_agency_id=item.b[0], b_source_record_id=item.b[1],
-                    reason=item.why, evidence=item.evidence.to_dict())
-            elif row.status in ("open", "resolved"):
-                row.status = "open"
-                row.reason = item.why
-                row.evidence = item.evidence.to_dict()
-            else:
+            status, reason = known.get(rid, (None, None))
+            if status in ("merge", "keep_apart") or (status == "open" and reason == item.why):
                 continue
-            row.updated_at = now
-            session.add(row)
-        for rid, row in rows.items():
-            if rid not in current and row.status == "open":
-                row.status = "resolved"  # the pair no longer needs a decision
-                row.updated_at = now
-                session.add(row)
+            changed.append({
+                "review_id": rid, "incident_id": incident_id,
+                "a_agency_id": item.a[0], "a_source_record_id": item.a[1],
+                "b_agency_id": item.b[0], "b_source_record_id": item.b[1],
+                "reason": item.why, "evidence": item.evidence.to_dict(), "status": "open",
+                "applied": True, "updated_at": now,
+            })
+        new = [row for row in changed if row["review_id"] not in known]
+        if new:
+            session.execute(sa_insert(table), new)
+        revised = [{"b_id": row["review_id"], "b_reason": row["reason"],
+                    "b_evidence": row["evidence"]} for row in changed if row["review_id"] in known]
+        if revised:  # never over a decision a coordinator made meanwhile
+            session.execute(
+                sa_update(table)
+                .where(table.c.review_id == bindparam("b_id"),
+                       table.c.status.in_(("open", "resolved")))
+                .values(status="open", reason=bindparam("b_reason"),
+                        evidence=bindparam("b_evidence"), updated_at=now), revised)
+        gone = [{"b_id": rid} for rid, (status, _) in known.items()
+                if status == "open" and rid not in current]
+        if gone:  # the pair no longer needs a decision (merged anyway, or withdrawn)
+            session.execute(
+                sa_update(table).where(table.c.review_id == bindparam("b_id"), table.c.status == "open")
+                .values(status="resolved", updated_at=now), gone)
 
     def _apply_review_decisions(self, session: Session, cache: IncidentCache, now: datetime) -> None:
         pending = session.exec(select(ReviewState).where(

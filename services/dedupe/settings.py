@@ -7,4 +7,5 @@ class DedupeSettings(ServiceSettings):
     # How often time-driven release work runs (deadlines, settle windows, manual release).
     release_tick_s: float = 1.0
     # How often an incident's review queue is refreshed from the resolver while records arrive.
-    review_sync_interval_s: float = 5.0
+    # Listing an incident's review pairs walks all its kept pairs: keep it infrequent.
+    review_sync_interval_s: float = 30.0
