@@ -3,12 +3,11 @@ prefix of its own, a free port — and the peak memory of a process. The databas
 helpers are the test suite's own (tests/support/infra.py)."""
 
 import asyncio
-import socket
 import uuid
 from pathlib import Path
 
 from tests.support import infra
-from tests.support.infra import REPO, kafka_bootstrap, pg_admin_url
+from tests.support.infra import REPO, free_port, kafka_bootstrap, pg_admin_url
 
 __all__ = ["REPO", "kafka_bootstrap", "pg_admin_url", "create_database", "drop_database",
            "topic_prefix", "delete_topics", "free_port", "peak_rss_mb", "table"]
@@ -29,12 +28,6 @@ def topic_prefix(name: str) -> str:
 
 def delete_topics(prefix: str) -> None:
     asyncio.run(infra.delete_topics_with_prefix(kafka_bootstrap(), prefix))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -5,7 +5,6 @@ database, the local SMTP and SMS gateways on free ports, and the app served over
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -96,10 +95,6 @@ def notice_message(sealer: Sealer, n: int, recipient: dict, incident_id: str = "
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MutableClock:

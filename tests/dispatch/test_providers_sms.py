@@ -1,7 +1,6 @@
 import asyncio
 import json
 import random
-import socket
 
 import pytest
 from fastapi import FastAPI, Request
@@ -14,6 +13,7 @@ from services.dispatch.providers.receipts import InvalidSignature, ReceiptError,
 from services.dispatch.providers.sms_http import HttpSmsProvider
 from services.gateways._serve import AsgiServer
 from services.gateways.sms_server import SmsGateway
+from tests.support.infra import free_port as _free_port
 
 
 def _sms(n=1, body="Example Health: notice emailed. Ref PAN-TEST", callback_url=None):
@@ -22,10 +22,6 @@ def _sms(n=1, body="Example Health: notice emailed. Ref PAN-TEST", callback_url=
     )
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_send_accepted_is_sent(sms_gw):

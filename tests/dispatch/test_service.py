@@ -15,14 +15,13 @@ from services.dispatch.content.models import derive_reference_code
 from services.dispatch.content.sms_segments import SmsEncoding, count_segments
 from services.dispatch.providers.receipts import SIGNATURE_HEADER, sign
 from services.gateways.sms_server import SmsGateway
-from tests.support.infra import topic_reader
+from tests.support.infra import free_port, topic_reader
 
 from .stack import (
     COORDINATOR,
     RECEIPT_SECRET,
     MutableClock,
     dispatch_settings,
-    free_port,
     incident_message,
     notice_message,
     person,

@@ -14,14 +14,11 @@ import pytest
 
 from services.gateways.sms_server import SmsGateway
 from services.gateways.smtp_server import SmtpGateway
+from tests.support.infra import free_port as _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _mail(to="person1@example.nz"):

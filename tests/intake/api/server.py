@@ -1,7 +1,6 @@
 """A real intake over real HTTP, for clients that are not async (schemathesis, the CLI):
 uvicorn serving the app in a background thread with its own event loop."""
 
-import socket
 import threading
 import time
 import uuid
@@ -17,12 +16,7 @@ from services.intake.settings import IntakeSettings
 from tests.conftest import COORDINATOR_TOKEN
 from tests.support import infra
 from tests.support.factories import incident_body
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.infra import free_port
 
 
 @dataclass
