@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -30,58 +29,20 @@ from aiokafka import AIOKafkaProducer
 
 from benchmarks import support
 from services.common.crypto import Sealer, generate_key_spec
-from services.common.ids import notice_id as make_notice_id
-from services.common.messages import (
-    ChannelPolicy,
-    IncidentAgency,
-    IncidentContent,
-    IncidentMessage,
-    NoticeAgency,
-    NoticeMessage,
-    ReleasePolicy,
-    notice_sealing_context,
-)
+from services.common.messages import NoticeMessage
+from tests.dispatch.stack import incident_message, notice_message, person
 
 REPO = support.REPO
 PY = sys.executable
 INCIDENT_ID = "bench-incident"
 
 
-def _incident(mode: str) -> IncidentMessage:
-    return IncidentMessage(
-        incident_id=INCIDENT_ID, revision=1, title="Benchmark portal breach",
-        content=IncidentContent(
-            sender_name="Example Health",
-            breach_description="An unauthorised party copied records from the patient portal.",
-            suspected_holder_statement="We have identified a group we suspect holds it.",
-            steps_taken="We closed the portal and reset all access.",
-            mitigation_advice=["Be wary of calls, texts or emails about this breach."],
-            privacy_commissioner_notified=True,
-            contact={"organisation": "Example Helpline", "phone": "0800 000 111",
-                     "web_address": "panui.example.nz/check"},
-        ),
-        agencies=[IncidentAgency(agency_id="gp-1", name="Example Medical Centre")],
-        expected_agency_ids=["gp-1"], release_policy=ReleasePolicy(),
-        channel_policy=ChannelPolicy(mode=mode), updated_at=datetime.now(UTC),
-    )
-
-
 def _notice(sealer: Sealer, n: int, mix: str) -> NoticeMessage:
-    person_id = f"prs-{n:07d}"
-    nid = make_notice_id(INCIDENT_ID, person_id, 1)
-    recipient: dict = {"given_names": f"Test{n}", "family_name": "Benchperson"}
-    if mix in ("email", "both") or (mix == "mixed" and n % 4):
-        recipient["email"] = f"p{n}@example.nz"
-    if mix in ("sms", "both") or (mix == "mixed" and not n % 4):
-        recipient["mobile"] = f"+6421{n % 10_000_000:07d}"
-    channels = [c for c, k in (("email", "email"), ("sms", "mobile")) if k in recipient]
-    return NoticeMessage(
-        notice_id=nid, incident_id=INCIDENT_ID, person_id=person_id, version=1,
-        created_at=datetime.now(UTC), channels=channels,
-        agencies=[NoticeAgency(agency_id="gp-1", name="Example Medical Centre",
-                               data_categories=["clinical_notes"], document_count=2)],
-        sealed=sealer.seal({"recipient": recipient}, notice_sealing_context(nid)),
-    )
+    """Notice n of the run: 'mixed' gives three in four an email and the rest a mobile."""
+    email = mix in ("email", "both") or (mix == "mixed" and bool(n % 4))
+    mobile = mix in ("sms", "both") or (mix == "mixed" and not n % 4)
+    return notice_message(sealer, n, person(n, email=email, mobile=mobile, address=False),
+                          incident_id=INCIDENT_ID)
 
 
 async def _publish(bootstrap: str, prefix: str, keys: str, n: int, mix: str) -> float:
@@ -100,7 +61,7 @@ async def _publish(bootstrap: str, prefix: str, keys: str, n: int, mix: str) -> 
     try:
         mode = {"email": "email_else_sms", "sms": "sms_else_email", "both": "both",
                 "mixed": "email_else_sms"}[mix]
-        await producer.send_and_wait(f"{prefix}incidents.v1", _incident(mode).to_bytes(),
+        await producer.send_and_wait(f"{prefix}incidents.v1", incident_message(INCIDENT_ID, mode=mode).to_bytes(),
                                      key=INCIDENT_ID.encode())
         topic = f"{prefix}notices.v1"
         for i in range(n):
