@@ -34,3 +34,21 @@ class AsgiServer:
             self._server.should_exit = True
             await self._task
         self._server = self._task = None
+
+
+def run_until_interrupted(gateway, describe) -> None:  # noqa: ANN001
+    """The gateways' command line: start, print where it listens (describe(gateway)), serve
+    until Ctrl-C or SIGTERM's KeyboardInterrupt, then stop cleanly."""
+
+    async def run() -> None:
+        await gateway.start()
+        print(describe(gateway), flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await gateway.stop()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass

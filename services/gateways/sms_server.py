@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.dispatch.providers.receipts import SIGNATURE_HEADER, sign
-from services.gateways._serve import AsgiServer
+from services.gateways._serve import AsgiServer, run_until_interrupted
 
 E164 = r"^\+[1-9]\d{7,14}$"
 
@@ -313,19 +313,7 @@ def main(argv: list[str] | None = None) -> None:
     gw = SmsGateway(
         callback_secret=args.callback_secret, api_key=args.api_key, host=args.host, port=args.port
     )
-
-    async def run() -> None:
-        await gw.start()
-        print(f"SMS gateway listening on {gw.url}", flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await gw.stop()
-
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
+    run_until_interrupted(gw, lambda g: f"SMS gateway listening on {g.url}")
 
 
 if __name__ == "__main__":

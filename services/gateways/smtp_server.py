@@ -36,7 +36,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from services.gateways._serve import AsgiServer
+from services.gateways._serve import AsgiServer, run_until_interrupted
 
 Action = Literal["accept", "reject", "tempfail", "bounce"]
 RCPT_REPLIES = {
@@ -359,19 +359,11 @@ def main(argv: list[str] | None = None) -> None:
         bounce_webhook_url=args.bounce_webhook_url or None, webhook_secret=args.webhook_secret,
     )
 
-    async def run() -> None:
-        await gw.start()
-        ctl = f", control on http://{gw.host}:{gw.control_port}" if gw.control_port else ""
-        print(f"SMTP gateway listening on {gw.host}:{gw.port}{ctl}", flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await gw.stop()
+    def describe(g: SmtpGateway) -> str:
+        ctl = f", control on http://{g.host}:{g.control_port}" if g.control_port else ""
+        return f"SMTP gateway listening on {g.host}:{g.port}{ctl}"
 
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
+    run_until_interrupted(gw, describe)
 
 
 if __name__ == "__main__":
