@@ -20,8 +20,8 @@ import psycopg
 
 from benchmarks import support
 from benchmarks.resolver.generator import generate
+from services.common.clock import utcnow
 from services.common.crypto import Sealer, generate_key_spec
-from services.common.messages import utcnow
 from tests.support.messages import completion, incident_message, publish, record_message
 
 INCIDENT = "inc-bench"

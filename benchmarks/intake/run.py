@@ -27,7 +27,7 @@ import psycopg
 
 from benchmarks import support
 from services.common.crypto import generate_key_spec
-from services.intake.validation.nhi import _LETTERS, _weighted_sum
+from services.common.nhi import LETTERS, check_character
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "bench-coordinator-token"  # noqa: S105 - local benchmark only
@@ -41,12 +41,10 @@ def test_nhis(n: int, seed: int = 7) -> list[str]:
     rng = random.Random(seed)
     out: list[str] = []
     while len(out) < n:
-        stem = "Z" + rng.choice(_LETTERS) + rng.choice(_LETTERS) + f"{rng.randrange(1000):03d}"
-        r = _weighted_sum(stem + "0") % 11
-        if r == 0:
-            continue
-        c = 11 - r
-        out.append(stem + str(0 if c == 10 else c))
+        stem = "Z" + rng.choice(LETTERS) + rng.choice(LETTERS) + f"{rng.randrange(1000):03d}"
+        check = check_character(stem)
+        if check is not None:
+            out.append(stem + check)
     return out
 
 

@@ -47,7 +47,7 @@ def ndjson(records: list[dict]) -> bytes:
 
 def synthetic_nhi(n: int) -> str:
     """The n-th valid NHI in the reserved test range (old format ZZZ/ZZY… + 4 digits + check)."""
-    from services.intake.validation import is_valid_nhi
+    from services.common.nhi import is_valid_nhi
 
     found = -1
     for prefix in ("ZZZ", "ZZY", "ZZX", "ZZW"):

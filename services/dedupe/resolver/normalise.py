@@ -50,33 +50,6 @@ def family_tokens(text: str | None) -> tuple[str, ...]:
     return significant or tokens
 
 
-# --- NHI (DOMAIN.md §2). Kept here so the engine needs nothing from intake.
-_NHI_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
-_NHI_VALUE = {c: i for i, c in enumerate(_NHI_LETTERS, start=1)} | {str(d): d for d in range(10)}
-_NHI_OLD = re.compile(r"[A-HJ-NP-Z]{3}[0-9]{4}")
-_NHI_NEW = re.compile(r"[A-HJ-NP-Z]{3}[0-9]{2}[A-HJ-NP-Z]{2}")
-
-
-def valid_nhi(raw: str | None) -> str | None:
-    """The NHI upper-cased, or None when it is absent or fails its check character."""
-    if not raw:
-        return None
-    nhi = raw.replace(" ", "").upper()
-    if len(nhi) != 7:
-        return None
-    if _NHI_OLD.fullmatch(nhi):
-        total = sum(w * _NHI_VALUE[c] for w, c in zip((7, 6, 5, 4, 3, 2), nhi, strict=False))
-        r = total % 11
-        check = 11 - r
-        ok = r != 0 and (0 if check == 10 else check) == int(nhi[6])
-    elif _NHI_NEW.fullmatch(nhi):
-        total = sum(w * _NHI_VALUE[c] for w, c in zip((7, 6, 5, 4, 3, 2), nhi, strict=False))
-        ok = _NHI_LETTERS[23 - total % 23 - 1] == nhi[6]
-    else:
-        ok = False
-    if not ok:
-        return None
-    return raw if raw == nhi else nhi  # keep the caller's string when already clean
 
 
 def mobile_key(raw: str | None) -> str | None:

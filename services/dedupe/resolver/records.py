@@ -8,6 +8,7 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
+from services.common.nhi import valid_nhi
 from services.dedupe.resolver.names import COMMON_GIVEN
 from services.dedupe.resolver.normalise import (
     STREET_WORDS,
@@ -18,7 +19,6 @@ from services.dedupe.resolver.normalise import (
     name_tokens,
     parse_date,
     postcode_key,
-    valid_nhi,
 )
 
 RecordKey = tuple[str, str]  # (agency_id, source_record_id)

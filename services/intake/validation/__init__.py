@@ -1,10 +1,11 @@
 """Pure validation of affected-record.v1 feed records (no I/O)."""
+from services.common.nhi import check_nhi, is_valid_nhi, normalise_nhi
+
 from .categories import DATA_CATEGORIES, normalise_category
 from .dates import parse_date_of_birth
 from .email import normalise_email
 from .hold import HOLD_REASONS, validate_hold
 from .mobile import normalise_mobile
-from .nhi import check_nhi, is_valid_nhi, normalise_nhi
 from .problems import CODES, ERROR, WARNING, CodeInfo, Problem, Severity, code_table
 from .record import RECORD_FIELDS, ValidationResult, validate_record
 from .text import LIMITS, clean_text

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from services.common.nhi import check_nhi, normalise_nhi
+
 from .categories import DATA_CATEGORIES, normalise_category, split_categories
 from .context import RecordContext
 from .dates import parse_date_of_birth
@@ -16,7 +18,6 @@ from .dates import today as cached_today
 from .email import normalise_email
 from .hold import validate_hold
 from .mobile import normalise_mobile
-from .nhi import check_nhi, normalise_nhi
 from .problems import Problem
 from .text import LIMITS, MAX_CATEGORIES, clean_text
 

@@ -1,5 +1,6 @@
 from datetime import date
 
+from services.common.nhi import valid_nhi
 from services.dedupe.resolver.normalise import (
     address_tokens,
     email_key,
@@ -9,7 +10,6 @@ from services.dedupe.resolver.normalise import (
     name_tokens,
     parse_date,
     postcode_key,
-    valid_nhi,
 )
 
 
