@@ -5,11 +5,9 @@ Pure functions and small value objects; the service wiring owns persistence and 
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time as _time
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -211,53 +209,3 @@ class RetryPolicy:
             return None
         delay = (rng or random).uniform(0, self.ceiling(attempt))
         return min(delay, remaining)
-
-
-# ------------------------------------------------------------------------------ rate limiting
-
-
-@dataclass
-class TokenBucket:
-    """`rate` tokens per second, up to `burst` banked. acquire() waits for a token."""
-
-    rate: float
-    burst: float
-    clock: Callable[[], float] = _time.monotonic
-    _tokens: float = field(init=False)
-    _updated: float = field(init=False)
-    _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
-
-    def __post_init__(self) -> None:
-        if self.rate <= 0 or self.burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
-        self._tokens = float(self.burst)
-        self._updated = self.clock()
-
-    def _refill(self) -> None:
-        now = self.clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-        self._updated = now
-
-    def try_acquire(self, tokens: float = 1) -> bool:
-        self._check(tokens)
-        self._refill()
-        if self._tokens >= tokens:
-            self._tokens -= tokens
-            return True
-        return False
-
-    async def acquire(self, tokens: float = 1) -> None:
-        self._check(tokens)
-        # The lock keeps waiters first-come first-served instead of racing for each refill.
-        async with self._lock:
-            while not self.try_acquire(tokens):  # noqa: ASYNC110 - waiting on a clock, not an event
-                await asyncio.sleep((tokens - self._tokens) / self.rate)
-
-    def _check(self, tokens: float) -> None:
-        if tokens > self.burst:
-            raise ValueError("cannot acquire more tokens than the burst size")
-
-    @property
-    def available(self) -> float:
-        self._refill()
-        return self._tokens

@@ -31,11 +31,12 @@ import httpx
 from services.common.crypto import Sealer
 from services.common.db import run_db
 from services.common.messages import decode_notice, notice_sealing_context
+from services.common.ratelimit import TokenBucket
 from services.dispatch import metrics, store
 from services.dispatch.content.models import Notice
 from services.dispatch.content.render import RenderError, render_email, render_sms
 from services.dispatch.delivery_state import DeliveryStatus
-from services.dispatch.policy import QuietHours, RetryPolicy, TokenBucket
+from services.dispatch.policy import QuietHours, RetryPolicy
 from services.dispatch.providers.base import (
     EmailMessage,
     EmailProvider,

@@ -20,11 +20,11 @@ from services.common.auth import CoordinatorAuth
 from services.common.db import run_db, session_scope
 from services.common.errors import ApiError, ErrorResponse
 from services.common.messages import ChannelPolicy, IncidentContent, ReleasePolicy
+from services.common.ratelimit import KeyedRateLimiter
 from services.intake import feeds, incidents
 from services.intake.auth import current_agency, issue_key, revoke_key
 from services.intake.models import Agency, Feed, FeedProblem, Incident
 from services.intake.parsing import detect_format, iter_feed
-from services.intake.ratelimit import AgencyRateLimiter
 from services.intake.settings import IntakeSettings
 from services.intake.validation import Problem
 
@@ -156,7 +156,7 @@ def _receipt(feed: Feed, problems: list) -> FeedReceipt:
 
 def build_routers(settings: IntakeSettings) -> list[APIRouter]:
     coordinator = CoordinatorAuth(settings.coordinator_tokens.get_secret_value())
-    limiter = AgencyRateLimiter(settings.agency_requests_per_minute)
+    limiter = KeyedRateLimiter(settings.agency_requests_per_minute)
 
     admin = APIRouter(prefix="/v1", tags=["coordinator"], dependencies=[Depends(coordinator)],
                       responses=ERRORS)
@@ -281,7 +281,7 @@ def build_routers(settings: IntakeSettings) -> list[APIRouter]:
         idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
     ) -> FeedReceipt:
         idempotency_key = (idempotency_key or "").strip() or None  # a blank key is no key
-        wait = limiter.try_acquire(agency_id)
+        wait = limiter.wait_time(agency_id)
         if wait:
             raise ApiError(429, "rate.limited", "Too many feed requests; retry later.",
                            headers={"Retry-After": str(math.ceil(wait))})

@@ -9,9 +9,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from services.common.auth import bearer_token, sha256_hex
+from services.common.clock import utcnow
 from services.common.db import run_db
 from services.common.errors import ApiError
-from services.common.messages import utcnow
 from services.intake.models import ApiKey
 
 _PREFIX = "pk_"

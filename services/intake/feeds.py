@@ -18,13 +18,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from services.common import outbox
+from services.common.clock import utcnow
 from services.common.crypto import Sealer
 from services.common.messages import (
     AffectedRecordMessage,
     RecordWithdrawnMessage,
     new_message_id,
     record_sealing_context,
-    utcnow,
 )
 from services.common.outbox import OutboxMessage
 from services.common.topics import AFFECTED_RECORDS

@@ -7,6 +7,7 @@ topic, which dedupe (release policy, agency names) and dispatch (notice content)
 from sqlmodel import Session, select
 
 from services.common import outbox
+from services.common.clock import utcnow
 from services.common.messages import (
     ChannelPolicy,
     ContributionCompleteMessage,
@@ -14,7 +15,6 @@ from services.common.messages import (
     IncidentContent,
     IncidentMessage,
     ReleasePolicy,
-    utcnow,
 )
 from services.common.topics import AFFECTED_RECORDS, INCIDENTS
 from services.intake.feeds import live_record_count, lock_agency_records

@@ -1,14 +1,12 @@
 """Intake's own tables: agencies and their API keys, incidents and enrolments, feeds and
 their problems, and every accepted version of every affected record (personal fields sealed)."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+from services.common.clock import utcnow
 
 
 class Agency(SQLModel, table=True):
@@ -16,7 +14,7 @@ class Agency(SQLModel, table=True):
 
     agency_id: str = Field(primary_key=True, max_length=128)
     name: str = Field(max_length=200)
-    created_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class ApiKey(SQLModel, table=True):
@@ -27,7 +25,7 @@ class ApiKey(SQLModel, table=True):
     key_id: str = Field(primary_key=True, max_length=32)
     agency_id: str = Field(foreign_key="agency.agency_id", index=True, max_length=128)
     secret_sha256: str = Field(max_length=64)
-    created_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
 
 
@@ -40,8 +38,8 @@ class Incident(SQLModel, table=True):
     content: dict = Field(sa_column=Column(JSON, nullable=False))
     release_policy: dict = Field(sa_column=Column(JSON, nullable=False))
     channel_policy: dict = Field(sa_column=Column(JSON, nullable=False))
-    created_at: datetime = Field(default_factory=_now)
-    updated_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class Enrolment(SQLModel, table=True):
@@ -70,7 +68,7 @@ class Feed(SQLModel, table=True):
     unchanged: int = 0
     rejected: int = 0
     warnings: int = 0
-    created_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class FeedProblem(SQLModel, table=True):
@@ -103,7 +101,7 @@ class AffectedRecord(SQLModel, table=True):
     fingerprint: str = Field(max_length=64)  # keyed hash of the clean record: "same content?"
     sealed: str
     feed_id: str = Field(max_length=64)
-    received_at: datetime = Field(default_factory=_now)
+    received_at: datetime = Field(default_factory=utcnow)
     withdrawn_at: datetime | None = None
 
 

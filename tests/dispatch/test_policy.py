@@ -5,12 +5,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from services.common.ratelimit import TokenBucket
 from services.dispatch.policy import (
     Channel,
     Outcome,
     QuietHours,
     RetryPolicy,
-    TokenBucket,
     choose_channels,
     next_channel_after_permanent_failure,
 )
