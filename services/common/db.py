@@ -8,13 +8,14 @@ import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import DateTime, TypeDecorator, event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 T = TypeVar("T")
+P = ParamSpec("P")
 _SCHEMA_LOCK_ID = 0x50414E55  # "PANU": one schema creation at a time per database
 
 
@@ -102,3 +103,19 @@ def upsert(session: Session, model: type[SQLModel], rows: list[dict], conflict: 
     statement = insert(table)
     updates = {c: statement.excluded[c] for c in rows[0] if c not in conflict}
     session.execute(statement.on_conflict_do_update(index_elements=conflict, set_=updates), rows)
+
+
+class Database:
+    """A service's database as routes and workers use it: `await db.run(fn, *args)` runs
+    `fn(session, *args)` in one transaction in a worker thread (committed when fn returns,
+    rolled back when it raises), so store functions stay plain synchronous code."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    async def run(self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await asyncio.to_thread(self._in_transaction, fn, *args, **kwargs)
+
+    def _in_transaction(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        with session_scope(self.engine) as session:
+            return fn(session, *args, **kwargs)

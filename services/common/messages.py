@@ -7,11 +7,13 @@ are ids, counts, categories and flags that routing, ordering and ops need.
 """
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from services.common.ids import Id
 
 DATA_CATEGORIES = (
     "clinical_notes",
@@ -36,7 +38,6 @@ DataCategory = Literal[
     "other",
 ]
 Language = Literal["en", "mi"]
-Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]
 DeliveryStatus = Literal[
     "queued",
     "sending",
@@ -52,10 +53,6 @@ Channel = Literal["email", "sms", "postal", "none"]
 
 def new_message_id() -> str:
     return str(uuid.uuid4())
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class _Message(BaseModel):

@@ -12,7 +12,9 @@ from fastapi.responses import JSONResponse
 from sqlmodel import SQLModel
 
 from services.common import db, metrics
+from services.common.auth import CoordinatorAuth
 from services.common.crypto import Sealer
+from services.common.deps import Caller
 from services.common.errors import install_error_handlers
 from services.common.kafka import ConsumerWorker, ensure_topics, kafka_reachable, make_producer
 from services.common.logging import configure_logging
@@ -36,6 +38,8 @@ class ServiceRuntime:
     ):
         self.settings = settings
         self.engine = db.make_engine(settings.resolved_database_url())
+        self.db = db.Database(self.engine)
+        self.coordinators = CoordinatorAuth(settings.coordinator_tokens.get_secret_value())
         self.models = [*models, OutboxMessage]
         self.topics = list(topics)
         self.sealer = Sealer(settings.data_keys.get_secret_value())
@@ -74,6 +78,13 @@ class ServiceRuntime:
         if self.producer:
             await self.producer.stop()
         self.engine.dispose()
+
+    async def authenticate(self, token: str) -> Caller | None:
+        """The caller a bearer token belongs to, or None. Services with callers of their own
+        (intake's agencies) extend this."""
+        if self.coordinators.is_coordinator(token):
+            return Caller("coordinator", "coordinator")
+        return None
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}

@@ -2,16 +2,13 @@
 version each, personal fields still sealed), each person's release state, the notices it
 released, and the review queue of uncertain pairs."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from services.common.clock import utcnow
 from services.common.db import UTCDateTime
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class IncidentState(SQLModel, table=True):
@@ -55,7 +52,7 @@ class RecordState(SQLModel, table=True):
     on_hold: bool = False
     withdrawn: bool = False
     person_id: str | None = Field(default=None, max_length=128)
-    updated_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class PersonState(SQLModel, table=True):
@@ -70,8 +67,8 @@ class PersonState(SQLModel, table=True):
     incident_id: str = Field(primary_key=True, max_length=128)
     person_id: str = Field(primary_key=True, max_length=128)
     status: str = Field(default="pending", max_length=16)  # pending|held|notified|empty
-    first_seen_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
-    changed_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+    first_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    changed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     dirty: bool = Field(default=True, index=True)  # needs a release decision
     notice_person_id: str | None = Field(default=None, max_length=128)
     notified_version: int = 0
@@ -91,7 +88,7 @@ class NoticeState(SQLModel, table=True):
     version: int
     agency_ids: list[str] = Field(sa_column=Column(JSON, nullable=False))
     data_categories: list[str] = Field(sa_column=Column(JSON, nullable=False))
-    created_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class ReviewState(SQLModel, table=True):
@@ -111,7 +108,7 @@ class ReviewState(SQLModel, table=True):
     status: str = Field(default="open", max_length=16)  # open|merge|keep_apart|resolved
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     applied: bool = True  # decisions are applied by the partition owner's consumer loop
-    updated_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 MODELS = [IncidentState, RecordState, PersonState, NoticeState, ReviewState]

@@ -2,6 +2,7 @@
 
 from collections import defaultdict
 
+from services.common.clock import utcnow
 from services.common.crypto import Sealer
 from services.common.ids import notice_id as make_notice_id
 from services.common.messages import (
@@ -9,7 +10,6 @@ from services.common.messages import (
     NoticeMessage,
     notice_sealing_context,
     record_sealing_context,
-    utcnow,
 )
 from services.dedupe.models import RecordState
 

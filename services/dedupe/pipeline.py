@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from services.common import outbox
+from services.common.clock import utcnow
 from services.common.crypto import Sealer
 from services.common.db import session_scope, upsert
 from services.common.ids import stable_id
@@ -32,7 +33,6 @@ from services.common.messages import (
     IncidentMessage,
     RecordWithdrawnMessage,
     ReleasePolicy,
-    utcnow,
 )
 from services.common.topics import NOTICES
 from services.dedupe.identity import IdentityState, IncidentCache, PersonMeta, RecordMeta, match_record

@@ -2,10 +2,11 @@
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from fastapi import FastAPI
 
+from services.common.clock import utcnow
 from services.common.kafka import ConsumerWorker
 from services.common.runtime import ServiceRuntime, create_service_app
 from services.common.topics import DELIVERY_EVENTS, INCIDENTS, NOTICES
@@ -19,9 +20,6 @@ from services.dispatch.settings import DispatchSettings
 
 Clock = Callable[[], datetime]
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class DispatchRuntime(ServiceRuntime):
@@ -101,7 +99,7 @@ def create_app(
     settings = settings or DispatchSettings()
     # httpx logs every request URL at INFO; receipts and gateway calls would flood the log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    runtime = DispatchRuntime(settings, clock or _utcnow, email_provider, sms_provider)
+    runtime = DispatchRuntime(settings, clock or utcnow, email_provider, sms_provider)
     return create_service_app(
         runtime,
         title="Pānui dispatch",

@@ -9,10 +9,12 @@
   (floats) so comparisons are the same on PostgreSQL and SQLite.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
+
+from services.common.clock import utcnow
 
 # Statuses the sender may pick up (when due). 'sending' rows are picked up again only once
 # their lease has expired (the process that claimed them is presumed dead).
@@ -23,9 +25,6 @@ PENDING_STATUSES = ("queued", "sending", "temporary-failure", "technical-failure
 SENDABLE_CHANNELS = ("email", "sms")
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
 
 class DispatchIncident(SQLModel, table=True):
     __tablename__ = "dispatch_incident"
@@ -33,7 +32,7 @@ class DispatchIncident(SQLModel, table=True):
     incident_id: str = Field(primary_key=True, max_length=128)
     revision: int
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # IncidentMessage JSON
-    updated_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class DispatchNotice(SQLModel, table=True):
@@ -46,7 +45,7 @@ class DispatchNotice(SQLModel, table=True):
     # False until the incident is known and the deliveries are planned.
     planned: bool = Field(default=False)
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # NoticeMessage JSON
-    created_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class Delivery(SQLModel, table=True):
@@ -86,8 +85,8 @@ class Delivery(SQLModel, table=True):
     next_attempt_at: float = 0.0
     lease_until: float | None = None
     first_attempt_at: float | None = None
-    created_at: datetime = Field(default_factory=_now)
-    updated_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 MODELS = [DispatchIncident, DispatchNotice, Delivery]

@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import orjson
 from sqlalchemy import bindparam, insert, select, text, update
@@ -25,6 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from services.common.clock import utcnow
 from services.common.db import session_scope
 from services.common.messages import IncidentMessage, NoticeMessage, decode_incident, decode_notice
 from services.common.outbox import OutboxMessage
@@ -124,16 +125,13 @@ def upsert_incident(engine: Engine, book: IncidentBook, message: IncidentMessage
                 )
             )
         else:
-            row.revision, row.payload, row.updated_at = message.revision, raw, _utcnow()
+            row.revision, row.payload, row.updated_at = message.revision, raw, utcnow()
     book.remember(message)
     return True
 
 
 # ------------------------------------------------------------------------------------- events
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @functools.lru_cache(maxsize=256)

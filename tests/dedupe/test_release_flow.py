@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.common.messages import utcnow
+from services.common.clock import utcnow
 from tests.conftest import COORDINATOR_TOKEN
 from tests.dedupe.conftest import AROHA, HEMI
 from tests.support.messages import completion, incident_message, record_message, withdrawal

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
 
+from services.common.clock import utcnow
 from services.common.crypto import Sealer
 from services.common.messages import (
     AffectedRecordMessage,
@@ -11,7 +12,6 @@ from services.common.messages import (
     IncidentMessage,
     RecordWithdrawnMessage,
     record_sealing_context,
-    utcnow,
 )
 from tests.support.factories import INCIDENT_CONTENT
 
