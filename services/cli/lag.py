@@ -121,8 +121,6 @@ def lag_command(
     """Consumer group lag per partition and status (OK, WARN, STALL, STOP, ERR)."""
     from services.common.lag import LagMonitor, LagRules, LagSampler, system_groups
 
-    # aiokafka logs every failed connection attempt; the command says it once, clearly.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
     if count is not None and watch is None and count > 1:
         raise typer.BadParameter("--count above 1 needs --watch SECONDS", param_hint="--count")
@@ -131,8 +129,14 @@ def lag_command(
     monitor = LagMonitor(sampler, LagRules(window=window, stop_after=timedelta(seconds=stop_after)),
                          interval_s=watch or 0)
     console = Console(width=None if sys.stdout.isatty() else 160)
+    # aiokafka logs every failed connection attempt; the command says it once, clearly.
+    kafka_log = logging.getLogger("aiokafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)
     try:
         code = asyncio.run(_run(monitor, watch, count, as_json, console))
     except KeyboardInterrupt:
         code = 130
+    finally:
+        kafka_log.setLevel(level)
     raise typer.Exit(code=code)

@@ -60,8 +60,9 @@ _DescribeGroupsUpToV2 = DescribeGroupsRequest_v0 | DescribeGroupsRequest_v1 | De
 
 
 class _DescribeGroups(Request[_DescribeGroupsUpToV2]):
-    """DescribeGroups capped at v2: aiokafka 0.14 decodes v3 replies with the v2 schema (no
-    authorized_operations), which fails on Kafka 3.9 and drops the connection."""
+    """DescribeGroups capped at v2. aiokafka 0.14 decodes v3 replies with the v2 schema, which
+    lacks v3's per-group authorized_operations: a reply about two or more groups then fails to
+    decode and the connection is dropped (admin.describe_consumer_groups, Kafka 3.9)."""
 
     API_KEY = 15
 
