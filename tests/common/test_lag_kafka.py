@@ -304,3 +304,33 @@ async def test_background_monitor_samples_on_its_interval(kafka_bootstrap, topic
         assert (await monitor.report()).groups  # fresh enough: no new sample needed
     finally:
         await monitor.stop()
+
+
+async def test_report_reuses_a_fresh_sample_and_samples_again_when_stale(kafka_bootstrap, topic_prefix):
+    clock = ManualClock()
+    monitor = LagMonitor(LagSampler(kafka_bootstrap, topic_prefix, {f"{topic_prefix}never": ()}, clock=clock),
+                         RULES, interval_s=15)
+    try:
+        first = await monitor.report()
+        assert await monitor.report() is first
+        clock.advance(16)
+        second = await monitor.report()
+        assert second is not first and second.at == clock.now
+        assert second.groups[0].complete == pytest.approx(2 / 3)  # both samples are in the window
+    finally:
+        await monitor.stop()
+
+
+async def test_background_monitor_survives_an_unreachable_broker():
+    monitor = LagMonitor(LagSampler(f"127.0.0.1:{free_port()}", "panui.", {}, request_timeout_ms=1000),
+                         interval_s=0.05)
+    await monitor.start()
+    try:
+        for _ in range(100):
+            if monitor.last_error:
+                break
+            await asyncio.sleep(0.05)
+        assert monitor.last_error and "cannot reach Kafka" in monitor.last_error
+        assert monitor.latest() is None
+    finally:
+        await monitor.stop()

@@ -88,28 +88,35 @@ class LagMonitor:
         """The latest report if it is younger than `max_age_s` (default: the interval), else a
         fresh sample. Raises LagUnavailable when Kafka cannot be asked."""
         limit = self.interval_s if max_age_s is None else max_age_s
-        latest = self._latest
-        if latest is not None and (self.sampler.clock() - latest.at).total_seconds() <= limit:
-            return latest
-        return await self.refresh()
+        if self._fresh(limit):
+            return self._latest
+        async with self._lock:  # a sample taken while we waited will do
+            return self._latest if self._fresh(limit) else await self._refresh()
 
     async def refresh(self) -> LagReport:
         """Take one sample now and fold it into every group's window."""
         async with self._lock:
-            samples = await self.sampler.sample()
-            seen = set()
-            statuses = []
-            for sample in samples:
-                seen.add(sample.group)
-                history = self._histories.get(sample.group)
-                if history is None:
-                    history = self._histories[sample.group] = GroupHistory(self.rules)
-                statuses.append(history.add(sample))
-            for gone in set(self._histories) - seen:  # deleted groups: forget their window
-                del self._histories[gone]
-            at = samples[0].at if samples else self.sampler.clock()
-            self._latest = LagReport(self.cluster, at, tuple(statuses))
-            return self._latest
+            return await self._refresh()
+
+    def _fresh(self, max_age_s: float) -> bool:
+        latest = self._latest
+        return latest is not None and (self.sampler.clock() - latest.at).total_seconds() <= max_age_s
+
+    async def _refresh(self) -> LagReport:
+        samples = await self.sampler.sample()
+        seen = set()
+        statuses = []
+        for sample in samples:
+            seen.add(sample.group)
+            history = self._histories.get(sample.group)
+            if history is None:
+                history = self._histories[sample.group] = GroupHistory(self.rules)
+            statuses.append(history.add(sample))
+        for gone in set(self._histories) - seen:  # deleted groups: forget their window
+            del self._histories[gone]
+        at = samples[0].at if samples else self.sampler.clock()
+        self._latest = LagReport(self.cluster, at, tuple(statuses))
+        return self._latest
 
     async def _run(self) -> None:
         while True:
