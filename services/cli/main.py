@@ -9,11 +9,14 @@ app.add_typer(contracts_app, name="contracts")
 
 def _register_commands() -> None:
     from services.cli.feeds import feed_app
+    from services.cli.lag import lag_command
     from services.cli.resolve import resolve_command
 
     app.add_typer(feed_app, name="feed")
     app.command("resolve", help="Resolve affected records to persons offline (preview a dedupe).")(
         resolve_command)
+    app.command("lag", help="Consumer group lag and status from Kafka (for ops, cron and probes).")(
+        lag_command)
 
 
 _register_commands()

@@ -47,6 +47,12 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_s: float = 0.2
     outbox_batch_size: int = 1000
 
+    # Consumer lag monitor (services/common/lag): how often it samples, how many samples a
+    # WARN/STALL judgement spans, and how long a frozen committed offset with lag means STOP.
+    lag_interval_s: float = 15.0
+    lag_window_samples: int = 10
+    lag_stop_after_s: float = 600.0
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

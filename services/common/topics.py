@@ -32,3 +32,24 @@ NOTICES = TopicSpec("notices.v1", key="person_id")
 DELIVERY_EVENTS = TopicSpec("delivery-events.v1", key="notice_id")
 
 ALL_TOPICS = (AFFECTED_RECORDS, INCIDENTS, NOTICES, DELIVERY_EVENTS)
+
+
+@dataclass(frozen=True)
+class ConsumerGroupSpec:
+    """A consumer group of the system and the topics it reads. The broker-side id is
+    `ServiceSettings.consumer_group(name)`, i.e. the deployment's topic prefix + name."""
+
+    name: str  # without the deployment prefix
+    topics: tuple[TopicSpec, ...]
+
+    def full_name(self, prefix: str) -> str:
+        return f"{prefix}{self.name}"
+
+
+# The groups the services' ConsumerWorkers join (the incident followers use no group). The lag
+# monitor expects every one of them: a group missing from the broker is reported ERR.
+DEDUPE_AFFECTED_RECORDS = ConsumerGroupSpec("dedupe.affected-records", (AFFECTED_RECORDS,))
+DISPATCH_NOTICES = ConsumerGroupSpec("dispatch.notices", (NOTICES,))
+DISPATCH_INCIDENTS = ConsumerGroupSpec("dispatch.incidents", (INCIDENTS,))
+
+CONSUMER_GROUPS = (DEDUPE_AFFECTED_RECORDS, DISPATCH_NOTICES, DISPATCH_INCIDENTS)

@@ -1,0 +1,48 @@
+"""`GET /v1/ops/lag`: every consumer group's lag and status in Burrow's shape (see burrow.py).
+
+A factory rather than a module-level router: the monitor is handed in explicitly by the service
+that runs it (the front door), and so is who may call — the coordinator by default, an ops role
+later — without the route reaching into app state.
+
+    app.include_router(lag_router(monitor))
+    app.include_router(lag_router(monitor, dependencies=[Depends(context("coordinator"))]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, params
+
+from services.common.deps import context
+from services.common.errors import ApiError, ErrorResponse
+from services.common.lag.burrow import LagResponse, lag_response
+from services.common.lag.monitor import LagMonitor
+from services.common.lag.sampler import LagUnavailable
+
+
+def lag_router(monitor: LagMonitor, *, dependencies: Sequence[params.Depends] | None = None,
+               max_age_s: float | None = None) -> APIRouter:
+    """The router for `/v1/ops/lag`. `dependencies` decide who may call (default: a
+    coordinator token); `max_age_s` how old a report may be before a request samples anew
+    (default: the monitor's interval)."""
+    chosen = list(dependencies) if dependencies is not None else [Depends(context("coordinator"))]
+    router = APIRouter(tags=["ops"], dependencies=chosen)
+
+    @router.get(
+        "/v1/ops/lag", summary="Consumer group lag and status (Burrow's shape)",
+        responses={401: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+    async def consumer_lag(
+        group: Annotated[list[str] | None, Query(
+            description="Only these groups (full id, or the name without the deployment prefix)",
+            max_length=50)] = None,
+    ) -> LagResponse:
+        try:
+            report = await monitor.report(max_age_s)
+        except LagUnavailable:
+            raise ApiError(503, "kafka.unavailable",
+                           "Kafka did not answer; consumer lag is not known right now.") from None
+        return lag_response(report, group, monitor.sampler.prefix)
+
+    return router
