@@ -213,7 +213,7 @@ def profile_ingest(records: int) -> None:
     import pstats
 
     from services.common.crypto import Sealer
-    from services.common.db import create_schema, make_engine
+    from services.common.db import create_schema, make_engine, session_scope
     from services.common.outbox import OutboxMessage
     from services.intake import feeds
     from services.intake.models import MODELS
@@ -231,9 +231,10 @@ def profile_ingest(records: int) -> None:
         profiler = cProfile.Profile()
         started = time.perf_counter()
         profiler.enable()
-        outcome = feeds.ingest_feed(engine, sealer, incident_id="inc", agency_id="ag", fmt="ndjson",
-                                    items=iter_feed(io.BytesIO(body), "ndjson"), idempotency_key=None,
-                                    chunk_size=2000, max_records=10**9, receipt_problem_limit=20)
+        with session_scope(engine) as session:
+            outcome = feeds.ingest_feed(session, sealer, incident_id="inc", agency_id="ag", fmt="ndjson",
+                                        items=iter_feed(io.BytesIO(body), "ndjson"), idempotency_key=None,
+                                        chunk_size=2000, max_records=10**9, receipt_problem_limit=20)
         profiler.disable()
         elapsed = time.perf_counter() - started
         print(f"ingest_feed: {outcome.feed.accepted:,} records in {elapsed:.2f}s "

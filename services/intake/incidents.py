@@ -1,13 +1,14 @@
-"""Incidents and enrolments: the coordinator's side of intake.
+"""Incidents, enrolment and API keys: the coordinator's side of intake, and an agency's
+completion.
 
 Every change to an incident publishes its full current state on the compacted incidents
 topic, which dedupe (release policy, agency names) and dispatch (notice content) read.
 """
 
-from sqlmodel import Session, select
+from dataclasses import dataclass, field
 
-from services.common import outbox
-from services.common.clock import utcnow
+from sqlmodel import Session
+
 from services.common.messages import (
     ChannelPolicy,
     ContributionCompleteMessage,
@@ -17,95 +18,97 @@ from services.common.messages import (
     ReleasePolicy,
 )
 from services.common.topics import AFFECTED_RECORDS, INCIDENTS
-from services.intake.feeds import live_record_count, lock_agency_records
-from services.intake.models import Agency, Enrolment, Incident
+from services.intake import auth, store
+from services.intake.models import Enrolment, Incident
+from services.intake.schemas import IncidentCreate
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentSnapshot:
+    incident: Incident
+    agencies: list[store.EnrolledAgency]
+    issued_keys: list[auth.NewKey] = field(default_factory=list)
+
+
+def snapshot(session: Session, incident_id: str) -> IncidentSnapshot | None:
+    incident = store.get_incident(session, incident_id)
+    if incident is None:
+        return None
+    return IncidentSnapshot(incident, store.enrolled_agencies(session, incident_id))
+
+
+def create_incident(session: Session, setup: IncidentCreate) -> IncidentSnapshot | None:
+    """The new incident with its agencies enrolled and one key issued to each; None when an
+    incident with this id exists."""
+    incident = store.add_incident(
+        session, setup.incident_id, setup.title, setup.content.model_dump(mode="json"),
+        setup.release_policy.model_dump(mode="json"), setup.channel_policy.model_dump(mode="json"))
+    if incident is None:
+        return None
+    publish_incident(session, incident)
+    keys = []
+    for agency in setup.expected_agencies:
+        _enrol(session, incident, agency.agency_id, agency.name, agency.expected)
+        keys.append(_issue_key(session, agency.agency_id))
+    return IncidentSnapshot(incident, store.enrolled_agencies(session, incident.incident_id), keys)
+
+
+def enrol_agency(session: Session, incident_id: str, agency_id: str, name: str,
+                 expected: bool) -> auth.NewKey | None:
+    """Enrol (or re-enrol) an agency and issue it a key; None when there is no such incident."""
+    incident = store.get_incident(session, incident_id)
+    if incident is None:
+        return None
+    _enrol(session, incident, agency_id, name, expected)
+    return _issue_key(session, agency_id)
+
+
+def issue_key(session: Session, agency_id: str) -> auth.NewKey | None:
+    """Another key for an agency (rotation); None when there is no such agency."""
+    if not store.agency_exists(session, agency_id):
+        return None
+    return _issue_key(session, agency_id)
+
+
+def _issue_key(session: Session, agency_id: str) -> auth.NewKey:
+    key = auth.mint_key(agency_id)
+    store.add_api_key(session, agency_id, key.key_id, key.secret_sha256)
+    return key
+
+
+def _enrol(session: Session, incident: Incident, agency_id: str, name: str, expected: bool) -> None:
+    store.save_agency(session, agency_id, name)
+    store.save_enrolment(session, incident.incident_id, agency_id, expected)
+    store.bump_revision(session, incident)
+    publish_incident(session, incident)
 
 
 def publish_incident(session: Session, incident: Incident) -> IncidentMessage:
-    enrolments = session.exec(
-        select(Enrolment, Agency)
-        .join(Agency, Agency.agency_id == Enrolment.agency_id)
-        .where(Enrolment.incident_id == incident.incident_id)
-        .order_by(Enrolment.agency_id)
-    ).all()
+    agencies = store.enrolled_agencies(session, incident.incident_id)
     message = IncidentMessage(
         incident_id=incident.incident_id,
         revision=incident.revision,
         title=incident.title,
         content=IncidentContent.model_validate(incident.content),
-        agencies=[IncidentAgency(agency_id=a.agency_id, name=a.name) for _, a in enrolments],
-        expected_agency_ids=[e.agency_id for e, _ in enrolments if e.expected],
+        agencies=[IncidentAgency(agency_id=a.agency_id, name=a.name) for a in agencies],
+        expected_agency_ids=[a.agency_id for a in agencies if a.expected],
         release_policy=ReleasePolicy.model_validate(incident.release_policy),
         channel_policy=ChannelPolicy.model_validate(incident.channel_policy),
         updated_at=incident.updated_at,
     )
-    outbox.enqueue(session, INCIDENTS, incident.incident_id, message.to_bytes())
+    store.enqueue(session, INCIDENTS, incident.incident_id, message.to_bytes())
     return message
-
-
-def create_incident(
-    session: Session,
-    incident_id: str,
-    title: str,
-    content: IncidentContent,
-    release_policy: ReleasePolicy,
-    channel_policy: ChannelPolicy,
-) -> Incident | None:
-    if session.get(Incident, incident_id) is not None:
-        return None
-    incident = Incident(
-        incident_id=incident_id,
-        title=title,
-        content=content.model_dump(mode="json"),
-        release_policy=release_policy.model_dump(mode="json"),
-        channel_policy=channel_policy.model_dump(mode="json"),
-    )
-    session.add(incident)
-    session.flush()
-    publish_incident(session, incident)
-    return incident
-
-
-def enrol_agency(session: Session, incident: Incident, agency_id: str, name: str, expected: bool) -> Agency:
-    agency = session.get(Agency, agency_id)
-    if agency is None:
-        agency = Agency(agency_id=agency_id, name=name)
-    else:
-        agency.name = name
-    session.add(agency)
-    enrolment = session.get(Enrolment, (incident.incident_id, agency_id))
-    if enrolment is None:
-        enrolment = Enrolment(incident_id=incident.incident_id, agency_id=agency_id)
-    enrolment.expected = expected
-    session.add(enrolment)
-    bump(session, incident)
-    return agency
-
-
-def bump(session: Session, incident: Incident) -> None:
-    incident.revision += 1
-    incident.updated_at = utcnow()
-    session.add(incident)
-    session.flush()
-    publish_incident(session, incident)
-
-
-def is_enrolled(session: Session, incident_id: str, agency_id: str) -> bool:
-    return session.get(Enrolment, (incident_id, agency_id)) is not None
 
 
 def mark_complete(session: Session, incident_id: str, agency_id: str) -> Enrolment:
     """The agency has sent everything; dedupe's release policy waits for all expected agencies.
     Marking again re-announces the (possibly changed) count."""
-    lock_agency_records(session, incident_id, agency_id)  # count after in-flight feeds commit
-    enrolment = session.get(Enrolment, (incident_id, agency_id))
-    count = live_record_count(session, incident_id, agency_id)
-    enrolment.completed_at = utcnow()
-    enrolment.completed_record_count = count
-    session.add(enrolment)
+    store.lock_agency_records(session, incident_id, agency_id)  # count after in-flight feeds commit
+    count = store.live_record_count(session, incident_id, agency_id)
+    enrolment = store.record_completion(session, incident_id, agency_id, count)
     message = ContributionCompleteMessage(
         incident_id=incident_id, agency_id=agency_id, record_count=count,
         completed_at=enrolment.completed_at,
     )
-    outbox.enqueue(session, AFFECTED_RECORDS, incident_id, message.to_bytes())
+    store.enqueue(session, AFFECTED_RECORDS, incident_id, message.to_bytes())
     return enrolment

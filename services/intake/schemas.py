@@ -1,0 +1,164 @@
+"""The bodies of intake's HTTP API: what the coordinator and agencies send, and what they get
+back (`contracts/openapi/intake.json` is generated from these)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.common.ids import Id
+from services.common.messages import ChannelPolicy, IncidentContent, ReleasePolicy
+
+if TYPE_CHECKING:  # what responses are shaped from
+    from services.intake.auth import NewKey
+    from services.intake.models import Feed, Incident
+    from services.intake.store import EnrolledAgency, ProblemsPage
+    from services.intake.validation import Problem
+
+# --- requests -----------------------------------------------------------------------------------
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: object) -> object:
+    """Reject text PostgreSQL cannot store (NUL) or UTF-8 cannot encode (lone surrogates),
+    anywhere in a body, as a 422 rather than a failed insert."""
+    if isinstance(value, str):
+        if _UNSTORABLE.search(value):
+            raise ValueError("text contains a NUL character or a lone surrogate")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _storable(k)
+            _storable(v)
+    elif isinstance(value, list):
+        for v in value:
+            _storable(v)
+    return value
+
+
+class _StorableBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_storable(cls, data: object) -> object:
+        return _storable(data)
+
+
+class AgencyEnrol(_StorableBody):
+
+    agency_id: Id
+    name: str = Field(min_length=1, max_length=200)
+    expected: bool = True  # expected agencies gate the incident's release
+
+
+class IncidentCreate(_StorableBody):
+
+    incident_id: Id
+    title: str = Field(min_length=1, max_length=200)
+    content: IncidentContent
+    release_policy: ReleasePolicy = ReleasePolicy()
+    channel_policy: ChannelPolicy = ChannelPolicy()
+    expected_agencies: list[AgencyEnrol] = []
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+
+class IssuedKey(BaseModel):
+    agency_id: str
+    key_id: str
+    api_key: str = Field(description="Shown once; only a hash is kept.")
+
+    @classmethod
+    def of(cls, key: NewKey) -> IssuedKey:
+        return cls(agency_id=key.agency_id, key_id=key.key_id, api_key=key.api_key)
+
+
+class IncidentView(BaseModel):
+    incident_id: str
+    revision: int
+    title: str
+    content: IncidentContent
+    release_policy: ReleasePolicy
+    channel_policy: ChannelPolicy
+    agencies: list[dict]
+    issued_keys: list[IssuedKey] = []
+
+    @classmethod
+    def of(cls, incident: Incident, agencies: Sequence[EnrolledAgency],
+           issued_keys: Sequence[NewKey] = ()) -> IncidentView:
+        return cls(
+            incident_id=incident.incident_id, revision=incident.revision, title=incident.title,
+            content=incident.content, release_policy=incident.release_policy,
+            channel_policy=incident.channel_policy,
+            issued_keys=[IssuedKey.of(k) for k in issued_keys],
+            agencies=[{"agency_id": a.agency_id, "name": a.name, "expected": a.expected,
+                       "completed_at": a.completed_at} for a in agencies],
+        )
+
+
+class ProblemView(BaseModel):
+    line: int
+    source_record_id: str | None
+    field: str | None
+    severity: str
+    code: str
+    message: str
+
+    @classmethod
+    def of(cls, p: Problem) -> ProblemView:
+        return cls(line=p.line, source_record_id=p.source_record_id, field=p.field,
+                   severity=p.severity, code=p.code, message=p.message)
+
+
+class FeedReceipt(BaseModel):
+    feed_id: str
+    incident_id: str
+    format: str
+    received: int
+    accepted: int = Field(description="New records and new versions of records")
+    unchanged: int = Field(description="Identical re-sends: no-ops")
+    rejected: int
+    warnings: int
+    created_at: datetime
+    problems: list[ProblemView] = Field(description="The first problems; see problems_url")
+    problems_url: str
+
+    @classmethod
+    def of(cls, feed: Feed, problems: Sequence[Problem]) -> FeedReceipt:
+        return cls(
+            feed_id=feed.feed_id, incident_id=feed.incident_id, format=feed.format,
+            received=feed.received, accepted=feed.accepted, unchanged=feed.unchanged,
+            rejected=feed.rejected, warnings=feed.warnings, created_at=feed.created_at,
+            problems=[ProblemView.of(p) for p in problems],
+            problems_url=f"/v1/incidents/{feed.incident_id}/feeds/{feed.feed_id}/problems",
+        )
+
+
+class ProblemPage(BaseModel):
+    feed_id: str
+    problems: list[ProblemView]
+    next_after_line: int | None
+
+    @classmethod
+    def of(cls, feed_id: str, page: ProblemsPage) -> ProblemPage:
+        return cls(feed_id=feed_id, problems=[ProblemView.of(p) for p in page.problems],
+                   next_after_line=page.next_after_line)
+
+
+class Completion(BaseModel):
+    incident_id: str
+    agency_id: str
+    completed_at: datetime
+    record_count: int
+
+
+class Withdrawal(BaseModel):
+    incident_id: str
+    source_record_id: str
+    status: str = Field(description="withdrawn | already-withdrawn")

@@ -1,0 +1,359 @@
+"""Intake's data access (the DAO): every SQL statement of intake, as functions taking the
+transaction's `Session` first.
+
+They return table rows for whole entities (SQLModel instances with no relationships, never
+expired on commit, so they stay plain values after the transaction) and small dataclasses or
+named tuples for projections. Only functions here change rows. Bulk appends (record versions,
+problems, outbox messages) use COPY on PostgreSQL, an order of magnitude faster than INSERT for
+thousands of rows.
+"""
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import NamedTuple
+
+from sqlalchemy import func, insert, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, select
+
+from services.common import outbox
+from services.common.clock import utcnow
+from services.common.outbox import OutboxMessage
+from services.common.topics import TopicSpec
+from services.intake.models import AffectedRecord, Agency, ApiKey, Enrolment, Feed, FeedProblem, Incident
+from services.intake.validation import Problem
+
+# --- incidents, agencies and enrolment ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolledAgency:
+    agency_id: str
+    name: str
+    expected: bool
+    completed_at: datetime | None
+
+
+def get_incident(session: Session, incident_id: str) -> Incident | None:
+    return session.get(Incident, incident_id)
+
+
+def add_incident(session: Session, incident_id: str, title: str, content: dict,
+                 release_policy: dict, channel_policy: dict) -> Incident | None:
+    """The new incident (revision 1), or None when one with this id exists."""
+    if session.get(Incident, incident_id) is not None:
+        return None
+    incident = Incident(incident_id=incident_id, title=title, content=content,
+                        release_policy=release_policy, channel_policy=channel_policy)
+    session.add(incident)
+    session.flush()
+    return incident
+
+
+def bump_revision(session: Session, incident: Incident) -> None:
+    incident.revision += 1
+    incident.updated_at = utcnow()
+    session.add(incident)
+    session.flush()
+
+
+def agency_exists(session: Session, agency_id: str) -> bool:
+    return session.get(Agency, agency_id) is not None
+
+
+def save_agency(session: Session, agency_id: str, name: str) -> Agency:
+    """Create the agency, or rename it."""
+    agency = session.get(Agency, agency_id)
+    if agency is None:
+        agency = Agency(agency_id=agency_id, name=name)
+    else:
+        agency.name = name
+    session.add(agency)
+    return agency
+
+
+def save_enrolment(session: Session, incident_id: str, agency_id: str, expected: bool) -> Enrolment:
+    """Enrol the agency in the incident, or change whether it is expected."""
+    enrolment = session.get(Enrolment, (incident_id, agency_id))
+    if enrolment is None:
+        enrolment = Enrolment(incident_id=incident_id, agency_id=agency_id)
+    enrolment.expected = expected
+    session.add(enrolment)
+    return enrolment
+
+
+def enrolled_agencies(session: Session, incident_id: str) -> list[EnrolledAgency]:
+    """The incident's agencies, by agency id."""
+    rows = session.exec(
+        select(Enrolment, Agency)
+        .join(Agency, Agency.agency_id == Enrolment.agency_id)
+        .where(Enrolment.incident_id == incident_id)
+        .order_by(Enrolment.agency_id)
+    ).all()
+    return [EnrolledAgency(a.agency_id, a.name, e.expected, e.completed_at) for e, a in rows]
+
+
+def record_completion(session: Session, incident_id: str, agency_id: str, record_count: int) -> Enrolment:
+    enrolment = session.get(Enrolment, (incident_id, agency_id))
+    if enrolment is None:
+        raise LookupError("the agency is not enrolled in the incident")
+    enrolment.completed_at = utcnow()
+    enrolment.completed_record_count = record_count
+    session.add(enrolment)
+    return enrolment
+
+
+class Access(Enum):
+    """What an agency may see of an incident (and one of its feeds)."""
+
+    OK = "ok"
+    NO_INCIDENT = "no-incident"
+    NOT_ENROLLED = "not-enrolled"
+    NO_FEED = "no-feed"  # no such feed, or not this agency's in this incident
+
+
+def agency_access(session: Session, incident_id: str, agency_id: str, feed_id: str | None = None) -> Access:
+    if session.get(Incident, incident_id) is None:
+        return Access.NO_INCIDENT
+    if session.get(Enrolment, (incident_id, agency_id)) is None:
+        return Access.NOT_ENROLLED
+    if feed_id is not None:
+        feed = session.get(Feed, feed_id)
+        if feed is None or feed.agency_id != agency_id or feed.incident_id != incident_id:
+            return Access.NO_FEED
+    return Access.OK
+
+
+# --- API keys -----------------------------------------------------------------------------------
+
+
+def add_api_key(session: Session, agency_id: str, key_id: str, secret_sha256: str) -> None:
+    session.add(ApiKey(key_id=key_id, agency_id=agency_id, secret_sha256=secret_sha256))
+
+
+def get_api_key(session: Session, key_id: str) -> ApiKey | None:
+    return session.get(ApiKey, key_id)
+
+
+def revoke_api_key(session: Session, agency_id: str, key_id: str) -> bool:
+    """False when the agency has no such key. Revoking again keeps the first revocation time."""
+    row = session.get(ApiKey, key_id)
+    if row is None or row.agency_id != agency_id:
+        return False
+    row.revoked_at = row.revoked_at or utcnow()
+    session.add(row)
+    return True
+
+
+# --- feeds and their problems -------------------------------------------------------------------
+
+
+class IdempotencyKeyTaken(Exception):
+    """Another feed of this agency holds the Idempotency-Key (a concurrent request committed it
+    first). The transaction is spoilt: let it roll back and look the other feed up."""
+
+
+def add_feed(session: Session, feed_id: str, incident_id: str, agency_id: str,
+             idempotency_key: str | None, fmt: str) -> Feed:
+    feed = Feed(feed_id=feed_id, incident_id=incident_id, agency_id=agency_id,
+                idempotency_key=idempotency_key, format=fmt)
+    session.add(feed)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        if idempotency_key is None:
+            raise
+        raise IdempotencyKeyTaken() from exc
+    return feed
+
+
+def set_feed_counts(session: Session, feed: Feed, *, received: int, accepted: int, unchanged: int,
+                    rejected: int, warnings: int) -> None:
+    feed.received, feed.accepted, feed.unchanged = received, accepted, unchanged
+    feed.rejected, feed.warnings = rejected, warnings
+    session.add(feed)
+
+
+def get_feed(session: Session, feed_id: str) -> Feed | None:
+    return session.get(Feed, feed_id)
+
+
+def feed_by_idempotency_key(session: Session, agency_id: str, idempotency_key: str) -> Feed | None:
+    return session.exec(select(Feed).where(
+        Feed.agency_id == agency_id, Feed.idempotency_key == idempotency_key)).first()
+
+
+_PROBLEM_COLUMNS = ("feed_id", "line", "source_record_id", "field", "severity", "code", "message")
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _fit(value: str | None, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not value.isprintable():
+        value = _UNPRINTABLE.sub("?", value)
+    return value[:limit]
+
+
+def _storable_problem(p: Problem) -> Problem:
+    field_name, srid = _fit(p.field, 64), _fit(p.source_record_id, 128)
+    if field_name == p.field and srid == p.source_record_id:
+        return p
+    return dataclasses.replace(p, field=field_name, source_record_id=srid)
+
+
+def add_problems(session: Session, feed_id: str, problems: Sequence[Problem]) -> list[Problem]:
+    """Store a feed's problems; returns them as stored. A problem's field name and record id
+    come from the agency's input (unknown keys): control characters and lone surrogates become
+    '?' and both are cut to their columns, so a strange key can never fail the whole feed."""
+    stored = [_storable_problem(p) for p in problems]
+    _append(session, FeedProblem, _PROBLEM_COLUMNS, [
+        (feed_id, p.line, p.source_record_id, p.field, p.severity, p.code, p.message) for p in stored
+    ])
+    return stored
+
+
+def _problem(row: FeedProblem) -> Problem:
+    return Problem(row.severity, row.line, row.source_record_id, row.field, row.code, row.message)
+
+
+def first_problems(session: Session, feed_id: str, limit: int) -> list[Problem]:
+    """The feed's first problems in the order they were found (what its receipt shows)."""
+    rows = session.exec(select(FeedProblem).where(FeedProblem.feed_id == feed_id)
+                        .order_by(FeedProblem.id).limit(limit)).all()
+    return [_problem(r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemsPage:
+    problems: list[Problem]
+    next_after_line: int | None  # None: this is the last page
+
+
+def problems_page(session: Session, feed_id: str, after_line: int, limit: int) -> ProblemsPage:
+    """Up to `limit` problems on lines after `after_line`, by line. One line's problems are never
+    split across pages (a page holds more than `limit` only when one line has more)."""
+    rows = session.exec(
+        select(FeedProblem)
+        .where(FeedProblem.feed_id == feed_id, FeedProblem.line > after_line)
+        .order_by(FeedProblem.line, FeedProblem.id).limit(limit + 1)).all()
+    page = list(rows[:limit])
+    more = len(rows) > limit
+    if more:
+        last_line = page[-1].line
+        page = [p for p in page if p.line < last_line] or page
+    return ProblemsPage([_problem(r) for r in page], page[-1].line if more and page else None)
+
+
+# --- affected records and their versions --------------------------------------------------------
+
+
+def lock_agency_records(session: Session, incident_id: str, agency_id: str) -> None:
+    """Serialise writers of one agency's records in one incident (feeds, withdrawals,
+    completion) for the rest of the transaction, so two concurrent feeds never race for the
+    same next version. Other agencies and incidents are not blocked."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                        {"k": f"intake-records|{incident_id}|{agency_id}"})
+
+
+class LatestVersion(NamedTuple):
+    version: int
+    fingerprint: str
+    withdrawn: bool
+
+
+def latest_versions(session: Session, incident_id: str, agency_id: str,
+                    source_record_ids: Sequence[str]) -> dict[str, LatestVersion]:
+    """source_record_id → its latest stored version, for those the agency has sent."""
+    rows = session.exec(
+        select(AffectedRecord.source_record_id, AffectedRecord.version, AffectedRecord.fingerprint,
+               AffectedRecord.withdrawn_at)
+        .where(AffectedRecord.incident_id == incident_id, AffectedRecord.agency_id == agency_id,
+               AffectedRecord.source_record_id.in_(source_record_ids))
+    ).all()
+    latest: dict[str, LatestVersion] = {}
+    for srid, version, fingerprint, withdrawn_at in rows:
+        if srid not in latest or version > latest[srid].version:
+            latest[srid] = LatestVersion(version, fingerprint, withdrawn_at is not None)
+    return latest
+
+
+class RecordVersion(NamedTuple):
+    """One new version of an affected record, in `affected_record`'s column order."""
+
+    incident_id: str
+    agency_id: str
+    source_record_id: str
+    version: int
+    fingerprint: str
+    sealed: str
+    feed_id: str
+    received_at: datetime
+
+
+def add_record_versions(session: Session, versions: Sequence[RecordVersion]) -> None:
+    _append(session, AffectedRecord, RecordVersion._fields, versions)
+
+
+def withdraw_record(session: Session, incident_id: str, agency_id: str, source_record_id: str,
+                    at: datetime) -> None:
+    """Mark every version of the record withdrawn (versions already withdrawn keep their time)."""
+    session.execute(
+        update(AffectedRecord)
+        .where(AffectedRecord.incident_id == incident_id, AffectedRecord.agency_id == agency_id,
+               AffectedRecord.source_record_id == source_record_id,
+               AffectedRecord.withdrawn_at.is_(None))
+        .values(withdrawn_at=at)
+    )
+
+
+def live_record_count(session: Session, incident_id: str, agency_id: str) -> int:
+    """Distinct records the agency has sent for the incident and not withdrawn."""
+    return session.exec(
+        select(func.count(func.distinct(AffectedRecord.source_record_id))).where(
+            AffectedRecord.incident_id == incident_id,
+            AffectedRecord.agency_id == agency_id,
+            AffectedRecord.withdrawn_at.is_(None),
+        )
+    ).one()
+
+
+# --- the outbox ---------------------------------------------------------------------------------
+
+
+class OutboxRow(NamedTuple):
+    topic: str  # the logical topic name (TopicSpec.name)
+    key: str
+    payload: bytes
+    created_at: datetime
+
+
+def enqueue(session: Session, topic: TopicSpec, key: str, payload: bytes) -> None:
+    outbox.enqueue(session, topic, key, payload)
+
+
+def enqueue_many(session: Session, rows: Sequence[OutboxRow]) -> None:
+    _append(session, OutboxMessage, OutboxRow._fields, rows)
+
+
+# --- bulk appends -------------------------------------------------------------------------------
+
+
+def _append(session: Session, table: type[SQLModel], columns: Sequence[str], rows: Sequence[tuple]) -> None:
+    """Append rows in the session's transaction: COPY on PostgreSQL, executemany elsewhere."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        raw = session.connection().connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(
+            f"COPY {table.__tablename__} ({', '.join(columns)}) FROM STDIN"  # noqa: S608 - fixed names
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
