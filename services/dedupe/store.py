@@ -6,7 +6,7 @@ commits — the caller's transaction does (the pipeline's, or `Database.run`'s f
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlmodel import Session
 
 from services.common import outbox
@@ -286,10 +286,11 @@ def write_review_changes(session: Session, incident_id: str, changes: ReviewChan
             "applied": True, "updated_at": now,
         } for r in changes.new])
     if changes.revised:  # never over a decision a coordinator made meanwhile
+        # or_, not in_(): an IN list is an "expanding" parameter, which executemany refuses.
         session.execute(
             update(_REVIEWS)
             .where(_REVIEWS.c.review_id == bindparam("b_id"),
-                   _REVIEWS.c.status.in_(("open", "resolved")))
+                   or_(_REVIEWS.c.status == "open", _REVIEWS.c.status == "resolved"))
             .values(status="open", reason=bindparam("b_reason"),
                     evidence=bindparam("b_evidence"), updated_at=now),
             [{"b_id": r.review_id, "b_reason": r.reason, "b_evidence": r.evidence}
