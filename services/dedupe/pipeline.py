@@ -96,9 +96,11 @@ class DedupePipeline:
         manual releases, review decisions, the review queue. Returns how many notices were
         released."""
         released = 0
-        with session_scope(self.engine) as session:
-            for incident in store.incidents_on(session, partitions):
-                try:
+        touched: list[str] = []  # one transaction for all: a failure rolls back every one
+        try:
+            with session_scope(self.engine) as session:
+                for incident in store.incidents_on(session, partitions):
+                    touched.append(incident.incident_id)
                     identity = self._identity(session, incident.incident_id, incident.partition)
                     now = self.clock()
                     decisions = store.pending_decisions(session, incident.incident_id)
@@ -113,10 +115,10 @@ class DedupePipeline:
                         store.write_review_changes(
                             session, incident.incident_id,
                             review_changes(incident.incident_id, items, known), self.clock())
-                except BaseException:
-                    self.identity.forget([incident.incident_id])
-                    raise
-        return released
+            return released
+        except BaseException:
+            self.identity.forget(touched)  # memory must not run ahead of the database
+            raise
 
     def apply_incidents(self, messages: list[IncidentMessage]) -> None:
         """Definitions from incidents.v1 (agency names, expected agencies, release policy);
