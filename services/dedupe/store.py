@@ -171,7 +171,9 @@ def load_identity(session: Session, incident_id: str) -> StoredIdentity:
         for p in session.execute(select(_PERSONS).where(_PERSONS.c.incident_id == incident_id))
     }
     # Coordinators' review decisions are part of the state: the resolver gets them again.
-    decisions = _decisions(session, incident_id, _REVIEWS.c.status.in_(("merge", "keep_apart")))
+    # Not those still pending: the next tick applies them and writes what they change.
+    decisions = _decisions(session, incident_id, _REVIEWS.c.status.in_(("merge", "keep_apart")),
+                           _REVIEWS.c.applied == True)  # noqa: E712
     return StoredIdentity(records, persons, decisions)
 
 

@@ -13,6 +13,7 @@ from services.dedupe.identity import RecordMeta
 from services.dedupe.models import NoticeState, PersonState, RecordState
 from services.dedupe.pipeline import DedupePipeline
 from tests.dedupe.conftest import AROHA, HEMI
+from tests.dedupe.test_reviews import J_TIPENE, JOSEPH_TIPENE
 from tests.support.messages import completion, incident_message, record_message
 
 pytestmark = [pytest.mark.postgres]
@@ -98,3 +99,19 @@ def test_a_failed_tick_forgets_every_incident_its_transaction_changed(pipeline, 
     assert pipeline.tick({0}) == 1
     assert count(dedupe_engine, NoticeState, NoticeState.incident_id == "inc-a") == 1
 
+
+
+def test_a_decision_made_before_a_rebalance_still_reaches_the_persons(pipeline, dedupe_engine):
+    pipeline.apply_incidents([incident_message("inc-1", AGENCIES, ["gp", "lab"])])
+    pipeline.apply_batch(0, [record_message(SEALER, "inc-1", "gp", "gp-1", **J_TIPENE),
+                             record_message(SEALER, "inc-1", "lab", "lab-1", **JOSEPH_TIPENE)])
+    pipeline.tick({0})  # lists the uncertain pair for review
+    assert len(persons_of(dedupe_engine, "inc-1")) == 2
+    with session_scope(dedupe_engine) as session:
+        (review,) = store.reviews(session, "inc-1", "open")
+        store.decide_review(session, "inc-1", review.review_id, True, pipeline.clock())
+
+    pipeline.revoked({0})  # a rebalance before the owner's tick; the partition comes back
+    pipeline.tick({0})
+    assert len(persons_of(dedupe_engine, "inc-1")) == 1
+    assert count(dedupe_engine, PersonState, PersonState.status == "pending") == 1

@@ -162,6 +162,7 @@ def test_review_rows_from_queue_changes_to_decisions_applied(dedupe_engine):
     assert [r.review_id for r in run(dedupe_engine, store.reviews, "inc-1", None)] == ["rev-1",
                                                                                       "rev-2"]
 
+    assert run(dedupe_engine, store.load_identity, "inc-1").decisions == []  # not yet applied
     run(dedupe_engine, store.mark_applied, [pending])
     assert run(dedupe_engine, store.pending_decisions, "inc-1") == []
     (kept,) = run(dedupe_engine, store.load_identity, "inc-1").decisions
