@@ -265,9 +265,14 @@ def pending_decisions(session: Session, incident_id: str) -> list[ReviewDecision
 
 
 def mark_applied(session: Session, decisions: list[ReviewDecision]) -> None:
+    """Only as decided: a coordinator who changed their mind meanwhile stays pending."""
     if decisions:
-        session.execute(update(_REVIEWS).where(_REVIEWS.c.review_id == bindparam("b_id"))
-                        .values(applied=True), [{"b_id": d.review_id} for d in decisions])
+        session.execute(
+            update(_REVIEWS).where(_REVIEWS.c.review_id == bindparam("b_id"),
+                                   _REVIEWS.c.status == bindparam("b_status"))
+            .values(applied=True),
+            [{"b_id": d.review_id, "b_status": "merge" if d.same_person else "keep_apart"}
+             for d in decisions])
 
 
 def review_statuses(session: Session, incident_id: str) -> dict[str, tuple[str, str]]:

@@ -200,3 +200,16 @@ def test_progress_counts_records_persons_and_open_reviews(dedupe_engine):
             store.AgencyCount("lab", "Test Lab", True, False, records=1, withdrawn=0),
         ],
         persons=3, pending_release=1, notified=1, on_hold=1, in_review=1)
+
+
+def test_a_decision_changed_while_the_owner_applies_the_old_one_stays_pending(dedupe_engine):
+    run(dedupe_engine, store.write_review_changes, "inc-1",
+        ReviewChanges(new=[_open("rev-1", GP, LAB)]), T0)
+    run(dedupe_engine, store.decide_review, "inc-1", "rev-1", True, T0)
+    with session_scope(dedupe_engine) as tick:  # the owner's tick applies "merge"…
+        (seen,) = store.pending_decisions(tick, "inc-1")
+        # …while the coordinator changes their mind, in a transaction of their own.
+        run(dedupe_engine, store.decide_review, "inc-1", "rev-1", False, T0 + timedelta(minutes=1))
+        store.mark_applied(tick, [seen])
+    (pending,) = run(dedupe_engine, store.pending_decisions, "inc-1")
+    assert pending.same_person is False  # the next tick applies "keep apart"
