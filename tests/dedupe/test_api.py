@@ -127,6 +127,9 @@ async def test_coordinator_token_required(client):
     assert (wrong.status_code, wrong.json()) == (401, error(
         "auth.invalid", "The coordinator token is not valid."))
     assert wrong.headers["www-authenticate"] == "Bearer"
+    # Who is asking is checked before what is asked.
+    invalid = await client.get("/v1/incidents/inc 1/progress")
+    assert (invalid.status_code, invalid.json()["error"]["code"]) == (401, "auth.missing")
 
 
 @pytest.mark.parametrize(("method", "path", "body", "loc", "type_"), [
