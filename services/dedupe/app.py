@@ -1,37 +1,48 @@
-"""Dedupe: resolves patient identity across agencies' feeds and releases one notice per person."""
+"""Dedupe: resolves patient identity across agencies' feeds and releases one notice per person.
+
+The composition root: the runtime with its pipeline, the Kafka workers feeding it, the API."""
 
 from fastapi import FastAPI
 
 from services.common.kafka import ConsumerWorker, TopicFollower
 from services.common.runtime import ServiceRuntime, create_service_app
 from services.common.topics import AFFECTED_RECORDS, INCIDENTS, NOTICES
-from services.dedupe.api import build_router
+from services.dedupe.api import router
 from services.dedupe.consumer import AffectedRecordsHandler, IncidentsHandler
 from services.dedupe.models import MODELS
 from services.dedupe.pipeline import DedupePipeline
 from services.dedupe.settings import DedupeSettings
 
 
+class DedupeRuntime(ServiceRuntime):
+    """The shared runtime plus the pipeline dedupe's consumers feed."""
+
+    settings: DedupeSettings
+
+    def __init__(self, settings: DedupeSettings):
+        super().__init__(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS, NOTICES],
+                         workers=_workers)
+        self.pipeline = DedupePipeline(self.engine, self.sealer,
+                                       review_sync_interval_s=settings.review_sync_interval_s)
+
+
+def _workers(runtime: DedupeRuntime) -> list:
+    settings = runtime.settings
+    records = AffectedRecordsHandler(runtime.pipeline, runtime.relay)
+    return [
+        # Incidents first: agency names and release policy before their records.
+        TopicFollower(settings, INCIDENTS, IncidentsHandler(runtime.pipeline)),
+        ConsumerWorker(settings, "dedupe.affected-records", [AFFECTED_RECORDS], records,
+                       on_revoked=records.revoked, on_tick=records.tick,
+                       tick_interval_s=settings.release_tick_s),
+    ]
+
+
 def create_app(settings: DedupeSettings | None = None) -> FastAPI:
-    settings = settings or DedupeSettings()
-
-    def workers(runtime: ServiceRuntime) -> list:
-        runtime.pipeline = DedupePipeline(runtime.engine, runtime.sealer,
-                                          review_sync_interval_s=settings.review_sync_interval_s)
-        records = AffectedRecordsHandler(runtime.pipeline, runtime.relay)
-        return [
-            # Incidents first: agency names and release policy before their records.
-            TopicFollower(settings, INCIDENTS, IncidentsHandler(runtime.pipeline)),
-            ConsumerWorker(settings, "dedupe.affected-records", [AFFECTED_RECORDS], records,
-                           on_revoked=records.revoked, on_tick=records.tick,
-                           tick_interval_s=settings.release_tick_s),
-        ]
-
-    runtime = ServiceRuntime(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS, NOTICES],
-                             workers=workers)
+    runtime = DedupeRuntime(settings or DedupeSettings())
     return create_service_app(
         runtime,
         title="Pānui dedupe",
         description="Resolves patient identity across feeds and releases one notice per person.",
-        routers=[build_router(settings)],
+        routers=[router],
     )

@@ -1,31 +1,32 @@
 """Kafka glue for dedupe: the affected-records consumer (with its tick for time-driven
-release) and the incidents follower. Each hands decoded messages to the pipeline."""
+release) and the incidents follower. Each decodes its messages and hands them to the
+pipeline, which commits before the worker commits the offsets."""
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from services.common.db import run_db
 from services.common.messages import decode_affected_records_topic, decode_incident
+from services.common.outbox import OutboxRelay
 from services.dedupe.pipeline import DedupePipeline
 
 
 class AffectedRecordsHandler:
-    def __init__(self, pipeline: DedupePipeline, relay):  # noqa: ANN001
+    def __init__(self, pipeline: DedupePipeline, relay: OutboxRelay):
         self.pipeline = pipeline
         self.relay = relay
 
     async def __call__(self, tp: TopicPartition, batch: list[ConsumerRecord]) -> None:
         messages = [decode_affected_records_topic(r.value) for r in batch]
         if await run_db(self.pipeline.apply_batch, tp.partition, messages):
-            self.relay.wake()
+            self.relay.wake()  # notices were released: publish them without waiting a poll
 
     async def tick(self, owned: set[TopicPartition]) -> None:
         if owned and await run_db(self.pipeline.tick, {tp.partition for tp in owned}):
             self.relay.wake()
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
-        # Another instance now owns these incidents; it rebuilds their resolvers itself.
-        self.pipeline.identity.forget_partitions({tp.partition for tp in revoked})
+        self.pipeline.revoked({tp.partition for tp in revoked})
 
 
 class IncidentsHandler:

@@ -1,21 +1,33 @@
-"""Identity state held in memory for the incidents on partitions this instance owns: one
-resolver per incident, plus what the release policy needs to know of every record and person.
+"""The identity state of the incidents on partitions this instance owns, and the only code
+that talks to the resolver.
 
-It is rebuilt from the database the first time an incident is needed after an assignment
-(restart, rebalance) and dropped when its partition is revoked — or when a batch fails, so
-memory never runs ahead of what was committed.
+Per incident: one resolver, plus what release decisions need of every record (version,
+person, hold, categories — never personal fields) and of every person. Records, withdrawals
+and review decisions go in; `settle` drains the resolver's changes into person assignments
+and marks the persons who need a release decision; `release` applies the release rules to
+them. What changed is kept for the pipeline to write in the same transaction (`take_records`,
+`take_persons`). No database here: the state is rebuilt from stored rows the pipeline loads.
+
+It is rebuilt the first time an incident is needed after an assignment (restart, rebalance)
+and dropped when its partition is revoked — or when a transaction fails, so memory never
+runs ahead of what was committed.
 """
 
 import logging
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlmodel import Session, select
-
 from services.common.crypto import Sealer
-from services.common.messages import SealedPersonalFields, record_sealing_context
-from services.dedupe.models import PersonState, RecordState, ReviewState
-from services.dedupe.resolver import MatchRecord, Resolver, ResolverConfig
+from services.common.messages import (
+    AffectedRecordMessage,
+    ReleasePolicy,
+    SealedPersonalFields,
+    record_sealing_context,
+)
+from services.dedupe.release import Action, PersonView, decide, inherited_lineage
+from services.dedupe.resolver import MatchRecord, Resolver, ResolverConfig, ReviewItem
 
 log = logging.getLogger(__name__)
 RecordKey = tuple[str, str]
@@ -45,27 +57,139 @@ class RecordMeta:
 class PersonMeta:
     first_seen_at: datetime
     changed_at: datetime
-    status: str = "pending"
-    dirty: bool = True
+    status: str = "pending"  # pending | held | notified | empty
+    dirty: bool = True  # needs a release decision
     notice_person_id: str | None = None
     notified_version: int = 0
     notified_agency_ids: frozenset[str] = frozenset()
     notified_categories: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    key: RecordKey
+    meta: RecordMeta
+    sealed: str  # opened only to give the resolver the record again
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewDecision:
+    """A coordinator's decision on a review pair."""
+
+    review_id: str
+    a: RecordKey
+    b: RecordKey
+    same_person: bool
+
+
+@dataclass(slots=True)
+class StoredIdentity:
+    """What the database holds of one incident's identity state."""
+
+    records: list[StoredRecord]
+    persons: dict[str, PersonMeta]
+    decisions: list[ReviewDecision]  # applied ones: they are part of the state
+
+
+@dataclass(frozen=True, slots=True)
+class DueNotice:
+    """A notice (version 1) or amendment the release rules say a person gets now."""
+
+    person_id: str  # the resolver's person
+    notice_person_id: str  # the id the notice carries: fixed at the person's first notice
+    version: int
+    view: PersonView
+
+
 @dataclass
-class IncidentCache:
+class IncidentIdentity:
     incident_id: str
+    sealer: Sealer
     resolver: Resolver
     records: dict[RecordKey, RecordMeta] = field(default_factory=dict)
     persons: dict[str, PersonMeta] = field(default_factory=dict)
     members: dict[str, set[RecordKey]] = field(default_factory=dict)  # person → live records
     dirty: set[str] = field(default_factory=set)  # persons awaiting a release decision
-    # What the current transaction must write.
-    records_to_write: set[RecordKey] = field(default_factory=set)
-    persons_to_write: set[str] = field(default_factory=set)
+    # The resolver's review pairs may have changed since the queue was last written.
+    reviews_stale: bool = True
+    # Records given or withdrawn since the last settle(), and what the transaction must write.
+    _changed: set[RecordKey] = field(default_factory=set)
+    _records_to_write: set[RecordKey] = field(default_factory=set)
+    _persons_to_write: set[str] = field(default_factory=set)
 
-    def set_person(self, key: RecordKey, person_id: str | None) -> str | None:
+    # --- what comes in ---------------------------------------------------------------------------
+
+    def apply_record(self, msg: AffectedRecordMessage) -> bool:
+        """A record version; False when it is a replay or an older version arriving late."""
+        key = (msg.agency_id, msg.source_record_id)
+        meta = self.records.get(key)
+        if meta is not None and meta.version >= msg.record_version:
+            return False
+        if meta is None:
+            meta = self.records[key] = RecordMeta(msg.record_version, None, False, msg.on_hold,
+                                                  tuple(msg.data_categories))
+        meta.version = msg.record_version
+        meta.withdrawn = False
+        meta.on_hold = msg.on_hold
+        meta.categories = tuple(msg.data_categories)
+        self.resolver.add(match_record(self.sealer, msg.incident_id, msg.agency_id,
+                                       msg.source_record_id, msg.record_version, msg.sealed))
+        self._records_to_write.add(key)
+        self._changed.add(key)
+        return True
+
+    def withdraw(self, key: RecordKey) -> None:
+        meta = self.records.get(key)
+        if meta is None or meta.withdrawn:
+            return
+        meta.withdrawn = True
+        if key in self.resolver:
+            self.resolver.remove(*key)
+        self._records_to_write.add(key)
+        self._changed.add(key)
+
+    def apply_decisions(self, decisions: Iterable[ReviewDecision]) -> None:
+        for d in decisions:
+            if d.a in self.resolver and d.b in self.resolver:
+                self.resolver.decide(d.a, d.b, same_person=d.same_person)
+
+    # --- the resolver's answer -------------------------------------------------------------------
+
+    def settle(self, now: datetime) -> None:
+        """Take the resolver's persons for every record that changed, and mark the persons
+        records left or joined as needing a release decision."""
+        keys = self._changed | self.resolver.drain_changes()
+        self._changed = set()
+        if not keys:
+            return
+        self.reviews_stale = True
+        touched: set[str] = set()
+        moved_from: dict[str, set[str]] = {}
+        for key in keys:
+            meta = self.records.get(key)
+            if meta is None:
+                continue
+            new = None if meta.withdrawn else self.resolver.person_of(*key)
+            old = self._set_person(key, new)
+            touched.update(p for p in (old, new) if p)
+            if old and new and old != new:
+                moved_from.setdefault(new, set()).add(old)
+        for person_id in touched:
+            person = self.persons.get(person_id)
+            if person is None:
+                person = self.persons[person_id] = PersonMeta(first_seen_at=now, changed_at=now)
+            person.changed_at = now
+            person.dirty = True
+            # A person whose records all moved away or were withdrawn is no one (yet).
+            if not self.members.get(person_id):
+                person.status = "empty"
+            elif person.status == "empty":
+                person.status = "notified" if person.notified_version else "pending"
+            self.dirty.add(person_id)
+            self._inherit_lineage(person, moved_from.get(person_id, set()))
+            self._persons_to_write.add(person_id)
+
+    def _set_person(self, key: RecordKey, person_id: str | None) -> str | None:
         """Move a record to a person (None: it left every person); returns the old person."""
         meta = self.records[key]
         old = meta.person_id
@@ -76,71 +200,140 @@ class IncidentCache:
         if person_id is not None:
             self.members.setdefault(person_id, set()).add(key)
         meta.person_id = person_id
-        self.records_to_write.add(key)
+        self._records_to_write.add(key)
         return old
+
+    def _inherit_lineage(self, person: PersonMeta, previous_ids: set[str]) -> None:
+        if person.notified_version > 0 or not previous_ids:
+            return
+        lineage = inherited_lineage(self.persons[p] for p in sorted(previous_ids)
+                                    if p in self.persons)
+        if lineage is not None:
+            person.notice_person_id = lineage.notice_person_id
+            person.notified_version = lineage.notified_version
+            person.notified_agency_ids = lineage.notified_agency_ids
+            person.notified_categories = lineage.notified_categories
+
+    # --- release ---------------------------------------------------------------------------------
+
+    def release(self, released_at: datetime | None, policy: ReleasePolicy,
+                now: datetime) -> list[DueNotice]:
+        """Decide for every person awaiting a decision; returns the notices due now, in
+        person order, already counted as sent: the caller writes them in this transaction."""
+        due: list[DueNotice] = []
+        for person_id in sorted(self.dirty):
+            person = self.persons[person_id]
+            view = self.view(person_id)
+            decision = decide(view, released_at, policy, now)
+            if decision.action == Action.WAIT:
+                continue  # stays dirty; a later tick decides
+            person.dirty = False
+            self.dirty.discard(person_id)
+            self._persons_to_write.add(person_id)
+            if decision.action == Action.NOTHING:
+                if view.live_records == 0 and person.notified_version == 0:
+                    person.status = "empty"
+            elif decision.action == Action.HOLD:
+                person.status = "held"
+            else:
+                notice = DueNotice(person_id, person.notice_person_id or person_id,
+                                   person.notified_version + 1, view)
+                person.status = "notified"
+                person.notice_person_id = notice.notice_person_id
+                person.notified_version = notice.version
+                person.notified_agency_ids = view.agency_ids | person.notified_agency_ids
+                person.notified_categories = view.categories | person.notified_categories
+                due.append(notice)
+        return due
+
+    def view(self, person_id: str) -> PersonView:
+        person = self.persons[person_id]
+        keys = self.members.get(person_id, set())
+        metas = [self.records[k] for k in keys]
+        return PersonView(
+            live_records=len(metas),
+            any_on_hold=any(m.on_hold for m in metas),
+            agency_ids=frozenset(k[0] for k in keys),
+            categories=frozenset(c for m in metas for c in m.categories),
+            first_seen_at=person.first_seen_at, changed_at=person.changed_at,
+            notified_version=person.notified_version,
+            notified_agency_ids=person.notified_agency_ids,
+            notified_categories=person.notified_categories,
+        )
+
+    # --- what the transaction writes -------------------------------------------------------------
+
+    def take_records(self) -> dict[RecordKey, RecordMeta]:
+        taken = {key: self.records[key] for key in self._records_to_write}
+        self._records_to_write = set()
+        return taken
+
+    def take_persons(self) -> dict[str, PersonMeta]:
+        taken = {pid: self.persons[pid] for pid in self._persons_to_write}
+        self._persons_to_write = set()
+        return taken
 
 
 class IdentityState:
-    def __init__(self, sealer: Sealer, config: ResolverConfig | None = None):
+    """Every owned incident's identity, by incident id, and which partition each is on."""
+
+    def __init__(self, sealer: Sealer, config: ResolverConfig | None = None,
+                 review_sync_interval_s: float = 30.0):
         self.sealer = sealer
         self.config = config
-        self._incidents: dict[str, IncidentCache] = {}
+        # Listing review pairs walks every kept pair of an incident: done on ticks, at most
+        # this often per incident, not per batch.
+        self.review_sync_interval_s = review_sync_interval_s
+        self._incidents: dict[str, IncidentIdentity] = {}
         self._partition_of: dict[str, int] = {}
+        self._reviews_synced_at: dict[str, float] = {}
 
-    def incident(self, session: Session, incident_id: str, partition: int | None) -> IncidentCache:
-        cache = self._incidents.get(incident_id)
-        if cache is None:
-            cache = self._load(session, incident_id)
-            self._incidents[incident_id] = cache
+    def get(self, incident_id: str, partition: int | None = None) -> IncidentIdentity | None:
+        """The incident's state if it is held (noting its partition), else None."""
+        incident = self._incidents.get(incident_id)
+        if incident is not None and partition is not None:
+            self._partition_of[incident_id] = partition
+        return incident
+
+    def rebuild(self, incident_id: str, partition: int | None,
+                stored: StoredIdentity) -> IncidentIdentity:
+        incident = IncidentIdentity(incident_id, self.sealer, Resolver(self.config))
+        live = []
+        for r in stored.records:
+            incident.records[r.key] = r.meta
+            if not r.meta.withdrawn:
+                live.append(match_record(self.sealer, incident_id, *r.key, r.meta.version,
+                                         r.sealed))
+                if r.meta.person_id:
+                    incident.members.setdefault(r.meta.person_id, set()).add(r.key)
+        incident.resolver.add_many(live)
+        incident.apply_decisions(stored.decisions)
+        incident.resolver.drain_changes()  # the database already holds these assignments
+        incident.persons = stored.persons
+        incident.dirty = {pid for pid, p in stored.persons.items() if p.dirty}
+        if stored.records:
+            log.info("identity state rebuilt from the database",
+                     extra={"incident_id": incident_id, "count": len(stored.records)})
+        self._incidents[incident_id] = incident
         if partition is not None:
             self._partition_of[incident_id] = partition
-        return cache
+        return incident
 
-    def loaded(self, incident_id: str) -> IncidentCache | None:
-        return self._incidents.get(incident_id)
-
-    def forget(self, incident_ids) -> None:  # noqa: ANN001
-        for incident_id in incident_ids:
+    def forget(self, incident_ids: Iterable[str]) -> None:
+        for incident_id in list(incident_ids):
             self._incidents.pop(incident_id, None)
             self._partition_of.pop(incident_id, None)
 
     def forget_partitions(self, partitions: set[int]) -> None:
         self.forget([i for i, p in self._partition_of.items() if p in partitions])
 
-    def _load(self, session: Session, incident_id: str) -> IncidentCache:
-        cache = IncidentCache(incident_id, Resolver(self.config))
-        rows = session.exec(select(RecordState).where(RecordState.incident_id == incident_id)).all()
-        live = []
-        for r in rows:
-            key = (r.agency_id, r.source_record_id)
-            cache.records[key] = RecordMeta(r.record_version, r.person_id, r.withdrawn, r.on_hold,
-                                            tuple(r.data_categories))
-            if not r.withdrawn:
-                live.append(match_record(self.sealer, incident_id, r.agency_id,
-                                         r.source_record_id, r.record_version, r.sealed))
-                if r.person_id:
-                    cache.members.setdefault(r.person_id, set()).add(key)
-        cache.resolver.add_many(live)
-        # Coordinators' review decisions are part of the state: apply them again.
-        decided = session.exec(select(ReviewState).where(
-            ReviewState.incident_id == incident_id,
-            ReviewState.status.in_(("merge", "keep_apart")))).all()
-        for row in decided:
-            a = (row.a_agency_id, row.a_source_record_id)
-            b = (row.b_agency_id, row.b_source_record_id)
-            if a in cache.resolver and b in cache.resolver:
-                cache.resolver.decide(a, b, same_person=row.status == "merge")
-        cache.resolver.drain_changes()  # the database already holds these assignments
-        for p in session.exec(select(PersonState).where(PersonState.incident_id == incident_id)):
-            cache.persons[p.person_id] = PersonMeta(
-                first_seen_at=p.first_seen_at, changed_at=p.changed_at, status=p.status,
-                dirty=p.dirty, notice_person_id=p.notice_person_id,
-                notified_version=p.notified_version,
-                notified_agency_ids=frozenset(p.notified_agency_ids),
-                notified_categories=frozenset(p.notified_categories))
-            if p.dirty:
-                cache.dirty.add(p.person_id)
-        if rows:
-            log.info("identity state rebuilt from the database",
-                     extra={"incident_id": incident_id, "count": len(rows)})
-        return cache
+    def reviews_due(self, incident: IncidentIdentity) -> list[ReviewItem] | None:
+        """The resolver's review pairs when the incident's queue is due a refresh, else None."""
+        if not incident.reviews_stale:
+            return None
+        last = self._reviews_synced_at.get(incident.incident_id)
+        if last is not None and time.monotonic() - last < self.review_sync_interval_s:
+            return None
+        incident.reviews_stale = False
+        self._reviews_synced_at[incident.incident_id] = time.monotonic()
+        return incident.resolver.review_items()

@@ -1,8 +1,9 @@
 """Building the one notice for a person from the records resolved to them."""
 
 from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
 
-from services.common.clock import utcnow
 from services.common.crypto import Sealer
 from services.common.ids import notice_id as make_notice_id
 from services.common.messages import (
@@ -11,12 +12,26 @@ from services.common.messages import (
     notice_sealing_context,
     record_sealing_context,
 )
-from services.dedupe.models import RecordState
 
 _CONTACT_FIELDS = ("given_names", "family_name", "email", "mobile", "address")
 
 
-def open_record(sealer: Sealer, record: RecordState) -> dict:
+@dataclass(frozen=True, slots=True)
+class NoticeRecord:
+    """A live record of the person, as stored: personal fields still sealed."""
+
+    incident_id: str
+    agency_id: str
+    source_record_id: str
+    record_version: int
+    sealed: str
+    data_categories: list[str]
+    document_count: int
+    preferred_language: str
+    updated_at: datetime
+
+
+def open_record(sealer: Sealer, record: NoticeRecord) -> dict:
     return sealer.open(
         record.sealed,
         record_sealing_context(
@@ -41,8 +56,9 @@ def build_notice(
     incident_id: str,
     person_id: str,
     version: int,
-    records: list[RecordState],
+    records: list[NoticeRecord],
     agency_names: dict[str, str],
+    created_at: datetime,
 ) -> NoticeMessage:
     records = sorted(records, key=lambda r: r.updated_at, reverse=True)
     personal = [open_record(sealer, r) for r in records]
@@ -72,7 +88,7 @@ def build_notice(
         incident_id=incident_id,
         person_id=person_id,
         version=version,
-        created_at=utcnow(),
+        created_at=created_at,
         preferred_language=records[0].preferred_language,  # type: ignore[arg-type]
         channels=channels,  # type: ignore[arg-type]
         has_representative=representative is not None,

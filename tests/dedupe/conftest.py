@@ -5,13 +5,14 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, select
 
 from services.common.crypto import Sealer
 from services.common.db import make_engine
 from services.common.messages import NoticeMessage, SealedRecipient, decode_notice, notice_sealing_context
+from services.common.outbox import OutboxMessage
 from services.dedupe.app import create_app
-from services.dedupe.models import RecordState
+from services.dedupe.models import MODELS, RecordState
 from services.dedupe.settings import DedupeSettings
 from tests.conftest import COORDINATOR_TOKEN, running
 from tests.support.infra import TopicReader
@@ -95,3 +96,12 @@ async def dedupe(service_env, pg_database, kafka_bootstrap):
             yield DedupeHarness(client, sealer, settings, kafka_bootstrap, reader)
         finally:
             await reader.stop()
+
+
+@pytest.fixture
+def dedupe_engine(pg_database):  # noqa: ANN001, ANN201
+    """An engine on a fresh PostgreSQL database holding dedupe's tables (and its outbox)."""
+    engine = make_engine(pg_database())
+    SQLModel.metadata.create_all(engine, tables=[m.__table__ for m in [*MODELS, OutboxMessage]])
+    yield engine
+    engine.dispose()

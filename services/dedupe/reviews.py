@@ -1,0 +1,61 @@
+"""The review queue as a plain function: given the resolver's uncertain pairs now and the
+review rows already stored, what to insert, what to revise and what to mark resolved.
+
+Only what changed is written: new pairs, pairs whose reason changed, pairs that no longer
+need a decision. A coordinator's decision (merge, keep_apart) is never overwritten. Evidence
+names comparison levels and weights, never values.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from services.common.ids import stable_id
+from services.dedupe.resolver import ReviewItem
+
+RecordKey = tuple[str, str]
+DECIDED = ("merge", "keep_apart")
+
+
+def review_id(incident_id: str, a: RecordKey, b: RecordKey) -> str:
+    return stable_id("rev", incident_id, *min(a, b), *max(a, b))
+
+
+@dataclass(frozen=True, slots=True)
+class OpenReview:
+    """A pair to show the coordinator (status open)."""
+
+    review_id: str
+    a: RecordKey
+    b: RecordKey
+    reason: str  # uncertain | guard
+    evidence: dict
+
+
+@dataclass(slots=True)
+class ReviewChanges:
+    new: list[OpenReview] = field(default_factory=list)
+    revised: list[OpenReview] = field(default_factory=list)  # reopened, or a new reason
+    resolved: list[str] = field(default_factory=list)  # review ids no longer needing a decision
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.revised or self.resolved)
+
+
+def review_changes(incident_id: str, items: Iterable[ReviewItem],
+                   known: dict[str, tuple[str, str]]) -> ReviewChanges:
+    """`items`: the resolver's review pairs now; `known`: review id → (status, reason) of the
+    rows stored for the incident."""
+    changes = ReviewChanges()
+    current: set[str] = set()
+    for item in items:
+        rid = review_id(incident_id, item.a, item.b)
+        current.add(rid)
+        status, reason = known.get(rid, (None, None))
+        if status in DECIDED or (status == "open" and reason == item.why):
+            continue
+        review = OpenReview(rid, item.a, item.b, item.why, item.evidence.to_dict())
+        (changes.revised if rid in known else changes.new).append(review)
+    # Merged anyway, or a record withdrawn: the pair no longer needs a decision.
+    changes.resolved = [rid for rid, (status, _) in known.items()
+                        if status == "open" and rid not in current]
+    return changes

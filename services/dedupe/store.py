@@ -1,0 +1,369 @@
+"""Dedupe's data access: every SQL statement the service runs, over its own tables (models.py)
+and the outbox. Functions take a Session first and return plain values or dataclasses; none
+commits — the caller's transaction does (the pipeline's, or `Database.run`'s for routes).
+"""
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlmodel import Session
+
+from services.common import outbox
+from services.common.db import upsert
+from services.common.messages import AffectedRecordMessage, IncidentMessage, NoticeMessage
+from services.common.topics import NOTICES
+from services.dedupe.identity import (
+    PersonMeta,
+    RecordKey,
+    RecordMeta,
+    ReviewDecision,
+    StoredIdentity,
+    StoredRecord,
+)
+from services.dedupe.models import IncidentState, NoticeState, PersonState, RecordState, ReviewState
+from services.dedupe.notices import NoticeRecord
+from services.dedupe.release import PersonView
+from services.dedupe.reviews import ReviewChanges
+
+_INCIDENTS = IncidentState.__table__
+_RECORDS = RecordState.__table__
+_PERSONS = PersonState.__table__
+_REVIEWS = ReviewState.__table__
+_RECORD_KEY = ["incident_id", "agency_id", "source_record_id"]
+
+
+# --- incidents ---------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Incident:
+    """An incident as dedupe sees it: from incidents.v1, plus completions and release."""
+
+    incident_id: str
+    revision: int = 0
+    agency_names: dict[str, str] = field(default_factory=dict)
+    expected_agency_ids: list[str] = field(default_factory=list)
+    release_policy: dict = field(default_factory=dict)
+    completed: dict[str, int] = field(default_factory=dict)  # agency → announced record count
+    partition: int | None = None
+    released_at: datetime | None = None
+    release_reason: str | None = None
+    manual_release_requested_at: datetime | None = None
+
+
+def get_incident(session: Session, incident_id: str) -> Incident | None:
+    row = session.execute(
+        select(_INCIDENTS).where(_INCIDENTS.c.incident_id == incident_id)).first()
+    return Incident(**row._mapping) if row is not None else None
+
+
+def ensure_incident(session: Session, incident_id: str) -> Incident:
+    """The incident, created empty when its records (or its definition) arrive first."""
+    incident = get_incident(session, incident_id)
+    if incident is None:
+        incident = Incident(incident_id)
+        session.execute(insert(_INCIDENTS).values(**asdict(incident)))
+    return incident
+
+
+def incidents_on(session: Session, partitions: set[int]) -> list[Incident]:
+    rows = session.execute(select(_INCIDENTS).where(_INCIDENTS.c.partition.in_(partitions))
+                           .order_by(_INCIDENTS.c.incident_id))
+    return [Incident(**row._mapping) for row in rows]
+
+
+def save_definition(session: Session, msg: IncidentMessage) -> None:
+    """Agency names, expected agencies and release policy, from an incidents.v1 revision."""
+    session.execute(update(_INCIDENTS).where(_INCIDENTS.c.incident_id == msg.incident_id).values(
+        revision=msg.revision,
+        agency_names={a.agency_id: a.name for a in msg.agencies},
+        expected_agency_ids=list(msg.expected_agency_ids),
+        release_policy=msg.release_policy.model_dump(mode="json")))
+
+
+def save_stream_state(session: Session, incident: Incident) -> None:
+    """The partition the incident's records arrive on, and the agencies that completed."""
+    session.execute(update(_INCIDENTS).where(_INCIDENTS.c.incident_id == incident.incident_id)
+                    .values(partition=incident.partition, completed=incident.completed))
+
+
+def mark_released(session: Session, incident_id: str, released_at: datetime, reason: str) -> None:
+    session.execute(update(_INCIDENTS).where(_INCIDENTS.c.incident_id == incident_id)
+                    .values(released_at=released_at, release_reason=reason))
+
+
+def request_manual_release(session: Session, incident_id: str, now: datetime) -> Incident | None:
+    """Ask the partition owner to release on its next tick; the first request's time stays."""
+    incident = get_incident(session, incident_id)
+    if incident is None:
+        return None
+    if incident.manual_release_requested_at is None:
+        incident.manual_release_requested_at = now
+        session.execute(update(_INCIDENTS).where(_INCIDENTS.c.incident_id == incident_id)
+                        .values(manual_release_requested_at=now))
+    return incident
+
+
+# --- records and persons -----------------------------------------------------------------------
+
+def write_records(session: Session, incident_id: str, records: dict[RecordKey, RecordMeta],
+                  versions: dict[RecordKey, AffectedRecordMessage], now: datetime) -> None:
+    """Records whose state changed: a new version (`versions`) is written whole; the rest
+    only move to another person or are withdrawn."""
+    full, partial = [], []
+    for key, meta in records.items():
+        msg = versions.get(key)
+        if msg is not None:
+            full.append({
+                "incident_id": incident_id, "agency_id": msg.agency_id,
+                "source_record_id": msg.source_record_id, "record_version": msg.record_version,
+                "message_id": msg.message_id, "sealed": msg.sealed,
+                "data_categories": list(msg.data_categories),
+                "document_count": msg.document_count,
+                "preferred_language": msg.preferred_language, "on_hold": msg.on_hold,
+                "updated_at": now, "person_id": meta.person_id, "withdrawn": meta.withdrawn,
+            })
+        else:
+            partial.append({"b_incident": incident_id, "b_agency": key[0], "b_record": key[1],
+                            "person_id": meta.person_id, "withdrawn": meta.withdrawn})
+    upsert(session, RecordState, full, _RECORD_KEY)
+    if partial:
+        session.execute(
+            update(_RECORDS)
+            .where(_RECORDS.c.incident_id == bindparam("b_incident"),
+                   _RECORDS.c.agency_id == bindparam("b_agency"),
+                   _RECORDS.c.source_record_id == bindparam("b_record"))
+            .values(person_id=bindparam("person_id"), withdrawn=bindparam("withdrawn")),
+            partial,
+        )
+
+
+def write_persons(session: Session, incident_id: str, persons: dict[str, PersonMeta]) -> None:
+    upsert(session, PersonState, [{
+        "incident_id": incident_id, "person_id": person_id, "status": p.status,
+        "first_seen_at": p.first_seen_at, "changed_at": p.changed_at, "dirty": p.dirty,
+        "notice_person_id": p.notice_person_id, "notified_version": p.notified_version,
+        "notified_agency_ids": sorted(p.notified_agency_ids),
+        "notified_categories": sorted(p.notified_categories),
+    } for person_id, p in persons.items()], ["incident_id", "person_id"])
+
+
+def load_identity(session: Session, incident_id: str) -> StoredIdentity:
+    """Everything the incident's identity state is rebuilt from."""
+    r = _RECORDS
+    records = [
+        StoredRecord((row.agency_id, row.source_record_id),
+                     RecordMeta(row.record_version, row.person_id, row.withdrawn, row.on_hold,
+                                tuple(row.data_categories)),
+                     row.sealed)
+        for row in session.execute(
+            select(r.c.agency_id, r.c.source_record_id, r.c.record_version, r.c.person_id,
+                   r.c.withdrawn, r.c.on_hold, r.c.data_categories, r.c.sealed)
+            .where(r.c.incident_id == incident_id))
+    ]
+    persons = {
+        p.person_id: PersonMeta(
+            first_seen_at=p.first_seen_at, changed_at=p.changed_at, status=p.status,
+            dirty=p.dirty, notice_person_id=p.notice_person_id,
+            notified_version=p.notified_version,
+            notified_agency_ids=frozenset(p.notified_agency_ids),
+            notified_categories=frozenset(p.notified_categories))
+        for p in session.execute(select(_PERSONS).where(_PERSONS.c.incident_id == incident_id))
+    }
+    # Coordinators' review decisions are part of the state: the resolver gets them again.
+    # Not those still pending: the next tick applies them and writes what they change.
+    decisions = _decisions(session, incident_id, _REVIEWS.c.status.in_(("merge", "keep_apart")),
+                           _REVIEWS.c.applied == True)  # noqa: E712
+    return StoredIdentity(records, persons, decisions)
+
+
+def live_records(session: Session, incident_id: str, person_ids: list[str]
+                 ) -> dict[str, list[NoticeRecord]]:
+    """The records (not withdrawn) of each person, as a notice is built from them."""
+    r = _RECORDS
+    grouped: dict[str, list[NoticeRecord]] = {}
+    for row in session.execute(
+            select(r.c.person_id, r.c.incident_id, r.c.agency_id, r.c.source_record_id,
+                   r.c.record_version, r.c.sealed, r.c.data_categories, r.c.document_count,
+                   r.c.preferred_language, r.c.updated_at)
+            .where(r.c.incident_id == incident_id, r.c.person_id.in_(person_ids),
+                   r.c.withdrawn == False)):  # noqa: E712
+        grouped.setdefault(row.person_id, []).append(NoticeRecord(*row[1:]))
+    return grouped
+
+
+# --- notices -----------------------------------------------------------------------------------
+
+def add_notice(session: Session, notice: NoticeMessage, view: PersonView) -> None:
+    """The notice's row and, in the same transaction, the outbox row that publishes it."""
+    session.add(NoticeState(
+        notice_id=notice.notice_id, incident_id=notice.incident_id, person_id=notice.person_id,
+        version=notice.version, agency_ids=sorted(view.agency_ids),
+        data_categories=sorted(view.categories)))
+    outbox.enqueue(session, NOTICES, notice.person_id, notice.to_bytes())
+
+
+# --- the review queue --------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    review_id: str
+    a: RecordKey
+    b: RecordKey
+    reason: str
+    status: str  # open | merge | keep_apart | resolved
+    evidence: dict
+    decided_at: datetime | None
+
+
+_REVIEW_COLUMNS = (_REVIEWS.c.review_id, _REVIEWS.c.a_agency_id, _REVIEWS.c.a_source_record_id,
+                   _REVIEWS.c.b_agency_id, _REVIEWS.c.b_source_record_id, _REVIEWS.c.reason,
+                   _REVIEWS.c.status, _REVIEWS.c.evidence, _REVIEWS.c.decided_at)
+
+
+def _review(row) -> Review:  # noqa: ANN001 - a row of _REVIEW_COLUMNS
+    return Review(row.review_id, (row.a_agency_id, row.a_source_record_id),
+                  (row.b_agency_id, row.b_source_record_id), row.reason, row.status,
+                  row.evidence, row.decided_at)
+
+
+def reviews(session: Session, incident_id: str, status: str | None) -> list[Review]:
+    """The incident's review rows (all of them when `status` is None), by review id."""
+    query = select(*_REVIEW_COLUMNS).where(_REVIEWS.c.incident_id == incident_id)
+    if status is not None:
+        query = query.where(_REVIEWS.c.status == status)
+    return [_review(row) for row in session.execute(query.order_by(_REVIEWS.c.review_id))]
+
+
+def decide_review(session: Session, incident_id: str, review_id: str, same_person: bool,
+                  now: datetime) -> Review | None:
+    """Record a coordinator's decision; the partition owner applies it on its next tick."""
+    row = session.execute(select(*_REVIEW_COLUMNS).where(_REVIEWS.c.review_id == review_id)
+                          .where(_REVIEWS.c.incident_id == incident_id)).first()
+    if row is None:
+        return None
+    status = "merge" if same_person else "keep_apart"
+    session.execute(update(_REVIEWS).where(_REVIEWS.c.review_id == review_id)
+                    .values(status=status, decided_at=now, applied=False))
+    review = _review(row)
+    return Review(review.review_id, review.a, review.b, review.reason, status, review.evidence, now)
+
+
+def _decisions(session: Session, incident_id: str, *where) -> list[ReviewDecision]:  # noqa: ANN002
+    r = _REVIEWS
+    return [ReviewDecision(row.review_id, (row.a_agency_id, row.a_source_record_id),
+                           (row.b_agency_id, row.b_source_record_id), row.status == "merge")
+            for row in session.execute(
+                select(r.c.review_id, r.c.a_agency_id, r.c.a_source_record_id, r.c.b_agency_id,
+                       r.c.b_source_record_id, r.c.status)
+                .where(r.c.incident_id == incident_id, *where))]
+
+
+def pending_decisions(session: Session, incident_id: str) -> list[ReviewDecision]:
+    """Decisions recorded since the partition owner last applied the incident's."""
+    return _decisions(session, incident_id, _REVIEWS.c.applied == False)  # noqa: E712
+
+
+def mark_applied(session: Session, decisions: list[ReviewDecision]) -> None:
+    """Only as decided: a coordinator who changed their mind meanwhile stays pending."""
+    if decisions:
+        session.execute(
+            update(_REVIEWS).where(_REVIEWS.c.review_id == bindparam("b_id"),
+                                   _REVIEWS.c.status == bindparam("b_status"))
+            .values(applied=True),
+            [{"b_id": d.review_id, "b_status": "merge" if d.same_person else "keep_apart"}
+             for d in decisions])
+
+
+def review_statuses(session: Session, incident_id: str) -> dict[str, tuple[str, str]]:
+    """review id → (status, reason) of every review row of the incident."""
+    return {rid: (status, reason) for rid, status, reason in session.execute(
+        select(_REVIEWS.c.review_id, _REVIEWS.c.status, _REVIEWS.c.reason)
+        .where(_REVIEWS.c.incident_id == incident_id))}
+
+
+def write_review_changes(session: Session, incident_id: str, changes: ReviewChanges,
+                         now: datetime) -> None:
+    if changes.new:
+        session.execute(insert(_REVIEWS), [{
+            "review_id": r.review_id, "incident_id": incident_id,
+            "a_agency_id": r.a[0], "a_source_record_id": r.a[1],
+            "b_agency_id": r.b[0], "b_source_record_id": r.b[1],
+            "reason": r.reason, "evidence": r.evidence, "status": "open",
+            "applied": True, "updated_at": now,
+        } for r in changes.new])
+    if changes.revised:  # never over a decision a coordinator made meanwhile
+        # or_, not in_(): an IN list is an "expanding" parameter, which executemany refuses.
+        session.execute(
+            update(_REVIEWS)
+            .where(_REVIEWS.c.review_id == bindparam("b_id"),
+                   or_(_REVIEWS.c.status == "open", _REVIEWS.c.status == "resolved"))
+            .values(status="open", reason=bindparam("b_reason"),
+                    evidence=bindparam("b_evidence"), updated_at=now),
+            [{"b_id": r.review_id, "b_reason": r.reason, "b_evidence": r.evidence}
+             for r in changes.revised])
+    if changes.resolved:
+        session.execute(
+            update(_REVIEWS)
+            .where(_REVIEWS.c.review_id == bindparam("b_id"), _REVIEWS.c.status == "open")
+            .values(status="resolved", updated_at=now),
+            [{"b_id": rid} for rid in changes.resolved])
+
+
+# --- progress ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class AgencyCount:
+    agency_id: str
+    name: str
+    expected: bool
+    complete: bool
+    records: int  # live (not withdrawn)
+    withdrawn: int
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentProgress:
+    incident_id: str
+    released_at: datetime | None
+    release_reason: str | None
+    hold_deadline: str | None  # as the release policy holds it
+    agencies: list[AgencyCount]
+    persons: int  # distinct persons the records resolve to
+    pending_release: int
+    notified: int
+    on_hold: int
+    in_review: int
+
+
+def progress(session: Session, incident_id: str) -> IncidentProgress | None:
+    incident = get_incident(session, incident_id)
+    if incident is None:
+        return None
+    per_agency: dict[str, list[int]] = {}
+    for agency_id, withdrawn, n in session.execute(
+            select(_RECORDS.c.agency_id, _RECORDS.c.withdrawn, func.count())
+            .where(_RECORDS.c.incident_id == incident_id)
+            .group_by(_RECORDS.c.agency_id, _RECORDS.c.withdrawn)):
+        per_agency.setdefault(agency_id, [0, 0])[1 if withdrawn else 0] += n
+    for agency_id in incident.agency_names:
+        per_agency.setdefault(agency_id, [0, 0])
+    statuses = dict(session.execute(
+        select(_PERSONS.c.status, func.count()).where(_PERSONS.c.incident_id == incident_id)
+        .group_by(_PERSONS.c.status)).all())
+    in_review = session.execute(select(func.count()).select_from(_REVIEWS).where(
+        _REVIEWS.c.incident_id == incident_id, _REVIEWS.c.status == "open")).scalar_one()
+    return IncidentProgress(
+        incident_id=incident_id, released_at=incident.released_at,
+        release_reason=incident.release_reason,
+        hold_deadline=(incident.release_policy or {}).get("hold_deadline"),
+        agencies=[AgencyCount(
+            agency_id=a, name=incident.agency_names.get(a, a),
+            expected=a in incident.expected_agency_ids, complete=a in incident.completed,
+            records=n[0], withdrawn=n[1]) for a, n in sorted(per_agency.items())],
+        persons=sum(n for s, n in statuses.items() if s != "empty"),
+        pending_release=statuses.get("pending", 0),
+        notified=statuses.get("notified", 0),
+        on_hold=statuses.get("held", 0),
+        in_review=in_review,
+    )

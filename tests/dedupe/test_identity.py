@@ -1,0 +1,177 @@
+"""The identity state (identity.py) with a real resolver and no database: records in, persons
+and release decisions out, notice lineage across re-identification, rebuild, review pairs."""
+
+from datetime import UTC, datetime, timedelta
+
+from services.common.crypto import Sealer, generate_key_spec
+from services.common.messages import ReleasePolicy
+from services.dedupe.identity import (
+    IdentityState,
+    IncidentIdentity,
+    PersonMeta,
+    ReviewDecision,
+    StoredIdentity,
+    StoredRecord,
+)
+from services.dedupe.resolver import Resolver
+from tests.dedupe.conftest import AROHA, HEMI
+from tests.dedupe.test_reviews import J_TIPENE, JOSEPH_TIPENE
+from tests.support.messages import record_message
+
+T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+NOW = T0 + timedelta(minutes=1)
+POLICY = ReleasePolicy(settle_window_seconds=0)
+SEALER = Sealer(generate_key_spec("identity-test"))
+
+
+def identity() -> IncidentIdentity:
+    return IncidentIdentity("inc-1", SEALER, Resolver())
+
+
+def record(agency_id: str, source_record_id: str, person: dict, version: int = 1, **kw):  # noqa: ANN003, ANN201
+    return record_message(SEALER, "inc-1", agency_id, source_record_id, version=version,
+                          **kw, **person)
+
+
+def test_records_of_one_person_settle_into_one_person_awaiting_a_decision():
+    state = identity()
+    assert state.apply_record(record("gp", "gp-1", AROHA))
+    assert state.apply_record(record("lab", "lab-9", AROHA, categories=("lab_results",)))
+    assert state.apply_record(record("gp", "gp-2", HEMI))
+    state.settle(T0)
+
+    aroha = state.records["gp", "gp-1"].person_id
+    assert state.records["lab", "lab-9"].person_id == aroha
+    assert state.records["gp", "gp-2"].person_id not in (None, aroha)
+    assert state.members[aroha] == {("gp", "gp-1"), ("lab", "lab-9")}
+    assert state.dirty == set(state.persons) and len(state.persons) == 2
+    assert set(state.take_records()) == {("gp", "gp-1"), ("lab", "lab-9"), ("gp", "gp-2")}
+    assert set(state.take_persons()) == set(state.persons)
+    assert state.take_records() == {} and state.take_persons() == {}  # taken once
+    view = state.view(aroha)
+    assert (view.live_records, view.agency_ids) == (2, frozenset({"gp", "lab"}))
+    assert view.categories == frozenset({"clinical_notes", "lab_results"})
+
+
+def test_a_replayed_or_older_version_changes_nothing():
+    state = identity()
+    assert state.apply_record(record("gp", "gp-1", AROHA, version=2))
+    state.settle(T0)
+    state.take_records()
+    assert not state.apply_record(record("gp", "gp-1", AROHA, version=2))
+    assert not state.apply_record(record("gp", "gp-1", AROHA, version=1))
+    state.settle(NOW)
+    assert state.take_records() == {} and state.records["gp", "gp-1"].version == 2
+
+
+def test_nothing_is_due_before_release_and_each_person_is_notified_once():
+    state = identity()
+    state.apply_record(record("gp", "gp-1", AROHA))
+    state.apply_record(record("gp", "gp-2", HEMI))
+    state.settle(T0)
+    assert state.release(None, POLICY, NOW) == []
+    assert len(state.dirty) == 2  # still waiting for the incident's release
+
+    due = state.release(T0, POLICY, NOW)
+    assert [d.version for d in due] == [1, 1]
+    assert [d.person_id for d in due] == sorted(state.persons)
+    assert all(d.notice_person_id == d.person_id for d in due)
+    assert {p.status for p in state.persons.values()} == {"notified"}
+    assert state.dirty == set()
+    assert state.release(T0, POLICY, NOW) == []
+
+
+def test_a_held_record_holds_the_person_and_a_withdrawn_person_is_empty():
+    state = identity()
+    state.apply_record(record("gp", "gp-1", AROHA, hold={"reason": "health_prejudice"}))
+    state.apply_record(record("gp", "gp-2", HEMI))
+    state.settle(T0)
+    aroha, hemi = state.records["gp", "gp-1"].person_id, state.records["gp", "gp-2"].person_id
+    state.withdraw(("gp", "gp-2"))
+    state.settle(T0)
+    assert state.records["gp", "gp-2"].person_id is None and state.persons[hemi].status == "empty"
+    assert state.release(T0, POLICY, NOW) == []
+    assert state.persons[aroha].status == "held"
+
+
+def test_a_notified_person_re_identified_by_a_merge_gets_an_amendment_in_the_same_lineage():
+    state = identity()
+    state.apply_record(record("lab", "lab-9", AROHA, categories=("lab_results",)))
+    state.settle(T0)
+    (first,) = state.release(T0, POLICY, NOW)
+
+    # A GP record of the same person: the person's id becomes the smaller key's.
+    state.apply_record(record("gp", "gp-1", AROHA))
+    later = NOW + timedelta(minutes=1)
+    state.settle(later)
+    merged = state.records["gp", "gp-1"].person_id
+    assert merged != first.person_id and state.records["lab", "lab-9"].person_id == merged
+    assert state.persons[first.person_id].status == "empty"
+
+    (amendment,) = state.release(T0, POLICY, later)
+    assert (amendment.person_id, amendment.notice_person_id, amendment.version) == (
+        merged, first.person_id, 2)
+    assert amendment.view.agency_ids == frozenset({"gp", "lab"})
+
+
+def test_a_coordinators_merge_joins_an_uncertain_pair():
+    state = identity()
+    state.apply_record(record("gp", "gp-1", J_TIPENE))
+    state.apply_record(record("lab", "lab-1", JOSEPH_TIPENE))
+    state.settle(T0)
+    assert len({m.person_id for m in state.records.values()}) == 2
+    state.take_records()
+
+    state.apply_decisions([ReviewDecision("rev-1", ("gp", "gp-1"), ("lab", "lab-1"), True),
+                           ReviewDecision("rev-2", ("gp", "gone"), ("lab", "lab-1"), False)])
+    state.settle(NOW)
+    assert len({m.person_id for m in state.records.values()}) == 1
+    assert state.take_records()  # the moved record is written
+
+
+def test_rebuilt_state_matches_the_stored_rows_without_rewriting_them():
+    state = identity()
+    state.apply_record(record("gp", "gp-1", AROHA))
+    state.apply_record(record("lab", "lab-9", AROHA))
+    state.apply_record(record("gp", "gp-2", HEMI))
+    state.withdraw(("gp", "gp-2"))
+    state.settle(T0)
+    versions = {(m.agency_id, m.source_record_id): m for m in (
+        record("gp", "gp-1", AROHA), record("lab", "lab-9", AROHA), record("gp", "gp-2", HEMI))}
+    stored = StoredIdentity(
+        records=[StoredRecord(key, meta, versions[key].sealed) for key, meta in state.records.items()],
+        persons={pid: PersonMeta(T0, T0, p.status, p.dirty) for pid, p in state.persons.items()},
+        decisions=[])
+
+    registry = IdentityState(SEALER)
+    rebuilt = registry.rebuild("inc-1", 3, stored)
+    assert registry.get("inc-1") is rebuilt
+    assert rebuilt.members == {p: keys for p, keys in state.members.items() if keys}
+    assert rebuilt.dirty == state.dirty
+    assert ("gp", "gp-2") not in rebuilt.resolver  # withdrawn records are not matched again
+    rebuilt.settle(NOW)
+    assert rebuilt.take_records() == {} and rebuilt.take_persons() == {}
+
+    registry.forget_partitions({1, 2})
+    assert registry.get("inc-1") is rebuilt
+    registry.forget_partitions({3})
+    assert registry.get("inc-1") is None
+
+
+def test_review_pairs_are_listed_when_changed_and_at_most_once_per_interval():
+    registry = IdentityState(SEALER, review_sync_interval_s=3600)
+    state = registry.rebuild("inc-1", 0, StoredIdentity([], {}, []))
+    state.apply_record(record("gp", "gp-1", J_TIPENE))
+    state.apply_record(record("lab", "lab-1", JOSEPH_TIPENE))
+    state.settle(T0)
+    (pair,) = registry.reviews_due(state)
+    assert (pair.a, pair.b, pair.why) == (("gp", "gp-1"), ("lab", "lab-1"), "uncertain")
+    assert registry.reviews_due(state) is None  # nothing changed since
+    state.apply_record(record("gp", "gp-2", HEMI))
+    state.settle(NOW)
+    assert registry.reviews_due(state) is None  # changed, but listed too recently
+
+    often = IdentityState(SEALER, review_sync_interval_s=0)
+    again = often.rebuild("inc-1", 0, StoredIdentity([], {}, []))
+    assert often.reviews_due(again) == []  # a rebuilt incident's queue is refreshed once
+    assert often.reviews_due(again) is None

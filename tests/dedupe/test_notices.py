@@ -1,0 +1,64 @@
+"""Building a person's notice from their records (notices.py): no database, no Kafka."""
+
+from datetime import UTC, datetime, timedelta
+
+from services.common.crypto import Sealer, generate_key_spec
+from services.common.ids import notice_id
+from services.common.messages import SealedRecipient, notice_sealing_context, record_sealing_context
+from services.dedupe.notices import NoticeRecord, build_notice, merge_recipient
+
+T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+SEALER = Sealer(generate_key_spec("notices-test"))
+
+
+def record(agency_id: str, source_record_id: str, updated_at: datetime, categories=("clinical_notes",),  # noqa: ANN001
+           documents: int = 1, language: str = "en", **personal) -> NoticeRecord:
+    sealed = SEALER.seal(personal, record_sealing_context("inc-1", agency_id, source_record_id, 1))
+    return NoticeRecord("inc-1", agency_id, source_record_id, 1, sealed, list(categories),
+                        documents, language, updated_at)
+
+
+def test_the_freshest_contact_details_win_field_by_field():
+    assert merge_recipient([
+        {"given_names": "Aroha", "email": "new@example.nz"},
+        {"given_names": "A", "email": "old@example.nz", "mobile": "+64211234567"},
+    ]) == {"given_names": "Aroha", "email": "new@example.nz", "mobile": "+64211234567"}
+
+
+def test_one_notice_names_every_agency_with_its_categories_and_documents():
+    records = [
+        record("lab", "lab-9", T0, categories=("lab_results",), documents=3,
+               given_names="Aroha", family_name="Testperson", mobile="+64211234567"),
+        record("gp", "gp-1", T0 + timedelta(minutes=5), language="mi", given_names="Aroha",
+               family_name="Testperson", email="aroha.testperson@example.nz"),
+        record("gp", "gp-2", T0 - timedelta(minutes=5), categories=("prescriptions",)),
+    ]
+    notice = build_notice(SEALER, "inc-1", "P-1", 2, records,
+                          {"gp": "Kōwhai Medical Centre"}, created_at=T0)
+    assert (notice.notice_id, notice.person_id, notice.version) == (notice_id("inc-1", "P-1", 2),
+                                                                   "P-1", 2)
+    assert notice.created_at == T0
+    assert [(a.agency_id, a.name, a.data_categories, a.document_count) for a in notice.agencies] == [
+        ("gp", "Kōwhai Medical Centre", ["clinical_notes", "prescriptions"], 2),
+        ("lab", "lab", ["lab_results"], 3),  # an agency without a known name keeps its id
+    ]
+    assert notice.preferred_language == "mi"  # the most recent record's
+    assert notice.channels == ["email", "sms"]
+    assert notice.has_representative is False
+    sealed = SealedRecipient.model_validate(
+        SEALER.open(notice.sealed, notice_sealing_context(notice.notice_id)))
+    assert sealed.recipient.email == "aroha.testperson@example.nz"
+    assert sealed.recipient.mobile == "+64211234567"
+
+
+def test_a_representative_from_a_hold_is_carried_sealed():
+    hold = {"reason": "representative", "representative": {"name": "Test Whānau Contact",
+                                                            "email": "whanau@example.nz"}}
+    notice = build_notice(SEALER, "inc-1", "P-1", 1,
+                          [record("gp", "gp-1", T0, hold=hold, address={"line1": "1 Test Street"})],
+                          {}, created_at=T0)
+    assert notice.has_representative is True
+    assert notice.channels == ["postal"]
+    sealed = SealedRecipient.model_validate(
+        SEALER.open(notice.sealed, notice_sealing_context(notice.notice_id)))
+    assert sealed.representative.email == "whanau@example.nz"
