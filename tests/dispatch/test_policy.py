@@ -79,7 +79,8 @@ def test_representative_contacts_are_used_not_the_persons():
 
 
 def test_next_channel_after_permanent_failure_walks_to_unreachable():
-    n, pol = _notice(), {"mode": "email_else_sms"}
+    # As production calls it: with the contract notice's channels (NoticeMessage.channels).
+    n, pol = ["email", "sms", "postal"], {"mode": "email_else_sms"}
     assert next_channel_after_permanent_failure(n, pol, ["email"]) is Channel.SMS
     assert next_channel_after_permanent_failure(n, pol, ["email", "sms"]) is Channel.POSTAL
     assert next_channel_after_permanent_failure(n, pol, ["email", "sms", "postal"]) is None
