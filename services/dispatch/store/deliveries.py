@@ -269,6 +269,12 @@ def write_changes(session: Session, changes: Sequence[Change], now: datetime) ->
 
 
 def pending_count(session: Session) -> int:
+    """Deliveries the sender still has to finish (backpressure). A queued postal delivery waits
+    for the mail-out, not for us: counting it would pause notice intake for good once enough
+    people are reached by post."""
     return session.execute(
-        text(f"SELECT count(*) FROM delivery WHERE status IN ({_sql_list(PENDING_STATES)})")  # noqa: S608
+        text(
+            f"SELECT count(*) FROM delivery WHERE status IN ({_sql_list(PENDING_STATES)})"  # noqa: S608
+            f" AND channel IN ({_sql_list(SENDABLE_CHANNELS)})"
+        )
     ).scalar_one()
