@@ -76,10 +76,6 @@ class IllegalTransition(ValueError):
         self.target = target
 
 
-def can_transition(current: DeliveryStatus | str, target: DeliveryStatus | str) -> bool:
-    return DeliveryStatus(target) in ALLOWED_TRANSITIONS[DeliveryStatus(current)]
-
-
 def apply_transition(current: DeliveryStatus | str, target: DeliveryStatus | str) -> DeliveryStatus:
     """Return the new status, or raise IllegalTransition.
 
