@@ -8,10 +8,11 @@ are ids, counts, categories and flags that routing, ordering and ops need.
 
 import uuid
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema
 
 from services.common.ids import Id
 
@@ -38,16 +39,24 @@ DataCategory = Literal[
     "other",
 ]
 Language = Literal["en", "mi"]
-DeliveryStatus = Literal[
-    "queued",
-    "sending",
-    "sent",
-    "delivered",
-    "temporary-failure",
-    "permanent-failure",
-    "technical-failure",
-    "unreachable",
-]
+
+
+class DeliveryStatus(StrEnum):
+    """The status of one notice's delivery on one channel: the contract's set (delivery-event.v1).
+    Which changes are allowed is services/dispatch/delivery_state.py's business."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"  # accepted by the provider; no receipt yet
+    DELIVERED = "delivered"
+    TEMPORARY_FAILURE = "temporary-failure"  # recipient side, may succeed later (mailbox full, 4xx)
+    PERMANENT_FAILURE = "permanent-failure"  # recipient side, will not succeed (5xx, bad number)
+    TECHNICAL_FAILURE = "technical-failure"  # our side or the provider's (connection, 5xx API)
+    UNREACHABLE = "unreachable"  # channel 'none': no channel left, the s 115 public-notice list
+
+
+# In the JSON Schema the status set stays inline (an enum of strings, no $defs entry).
+_INLINE_DELIVERY_STATUS = WithJsonSchema({"enum": [s.value for s in DeliveryStatus], "type": "string"})
 Channel = Literal["email", "sms", "postal", "none"]
 
 
@@ -314,7 +323,7 @@ class DeliveryEventMessage(_Message):
     incident_id: Id
     person_id: Id
     channel: Channel
-    status: DeliveryStatus
+    status: Annotated[DeliveryStatus, _INLINE_DELIVERY_STATUS] = Field(title="Status")
     attempt: int = Field(ge=0)
     provider: str | None = Field(default=None, max_length=64)
     reason_code: str | None = Field(default=None, max_length=64)

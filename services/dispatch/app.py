@@ -1,35 +1,40 @@
-"""Dispatch: renders and sends each released notice; tracks every delivery."""
+"""Dispatch: renders and sends each released notice; tracks every delivery.
+
+The composition root: settings become the policies, the incident book, the providers, the
+sender and the consumers, wired to the shared runtime and the HTTP routes (api.py).
+"""
 
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from fastapi import FastAPI
 
-from services.common.clock import utcnow
+from services.common.clock import Clock, utcnow
 from services.common.kafka import ConsumerWorker
 from services.common.runtime import ServiceRuntime, create_service_app
 from services.common.topics import DELIVERY_EVENTS, INCIDENTS, NOTICES
-from services.dispatch import api, store
+from services.dispatch import api
+from services.dispatch.incidents import IncidentBook
 from services.dispatch.models import MODELS
 from services.dispatch.notices import IncidentHandler, NoticeHandler
 from services.dispatch.policy import QuietHours, RetryPolicy
 from services.dispatch.providers.base import EmailProvider, SmsProvider
-from services.dispatch.sender import Sender, build_email_provider, build_sms_provider
+from services.dispatch.providers.factory import build_email_provider, build_sms_provider
+from services.dispatch.sender import Sender
 from services.dispatch.settings import DispatchSettings
-
-Clock = Callable[[], datetime]
-
 
 
 class DispatchRuntime(ServiceRuntime):
-    """The shared runtime plus dispatch's sender loop, started after the outbox relay and
-    stopped before it (so the last results and their events are written and published)."""
+    """The shared runtime plus dispatch's parts: the incident book, the retry and quiet-hours
+    policies, the clock, and the sender loop, started after the outbox relay and stopped
+    before it (so the last results and their events are written and published)."""
+
+    settings: DispatchSettings
 
     def __init__(self, settings: DispatchSettings, clock: Clock,
                  email: EmailProvider | None = None, sms: SmsProvider | None = None):
-        self.clock = clock
-        self.quiet = (
+        self.clock: Clock = clock
+        self.quiet: QuietHours | None = (
             QuietHours(settings.quiet_hours_start, settings.quiet_hours_end)
             if settings.quiet_hours_enabled else None
         )
@@ -38,35 +43,39 @@ class DispatchRuntime(ServiceRuntime):
             max_attempts=settings.retry_max_attempts,
             max_total=timedelta(seconds=settings.retry_max_total_s),
         )
-        self._email, self._sms = email, sms
-        self.sender: Sender | None = None
+        self.book = IncidentBook()
+        self.sender: Sender | None = None  # built at start: its providers open connections
         self.notice_handler: NoticeHandler | None = None
+        self._email, self._sms = email, sms
         super().__init__(
             settings, MODELS, [INCIDENTS, NOTICES, DELIVERY_EVENTS], workers=self._make_workers,
             on_start=self._start_sender,
         )
-        self.book = store.IncidentBook(self.engine)
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Deliveries or events changed: the sender looks for due work, the relay publishes."""
         if self.sender:
             self.sender.wake()
+        self._wake_relay()
+
+    def _wake_relay(self) -> None:
         if self.relay:
             self.relay.wake()
 
     async def _start_sender(self, _runtime: ServiceRuntime) -> None:
-        settings: DispatchSettings = self.settings  # type: ignore[assignment]
+        settings = self.settings
         self.sender = Sender(
-            settings, self.engine, self.book, self.sealer, self.relay,
+            settings, self.db, self.book, self.sealer,
             self._email or build_email_provider(settings), self._sms or build_sms_provider(settings),
-            self.clock, self.quiet, self.retry,
+            self.clock, self.quiet, self.retry, self._wake_relay,
         )
         self.sender.start()
 
     def _make_workers(self, _runtime: ServiceRuntime) -> list[ConsumerWorker]:
-        settings: DispatchSettings = self.settings  # type: ignore[assignment]
-        incidents = IncidentHandler(self.engine, self.book, self.quiet, self.clock, self._wake)
+        settings = self.settings
+        incidents = IncidentHandler(self.db, self.book, self.quiet, self.clock, self.wake)
         self.notice_handler = NoticeHandler(
-            self.engine, self.book, self.quiet, self.clock, self._wake, settings.max_pending
+            self.db, self.book, self.quiet, self.clock, self.wake, settings.max_pending
         )
         notices_worker = ConsumerWorker(settings, "dispatch.notices", [NOTICES], self.notice_handler)
         self.notice_handler.worker = notices_worker
@@ -104,5 +113,5 @@ def create_app(
         runtime,
         title="Pānui dispatch",
         description="Renders and delivers the one notice per person; tracks delivery.",
-        routers=[api.router(runtime)],
+        routers=[api.router],
     )

@@ -16,15 +16,6 @@ from sqlmodel import Field, SQLModel
 
 from services.common.clock import utcnow
 
-# Statuses the sender may pick up (when due). 'sending' rows are picked up again only once
-# their lease has expired (the process that claimed them is presumed dead).
-DUE_STATUSES = ("queued", "temporary-failure", "technical-failure")
-# Deliveries still in progress: what backpressure counts. Postal rows wait for a mail-out,
-# not for us, so they are not counted.
-PENDING_STATUSES = ("queued", "sending", "temporary-failure", "technical-failure")
-SENDABLE_CHANNELS = ("email", "sms")
-
-
 
 class DispatchIncident(SQLModel, table=True):
     __tablename__ = "dispatch_incident"

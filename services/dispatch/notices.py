@@ -10,25 +10,26 @@
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy.engine import Engine
 
-from services.common.db import run_db
+from services.common.clock import Clock
+from services.common.db import Database
 from services.common.kafka import ConsumerWorker
 from services.common.messages import decode_incident, decode_notice
-from services.dispatch import metrics, store
+from services.dispatch import metrics, tracking
+from services.dispatch.incidents import IncidentBook
 from services.dispatch.policy import QuietHours
+from services.dispatch.store.incidents import upsert_incident
 
 log = logging.getLogger(__name__)
 
 
 class IncidentHandler:
-    def __init__(self, engine: Engine, book: store.IncidentBook, quiet: QuietHours | None,
-                 clock: Callable[[], datetime], on_change: Callable[[], None]):
-        self.engine, self.book, self.quiet, self.clock = engine, book, quiet, clock
+    def __init__(self, db: Database, book: IncidentBook, quiet: QuietHours | None, clock: Clock,
+                 on_change: Callable[[], None]):
+        self.db, self.book, self.quiet, self.clock = db, book, quiet, clock
         self.on_change = on_change
 
     async def __call__(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
@@ -37,19 +38,22 @@ class IncidentHandler:
             if record.value is None:  # tombstone: keep what we have (notices may still need it)
                 continue
             message = decode_incident(record.value)
-            if await run_db(store.upsert_incident, self.engine, self.book, message, record.value):
+            stored, latest = await self.db.run(upsert_incident, message, record.value)
+            self.book.remember(latest)  # once committed
+            if stored:
                 changed = True
-                while await run_db(store.plan_waiting, self.engine, self.book, self.quiet,
-                                   self.clock(), message.incident_id) > 0:
-                    pass  # in batches, until every waiting notice of the incident is planned
+                # One transaction per batch, until every waiting notice of the incident is planned.
+                while await self.db.run(tracking.plan_waiting, self.book, self.quiet, self.clock(),
+                                        message.incident_id) > 0:
+                    pass
         if changed:
             self.on_change()
 
 
 class NoticeHandler:
-    def __init__(self, engine: Engine, book: store.IncidentBook, quiet: QuietHours | None,
-                 clock: Callable[[], datetime], on_change: Callable[[], None], max_pending: int):
-        self.engine, self.book, self.quiet, self.clock = engine, book, quiet, clock
+    def __init__(self, db: Database, book: IncidentBook, quiet: QuietHours | None, clock: Clock,
+                 on_change: Callable[[], None], max_pending: int):
+        self.db, self.book, self.quiet, self.clock = db, book, quiet, clock
         self.on_change = on_change
         self.max_pending = max_pending
         self.worker: ConsumerWorker | None = None
@@ -58,8 +62,8 @@ class NoticeHandler:
 
     async def __call__(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         notices = [(decode_notice(r.value), r.value) for r in records]
-        created = await run_db(
-            store.record_notices, self.engine, self.book, notices, self.quiet, self.clock()
+        created = await self.db.run(
+            tracking.record_notices, self.book, notices, self.quiet, self.clock()
         )
         if created:
             self.pending += created

@@ -1,6 +1,8 @@
-"""Dispatch policy: which channel, when, how often and how fast.
+"""Dispatch policy: which channel, in which order after failures, when, and how often.
 
-Pure functions and small value objects; the service wiring owns persistence and scheduling.
+Pure functions and small value objects (no database, no HTTP): the store persists, the sender
+and services/dispatch/tracking.py schedule. The one fallback order is
+`next_channel_after_permanent_failure`; production reaches it through `fallback_channel`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from enum import StrEnum
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from services.common.messages import DeliveryStatus
 from services.dispatch.content.models import Notice
 
 
@@ -109,21 +112,60 @@ def plan_channels(
     return ChannelPlan(Outcome.SEND, now, tuple(c for c in usable if c not in now))
 
 
+def first_channels(
+    available: Collection[Channel | str],
+    incident_policy: Mapping[str, Any] | IncidentPolicy | None,
+) -> tuple[str, ...]:
+    """The channels a new notice is queued on: the plan's `send_now`, or 'none' (unreachable)
+    when no channel it has contact details for is allowed."""
+    plan = plan_channels(available, incident_policy)
+    if plan.outcome is not Outcome.SEND:
+        return ("none",)
+    return tuple(c.value for c in plan.send_now)
+
+
 def next_channel_after_permanent_failure(
-    notice: Notice | Mapping[str, Any],
+    available: Collection[Channel | str],
     incident_policy: Mapping[str, Any] | IncidentPolicy | None,
     attempted: Collection[Channel | str],
 ) -> Channel | None:
-    """Next channel to try once every channel in `attempted` has failed permanently.
+    """Next channel to try once every channel in `attempted` has failed permanently: the plan's
+    channels in order (send_now, then fallback), skipping those tried.
 
     None means there is nothing left: if no channel delivered, the person is 'unreachable'.
     """
-    plan = choose_channels(notice, incident_policy)
+    plan = plan_channels(available, incident_policy)
     tried = {Channel(c) for c in attempted}
     for channel in (*plan.send_now, *plan.fallback):
         if channel not in tried:
             return channel
     return None
+
+
+def fallback_channel(
+    available: Collection[Channel | str],
+    incident_policy: Mapping[str, Any] | IncidentPolicy | None,
+    deliveries: Mapping[str, str],
+) -> str | None:
+    """After a permanent failure of one of a notice's `deliveries` ({channel: status}): the
+    channel to queue next ('none': nobody can be reached, the public-notice list), or None
+    while another channel of the notice is still on its way, delivered or queued (in 'both'
+    mode a failure on one channel does not trigger fallback)."""
+    if any(status != DeliveryStatus.PERMANENT_FAILURE for status in deliveries.values()):
+        return None
+    nxt = next_channel_after_permanent_failure(available, incident_policy, deliveries)
+    return nxt.value if nxt is not None else "none"
+
+
+def sms_full_notice_via(
+    email_active: bool, has_address: bool, postal_allowed: bool
+) -> Literal["email", "postal", "none"]:
+    """Where an SMS says the full notice is: "we have emailed you" only while an email of the
+    same notice is on its way or delivered; else a letter (postal allowed and an address held);
+    else nowhere (the SMS carries a short summary)."""
+    if email_active:
+        return "email"
+    return "postal" if has_address and postal_allowed else "none"
 
 
 # ------------------------------------------------------------------------------ quiet hours
@@ -165,6 +207,20 @@ class QuietHours:
         end_local = datetime.combine(day, self.end, tzinfo=self.tz)
         # A wall time inside a DST gap does not exist; the UTC round-trip normalises it forward.
         return end_local.astimezone(UTC)
+
+
+def sendable_channels(quiet: QuietHours | None, now: datetime) -> list[str]:
+    """What the sender may claim now: SMS waits for morning in quiet hours; email is not held."""
+    if quiet is not None and quiet.is_quiet(now):
+        return ["email"]
+    return ["email", "sms"]
+
+
+def first_attempt_at(channel: str, quiet: QuietHours | None, now: datetime) -> datetime:
+    """When a newly queued delivery is due: an SMS queued in quiet hours waits for their end."""
+    if channel == "sms" and quiet is not None:
+        return quiet.next_allowed(now)
+    return now
 
 
 def _aware(dt: datetime) -> datetime:
@@ -209,3 +265,28 @@ class RetryPolicy:
             return None
         delay = (rng or random).uniform(0, self.ceiling(attempt))
         return min(delay, remaining)
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    status: DeliveryStatus  # the failure again (retried when due) or PERMANENT_FAILURE
+    next_attempt_at: float  # epoch seconds; 0.0 when giving up
+
+    @property
+    def gave_up(self) -> bool:
+        return self.status is DeliveryStatus.PERMANENT_FAILURE
+
+
+def retry_or_give_up(
+    retry: RetryPolicy, failure: DeliveryStatus, attempts: int, first_attempt_at: float | None,
+    now: datetime, retry_after: float | None = None,
+) -> RetryDecision:
+    """After a temporary or technical failure: back off and try again, within the policy's
+    bounds (attempts, total time since the first attempt), or give up. A provider's
+    Retry-After is respected as a minimum."""
+    now_s = now.timestamp()
+    first = first_attempt_at or now_s
+    delay = retry.next_delay(max(attempts, 1), timedelta(seconds=now_s - first))
+    if delay is None:
+        return RetryDecision(DeliveryStatus.PERMANENT_FAILURE, 0.0)
+    return RetryDecision(failure, now_s + max(delay, retry_after or 0.0))

@@ -3,17 +3,18 @@ messages at the gateways.
 
 Per delivery:
   1. claim: queued/temporary-failure/technical-failure → 'sending', committed with its event
-     BEFORE anything is sent (store.claim_due, a batch per round trip);
+     BEFORE anything is sent (store.deliveries.claim_due, a batch per round trip);
   2. render (content/) and send through the channel's provider with the reference
      "<notice_id>:<channel>" — the SMS gateway dedupes on it, the email's Message-ID is derived
      from it;
   3. record the answer (sent / failure with backoff / fallback) and its event in one
-     transaction, batched with other answers (store.apply_results).
+     transaction, batched with other answers (tracking.record_results).
 A crash between 2 and 3 leaves the row in 'sending'; when its lease expires it is retried with
 the same reference (see docs/dispatch.md for what that does and does not guarantee).
 
-Flow control: at most `sender_concurrency` sends in flight, a token bucket per gateway, and the
-notice consumer pauses while too many deliveries are pending (backpressure).
+Flow control: at most `sender_concurrency` sends in flight, a token bucket per gateway (in the
+providers, see providers/factory.py), and the notice consumer pauses while too many deliveries
+are pending (backpressure).
 """
 
 from __future__ import annotations
@@ -23,181 +24,44 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from datetime import datetime
 
-import httpx
-
+from services.common.clock import Clock
 from services.common.crypto import Sealer
-from services.common.db import run_db
-from services.common.messages import decode_notice, notice_sealing_context
-from services.common.ratelimit import TokenBucket
-from services.dispatch import metrics, store
+from services.common.db import Database
+from services.common.messages import DeliveryStatus, decode_notice, notice_sealing_context
+from services.dispatch import metrics, policy, tracking
 from services.dispatch.content.models import Notice
 from services.dispatch.content.render import RenderError, render_email, render_sms
-from services.dispatch.delivery_state import DeliveryStatus
+from services.dispatch.incidents import IncidentBook
 from services.dispatch.policy import QuietHours, RetryPolicy
-from services.dispatch.providers.base import (
-    EmailMessage,
-    EmailProvider,
-    ProviderResult,
-    SmsMessage,
-    SmsProvider,
-)
-from services.dispatch.providers.failover import FailoverSmsProvider
-from services.dispatch.providers.sms_http import HttpSmsProvider
-from services.dispatch.providers.smtp import SmtpConfig, SmtpEmailProvider
+from services.dispatch.providers.base import EmailMessage, EmailProvider, SmsMessage, SmsProvider
 from services.dispatch.settings import DispatchSettings
+from services.dispatch.store import deliveries
+from services.dispatch.store.deliveries import Claimed
+from services.dispatch.tracking import SendOutcome
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-# ------------------------------------------------------------------------- gateway wrappers
-
-
-class RateLimitedEmail(EmailProvider):
-    """An email provider behind a token bucket (one per gateway)."""
-
-    def __init__(self, inner: EmailProvider, bucket: TokenBucket | None):
-        self.inner, self.bucket = inner, bucket
-        self.name = inner.name
-        self.STATUS_MAP = inner.STATUS_MAP
-
-    async def send(self, message: EmailMessage) -> ProviderResult:
-        if self.bucket:
-            await self.bucket.acquire()
-        return await self.inner.send(message)
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-
-class GatewaySms(SmsProvider):
-    """One SMS gateway: its token bucket, and the receipt callback address naming it."""
-
-    def __init__(self, inner: SmsProvider, bucket: TokenBucket | None, callback_base: str):
-        self.inner, self.bucket = inner, bucket
-        self.name = inner.name
-        self.STATUS_MAP = inner.STATUS_MAP
-        self.callback_url = f"{callback_base.rstrip('/')}/v1/receipts/{inner.name}" if callback_base else None
-
-    async def send(self, message: SmsMessage) -> ProviderResult:
-        if self.bucket:
-            await self.bucket.acquire()
-        return await self.inner.send(replace(message, callback_url=self.callback_url))
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-
-def _bucket(rate: float, burst: int) -> TokenBucket | None:
-    return TokenBucket(rate=rate, burst=max(burst, 1)) if rate > 0 else None
-
-
-def build_email_provider(settings: DispatchSettings) -> EmailProvider:
-    config = SmtpConfig(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        tls=settings.smtp_tls,  # type: ignore[arg-type]
-        validate_certs=settings.smtp_validate_certs,
-        username=settings.smtp_username,
-        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-        timeout=settings.smtp_timeout_s,
-        pool_size=settings.smtp_pool_size,
-        message_id_domain=settings.message_id_domain,
-    )
-    return RateLimitedEmail(
-        SmtpEmailProvider(config), _bucket(settings.email_rate_per_s, settings.email_burst)
-    )
-
-
-def build_sms_provider(settings: DispatchSettings) -> FailoverSmsProvider:
-    gateways: list[tuple[SmsProvider, int]] = []
-    for name, url, key, weight in (
-        ("sms-primary", settings.sms_primary_url, settings.sms_primary_api_key,
-         settings.sms_primary_weight),
-        ("sms-secondary", settings.sms_secondary_url, settings.sms_secondary_api_key,
-         settings.sms_secondary_weight),
-    ):
-        if not url:
-            continue
-        client = httpx.AsyncClient(
-            base_url=url,
-            headers={"Authorization": f"Bearer {key.get_secret_value()}"} if key else {},
-            timeout=httpx.Timeout(settings.sms_timeout_s),
-            limits=httpx.Limits(
-                max_connections=settings.sms_http_connections,
-                max_keepalive_connections=settings.sms_http_connections,
-            ),
-        )
-        inner = _OwningHttpSms(url, name=name, client=client,
-                               connections=settings.sms_http_connections,
-                               pool_timeout=settings.sms_timeout_s)
-        gateway = GatewaySms(
-            inner, _bucket(settings.sms_rate_per_s, settings.sms_burst),
-            settings.receipt_callback_base_url,
-        )
-        gateways.append((gateway, weight))
-    return FailoverSmsProvider(gateways, cooldown=settings.sms_failover_cooldown_s)
-
-
-class _OwningHttpSms(HttpSmsProvider):
-    """HttpSmsProvider with a client we configured (pool limits) and that it closes.
-
-    Requests wait for a connection HERE, not in httpcore's pool: httpcore re-scans every
-    queued request against every connection (and polls each idle socket) whenever a request
-    starts or ends, which with hundreds of sends in flight cost several ms of CPU per SMS.
-    The wait is bounded like httpx's pool timeout and ends the same way (PoolTimeout →
-    connect-error: the request never reached the provider, so failover is safe)."""
-
-    def __init__(self, base_url: str, *, name: str, client: httpx.AsyncClient,
-                 connections: int = 20, pool_timeout: float | None = None):
-        super().__init__(base_url, name=name, client=client)
-        self._owns_client = True
-        self._gate = asyncio.Semaphore(max(connections, 1))
-        self._pool_timeout = pool_timeout
-
-    async def send(self, message: SmsMessage) -> ProviderResult:
-        gate = self._gate
-        if gate.locked():
-            try:
-                async with asyncio.timeout(self._pool_timeout):
-                    await gate.acquire()
-            except TimeoutError:
-                return ProviderResult(None, DeliveryStatus.TECHNICAL_FAILURE, self.name,
-                                      "connect-error")
-        else:
-            await gate.acquire()  # free: returns at once
-        try:
-            return await super().send(message)
-        finally:
-            gate.release()
-
-
-# ------------------------------------------------------------------------------- the sender
 
 
 class Sender:
     def __init__(
         self,
         settings: DispatchSettings,
-        engine,  # noqa: ANN001
-        book: store.IncidentBook,
+        db: Database,
+        book: IncidentBook,
         sealer: Sealer,
-        relay,  # noqa: ANN001
         email: EmailProvider,
         sms: SmsProvider,
         clock: Clock,
         quiet: QuietHours | None,
         retry: RetryPolicy,
+        wake_relay: Callable[[], None],
     ):
         self.settings = settings
-        self.engine = engine
+        self.db = db
         self.book = book
         self.sealer = sealer
-        self.relay = relay
+        self.wake_relay = wake_relay  # events were written: the outbox relay publishes them
         self.email = email
         self.sms = sms
         self.clock = clock
@@ -207,7 +71,7 @@ class Sender:
         self.on_pending: Callable[[int], None] | None = None
         self._wake = asyncio.Event()
         self._slot = asyncio.Event()
-        self._results: list[store.SendOutcome] = []
+        self._results: list[SendOutcome] = []
         self._results_ready = asyncio.Event()
         self._inflight: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
@@ -255,11 +119,6 @@ class Sender:
         self._wake.set()
 
     # ------------------------------------------------------------------ claiming
-    def _channels(self, now: datetime) -> list[str]:
-        if self.quiet is not None and self.quiet.is_quiet(now):
-            return ["email"]  # SMS waits for morning
-        return ["email", "sms"]
-
     async def _claim_loop(self) -> None:
         s = self.settings
         while not self._stopping:
@@ -271,8 +130,9 @@ class Sender:
             now = self.clock()
             limit = min(s.sender_batch_size, free)
             try:
-                claimed = await run_db(
-                    store.claim_due, self.engine, now, s.sending_lease_s, limit, self._channels(now)
+                claimed = await self.db.run(
+                    deliveries.claim_due, now, s.sending_lease_s, limit,
+                    policy.sendable_channels(self.quiet, now),
                 )
             except asyncio.CancelledError:
                 raise
@@ -281,7 +141,7 @@ class Sender:
                 await asyncio.sleep(1.0)
                 continue
             if claimed:
-                self.relay.wake()
+                self.wake_relay()
             for c in claimed:
                 task = asyncio.create_task(self._send(c))
                 self._inflight.add(task)
@@ -296,7 +156,7 @@ class Sender:
         self._slot.set()
 
     # ------------------------------------------------------------------ sending
-    async def _send(self, c: store.Claimed) -> None:
+    async def _send(self, c: Claimed) -> None:
         try:
             outcome = await self._deliver(c)
         except asyncio.CancelledError:
@@ -304,20 +164,19 @@ class Sender:
         except Exception as exc:  # never let one notice stop the sender; no payload in logs
             log.error("dispatch sender: unexpected %s", type(exc).__name__,
                       extra={"notice_id": c.notice_id})
-            outcome = store.SendOutcome(
-                c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE, detail="internal-error"
-            )
+            outcome = SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
+                                  detail="internal-error")
         self._results.append(outcome)
         self._results_ready.set()
 
-    async def _deliver(self, c: store.Claimed) -> store.SendOutcome:
+    async def _deliver(self, c: Claimed) -> SendOutcome:
         notice = decode_notice(c.notice_payload)
-        entry = self.book.cached(notice.incident_id) or await run_db(
+        entry = self.book.cached(notice.incident_id) or await self.db.run(
             self.book.get, notice.incident_id
         )
         if entry is None:  # cannot happen: deliveries are planned only for known incidents
-            return store.SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
-                                     detail="incident-unknown")
+            return SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
+                               detail="incident-unknown")
         sealed = self.sealer.open(notice.sealed, notice_sealing_context(notice.notice_id))
         view = Notice.from_contract(notice, sealed)
         started = time.perf_counter()
@@ -334,11 +193,9 @@ class Sender:
                     )
                 )
             else:
-                postal_allowed = "postal" in entry.message.channel_policy.fallback
-                via = (
-                    "email" if c.email_active
-                    else "postal" if view.addressee_address and postal_allowed
-                    else "none"
+                via = policy.sms_full_notice_via(
+                    c.email_active, bool(view.addressee_address),
+                    "postal" in entry.message.channel_policy.fallback,
                 )
                 rendered = render_sms(view, entry.content, full_notice_via=via)
                 provider = self.sms
@@ -349,11 +206,11 @@ class Sender:
             # About the template/content, never the person: safe to log. Retried on the
             # backoff schedule, so a corrected incident revision is picked up.
             log.warning("dispatch sender: render failed: %s", exc, extra={"notice_id": c.notice_id})
-            return store.SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
-                                     detail="render-error")
+            return SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
+                               detail="render-error")
         metrics.SEND_SECONDS.labels(channel=c.channel, provider=result.provider or provider.name) \
             .observe(time.perf_counter() - started)
-        return store.SendOutcome(
+        return SendOutcome(
             c.id, c.attempt, result.status, result.provider or provider.name,
             result.provider_reference, result.detail, result.retry_after,
         )
@@ -371,11 +228,10 @@ class Sender:
                     return
                 continue
             try:
-                await run_db(
-                    store.apply_results, self.engine, self.book, batch, self.retry, self.quiet,
-                    self.clock(),
+                await self.db.run(
+                    tracking.record_results, self.book, batch, self.retry, self.quiet, self.clock()
                 )
-                self.relay.wake()
+                self.wake_relay()
                 self._wake.set()  # fallbacks and retries may be due now
             except asyncio.CancelledError:
                 raise
@@ -393,13 +249,13 @@ class Sender:
         while True:
             try:
                 now = self.clock()
-                if await run_db(store.expire_leases, self.engine, now):
-                    self.relay.wake()
+                if await self.db.run(deliveries.expire_leases, now):
+                    self.wake_relay()
                     self._wake.set()
-                if await run_db(store.plan_waiting, self.engine, self.book, self.quiet, now):
-                    self.relay.wake()
+                if await self.db.run(tracking.plan_waiting, self.book, self.quiet, now):
+                    self.wake_relay()
                     self._wake.set()
-                self.pending = await run_db(store.pending_count, self.engine)
+                self.pending = await self.db.run(deliveries.pending_count)
                 metrics.PENDING.set(self.pending)
                 if self.on_pending:
                     self.on_pending(self.pending)

@@ -86,3 +86,18 @@ async def smtp_gw():
 async def sms_gw():
     async with SmsGateway(callback_secret="test-secret") as gw:
         yield gw
+
+
+@pytest.fixture
+def dispatch_engine(pg_database):
+    """An engine on a fresh PostgreSQL database holding dispatch's tables (and the outbox)."""
+    from sqlmodel import SQLModel
+
+    from services.common.db import make_engine
+    from services.common.outbox import OutboxMessage
+    from services.dispatch.models import MODELS
+
+    engine = make_engine(pg_database())
+    SQLModel.metadata.create_all(engine, tables=[m.__table__ for m in [*MODELS, OutboxMessage]])
+    yield engine
+    engine.dispose()

@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from services.common.messages import DeliveryStatus
 from services.common.ratelimit import TokenBucket
 from services.dispatch.policy import (
     Channel,
@@ -12,7 +13,13 @@ from services.dispatch.policy import (
     QuietHours,
     RetryPolicy,
     choose_channels,
+    fallback_channel,
+    first_attempt_at,
+    first_channels,
     next_channel_after_permanent_failure,
+    retry_or_give_up,
+    sendable_channels,
+    sms_full_notice_via,
 )
 
 from .conftest import make_notice
@@ -79,10 +86,64 @@ def test_representative_contacts_are_used_not_the_persons():
 
 
 def test_next_channel_after_permanent_failure_walks_to_unreachable():
-    n, pol = _notice(), {"mode": "email_else_sms"}
+    # As production calls it: with the contract notice's channels (NoticeMessage.channels).
+    n, pol = ["email", "sms", "postal"], {"mode": "email_else_sms"}
     assert next_channel_after_permanent_failure(n, pol, ["email"]) is Channel.SMS
     assert next_channel_after_permanent_failure(n, pol, ["email", "sms"]) is Channel.POSTAL
     assert next_channel_after_permanent_failure(n, pol, ["email", "sms", "postal"]) is None
+
+
+@pytest.mark.parametrize(("mode", "fallback", "available", "walk"), [
+    ("email_else_sms", ["email", "sms", "postal"], ["email", "sms", "postal"], ["email", "sms", "postal"]),
+    ("sms_else_email", ["email", "sms", "postal"], ["email", "sms", "postal"], ["sms", "email", "postal"]),
+    ("email_else_sms", ["email", "sms", "postal"], ["sms", "postal"], ["sms", "postal"]),
+    ("email_else_sms", ["email", "sms"], ["email", "sms", "postal"], ["email", "sms"]),  # no letters
+    ("email_else_sms", ["postal", "sms", "email"], ["email", "sms", "postal"], ["email", "sms", "postal"]),
+    ("both", ["email", "sms", "postal"], ["email", "sms", "postal"], ["email", "sms", "postal"]),
+])
+def test_fallback_walks_the_plan_in_order_then_unreachable(mode, fallback, available, walk):
+    """What production does after each permanent failure (tracking._fall_back)."""
+    pol = {"mode": mode, "fallback": fallback}
+    first = list(first_channels(available, pol))
+    statuses = {c: "permanent-failure" for c in first}
+    queued = list(first)
+    while (nxt := fallback_channel(available, pol, statuses)) != "none":
+        assert nxt not in statuses
+        queued.append(nxt)
+        statuses[nxt] = "permanent-failure"
+    assert queued == walk
+
+
+def test_no_fallback_while_another_channel_is_still_working():
+    pol = {"mode": "both"}
+    for other in ("sending", "sent", "delivered", "queued", "temporary-failure"):
+        assert fallback_channel(["email", "sms"], pol, {"email": "permanent-failure", "sms": other}) is None
+    assert fallback_channel(["email", "sms"], pol, {"email": "permanent-failure",
+                                                   "sms": "permanent-failure"}) == "none"
+
+
+def test_first_channels_is_none_when_no_channel_is_usable():
+    assert first_channels([], None) == ("none",)
+    assert first_channels(["postal"], {"fallback": ["email", "sms"]}) == ("none",)
+    assert first_channels(["postal"], None) == ("postal",)
+    assert first_channels(["email", "sms"], {"mode": "both"}) == ("email", "sms")
+
+
+def test_sms_says_where_the_full_notice_is():
+    assert sms_full_notice_via(email_active=True, has_address=True, postal_allowed=True) == "email"
+    assert sms_full_notice_via(email_active=False, has_address=True, postal_allowed=True) == "postal"
+    assert sms_full_notice_via(email_active=False, has_address=True, postal_allowed=False) == "none"
+    assert sms_full_notice_via(email_active=False, has_address=False, postal_allowed=True) == "none"
+
+
+def test_quiet_hours_hold_sms_only():
+    night = datetime(2026, 1, 15, 22, 30, tzinfo=NZ)
+    assert sendable_channels(QuietHours(), night) == ["email"]
+    assert sendable_channels(None, night) == ["email", "sms"]
+    assert sendable_channels(QuietHours(), datetime(2026, 1, 15, 12, tzinfo=NZ)) == ["email", "sms"]
+    assert first_attempt_at("sms", QuietHours(), night) == datetime(2026, 1, 16, 8, 0, tzinfo=NZ)
+    assert first_attempt_at("email", QuietHours(), night) == night
+    assert first_attempt_at("sms", None, night) == night
 
 
 def test_bad_policy_rejected():
@@ -155,6 +216,21 @@ def test_backoff_full_jitter_within_ceiling_and_bounded():
     assert p.next_delay(6, timedelta(0), rng) is None  # attempts exhausted
     assert p.next_delay(1, timedelta(minutes=30), rng) is None  # time exhausted
     assert p.next_delay(5, timedelta(minutes=29, seconds=55), rng) <= 5  # clipped to budget
+
+
+def test_retry_or_give_up():
+    p = RetryPolicy(base_seconds=10, cap_seconds=10, max_attempts=3, max_total=timedelta(hours=1))
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    t = now.timestamp()
+    again = retry_or_give_up(p, DeliveryStatus.TECHNICAL_FAILURE, 1, t, now)
+    assert again.status is DeliveryStatus.TECHNICAL_FAILURE and not again.gave_up
+    assert t <= again.next_attempt_at <= t + 10
+    assert retry_or_give_up(p, DeliveryStatus.TEMPORARY_FAILURE, 1, None, now, 60).next_attempt_at >= t + 60
+    assert retry_or_give_up(p, DeliveryStatus.TEMPORARY_FAILURE, 0, None, now).status is (
+        DeliveryStatus.TEMPORARY_FAILURE)  # a never-counted attempt counts as the first
+    spent = retry_or_give_up(p, DeliveryStatus.TEMPORARY_FAILURE, 3, t, now)
+    assert spent.gave_up and (spent.status, spent.next_attempt_at) == (DeliveryStatus.PERMANENT_FAILURE, 0.0)
+    assert retry_or_give_up(p, DeliveryStatus.TEMPORARY_FAILURE, 1, t - 3600, now).gave_up  # time spent
 
 
 def test_backoff_is_jittered():

@@ -7,7 +7,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.dispatch.delivery_state import DeliveryStatus as S
-from services.dispatch.providers.base import SmsMessage, reference_for
+from services.dispatch.delivery_state import reference_for
+from services.dispatch.providers.base import SmsMessage
 from services.dispatch.providers.failover import FailoverSmsProvider
 from services.dispatch.providers.receipts import InvalidSignature, ReceiptError, parse_receipt, sign
 from services.dispatch.providers.sms_http import HttpSmsProvider

@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlmodel import Session
 
 from services.common.messages import decode_delivery_event
 from services.dispatch.content.models import derive_reference_code
 from services.dispatch.content.sms_segments import SmsEncoding, count_segments
 from services.dispatch.providers.receipts import SIGNATURE_HEADER, sign
+from services.dispatch.store import reports
 from services.gateways.sms_server import SmsGateway
 from tests.support.infra import free_port, topic_reader
 
@@ -143,8 +145,8 @@ async def test_notice_waits_for_its_incident(settings_for, smtp_gw):
 
 
 def _awaiting(stack) -> int:
-    from services.dispatch import store
-    return store.summary(stack.app.state.runtime.engine, "inc-late")["awaiting_incident"]
+    with Session(stack.app.state.runtime.engine) as session:
+        return reports.summary(session, "inc-late").awaiting_incident
 
 
 # ------------------------------------------------------------------------------- fallback

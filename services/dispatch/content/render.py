@@ -23,6 +23,13 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
 from services.common.messages import IncidentMessage
+from services.dispatch.content.checks import (  # noqa: F401 - the errors are render's API too
+    RenderError,
+    SmsTooLong,
+    UnsafeContent,
+    check_s117,
+    check_safe,
+)
 from services.dispatch.content.models import IncidentContent, Notice
 from services.dispatch.content.sms_segments import (
     SegmentCount,
@@ -55,18 +62,6 @@ DATA_CATEGORY_LABELS_EN: Mapping[str, str] = {
     "billing": "Billing and account information",
     "next_of_kin": "Next of kin and emergency contact details",
 }
-
-
-class RenderError(ValueError):
-    """The notice cannot be rendered safely or completely. Messages carry no personal data."""
-
-
-class SmsTooLong(RenderError):
-    pass
-
-
-class UnsafeContent(RenderError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -294,46 +289,6 @@ def _render_full(name: str, language: Language, ctx: dict[str, Any]) -> str:
     return _bundled.get_template(f"{name}.{language}.{ext}").render(ctx).strip()
 
 
-# ---------------------------------------------------------------------------------- checks
-
-# Real tags/attributes only: escaped text such as "&lt;a href=" is inert and allowed.
-_ANCHOR = re.compile(r"<\s*a[\s>]|<[^>]*\b(?:href|src|action)\s*=|<\s*form", re.IGNORECASE)
-_SCHEME = re.compile(r"\b(?:https?|ftp|mailto|tel):", re.IGNORECASE)
-
-
-# Substrings without which the patterns above cannot match: checked first (in C), so the
-# regexes only run on the rare text that might contain a link. Same verdicts, ~20x cheaper.
-_ATTRIBUTE_HINTS = ("href", "src", "action")
-_TAG_HINT = re.compile(r"<\s*(?:a[\s>]|form)", re.IGNORECASE)  # a cheap pattern: no [^>]* scan
-_SCHEME_HINTS = ("http:", "https:", "ftp:", "mailto:", "tel:")
-
-
-def _check_safe(part: str, text: str, reference_code: str, *, html: bool = False) -> None:
-    low = text.lower()
-    suspicious = html and (any(h in low for h in _ATTRIBUTE_HINTS) or _TAG_HINT.search(text))
-    if suspicious and _ANCHOR.search(text):
-        raise UnsafeContent(f"{part} contains a link, form or remote resource")
-    if any(h in low for h in _SCHEME_HINTS) and _SCHEME.search(text):
-        raise UnsafeContent(f"{part} contains a clickable URL scheme")
-    if reference_code not in text and part != "email subject":
-        raise UnsafeContent(f"{part} does not include the reference code")
-
-
-def _check_s117(part: str, text: str, ctx: dict[str, Any]) -> None:
-    """Cheap guard that the coordinator's template did not drop a required element."""
-    required = {
-        "contact phone": ctx["contact"]["phone"],
-        "web address": ctx["contact"]["web_address"],
-        "sender": ctx["incident"]["sender_name"],
-    }
-    for what, value in required.items():
-        if value not in text:
-            raise RenderError(f"{part} is missing the {what}")
-    for agency in ctx["agencies"]:
-        if agency["name"] not in text:
-            raise RenderError(f"{part} does not list every agency")
-
-
 # ---------------------------------------------------------------------------------- public API
 
 
@@ -349,12 +304,12 @@ def render_email(
     text = _render("email_text", language, ctx, incident) + "\n"
     html = _render("email_html", language, ctx, incident) + "\n"
     ref = ctx["reference_code"]
-    _check_safe("email subject", subject, ref)
-    _check_safe("email text", text, ref)
-    _check_safe("email html", html, ref, html=True)
-    _check_s117("email text", text, ctx)
+    check_safe("email subject", subject, ref)
+    check_safe("email text", text, ref)
+    check_safe("email html", html, ref, html=True)
+    check_s117("email text", text, ctx)
     # The HTML splits the web address with <span>s, so check the text-only rendering of it.
-    _check_s117("email html", re.sub(r"<span>\.</span>", ".", html), ctx)
+    check_s117("email html", re.sub(r"<span>\.</span>", ".", html), ctx)
     return RenderedEmail(notice.addressee_email, subject, text, html, language, ref)
 
 
@@ -366,8 +321,8 @@ def render_letter_text(
     language = _language(notice)
     ctx = _context(notice, incident, language)
     text = _render("email_text", language, ctx, incident) + "\n"
-    _check_safe("letter", text, ctx["reference_code"])
-    _check_s117("letter", text, ctx)
+    check_safe("letter", text, ctx["reference_code"])
+    check_s117("letter", text, ctx)
     return text
 
 
@@ -396,7 +351,7 @@ def render_sms(
     tried: list[str] = []
     for variant, name in (("full", "sms"), ("short", "sms_short")):
         body = _sms_text(_render(name, language, ctx, incident))
-        _check_safe(f"sms ({variant})", body, ctx["reference_code"])
+        check_safe(f"sms ({variant})", body, ctx["reference_code"])
         segments = count_segments(body)
         if segments.segments <= budget:
             return RenderedSms(

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from services.dispatch.delivery_state import DeliveryStatus
+from services.common.messages import DeliveryStatus
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,6 @@ class ProviderResult:
     @property
     def accepted(self) -> bool:
         return self.status in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
-
-
-def reference_for(notice_id: str, channel: str) -> str:
-    return f"{notice_id}:{channel}"
 
 
 class EmailProvider(ABC):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from services.dispatch.delivery_state import DeliveryStatus
+from services.common.messages import DeliveryStatus
 from services.dispatch.providers.base import ProviderResult, SmsMessage, SmsProvider
 
 
@@ -29,8 +29,11 @@ class WeightedProvider:
 
 
 class FailoverSmsProvider(SmsProvider):
-    # Outcomes are the underlying providers'; nothing extra to map.
-    STATUS_MAP = MappingProxyType({s.value: s for s in DeliveryStatus})
+    # Outcomes are the underlying providers'; nothing extra to map. ('unreachable' is ours: no
+    # provider reports it.)
+    STATUS_MAP = MappingProxyType(
+        {s.value: s for s in DeliveryStatus if s is not DeliveryStatus.UNREACHABLE}
+    )
 
     def __init__(
         self,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from services.dispatch.delivery_state import DeliveryStatus
+from services.common.messages import DeliveryStatus
 from services.dispatch.providers.sms_http import HttpSmsProvider
 
 SIGNATURE_HEADER = "X-Panui-Signature"

@@ -30,7 +30,7 @@ if not hasattr(_aiosmtplib_smtp.parse_address, "cache_info"):
         _aiosmtplib_smtp.quote_address
     )
 
-from services.dispatch.delivery_state import DeliveryStatus
+from services.common.messages import DeliveryStatus
 from services.dispatch.providers.base import EmailMessage, EmailProvider, ProviderResult
 
 TlsMode = Literal["none", "starttls", "implicit"]

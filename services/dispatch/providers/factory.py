@@ -1,0 +1,60 @@
+"""Building the providers from settings: SMTP for email; the SMS gateways (primary, optional
+secondary) behind failover; each behind its gateway's token bucket."""
+
+from __future__ import annotations
+
+import httpx
+
+from services.dispatch.providers.base import EmailProvider, SmsProvider
+from services.dispatch.providers.failover import FailoverSmsProvider
+from services.dispatch.providers.gateway import GatewaySms, RateLimitedEmail, bucket
+from services.dispatch.providers.sms_http import BoundedHttpSmsProvider
+from services.dispatch.providers.smtp import SmtpConfig, SmtpEmailProvider
+from services.dispatch.settings import DispatchSettings
+
+
+def build_email_provider(settings: DispatchSettings) -> EmailProvider:
+    config = SmtpConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        tls=settings.smtp_tls,  # type: ignore[arg-type]
+        validate_certs=settings.smtp_validate_certs,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        timeout=settings.smtp_timeout_s,
+        pool_size=settings.smtp_pool_size,
+        message_id_domain=settings.message_id_domain,
+    )
+    return RateLimitedEmail(
+        SmtpEmailProvider(config), bucket(settings.email_rate_per_s, settings.email_burst)
+    )
+
+
+def build_sms_provider(settings: DispatchSettings) -> FailoverSmsProvider:
+    gateways: list[tuple[SmsProvider, int]] = []
+    for name, url, key, weight in (
+        ("sms-primary", settings.sms_primary_url, settings.sms_primary_api_key,
+         settings.sms_primary_weight),
+        ("sms-secondary", settings.sms_secondary_url, settings.sms_secondary_api_key,
+         settings.sms_secondary_weight),
+    ):
+        if not url:
+            continue
+        client = httpx.AsyncClient(
+            base_url=url,
+            headers={"Authorization": f"Bearer {key.get_secret_value()}"} if key else {},
+            timeout=httpx.Timeout(settings.sms_timeout_s),
+            limits=httpx.Limits(
+                max_connections=settings.sms_http_connections,
+                max_keepalive_connections=settings.sms_http_connections,
+            ),
+        )
+        inner = BoundedHttpSmsProvider(url, name=name, client=client,
+                                       connections=settings.sms_http_connections,
+                                       pool_timeout=settings.sms_timeout_s)
+        gateway = GatewaySms(
+            inner, bucket(settings.sms_rate_per_s, settings.sms_burst),
+            settings.receipt_callback_base_url,
+        )
+        gateways.append((gateway, weight))
+    return FailoverSmsProvider(gateways, cooldown=settings.sms_failover_cooldown_s)

@@ -1,0 +1,29 @@
+"""dispatch_incident: the latest revision of each incident (content and channel policy)."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from services.common.clock import utcnow
+from services.common.messages import IncidentMessage, decode_incident
+from services.dispatch.models import DispatchIncident
+
+
+def upsert_incident(session: Session, message: IncidentMessage, raw: bytes) -> tuple[bool, IncidentMessage]:
+    """Store the incident if this revision is newer than the stored one. Returns whether it was
+    stored, and the latest revision (this one, or the newer one already stored)."""
+    row = session.get(DispatchIncident, message.incident_id, with_for_update=True)
+    if row is not None and row.revision >= message.revision:
+        return False, decode_incident(row.payload)
+    if row is None:
+        session.add(
+            DispatchIncident(incident_id=message.incident_id, revision=message.revision, payload=raw)
+        )
+    else:
+        row.revision, row.payload, row.updated_at = message.revision, raw, utcnow()
+    return True, message
+
+
+def load_incident(session: Session, incident_id: str) -> IncidentMessage | None:
+    row = session.get(DispatchIncident, incident_id)
+    return decode_incident(row.payload) if row is not None else None

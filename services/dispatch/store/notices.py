@@ -1,0 +1,96 @@
+"""dispatch_notice: every notice as received (contract JSON, recipient still sealed), and
+whether its deliveries are planned yet (False while its incident is unknown)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
+
+from services.common.messages import NoticeMessage, decode_notice
+from services.dispatch.models import DispatchNotice
+
+NT = DispatchNotice.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class NewNotice:
+    notice: NoticeMessage
+    payload: bytes  # the message as received
+    planned: bool  # its deliveries are created in the same transaction
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def insert_ignore(session: Session, table: Table, rows: list[dict], key: str) -> set[str]:
+    """INSERT … ON CONFLICT DO NOTHING; returns the keys actually inserted."""
+    if not rows:
+        return set()
+    make = pg_insert if _is_postgres(session) else sqlite_insert
+    stmt = make(table).values(rows).on_conflict_do_nothing().returning(table.c[key])
+    return {r[0] for r in session.execute(stmt)}
+
+
+def insert_notices(session: Session, notices: Sequence[NewNotice], now: datetime) -> set[str]:
+    """Store notices not stored yet (a replay changes nothing). Returns the ids inserted."""
+    rows = [
+        {
+            "notice_id": n.notice.notice_id,
+            "incident_id": n.notice.incident_id,
+            "person_id": n.notice.person_id,
+            "version": n.notice.version,
+            "planned": n.planned,
+            "payload": n.payload,
+            "created_at": now,
+        }
+        for n in notices
+    ]
+    return insert_ignore(session, NT, rows, "notice_id")
+
+
+def incidents_awaited(session: Session, incident_id: str | None = None) -> list[str]:
+    """Incidents that notices are waiting for (all, or just `incident_id`)."""
+    query = select(NT.c.incident_id).where(NT.c.planned.is_(False)).distinct()
+    if incident_id is not None:
+        query = query.where(NT.c.incident_id == incident_id)
+    return list(session.execute(query).scalars())
+
+
+def claim_unplanned(session: Session, incident_ids: Collection[str], limit: int) -> list[NoticeMessage]:
+    """Mark up to `limit` waiting notices of these incidents planned and return them; the caller
+    plans their deliveries in the same transaction. Safe to run concurrently: each notice is
+    claimed by flipping `planned` (SKIP LOCKED on PostgreSQL)."""
+    if not incident_ids:
+        return []
+    batch = (
+        select(NT.c.notice_id)
+        .where(NT.c.planned.is_(False), NT.c.incident_id.in_(list(incident_ids)))
+        .limit(limit)
+    )
+    if _is_postgres(session):
+        batch = batch.with_for_update(skip_locked=True)
+    claim = (
+        update(NT)
+        .where(NT.c.notice_id.in_(batch.scalar_subquery()), NT.c.planned.is_(False))
+        .values(planned=True)
+        .returning(NT.c.payload)
+    )
+    return [decode_notice(p) for p in session.execute(claim).scalars()]
+
+
+def notice_payloads(session: Session, notice_ids: Collection[str]) -> dict[str, bytes]:
+    """notice_id -> the notice as received (NoticeMessage JSON, recipient sealed)."""
+    if not notice_ids:
+        return {}
+    return dict(
+        session.execute(
+            select(NT.c.notice_id, NT.c.payload).where(NT.c.notice_id.in_(list(notice_ids)))
+        ).all()
+    )

@@ -1,0 +1,181 @@
+"""The DAO (services/dispatch/store/) against real PostgreSQL: what each statement writes, and
+that every change carries its delivery event in the outbox."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlmodel import Session
+
+from services.common.crypto import Sealer, generate_key_spec
+from services.common.db import session_scope
+from services.common.messages import decode_delivery_event
+from services.common.outbox import OutboxMessage
+from services.dispatch.models import Delivery, DispatchNotice
+from services.dispatch.store import deliveries, incidents, notices, reports
+from services.dispatch.store.deliveries import Change, NewDelivery
+
+from .stack import incident_message, notice_message, person
+
+pytestmark = pytest.mark.postgres
+
+NOW = datetime(2026, 3, 10, 1, 0, tzinfo=UTC)
+SEALER = Sealer(generate_key_spec("t"))
+
+
+def _events(engine) -> list:
+    with Session(engine) as session:
+        rows = session.execute(select(OutboxMessage.payload).order_by(OutboxMessage.id)).scalars()
+        return [decode_delivery_event(p) for p in rows]
+
+
+def _rows(engine) -> dict[tuple[str, str], Delivery]:
+    with Session(engine) as session:
+        return {(d.notice_id, d.channel): d for d in session.exec(select(Delivery)).scalars()}
+
+
+def _store_notice(engine, n: int, channels: dict[str, float], incident_id: str = "inc-1",
+                  status: str = "queued"):
+    """A stored, planned notice with one delivery per channel, due at the given offsets (s)."""
+    notice = notice_message(SEALER, n, person(n), incident_id=incident_id)
+    with session_scope(engine) as session:
+        notices.insert_notices(session, [notices.NewNotice(notice, notice.to_bytes(), True)], NOW)
+        deliveries.insert_deliveries(session, [
+            NewDelivery(notice.notice_id, incident_id, notice.person_id, 1, channel, status,
+                        f"{notice.notice_id}:{channel}", (NOW + timedelta(seconds=due)).timestamp())
+            for channel, due in channels.items()
+        ], NOW)
+    return notice
+
+
+def test_upsert_incident_keeps_the_latest_revision(dispatch_engine):
+    second, first = incident_message(revision=2), incident_message(revision=1)
+    with session_scope(dispatch_engine) as session:
+        assert incidents.upsert_incident(session, second, second.to_bytes()) == (True, second)
+    with session_scope(dispatch_engine) as session:
+        stored, latest = incidents.upsert_incident(session, first, first.to_bytes())
+    assert not stored and latest.revision == 2  # an older revision changes nothing
+    with Session(dispatch_engine) as session:
+        assert incidents.load_incident(session, "inc-1").revision == 2
+        assert incidents.load_incident(session, "inc-nope") is None
+
+
+def test_insert_notices_is_idempotent(dispatch_engine):
+    a, b = (notice_message(SEALER, n, person(n)) for n in (1, 2))
+    with session_scope(dispatch_engine) as session:
+        new = notices.insert_notices(session, [notices.NewNotice(a, a.to_bytes(), False)], NOW)
+    assert new == {a.notice_id}
+    with session_scope(dispatch_engine) as session:
+        new = notices.insert_notices(
+            session, [notices.NewNotice(a, a.to_bytes(), True), notices.NewNotice(b, b.to_bytes(), True)], NOW)
+        assert new == {b.notice_id}  # the replay of `a` inserted nothing, and changed nothing
+        assert notices.incidents_awaited(session) == ["inc-1"]
+        assert notices.incidents_awaited(session, "inc-other") == []
+        [claimed] = notices.claim_unplanned(session, ["inc-1"], limit=10)
+        assert claimed.notice_id == a.notice_id
+        assert notices.claim_unplanned(session, ["inc-1"], limit=10) == []  # claimed once
+    with Session(dispatch_engine) as session:
+        assert all(n.planned for n in session.exec(select(DispatchNotice)).scalars())
+
+
+def test_insert_deliveries_publishes_their_events(dispatch_engine):
+    notice = _store_notice(dispatch_engine, 1, {"email": 0})
+    assert [(e.notice_id, e.channel, e.status, e.attempt) for e in _events(dispatch_engine)] == [
+        (notice.notice_id, "email", "queued", 0)]
+
+
+def test_claim_due_claims_due_deliveries_on_the_channels_asked(dispatch_engine):
+    due = _store_notice(dispatch_engine, 1, {"email": -5, "sms": -1})
+    later = _store_notice(dispatch_engine, 2, {"email": 60})
+    postal = _store_notice(dispatch_engine, 3, {"postal": -5})
+    with session_scope(dispatch_engine) as session:
+        claimed = deliveries.claim_due(session, NOW, 120.0, 10, ["email", "sms", "postal"])
+    assert [(c.notice_id, c.channel, c.attempt) for c in claimed] == [
+        (due.notice_id, "email", 1), (due.notice_id, "sms", 1)]  # oldest due first; no postal
+    sms = claimed[1]
+    assert sms.reference == f"{due.notice_id}:sms" and sms.email_active  # its email is on its way
+    assert sms.notice_payload == due.to_bytes()
+    rows = _rows(dispatch_engine)
+    assert rows[(due.notice_id, "email")].status == "sending"
+    assert rows[(due.notice_id, "email")].lease_until == NOW.timestamp() + 120.0
+    assert rows[(due.notice_id, "email")].first_attempt_at == NOW.timestamp()
+    assert rows[(later.notice_id, "email")].status == "queued"
+    assert rows[(postal.notice_id, "postal")].status == "queued"
+    assert [e.status for e in _events(dispatch_engine)][-2:] == ["sending", "sending"]
+    with session_scope(dispatch_engine) as session:
+        assert deliveries.claim_due(session, NOW, 120.0, 10, ["email", "sms"]) == []
+        assert deliveries.claim_due(session, NOW, 120.0, 10, ["postal"]) == []
+        assert deliveries.pending_count(session) == 3  # two sending, one queued email; not postal
+
+
+def test_concurrent_claims_never_share_a_delivery(dispatch_engine):
+    """Two replicas claiming at once: SKIP LOCKED gives each different rows."""
+    for n in range(1, 5):
+        _store_notice(dispatch_engine, n, {"email": -n})
+    with session_scope(dispatch_engine) as first, session_scope(dispatch_engine) as second:
+        a = deliveries.claim_due(first, NOW, 120.0, 2, ["email"])  # not committed yet
+        b = deliveries.claim_due(second, NOW, 120.0, 10, ["email"])
+    assert len(a) == 2 and len(b) == 2
+    assert not {c.id for c in a} & {c.id for c in b}
+
+
+def test_expire_leases_makes_abandoned_sends_due_again(dispatch_engine):
+    notice = _store_notice(dispatch_engine, 1, {"email": -1, "sms": -1})
+    with session_scope(dispatch_engine) as session:
+        deliveries.claim_due(session, NOW, 10.0, 10, ["email"])
+    with session_scope(dispatch_engine) as session:
+        assert deliveries.expire_leases(session, NOW + timedelta(seconds=5)) == 0  # still leased
+        assert deliveries.expire_leases(session, NOW + timedelta(seconds=11)) == 1
+    row = _rows(dispatch_engine)[(notice.notice_id, "email")]
+    assert (row.status, row.reason_code, row.lease_until) == ("technical-failure", "lease-expired", None)
+    assert row.next_attempt_at == (NOW + timedelta(seconds=11)).timestamp()
+    last = _events(dispatch_engine)[-1]
+    assert (last.status, last.reason_code, last.attempt) == ("technical-failure", "lease-expired", 1)
+
+
+def test_write_changes_sets_only_what_a_change_names(dispatch_engine):
+    notice = _store_notice(dispatch_engine, 1, {"email": -1, "sms": -1})
+    with session_scope(dispatch_engine) as session:
+        deliveries.claim_due(session, NOW, 10.0, 10, ["email", "sms"])
+        rows = deliveries.lock_deliveries(session, [d.id for d in _rows(dispatch_engine).values()])
+        email, sms = sorted(rows.values(), key=lambda r: r.channel)
+        deliveries.write_changes(session, [
+            Change(email, "sent", "smtp", "smtp-250", provider_reference="<m@x>"),
+            Change(sms, "temporary-failure", "sms-primary", "http-429", next_attempt_at=123.0,
+                   reference=f"{notice.notice_id}:sms:g1", generation=1),
+        ], NOW)
+    with session_scope(dispatch_engine) as session:
+        email = deliveries.lock_delivery(session, notice.notice_id, "email")
+        deliveries.write_changes(session, [Change(email, "delivered", "smtp", "receipt-delivered")], NOW)
+        assert deliveries.statuses_by_notice(session, [notice.notice_id]) == {
+            notice.notice_id: {"email": "delivered", "sms": "temporary-failure"}}
+        assert deliveries.lock_delivery(session, notice.notice_id, "postal") is None
+    rows = _rows(dispatch_engine)
+    email, sms = rows[(notice.notice_id, "email")], rows[(notice.notice_id, "sms")]
+    assert email.provider_reference == "<m@x>"  # KEEP by default: the receipt left it alone
+    assert (email.reason_code, email.lease_until) == ("receipt-delivered", None)
+    assert (sms.reference, sms.generation, sms.next_attempt_at) == (f"{notice.notice_id}:sms:g1", 1, 123.0)
+    assert sms.provider_reference is None
+    assert [(e.channel, e.status, e.provider) for e in _events(dispatch_engine)[-3:]] == [
+        ("email", "sent", "smtp"), ("sms", "temporary-failure", "sms-primary"),
+        ("email", "delivered", "smtp")]
+
+
+def test_summary_and_unreachable_list(dispatch_engine):
+    sent = _store_notice(dispatch_engine, 1, {"email": 0})
+    postal = _store_notice(dispatch_engine, 2, {"postal": 0})
+    nobody = _store_notice(dispatch_engine, 3, {"none": 0}, status="unreachable")
+    waiting = notice_message(SEALER, 4, person(4))
+    _store_notice(dispatch_engine, 5, {"postal": 0}, incident_id="inc-2")  # not listed
+    with session_scope(dispatch_engine) as session:
+        notices.insert_notices(session, [notices.NewNotice(waiting, waiting.to_bytes(), False)], NOW)
+        row = deliveries.lock_delivery(session, sent.notice_id, "email")
+        deliveries.write_changes(session, [Change(row, "sent", "smtp", None)], NOW)
+    with Session(dispatch_engine) as session:
+        counts = reports.summary(session, "inc-1")
+        listed = reports.unreachable(session, "inc-1")
+    assert (counts.incident_id, counts.notices, counts.awaiting_incident) == ("inc-1", 4, 1)
+    assert counts.by_channel == {"email": {"sent": 1}, "postal": {"queued": 1},
+                                 "none": {"unreachable": 1}}
+    assert [(u.channel, u.notice_payload) for u in listed] == [
+        ("postal", postal.to_bytes()), ("none", nobody.to_bytes())]

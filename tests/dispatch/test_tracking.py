@@ -1,0 +1,268 @@
+"""The units of work (services/dispatch/tracking.py) on real PostgreSQL: planning, recording
+what gateways answered, fallback and receipts, each as one transaction through the store."""
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+from sqlmodel import Session
+
+from services.common.crypto import Sealer, generate_key_spec
+from services.common.db import session_scope
+from services.common.messages import DeliveryStatus as S
+from services.common.messages import decode_delivery_event
+from services.common.outbox import OutboxMessage
+from services.dispatch import tracking
+from services.dispatch.delivery_state import ReceiptOutcome
+from services.dispatch.incidents import IncidentBook
+from services.dispatch.models import Delivery
+from services.dispatch.policy import QuietHours, RetryPolicy
+from services.dispatch.providers.receipts import Receipt
+from services.dispatch.store import deliveries, incidents
+from services.dispatch.tracking import SendOutcome
+
+from .stack import incident_message, notice_message, person
+
+pytestmark = pytest.mark.postgres
+
+NZ = ZoneInfo("Pacific/Auckland")
+NOW = datetime(2026, 3, 10, 1, 0, tzinfo=UTC)  # 14:00 in Auckland: not quiet
+SEALER = Sealer(generate_key_spec("t"))
+RETRY = RetryPolicy(base_seconds=10, cap_seconds=10, max_attempts=3, max_total=timedelta(hours=1))
+
+
+@pytest.fixture
+def book(dispatch_engine) -> IncidentBook:
+    return IncidentBook()
+
+
+def _incident(engine, book, incident_id="inc-1", **policy):
+    message = incident_message(incident_id, **policy)
+    with session_scope(engine) as session:
+        incidents.upsert_incident(session, message, message.to_bytes())
+    book.remember(message)
+
+
+def _run(engine, fn, *args):
+    with session_scope(engine) as session:
+        return fn(session, *args)
+
+
+def _statuses(engine, notice) -> dict[str, str]:
+    with Session(engine) as session:
+        rows = session.exec(select(Delivery).where(Delivery.notice_id == notice.notice_id)).scalars()
+        return {d.channel: d.status for d in rows}
+
+
+def _row(engine, notice, channel) -> Delivery:
+    with Session(engine) as session:
+        return session.exec(select(Delivery).where(
+            Delivery.notice_id == notice.notice_id, Delivery.channel == channel)).scalars().one()
+
+
+def _events(engine) -> list:
+    with Session(engine) as session:
+        return [decode_delivery_event(p) for p in
+                session.execute(select(OutboxMessage.payload).order_by(OutboxMessage.id)).scalars()]
+
+
+def _send(engine, book, status, now=NOW, channels=("email", "sms"), **answer) -> list:
+    """Claim what is due and record `status` as the gateway's answer for each."""
+    claimed = _run(engine, deliveries.claim_due, now, 60.0, 100, list(channels))
+    outcomes = [SendOutcome(c.id, c.attempt, status, "gw", **answer) for c in claimed]
+    _run(engine, tracking.record_results, book, outcomes, RETRY, None, now)
+    return claimed
+
+
+def _receive(engine, book, notice, channel, status, provider_status, reference=None):
+    receipt = Receipt("prov-1", reference or f"{notice.notice_id}:{channel}", status,
+                      provider_status, None)
+    return _run(engine, tracking.record_receipt, book, "sms-primary", receipt, RETRY, None, NOW)
+
+
+# ------------------------------------------------------------------------------ planning
+
+
+def test_notices_are_planned_on_their_first_channels_or_wait_for_their_incident(
+    dispatch_engine, book
+):
+    _incident(dispatch_engine, book)
+    email = notice_message(SEALER, 1, person(1))
+    nothing = notice_message(SEALER, 2, person(2, email=False, mobile=False, address=False))
+    early = notice_message(SEALER, 3, person(3), incident_id="inc-2")
+    received = [(n, n.to_bytes()) for n in (email, nothing, early, email)]
+    assert _run(dispatch_engine, tracking.record_notices, book, received, None, NOW) == 3
+    assert _run(dispatch_engine, tracking.record_notices, book, received, None, NOW) == 0  # replay
+    assert _statuses(dispatch_engine, email) == {"email": "queued"}
+    assert _statuses(dispatch_engine, nothing) == {"none": "unreachable"}
+    assert _statuses(dispatch_engine, early) == {}
+    assert _row(dispatch_engine, email, "email").reference == f"{email.notice_id}:email"
+
+    assert _run(dispatch_engine, tracking.plan_waiting, book, None, NOW) == 0  # inc-2 unknown
+    _incident(dispatch_engine, book, "inc-2", mode="both")
+    assert _run(dispatch_engine, tracking.plan_waiting, book, None, NOW, "inc-2") == 1
+    assert _statuses(dispatch_engine, early) == {"email": "queued", "sms": "queued"}
+    assert [(e.status, e.attempt) for e in _events(dispatch_engine)] == [
+        ("queued", 0), ("unreachable", 0), ("queued", 0), ("queued", 0)]
+
+
+def test_an_incident_stored_by_another_replica_is_loaded(dispatch_engine):
+    writer, reader = IncidentBook(), IncidentBook()
+    _incident(dispatch_engine, writer)
+    notice = notice_message(SEALER, 1, person(1))
+    assert reader.cached("inc-1") is None
+    _run(dispatch_engine, tracking.record_notices, reader, [(notice, notice.to_bytes())], None, NOW)
+    assert _statuses(dispatch_engine, notice) == {"email": "queued"}
+    assert reader.cached("inc-1").revision == 1
+
+
+def test_sms_queued_in_quiet_hours_is_due_when_they_end(dispatch_engine, book):
+    _incident(dispatch_engine, book, mode="sms_else_email")
+    night = datetime(2026, 3, 10, 23, 0, tzinfo=NZ).astimezone(UTC)
+    notice = notice_message(SEALER, 1, person(1))
+    _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())],
+         QuietHours(), night)
+    morning = datetime(2026, 3, 11, 8, 0, tzinfo=NZ).astimezone(UTC)
+    assert _row(dispatch_engine, notice, "sms").next_attempt_at == morning.timestamp()
+
+
+# ------------------------------------------------------------------------------ results and fallback
+
+
+def test_permanent_failures_walk_the_fallback_order_to_unreachable(dispatch_engine, book):
+    _incident(dispatch_engine, book)  # email_else_sms, fallback email → sms → postal
+    with_address = notice_message(SEALER, 1, person(1))
+    without = notice_message(SEALER, 2, person(2, address=False))
+    received = [(n, n.to_bytes()) for n in (with_address, without)]
+    _run(dispatch_engine, tracking.record_notices, book, received, None, NOW)
+
+    assert [c.channel for c in _send(dispatch_engine, book, S.PERMANENT_FAILURE)] == ["email"] * 2
+    assert _statuses(dispatch_engine, without) == {"email": "permanent-failure", "sms": "queued"}
+    assert [c.channel for c in _send(dispatch_engine, book, S.PERMANENT_FAILURE)] == ["sms"] * 2
+    assert _statuses(dispatch_engine, with_address) == {
+        "email": "permanent-failure", "sms": "permanent-failure", "postal": "queued"}
+    assert _statuses(dispatch_engine, without) == {
+        "email": "permanent-failure", "sms": "permanent-failure", "none": "unreachable"}
+    fallbacks = [(e.channel, e.status) for e in _events(dispatch_engine) if e.reason_code == "fallback"]
+    assert sorted(fallbacks) == [("none", "unreachable"), ("postal", "queued"),
+                                 ("sms", "queued"), ("sms", "queued")]
+
+
+def test_the_incidents_fallback_list_limits_the_walk(dispatch_engine, book):
+    _incident(dispatch_engine, book, fallback=("email", "sms"))  # no letters
+    notice = notice_message(SEALER, 1, person(1))
+    _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())], None, NOW)
+    _send(dispatch_engine, book, S.PERMANENT_FAILURE)
+    _send(dispatch_engine, book, S.PERMANENT_FAILURE)
+    assert _statuses(dispatch_engine, notice) == {
+        "email": "permanent-failure", "sms": "permanent-failure", "none": "unreachable"}
+
+
+def test_in_both_mode_one_failure_waits_for_the_other_channel(dispatch_engine, book):
+    _incident(dispatch_engine, book, mode="both")
+    notice = notice_message(SEALER, 1, person(1))
+    _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())], None, NOW)
+    claimed = _run(dispatch_engine, deliveries.claim_due, NOW, 60.0, 10, ["email", "sms"])
+    email, sms = sorted(claimed, key=lambda c: c.channel)
+    _run(dispatch_engine, tracking.record_results, book, [
+        SendOutcome(email.id, 1, S.PERMANENT_FAILURE, "smtp", detail="smtp-550")], RETRY, None, NOW)
+    assert _statuses(dispatch_engine, notice) == {"email": "permanent-failure", "sms": "sending"}
+    _run(dispatch_engine, tracking.record_results, book, [
+        SendOutcome(sms.id, 1, S.PERMANENT_FAILURE, "gw", detail="http-400")], RETRY, None, NOW)
+    assert _statuses(dispatch_engine, notice) == {
+        "email": "permanent-failure", "sms": "permanent-failure", "postal": "queued"}
+
+
+def test_accepted_sends_record_the_providers_reference(dispatch_engine, book):
+    _incident(dispatch_engine, book)
+    notice = notice_message(SEALER, 1, person(1))
+    _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())], None, NOW)
+    _send(dispatch_engine, book, S.SENT, provider_reference="m-1", detail="smtp-250")
+    row = _row(dispatch_engine, notice, "email")
+    assert (row.status, row.provider, row.provider_reference, row.reason_code, row.lease_until) == (
+        "sent", "gw", "m-1", "smtp-250", None)
+
+
+def test_temporary_failures_back_off_then_give_up_and_fall_back(dispatch_engine, book):
+    _incident(dispatch_engine, book)
+    notice = notice_message(SEALER, 1, person(1))
+    _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())], None, NOW)
+    _send(dispatch_engine, book, S.TEMPORARY_FAILURE, retry_after=30.0, detail="smtp-451")
+    row = _row(dispatch_engine, notice, "email")
+    assert row.status == "temporary-failure" and row.reason_code == "smtp-451"
+    assert row.next_attempt_at >= NOW.timestamp() + 30.0  # Retry-After is a minimum
+    assert _send(dispatch_engine, book, S.TEMPORARY_FAILURE) == []  # not due yet
+    later = NOW + timedelta(minutes=1)
+    _send(dispatch_engine, book, S.TECHNICAL_FAILURE, now=later, detail="timeout")
+    assert _row(dispatch_engine, notice, "email").status == "technical-failure"
+    _send(dispatch_engine, book, S.TEMPORARY_FAILURE, now=later + timedelta(minutes=1))
+    row = _row(dispatch_engine, notice, "email")
+    assert (row.status, row.attempts, row.reason_code) == ("permanent-failure", 3, "retries-exhausted")
+    assert _statuses(dispatch_engine, notice)["sms"] == "queued"
+
+
+def test_an_answer_for_an_attempt_that_moved_on_is_dropped(dispatch_engine, book):
+    _incident(dispatch_engine, book)
+    notice = notice_message(SEALER, 1, person(1))
+    _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())], None, NOW)
+    [first] = _run(dispatch_engine, deliveries.claim_due, NOW, 1.0, 10, ["email"])
+    _run(dispatch_engine, deliveries.expire_leases, NOW + timedelta(seconds=2))
+    [second] = _run(dispatch_engine, deliveries.claim_due, NOW + timedelta(seconds=2), 60.0, 10, ["email"])
+    late = SendOutcome(first.id, first.attempt, S.PERMANENT_FAILURE, "smtp")
+    assert _run(dispatch_engine, tracking.record_results, book, [late], RETRY, None, NOW) == 0
+    assert _statuses(dispatch_engine, notice) == {"email": "sending"}
+    current = SendOutcome(second.id, second.attempt, S.SENT, "smtp")
+    assert _run(dispatch_engine, tracking.record_results, book, [current], RETRY, None, NOW) == 1
+
+
+# ------------------------------------------------------------------------------ receipts
+
+
+def test_receipts_update_repeat_contradict_and_miss(dispatch_engine, book):
+    _incident(dispatch_engine, book, mode="sms_else_email")
+    notice = notice_message(SEALER, 1, person(1))
+    _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())], None, NOW)
+    _send(dispatch_engine, book, S.SENT)
+    engine = dispatch_engine
+    assert _receive(engine, book, notice, "sms", S.DELIVERED, "delivered") is ReceiptOutcome.UPDATED
+    assert _receive(engine, book, notice, "sms", S.DELIVERED, "delivered") is ReceiptOutcome.DUPLICATE
+    # A handset's 'delivered' is final: a contradicting late receipt is ignored.
+    assert _receive(engine, book, notice, "sms", S.PERMANENT_FAILURE, "failed") is ReceiptOutcome.STALE
+    assert _receive(engine, book, notice, "email", S.DELIVERED, "delivered") is ReceiptOutcome.UNKNOWN
+    row = _row(engine, notice, "sms")
+    assert (row.status, row.reason_code, row.provider_reference) == ("delivered", "receipt-delivered", "prov-1")
+
+
+def test_a_late_bounce_after_delivered_falls_back(dispatch_engine, book):
+    _incident(dispatch_engine, book)
+    notice = notice_message(SEALER, 1, person(1))
+    _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())], None, NOW)
+    _send(dispatch_engine, book, S.SENT)
+    assert _receive(dispatch_engine, book, notice, "email", S.DELIVERED, "delivered") == "updated"
+    assert _receive(dispatch_engine, book, notice, "email", S.PERMANENT_FAILURE, "bounced") == "updated"
+    assert _statuses(dispatch_engine, notice) == {"email": "permanent-failure", "sms": "queued"}
+
+
+def test_an_expired_sms_is_resent_under_a_new_reference(dispatch_engine, book):
+    _incident(dispatch_engine, book, mode="sms_else_email")
+    notice = notice_message(SEALER, 1, person(1))
+    _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())], None, NOW)
+    _send(dispatch_engine, book, S.SENT)
+    first = f"{notice.notice_id}:sms"
+    assert _receive(dispatch_engine, book, notice, "sms", S.TEMPORARY_FAILURE, "expired") == "updated"
+    row = _row(dispatch_engine, notice, "sms")
+    assert (row.status, row.reference, row.generation) == ("temporary-failure", f"{first}:g1", 1)
+    assert row.next_attempt_at > NOW.timestamp()
+    # A receipt for the first generation no longer applies.
+    assert _receive(dispatch_engine, book, notice, "sms", S.DELIVERED, "delivered", first) == "stale"
+
+
+def test_a_receipt_naming_the_unreachable_row_is_stale(dispatch_engine, book):
+    """'unreachable' is a final state: nothing can report on a delivery never sent. (Before the
+    state machine knew it, such a signed receipt crashed the handler with a ValueError.)"""
+    _incident(dispatch_engine, book)
+    notice = notice_message(SEALER, 1, person(1, email=False, mobile=False, address=False))
+    _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())], None, NOW)
+    assert _receive(dispatch_engine, book, notice, "none", S.DELIVERED, "delivered") == "stale"
+    assert _statuses(dispatch_engine, notice) == {"none": "unreachable"}
