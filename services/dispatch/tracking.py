@@ -43,7 +43,8 @@ def record_notices(
     inserted = notices.insert_notices(
         session, [notices.NewNotice(n, raw, known[n.incident_id]) for n, raw in unique.values()], now
     )
-    plannable = [unique[i][0] for i in inserted if known[unique[i][0].incident_id]]
+    # In arrival order (not the set's), so delivery events follow the notices' order.
+    plannable = [n for n, _ in unique.values() if n.notice_id in inserted and known[n.incident_id]]
     _plan(session, plannable, book, quiet, now)
     return len(inserted)
 
