@@ -13,9 +13,9 @@ from services.common.messages import NoticeMessage, SealedRecipient, decode_noti
 from services.dedupe.app import create_app
 from services.dedupe.models import RecordState
 from services.dedupe.settings import DedupeSettings
+from testkit.infra import TopicReader
+from testkit.messages import publish
 from tests.conftest import COORDINATOR_TOKEN, running
-from tests.support.infra import TopicReader
-from tests.support.messages import publish
 
 AROHA = {"nhi": "ZZZ0016", "given_names": "Aroha", "family_name": "Testperson",
          "date_of_birth": "1980-04-12", "email": "aroha.testperson@example.nz",
@@ -85,7 +85,7 @@ class DedupeHarness:
 
 @pytest.fixture
 async def dedupe(service_env, pg_database, kafka_bootstrap):
-    settings = DedupeSettings(**service_env, database_url=pg_database(), release_tick_s=0.2,
+    settings = DedupeSettings(**service_env, database_url=pg_database("dedupe"), release_tick_s=0.2,
                               review_sync_interval_s=0.2)
     sealer = Sealer(settings.data_keys.get_secret_value())
     async with running(create_app(settings)) as client:
