@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.dispatch.providers.receipts import SIGNATURE_HEADER, sign
-from services.gateways._serve import AsgiServer, run_until_interrupted
+from services.gateways.serving import AsgiServer, run_until_interrupted
 
 E164 = r"^\+[1-9]\d{7,14}$"
 

@@ -36,7 +36,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from services.gateways._serve import AsgiServer, run_until_interrupted
+from services.gateways.serving import AsgiServer, run_until_interrupted
 
 Action = Literal["accept", "reject", "tempfail", "bounce"]
 RCPT_REPLIES = {

@@ -21,7 +21,7 @@ from services.common.messages import IncidentMessage, NoticeMessage
 from services.dispatch.app import create_app
 from services.dispatch.models import Delivery
 from services.dispatch.settings import DispatchSettings
-from services.gateways._serve import AsgiServer
+from services.gateways.serving import AsgiServer
 from tests.conftest import COORDINATOR_TOKEN
 
 RECEIPT_SECRET = "test-secret"  # noqa: S105 - test-only

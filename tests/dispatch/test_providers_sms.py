@@ -11,7 +11,7 @@ from services.dispatch.providers.base import SmsMessage, reference_for
 from services.dispatch.providers.failover import FailoverSmsProvider
 from services.dispatch.providers.receipts import InvalidSignature, ReceiptError, parse_receipt, sign
 from services.dispatch.providers.sms_http import HttpSmsProvider
-from services.gateways._serve import AsgiServer
+from services.gateways.serving import AsgiServer
 from services.gateways.sms_server import SmsGateway
 from testkit.infra import free_port as _free_port
 
