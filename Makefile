@@ -16,7 +16,7 @@ help:
 	@echo "make test        install, start Kafka + PostgreSQL, run the whole suite"
 	@echo "make infra-up    start local Kafka and PostgreSQL (idempotent); infra-down stops them"
 	@echo "make bench       run the benchmarks"
-	@echo "make lint        ruff"
+	@echo "make lint        ruff and the import contracts (lint-imports)"
 	@echo "make contracts   re-export contracts/openapi/*.json from the apps"
 
 $(STAMP): pyproject.toml
@@ -67,6 +67,7 @@ bench-quick: infra-up
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check services testkit tests benchmarks scripts
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix services testkit tests benchmarks scripts
