@@ -93,7 +93,6 @@ class MigrationTree:
         config = Config()
         config.set_main_option("script_location", str(self.directory))
         config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
-        config.attributes["tree"] = self
         config.attributes["connection"] = connection
         return config
 
@@ -128,7 +127,7 @@ def stamp(tree: MigrationTree, target: str | Engine, revision: str) -> None:
             if found:
                 raise SchemaNotCurrent(
                     f"{tree.service}'s database does not match the models ({len(found)} "
-                    f"differences, e.g. {found[0]!r}); not stamping it as {_list(wanted)}")
+                    f"differences, e.g. {_describe(found[0])}); not stamping it as {_list(wanted)}")
         command.stamp(tree.config(connection), revision)
 
 
@@ -247,6 +246,16 @@ def _refuse_untracked_tables(tree: MigrationTree, connection: Connection) -> Non
             f"{tree.service}'s database has {len(present)} of its tables but no migration history "
             f"(made by start-up's create_all before migrations existed?). If so its schema is "
             f"revision {first}: run `{tree.command} --stamp {first}`, then `{tree.command}`.")
+
+
+def _describe(difference: tuple | list) -> str:
+    """One autogenerate difference in a few words: "add_column record_state.note"."""
+    if isinstance(difference, list):  # column modifications come as a list of tuples
+        difference = difference[0]
+    op, *rest = difference
+    names = [x if isinstance(x, str) else x.name for x in rest
+             if isinstance(x, str) or isinstance(getattr(x, "name", None), str)]
+    return f"{op} {'.'.join(names)}"
 
 
 def _known_revisions(tree: MigrationTree) -> list[str]:
