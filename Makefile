@@ -8,14 +8,15 @@ PYTEST_ARGS ?=
 # Tests talk to whatever infra-up started (or to the cluster KAFKA_BOOTSTRAP_SERVERS names).
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(PANUI_KAFKA_PORT),9092)
 
-.PHONY: help venv install infra-up infra-down infra-status run test test-fast bench bench-quick lint format contracts clean
+.PHONY: help venv install infra-up infra-down infra-status run migrate test test-fast bench bench-quick lint format contracts clean
 
 help:
 	@echo "make run         start local Kafka + intake, dedupe, dispatch on SQLite (Ctrl-C stops)"
+	@echo "make migrate     bring the make-run databases (var/*.db) to the code's schema"
 	@echo "make test        install, start Kafka + PostgreSQL, run the whole suite"
 	@echo "make infra-up    start local Kafka and PostgreSQL (idempotent); infra-down stops them"
 	@echo "make bench       run the benchmarks"
-	@echo "make lint        ruff"
+	@echo "make lint        ruff and the import contracts (lint-imports)"
 	@echo "make contracts   re-export contracts/openapi/*.json from the apps"
 
 $(STAMP): pyproject.toml
@@ -42,6 +43,12 @@ infra-status:
 run: $(STAMP)
 	@scripts/run.sh
 
+# What `make run` does before starting the services; one service: `python -m services.<name> migrate`.
+migrate: $(STAMP)
+	@for service in intake dedupe dispatch; do \
+	  DATABASE_URL="sqlite:///$(CURDIR)/var/$$service.db" $(PY) -m services.$$service migrate || exit 1; \
+	done
+
 test: infra-up
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -59,10 +66,11 @@ bench-quick: infra-up
 	$(PY) -m benchmarks --quick $(BENCH_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check services tests benchmarks scripts
+	$(VENV)/bin/ruff check services testkit tests benchmarks scripts
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix services tests benchmarks scripts
+	$(VENV)/bin/ruff check --fix services testkit tests benchmarks scripts
 
 contracts: $(STAMP)
 	$(PY) -m services.cli.main contracts export

@@ -1,21 +1,25 @@
 """What every benchmark needs from the local stack — a fresh PostgreSQL database, a topic
 prefix of its own, a free port — and the peak memory of a process. The database and broker
-helpers are the test suite's own (tests/support/infra.py)."""
+helpers are the ones the test suite uses (testkit/infra.py)."""
 
 import asyncio
 import uuid
 from pathlib import Path
 
-from tests.support import infra
-from tests.support.infra import REPO, free_port, kafka_bootstrap, pg_admin_url
+from services.common import migrations
+from testkit import infra
+from testkit.infra import REPO, free_port, kafka_bootstrap, pg_admin_url
 
 __all__ = ["REPO", "kafka_bootstrap", "pg_admin_url", "create_database", "drop_database",
            "topic_prefix", "delete_topics", "free_port", "peak_rss_mb", "table"]
 
 
-def create_database(prefix: str = "bench") -> tuple[str, str]:
-    """A new database on the local server: (name, url)."""
-    return infra.create_database(pg_admin_url(), prefix)
+def create_database(prefix: str, service: str) -> tuple[str, str]:
+    """A new database on the local server, migrated to `service`'s head revision (as
+    `python -m services.<service> migrate` leaves it): (name, url)."""
+    name, url = infra.create_database(pg_admin_url(), prefix)
+    migrations.upgrade(infra.migration_tree(service), url)
+    return name, url
 
 
 def drop_database(name: str) -> None:

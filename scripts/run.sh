@@ -49,6 +49,13 @@ start() {  # name, module, port, then KEY=value settings or --flags for the modu
   pids+=($!)
 }
 
+# Each service's database is brought to its code's schema first: the services refuse to start on
+# a database that is not at their head revision.
+for service in intake dedupe dispatch; do
+  DATABASE_URL="sqlite:///$ROOT/var/$service.db" "$PY" -m "services.$service" migrate \
+    || { echo "run.sh: migrating $service's database (var/$service.db) failed; see above" >&2; exit 1; }
+done
+
 start smtp-gateway services.gateways.smtp_server 0 --port 1025 --control-port 8026 --maildir "$ROOT/var/mail" \
   --webhook-secret "$PANUI_RECEIPT_SECRET"
 start sms-gateway services.gateways.sms_server 0 --port 8025 --callback-secret "$PANUI_RECEIPT_SECRET"

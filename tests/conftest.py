@@ -1,8 +1,9 @@
 """Shared fixtures. One Kafka broker and one PostgreSQL server per run (started by
-`make test` / `make infra-up`); every test gets its own topics and its own database."""
+`make test` / `make infra-up`); every test gets its own topics and its own database, migrated
+for the service it is for (testkit/infra.py)."""
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from services.common.crypto import generate_key_spec
-from tests.support import infra
+from testkit import infra
 
 
 @pytest.fixture(scope="session")
@@ -30,13 +31,21 @@ async def topic_prefix(kafka_bootstrap: str) -> AsyncIterator[str]:
     await infra.delete_topics_with_prefix(kafka_bootstrap, prefix)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def drop_migrated_templates() -> Iterator[None]:
+    """The per-service template databases a run migrates once (testkit.infra) go at its end."""
+    yield
+    infra.drop_templates()
+
+
 @pytest.fixture
 def pg_database(pg_admin_url: str):  # noqa: ANN201
-    """A fresh PostgreSQL database for this test; returns a factory so a test can have several."""
+    """Fresh PostgreSQL databases for this test, dropped after it: `pg_database("dedupe")` is
+    the URL of a new database at dedupe's head revision (`pg_database(None)`: an empty one)."""
     created: list[str] = []
 
-    def make() -> str:
-        name, url = infra.create_database(pg_admin_url)
+    def make(service: str | None) -> str:
+        name, url = infra.create_database(pg_admin_url, service=service)
         created.append(name)
         return url
 

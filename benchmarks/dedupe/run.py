@@ -22,7 +22,7 @@ from benchmarks import support
 from benchmarks.resolver.generator import generate
 from services.common.clock import utcnow
 from services.common.crypto import Sealer, generate_key_spec
-from tests.support.messages import completion, incident_message, publish, record_message
+from testkit.messages import completion, incident_message, publish, record_message
 
 INCIDENT = "inc-bench"
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     sealer = Sealer(keys)
     prefix = support.topic_prefix("dedupe")
     bootstrap = support.kafka_bootstrap()
-    db_name, db_url = support.create_database("bench_dedupe")
+    db_name, db_url = support.create_database("bench_dedupe", "dedupe")
 
     print(f"generating and sealing {size:,} records…", flush=True)
     records, _truth = generate(size)
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     process = subprocess.Popen([sys.executable, "-m", "services.dedupe"], cwd=support.REPO,
                                env=env)
     try:
-        # Wait until the service made its tables and topics, then publish the whole incident.
+        # Wait until the service made its topics and took the incident, then publish the records.
         while _count(db_url, "SELECT count(*) FROM incident_state") == 0 and process.poll() is None:
             asyncio.run(publish(bootstrap, f"{prefix}incidents.v1",
                                 [incident_message(INCIDENT, {a: a for a in agencies}, agencies)]))

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaProducer
 from benchmarks import support
 from services.common.crypto import Sealer, generate_key_spec
 from services.common.messages import NoticeMessage
-from tests.dispatch.stack import incident_message, notice_message, person
+from testkit.notices import incident_message, notice_message, person
 
 REPO = support.REPO
 PY = sys.executable
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bootstrap = support.kafka_bootstrap()
     prefix = support.topic_prefix("dispatch")
-    db_name, db_url = support.create_database("bench_dispatch")
+    db_name, db_url = support.create_database("bench_dispatch", "dispatch")
     keys = generate_key_spec("bench")
     log_dir = REPO / "var" / "log"
     log_dir.mkdir(parents=True, exist_ok=True)

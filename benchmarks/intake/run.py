@@ -80,9 +80,7 @@ async def ndjson_stream(prefix: str, start: int, count: int, batch: int = 2000):
 class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.admin = support.pg_admin_url()
-        self.db_name = f"bench_{uuid.uuid4().hex[:10]}"
-        self.db_url = self.admin.rpartition("/")[0] + "/" + self.db_name
+        self.db_name, self.db_url = "", ""
         self.prefix = f"bench-{uuid.uuid4().hex[:8]}."
         self.port = support.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -91,8 +89,7 @@ class Bench:
         self.rows: list[tuple[str, str]] = []
 
     def start(self) -> None:
-        with psycopg.connect(self.admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.db_name}"')
+        self.db_name, self.db_url = support.create_database("bench_intake", "intake")
         env = {**os.environ, "PANUI_PORT": str(self.port), "DATABASE_URL": self.db_url,
                "PANUI_TOPIC_PREFIX": self.prefix, "PANUI_DATA_KEYS": generate_key_spec("bench"),
                "PANUI_COORDINATOR_TOKENS": TOKEN, "PANUI_LOG_LEVEL": "WARNING",
@@ -127,11 +124,11 @@ class Bench:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        try:
-            with psycopg.connect(self.admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-        except psycopg.Error:
-            pass
+        if self.db_name:
+            try:
+                support.drop_database(self.db_name)
+            except psycopg.Error:
+                pass
         from aiokafka.admin import AIOKafkaAdminClient
 
         async def drop_topics() -> None:
@@ -213,19 +210,13 @@ def profile_ingest(records: int) -> None:
     import pstats
 
     from services.common.crypto import Sealer
-    from services.common.db import create_schema, make_engine, session_scope
-    from services.common.outbox import OutboxMessage
+    from services.common.db import make_engine, session_scope
     from services.intake import feeds
-    from services.intake.models import MODELS
     from services.intake.parsing import iter_feed
 
-    admin = support.pg_admin_url()
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    name, url = support.create_database("bench_intake", "intake")
     try:
-        engine = make_engine(admin.rpartition("/")[0] + "/" + name)
-        create_schema(engine, [*MODELS, OutboxMessage])
+        engine = make_engine(url)
         sealer = Sealer(generate_key_spec("bench"))
         body = ndjson_body("prof", 0, records)
         profiler = cProfile.Profile()
@@ -242,8 +233,7 @@ def profile_ingest(records: int) -> None:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
         engine.dispose()
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        support.drop_database(name)
 
 
 def main(argv: list[str] | None = None) -> int:

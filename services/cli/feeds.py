@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from services.intake.parsing.csv_feed import _in_quotes_after
+from services.intake.parsing.csv_feed import in_quotes_after
 
 feed_app = typer.Typer(help="Submit affected-record feeds to intake (for agencies).", no_args_is_help=True)
 
@@ -86,7 +86,7 @@ def _physical_records(f, fmt: str) -> Iterator[tuple[int, list[bytes]]]:  # noqa
         if not pending:
             start = line_no
         pending.append(raw)
-        in_quotes = _in_quotes_after(raw.rstrip(b"\r\n"), in_quotes)
+        in_quotes = in_quotes_after(raw.rstrip(b"\r\n"), in_quotes)
         if not in_quotes:
             yield start, pending
             pending = []

@@ -16,7 +16,6 @@ from sqlmodel import Session, SQLModel, create_engine
 
 T = TypeVar("T")
 P = ParamSpec("P")
-_SCHEMA_LOCK_ID = 0x50414E55  # "PANU": one schema creation at a time per database
 
 
 def _normalise_url(url: str) -> str:
@@ -41,16 +40,6 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-
-
-def create_schema(engine: Engine, models: list[type[SQLModel]]) -> None:
-    """Create one service's tables. All models share SQLModel's metadata, so each service
-    names its own tables: a service's database holds only what that service owns."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            # Replicas (or uvicorn workers) starting together must not race to CREATE TABLE.
-            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SCHEMA_LOCK_ID})
-        SQLModel.metadata.create_all(conn, tables=[m.__table__ for m in models])
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import SQLModel
 
-from services.common import db, metrics
+from services.common import db, metrics, migrations
 from services.common.auth import CoordinatorAuth
 from services.common.crypto import Sealer
 from services.common.deps import Caller
@@ -41,6 +41,7 @@ class ServiceRuntime:
         self.db = db.Database(self.engine)
         self.coordinators = CoordinatorAuth(settings.coordinator_tokens.get_secret_value())
         self.models = [*models, OutboxMessage]
+        self.migrations = migrations.MigrationTree.of(self.models)
         self.topics = list(topics)
         self.sealer = Sealer(settings.data_keys.get_secret_value())
         self._workers_factory = workers
@@ -57,7 +58,13 @@ class ServiceRuntime:
             raise
 
     async def _start(self) -> None:
-        await db.run_db(db.create_schema, self.engine, self.models)
+        # Tables come from migrations (`python -m services.<name> migrate`), never from start-up:
+        # a database at another revision than the code's would fail later and less clearly.
+        try:
+            await db.run_db(migrations.check_current, self.engine, self.migrations)
+        except migrations.SchemaNotCurrent as exc:
+            log.error("not starting: %s", exc)
+            raise
         await ensure_topics(self.settings, self.topics)
         self.producer = make_producer(self.settings)
         await self.producer.start()

@@ -7,7 +7,7 @@ API (what HttpSmsProvider talks to):
   GET  /v1/messages[?reference=...]        inspect what was "sent"
   GET  /v1/messages/{id}
 Delivery receipts are POSTed to callback_url as JSON {id, reference, status, occurred_at} with
-header X-Panui-Signature (see services.dispatch.providers.receipts), retried with backoff.
+header X-Panui-Signature (services/gateways/signing.py), retried with backoff.
 
 Control (tests/dev), also available as Python methods on SmsGateway:
   POST /_control/behaviour {fail_next?, fail_status?, delay_seconds?, rate_limit_next?,
@@ -32,8 +32,8 @@ from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from services.dispatch.providers.receipts import SIGNATURE_HEADER, sign
-from services.gateways._serve import AsgiServer, run_until_interrupted
+from services.gateways.serving import AsgiServer, run_until_interrupted
+from services.gateways.signing import SIGNATURE_HEADER, signature_header
 
 E164 = r"^\+[1-9]\d{7,14}$"
 
@@ -190,7 +190,7 @@ class SmsGateway:
             # Re-sign each attempt: the signature's timestamp must stay fresh.
             headers = {
                 "Content-Type": "application/json",
-                SIGNATURE_HEADER: sign(body, self.callback_secret),
+                SIGNATURE_HEADER: signature_header(body, self.callback_secret),
             }
             code: int | None = None
             try:

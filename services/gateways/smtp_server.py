@@ -36,7 +36,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from services.gateways._serve import AsgiServer, run_until_interrupted
+from services.gateways.serving import AsgiServer, run_until_interrupted
+from services.gateways.signing import SIGNATURE_HEADER, signature_header
 
 Action = Literal["accept", "reject", "tempfail", "bounce"]
 RCPT_REPLIES = {
@@ -251,8 +252,6 @@ class SmtpGateway:
     async def _post_webhook(self, message_id: str, reference: str) -> None:
         import httpx
 
-        from services.dispatch.providers.receipts import SIGNATURE_HEADER, sign
-
         body = json.dumps(
             {"id": message_id, "reference": reference, "status": "bounced",
              "occurred_at": datetime.now(UTC).isoformat()}
@@ -261,7 +260,7 @@ class SmtpGateway:
         async with httpx.AsyncClient(timeout=5.0) as client:
             for _ in range(5):
                 headers = {"Content-Type": "application/json",
-                           SIGNATURE_HEADER: sign(body, self.webhook_secret)}
+                           SIGNATURE_HEADER: signature_header(body, self.webhook_secret)}
                 code = None
                 try:
                     code = (await client.post(self.bounce_webhook_url, content=body,

@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli.main import app
+from testkit.factories import affected_record, ndjson
 from tests.intake.api.server import serve_intake
-from tests.support.factories import affected_record, ndjson
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 

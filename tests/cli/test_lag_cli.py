@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli.main import app
+from testkit.infra import free_port
 from tests.common.lag_kafka import Member, create_topic, produce
-from tests.support.infra import free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -15,10 +15,11 @@ from services.common.errors import install_error_handlers
 from services.common.lag import LagMonitor, LagRules, LagSampler, Status, system_groups
 from services.common.lag.api import lag_router
 from services.common.lag.prometheus import LagCollector
-from services.common.runtime import ServiceRuntime
 from services.common.settings import ServiceSettings
+from services.intake.runtime import IntakeRuntime
+from services.intake.settings import IntakeSettings
+from testkit.infra import free_port
 from tests.common.lag_kafka import ManualClock, Member, create_topic, delete_records_before, produce
-from tests.support.infra import free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -230,9 +231,10 @@ async def test_prometheus_gauges_use_kafka_exporter_names(kafka_bootstrap, topic
 def _app(monitor: LagMonitor, tmp_path, data_keys: str, **router_kw) -> FastAPI:  # noqa: ANN001
     app = FastAPI()
     install_error_handlers(app)
-    settings = ServiceSettings(coordinator_tokens="coord-token", data_keys=data_keys,
-                               database_url=f"sqlite:///{tmp_path}/x.db")
-    app.state.runtime = ServiceRuntime(settings, [], [])  # not started: only authenticates
+    settings = IntakeSettings(coordinator_tokens="coord-token", data_keys=data_keys,
+                              database_url=f"sqlite:///{tmp_path}/x.db")
+    # The front door's runtime, not started: it only authenticates here.
+    app.state.runtime = IntakeRuntime(settings)
     app.include_router(lag_router(monitor, **router_kw))
     return app
 

@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 
 async def test_health_ready_and_metrics(service_env, pg_database):
-    app = create_app(DispatchSettings(**service_env, database_url=pg_database()))
+    app = create_app(DispatchSettings(**service_env, database_url=pg_database("dispatch")))
     async with running(app) as client:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         ready = await client.get("/readyz")
@@ -23,7 +23,7 @@ async def test_health_ready_and_metrics(service_env, pg_database):
 
 
 async def test_not_ready_when_the_database_is_unreachable(service_env, pg_database):
-    app = create_app(DispatchSettings(**service_env, database_url=pg_database()))
+    app = create_app(DispatchSettings(**service_env, database_url=pg_database("dispatch")))
     async with running(app) as client:
         runtime = app.state.runtime
         working, runtime.engine = runtime.engine, make_engine("postgresql://x:y@127.0.0.1:1/none")

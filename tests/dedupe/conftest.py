@@ -5,18 +5,17 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, select
 
 from services.common.crypto import Sealer
 from services.common.db import make_engine
 from services.common.messages import NoticeMessage, SealedRecipient, decode_notice, notice_sealing_context
-from services.common.outbox import OutboxMessage
 from services.dedupe.app import create_app
-from services.dedupe.models import MODELS, RecordState
+from services.dedupe.models import RecordState
 from services.dedupe.settings import DedupeSettings
+from testkit.infra import TopicReader
+from testkit.messages import publish
 from tests.conftest import COORDINATOR_TOKEN, running
-from tests.support.infra import TopicReader
-from tests.support.messages import publish
 
 AROHA = {"nhi": "ZZZ0016", "given_names": "Aroha", "family_name": "Testperson",
          "date_of_birth": "1980-04-12", "email": "aroha.testperson@example.nz",
@@ -86,7 +85,7 @@ class DedupeHarness:
 
 @pytest.fixture
 async def dedupe(service_env, pg_database, kafka_bootstrap):
-    settings = DedupeSettings(**service_env, database_url=pg_database(), release_tick_s=0.2,
+    settings = DedupeSettings(**service_env, database_url=pg_database("dedupe"), release_tick_s=0.2,
                               review_sync_interval_s=0.2)
     sealer = Sealer(settings.data_keys.get_secret_value())
     async with running(create_app(settings)) as client:
@@ -101,7 +100,6 @@ async def dedupe(service_env, pg_database, kafka_bootstrap):
 @pytest.fixture
 def dedupe_engine(pg_database):  # noqa: ANN001, ANN201
     """An engine on a fresh PostgreSQL database holding dedupe's tables (and its outbox)."""
-    engine = make_engine(pg_database())
-    SQLModel.metadata.create_all(engine, tables=[m.__table__ for m in [*MODELS, OutboxMessage]])
+    engine = make_engine(pg_database("dedupe"))
     yield engine
     engine.dispose()

@@ -5,11 +5,10 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from sqlmodel import SQLModel
 
 from services.common.db import make_engine, session_scope
 from services.dedupe.app import create_app
-from services.dedupe.models import MODELS, IncidentState, PersonState, RecordState, ReviewState
+from services.dedupe.models import IncidentState, PersonState, RecordState, ReviewState
 from services.dedupe.settings import DedupeSettings
 from tests.conftest import COORDINATOR_TOKEN
 
@@ -22,9 +21,8 @@ EVIDENCE = {"weight": 4.5, "comparisons": [{"field": "given", "level": "initial"
 
 @pytest.fixture
 async def client(pg_database, data_keys):  # noqa: ANN001, ANN201
-    url = pg_database()
+    url = pg_database("dedupe")
     engine = make_engine(url)
-    SQLModel.metadata.create_all(engine, tables=[m.__table__ for m in MODELS])
     with session_scope(engine) as session:
         session.add(IncidentState(
             incident_id="inc-1", revision=1, agency_names={"gp": "Test GP", "lab": "Test Lab"},

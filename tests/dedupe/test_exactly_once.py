@@ -17,10 +17,10 @@ from services.common.messages import decode_notice
 from services.dedupe.app import create_app
 from services.dedupe.models import NoticeState, RecordState
 from services.dedupe.settings import DedupeSettings
+from testkit.factories import synthetic_person
+from testkit.infra import REPO, TopicReader
+from testkit.messages import completion, incident_message, publish, record_message
 from tests.conftest import running
-from tests.support.factories import synthetic_person
-from tests.support.infra import REPO, TopicReader
-from tests.support.messages import completion, incident_message, publish, record_message
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
@@ -76,7 +76,7 @@ async def _setup(settings: DedupeSettings, bootstrap: str, sealer: Sealer) -> No
 
 async def test_replaying_the_whole_topic_creates_nothing_new(service_env, pg_database,
                                                              kafka_bootstrap):
-    settings = DedupeSettings(**service_env, database_url=pg_database(), release_tick_s=0.2)
+    settings = DedupeSettings(**service_env, database_url=pg_database("dedupe"), release_tick_s=0.2)
     sealer = Sealer(settings.data_keys.get_secret_value())
     await _setup(settings, kafka_bootstrap, sealer)
     notices_topic = f"{settings.topic_prefix}notices.v1"
@@ -122,7 +122,7 @@ async def test_replaying_the_whole_topic_creates_nothing_new(service_env, pg_dat
 
 async def test_a_process_killed_mid_stream_resumes_with_one_notice_per_person(
         service_env, pg_database, kafka_bootstrap, topic_prefix, data_keys):
-    database_url = pg_database()
+    database_url = pg_database("dedupe")
     settings = DedupeSettings(**service_env, database_url=database_url)
     sealer = Sealer(data_keys)
     await _setup(settings, kafka_bootstrap, sealer)

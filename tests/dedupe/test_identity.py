@@ -14,9 +14,9 @@ from services.dedupe.identity import (
     StoredRecord,
 )
 from services.dedupe.resolver import Resolver
+from testkit.messages import record_message
 from tests.dedupe.conftest import AROHA, HEMI
 from tests.dedupe.test_reviews import J_TIPENE, JOSEPH_TIPENE
-from tests.support.messages import record_message
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=1)

@@ -12,9 +12,9 @@ from services.dedupe import store
 from services.dedupe.identity import RecordMeta
 from services.dedupe.models import NoticeState, PersonState, RecordState
 from services.dedupe.pipeline import DedupePipeline
+from testkit.messages import completion, incident_message, record_message
 from tests.dedupe.conftest import AROHA, HEMI
 from tests.dedupe.test_reviews import J_TIPENE, JOSEPH_TIPENE
-from tests.support.messages import completion, incident_message, record_message
 
 pytestmark = [pytest.mark.postgres]
 

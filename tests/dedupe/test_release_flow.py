@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 
 from services.common.clock import utcnow
+from testkit.messages import completion, incident_message, record_message, withdrawal
 from tests.conftest import COORDINATOR_TOKEN
 from tests.dedupe.conftest import AROHA, HEMI
-from tests.support.messages import completion, incident_message, record_message, withdrawal
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from testkit.messages import completion, incident_message, record_message
 from tests.conftest import COORDINATOR_TOKEN
-from tests.support.messages import completion, incident_message, record_message
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 

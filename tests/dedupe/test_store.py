@@ -15,8 +15,8 @@ from services.dedupe.models import NoticeState
 from services.dedupe.notices import build_notice
 from services.dedupe.release import PersonView
 from services.dedupe.reviews import OpenReview, ReviewChanges
+from testkit.messages import incident_message, record_message
 from tests.dedupe.conftest import AROHA, HEMI
-from tests.support.messages import incident_message, record_message
 
 pytestmark = [pytest.mark.postgres]
 

@@ -91,13 +91,9 @@ async def sms_gw():
 @pytest.fixture
 def dispatch_engine(pg_database):
     """An engine on a fresh PostgreSQL database holding dispatch's tables (and the outbox)."""
-    from sqlmodel import SQLModel
 
     from services.common.db import make_engine
-    from services.common.outbox import OutboxMessage
-    from services.dispatch.models import MODELS
 
-    engine = make_engine(pg_database())
-    SQLModel.metadata.create_all(engine, tables=[m.__table__ for m in [*MODELS, OutboxMessage]])
+    engine = make_engine(pg_database("dispatch"))
     yield engine
     engine.dispose()

@@ -12,8 +12,7 @@ from services.dispatch.content.render import render_email, render_sms
 from services.dispatch.export import csv_safe
 from services.dispatch.providers.base import EmailMessage
 from services.dispatch.providers.smtp import SmtpConfig, SmtpEmailProvider
-
-from .stack import incident_message, notice_message, person
+from testkit.notices import incident_message, notice_message, person
 
 
 def test_renderer_accepts_the_contract_incident_and_opened_notice():

@@ -12,9 +12,9 @@ from services.dispatch.providers.base import SmsMessage
 from services.dispatch.providers.failover import FailoverSmsProvider
 from services.dispatch.providers.receipts import InvalidSignature, ReceiptError, parse_receipt, sign
 from services.dispatch.providers.sms_http import HttpSmsProvider
-from services.gateways._serve import AsgiServer
+from services.gateways.serving import AsgiServer
 from services.gateways.sms_server import SmsGateway
-from tests.support.infra import free_port as _free_port
+from testkit.infra import free_port as _free_port
 
 
 def _sms(n=1, body="Example Health: notice emailed. Ref PAN-TEST", callback_url=None):

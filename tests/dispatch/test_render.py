@@ -280,18 +280,18 @@ def test_skeleton_rendering_equals_a_full_render(incident):
     must be byte-identical to rendering the bundled template for that person."""
     from services.dispatch.content import render as r
 
-    content = r._coerce(make_notice(), incident)[1]
+    content = r.as_models(make_notice(), incident)[1]
     for raw in _variants():
         notice = r.Notice.model_validate(raw)
         language = notice.preferred_language
-        base = r._context(notice, content, language)
+        base = r.template_context(notice, content, language)
         contexts = [(name, base) for name in ("email_subject", "email_text", "email_html")]
         contexts += [(name, base | {"full_notice_via": via})
                      for name in ("sms", "sms_short") for via in ("email", "postal", "none")]
         for name, ctx in contexts:
             for _ in range(2):  # miss (builds the skeleton), then hit
-                assert r._render(name, language, ctx, content) == \
-                    r._render_full(name, language, ctx), (raw["notice_id"], name)
+                assert r.render_part(name, language, ctx, content) == \
+                    r.render_bundled(name, language, ctx), (raw["notice_id"], name)
 
 
 def test_skeletons_are_per_incident_revision(incident):

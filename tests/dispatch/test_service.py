@@ -17,18 +17,10 @@ from services.dispatch.content.sms_segments import SmsEncoding, count_segments
 from services.dispatch.providers.receipts import SIGNATURE_HEADER, sign
 from services.dispatch.store import reports
 from services.gateways.sms_server import SmsGateway
-from tests.support.infra import free_port, topic_reader
+from testkit.infra import free_port, sqlite_database, topic_reader
+from testkit.notices import incident_message, notice_message, person
 
-from .stack import (
-    COORDINATOR,
-    RECEIPT_SECRET,
-    MutableClock,
-    dispatch_settings,
-    incident_message,
-    notice_message,
-    person,
-    running_dispatch,
-)
+from .stack import COORDINATOR, RECEIPT_SECRET, MutableClock, dispatch_settings, running_dispatch
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -40,7 +32,7 @@ def settings_for(service_env, pg_database, smtp_gw, sms_gw):
     def make(**overrides):
         port = overrides.pop("port", None) or free_port()
         return dispatch_settings(
-            service_env, pg_database(), port=port, smtp_port=smtp_gw.port, sms_url=sms_gw.url,
+            service_env, pg_database("dispatch"), port=port, smtp_port=smtp_gw.port, sms_url=sms_gw.url,
             quiet_hours_enabled=overrides.pop("quiet_hours_enabled", False), **overrides,
         )
     return make
@@ -245,7 +237,7 @@ async def test_sms_fails_over_to_the_secondary_when_the_primary_errors(
     async with SmsGateway(callback_secret=RECEIPT_SECRET) as secondary:
         sms_gw.fail_next(1000, 500)
         settings = dispatch_settings(
-            service_env, pg_database(), port=free_port(), smtp_port=smtp_gw.port,
+            service_env, pg_database("dispatch"), port=free_port(), smtp_port=smtp_gw.port,
             sms_url=sms_gw.url, sms2_url=secondary.url, quiet_hours_enabled=False,
         )
         async with running_dispatch(settings) as stack:
@@ -364,7 +356,7 @@ async def test_coordinator_endpoints_need_a_token(settings_for):
 
 @pytest.mark.slow
 async def test_restart_mid_send_sends_each_sms_once(service_env, pg_database, smtp_gw, sms_gw):
-    database = pg_database()
+    database = pg_database("dispatch")
     port = free_port()
     common = dict(port=port, smtp_port=smtp_gw.port, sms_url=sms_gw.url,
                   quiet_hours_enabled=False, sending_lease_s=1.0, sms_timeout_s=30.0)
@@ -411,7 +403,7 @@ async def test_backpressure_pauses_consumption(settings_for, sms_gw):
 async def test_runs_on_sqlite_for_make_run(service_env, tmp_path, smtp_gw, sms_gw):
     """`make run` keeps dispatch on SQLite: the same SQL must work there."""
     settings = dispatch_settings(
-        service_env, f"sqlite:///{tmp_path / 'dispatch.db'}", port=free_port(),
+        service_env, sqlite_database(tmp_path / "dispatch.db", "dispatch"), port=free_port(),
         smtp_port=smtp_gw.port, sms_url=sms_gw.url, quiet_hours_enabled=False,
     )
     async with running_dispatch(settings) as stack:

@@ -14,8 +14,7 @@ from services.common.outbox import OutboxMessage
 from services.dispatch.models import Delivery, DispatchNotice
 from services.dispatch.store import deliveries, incidents, notices, reports
 from services.dispatch.store.deliveries import Change, NewDelivery
-
-from .stack import incident_message, notice_message, person
+from testkit.notices import incident_message, notice_message, person
 
 pytestmark = pytest.mark.postgres
 

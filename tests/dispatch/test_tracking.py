@@ -21,8 +21,7 @@ from services.dispatch.policy import QuietHours, RetryPolicy
 from services.dispatch.providers.receipts import Receipt
 from services.dispatch.store import deliveries, incidents
 from services.dispatch.tracking import SendOutcome
-
-from .stack import incident_message, notice_message, person
+from testkit.notices import incident_message, notice_message, person
 
 pytestmark = pytest.mark.postgres
 

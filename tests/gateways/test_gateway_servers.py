@@ -14,7 +14,7 @@ import pytest
 
 from services.gateways.sms_server import SmsGateway
 from services.gateways.smtp_server import SmtpGateway
-from tests.support.infra import free_port as _free_port
+from testkit.infra import free_port as _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -25,21 +25,11 @@ def good_record() -> dict:
 
 
 
-def create_intake_tables(engine) -> None:  # noqa: ANN001
-    """Intake's tables, created as the service creates them at start-up."""
-    from services.common.db import create_schema
-    from services.common.outbox import OutboxMessage
-    from services.intake.models import MODELS
-
-    create_schema(engine, [*MODELS, OutboxMessage])
-
-
 @pytest.fixture
 def intake_engine(pg_database):  # noqa: ANN001, ANN201
     """An engine on a fresh PostgreSQL database holding intake's tables."""
     from services.common.db import make_engine
 
-    engine = make_engine(pg_database())
-    create_intake_tables(engine)
+    engine = make_engine(pg_database("intake"))
     yield engine
     engine.dispose()

@@ -12,7 +12,6 @@ from services.intake import auth, store
 from services.intake.runtime import IntakeRuntime
 from services.intake.settings import IntakeSettings
 from tests.conftest import COORDINATOR_TOKEN
-from tests.intake.conftest import create_intake_tables
 
 
 def test_a_minted_key_is_shown_once_and_kept_as_a_hash():
@@ -41,11 +40,10 @@ def test_tokens_not_shaped_like_an_agency_key_are_not_parsed(token):
 
 @pytest.mark.postgres
 async def test_runtime_authenticates_coordinators_and_live_agency_keys(pg_database):
-    url = pg_database()
+    url = pg_database("intake")
     runtime = IntakeRuntime(IntakeSettings(database_url=url, data_keys=generate_key_spec("t"),
                                            coordinator_tokens=COORDINATOR_TOKEN))
     try:
-        create_intake_tables(runtime.engine)
         key, other = auth.mint_key("ag-1"), auth.mint_key("ag-1")
         with session_scope(runtime.engine) as session:
             store.save_agency(session, "ag-1", "Agency 1")

@@ -18,7 +18,7 @@ from services.intake import feeds
 from services.intake.models import AffectedRecord, Feed, FeedProblem
 from services.intake.parsing import iter_feed
 from services.intake.settings import IntakeSettings
-from tests.support.factories import affected_record, ndjson
+from testkit.factories import affected_record, ndjson
 
 pytestmark = pytest.mark.postgres
 

@@ -11,7 +11,7 @@ from services.common.outbox import OutboxMessage
 from services.common.topics import AFFECTED_RECORDS, INCIDENTS
 from services.intake import incidents, store
 from services.intake.schemas import IncidentCreate
-from tests.support.factories import incident_body
+from testkit.factories import incident_body
 
 pytestmark = pytest.mark.postgres
 

@@ -15,7 +15,7 @@ from services.common.topics import AFFECTED_RECORDS
 from services.intake import store
 from services.intake.models import AffectedRecord
 from services.intake.validation import Problem
-from tests.support.factories import INCIDENT_CONTENT
+from testkit.factories import INCIDENT_CONTENT
 
 pytestmark = pytest.mark.postgres
 

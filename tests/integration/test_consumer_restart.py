@@ -12,10 +12,10 @@ from services.common.db import make_engine
 from services.dedupe.app import create_app as create_dedupe
 from services.dedupe.models import NoticeState, RecordState
 from services.dedupe.settings import DedupeSettings
+from testkit.factories import synthetic_person
+from testkit.infra import topic_reader
+from testkit.messages import completion, incident_message, publish, record_message
 from tests.conftest import running
-from tests.support.factories import synthetic_person
-from tests.support.infra import topic_reader
-from tests.support.messages import completion, incident_message, publish, record_message
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
@@ -40,7 +40,7 @@ def _consumed(group: str, topic: str) -> float:
 async def test_restarted_consumer_resumes_without_loss_or_duplicate_effects(
     service_env, pg_database, kafka_bootstrap, topic_prefix
 ):
-    settings = DedupeSettings(**service_env, database_url=pg_database(),
+    settings = DedupeSettings(**service_env, database_url=pg_database("dedupe"),
                               consumer_batch_max_records=50)
     group = settings.consumer_group("dedupe.affected-records")
     topic = f"{topic_prefix}affected-records.v1"

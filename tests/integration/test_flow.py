@@ -11,9 +11,9 @@ from services.dispatch.settings import DispatchSettings
 from services.gateways.smtp_server import SmtpGateway
 from services.intake.app import create_app as create_intake
 from services.intake.settings import IntakeSettings
+from testkit.factories import affected_record, incident_body, ndjson
+from testkit.infra import topic_reader
 from tests.conftest import COORDINATOR_TOKEN, running
-from tests.support.factories import affected_record, incident_body, ndjson
-from tests.support.infra import topic_reader
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
@@ -23,12 +23,12 @@ COORDINATOR = {"authorization": f"Bearer {COORDINATOR_TOKEN}"}
 async def test_one_record_flows_from_intake_to_a_delivery_event(
     service_env, pg_database, kafka_bootstrap, topic_prefix
 ):
-    intake = create_intake(IntakeSettings(**service_env, database_url=pg_database()))
-    dedupe = create_dedupe(DedupeSettings(**service_env, database_url=pg_database()))
+    intake = create_intake(IntakeSettings(**service_env, database_url=pg_database("intake")))
+    dedupe = create_dedupe(DedupeSettings(**service_env, database_url=pg_database("dedupe")))
     smtp = SmtpGateway()
     await smtp.start()
     dispatch = create_dispatch(DispatchSettings(
-        **service_env, database_url=pg_database(), smtp_port=smtp.port,
+        **service_env, database_url=pg_database("dispatch"), smtp_port=smtp.port,
         quiet_hours_enabled=False, receipt_callback_base_url="",
     ))
 

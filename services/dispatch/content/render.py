@@ -134,7 +134,8 @@ def category_label(category: str, incident: IncidentContent, language: Language)
     return DATA_CATEGORY_LABELS_EN.get(category) or category.replace("_", " ").capitalize()
 
 
-def _context(notice: Notice, incident: IncidentContent, language: Language) -> dict[str, Any]:
+def template_context(notice: Notice, incident: IncidentContent, language: Language) -> dict[str, Any]:
+    """What the templates see: this person's details and the incident's content, nothing else."""
     if notice.incident_id != incident.incident_id:
         raise RenderError("notice and incident content are for different incidents")
     if not incident.privacy_commissioner_notified:
@@ -269,8 +270,10 @@ def _language(notice: Notice) -> Language:
     return notice.preferred_language
 
 
-def _render(name: str, language: Language, ctx: dict[str, Any], incident: IncidentContent) -> str:
-    """Coordinator template for this language if supplied, else the bundled template."""
+def render_part(name: str, language: Language, ctx: dict[str, Any], incident: IncidentContent) -> str:
+    """One part (email_subject, email_text, email_html, sms, sms_short) with the person's
+    `template_context`: the coordinator's template for this language if supplied, else the
+    bundled template through its cached skeleton."""
     if language == "mi" and incident.mi_templates is not None:
         source = getattr(incident.mi_templates, name)
         if source:
@@ -283,8 +286,9 @@ def _render(name: str, language: Language, ctx: dict[str, Any], incident: Incide
     return _fill(_skeleton(name, language, ctx, incident), ctx, name == "email_html").strip()
 
 
-def _render_full(name: str, language: Language, ctx: dict[str, Any]) -> str:
-    """A bundled template rendered directly (the reference the skeleton path must equal)."""
+def render_bundled(name: str, language: Language, ctx: dict[str, Any]) -> str:
+    """A bundled template rendered directly, without skeletons: the reference `render_part`
+    must equal byte for byte (tests compare them)."""
     ext = "html.j2" if name == "email_html" else "j2"
     return _bundled.get_template(f"{name}.{language}.{ext}").render(ctx).strip()
 
@@ -295,14 +299,14 @@ def _render_full(name: str, language: Language, ctx: dict[str, Any]) -> str:
 def render_email(
     notice: Notice | Mapping[str, Any], incident: IncidentContent | Mapping[str, Any]
 ) -> RenderedEmail:
-    notice, incident = _coerce(notice, incident)
+    notice, incident = as_models(notice, incident)
     if not notice.addressee_email:
         raise RenderError("addressee has no email address")
     language = _language(notice)
-    ctx = _context(notice, incident, language)
-    subject = " ".join(_render("email_subject", language, ctx, incident).split())
-    text = _render("email_text", language, ctx, incident) + "\n"
-    html = _render("email_html", language, ctx, incident) + "\n"
+    ctx = template_context(notice, incident, language)
+    subject = " ".join(render_part("email_subject", language, ctx, incident).split())
+    text = render_part("email_text", language, ctx, incident) + "\n"
+    html = render_part("email_html", language, ctx, incident) + "\n"
     ref = ctx["reference_code"]
     check_safe("email subject", subject, ref)
     check_safe("email text", text, ref)
@@ -317,10 +321,10 @@ def render_letter_text(
     notice: Notice | Mapping[str, Any], incident: IncidentContent | Mapping[str, Any]
 ) -> str:
     """Plain-text body for the postal channel (same content as the email text part)."""
-    notice, incident = _coerce(notice, incident)
+    notice, incident = as_models(notice, incident)
     language = _language(notice)
-    ctx = _context(notice, incident, language)
-    text = _render("email_text", language, ctx, incident) + "\n"
+    ctx = template_context(notice, incident, language)
+    text = render_part("email_text", language, ctx, incident) + "\n"
     check_safe("letter", text, ctx["reference_code"])
     check_s117("letter", text, ctx)
     return text
@@ -338,7 +342,7 @@ def render_sms(
     (a letter is coming) or 'none' (SMS is all they get, so it carries a summary). Default:
     email if the addressee has an email address, else postal if they have an address.
     """
-    notice, incident = _coerce(notice, incident)
+    notice, incident = as_models(notice, incident)
     if not notice.addressee_mobile:
         raise RenderError("addressee has no mobile number")
     if full_notice_via is None:
@@ -346,11 +350,11 @@ def render_sms(
             "email" if notice.addressee_email else "postal" if notice.addressee_address else "none"
         )
     language = _language(notice)
-    ctx = _context(notice, incident, language) | {"full_notice_via": full_notice_via}
+    ctx = template_context(notice, incident, language) | {"full_notice_via": full_notice_via}
     budget = incident.sms_segment_budget
     tried: list[str] = []
     for variant, name in (("full", "sms"), ("short", "sms_short")):
-        body = _sms_text(_render(name, language, ctx, incident))
+        body = _sms_text(render_part(name, language, ctx, incident))
         check_safe(f"sms ({variant})", body, ctx["reference_code"])
         segments = count_segments(body)
         if segments.segments <= budget:
@@ -366,10 +370,11 @@ def _sms_text(rendered: str) -> str:
     return " ".join(downgrade_typography(normalise(rendered)).split())
 
 
-def _coerce(
+def as_models(
     notice: Notice | Mapping[str, Any],
     incident: IncidentContent | IncidentMessage | Mapping[str, Any],
 ) -> tuple[Notice, IncidentContent]:
+    """The notice and the incident content as models, from models, contract messages or dicts."""
     n = notice if isinstance(notice, Notice) else Notice.model_validate(notice)
     if isinstance(incident, IncidentContent):
         i = incident

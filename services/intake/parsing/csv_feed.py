@@ -47,10 +47,11 @@ def column_path(header: str) -> tuple[str, ...]:
 _QUOTE_OR_COMMA = re.compile(rb'[",]')
 
 
-def _in_quotes_after(line: bytes, in_quotes: bool) -> bool:
+def in_quotes_after(line: bytes, in_quotes: bool) -> bool:
     """Quote state at the end of `line`, with the csv module's rules: a quote opens a
     quoted field only at the start of a field, and "" inside one is a literal quote.
-    Works on bytes: '"' and ',' never occur inside a UTF-8 multi-byte sequence."""
+    Works on bytes: '"' and ',' never occur inside a UTF-8 multi-byte sequence.
+    Public: `panui feed submit` cuts CSV files into chunks at the record boundaries found here."""
     skip_to = -1
     for m in _QUOTE_OR_COMMA.finditer(line):
         pos = m.start()
@@ -120,7 +121,7 @@ class CsvParser:
             elif b'"' not in line:  # fast path: a whole record on one line
                 if line.strip():
                     self._row(line_no, line, out)
-            elif _in_quotes_after(line, False):
+            elif in_quotes_after(line, False):
                 self._start_line = line_no
                 self._pending = [line]
                 self._pending_size = len(line)
@@ -137,7 +138,7 @@ class CsvParser:
             del self._pending[1:]  # keep one element only as the "in a record" marker
         if not self._pending_oversize:
             self._pending.append(line)
-        if _in_quotes_after(line, True):
+        if in_quotes_after(line, True):
             return
         start = self._start_line
         if self._pending_oversize:

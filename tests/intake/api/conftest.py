@@ -18,9 +18,9 @@ from services.common.crypto import Sealer
 from services.common.messages import decode_affected_records_topic
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
+from testkit import infra
+from testkit.factories import incident_body
 from tests.conftest import COORDINATOR_TOKEN, running
-from tests.support import infra
-from tests.support.factories import incident_body
 
 COORDINATOR = {"authorization": f"Bearer {COORDINATOR_TOKEN}"}
 NDJSON = "application/x-ndjson"
@@ -115,7 +115,7 @@ def intake_settings(database_url: str, kafka_bootstrap: str, prefix: str, data_k
 
 async def start_intake(pg_admin_url: str, kafka_bootstrap: str, data_keys: str,
                        **overrides: object) -> AsyncIterator[Intake]:
-    name, url = infra.create_database(pg_admin_url)
+    name, url = infra.create_database(pg_admin_url, service="intake")
     prefix = f"test-{uuid.uuid4().hex[:10]}."
     settings = intake_settings(url, kafka_bootstrap, prefix, data_keys, **overrides)
     app = create_app(settings)

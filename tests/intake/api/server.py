@@ -13,10 +13,10 @@ import uvicorn
 
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
+from testkit import infra
+from testkit.factories import incident_body
+from testkit.infra import free_port
 from tests.conftest import COORDINATOR_TOKEN
-from tests.support import infra
-from tests.support.factories import incident_body
-from tests.support.infra import free_port
 
 
 @dataclass
@@ -39,7 +39,7 @@ class ServedIntake:
 @contextmanager
 def serve_intake(pg_admin_url: str, kafka_bootstrap: str, data_keys: str,
                  **overrides: object) -> Iterator[ServedIntake]:
-    name, url = infra.create_database(pg_admin_url)
+    name, url = infra.create_database(pg_admin_url, service="intake")
     prefix = f"test-{uuid.uuid4().hex[:10]}."
     port = free_port()
     settings = IntakeSettings(

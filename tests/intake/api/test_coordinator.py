@@ -7,8 +7,8 @@ import uuid
 import pytest
 
 from services.common.messages import decode_incident
-from tests.support import infra
-from tests.support.factories import affected_record, incident_body, ndjson
+from testkit import infra
+from testkit.factories import affected_record, incident_body, ndjson
 
 from .conftest import COORDINATOR, agency_headers
 

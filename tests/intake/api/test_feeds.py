@@ -11,7 +11,7 @@ from services.common.messages import (
     RecordWithdrawnMessage,
     SealedPersonalFields,
 )
-from tests.support.factories import affected_record, ndjson
+from testkit.factories import affected_record, ndjson
 
 from .conftest import agency_headers
 

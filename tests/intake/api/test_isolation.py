@@ -3,7 +3,7 @@ wrong or missing key → 401, not enrolled → 403, another agency's feed or rec
 
 import pytest
 
-from tests.support.factories import affected_record, ndjson
+from testkit.factories import affected_record, ndjson
 
 from .conftest import agency_headers
 

@@ -15,9 +15,9 @@ import psycopg
 import pytest
 
 from services.common.messages import AffectedRecordMessage, decode_affected_records_topic
+from testkit.factories import affected_record, incident_body, ndjson
+from testkit.infra import REPO, topic_reader
 from tests.conftest import COORDINATOR_TOKEN
-from tests.support.factories import affected_record, incident_body, ndjson
-from tests.support.infra import REPO, topic_reader
 
 from .server import free_port
 
@@ -52,7 +52,7 @@ def _feed_body(n: int) -> bytes:
 
 async def test_sigkill_during_uploads_loses_nothing_accepted(pg_database, kafka_bootstrap, topic_prefix,
                                                             data_keys):
-    database_url = pg_database()
+    database_url = pg_database("intake")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PANUI_PORT": str(port), "DATABASE_URL": database_url,

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.support.factories import affected_record, ndjson
+from testkit.factories import affected_record, ndjson
 
 from .conftest import start_intake
 

@@ -1,7 +1,15 @@
 """Access to the run's shared Kafka broker and PostgreSQL server, with isolation per test:
-each test gets its own topic prefix and its own database."""
+each test gets its own topic prefix and its own database, migrated for the service under test.
+
+A service's database is made as the service's operators make it — with its migrations — once
+per run: the first request for, say, a dedupe database migrates a template database
+(`tpl_dedupe_<random>`), and every later one is `CREATE DATABASE … TEMPLATE` of it (a file copy,
+much faster than migrating again). Template names are random, so concurrent pytest runs on the
+same server (other worktrees) never share or race on one; `drop_templates` removes this run's.
+"""
 
 import asyncio
+import importlib
 import os
 import socket
 import subprocess
@@ -14,7 +22,11 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-REPO = Path(__file__).resolve().parents[2]
+from services.common import migrations
+
+REPO = Path(__file__).resolve().parents[1]
+SERVICES = ("intake", "dedupe", "dispatch")
+_templates: dict[tuple[str, str], str] = {}  # (admin url, service) -> template database name
 
 
 def free_port() -> int:
@@ -37,18 +49,59 @@ def pg_admin_url() -> str:
     ).stdout.strip()
 
 
-def create_database(admin_url: str, prefix: str = "t") -> tuple[str, str]:
-    """A new, empty database on the shared server: (name, url)."""
+def migration_tree(service: str) -> migrations.MigrationTree:
+    """The migrations of "intake", "dedupe" or "dispatch"."""
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}: one of {', '.join(SERVICES)}")
+    return migrations.MigrationTree.of(importlib.import_module(f"services.{service}.models").MODELS)
+
+
+def create_database(admin_url: str, prefix: str = "t", service: str | None = None) -> tuple[str, str]:
+    """A new database on the shared server: (name, url). With `service`, it holds that service's
+    schema at its head revision (as `python -m services.<service> migrate` leaves it); without,
+    it is empty."""
+    template = _template(admin_url, service) if service else None
     name = f"{prefix}_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = admin_url.rpartition("/")
-    return name, f"{base}/{name}"
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    return name, database_url(admin_url, name)
+
+
+def database_url(admin_url: str, name: str) -> str:
+    return f"{admin_url.rpartition('/')[0]}/{name}"
 
 
 def drop_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def sqlite_database(path: Path, service: str) -> str:
+    """A SQLite database file migrated for `service` (what `make run` uses): its URL."""
+    url = f"sqlite:///{path}"
+    migrations.upgrade(migration_tree(service), url)
+    return url
+
+
+def _template(admin_url: str, service: str) -> str:
+    key = (admin_url, service)
+    if key not in _templates:
+        name, url = create_database(admin_url, f"tpl_{service}")
+        try:
+            # upgrade() disposes its engine: no session stays to block CREATE DATABASE … TEMPLATE.
+            migrations.upgrade(migration_tree(service), url)
+        except BaseException:
+            drop_database(admin_url, name)
+            raise
+        _templates[key] = name
+    return _templates[key]
+
+
+def drop_templates() -> None:
+    """Drop the template databases this process made (at the end of a test run)."""
+    while _templates:
+        (admin_url, _service), name = _templates.popitem()
+        drop_database(admin_url, name)
 
 
 async def delete_topics_with_prefix(bootstrap: str, prefix: str) -> None:

@@ -13,7 +13,7 @@ from services.common.messages import (
     RecordWithdrawnMessage,
     record_sealing_context,
 )
-from tests.support.factories import INCIDENT_CONTENT
+from testkit.factories import INCIDENT_CONTENT
 
 
 def record_message(sealer: Sealer, incident_id: str, agency_id: str, source_record_id: str,
