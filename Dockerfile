@@ -15,7 +15,7 @@ COPY requirements.lock /tmp/requirements.lock
 RUN /opt/panui/bin/pip install --no-deps --require-hashes --only-binary=:all: -r /tmp/requirements.lock
 COPY services/ /app/services/
 # Byte-compile here: the root filesystem is read-only at run time.
-RUN /opt/panui/bin/python -m compileall -q /app/services
+RUN /opt/panui/bin/python -m compileall -q --invalidation-mode checked-hash /app/services
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 panui \

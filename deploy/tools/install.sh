@@ -13,6 +13,8 @@ declare -A MODULE=(
   [kustomize]=sigs.k8s.io/kustomize/kustomize/v5@v5.8.1
   [promtool]=github.com/prometheus/prometheus/cmd/promtool@v0.316.0
 )
+# promtool without Prometheus' service-discovery plugins (cloud SDKs): rule checks need none.
+declare -A TAGS=([promtool]=remove_all_sd)
 
 log() { printf 'deploy-tools: %s\n' "$*" >&2; }
 
@@ -26,7 +28,7 @@ install_one() {
   rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
   # GOTOOLCHAIN=local: the machine's Go, never a downloaded one; GOFLAGS keeps builds reproducible.
   GOBIN=$dir.tmp GOTOOLCHAIN=local GOFLAGS="-trimpath -buildvcs=false" CGO_ENABLED=0 \
-    go install "$module" >&2
+    go install -tags="${TAGS[$name]:-}" "$module" >&2
   rm -rf "$dir"; mv "$dir.tmp" "$dir"
   echo "$dir/$name"
 }
