@@ -148,7 +148,7 @@ def test_every_kafka_user_and_topic_belongs_to_one_cluster(objects):
     assert users == service_users | keda_users, "every KafkaUser is someone's, and only one's"
 
 
-@pytest.mark.parametrize("service", [s for s in SERVICES])
+@pytest.mark.parametrize("service", SERVICES)
 def test_lag_scaling_follows_a_real_group_within_its_partitions(objects, service_facts, service):
     name = objects.deployment(service)["metadata"]["name"]
     scaled = [s for s in objects.of("ScaledObject") if s["spec"]["scaleTargetRef"]["name"] == name]

@@ -124,7 +124,10 @@ def _gateway_ports(objects, service) -> set[int]:
     names = m.env_names(cls)
     env = {names[k]: v["value"] for k, v in objects.container_env(m.main_container(objects.deployment(service))).items()
            if k in names and "value" in v}
-    value = lambda f: env.get(f, cls.model_fields[f].default)  # noqa: E731
+
+    def value(field: str):  # noqa: ANN202
+        return env.get(field, cls.model_fields[field].default)
+
     ports = set()
     if "smtp_host" in cls.model_fields:
         ports.add(int(value("smtp_port")))

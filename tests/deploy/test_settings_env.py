@@ -3,6 +3,8 @@ known platform variable); every setting with no safe production default is provi
 come only from Secret references, and the Secret template lists exactly the keys referenced.
 The rules read the settings classes, so a new setting is checked without editing this file."""
 
+import os
+
 import pytest
 import yaml
 from pydantic import SecretStr
@@ -104,7 +106,7 @@ def test_secrets_come_only_from_secret_references(objects, service):
 @pytest.mark.parametrize("service", SERVICES)
 def test_settings_load_from_the_manifests_environment(objects, service, monkeypatch):
     """The settings class accepts what the manifests give it (types, enums, validators)."""
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.upper().startswith("PANUI_") or name.upper() in {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"}:
             monkeypatch.delenv(name)
     env = m.synthetic_env(objects, m.main_container(objects.deployment(service)))
