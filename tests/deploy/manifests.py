@@ -172,7 +172,7 @@ class ServiceFacts:
     ensured_topics: set[str]  # created at start-up if missing
     groups: dict[str, set[str]] = field(default_factory=dict)  # consumer group -> topics
     followed: set[str] = field(default_factory=set)  # read without a group
-    transactional: bool = False
+    transactional_id: str | None = None  # of its producer, when transactional
     stop_seconds: float = 0.0  # worst case from SIGTERM to exit
 
 
@@ -218,15 +218,15 @@ def facts(service: str, env: dict[str, str], tmp: Path) -> ServiceFacts:
     out.stop_seconds += inspect.signature(OutboxRelay.stop).parameters["grace_s"].default
     out.stop_seconds += getattr(settings, "sender_stop_grace_s", 0.0)
 
-    async def transactional() -> bool:  # aiokafka builds producers inside a running loop
+    async def transactional_id() -> str | None:  # aiokafka builds producers in a running loop
         producer = make_producer(settings)
         manager = getattr(producer, "_txn_manager", None)
         try:
-            return bool(manager and manager.transactional_id)
+            return manager.transactional_id if manager else None
         finally:
             await producer.stop()
 
-    out.transactional = asyncio.run(transactional())
+    out.transactional_id = asyncio.run(transactional_id())
     runtime.engine.dispose()
     return out
 

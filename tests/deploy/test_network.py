@@ -178,3 +178,11 @@ def test_ingress_only_from_the_controller_and_prometheus(objects, service_facts,
                   for ing in objects.of("Ingress") for rule in ing["spec"]["rules"] for path in rule["http"]["paths"])
     assert bool(controller) == backend, f"{service}: the ingress controller reaches it iff an Ingress routes to it"
     assert len(controller) <= 1
+
+
+def test_one_ingress_controller(objects):
+    peers = set()
+    for service in SERVICES:
+        labels = objects.deployment(service)["spec"]["template"]["metadata"]["labels"]
+        peers |= {r[0] for r in _rules(objects, labels, "Ingress") if ("app.kubernetes.io/name", "prometheus") not in r[0][2]}
+    assert len(peers) == 1, f"every service trusts the same ingress controller, not {sorted(peers)}"
