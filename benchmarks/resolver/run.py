@@ -129,12 +129,11 @@ def run_splink(dataset: Dataset, our_precision: float | None = None) -> dict:
         linker.training.estimate_parameters_using_expectation_maximisation(block_on("postcode"))
     predictions = linker.inference.predict(threshold_match_probability=0.001).as_pandas_dataframe()
     seconds = time.perf_counter() - started
-    pairs = sorted(zip(predictions["match_probability"], predictions["unique_id_l"],
+    pairs = sorted(zip(predictions["match_weight"], predictions["unique_id_l"],
                        predictions["unique_id_r"], strict=True), reverse=True)
     sweep = []
-    for threshold in (0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999,
-                      0.9995, 0.9999, 0.99999, 0.999999):
-        predicted = _components(len(records), [(a, b) for p, a, b in pairs if p >= threshold])
+    for threshold in range(-10, 61, 2):  # match weight (log2 Bayes factor incl. prior)
+        predicted = _components(len(records), [(a, b) for w, a, b in pairs if w >= threshold])
         sweep.append((threshold, accuracy(predicted, truth)))
     best_threshold, best = max(sweep, key=lambda s: s[1].f1)
     at_ours = [s for s in sweep if our_precision is not None and s[1].precision >= our_precision]
@@ -192,7 +191,7 @@ def row(dataset: Dataset, system: str, result: dict) -> str:
         in_review = f"{100 * result['in_review'] / result['persons']:.2f}"
     if system == "splink":
         r = result.get("recall_at_our_precision")
-        notes = f"best F1 at p>={result['threshold']:g}; recall at our precision " + (
+        notes = f"best F1 at match weight >= {result['threshold']}; recall at our precision " + (
             f"{r:.4f}" if r is not None else "n/a (never reaches it)")
     return (f"{dataset.name:<34}{system:<8}{result['records']:>8}{acc.precision:>10.4f}"
             f"{acc.recall:>8.4f}{acc.f1:>8.4f}{acc.persons_whole:>8.4f}{acc.persons_mixed:>8.4f}"

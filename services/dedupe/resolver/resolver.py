@@ -58,8 +58,8 @@ class _Edge:
 _LEVELS: dict[Levels, Levels] = {}
 _NO_EDGES: dict[int, _Edge] = {}
 # Which index key lists the holders of a frequency-weighted value.
-_HOLDER_KIND = {"given": "given", "family": "family", "mobile": "mobile", "email": "email",
-                "address": "address"}
+_HOLDER_KIND = {"nhi": "nhi", "given": "given", "family": "family", "dob": "dob",
+                "mobile": "mobile", "email": "email", "address": "address"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,8 +429,9 @@ class Resolver:
         return levels.guard_conflict
 
     def _incomplete(self, rid: int) -> bool:
+        """Weakly identified: no date of birth, no given name, or only an initial."""
         record = self._records[rid]
-        return record.dob is None or not record.given
+        return record.dob is None or not record.given or len(record.given_first) == 1
 
     def _recluster(self, seeds: set[int]) -> None:
         """Recompute components and persons around records whose edges changed."""
@@ -443,7 +444,7 @@ class Resolver:
                 continue
             edges = [
                 MatchEdge(e.weight, self._records[r].key, self._records[s].key, r, s,
-                          not e.pinned and e.levels.incomplete)
+                          not e.pinned and e.levels.weak, e.levels.copy)
                 for r in component
                 for s, e in self._edges_of(r).items()
                 if r < s and e.decision == MATCH

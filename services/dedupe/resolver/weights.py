@@ -10,11 +10,15 @@ from collections.abc import Callable, Iterable, Iterator
 
 from services.dedupe.resolver.records import PreparedRecord
 
-FREQUENCY_FIELDS = ("given", "family", "mobile", "email", "address")
+FREQUENCY_FIELDS = ("nhi", "given", "family", "dob", "mobile", "email", "address")
 
 
 def frequency_values(p: PreparedRecord) -> Iterator[tuple[str, str]]:
     """The (field, value) pairs of a record whose exact agreement is frequency-weighted."""
+    if p.nhi:
+        yield "nhi", p.nhi
+    if p.dob_digits:
+        yield "dob", p.dob_digits
     if p.given_first:
         yield "given", p.given_first
     if p.family_key:
