@@ -77,6 +77,9 @@ class ResolverConfig:
     block_cap: int = 100
     # Tighter caps per kind of block (see blocking.DEFAULT_CAPS); None = those defaults.
     block_caps: dict[str, int] | None = None
+    # Review queue costs: a duplicate notice (a missed merge) costs 1; a notice that
+    # discloses one person's records to another (a wrong merge) costs this much.
+    wrong_merge_cost: float = 1000.0
     level_weights: dict[str, dict[str, float]] = field(default_factory=lambda: LEVEL_WEIGHTS)
     frequency: dict[str, Frequency] = field(default_factory=lambda: FREQUENCY)
 
