@@ -81,6 +81,8 @@ class ResolverConfig:
     # discloses one person's records to another (a wrong merge) costs this much.
     wrong_merge_cost: float = 1000.0
     level_weights: dict[str, dict[str, float]] = field(default_factory=lambda: LEVEL_WEIGHTS)
+    # True when level_weights were estimated from the incident (learning.py), not hand-set.
+    learned: bool = False
     frequency: dict[str, Frequency] = field(default_factory=lambda: FREQUENCY)
 
     def describe(self) -> dict[str, float | int]:
@@ -91,4 +93,5 @@ class ResolverConfig:
             "unplaced_match_threshold": self.unplaced_match_threshold,
             "contact_cap": self.contact_cap,
             "block_cap": self.block_cap,
+            "learned": self.learned,
         }

@@ -265,16 +265,45 @@ class Resolver:
         self._apply_pin(ra, rb, same_person)
         self._recluster({ra, rb})
 
+    def learn_weights(self) -> dict[str, Any]:
+        """Re-estimate the graded level weights from this incident's own records (EM with
+        the hand-set weights as priors and bounds, see learning.py) and re-resolve every
+        record with them. Reviewer decisions are kept; records whose person changed are
+        reported by drain_changes(). Returns the estimate (λ, m and u per level)."""
+        from services.dedupe.resolver.learning import estimate_weights
+
+        config, report = estimate_weights(
+            self._records, lambda r: self._index.candidates(self._key_ids(r)), self.config)
+        self._rebuild(config)
+        report["weights"] = config.level_weights
+        return report
+
+    def _rebuild(self, config: ResolverConfig) -> None:
+        before = {p.key: self._pid(r) for r, p in self._records.items()}
+        fresh = Resolver(config)
+        fresh._pins = dict(self._pins)
+        fresh._pins_of = {k: set(v) for k, v in self._pins_of.items()}
+        fresh.add_many(sorted((p.record for p in self._records.values()), key=lambda r: r.key))
+        changed = self._changed
+        self.__dict__.update(fresh.__dict__)
+        self._changed = changed | {k for k, pid in before.items() if self._pid(self._rid[k]) != pid}
+
     def snapshot(self) -> dict[str, Any]:
-        """Serialisable state: the records. Restoring re-adds them (outcome is order-free)."""
+        """Serialisable state: the records (and learned weights). Restoring re-adds them
+        (outcome is order-free)."""
         records = sorted((p.record for p in self._records.values()), key=lambda r: r.key)
-        return {"version": SNAPSHOT_VERSION, "config": self.config.describe(),
+        snap = {"version": SNAPSHOT_VERSION, "config": self.config.describe(),
                 "records": [r.to_dict() for r in records]}
+        if self.config.learned:
+            snap["learned_weights"] = self.config.level_weights
+        return snap
 
     @classmethod
     def restore(cls, snapshot: dict[str, Any], config: ResolverConfig | None = None) -> Resolver:
         if snapshot.get("version") != SNAPSHOT_VERSION:
             raise ValueError("unsupported resolver snapshot version")
+        if config is None and snapshot.get("learned_weights"):
+            config = ResolverConfig(level_weights=snapshot["learned_weights"], learned=True)
         resolver = cls(config)
         resolver.add_many(MatchRecord.from_dict(r) for r in snapshot["records"])
         return resolver
