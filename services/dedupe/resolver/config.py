@@ -21,7 +21,7 @@ LEVEL_WEIGHTS: dict[str, dict[str, float]] = {
         "token": 6.0, "equivalent": 6.0, "close": 5.0, "swapped": 5.0,
         "near": 2.0, "different": -4.0, "missing": 0.0,
     },
-    "dob": {"swapped": 5.0, "one_digit": 5.0, "typo": 4.0, "partial": 1.0, "different": -10.0,
+    "dob": {"swapped": 8.0, "one_digit": 5.0, "typo": 6.0, "partial": 1.0, "different": -10.0,
             "missing": 0.0},
     "mobile": {"different": -0.5, "missing": 0.0},
     "email": {"different": -0.5, "missing": 0.0},
