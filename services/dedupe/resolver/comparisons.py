@@ -123,7 +123,7 @@ def compare_given(a: PreparedRecord, b: PreparedRecord) -> str:
     if fa == fb:
         return EXACT
     if len(fa) == 1 or len(fb) == 1:
-        return "initial" if all(x[0] == y[0] for x, y in zip(a.given, b.given)) else DIFFERENT
+        return "initial" if all(x[0] == y[0] for x, y in zip(a.given, b.given, strict=False)) else DIFFERENT
     if equivalent(fa, fb):
         return "equivalent"
     if fa in b.given[1:] or fb in a.given[1:] or any(equivalent(fa, y) for y in b.given[1:]) \

@@ -4,14 +4,14 @@ The hand-set weights in config.py are priors. `estimate_weights` re-estimates, f
 incident's own records, the weight of every graded level (the frequency-weighted exact
 agreements keep their term-frequency weights):
 
-* u (how often two different people show a level) from a deterministic sample of random
-  record pairs — nearly all of them are two people;
-* m (how often one person's two records show it) and the share of matches λ by EM over
-  the level patterns of the blocked candidate pairs, with u held fixed, as Splink does.
-  A missing value contributes to neither.
+* m (how often one person's two records show a level), u (how often two people's do)
+  and the share of matches λ by EM over the level patterns of the blocked candidate
+  pairs — the pairs decisions are made on. u starts from a deterministic sample of random
+  record pairs (nearly all two people), m from the prior weights. A missing value
+  contributes to neither.
 
-The priors are the starting point and a bound: m starts from the prior weights, the
-counts are smoothed towards the prior by `PRIOR_PAIRS` pseudo-pairs, and a learned
+The priors are the starting point and a bound: the counts are smoothed towards the
+starting m and u by `PRIOR_PAIRS` pseudo-pairs, and a learned
 weight moves at most `MAX_SHIFT` bits from its prior, never changes sign and never
 loosens the guard (given names or date of birth 'different' stay conflicts; those rules
 are not weights). So a feed with unusual quality is weighed by its own evidence, and a
@@ -55,14 +55,19 @@ def level_distribution(patterns: Counter[Pattern]) -> list[dict[str, float]]:
 
 
 def run_em(candidates: Counter[Pattern], u: list[dict[str, float]], prior_m: list[dict[str, float]],
-           iterations: int = ITERATIONS) -> tuple[list[dict[str, float]], float]:
-    """m per field and level, and λ, with u fixed. Returns (m, λ)."""
+           iterations: int = ITERATIONS) -> tuple[list[dict[str, float]], list[dict[str, float]], float]:
+    """m, u per field and level, and λ, over the candidate pairs' patterns. Both classes
+    start from (and are smoothed towards) the priors: m from the prior weights, u from
+    random pairs. Returns (m, u, λ)."""
     m = [dict(d) for d in prior_m]
+    u = [dict(d) for d in u]
+    prior_u = [dict(d) for d in u]
     lam = 0.1
     total = sum(candidates.values())
     fields = range(len(Levels._fields))
     for _ in range(iterations):
-        sums = [Counter() for _ in fields]
+        m_sums = [Counter() for _ in fields]
+        u_sums = [Counter() for _ in fields]
         matched = 0.0
         for pattern, n in candidates.items():
             log_m = math.log(lam)
@@ -77,14 +82,18 @@ def run_em(candidates: Counter[Pattern], u: list[dict[str, float]], prior_m: lis
             matched += n * resp
             for f in fields:
                 if pattern[f] != MISSING:
-                    sums[f][pattern[f]] += n * resp
-        lam = min(max(matched / total, 1e-6), 0.9)
-        for f in fields:
-            levels = set(prior_m[f]) | set(sums[f])
-            denominator = sum(sums[f].values()) + PRIOR_PAIRS
-            m[f] = {level: (sums[f][level] + PRIOR_PAIRS * prior_m[f].get(level, 0.0)) / denominator
-                    for level in levels}
-    return m, lam
+                    m_sums[f][pattern[f]] += n * resp
+                    u_sums[f][pattern[f]] += n * (1 - resp)
+        lam = min(max(matched / total, 1e-6), 1 - 1e-6)
+        m = [_smoothed(m_sums[f], prior_m[f]) for f in fields]
+        u = [_smoothed(u_sums[f], prior_u[f]) for f in fields]
+    return m, u, lam
+
+
+def _smoothed(sums: Counter, prior: dict[str, float]) -> dict[str, float]:
+    levels = set(prior) | set(sums)
+    denominator = sum(sums.values()) + PRIOR_PAIRS
+    return {level: (sums[level] + PRIOR_PAIRS * prior.get(level, 0.0)) / denominator for level in levels}
 
 
 def learned_weights(m: list[dict[str, float]], u: list[dict[str, float]],
@@ -166,7 +175,7 @@ def estimate_weights(records: dict[int, PreparedRecord], candidates_of,
     u = level_distribution(random_patterns(records))
     candidates = candidate_patterns(records, candidates_of)
     m0 = prior_m(u, priors)
-    m, lam = run_em(candidates, u, m0)
+    m, u, lam = run_em(candidates, u, m0)
     weights = learned_weights(m, u, priors)
     report = {"lambda": lam, "candidate_pairs": sum(candidates.values()),
               "m": dict(zip(Levels._fields, m, strict=True)), "u": dict(zip(Levels._fields, u, strict=True))}

@@ -4,8 +4,9 @@ Each line is one group: a formal name first (its head), then its nicknames and
 transliterations. A name may sit in several groups (Chris is Christopher or Christine).
 Equivalence is NOT transitive: a variant is equivalent to its head (Bill ~ William,
 Liam ~ William), but two variants of one head (Bill, Liam) are only 'related' — Liam is
-a name in its own right, and chaining Bill ~ William ~ Liam joins two people. Keys are folded with `normalise.name_tokens` (macrons dropped,
-double vowels collapsed), so 'Rāwiri' and 'Raawiri' both become 'rawiri'.
+a name in its own right, and chaining Bill ~ William ~ Liam joins two people. Keys are
+folded with `normalise.name_tokens` (macrons dropped, double vowels collapsed), so
+'Rāwiri' and 'Raawiri' both become 'rawiri'.
 """
 from __future__ import annotations
 

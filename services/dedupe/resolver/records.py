@@ -16,8 +16,8 @@ from services.dedupe.resolver.normalise import (
     email_key,
     family_tokens,
     mobile_key,
-    person_name_tokens,
     parse_date,
+    person_name_tokens,
     postcode_key,
 )
 

@@ -30,7 +30,7 @@ from services.dedupe.resolver.explain import (
     person_id_for,
 )
 from services.dedupe.resolver.records import MatchRecord, PreparedRecord, RecordKey
-from services.dedupe.resolver.scoring import MATCH, NON_MATCH, REVIEW, Score, weigh
+from services.dedupe.resolver.scoring import MATCH, NON_MATCH, Score, weigh
 from services.dedupe.resolver.weights import ValueFrequency, frequency_values
 
 SNAPSHOT_VERSION = 1
