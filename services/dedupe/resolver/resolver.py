@@ -146,80 +146,11 @@ class Resolver:
         return [Person(pid, tuple(sorted(keys))) for pid, keys in sorted(grouped.items())]
 
     def review_items(self) -> list[ReviewItem]:
-        """Open questions for a reviewer: one per pair of persons, highest expected cost first.
+        """Open questions for a reviewer: one per pair of persons, highest expected cost
+        first (see review.py)."""
+        from services.dedupe.resolver.review import review_items
 
-        A record pair raises a question when it was uncertain (between the thresholds) or a
-        match the guard refused. All such pairs between the same two persons are one
-        question, asked over the strongest of them: "same person" pins it (and the
-        persons join), "keep apart" makes it a conflict, which the guard then applies to
-        every join between the two persons. Two persons that a hard conflict already
-        separates (given names or date of birth differ between some of their records, a
-        reviewer kept them apart) are not asked about over merely uncertain pairs: at the
-        precision target the answer is already "apart".
-
-        Expected cost: with posterior log-odds taken as weight − review threshold (so a
-        pair at the review threshold is even odds, one at the match threshold ~0.999), an
-        uncertain question costs P(same) missed merges; a refused match whose record sits
-        in another person costs P(it belongs here instead) wrong merges.
-        """
-        questions: dict[tuple[str, str], list[tuple[float, int, int, _Edge]]] = {}
-        for r in self._edges:
-            pr = self._pid(r)
-            for s, edge in self._edges_of(r).items():
-                if r > s:
-                    continue
-                ps = self._pid(s)
-                if pr != ps:
-                    questions.setdefault((min(pr, ps), max(pr, ps)), []).append((edge.weight, r, s, edge))
-        items = []
-        for pairs in questions.values():
-            refused = [p for p in pairs if p[3].decision == MATCH]
-            if not refused and self._persons_apart(pairs[0][1], pairs[0][2]):
-                continue
-            _, r, s, edge = max(refused or pairs, key=lambda p: (p[0], -p[1], -p[2]))
-            a, b = sorted((self._records[r].key, self._records[s].key))
-            ra, rb = self._rid[a], self._rid[b]
-            items.append(ReviewItem(
-                a, b, self._pid(ra), self._pid(rb), self._evidence(r, s, edge),
-                "guard" if refused else "uncertain", len(pairs),
-                round(self._expected_cost(r, s, edge), 6)))
-        return sorted(items, key=lambda i: (-i.expected_cost, i.a, i.b))
-
-    def _expected_cost(self, r: int, s: int, edge: _Edge) -> float:
-        def p_same(weight: float) -> float:
-            return 1.0 / (1.0 + 2.0 ** min(60.0, self.config.review_threshold - weight))
-
-        if edge.decision != MATCH:
-            return p_same(edge.weight)
-        # A refused match: each record may sit in a person it matched less strongly.
-        own = max((e.weight for x in (r, s) for y, e in self._edges_of(x).items()
-                   if e.decision == MATCH and self._pid(x) == self._pid(y)), default=None)
-        if own is None:
-            return p_same(edge.weight)  # both alone: a missed merge at worst
-        share = 1.0 / (1.0 + 2.0 ** max(-60.0, min(60.0, own - edge.weight)))
-        return share * self.config.wrong_merge_cost
-
-    def _persons_apart(self, r: int, s: int) -> bool:
-        """Whether a hard conflict (or a reviewer's keep-apart) separates the persons of r and s."""
-        (component,) = components([r], self._match_neighbours)
-        pr, ps = self._pid(r), self._pid(s)
-        mine = [m for m in component if self._pid(m) == pr]
-        if s not in component:
-            (other,) = components([s], self._match_neighbours)
-        else:
-            other = component
-        theirs = [m for m in other if self._pid(m) == ps]
-        return any(self._hard_conflict(x, y) for x in mine for y in theirs)
-
-    def _hard_conflict(self, a: int, b: int) -> bool:
-        if self._pins:
-            pair = tuple(sorted((self._records[a].key, self._records[b].key)))
-            pinned = self._pins.get(pair)
-            if pinned is not None:
-                return not pinned
-        edge = self._edge(a, b)
-        levels = edge.levels if edge else compare(self._records[a], self._records[b])
-        return levels.conflict
+        return review_items(self)
 
     def explain(self, agency_id: str, source_record_id: str) -> PersonExplanation:
         """The person holding a record: its records, the links inside it, refusals and review pairs."""
@@ -509,6 +440,16 @@ class Resolver:
     def _match_neighbours(self, rid: int) -> Iterable[int]:
         flat = self._edges.get(rid, ())
         return [flat[i] for i in range(0, len(flat), 2) if flat[i + 1].decision == MATCH]
+
+    def _hard_conflict(self, a: int, b: int) -> bool:
+        if self._pins:
+            pair = tuple(sorted((self._records[a].key, self._records[b].key)))
+            pinned = self._pins.get(pair)
+            if pinned is not None:
+                return not pinned
+        edge = self._edge(a, b)
+        levels = edge.levels if edge else compare(self._records[a], self._records[b])
+        return levels.conflict
 
     def _conflict(self, a: int, b: int) -> bool:
         if self._pins:
