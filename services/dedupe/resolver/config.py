@@ -33,26 +33,32 @@ LEVEL_WEIGHTS: dict[str, dict[str, float]] = {
 class Frequency:
     """Weight of an exact agreement on a value shared by n distinct people.
 
-    weight = max(floor, base - slope * floor(log2 n)). Counting in powers of two keeps
-    weights stable as records arrive, so re-scoring is rare.
+    weight = max(floor, base - slope * max(0, floor(log2 n) - free)). Counting in powers
+    of two keeps weights stable as records arrive, so re-scoring is rare; `free` buckets
+    cost nothing (a date of birth shared by a few people is the usual case, and
+    re-scoring at every doubling of them would cost more than it tells).
     """
 
     base: float
     slope: float
     floor: float
+    free: int = 0
 
     def weight(self, bucket: int) -> float:
-        return max(self.floor, self.base - self.slope * bucket)
+        return max(self.floor, self.base - self.slope * max(0, bucket - self.free))
 
 
 FREQUENCY: dict[str, Frequency] = {
-    # The same NHI held by several distinct people is a default or a data-entry habit.
-    "nhi": Frequency(base=14.0, slope=2.0, floor=4.0),
+    # The same NHI on many records is a default or a data-entry habit (counted in records,
+    # not people: one person's five records are normal).
+    "nhi": Frequency(base=14.0, slope=2.0, floor=4.0, free=3),
     "given": Frequency(base=8.0, slope=0.5, floor=5.0),
     "family": Frequency(base=9.0, slope=0.5, floor=5.0),
     # A date of birth shared by many people in the incident (large incidents; 1 January
     # defaults) tells less: the odds of a namesake born that day grow with the incident.
-    "dob": Frequency(base=12.0, slope=1.0, floor=7.0),
+    # Counted in records (about two per person): +12 up to 15 records born that day, then
+    # one less per doubling, down to +8.
+    "dob": Frequency(base=12.0, slope=1.0, floor=8.0, free=3),
     # A mobile, email or address shared by 64+ people (a clinic, a rest home) says nothing.
     "mobile": Frequency(base=8.0, slope=1.5, floor=0.0),
     "email": Frequency(base=9.0, slope=1.5, floor=0.0),

@@ -31,7 +31,13 @@ from services.dedupe.resolver.explain import (
 )
 from services.dedupe.resolver.records import MatchRecord, PreparedRecord, RecordKey
 from services.dedupe.resolver.scoring import MATCH, NON_MATCH, Score, weigh
-from services.dedupe.resolver.weights import ValueFrequency, frequency_values
+from services.dedupe.resolver.weights import (
+    COUNTED_BY_INDEX,
+    ValueFrequency,
+    bucket,
+    frequency_values,
+    indexed_values,
+)
 
 SNAPSHOT_VERSION = 1
 
@@ -267,8 +273,13 @@ class Resolver:
         # Not stored: recomputed from the record (cheap, and only needed on rare paths).
         return [key_id(k) for k in index_keys(self._records[rid])]
 
+    def _bucket(self, field: str, value: str) -> int:
+        if field in COUNTED_BY_INDEX:
+            return bucket(self._index.size(key_id((_HOLDER_KIND[field], value))))
+        return self._frequency.bucket(field, value)
+
     def _score(self, a: PreparedRecord, b: PreparedRecord, levels: Levels) -> Score:
-        return weigh(levels, a, self._frequency.bucket, self.config)
+        return weigh(levels, a, self._bucket, self.config)
 
     def _evidence(self, r: int, s: int, edge: _Edge) -> PairEvidence:
         pr, ps = self._records[r], self._records[s]
@@ -295,6 +306,10 @@ class Resolver:
         key_ids, overflowed = self._index.add(rid, index_keys(prepared))
         for kid in overflowed:
             seeds |= self._drop_unjustified_edges(kid)
+        for field, value in indexed_values(prepared):  # one more record holds each
+            held = self._index.size(key_id((_HOLDER_KIND[field], value)))
+            if bucket(held) != bucket(held - 1) and self._weight_moved(field, value, -1):
+                seeds |= self._reweigh(field, value, became_rarer=False)
         for field, value in frequency_values(prepared):
             others = self._other_holders(rid, field, value)
             if self._frequency.add(field, value, prepared.proxy, others) and \
@@ -343,6 +358,10 @@ class Resolver:
             self._unlink_half(other, rid)
             seeds.add(other)
         reopened = self._index.remove(rid, key_ids)
+        for field, value in indexed_values(prepared):  # one record fewer holds each
+            held = self._index.size(key_id((_HOLDER_KIND[field], value)))
+            if held and bucket(held) != bucket(held + 1) and self._weight_moved(field, value, +1):
+                seeds |= self._reweigh(field, value, became_rarer=True)
         for field, value in frequency_values(prepared):
             if self._frequency.remove(field, value, prepared.proxy, sparse=True) and \
                     self._weight_moved(field, value, +1):
@@ -412,7 +431,7 @@ class Resolver:
         value's floor (a common surname, a clinic phone) it no longer does, so the records
         holding the commonest values are never re-scored."""
         frequency = self.config.frequency[field]
-        now = self._frequency.bucket(field, value)
+        now = self._bucket(field, value)
         return frequency.weight(now) != frequency.weight(now + step)
 
     def _reweigh(self, field: str, value: str, became_rarer: bool) -> set[int]:
