@@ -123,7 +123,13 @@ def compare_given(a: PreparedRecord, b: PreparedRecord) -> str:
     if fa == fb:
         return EXACT
     if len(fa) == 1 or len(fb) == 1:
-        return "initial" if all(x[0] == y[0] for x, y in zip(a.given, b.given, strict=False)) else DIFFERENT
+        if all(x[0] == y[0] for x, y in zip(a.given, b.given, strict=False)):
+            return "initial"
+        # A lone initial may be the middle name's ('W' for Mario Wyatt, first name unknown).
+        lone, other = (a.given, b.given) if len(a.given) == 1 and len(fa) == 1 else (b.given, a.given)
+        if len(lone) == 1 and len(lone[0]) == 1 and any(t[0] == lone[0] for t in other):
+            return "initial"
+        return DIFFERENT
     if equivalent(fa, fb):
         return "equivalent"
     if fa in b.given[1:] or fb in a.given[1:] or any(equivalent(fa, y) for y in b.given[1:]) \

@@ -145,3 +145,13 @@ def test_same_nhi_with_names_agreeing_overrides_a_wrong_date_of_birth():
     r = Resolver()
     r.add_many([a, b])
     assert same_person(r, a, b)
+
+
+def test_an_undated_record_with_a_typo_joins_the_person_at_its_address():
+    dated = make("gp-1", given_names="Scott Michael", family_name="Jensen", date_of_birth="1986-02-21",
+                 address_line1="426 Buck Court", postcode="6011")
+    undated = make("lab-1", given_names="Scot", family_name="Jensen", date_of_birth=None,
+                   address_line1="426 Buck Ct", postcode="6011")
+    r = Resolver()
+    r.add_many([dated, undated])
+    assert same_person(r, dated, undated)

@@ -177,3 +177,9 @@ def test_related_names_with_their_own_contacts_conflict():
     liam = prep(given_names="Liam", mobile="+64212222222")
     assert compare(bill, liam).conflict
     assert not compare(bill, prep(given_names="Liam", mobile="+64211111111")).conflict
+
+
+def test_a_lone_initial_may_be_the_middle_names():
+    # First name unknown, middle initial W: not a conflict with 'Mario Wyatt'.
+    assert compare_given(prep(given_names="W"), prep(given_names="Mario Wyatt")) == "initial"
+    assert compare_given(prep(given_names="W"), prep(given_names="Mario James")) == "different"
