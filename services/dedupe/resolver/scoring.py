@@ -115,7 +115,7 @@ def _decide_incomplete(levels: Levels, weight: float, config: ResolverConfig) ->
         # Not 'token': a middle name that is a household member's first name
         # ('Sophie Anthony' ~ 'Anthony') is not enough without a date of birth.
         ok = (levels.given in ("exact", "equivalent", "swapped") and levels.family in FAMILY_AGREES) or (
-            levels.given == "close" and levels.family == EXACT and placed)  # 'Scot' at Scott's address
+            levels.given in ("close", "prefix") and levels.family == EXACT and placed)  # Scot at Scott's
     else:
         ok = levels.dob == EXACT and levels.family in FAMILY_AGREES
     if ok and not levels.second_nhi_doubt and levels.middle != "different" and (
