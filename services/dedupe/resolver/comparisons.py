@@ -51,8 +51,9 @@ class Levels(NamedTuple):
         """
         if self.nhi == "same":
             return False
-        return (self.given == DIFFERENT or self.dob == DIFFERENT
-                or (self.personal_conflict and (self.nhi == DIFFERENT or self.given == "related")))
+        if self.given == DIFFERENT or self.dob == DIFFERENT:
+            return True
+        return (self.nhi == DIFFERENT or self.given == "related") and self.personal_conflict
 
     @property
     def contact_agrees(self) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from services.dedupe.resolver.blocking import BlockIndex, index_keys, key_id
@@ -62,6 +63,16 @@ class _Edge:
 
 
 _LEVELS: dict[Levels, Levels] = {}
+
+
+@lru_cache(maxsize=4096)
+def _weak(levels: Levels) -> bool:  # per distinct level tuple: clustering asks for every edge
+    return levels.weak
+
+
+@lru_cache(maxsize=4096)
+def _copy(levels: Levels) -> bool:
+    return levels.weak and levels.copy
 _NO_EDGES: dict[int, _Edge] = {}
 # Which index key lists the holders of a frequency-weighted value.
 _HOLDER_KIND = {"nhi": "nhi", "given": "given", "family": "family", "dob": "dob",
@@ -496,7 +507,7 @@ class Resolver:
                 continue
             edges = [
                 MatchEdge(e.weight, self._records[r].key, self._records[s].key, r, s,
-                          not e.pinned and e.levels.weak, e.levels.copy)
+                          not e.pinned and _weak(e.levels), _copy(e.levels))
                 for r in component
                 for s, e in self._edges_of(r).items()
                 if r < s and e.decision == MATCH

@@ -50,6 +50,9 @@ def weigh(levels: Levels, a: PreparedRecord, bucket_of: BucketOf, config: Resolv
     parts = []
     contact = 0.0
     for field, level in zip(Levels._fields, levels, strict=True):
+        if level == "missing":  # weighs nothing in every field (learning never changes it)
+            parts.append(Part(field, level, 0.0, 0))
+            continue
         shared = 0
         if level in _AGREE and field in config.frequency:
             shared = bucket_of(field, getattr(a, _FREQUENCY_ATTR[field]))
