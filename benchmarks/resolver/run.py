@@ -182,13 +182,13 @@ def in_fresh_process(fn, *args) -> dict:
         return pool.apply(_guarded, (fn, *args))
 
 
-HEADER = (f"{'dataset':<34}{'system':<8}{'records':>8}{'precision':>10}{'recall':>8}{'F1':>8}"
+HEADER = (f"{'dataset':<38}{'system':<8}{'records':>8}{'precision':>10}{'recall':>8}{'F1':>8}"
           f"{'whole':>8}{'mixed':>8}{'rev/1k':>8}{'inrev%':>7}{'rec/s':>8}{'MB':>6}  notes")
 
 
 def row(dataset: Dataset, system: str, result: dict) -> str:
     if "error" in result:
-        return f"{dataset.name:<34}{system:<8}  did not run: {result['error']}"
+        return f"{dataset.name:<38}{system:<8}  did not run: {result['error']}"
     acc = result["accuracy"]
     review = in_review = notes = ""
     if result.get("review") is not None:
@@ -198,7 +198,7 @@ def row(dataset: Dataset, system: str, result: dict) -> str:
         r = result.get("recall_at_our_precision")
         notes = f"best F1 at match weight >= {result['threshold']}; recall at our precision " + (
             f"{r:.4f}" if r is not None else "n/a (never reaches it)")
-    return (f"{dataset.name:<34}{system:<8}{result['records']:>8}{acc.precision:>10.4f}"
+    return (f"{dataset.name:<38}{system:<8}{result['records']:>8}{acc.precision:>10.4f}"
             f"{acc.recall:>8.4f}{acc.f1:>8.4f}{acc.persons_whole:>8.4f}{acc.persons_mixed:>8.4f}"
             f"{review:>8}{in_review:>7}{result['records'] / result['seconds']:>8.0f}"
             f"{result['peak_mb']:>6.0f}  {notes}")
