@@ -2,7 +2,8 @@
 feeds, read their receipts and problems, mark their contribution complete, and withdraw.
 
 An agency sees only its own feeds, and only for incidents it is enrolled in:
-wrong or missing key → 401, not enrolled → 403, another agency's feed → 404.
+wrong or missing key → 401; an incident it is not enrolled in → 404 exactly as for one that
+does not exist, another agency's feed → 404 exactly as for no feed (no existence oracle).
 """
 
 import math
@@ -30,7 +31,7 @@ from services.intake.schemas import (
 )
 
 AgencyContext = Annotated[Context[IntakeRuntime], Depends(context("agency"))]
-ERRORS = {code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 415, 422, 429)}
+ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 409, 413, 415, 422, 429)}
 
 coordinator = APIRouter(prefix="/v1", tags=["coordinator"], responses=ERRORS)
 agency = APIRouter(prefix="/v1", tags=["agency"], responses=ERRORS)
@@ -96,8 +97,6 @@ async def _require_access(ctx: Context, incident_id: str, feed_id: str | None = 
     access = await ctx.db.run(store.agency_access, incident_id, ctx.caller.agency_id, feed_id)
     if access is store.Access.NO_INCIDENT:
         raise _no_incident()
-    if access is store.Access.NOT_ENROLLED:
-        raise ApiError(403, "incident.not_enrolled", "Your agency is not enrolled in this incident.")
     if access is store.Access.NO_FEED:
         raise ApiError(404, "feed.not_found", "No such feed.")
 
