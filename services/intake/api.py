@@ -165,6 +165,10 @@ async def submit_feed(
     except feeds.IdempotencyKeyReused:
         raise ApiError(409, "feed.idempotency_key_reused",
                        "This Idempotency-Key was used for another incident.") from None
+    except feeds.CsvHeaderMissing:
+        raise ApiError(422, "feed.csv_header_missing",
+                       "The CSV's first row must be a header row naming the fields, with a "
+                       "source_record_id column; nothing was stored.") from None
     except feeds.TooManyRecords:
         raise ApiError(413, "feed.too_many_records",
                        f"A request may carry at most {settings.max_records_per_request} records; "
