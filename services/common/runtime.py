@@ -36,6 +36,7 @@ class ServiceRuntime:
         workers: WorkersFactory | None = None,
         on_start: Callable[["ServiceRuntime"], Awaitable[None]] | None = None,
     ):
+        settings.check_production()  # before anything is opened: refuse development defaults
         self.settings = settings
         self.engine = db.make_engine(settings.resolved_database_url())
         self.db = db.Database(self.engine)

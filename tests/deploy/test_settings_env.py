@@ -152,3 +152,35 @@ def test_the_secret_template_lists_exactly_what_is_referenced():
         assert refs - strimzi <= listed, f"{overlay}: not in secrets.template.yaml: {sorted(refs - strimzi - listed)}"
         referenced |= refs
     assert listed <= referenced, f"listed but never used: {sorted(listed - referenced)}"
+
+
+def _realistic_secret(name: str) -> str:
+    """What an operator puts in the Secret (the manifests hold references only)."""
+    import hashlib
+    import secrets
+
+    from services.common.crypto import generate_key_spec
+
+    if name == "PANUI_DATA_KEYS":
+        return generate_key_spec("site1")
+    if name == "PANUI_COORDINATOR_TOKENS":
+        return "sha256:" + hashlib.sha256(secrets.token_bytes(32)).hexdigest()
+    if name == "DATABASE_URL":
+        return "postgresql://panui@postgres.internal.example.nz/panui"
+    return secrets.token_urlsafe(32)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_prod_overlay_satisfies_production_mode(objects, service, monkeypatch):
+    """The prod overlay starts in production mode (no development default, no insecure
+    transport); the dev overlay is development, where nothing is refused."""
+    for name in list(os.environ):
+        if name.upper().startswith("PANUI_") or name.upper() in {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"}:
+            monkeypatch.delenv(name)
+    container = m.main_container(objects.deployment(service))
+    for name, source in objects.container_env(container).items():
+        monkeypatch.setenv(name, source["value"] if "value" in source else _realistic_secret(name))
+    settings = m.settings_class(service)()
+    assert settings.is_production == (objects.overlay == "prod")
+    if settings.is_production:
+        assert settings.production_problems() == []

@@ -78,7 +78,8 @@ async def test_csv_without_a_header_row_is_refused_and_stores_nothing(intake):
     assert response.json()["error"]["code"] == "feed.csv_header_missing"
     assert not any(value.lower() in response.text.lower() for value in person)
     for table in ("feed", "affected_record"):
-        assert intake.query(f"SELECT count(*) FROM {table} WHERE incident_id = %s", incident_id) == [(0,)]
+        assert intake.query(f"SELECT count(*) FROM {table} WHERE incident_id = %s",  # noqa: S608
+                            incident_id) == [(0,)]
     assert not any(value in str(intake.query("SELECT field FROM feed_problem")) for value in person)
 
 
