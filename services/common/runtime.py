@@ -11,11 +11,12 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import SQLModel
 
-from services.common import db, metrics, migrations
+from services.common import db, inbound, metrics, migrations
 from services.common.auth import CoordinatorAuth
 from services.common.crypto import Sealer
 from services.common.deps import Caller
 from services.common.errors import install_error_handlers
+from services.common.inbound import InboundGuard
 from services.common.kafka import ConsumerWorker, ensure_topics, kafka_reachable, make_producer
 from services.common.logging import configure_logging
 from services.common.outbox import OutboxMessage, OutboxRelay
@@ -153,11 +154,16 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.include_router(_ops_router())
+    routers = [_ops_router(), *routers]
     for router in routers:
+        inbound.document(router.routes)
         app.include_router(router)
 
     service = runtime.settings.service_name
+    # Authentication and body limits before any body is read; inside count_requests (added
+    # after, so outside it) so refused requests are counted too.
+    app.add_middleware(InboundGuard, runtime=runtime,
+                       routes=[route for router in routers for route in router.routes])
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):  # noqa: ANN001, ANN202

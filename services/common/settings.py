@@ -72,6 +72,9 @@ class ServiceSettings(BaseSettings):
     # Coordinator bearer tokens: "token[,token…]" or "sha256:<hex>" entries.
     coordinator_tokens: SecretStr = SecretStr("")
 
+    # Body limit of every route that declares none of its own (services/common/inbound.py).
+    max_body_bytes: int = 1024 * 1024
+
     consumer_batch_max_records: int = 500
     consumer_poll_timeout_ms: int = 500
     outbox_poll_interval_s: float = 0.2

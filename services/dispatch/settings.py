@@ -53,6 +53,7 @@ class DispatchSettings(ServiceSettings):
     # Shared secret the gateways sign callbacks with (X-Panui-Signature, HMAC-SHA256).
     receipt_secret: SecretStr = SecretStr(DEVELOPMENT_RECEIPT_SECRET)
     receipt_tolerance_s: int = 300
+    receipt_max_bytes: int = 64 * 1024  # a receipt is a few hundred bytes
     # Where providers send receipts: <base>/v1/receipts/<provider>. Empty: no callbacks.
     receipt_callback_base_url: str = "http://127.0.0.1:8003"
 

@@ -23,7 +23,7 @@ PENDING = {
 }
 PENDING_SECRETS = {"PANUI_KAFKA_SASL_PASSWORD"}
 # Read by the platform, not by pydantic-settings.
-PLATFORM = {"TMPDIR": "Python's tempfile module (intake spools large bodies there)"}
+PLATFORM = {"TMPDIR": "Python's tempfile module (scratch space; never request bodies)"}
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 
@@ -154,22 +154,6 @@ def test_the_secret_template_lists_exactly_what_is_referenced():
     assert listed <= referenced, f"listed but never used: {sorted(listed - referenced)}"
 
 
-def _realistic_secret(name: str) -> str:
-    """What an operator puts in the Secret (the manifests hold references only)."""
-    import hashlib
-    import secrets
-
-    from services.common.crypto import generate_key_spec
-
-    if name == "PANUI_DATA_KEYS":
-        return generate_key_spec("site1")
-    if name == "PANUI_COORDINATOR_TOKENS":
-        return "sha256:" + hashlib.sha256(secrets.token_bytes(32)).hexdigest()
-    if name == "DATABASE_URL":
-        return "postgresql://panui@postgres.internal.example.nz/panui"
-    return secrets.token_urlsafe(32)
-
-
 @pytest.mark.parametrize("service", SERVICES)
 def test_the_prod_overlay_satisfies_production_mode(objects, service, monkeypatch):
     """The prod overlay starts in production mode (no development default, no insecure
@@ -179,7 +163,7 @@ def test_the_prod_overlay_satisfies_production_mode(objects, service, monkeypatc
             monkeypatch.delenv(name)
     container = m.main_container(objects.deployment(service))
     for name, source in objects.container_env(container).items():
-        monkeypatch.setenv(name, source["value"] if "value" in source else _realistic_secret(name))
+        monkeypatch.setenv(name, source["value"] if "value" in source else m.realistic_secret(name))
     settings = m.settings_class(service)()
     assert settings.is_production == (objects.overlay == "prod")
     if settings.is_production:
