@@ -31,7 +31,12 @@ from services.common.db import Database
 from services.common.messages import DeliveryStatus, decode_notice, notice_sealing_context
 from services.dispatch import metrics, policy, tracking
 from services.dispatch.content.models import Notice
-from services.dispatch.content.render import RenderError, render_email, render_sms
+from services.dispatch.content.render import (
+    RenderError,
+    render_email,
+    render_sms,
+    uses_coordinator_templates,
+)
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.policy import QuietHours, RetryPolicy
 from services.dispatch.providers.base import EmailMessage, EmailProvider, SmsMessage, SmsProvider
@@ -180,9 +185,16 @@ class Sender:
         sealed = self.sealer.open(notice.sealed, notice_sealing_context(notice.notice_id))
         view = Notice.from_contract(notice, sealed)
         started = time.perf_counter()
+        # Coordinator template source runs in the sandbox, in a thread (it may take up to the
+        # sandbox's time bound); bundled templates are cached skeletons, cheap on the loop.
+        offload = uses_coordinator_templates(view, entry.content)
+
+        async def rendering(fn, *args, **kwargs):  # noqa: ANN001, ANN202
+            return await asyncio.to_thread(fn, *args, **kwargs) if offload else fn(*args, **kwargs)
+
         try:
             if c.channel == "email":
-                rendered = render_email(view, entry.content)
+                rendered = await rendering(render_email, view, entry.content)
                 provider = self.email
                 result = await self.email.send(
                     EmailMessage(
@@ -197,7 +209,7 @@ class Sender:
                     c.email_active, bool(view.addressee_address),
                     "postal" in entry.message.channel_policy.fallback,
                 )
-                rendered = render_sms(view, entry.content, full_notice_via=via)
+                rendered = await rendering(render_sms, view, entry.content, full_notice_via=via)
                 provider = self.sms
                 result = await self.sms.send(
                     SmsMessage(reference=c.reference, to=rendered.to, body=rendered.body)
