@@ -8,10 +8,11 @@ PYTEST_ARGS ?=
 # Tests talk to whatever infra-up started (or to the cluster KAFKA_BOOTSTRAP_SERVERS names).
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(PANUI_KAFKA_PORT),9092)
 
-.PHONY: help venv install infra-up infra-down infra-status run migrate test test-fast bench bench-quick lint format contracts clean
+.PHONY: help venv install infra-up infra-down infra-status run demo migrate test test-fast bench bench-quick bench-stages bench-stages-quick lint format contracts clean
 
 help:
 	@echo "make run         start local Kafka + intake, dedupe, dispatch on SQLite (Ctrl-C stops)"
+	@echo "make demo        a portal breach end to end on the embedded default, live in the terminal"
 	@echo "make migrate     bring the make-run databases (var/*.db) to the code's schema"
 	@echo "make test        install, start Kafka + PostgreSQL, run the whole suite"
 	@echo "make infra-up    start local Kafka and PostgreSQL (idempotent); infra-down stops them"
@@ -42,6 +43,11 @@ infra-status:
 
 run: $(STAMP)
 	@scripts/run.sh
+
+# A portal breach from upload to the last email and SMS, on local Kafka + SQLite (no PostgreSQL);
+# stops everything it started. DEMO_ARGS="--records 12000" for a bigger one.
+demo: $(STAMP)
+	@$(PY) -m benchmarks.incident.demo $(DEMO_ARGS)
 
 # What `make run` does before starting the services; one service: `python -m services.<name> migrate`.
 migrate: $(STAMP)
