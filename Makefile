@@ -16,7 +16,8 @@ help:
 	@echo "make migrate     bring the make-run databases (var/*.db) to the code's schema"
 	@echo "make test        install, start Kafka + PostgreSQL, run the whole suite"
 	@echo "make infra-up    start local Kafka and PostgreSQL (idempotent); infra-down stops them"
-	@echo "make bench       run the benchmarks"
+	@echo "make bench       the whole incident at 400k records (long); bench-quick at 20k"
+	@echo "make bench-stages  each stage's own benchmark (resolver, intake, dedupe, dispatch)"
 	@echo "make lint        ruff and the import contracts (lint-imports)"
 	@echo "make contracts   re-export contracts/openapi/*.json from the apps"
 
@@ -62,12 +63,21 @@ test: infra-up
 test-fast: infra-up
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# The whole incident at the breach's scale (400k records, ~50 agencies, ~126k people) through
+# Kafka, PostgreSQL and the three services as processes: bench/results.json. Takes long.
 bench: infra-up
+	$(PY) -m benchmarks incident $(BENCH_ARGS)
+
+# The same run at 20k records (bench/results-quick.json): a few minutes.
+bench-quick: infra-up
+	$(PY) -m benchmarks incident --quick $(BENCH_ARGS)
+
+# Each stage on its own (resolver, intake, dedupe, dispatch) at the sizes its goal is stated for.
+bench-stages: infra-up
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
-# A few minutes instead of an hour: every benchmark at small sizes.
-bench-quick: infra-up
+bench-stages-quick: infra-up
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m benchmarks --quick $(BENCH_ARGS)
 
