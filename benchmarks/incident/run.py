@@ -64,9 +64,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="e.g. intake=2,dedupe=1,dispatch=1 (PANUI_WORKERS per service)")
     parser.add_argument("--timeout", type=float, default=4 * 3600)
     parser.add_argument("--out", type=Path, help="default bench/results.json (--quick: results-quick.json)")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy flame graphs of each service into var/bench/profile/ "
-                             "(pip install -e '.[profile]')")
+    parser.add_argument("--profile", nargs="?", const="flamegraph", choices=["flamegraph", "raw", "speedscope"],
+                        help="py-spy profiles of each service into var/bench/profile/: flame graphs "
+                             "(SVG), raw collapsed stacks or speedscope JSON (pip install -e '.[profile]')")
     parser.add_argument("--no-reference", action="store_true", help="skip Kafka's perf tools")
     parser.add_argument("--update-docs", action="store_true",
                         help="put the table into README.md and docs/benchmarks.md")
@@ -126,7 +126,7 @@ def _run(args: argparse.Namespace, incident: scenario.Incident, databases: dict[
             databases=databases, bootstrap=bootstrap, topic_prefix=prefix, workers=args.workers,
             maildir=None, quiet_hours=False))
         if args.profile:
-            _profile(stack)
+            _profile(stack, args.profile)
         keys = flow.create_incident(endpoints.intake, endpoints.coordinator_token, INCIDENT,
                                     incident.agencies)
         observer = Observer(databases, INCIDENT)
@@ -187,18 +187,19 @@ def _progress(s: Snapshot, t0: float) -> None:
           f"dispatch {s.received:,}  delivered {sent:,}", flush=True)
 
 
-def _profile(stack: Stack) -> None:
+def _profile(stack: Stack, fmt: str) -> None:
     """py-spy attached to each service (and its workers); it writes the SVG on SIGINT."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
         raise SystemExit("--profile needs py-spy: .venv/bin/pip install -e '.[profile]'")
     out = VAR / "bench" / "profile"
     out.mkdir(parents=True, exist_ok=True)
+    suffix = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}[fmt]
     for process in list(stack.processes):
         if process.name in system.SERVICES:
             stack.start(f"py-spy-{process.name}", [
                 py_spy, "record", "--pid", str(process.pid), "--subprocesses", "--rate", "40",
-                "--nonblocking", "--format", "flamegraph", "-o", str(out / f"{process.name}.svg")],
+                "--nonblocking", "--format", fmt, "-o", str(out / f"{process.name}.{suffix}")],
                 stop_signal=signal.SIGINT)
 
 
