@@ -63,6 +63,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=_workers, default=dict(WORKERS),
                         help="e.g. intake=2,dedupe=1,dispatch=1 (PANUI_WORKERS per service)")
     parser.add_argument("--timeout", type=float, default=4 * 3600)
+    parser.add_argument("--stall", type=float, default=900,
+                        help="give up when no stage has moved for this many seconds")
     parser.add_argument("--out", type=Path, help="default bench/results.json (--quick: results-quick.json)")
     parser.add_argument("--profile", nargs="?", const="flamegraph", choices=["flamegraph", "raw", "speedscope"],
                         help="py-spy profiles of each service into var/bench/profile/: flame graphs "
@@ -146,6 +148,7 @@ def _run(args: argparse.Namespace, incident: scenario.Incident, databases: dict[
         uploader = threading.Thread(target=upload, name="uploads")
         uploader.start()
         timeline: list[Snapshot] = []
+        moved_at, last_counts = time.time(), None
         try:
             while True:
                 time.sleep(1.0)
@@ -159,6 +162,13 @@ def _run(args: argparse.Namespace, incident: scenario.Incident, databases: dict[
                 expected = sum(u.accepted for u in uploads) if not uploader.is_alive() else None
                 if expected is not None and snap.done(expected):
                     break
+                counts = (snap.accepted, snap.applied, snap.notices, snap.received, snap.deliveries)
+                if counts != last_counts:
+                    moved_at, last_counts = snap.at, counts
+                if snap.at - moved_at > args.stall:
+                    _progress(snap, t0)
+                    raise TimeoutError(f"nothing moved for {args.stall:.0f} s (see the lines above "
+                                       f"and {log_dir}/)")
                 if time.time() - t0 > args.timeout:
                     raise TimeoutError(f"not done after {args.timeout:.0f} s")
             stamps = observer.timestamps()  # now, before late receipts move updated_at
