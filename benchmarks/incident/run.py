@@ -73,6 +73,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--update-docs", action="store_true",
                         help="put the table into README.md and docs/benchmarks.md")
     parser.add_argument("--keep", action="store_true", help="keep the databases and topics")
+    parser.add_argument("--log-dir", type=Path, default=VAR / "bench" / "log",
+                        help="the processes' logs (emptied first)")
     args = parser.parse_args(argv)
     if args.quick:
         args.records = 20_000
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, incident: scenario.Incident, databases: dict[str, str],
          prefix: str, bootstrap: str) -> dict:
-    log_dir = VAR / "bench" / "log"
+    log_dir = args.log_dir
     shutil.rmtree(log_dir, ignore_errors=True)
     with Stack(log_dir) as stack:
         endpoints = system.start(stack, system.Options(

@@ -14,10 +14,11 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):  # noqa: ANN001, ANN201
-    out = tmp_path_factory.mktemp("incident") / "results.json"
+    work = tmp_path_factory.mktemp("incident")
+    out = work / "results.json"
     # One agency at a time: the records reach dedupe in the same order every run.
     assert run.main(["--records", "2000", "--clients", "1", "--workers", "intake=1",
-                     "--no-reference", "--out", str(out)]) == 0
+                     "--no-reference", "--out", str(out), "--log-dir", str(work / "log")]) == 0
     return json.loads(out.read_text())
 
 
