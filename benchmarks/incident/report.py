@@ -99,6 +99,49 @@ def results(args: argparse.Namespace, incident: scenario.Incident, run: dict, re
     return out
 
 
+def partial(args: argparse.Namespace, incident: scenario.Incident, run: dict, failure: str,
+            load_start: tuple[float, ...], load_end: tuple[float, ...]) -> dict:
+    """What a run that did not finish measured: how far each stage got, and when."""
+    t0, timeline, uploads = run["t0"], run["timeline"], run["uploads"]
+    last = timeline[-1] if timeline else Snapshot(at=t0)
+    accepted = last.accepted
+    first_applied = _first(timeline, lambda s: s.applied > 0)
+    # The longest time the applied count stood still, and where.
+    stalls, since = [], None
+    for before, after in zip(timeline, timeline[1:], strict=False):
+        if after.applied == before.applied and after.applied < accepted:
+            since = since or before
+        elif since:
+            stalls.append((round(since.at - t0), round(before.at - t0), since.applied))
+            since = None
+    if since:
+        stalls.append((round(since.at - t0), round(last.at - t0), since.applied))
+    return {
+        "completed": False, "failure": failure, "records": incident.records,
+        "agencies": len(incident.agencies), "true_persons": incident.persons,
+        "elapsed_s": round(last.at - t0, 1),
+        "stages": {
+            "intake": {"accepted": accepted,
+                       "accepted_at_s": round(max(u.finished for u in uploads) - t0, 1) if uploads else None,
+                       "published_at_s": (lambda t: t and round(t - t0, 1))(_first(
+                           timeline, lambda s: s.intake_outbox == 0 and s.accepted >= incident.records * 0.99))},
+            "dedupe": {"applied": last.applied,
+                       "per_s_until_then": _rate(last.applied, first_applied and last.at - first_applied),
+                       "stalls_s": [{"from": a, "to": b, "applied": n} for a, b, n in stalls if b - a >= 30]},
+            "release": {"notices": last.notices}, "dispatch": {"received": last.received,
+                                                               "delivered": sum(last.by_channel().values())},
+        },
+        "processes": {k: v for k, v in run["usage"].items() if k in PROCESSES},
+        "config": {"workers": args.workers, "upload_clients": args.clients, "seed": args.seed},
+        "machine": {"cpus": os.cpu_count(), "load_avg_start": [round(x, 2) for x in load_start],
+                    "load_avg_end": [round(x, 2) for x in load_end]},
+        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "timeline": [{"t": round(s.at - t0), "accepted": s.accepted, "applied": s.applied,
+                      "released": s.notices, "delivered": sum(s.by_channel().values())}
+                     for s in timeline[::5]],
+    }
+
+
 def _n(x: float | int | None, unit: str = "") -> str:
     if x is None:
         return "–"

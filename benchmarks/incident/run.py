@@ -33,7 +33,7 @@ import httpx
 from benchmarks import support
 from benchmarks.incident import flow, kafka_reference, report, scenario, system
 from benchmarks.incident.observe import Observer, Snapshot
-from benchmarks.incident.stack import Stack
+from benchmarks.incident.stack import ProcessExited, Stack
 
 INCIDENT = "inc-bench"
 VAR = support.REPO / "var"
@@ -97,7 +97,15 @@ def main(argv: list[str] | None = None) -> int:
             name, url = support.create_database(f"bench_{service}", service)
             names.append(name)
             databases[service] = url
-        run = _run(args, incident, databases, prefix, bootstrap)
+        try:
+            run = _run(args, incident, databases, prefix, bootstrap)
+        except RunFailed as failed:
+            partial = report.partial(args, incident, failed.run, str(failed), load_start, os.getloadavg())
+            out = args.out.with_name(args.out.stem + "-unfinished.json")
+            out.write_text(json.dumps(partial, indent=1) + "\n")
+            print(f"\nthe run did not finish: {failed}\nwhat it measured until then: {out}",
+                  file=sys.stderr)
+            return 1
         reference = None
         if not args.no_reference:
             print("Kafka's own tools on the same messages…", flush=True)
@@ -119,6 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         for path in report.update_docs(table, support.REPO):
             print(f"updated {path}")
     return 0
+
+
+class RunFailed(RuntimeError):
+    """The incident did not finish; `run` holds what was measured until then."""
+
+    def __init__(self, message: str, run: dict) -> None:
+        super().__init__(message)
+        self.run = run
 
 
 def _run(args: argparse.Namespace, incident: scenario.Incident, databases: dict[str, str],
@@ -173,6 +189,12 @@ def _run(args: argparse.Namespace, incident: scenario.Incident, databases: dict[
                                        f"and {log_dir}/)")
                 if time.time() - t0 > args.timeout:
                     raise TimeoutError(f"not done after {args.timeout:.0f} s")
+        except (TimeoutError, ProcessExited) as exc:
+            uploader.join()
+            observer.close()
+            raise RunFailed(str(exc), {"t0": t0, "uploads": uploads, "timeline": timeline,
+                                       "usage": stack.usage()}) from exc
+        try:
             stamps = observer.timestamps()  # now, before late receipts move updated_at
             time.sleep(2)  # the SMS gateway's last receipts
             usage = stack.usage()
