@@ -78,19 +78,20 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"\n[bold]1. The coordinator[/bold] created incident {INCIDENT} and enrolled "
                           f"{len(keys)} agencies (one API key each).")
             console.print("\n[bold]2. Each agency uploads its feed[/bold] and marks it complete:")
-            _upload(console, endpoints.intake, keys, incident, run_dir / "feeds")
+            accepted = _upload(console, endpoints.intake, keys, incident, run_dir / "feeds")
+            _say_rejected(console, incident.records, accepted, run_dir / "feeds")
             console.print("\n[bold]3. Resolution, release and delivery[/bold] "
                           "(quiet hours are [bold]off[/bold] for this demo, so notices go out now; "
                           "in production a notice due 21:00–08:00 NZ time waits until 08:00):")
             observer = Observer(databases, INCIDENT)
             try:
-                final = _follow(console, stack, endpoints, incident, args.timeout)
+                final = _follow(console, stack, endpoints, accepted, args.timeout)
                 elapsed = time.time() - started_at
                 by_channel = observer.notices_by_channel()
                 outcome = observer.outcome(incident.truth)
             finally:
                 observer.close()
-            _summary(console, final, by_channel, outcome, incident, elapsed)
+            _summary(console, final, by_channel, outcome, incident, accepted, elapsed)
             _show_messages(console, endpoints)
         finally:
             with console.status("Stopping everything this demo started…"):
@@ -117,12 +118,13 @@ def _show_stack(console: Console, e: system.Endpoints) -> None:
 
 
 def _upload(console: Console, intake: str, keys: dict[str, str], incident: scenario.Incident,
-            work: Path) -> None:
+            work: Path) -> int:
     """`panui feed submit` for each agency (the CLI's own code, in this process, so 24 uploads
     don't pay 24 interpreter start-ups); the portal operator's full CLI output is shown, the
-    others' summary tables are folded into one line each."""
+    others' summary tables are folded into one line each. Returns the records accepted."""
     from services.cli.main import app
 
+    accepted = 0
     for i, agency in enumerate(sorted(incident.agencies, key=lambda a: -incident.counts[a.agency_id])):
         path = incident.feed_path(agency.agency_id)
         argv = ["feed", "submit", str(path), "--incident", INCIDENT, "--url", intake,
@@ -138,8 +140,22 @@ def _upload(console: Console, intake: str, keys: dict[str, str], incident: scena
         if code not in (0, 1):  # 1: some records rejected, which a real feed has too
             raise SystemExit(f"panui feed submit failed for {agency.agency_id} (exit {code})")
         receipt = flow.complete(intake, keys[agency.agency_id], INCIDENT)
+        accepted += receipt["record_count"]
         console.print(f"  {agency.name}: marked complete with {receipt['record_count']:,} records")
     os.environ.pop("PANUI_API_KEY", None)
+    return accepted
+
+
+def _say_rejected(console: Console, generated: int, accepted: int, work: Path) -> None:
+    """The generator makes a few records as unusable as real feeds have; say so, so the CLI's
+    "rejected" lines above read as intake doing its job rather than the demo failing."""
+    rejected = generated - accepted
+    console.print(f"\n{accepted:,} of {generated:,} records accepted." + (
+        f" The {rejected:,} rejected are ones the generator made unusable on purpose, as real "
+        "feeds have (e.g. nothing to identify or reach the person by): intake refuses them with "
+        f"a reason per line, in {_rel(work)}/*.problems.csv, and the agency would fix and "
+        "re-submit them. Warnings (a landline given as a mobile, a date of birth in the future) "
+        "drop just that field." if rejected else ""))
 
 
 def _exit_code(call) -> int:  # noqa: ANN001
@@ -158,7 +174,7 @@ def _api(client: httpx.Client, url: str) -> dict:
     return response.json()
 
 
-def _follow(console: Console, stack: Stack, e: system.Endpoints, incident: scenario.Incident,
+def _follow(console: Console, stack: Stack, e: system.Endpoints, accepted: int,
             timeout: float) -> dict:
     """The live view, from the coordinator API, until every notice is at rest."""
     started = time.monotonic()
@@ -170,7 +186,7 @@ def _follow(console: Console, stack: Stack, e: system.Endpoints, incident: scena
             progress = _api(client, f"{e.dedupe}/v1/incidents/{INCIDENT}/progress")
             deliveries = _api(client, f"{e.dispatch}/v1/incidents/{INCIDENT}/deliveries/summary")
             state = {"progress": progress, "deliveries": deliveries}
-            live.update(_live_view(state, incident, time.monotonic() - started))
+            live.update(_live_view(state, accepted, time.monotonic() - started))
             if _at_rest(state):
                 return state
             if time.monotonic() - started > timeout:
@@ -197,7 +213,7 @@ def _sent(by_channel: dict, channel: str) -> int:
     return statuses.get("sent", 0) + statuses.get("delivered", 0)
 
 
-def _live_view(state: dict, incident: scenario.Incident, elapsed: float) -> Group:
+def _live_view(state: dict, accepted: int, elapsed: float) -> Group:
     p, d = state["progress"], state["deliveries"]
     records = sum(a["records"] for a in p["agencies"])
     complete = sum(a["complete"] for a in p["agencies"])
@@ -206,7 +222,7 @@ def _live_view(state: dict, incident: scenario.Incident, elapsed: float) -> Grou
     table.add_column("stage")
     table.add_column("now", justify="right")
     table.add_column("", style="dim")
-    table.add_row("records resolved by dedupe", f"{records:,}", f"of {incident.records:,} uploaded")
+    table.add_row("records resolved by dedupe", f"{records:,}", f"of {accepted:,} accepted")
     table.add_row("agencies complete", f"{complete}", f"of {len(p['agencies'])}")
     table.add_row("people (resolved)", f"{p['persons']:,}",
                   "released" if p["released_at"] else "held until every agency is complete")
@@ -221,9 +237,12 @@ def _live_view(state: dict, incident: scenario.Incident, elapsed: float) -> Grou
 
 
 def _summary(console: Console, state: dict, by_channel: dict[str, int], outcome: dict,
-             incident: scenario.Incident, elapsed: float) -> None:
+             incident: scenario.Incident, accepted: int, elapsed: float) -> None:
     p, d = state["progress"], state["deliveries"]
-    table = Table(title="Summary: each person once, by the channel that reached them", title_justify="left")
+    # One notice per person as dedupe resolved them; the truth check below says how far that is
+    # from one per real person (records the resolver was not sure of stay apart).
+    table = Table(title="Summary: one notice per resolved person, by the first channel that "
+                  "reaches them", title_justify="left")
     table.add_column("")
     table.add_column("people", justify="right")
     table.add_row("notified by email", f"{by_channel.get('email', 0):,}")
@@ -234,12 +253,18 @@ def _summary(console: Console, state: dict, by_channel: dict[str, int], outcome:
     table.add_row("pairs of records in review (kept apart meanwhile)", f"{p['in_review']:,}")
     console.print(table)
     console.print(
-        f"{incident.records:,} records from {len(incident.agencies)} agencies → {p['persons']:,} people "
+        f"{accepted:,} records accepted from {len(incident.agencies)} agencies → {p['persons']:,} people "
         f"→ {d['notices']:,} notices, {elapsed:.0f} s from start-up to the last notice.\n"
         f"Checked against the generator's truth ({outcome['persons_with_accepted_records']:,} real "
         f"people): {outcome['exactly_one_count']:,} got exactly one notice; {outcome['two_or_more']:,} "
-        f"got two or more (records kept apart); {outcome['none'] - outcome['held']:,} got none "
-        f"without a hold; {outcome['spanning']} notices covered more than one real person.")
+        f"got two or more (their records were not sure enough to join: precision comes first); "
+        f"{outcome['none_not_held']:,} got none without a hold; {outcome['spanning']} notices covered "
+        f"more than one real person.")
+    if outcome["held_notified"]:
+        console.print(
+            f"[bold yellow]{outcome['held_notified']:,} of the {outcome['held']:,} real people under a "
+            f"s 116 hold got a notice anyway[/bold yellow]: their records were not joined, and the "
+            f"part without the held record was released.")
 
 
 def _show_messages(console: Console, e: system.Endpoints) -> None:
@@ -255,6 +280,7 @@ def _show_messages(console: Console, e: system.Endpoints) -> None:
                f"The raw message: {_rel(mail[0])}[/dim]" if html else ""
         console.print(Panel(f"{headers}\n\n{body}", title="One email, as the email gateway received it",
                             title_align="left", border_style="green"))
+        console.print(f"[dim]The Subject header decoded: {message['subject']}[/dim]")
         if note:
             console.print(note)
     sms = httpx.get(f"{e.sms}/v1/messages", timeout=10).json()["messages"]

@@ -188,7 +188,7 @@ class Observer:
             if start is not None and end is not None:
                 latencies.append(end - start)
 
-        counts = Counter(min(len(v), 2) for v in notices_of.values())
+        tally = count_notices(notices_of, persons_of, held)
         persons = len(notices_of)
         by_channel = Counter(_primary(set().union(*(channels.get(n, set()) for n in nids)))
                              for nids in notices_of.values() if nids)
@@ -199,15 +199,10 @@ class Observer:
             "persons_with_accepted_records": persons,
             "persons_without_accepted_records": truth_persons - persons,
             "records_resolved": len(resolved),
-            "exactly_one": round(counts[1] / persons, 6) if persons else 0.0,
-            "exactly_one_count": counts[1],
-            "none": counts[0],
-            "two_or_more": counts[2],
-            "spanning": sum(len(v) > 1 for v in persons_of.values()),
+            **tally,
             "notices": len(notices),
             "amendments": amendments,
             "in_review": len(in_review),
-            "held": len(held),
             # Each person once, by the best channel that reached them (the postal list counts).
             "notified_by": {k: by_channel[k] for k in ("email", "sms", "postal")},
             "unreachable": by_channel["none"],
@@ -219,6 +214,26 @@ class Observer:
                 "records": len(latencies),
             },
         }
+
+
+def count_notices(notices_of: dict[int, set[str]], persons_of: dict[str, set[int]],
+                  held: set[int]) -> dict:
+    """True people by how many first notices reached them, and notices by how many true people
+    their records belong to. `held`: true people with a record in a person on hold (s 116) —
+    a held person split in two can still have a notice through the part without the hold, so
+    `held` overlaps the notified counts: `none_not_held` and `held_notified` say which is which."""
+    counts = Counter(min(len(v), 2) for v in notices_of.values())
+    persons = len(notices_of)
+    return {
+        "exactly_one": round(counts[1] / persons, 6) if persons else 0.0,
+        "exactly_one_count": counts[1],
+        "none": counts[0],
+        "two_or_more": counts[2],
+        "spanning": sum(len(v) > 1 for v in persons_of.values()),
+        "held": len(held),
+        "none_not_held": sum(1 for p, v in notices_of.items() if not v and p not in held),
+        "held_notified": sum(1 for p in held if notices_of.get(p)),
+    }
 
 
 def _primary(channels: set[str]) -> str:

@@ -60,7 +60,7 @@ def results(args: argparse.Namespace, incident: scenario.Incident, run: dict, re
     successes = final.by_channel()
     correctness = {k: outcome[k] for k in (
         "exactly_one", "exactly_one_count", "none", "two_or_more", "spanning", "in_review",
-        "unreachable", "held", "notified_by", "not_yet_delivered", "persons_with_accepted_records",
+        "unreachable", "held", "none_not_held", "held_notified", "notified_by", "not_yet_delivered", "persons_with_accepted_records",
         "notices", "amendments")}
     correctness["gateway_messages"] = run["gateways"]
     correctness["successful_deliveries"] = {"email": successes.get("email", 0), "sms": successes.get("sms", 0)}
