@@ -68,32 +68,44 @@ class Uploaded:
 
 
 def submit_feed(intake: str, api_key: str, incident_id: str, path: Path,
-                chunk_records: int = 10_000) -> tuple[int, int]:
+                chunk_records: int = 10_000, stop: threading.Event | None = None) -> tuple[int, int]:
     """Upload one feed file as `panui feed submit` does (chunks, idempotency keys, retries):
-    (accepted, rejected)."""
+    (accepted, rejected). Once `stop` is set, no further chunk is sent."""
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     accepted = rejected = 0
     headers = {"authorization": f"Bearer {api_key}", "user-agent": "panui-bench"}
     with httpx.Client(base_url=intake, headers=headers, timeout=httpx.Timeout(600, connect=10)) as client:
         uploader = Uploader(client, incident_id)
         for chunk in iter_chunks(path, "ndjson", chunk_records):
+            if stop is not None and stop.is_set():
+                raise Stopped(path.name)
             receipt = uploader.send(chunk, "ndjson", f"panui-{sha[:40]}-{chunk_records}-{chunk.index}")
             accepted += receipt["accepted"]
             rejected += receipt["rejected"]
     return accepted, rejected
 
 
+class Stopped(RuntimeError):
+    """The run was stopped while this feed was uploading."""
+
+
 def upload_all(intake: str, keys: dict[str, str], incident_id: str, feeds: dict[str, Path],
-               clients: int, on_done: Callable[[Uploaded], None] | None = None) -> list[Uploaded]:
+               clients: int, on_done: Callable[[Uploaded], None] | None = None,
+               stop: threading.Event | None = None) -> list[Uploaded]:
     """Every agency uploads its feed and then marks itself complete; `clients` agencies at a
-    time, largest feed first (each agency's own chunks go one after another, as the CLI's do)."""
+    time, largest feed first (each agency's own chunks go one after another, as the CLI's do).
+    Setting `stop` ends the uploads after the chunks in flight (a stopped run must not wait for
+    the rest: the pool's threads are joined at exit)."""
     order = sorted(feeds, key=lambda a: -feeds[a].stat().st_size)
     lock = threading.Lock()
     done: list[Uploaded] = []
 
     def one(agency_id: str) -> None:
         started = time.time()
-        accepted, rejected = submit_feed(intake, keys[agency_id], incident_id, feeds[agency_id])
+        if stop is not None and stop.is_set():
+            raise Stopped(agency_id)
+        accepted, rejected = submit_feed(intake, keys[agency_id], incident_id, feeds[agency_id],
+                                         stop=stop)
         finished = time.time()
         complete(intake, keys[agency_id], incident_id)
         result = Uploaded(agency_id, accepted, rejected, started, finished, time.time())

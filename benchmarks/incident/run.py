@@ -83,7 +83,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+    # SIGTERM stops a run like Ctrl-C does: what it measured is still written (-unfinished.json).
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return _main(parse(argv))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args: argparse.Namespace) -> int:
     load_start = os.getloadavg()
     print(f"generating the incident ({args.records:,} records, seed {args.seed})…", flush=True)
     incident = scenario.build(scenario.BREACH, args.records, args.seed, VAR / "incidents")
@@ -102,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         except RunFailed as failed:
             partial = report.partial(args, incident, failed.run, str(failed), load_start, os.getloadavg())
             out = args.out.with_name(args.out.stem + "-unfinished.json")
+            out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(partial, indent=1) + "\n")
             print(f"\nthe run did not finish: {failed}\nwhat it measured until then: {out}",
                   file=sys.stderr)
@@ -154,10 +163,12 @@ def _run(args: argparse.Namespace, incident: scenario.Incident, databases: dict[
         feeds = {a.agency_id: incident.feed_path(a.agency_id) for a in incident.agencies}
         uploads: list[flow.Uploaded] = []
         failure: list[BaseException] = []
+        stop = threading.Event()
 
         def upload() -> None:
             try:
-                uploads.extend(flow.upload_all(endpoints.intake, keys, INCIDENT, feeds, args.clients))
+                uploads.extend(flow.upload_all(endpoints.intake, keys, INCIDENT, feeds, args.clients,
+                                               stop=stop))
             except BaseException as exc:  # noqa: BLE001 - reported by the main thread
                 failure.append(exc)
 
@@ -189,10 +200,12 @@ def _run(args: argparse.Namespace, incident: scenario.Incident, databases: dict[
                                        f"and {log_dir}/)")
                 if time.time() - t0 > args.timeout:
                     raise TimeoutError(f"not done after {args.timeout:.0f} s")
-        except (TimeoutError, ProcessExited) as exc:
+        except (TimeoutError, ProcessExited, KeyboardInterrupt) as exc:
+            stopped = isinstance(exc, KeyboardInterrupt)
+            stop.set()
             uploader.join()
             observer.close()
-            raise RunFailed(str(exc), {"t0": t0, "uploads": uploads, "timeline": timeline,
+            raise RunFailed("stopped (Ctrl-C or SIGTERM)" if stopped else str(exc), {"t0": t0, "uploads": uploads, "timeline": timeline,
                                        "usage": stack.usage()}) from exc
         try:
             stamps = observer.timestamps()  # now, before late receipts move updated_at

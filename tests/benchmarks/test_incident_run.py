@@ -50,3 +50,35 @@ def test_the_results_carry_the_documented_keys(results):
     for name in ("intake", "dedupe", "dispatch"):
         assert results["processes"][name]["cpu_s"] > 0
         assert results["processes"][name]["peak_rss_mb"] > 0
+
+
+def test_a_run_stopped_by_sigterm_writes_what_it_measured(tmp_path):
+    """Stopping a long run (SIGTERM, as Ctrl-C) keeps its measurements, even where the results
+    folder does not exist yet."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "not-yet" / "results.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks", "incident", "--records", "2000", "--no-reference",
+         "--out", str(out), "--log-dir", str(tmp_path / "log")],
+        cwd=run.support.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        for line in proc.stdout:  # the system is up and the agencies are uploading
+            if line.startswith("uploading with"):
+                break
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, output
+    partial = json.loads((out.parent / "results-unfinished.json").read_text())
+    assert partial["completed"] is False and "stopped" in partial["failure"]
+    assert partial["records"] == 2000 and partial["elapsed_s"] > 0
+    assert {"intake", "dedupe", "dispatch"} <= set(partial["processes"])
