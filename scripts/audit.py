@@ -1,14 +1,15 @@
 """Audit every pin of the hashed locks against a pinned, dated snapshot of the PyPA advisory
 database (github.com/pypa/advisory-database, OSV records in YAML; OSV JSON such as an OSV
 `PyPI/all.zip` reads too). Offline: nothing here touches the network, so the verdict depends only on
-the locks, the snapshot named in scripts/advisory-snapshot.toml (verified by its content digest)
-and the reviewed exceptions in scripts/audit-allowlist.toml.
+the locks, the snapshot pinned in scripts/advisory-snapshot.toml (committed under third_party/,
+verified by the archive's sha256, its commit and a digest over its records) and the reviewed
+exceptions in scripts/audit-allowlist.toml.
 
     python scripts/audit.py [--snapshot PATH] [--lock FILE ...] [--allow-list FILE]
 
 Exit 0: no known-vulnerable pin (or only allow-listed ones); 1: a known-vulnerable pin, or an
 expired or malformed allow-list entry; 2: the snapshot is unreadable or not the pinned one; 3: no
-snapshot at all (nothing was audited: .ci/run says so loudly rather than failing, see SECURITY.md).
+snapshot where one was looked for (a checkout without third_party/?). Every non-zero exit fails CI.
 No Pānui code is imported: this runs before, and independently of, the project's own tests.
 """
 
@@ -238,7 +239,8 @@ class SnapshotPin:
     date: dt.datetime
     digest: str
     records: int
-    archive: str  # where `make audit` looks by default, relative to the repository
+    archive: str  # the committed archive `make audit` reads by default, relative to the repository
+    sha256: str  # of that archive file, checked before it is opened
 
     @classmethod
     def read(cls, path: Path) -> SnapshotPin:
@@ -246,8 +248,23 @@ class SnapshotPin:
         date = data["date"]
         if not isinstance(date, dt.datetime) or date.tzinfo is None:
             raise SnapshotError(f"{path}: date must be an offset date-time, e.g. 2024-10-10T17:35:05Z")
+        if not re.fullmatch(r"[0-9a-f]{64}", str(data["sha256"])):
+            raise SnapshotError(f"{path}: sha256 must be the archive's 64 hex digits")
         return cls(data["source"], data["commit"], date, data["digest"], int(data["records"]),
-                   data["archive"])
+                   data["archive"], data["sha256"])
+
+    @property
+    def archive_path(self) -> Path:
+        return ROOT / self.archive
+
+
+def check_archive(path: Path, pin: SnapshotPin) -> None:
+    """The committed archive is byte for byte the pinned one (before tarfile parses anything)."""
+    if not path.is_file():
+        raise SnapshotMissing(f"no advisory snapshot at {path}")
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != pin.sha256:
+        raise SnapshotError(f"{path} has sha256 {actual}, the pin says {pin.sha256}: not the pinned archive")
 
 
 def verify(snapshot: Snapshot, pin: SnapshotPin) -> None:
@@ -325,7 +342,7 @@ def audit(pins: Iterable[Pin], snapshot: Snapshot, allowances: list[Allowance],
 
 
 def _default_snapshot(pin: SnapshotPin) -> Path:
-    return Path(os.environ.get(SNAPSHOT_ENV) or ROOT / pin.archive)
+    return Path(os.environ.get(SNAPSHOT_ENV) or pin.archive_path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,15 +359,17 @@ def main(argv: list[str] | None = None) -> int:
     pin = SnapshotPin.read(args.pin)
     path = args.snapshot or _default_snapshot(pin)
     try:
+        if path.resolve() == pin.archive_path.resolve():
+            check_archive(path, pin)
         snapshot = load_snapshot(path)
         verify(snapshot, pin)
     except SnapshotError as e:
         print(f"audit: cannot audit: {e}.", file=sys.stderr)
         print(f"audit: the pinned snapshot is {pin.source} at commit {pin.commit} ({pin.date:%Y-%m-%d}),"
-              f" {pin.records} records, {pin.digest}. No package registry publishes that database, so it"
-              f" is not downloaded here: put an archive of it (git archive, or a GitHub tarball) at"
-              f" {pin.archive}, or name it with --snapshot / ${SNAPSHOT_ENV}. See SECURITY.md, 'Supply"
-              " chain'.", file=sys.stderr)
+              f" {pin.records} records, {pin.digest}; its archive is committed at {pin.archive}"
+              f" (sha256 {pin.sha256}): restore it from git, or name another archive of the same commit"
+              f" with --snapshot / ${SNAPSHOT_ENV}. See third_party/advisory-database/README.md.",
+              file=sys.stderr)
         return 3 if isinstance(e, SnapshotMissing) else 2
     try:
         allowances = read_allow_list(args.allow_list)
@@ -363,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     age = (dt.datetime.combine(args.today, dt.time(), dt.UTC) - pin.date).days
     print(f"Advisory snapshot: {pin.source} at {pin.commit[:12]}, dated {pin.date:%Y-%m-%d %H:%M}Z "
           f"({age} days old; newest record modified {snapshot.newest_modified or 'unknown'})")
-    print(f"  read from {snapshot.source}: {len(snapshot.advisories)} records, digest verified"
+    checked = "sha256, commit and digest" if Path(snapshot.source).resolve() == pin.archive_path.resolve() \
+        else "digest"
+    print(f"  read from {snapshot.source}: {len(snapshot.advisories)} records, {checked} verified"
           + (f", {snapshot.skipped} unparseable skipped" if snapshot.skipped else ""))
     print("  advisories published after that date are NOT checked.")
     distinct = {(p.name, p.version) for p in pins}

@@ -1,9 +1,14 @@
-"""scripts/audit.py on synthetic OSV records: the range logic, the snapshot's formats and its pin,
-the allow-list, and the command's output and exit codes. No real advisory data is needed."""
+"""scripts/audit.py: the range logic, the snapshot's formats and its pin, the allow-list and the
+command's output and exit codes on synthetic OSV records; then the committed, pinned snapshot of
+the real database against known-vulnerable pins, the allow-list and the repository's own locks."""
 
 import datetime as dt
+import functools
+import hashlib
 import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -154,9 +159,11 @@ def make_tar(path: Path, commit: str = COMMIT, records: dict | None = None) -> P
     return path
 
 
-def write_pin(path: Path, snapshot, archive: str = "var/x.tar.gz") -> Path:
-    path.write_text(f'[snapshot]\nsource = "test"\ncommit = "{COMMIT}"\ndate = 2099-01-02T03:04:05Z\n'
-                    f'records = {len(snapshot.advisories)}\ndigest = "{snapshot.digest}"\narchive = "{archive}"\n')
+def write_pin(path: Path, snapshot, archive: str = "var/x.tar.gz", sha256: str = "0" * 64,
+              commit: str = COMMIT) -> Path:
+    path.write_text(f'[snapshot]\nsource = "test"\ncommit = "{commit}"\ndate = 2099-01-02T03:04:05Z\n'
+                    f'records = {len(snapshot.advisories)}\ndigest = "{snapshot.digest}"\narchive = "{archive}"\n'
+                    f'sha256 = "{sha256}"\n')
     return path
 
 
@@ -198,10 +205,10 @@ def test_a_changed_record_or_another_commit_is_not_the_pinned_snapshot(tmp_path)
         audit.load_snapshot(tmp_path / "absent.tar.gz")
 
 
-def test_the_repositorys_pin_is_well_formed():
-    pin = audit.SnapshotPin.read(audit.PIN_FILE)
-    assert len(pin.commit) == 40 and pin.digest.startswith("sha256:") and pin.records > 0
-    assert pin.archive.startswith("var/"), "the data is never committed: it lives under var/ (ignored)"
+def test_a_pin_without_the_archives_sha256_is_refused(tmp_path):
+    snapshot = audit.load_snapshot(make_tar(tmp_path / "s.tar.gz"))
+    with pytest.raises(audit.SnapshotError, match="sha256"):
+        audit.SnapshotPin.read(write_pin(tmp_path / "pin.toml", snapshot, sha256="abc"))
 
 
 # --- the audit and the allow-list ---------------------------------------------------------------
@@ -252,8 +259,9 @@ def test_the_repositorys_allow_list_is_well_formed():
 # --- the command --------------------------------------------------------------------------------
 
 def _run(tmp_path, *args):
+    env = {k: v for k, v in os.environ.items() if k != audit.SNAPSHOT_ENV}
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "audit.py"), "--today", "2026-12-01", *args],
-                          capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path, env=env)
     return done.returncode, done.stdout + done.stderr
 
 
@@ -280,7 +288,107 @@ def test_the_command_says_why_it_cannot_audit(tmp_path):
     archive = make_tar(tmp_path / "s.tar.gz")
     pin = write_pin(tmp_path / "pin.toml", audit.load_snapshot(archive))
     code, out = _run(tmp_path, "--pin", str(pin), "--snapshot", str(tmp_path / "absent.tar.gz"))
-    assert code == 3 and "no advisory snapshot at" in out and "No package registry publishes" in out
+    assert code == 3 and "no advisory snapshot at" in out and "its archive is committed at" in out
     other = make_tar(tmp_path / "o.tar.gz", commit="e" * 40)
     code, out = _run(tmp_path, "--pin", str(pin), "--snapshot", str(other))
     assert code == 2 and "the pin is" in out, out
+
+
+# --- the committed snapshot of the real database ------------------------------------------------
+
+PIN = audit.SnapshotPin.read(audit.PIN_FILE)
+_load_snapshot = functools.cache(audit.load_snapshot)  # the real database once per run, not per test
+
+
+def real_snapshot():
+    return _load_snapshot(PIN.archive_path)
+
+
+def _lock_file(tmp_path, *pins: str) -> Path:
+    lock = tmp_path / "known.lock"
+    lock.write_text("".join(f"{pin} \\\n    --hash=sha256:{'c' * 64}\n" for pin in pins))
+    return lock
+
+
+def _allow_file(tmp_path, text: str) -> Path:
+    path = tmp_path / "allow.toml"
+    path.write_text(text)
+    return path
+
+
+def _main(capsys, monkeypatch, *args: str) -> tuple[int, str]:
+    """The command in-process (the default snapshot is the committed archive), as `make audit`."""
+    monkeypatch.delenv(audit.SNAPSHOT_ENV, raising=False)
+    monkeypatch.setattr(audit, "load_snapshot", _load_snapshot)
+    code = audit.main(["--today", "2026-12-01", *args])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_the_pinned_archive_is_committed_and_is_the_pinned_snapshot():
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", PIN.archive], cwd=ROOT,
+                             capture_output=True, text=True, check=False)
+    assert tracked.returncode == 0, f"{PIN.archive} must be committed: CI has no other way to get it"
+    assert hashlib.sha256(PIN.archive_path.read_bytes()).hexdigest() == PIN.sha256
+    audit.check_archive(PIN.archive_path, PIN)
+    snapshot = real_snapshot()
+    audit.verify(snapshot, PIN)
+    assert snapshot.commit == PIN.commit and len(snapshot.advisories) == PIN.records
+
+
+def test_a_changed_archive_at_the_pinned_path_is_refused_before_it_is_read(tmp_path):
+    copy = tmp_path / "archive.tar.gz"
+    shutil.copy(PIN.archive_path, copy)
+    with copy.open("ab") as f:
+        f.write(b"\0")  # still a readable gzip stream with the same records: only the sha256 sees it
+    pin = write_pin(tmp_path / "pin.toml", real_snapshot(), archive=str(copy),
+                    sha256=PIN.sha256, commit=PIN.commit)
+    code, out = _run(tmp_path, "--pin", str(pin))
+    assert code == 2 and "not the pinned archive" in out, out
+
+
+def test_known_vulnerable_pins_fail_the_audit_against_the_real_snapshot(tmp_path, capsys, monkeypatch):
+    lock = _lock_file(tmp_path, "requests==2.19.1", "Jinja2==2.10", "PyYAML==6.0.2")
+    empty = _allow_file(tmp_path, "")
+    code, out = _main(capsys, monkeypatch, "--lock", str(lock), "--allow-list", str(empty))
+    assert code == 1, out
+    assert "dated 2024-10-10 17:35Z" in out and f"{PIN.records} records, sha256, commit and digest verified" in out
+    assert "VULNERABLE: PYSEC-2018-28 (CVE-2018-18074, GHSA-x84v-xcm2-53pg) requests 2.19.1 fixed in 2.20.0" in out
+    assert "VULNERABLE: PYSEC-2019-217" in out and "jinja2 2.10 fixed in 2.10.1" in out
+    assert not [line for line in out.splitlines() if " pyyaml " in line]  # 6.0.2 has no finding
+    assert "FAIL: 4 known-vulnerable pin(s)" in out
+
+    fixed = _lock_file(tmp_path, "requests==2.32.3", "Jinja2==3.1.4", "PyYAML==6.0.2")
+    code, out = _main(capsys, monkeypatch, "--lock", str(fixed), "--allow-list", str(empty))
+    assert code == 0 and "OK: no known-vulnerable pin (0 allow-listed finding(s))" in out, out
+
+
+ALLOW_NUMEXPR = """[[allow]]
+id = "CVE-2023-39631"
+package = "numexpr"
+version = "2.14.2"
+reason = "reviewed: evaluate() validates its input since 2.8.5 and is never given untrusted text"
+expires = 2027-03-01
+"""
+
+
+def test_an_allow_listed_pin_passes_until_its_entry_expires(tmp_path, capsys, monkeypatch):
+    lock = _lock_file(tmp_path, "numexpr==2.14.2")
+    allow = _allow_file(tmp_path, ALLOW_NUMEXPR)
+    code, out = _main(capsys, monkeypatch, "--lock", str(lock), "--allow-list", str(allow))
+    assert code == 0, out
+    assert "ALLOWED until 2027-03-01: PYSEC-2023-163 (CVE-2023-39631) numexpr 2.14.2" in out
+
+    code, out = _main(capsys, monkeypatch, "--lock", str(lock), "--allow-list", str(allow), "--today", "2027-03-02")
+    assert code == 1 and "allow-list entry EXPIRED 2027-03-01: PYSEC-2023-163" in out, out
+
+    code, out = _main(capsys, monkeypatch, "--lock", str(lock), "--allow-list", str(_allow_file(tmp_path, "")))
+    assert code == 1 and "VULNERABLE: PYSEC-2023-163" in out, out
+
+
+def test_the_repositorys_locks_pass_with_the_reviewed_allow_list(capsys, monkeypatch):
+    """What `make audit` in .ci/run does: every locked pin, the committed snapshot, the allow-list."""
+    code, out = _main(capsys, monkeypatch)
+    assert code == 0, out
+    assert "in 3 locks: requirements.lock, requirements-dev.lock, requirements-bench.lock" in out
+    assert "matches no finding" not in out, "a stale allow-list entry: remove it"

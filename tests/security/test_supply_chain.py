@@ -129,3 +129,21 @@ def test_make_installs_only_from_the_hashed_locks():
         words = set(line.split())
         assert "--no-deps" in words and ("--require-hashes" in words or line.rstrip().endswith("-e .")), (
             f"an install that resolves or skips the hashes: {line.strip()}")
+
+
+def test_ci_installs_from_the_locks_audits_them_then_runs_the_readmes_test_command():
+    """.ci/run: `make venv`, then `make audit` (any failure fails CI: no soft "not audited" path),
+    then the command the README gives for the whole suite."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## The two commands\n+```sh\n(.*?)```", readme, re.S)[1]
+    (readme_test,) = [line.split("#")[0].strip() for line in block.splitlines() if line.startswith("make test")]
+    script = (ROOT / ".ci" / "run").read_text()
+    assert "set -euo pipefail" in script
+    commands = [line.strip() for line in script.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    steps = [c.removeprefix("exec ").split(" PYTEST_ARGS=")[0] for c in commands if c.startswith(("make", "exec make"))]
+    assert steps == ["make venv", "make audit", readme_test], steps
+    assert not [c for c in commands if "||" in c or "audit" in c and c != "make audit"], (
+        "the audit's exit status must reach CI unchanged")
+    makefile = (ROOT / "Makefile").read_text()
+    _, recipe = _recipe(makefile, "audit")
+    assert recipe == ["$(PY) scripts/audit.py $(AUDIT_ARGS)"]
