@@ -88,6 +88,18 @@ def test_dependencies_only_from_the_hashed_lock():
     assert ["requirements.lock", lock_in_image] in copies
 
 
+def test_the_images_venv_holds_only_the_locked_packages():
+    """`python -m venv` would seed ensurepip's pip and setuptools (3.11: setuptools 65.5.0, with a
+    known advisory) that no lock pins and `make audit` never sees: the venv is made without pip and
+    the build stage's pip installs into it."""
+    runs = [shlex.split(v) for i, v in _instructions() if i == "RUN"]
+    venvs = [words for words in runs if words[:3] == ["python", "-m", "venv"]]
+    assert len(venvs) == 1 and "--without-pip" in venvs[0], venvs
+    target = venvs[0][-1]
+    (install,) = [words for words in runs if "install" in words]
+    assert install[:5] == ["python", "-m", "pip", "--python", f"{target}/bin/python"], install
+
+
 def test_the_user_is_the_pods():
     user = next(v for i, v in reversed(_final()) if i == "USER")
     uid, gid = (int(x) for x in user.split(":"))
