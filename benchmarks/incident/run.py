@@ -68,7 +68,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="default bench/results.json (--quick: results-quick.json)")
     parser.add_argument("--profile", nargs="?", const="flamegraph", choices=["flamegraph", "raw", "speedscope"],
                         help="py-spy profiles of each service into var/bench/profile/: flame graphs "
-                             "(SVG), raw collapsed stacks or speedscope JSON (pip install -e '.[profile]')")
+                             "(SVG), raw collapsed stacks or speedscope JSON (py-spy: the 'profile' extra of pyproject.toml, not in the locks)")
     parser.add_argument("--no-reference", action="store_true", help="skip Kafka's perf tools")
     parser.add_argument("--update-docs", action="store_true",
                         help="put the table into README.md and docs/benchmarks.md")
@@ -238,7 +238,7 @@ def _profile(stack: Stack, fmt: str) -> None:
     """py-spy attached to each service (and its workers); it writes the SVG on SIGINT."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
-        raise SystemExit("--profile needs py-spy: .venv/bin/pip install -e '.[profile]'")
+        raise SystemExit("--profile needs py-spy (pyproject's 'profile' extra, not in the hashed locks): .venv/bin/pip install py-spy==0.4.3")
     out = VAR / "bench" / "profile"
     out.mkdir(parents=True, exist_ok=True)
     suffix = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}[fmt]
