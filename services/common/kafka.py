@@ -104,7 +104,6 @@ class _Listener(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         worker = self.worker
-        worker._generation += 1  # noqa: SLF001
         worker.owned |= set(assigned)
         if worker.on_assigned:
             await worker.on_assigned(set(assigned))
@@ -146,7 +145,7 @@ class ConsumerWorker:
         self._connected: AIOKafkaConsumer | None = None  # made by start(), used by the loop
         self._stopping = asyncio.Event()
         self._revoking: set[TopicPartition] = set()
-        self._generation = 0  # bumped by every revocation and assignment
+        self._revocations = 0  # counts revocations: a batch fetched before one is stale
         self._in_hand = asyncio.Lock()  # held while a batch (or tick) is being worked on
         self._background: set[asyncio.Task] = set()
         self.processor = BatchProcessor(
@@ -205,19 +204,19 @@ class ConsumerWorker:
         try:
             consumer.subscribe(self.topic_names, listener=_Listener(self))
             while not self._stopping.is_set():
-                generation = self._generation
+                revocations = self._revocations
                 batches = await consumer.getmany(timeout_ms=self.settings.consumer_poll_timeout_ms,
                                                  max_records=self.settings.consumer_batch_max_records)
                 async with self._in_hand:
                     with self.loop.working():
-                        await self._work(consumer, generation, batches)
+                        await self._work(consumer, revocations, batches)
         finally:
             await self._end_session(consumer)
 
-    async def _work(self, consumer: AIOKafkaConsumer, generation: int,
+    async def _work(self, consumer: AIOKafkaConsumer, revocations: int,
                     batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        if generation != self._generation:
-            # Fetched before the assignment changed: hand none of it in; what is still ours
+        if revocations != self._revocations:
+            # Fetched before a revocation: hand none of it in; what is still (or again) ours
             # is fetched again from the last commit.
             for tp in batches:
                 if self.owns(tp):
@@ -275,7 +274,9 @@ class ConsumerWorker:
 
     async def _revoke(self, revoked: set[TopicPartition]) -> None:
         """The rebalance listener's revocation: wait for the batch in hand, then let go."""
-        self._generation += 1
+        if not revoked:
+            return  # aiokafka calls this before every join, the first one too
+        self._revocations += 1
         self._revoking |= revoked  # a batch retrying on these stops retrying
         started = time.monotonic()
         try:
