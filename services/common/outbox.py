@@ -57,7 +57,9 @@ class OutboxRelay:
         self.loop.start()
 
     async def stop(self, grace_s: float = 10.0) -> None:
-        """Finish the batch in flight (publish and delete), so a clean stop republishes nothing."""
+        """Finish the batch in flight (publish and delete), so a clean stop republishes nothing,
+        then publish what is still pending — the services stop their consumers first, so that
+        is what their last batches enqueued — for as long as `grace_s` allows."""
         self._stopping = True
         self._wake.set()
         await finish(self.loop.task, grace_s)
@@ -90,6 +92,15 @@ class OutboxRelay:
                 except TimeoutError:
                     pass
                 self._wake.clear()
+        await self._drain()
+
+    async def _drain(self) -> None:
+        try:
+            while await self.publish_pending() >= self.settings.outbox_batch_size:
+                pass
+        except Exception as exc:  # noqa: BLE001 - stopping: what is left goes at the next start
+            log.warning("outbox relay: publishing at stop failed (%s); the rest stays pending",
+                        type(exc).__name__)
 
     async def publish_pending(self) -> int:
         """Publish one batch of pending messages; returns how many were published."""

@@ -118,6 +118,7 @@ class ServiceRuntime:
         if self.producer:
             await self.producer.stop()
         self.engine.dispose()
+        log.info("service stopped", extra={"service": self.settings.service_name})
 
     async def authenticate(self, token: str) -> Caller | None:
         """The caller a bearer token belongs to, or None. Services with callers of their own
