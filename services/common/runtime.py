@@ -15,9 +15,11 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlmodel import SQLModel
 
 from services.common import db, metrics, migrations
@@ -44,6 +46,24 @@ log = logging.getLogger(__name__)
 
 Worker = ConsumerWorker | TopicFollower
 WorkersFactory = Callable[["ServiceRuntime"], Iterable[Worker]]
+
+
+class LoopState(BaseModel):
+    state: Literal["running", "restarting", "dead", "wedged", "stopped", "not-started"]
+    restarts: int
+    busy_for_s: float | None = None  # how long the unit of work in hand has taken
+    last_error: str | None = None  # the last crash's exception class, never its text
+
+
+class HealthBody(BaseModel):
+    status: Literal["ok", "unhealthy"]
+    loops: dict[str, LoopState]
+
+
+class ReadyBody(BaseModel):
+    status: Literal["ready", "not-ready"]
+    checks: dict[str, str]  # each "ok" or "error: <exception class>"; all ok means ready
+    details: dict[str, Any]  # kafka, loops, dead_letters: reported, never failing readiness
 
 
 @dataclass
@@ -159,14 +179,16 @@ class ServiceRuntime:
 def _ops_router() -> APIRouter:
     router = APIRouter(tags=["ops"])
 
-    @router.get("/healthz", summary="Liveness: every background loop alive (none dead or wedged)")
+    @router.get("/healthz", summary="Liveness: every background loop alive (none dead or wedged)",
+                response_model=HealthBody, responses={503: {"model": HealthBody}})
     async def healthz(request: Request) -> JSONResponse:
         alive, loops = request.app.state.runtime.liveness()
         return JSONResponse({"status": "ok" if alive else "unhealthy", "loops": loops},
                             status_code=200 if alive else 503)
 
     @router.get("/readyz", summary="Readiness: the database answers (Kafka, loops and dead "
-                                   "letters reported as details)")
+                                   "letters reported as details)",
+                response_model=ReadyBody, responses={503: {"model": ReadyBody}})
     async def readyz(request: Request) -> JSONResponse:
         result = await request.app.state.runtime.readiness()
         return JSONResponse(
