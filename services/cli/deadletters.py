@@ -131,7 +131,7 @@ async def read_entries(bootstrap: str, prefix: str, timeout_s: float) -> list[En
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
-        while any(await consumer.position(tp) < end[tp] for tp in tps):
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
             batches = await consumer.getmany(timeout_ms=int(timeout_s * 1000))
             for records in batches.values():
                 for record in records:
