@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 
 from services.common.crypto import Sealer
 from services.common.messages import decode_notice
+from services.dedupe import store
 from services.dedupe.app import create_app
 from services.dedupe.settings import DedupeSettings
 from testkit.deadletters import assert_no_clear_values, dead_letters, payload
@@ -117,18 +118,33 @@ async def test_a_poison_record_is_dead_lettered_and_the_partition_moves_on(
     assert not [v for v in personal if v in logs], "a personal value was logged"
 
 
+
+async def _wait_for_revision(app, revision: int, timeout: float = 30.0) -> None:  # noqa: ANN001
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        incident = await app.state.runtime.db.run(store.get_incident, INCIDENT)
+        if incident is not None and incident.revision >= revision:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"revision {revision} never applied"
+        await asyncio.sleep(0.1)
+
+
 async def test_a_tombstone_on_the_incidents_topic_is_skipped_and_later_revisions_apply(
         service_env, pg_database, kafka_bootstrap):
     settings = _settings(service_env, pg_database("dedupe"))
     sealer = Sealer(settings.data_keys.get_secret_value())
     incidents_topic = f"{settings.topic_prefix}incidents.v1"
-    async with running(create_app(settings)):
+    app = create_app(settings)
+    async with running(app):
         await publish(kafka_bootstrap, incidents_topic,
                       [incident_message(INCIDENT, {"gp": "Old name"}, ["gp"])])
         await publish_raw(kafka_bootstrap, incidents_topic, [(INCIDENT, None)])
         # A later revision on the same key (same partition) must still be applied.
         await publish(kafka_bootstrap, incidents_topic,
                       [incident_message(INCIDENT, {"gp": "Test GP"}, ["gp"], revision=2)])
+        # The records come on another topic, read by another consumer: publish them once the
+        # follower has applied revision 2, or a loaded machine may release with revision 1.
+        await _wait_for_revision(app, 2)
         await publish(kafka_bootstrap, f"{settings.topic_prefix}affected-records.v1",
                       [*[_valid(sealer, i) for i in range(PERSONS)],
                        completion(INCIDENT, "gp", PERSONS)])
