@@ -4,30 +4,53 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
+# The --exclude-newer cut-off of `make lock`: the locks hold no release published after it.
+LOCK_DATE := 2026-12-01T00:00:00Z
 PYTEST_ARGS ?=
 # Tests talk to whatever infra-up started (or to the cluster KAFKA_BOOTSTRAP_SERVERS names).
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(PANUI_KAFKA_PORT),9092)
 
-.PHONY: help venv install infra-up infra-down infra-status run migrate test test-fast bench bench-quick lint format contracts clean k8s-tools k8s-check
+.PHONY: help venv install lock audit infra-up infra-down infra-status run demo migrate test test-fast bench bench-quick bench-stages bench-stages-quick lint format contracts clean k8s-tools k8s-check
 
 help:
 	@echo "make run         start local Kafka + intake, dedupe, dispatch on SQLite (Ctrl-C stops)"
+	@echo "make demo        a portal breach end to end on the embedded default, live in the terminal"
 	@echo "make migrate     bring the make-run databases (var/*.db) to the code's schema"
 	@echo "make test        install, start Kafka + PostgreSQL, run the whole suite"
 	@echo "make infra-up    start local Kafka and PostgreSQL (idempotent); infra-down stops them"
-	@echo "make bench       run the benchmarks"
+	@echo "make bench       the whole incident at 400k records (long); bench-quick at 20k"
+	@echo "make bench-stages  each stage's own benchmark (resolver, intake, dedupe, dispatch)"
 	@echo "make lint        ruff and the import contracts (lint-imports)"
+	@echo "make lock        re-resolve the hashed locks (requirements*.lock) from pyproject.toml"
+	@echo "make audit       check every locked pin against a pinned PyPA advisory-database snapshot"
 	@echo "make contracts   re-export contracts/openapi/*.json from the apps"
 	@echo "make k8s-check   render deploy/k8s overlays with kustomize and validate them offline"
 
-$(STAMP): pyproject.toml
+# Exactly the hashed lock (pip, setuptools and uv too), nothing resolved here, no sdist built; then
+# the project itself, editable, with the locked setuptools (no build isolation: nothing unpinned).
+$(STAMP): requirements-dev.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes --no-deps --only-binary=:all: -r requirements-dev.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 venv install: $(STAMP)
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.lock
+	$(PY) -m pip install -q --require-hashes --no-deps --only-binary=:all: -r requirements-bench.lock
+	@touch $(BENCH_STAMP)
+
+# Re-resolve the three locks from pyproject.toml with releases up to LOCK_DATE (scripts/lock.sh).
+# Move the date forward on purpose (a reviewed upgrade), never implicitly.
+lock: $(STAMP)
+	@LOCK_DATE=$(LOCK_DATE) UV=$(VENV)/bin/uv scripts/lock.sh
+
+# The locks against a pinned snapshot of the PyPA advisory database (scripts/audit.py); fails on a
+# known-vulnerable pin that is not allow-listed.
+audit: $(STAMP)
+	$(PY) scripts/audit.py $(AUDIT_ARGS)
 
 infra-up: $(STAMP)
 	@scripts/kafka.sh up
@@ -44,6 +67,11 @@ infra-status:
 run: $(STAMP)
 	@scripts/run.sh
 
+# A portal breach from upload to the last email and SMS, on local Kafka + SQLite (no PostgreSQL);
+# stops everything it started. DEMO_ARGS="--records 12000" for a bigger one.
+demo: $(STAMP)
+	@$(PY) -m benchmarks.incident.demo $(DEMO_ARGS)
+
 # What `make run` does before starting the services; one service: `python -m services.<name> migrate`.
 migrate: $(STAMP)
 	@for service in intake dedupe dispatch; do \
@@ -57,13 +85,20 @@ test: infra-up k8s-tools
 test-fast: infra-up k8s-tools
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# The whole incident at the breach's scale (400k records, ~50 agencies, ~126k people) through
+# Kafka, PostgreSQL and the three services as processes: bench/results.json. Takes long.
 bench: infra-up
-	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m benchmarks incident $(BENCH_ARGS)
+
+# The same run at 20k records (bench/results-quick.json): a few minutes.
+bench-quick: infra-up
+	$(PY) -m benchmarks incident --quick $(BENCH_ARGS)
+
+# Each stage on its own (resolver, intake, dedupe, dispatch) at the sizes its goal is stated for.
+bench-stages: infra-up $(BENCH_STAMP)
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
-# A few minutes instead of an hour: every benchmark at small sizes.
-bench-quick: infra-up
-	$(PY) -m pip install -q -e '.[dev,bench]'
+bench-stages-quick: infra-up $(BENCH_STAMP)
 	$(PY) -m benchmarks --quick $(BENCH_ARGS)
 
 lint: $(STAMP)

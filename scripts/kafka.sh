@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Local Apache Kafka (single KRaft broker+controller) from Maven Central jars, run with the machine's Java.
 #   scripts/kafka.sh up|down|status
+#   scripts/kafka.sh tools   fetch Kafka's perf tools (kafka-tools + argparse4j) once; print their classpath folder
 # Settings (environment): PANUI_VAR (var/), PANUI_KAFKA_PORT (9092), PANUI_KAFKA_CONTROLLER_PORT (9093),
 # PANUI_KAFKA_HEAP (512m). When KAFKA_BOOTSTRAP_SERVERS is set, nothing is started: that cluster is used.
 set -euo pipefail
@@ -31,6 +32,19 @@ fetch() {
   rm -rf "$LIB"; mkdir -p "$LIB"
   mvn -q -B -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIB"
   touch "$LIB/.complete"
+}
+
+tools() {  # the same version as the broker, cached beside its jars
+  local dir=$HOME_DIR/tools-$VERSION
+  if [[ ! -f $dir/.complete ]]; then
+    command -v mvn >/dev/null || { log "mvn not found (Maven fetches Kafka's jars)"; exit 1; }
+    log "fetching Kafka $VERSION's performance tools from Maven Central into $dir"
+    rm -rf "$dir"; mkdir -p "$dir"
+    mvn -q -B -f "$ROOT/deploy/local/kafka/tools-pom.xml" dependency:copy-dependencies \
+      -Dkafka.version="$VERSION" -DincludeScope=runtime -DoutputDirectory="$dir" >&2
+    touch "$dir/.complete"
+  fi
+  echo "$dir"
 }
 
 configure() {
@@ -88,6 +102,6 @@ status() {
 }
 
 case "${1:-}" in
-  up) up ;; down) down ;; status) status ;; fetch) fetch ;;
-  *) echo "usage: $0 up|down|status|fetch" >&2; exit 2 ;;
+  up) up ;; down) down ;; status) status ;; fetch) fetch ;; tools) tools ;;
+  *) echo "usage: $0 up|down|status|fetch|tools" >&2; exit 2 ;;
 esac

@@ -1,12 +1,12 @@
 """Kafka glue for dedupe: the affected-records consumer (with its tick for time-driven
-release) and the incidents follower. Each decodes its messages and hands them to the
-pipeline, which commits before the worker commits the offsets."""
+release) and the incidents follower. The workers decode (and dead-letter what does not
+decode); these hand the messages to the pipeline, which commits before the worker commits
+the offsets."""
 
 from aiokafka import TopicPartition
-from aiokafka.structs import ConsumerRecord
 
 from services.common.db import run_db
-from services.common.messages import decode_affected_records_topic, decode_incident
+from services.common.kafka import Consumed
 from services.common.outbox import OutboxRelay
 from services.dedupe.pipeline import DedupePipeline
 
@@ -16,8 +16,8 @@ class AffectedRecordsHandler:
         self.pipeline = pipeline
         self.relay = relay
 
-    async def __call__(self, tp: TopicPartition, batch: list[ConsumerRecord]) -> None:
-        messages = [decode_affected_records_topic(r.value) for r in batch]
+    async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
+        messages = [c.message for c in batch]
         if await run_db(self.pipeline.apply_batch, tp.partition, messages):
             self.relay.wake()  # notices were released: publish them without waiting a poll
 
@@ -33,5 +33,5 @@ class IncidentsHandler:
     def __init__(self, pipeline: DedupePipeline):
         self.pipeline = pipeline
 
-    async def __call__(self, tp: TopicPartition, batch: list[ConsumerRecord]) -> None:
-        await run_db(self.pipeline.apply_incidents, [decode_incident(r.value) for r in batch])
+    async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
+        await run_db(self.pipeline.apply_incidents, [c.message for c in batch])

@@ -29,6 +29,7 @@ from services.common.clock import Clock
 from services.common.crypto import Sealer
 from services.common.db import Database
 from services.common.messages import DeliveryStatus, decode_notice, notice_sealing_context
+from services.common.tasks import SupervisedLoop
 from services.dispatch import metrics, policy, tracking
 from services.dispatch.content.models import Notice
 from services.dispatch.content.render import (
@@ -80,15 +81,23 @@ class Sender:
         self._results_ready = asyncio.Event()
         self._inflight: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
+        self.loops: list[SupervisedLoop] = []
         self._stopping = False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._claim_loop(), name="dispatch-sender"),
-            asyncio.create_task(self._result_loop(), name="dispatch-results"),
-            asyncio.create_task(self._maintenance_loop(), name="dispatch-maintenance"),
+        # Supervised (services/common/tasks.py): a loop that crashes is restarted; one that
+        # cannot be fails the liveness probe.
+        self.loops = [
+            SupervisedLoop(name, body, service=self.settings.service_name,
+                           should_stop=lambda: self._stopping)
+            for name, body in (("dispatch-sender", self._claim_loop),
+                               ("dispatch-results", self._result_loop),
+                               ("dispatch-maintenance", self._maintenance_loop))
         ]
+        for loop in self.loops:
+            loop.start()
+        self._tasks = [loop.task for loop in self.loops]
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop claiming; let sends in flight finish for `grace_s` and record them. Sends still
