@@ -91,6 +91,7 @@ def test_the_app_refuses_to_build_in_production():
         create_dispatch(DispatchSettings(environment="production"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("service", ["intake", "dedupe", "dispatch"])
 def test_serve_exits_non_zero_naming_the_setting(service, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PANUI_")}
