@@ -49,13 +49,12 @@ class IncidentDriver:
         """Send until a non-retryable answer; transport errors and 5xx are retried."""
         deadline = time.monotonic() + self.retry_deadline_s
         delay = 0.1
+        headers = {"authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
         while True:
             self.attempts += 1
             try:
                 async with httpx.AsyncClient(base_url=self._url(), timeout=60) as client:
-                    response = await client.request(
-                        method, path, headers={"authorization": f"Bearer {token}",
-                                               **kwargs.pop("headers", {})}, **kwargs)
+                    response = await client.request(method, path, headers=headers, **kwargs)
                 if response.status_code not in RETRYABLE:
                     return response
             except httpx.TransportError:

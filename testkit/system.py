@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -60,6 +61,30 @@ SERVICE_ENV = {
 }
 
 
+_TEMPLATES: dict[tuple[str, str], str] = {}  # (admin url, service) -> migrated template database
+
+
+async def migrate(service: str, url: str) -> None:
+    """`python -m services.<service> migrate` against `url`."""
+    proc = await asyncio.create_subprocess_exec(
+        str(infra.REPO / ".venv/bin/python"), "-m", f"services.{service}", "migrate",
+        cwd=infra.REPO, env={**clean_environ(), "DATABASE_URL": url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"migrating {service}'s database failed: {out.decode()[-2000:]}")
+
+
+def drop_templates() -> None:
+    """Drop the template databases this process made (end of a run)."""
+    while _TEMPLATES:
+        (admin_url, _service), name = _TEMPLATES.popitem()
+        try:
+            infra.drop_database(admin_url, name)
+        except psycopg.Error:
+            pass  # a private server already gone
+
+
 @dataclass
 class Observed:
     """What the system and the gateways say happened."""
@@ -84,7 +109,7 @@ class Quiescence:
 class System:
     def __init__(self, run_dir: Path, *, kafka_bootstrap: str, pg_admin_url: str,
                  topic_prefix: str | None = None, env: dict[str, dict[str, str]] | None = None,
-                 sms_gateways: int = 1, sms_primary_url: str | None = None):
+                 sms_gateways: int = 1, sms_proxy: bool = False):
         self.run_dir = run_dir
         self.log_dir = run_dir / "logs"
         self.maildir = run_dir / "maildir"
@@ -94,7 +119,7 @@ class System:
         self.data_keys = generate_key_spec("faults1")
         self.overrides = env or {}
         self.sms_gateway_count = sms_gateways
-        self._sms_primary_url = sms_primary_url  # e.g. a fault proxy in front of gateway 0
+        self.sms_proxy = sms_proxy  # a proxy that loses answers in front of gateway sms-0
         self.databases: dict[str, tuple[str, str]] = {}  # service -> (name, url)
         self.old_databases: list[str] = []
         self.services: dict[str, ServiceProcess] = {}
@@ -113,7 +138,7 @@ class System:
         if service == "dispatch":
             env.update({
                 "PANUI_SMTP_PORT": str(self.smtp_port),
-                "PANUI_SMS_PRIMARY_URL": self._sms_primary_url or self.gateways["sms-0"].url,
+                "PANUI_SMS_PRIMARY_URL": (self.gateways.get("sms-proxy") or self.gateways["sms-0"]).url,
                 "PANUI_SMS_SECONDARY_URL": self.gateways["sms-1"].url if "sms-1" in self.gateways else "",
                 "PANUI_RECEIPT_SECRET": RECEIPT_SECRET,
             })
@@ -121,23 +146,27 @@ class System:
         return env
 
     async def create_database(self, service: str) -> str:
-        """A new, empty database for `service`, brought to the code's schema by the service's
-        own command; returns its URL (not yet used by any process)."""
-        name, url = infra.create_database(self.pg_admin_url, prefix=f"faults_{service}")
-        env = {**clean_environ(), "DATABASE_URL": url}
-        proc = await asyncio.create_subprocess_exec(
-            str(infra.REPO / ".venv/bin/python"), "-m", f"services.{service}", "migrate",
-            cwd=infra.REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        out, _ = await proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"migrating {service}'s database failed: {out.decode()[-2000:]}")
+        """A new database for `service` at the code's schema, as the service's own command
+        leaves it (`python -m services.<service> migrate`, run once per server and service into
+        a template that later databases are copied from); returns its URL."""
+        key = (self.pg_admin_url, service)
+        if key not in _TEMPLATES:
+            name, url = infra.create_database(self.pg_admin_url, prefix=f"tpl_faults_{service}")
+            try:
+                await migrate(service, url)
+            except BaseException:
+                infra.drop_database(self.pg_admin_url, name)
+                raise
+            _TEMPLATES[key] = name
+        name = f"faults_{service}_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_TEMPLATES[key]}"')
         if service in self.databases:
             self.old_databases.append(self.databases[service][0])
-        self.databases[service] = (name, url)
-        return url
+        self.databases[service] = (name, infra.database_url(self.pg_admin_url, name))
+        return self.databases[service][1]
 
     async def start(self) -> None:
-        await asyncio.gather(*(self.create_database(s) for s in SERVICES))
         dispatch_port = infra.free_port()
         self.gateways["smtp"] = smtp_gateway_process(
             self.smtp_port, infra.free_port(), self.maildir,
@@ -145,13 +174,22 @@ class System:
         for i in range(self.sms_gateway_count):
             self.gateways[f"sms-{i}"] = sms_gateway_process(infra.free_port(), RECEIPT_SECRET,
                                                             self.log_dir, name=f"sms-{i}")
-        for gateway in self.gateways.values():
+        if self.sms_proxy:
+            port = infra.free_port()
+            self.gateways["sms-proxy"] = HttpProcess(
+                name="sms-proxy", argv=[sys.executable, "-m", "testkit.faultproxy", "--port", str(port),
+                                        "--upstream", self.gateways["sms-0"].url],
+                env=clean_environ(), log_path=self.log_dir / "sms-proxy.log", port=port,
+                health_path="/_proxy/stats")
+        for gateway in self.gateways.values():  # they start while the databases are made
             gateway.start()
-        await asyncio.gather(*(g.wait_up() for g in self.gateways.values()))
+        for service in SERVICES:  # one at a time: the first of a run migrates the templates
+            await self.create_database(service)
         ports = {"intake": infra.free_port(), "dedupe": infra.free_port(), "dispatch": dispatch_port}
         for service in SERVICES:
             self.add_service(service, ports[service])
         await self.start_services(*SERVICES)
+        await asyncio.gather(*(g.wait_up() for g in self.gateways.values()))
 
     def add_service(self, service: str, port: int | None = None, name: str | None = None) -> ServiceProcess:
         """Another process of `service` (a replica when `name` differs): same database, same
@@ -222,21 +260,30 @@ class System:
             found.append((str(headers["To"]).strip().lower(), str(reference), str(headers["Message-ID"])))
         return found
 
+    def sms_gateways(self) -> dict[str, HttpProcess]:
+        """The SMS gateways themselves (sms-0, sms-1…), not a proxy in front of one."""
+        return {n: g for n, g in self.gateways.items() if n.removeprefix("sms-").isdigit()}
+
+    async def control(self, gateway: str, path: str, body: dict) -> dict:
+        """POST to a gateway's (or the proxy's) control API."""
+        async with httpx.AsyncClient(timeout=10) as client:
+            r = await client.post(self.gateways[gateway].url + path, json=body)
+            r.raise_for_status()
+            return r.json()
+
     async def sms_messages(self) -> list[tuple[str, str, str]]:
         out = []
         async with httpx.AsyncClient(timeout=10) as client:
-            for name, gateway in self.gateways.items():
-                if name.startswith("sms-"):
-                    body = (await client.get(gateway.url + "/v1/messages")).json()
-                    out += [(m["to"], m["reference"], name) for m in body["messages"]]
+            for name, gateway in self.sms_gateways().items():
+                body = (await client.get(gateway.url + "/v1/messages")).json()
+                out += [(m["to"], m["reference"], name) for m in body["messages"]]
         return out
 
     async def sms_send_attempts(self) -> int:
         total = 0
         async with httpx.AsyncClient(timeout=10) as client:
-            for name, gateway in self.gateways.items():
-                if name.startswith("sms-"):
-                    total += (await client.get(gateway.url + "/_control/stats")).json()["send_attempts"]
+            for gateway in self.sms_gateways().values():
+                total += (await client.get(gateway.url + "/_control/stats")).json()["send_attempts"]
         return total
 
     def dispatch_url(self) -> str:

@@ -9,7 +9,14 @@ from testkit.driver import IncidentDriver
 from testkit.groundtruth import GroundTruth
 from testkit.private_infra import PrivateKafka, PrivatePostgres
 from testkit.reconcile import Reconciliation, reconcile
-from testkit.system import COORDINATOR_TOKEN, System
+from testkit.system import COORDINATOR_TOKEN, System, drop_templates
+
+
+@pytest.fixture(scope="session", autouse=True)
+def drop_fault_templates():  # noqa: ANN201
+    """The migrated template databases the fault suite makes once per run go at its end."""
+    yield
+    drop_templates()
 
 
 @pytest.fixture
