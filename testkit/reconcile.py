@@ -8,7 +8,8 @@ the notice's version (1 = first notice, 2+ = amendments) comes from dispatch's n
 
 Per person: **never** — nothing on any channel; **twice or more** — the same notice version
 reached them more than once (on one channel, or on two channels where the mode sends one);
-otherwise **exactly once**. Per channel (persons whose notice should go there): once, never,
+otherwise **exactly once**. A letter on the postal list as well as an email or SMS is twice
+too (post is only ever the fallback). Per channel (persons whose notice should go there): once, never,
 twice+, and the duplicate copies. Plus dedupe's side of the truth: notices (dedupe persons)
 covering more than one true person, and true persons split over several dedupe persons.
 """
@@ -170,7 +171,7 @@ def reconcile(truth: GroundTruth, observed: Observed) -> Reconciliation:
         if total == 0:
             never.append(person.index)
         elif any(n > 1 for c in got.values() for n in c.values()) or (
-                truth.mode != "both" and len(first_on) > 1):
+                len(first_on) > 1 and (truth.mode != "both" or "postal" in first_on)):
             twice.append(person.index)
         else:
             exactly += 1

@@ -73,5 +73,8 @@ async def settle_and_reconcile(system: System, truth: GroundTruth, timeout: floa
     quiet = await system.wait_quiescent(timeout=timeout)
     result = reconcile(truth, await system.observe(truth.incidents))
     print(f"quiescent={quiet.quiet} after {quiet.waited_s:.1f}s; last state {quiet.last}")
+    print("deliveries:", system.query(
+        "dispatch", "SELECT channel, status, reason_code, provider, count(*) FROM delivery "
+                    "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"))
     print(result.table())
     return result
