@@ -33,6 +33,7 @@ class IncidentDriver:
     chunk_records: int = 500
     retry_deadline_s: float = 180.0
     release_policy: dict = field(default_factory=lambda: {"settle_window_seconds": 0})
+    pace_s: float = 0.0  # pause after each chunk: a stream that lasts, for faults to land in
     keys: dict[tuple[str, str], str] = field(default_factory=dict)  # (incident, agency) -> key
     receipts: dict[str, dict] = field(default_factory=dict)  # idempotency key -> receipt
     attempts: int = 0
@@ -102,11 +103,17 @@ class IncidentDriver:
             assert r.status_code == 202, r.text
             self.receipts[key] = r.json()
             out.append(r.json())
+            if self.pace_s:
+                await asyncio.sleep(self.pace_s)
         return out
 
-    async def upload_all(self) -> None:
-        """Every feed, agencies in parallel (each agency's chunks in order)."""
-        await asyncio.gather(*(self.upload(i, a) for i, a in self.truth.feeds))
+    async def upload_all(self, parallel: bool = True) -> None:
+        """Every feed, agencies in parallel (each agency's chunks in order), or one by one."""
+        if parallel:
+            await asyncio.gather(*(self.upload(i, a) for i, a in self.truth.feeds))
+        else:
+            for incident, agency in self.truth.feeds:
+                await self.upload(incident, agency)
 
     async def complete(self, incident: str, agency: str) -> dict:
         r = await self._request("POST", f"/v1/incidents/{incident}/completion",
