@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common.crypto import generate_key_spec
 from services.common.lag import LagSampler, LagUnavailable, system_groups
@@ -235,6 +236,21 @@ class System:
         proc.start()
         self.event(f"start {name}")
         await proc.wait_up(timeout=90)
+
+    async def rewind_group(self, group: str, topic: str, partitions: int = 3) -> None:
+        """Commit offset 0 on every partition of `topic` for consumer group `group` (names
+        without the prefix), as an operator replays a topic. The group must have no live
+        member (stop its processes first)."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.kafka_bootstrap,
+                                    group_id=f"{self.topic_prefix}{group}", enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(f"{self.topic_prefix}{topic}", p) for p in range(partitions)]
+            consumer.assign(tps)
+            await consumer.commit(dict.fromkeys(tps, 0))
+        finally:
+            await consumer.stop()
+        self.event(f"rewound {group} on {topic} to offset 0")
 
     # ------------------------------------------------------------------ reading the system
     def query(self, service: str, sql: str, params: tuple = ()) -> list[tuple]:
