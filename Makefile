@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Tests talk to whatever infra-up started (or to the cluster KAFKA_BOOTSTRAP_SERVERS names).
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(PANUI_KAFKA_PORT),9092)
 
-.PHONY: help venv install infra-up infra-down infra-status run migrate test test-fast bench bench-quick lint format contracts clean k8s-tools k8s-check
+.PHONY: help venv install infra-up infra-down infra-status run migrate test test-fast bench bench-quick chaos lint format contracts clean k8s-tools k8s-check
 
 help:
 	@echo "make run         start local Kafka + intake, dedupe, dispatch on SQLite (Ctrl-C stops)"
@@ -16,6 +16,7 @@ help:
 	@echo "make test        install, start Kafka + PostgreSQL, run the whole suite"
 	@echo "make infra-up    start local Kafka and PostgreSQL (idempotent); infra-down stops them"
 	@echo "make bench       run the benchmarks"
+	@echo "make chaos       a ~20k-record incident under a seeded schedule of kills and outages (private Kafka/PostgreSQL); writes bench/chaos.json"
 	@echo "make lint        ruff and the import contracts (lint-imports)"
 	@echo "make contracts   re-export contracts/openapi/*.json from the apps"
 	@echo "make k8s-check   render deploy/k8s overlays with kustomize and validate them offline"
@@ -60,6 +61,12 @@ test-fast: infra-up k8s-tools
 bench: infra-up
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m benchmarks $(BENCH_ARGS)
+
+# One bounded run (minutes): services, a private broker and a private PostgreSQL killed and
+# restarted on a seeded schedule, then reconciliation against ground truth (bench/chaos.json).
+# Never touches the shared infra. CHAOS_ARGS="--records 3000 --seed 7" for a smaller run.
+chaos: $(STAMP)
+	$(PY) -m benchmarks.chaos $(CHAOS_ARGS)
 
 # A few minutes instead of an hour: every benchmark at small sizes.
 bench-quick: infra-up
