@@ -110,7 +110,7 @@ class Quiescence:
 class System:
     def __init__(self, run_dir: Path, *, kafka_bootstrap: str, pg_admin_url: str,
                  topic_prefix: str | None = None, env: dict[str, dict[str, str]] | None = None,
-                 sms_gateways: int = 1, sms_proxy: bool = False):
+                 sms_gateways: int = 1, sms_proxy: bool = False, start_timeout_s: float = 90.0):
         self.run_dir = run_dir
         self.log_dir = run_dir / "logs"
         self.maildir = run_dir / "maildir"
@@ -128,6 +128,7 @@ class System:
         self.smtp_port = infra.free_port()
         self.events: list[tuple[float, str]] = []
         self.started_at = time.time()
+        self.start_timeout_s = start_timeout_s  # for a process to answer after a (re)start
 
     # ------------------------------------------------------------------ set-up
     def env_for(self, service: str) -> dict[str, str]:
@@ -207,7 +208,7 @@ class System:
         for name in names:
             self.services[name].start()
             self.event(f"start {name}")
-        await asyncio.gather(*(self.services[n].wait_up(timeout=90) for n in names))
+        await asyncio.gather(*(self.services[n].wait_up(timeout=self.start_timeout_s) for n in names))
 
     def use_database(self, service: str, url: str) -> None:
         """Point every process of `service` at `url` from their next start."""
@@ -235,7 +236,7 @@ class System:
             self.event(f"SIGKILL {name}")
         proc.start()
         self.event(f"start {name}")
-        await proc.wait_up(timeout=90)
+        await proc.wait_up(timeout=self.start_timeout_s)
 
     async def rewind_group(self, group: str, topic: str, partitions: int = 3) -> None:
         """Commit offset 0 on every partition of `topic` for consumer group `group` (names
