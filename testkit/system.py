@@ -57,6 +57,7 @@ SERVICE_ENV = {
         "PANUI_RETRY_BASE_S": "0.2", "PANUI_RETRY_CAP_S": "2",
         "PANUI_SMTP_TIMEOUT_S": "5", "PANUI_SMS_TIMEOUT_S": "5",
         "PANUI_SENDING_LEASE_S": "15",  # above the timeouts, as docs/dispatch.md requires
+        "PANUI_SEND_DEADLINE_S": "10",  # a send ends before its claim could be recovered
         "PANUI_SENDER_IDLE_POLL_S": "0.05", "PANUI_SENDER_STOP_GRACE_S": "5",
     },
 }

@@ -24,7 +24,8 @@ async def test_slow_smtp_beyond_the_lease(make_system):
     connection, after it claimed up to 256 deliveries at once, outlast a 4 s lease."""
     truth = ground_truth(350, agencies=2, seed=41, mix={("email",): 1})
     system = await make_system(env={"dispatch": {
-        "PANUI_SENDING_LEASE_S": "4", "PANUI_SMTP_TIMEOUT_S": "2", "PANUI_SMTP_POOL_SIZE": "4"}})
+        "PANUI_SENDING_LEASE_S": "4", "PANUI_SMTP_TIMEOUT_S": "2", "PANUI_SEND_DEADLINE_S": "3",
+        "PANUI_SMTP_POOL_SIZE": "4"}})
     await system.control("smtp", "/_control/behaviour", {"delay_seconds": 0.25})
     await driver_for(system, truth).run()
     # ~13 s of sending when each email goes once; copies that multiply never settle.

@@ -98,7 +98,8 @@ async def test_database_outage_longer_than_the_lease(make_system, private_postgr
     lease = 6
     truth = ground_truth(1000, agencies=2, seed=34, mix={("email",): 1})
     system = await make_system(pg=private_postgres.admin_url, env={"dispatch": {
-        "PANUI_SENDING_LEASE_S": str(lease), "PANUI_SMTP_TIMEOUT_S": "3"}})
+        "PANUI_SENDING_LEASE_S": str(lease), "PANUI_SMTP_TIMEOUT_S": "3",
+        "PANUI_SEND_DEADLINE_S": "4"}})
     await system.control("smtp", "/_control/behaviour", {"delay_seconds": 0.3})
     await driver_for(system, truth).run()
     await system.wait_for(lambda: system.email_count() >= 60, timeout=120, what="emails to flow")
