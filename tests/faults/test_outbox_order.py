@@ -25,7 +25,7 @@ from testkit import infra
 from testkit.factories import synthetic_person
 from testkit.messages import completion, incident_message, record_message, withdrawal
 
-pytestmark = [pytest.mark.postgres]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # ~30 examples: half a minute or more on 2 cores
 
 SEALER = Sealer(generate_key_spec("outbox-order"))
 AGENCIES = {"gp": "Test GP", "lab": "Test Lab"}
@@ -100,7 +100,7 @@ def _notices(engine, incident: str) -> Counter:  # noqa: ANN001
 _examples = iter(range(10**6))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_duplicate_and_reordered_outbox_rows_notify_each_person_once(engine, data):  # noqa: ANN001
     incident = f"inc-order-{next(_examples)}"
