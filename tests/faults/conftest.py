@@ -85,5 +85,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     that outlasts the suite's default 300 s timeout. Their own waits bound each phase."""
     here = __file__.rsplit("/", 1)[0]
     for item in items:
-        if str(item.fspath).startswith(here) and item.get_closest_marker("timeout") is None:
+        if str(item.path).startswith(here) and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(900))
