@@ -268,7 +268,9 @@ class System:
     def emails(self) -> list[tuple[str, str, str]]:
         """(to, reference, message id) of every notice email the SMTP gateway accepted (its
         maildir; bounces, which the gateway files there too, are left out)."""
-        parser = BytesHeaderParser(policy=email_policy.default)
+        # compat32: raw header strings; the default policy's address parser chokes on some To
+        # headers (HeaderParseError), and only the address text is wanted here.
+        parser = BytesHeaderParser(policy=email_policy.compat32)
         found = []
         for path in sorted([*self.maildir.glob("new/*"), *self.maildir.glob("cur/*")]):
             headers = parser.parsebytes(path.read_bytes())
