@@ -1,6 +1,7 @@
 """The units of work (services/dispatch/tracking.py) on real PostgreSQL: planning, recording
 what gateways answered, fallback and receipts, each as one transaction through the store."""
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -179,6 +180,29 @@ def test_in_both_mode_one_failure_waits_for_the_other_channel(dispatch_engine, b
     assert _statuses(dispatch_engine, notice) == {"email": "permanent-failure", "sms": "sending"}
     _record(dispatch_engine, book, [
         SendOutcome(sms.id, 1, S.PERMANENT_FAILURE, "gw", detail="http-400")])
+    assert _statuses(dispatch_engine, notice) == {
+        "email": "permanent-failure", "sms": "permanent-failure", "postal": "queued"}
+
+
+def test_two_channels_failing_at_once_in_two_transactions_still_fall_back(dispatch_engine, book):
+    """"Both" mode: the email is refused in one transaction while the SMS's 'failed' receipt
+    is applied in another. Each used to see the other channel still working and leave the
+    fallback to it: the person ended on neither the postal nor the unreachable list."""
+    _incident(dispatch_engine, book, mode="both")
+    notice = notice_message(SEALER, 1, person(1))
+    _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())], None, NOW)
+    email, sms = sorted(_claim(dispatch_engine), key=lambda c: c.channel)
+    _record(dispatch_engine, book, [SendOutcome(sms.id, 1, S.SENT, "sms-primary")])
+    failed = Receipt("prov-1", sms.reference, S.PERMANENT_FAILURE, "failed", None)
+    receipt = threading.Thread(target=_run, args=(
+        dispatch_engine, tracking.record_receipt, book, "sms-primary", failed, RETRY, None, NOW))
+    with session_scope(dispatch_engine) as refusal:  # committed when the block ends
+        tracking.record_results(refusal, book, [
+            SendOutcome(email.id, 1, S.PERMANENT_FAILURE, "smtp", detail="smtp-550")],
+            RETRY, None, NOW, OWNER)
+        receipt.start()
+        receipt.join(timeout=1.0)  # decides while the refusal is not committed yet
+    receipt.join()
     assert _statuses(dispatch_engine, notice) == {
         "email": "permanent-failure", "sms": "permanent-failure", "postal": "queued"}
 
