@@ -123,6 +123,31 @@ async def test_slow_or_rate_limited_smtp_beyond_the_lease_sends_each_email_once(
     assert {s for _, _, s, _ in _rows(db)} == {"sent"}
 
 
+async def test_a_send_past_its_deadline_ends_and_is_retried(
+    service_env, pg_database, smtp, sms, mail
+):
+    """A relay holding DATA past the per-send deadline: the attempt is cut off (ambiguous,
+    same reference next time) well inside the lease, instead of running on past it."""
+    db = pg_database("dispatch")
+    smtp.hold("DATA", 3.0)
+    settings = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
+                                 sms_url=sms.url, quiet_hours_enabled=False,
+                                 sending_lease_s=4.0, send_deadline_s=1.0)
+    async with running_dispatch(settings) as stack:
+        await stack.publish_incident(incident_message())
+        notice = notice_message(stack.sealer, 1, person(1))
+        await stack.publish_notices([notice])
+        await _until(lambda: any(r == "deadline" for *_, r in _rows(db)), "the deadline", 15)
+        smtp.hold("DATA", 0.0)
+        await _until(lambda: _settled(db, 1), "sent on the retry")
+        [row] = stack.deliveries()
+    assert (row.status, row.reference) == ("sent", f"{notice.notice_id}:email")
+    assert row.attempts >= 2  # cut off at least once (retries may come before the hold ends)
+    recon = Reconciliation.of({notice.person_id: {"email": 1}},
+                              {notice.notice_id: notice.person_id}, maildir=mail)
+    recon.assert_exact()
+
+
 # ------------------------------------------------------------------------------- item 10
 
 

@@ -124,3 +124,14 @@ async def test_pool_reuses_connections_and_bounds_concurrency(smtp_gw):
     assert provider._idle.qsize() <= 2
     await provider.close()
     assert len(smtp_gw.messages) == 10
+
+
+async def test_a_connection_dropped_after_the_message_was_taken_is_ambiguous(smtp_gw):
+    smtp_gw.drop_after_accept_next(1)
+    provider = _provider(smtp_gw)
+    result = await provider.send(_msg())
+    again = await provider.send(_msg())  # a fresh connection
+    await provider.close()
+    assert result.status is S.TECHNICAL_FAILURE and result.ambiguous
+    assert again.status is S.SENT
+    assert len(smtp_gw.messages) == 2  # SMTP cannot de-duplicate: the documented window
