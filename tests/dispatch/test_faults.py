@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -184,6 +184,29 @@ async def test_database_outage_longer_than_the_lease_resends_nothing(
                               {n.notice_id: n.person_id for n in notices}, maildir=mail)
     recon.assert_exact()
     assert {s for _, _, s, _ in _rows(db)} == {"sent"}
+
+
+async def test_a_replica_whose_clock_runs_ahead_recovers_nothing_still_in_flight(
+    service_env, pg_database, smtp, sms, mail
+):
+    """Replica B's clock is ten minutes ahead of A's. Leases are judged on the database's
+    clock, so B never takes A's slow sends for abandoned ones and sends them again."""
+    db = pg_database("dispatch")
+    smtp.hold("DATA", 0.5)
+    common = dict(smtp_port=smtp.port, sms_url=sms.url, quiet_hours_enabled=False,
+                  sending_lease_s=3.0, send_deadline_s=2.5, smtp_pool_size=4)
+    ahead = MutableClock(datetime.now(UTC) + timedelta(minutes=10))
+    a = dispatch_settings(service_env, db, port=free_port(), **common)
+    b = dispatch_settings(service_env, db, port=free_port(), **common)
+    async with running_dispatch(a) as stack, running_dispatch(b, clock=ahead):
+        await stack.publish_incident(incident_message())
+        notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 17)]
+        await stack.publish_notices(notices)
+        await _until(lambda: _settled(db, 16), "all sent", timeout=120)  # a rebalance or two
+        await asyncio.sleep(1.0)
+    recon = Reconciliation.of({n.person_id: {"email": 1} for n in notices},
+                              {n.notice_id: n.person_id for n in notices}, maildir=mail)
+    recon.assert_exact()
 
 
 def _healthy(port: int) -> bool:
