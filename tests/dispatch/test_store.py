@@ -218,6 +218,23 @@ def test_after_an_outage_owners_get_a_lease_to_come_back(dispatch_engine):
         assert len(_expire(dispatch_engine, "b", lease)) == 1
 
 
+def test_a_stopped_senders_claims_are_recovered_at_once_even_by_a_newcomer(dispatch_engine):
+    """A sender that stops gives its lease up: it holds no answers any more, so the claims it
+    abandoned are recovered at once — even by a sender that started after it stopped (a
+    restart), which would otherwise wait a whole lease as after an outage."""
+    notice = _store_notice(dispatch_engine, 1, {"email": -1})
+    lease = 60.0
+    _renew(dispatch_engine, "a", lease)
+    with session_scope(dispatch_engine) as session:
+        deliveries.claim_due(session, "a", NOW, lease, {"email": 1})
+    with session_scope(dispatch_engine) as session:
+        senders.retire(session, "a")
+    _renew(dispatch_engine, "b", lease)  # alive only since after a stopped
+    [recovered] = _expire(dispatch_engine, "b", lease)
+    assert recovered.notice_id == notice.notice_id
+    assert _rows(dispatch_engine)[(notice.notice_id, "email")].may_hold  # same reference again
+
+
 def test_claims_from_before_owners_keep_their_own_lease(dispatch_engine):
     notice = _store_notice(dispatch_engine, 1, {"email": -1}, status="sending")
     with session_scope(dispatch_engine) as session:  # as 0001's sender left it: no owner

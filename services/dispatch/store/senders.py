@@ -8,6 +8,8 @@ recording of its answer takes. Once the lease has lapsed another sender recovers
 (`alive_since` ≤ the lapsed `lease_until`), or has been alive for a whole lease since: after a
 database outage every lease has lapsed at once, and this gives each owner one lease of time to
 reconnect and write the answers it holds before anyone else may send its deliveries again.
+A sender that stops gives its lease up (`retire`): it holds nothing any more, so its claims are
+recovered at once by any live sender, a newcomer included.
 """
 
 from __future__ import annotations
@@ -59,8 +61,11 @@ def retire(session: Session, owner: str) -> None:
     """A sender stopping: forget it if it holds no claims, else let its lease lapse now, so the
     claims it abandons are recovered without waiting out the lease."""
     now = db_now(session)
+    # lease_until below heartbeat_at marks a lease given up (a renewal always sets it above):
+    # nothing is held in memory any more, so anyone may recover at once (lapsed_owners).
     session.execute(
-        text(f"UPDATE dispatch_sender SET lease_until = {now} - 0.001 WHERE owner = :owner"),  # noqa: S608
+        text(f"UPDATE dispatch_sender SET lease_until = {now} - 0.001, heartbeat_at = {now}"  # noqa: S608
+             " WHERE owner = :owner"),
         {"owner": owner},
     )
     forget_idle(session, [owner])
@@ -79,7 +84,9 @@ def lapsed_owners(session: Session, me: str, lease_s: float) -> list[str]:
             WHERE s.owner <> :me AND s.lease_until < {now}
               AND EXISTS (SELECT 1 FROM dispatch_sender m
                           WHERE m.owner = :me AND m.lease_until >= {now}
-                            AND (m.alive_since <= s.lease_until OR m.alive_since + :lease <= {now}))
+                            AND (s.lease_until < s.heartbeat_at
+                                 OR m.alive_since <= s.lease_until
+                                 OR m.alive_since + :lease <= {now}))
             {"FOR UPDATE OF s SKIP LOCKED" if postgres else ""}
             """  # noqa: S608 - fixed SQL only
         ),
