@@ -5,6 +5,8 @@ from services.dispatch.delivery_state import (
     DUE_STATES,
     PENDING_STATES,
     TERMINAL_STATES,
+    TOLD_STATES,
+    UNSENT_STATES,
     IllegalTransition,
     ReceiptOutcome,
     apply_transition,
@@ -164,3 +166,15 @@ def test_an_email_deferral_is_not_a_failure_and_email_resends_keep_their_referen
     assert is_deferral("email", "deferred") and not is_deferral("sms", "deferred")
     assert not is_deferral("email", "bounced")
     assert not resend_needs_new_reference("email") and resend_needs_new_reference("sms")
+
+
+def test_what_a_newer_version_supersedes_is_exactly_what_no_gateway_may_hold():
+    """An amendment replaces only deliveries never handed over (queued, or awaiting a retry
+    after a certain refusal); one a gateway took or may have taken stays, and the amendment
+    then says it updates it."""
+    assert set(UNSENT_STATES) == {S.QUEUED, S.TEMPORARY_FAILURE, S.TECHNICAL_FAILURE}
+    assert not set(UNSENT_STATES) & set(TOLD_STATES)
+    assert set(TOLD_STATES) == {S.SENDING, S.SENT, S.DELIVERED}
+    for state in S:
+        reaches = S.SUPERSEDED in ALLOWED_TRANSITIONS[state]
+        assert reaches == (state in UNSENT_STATES), state

@@ -1,5 +1,7 @@
 """Send permits (services/dispatch/flow.py): a claim is only as big as what can start now."""
 
+import pytest
+
 from services.common.ratelimit import TokenBucket
 from services.dispatch.flow import Lane, Permits
 
@@ -38,3 +40,31 @@ def test_permits_respect_the_sender_concurrency_across_channels():
     assert permits.take(["sms"], batch=500) == {} and permits.wait_s(["sms"]) is None
     permits.done("email")
     assert permits.take(["sms", "email"], batch=500) == {"sms": 1}
+
+
+def test_a_bucket_hands_out_only_whole_tokens_now_and_takes_unused_ones_back():
+    clock = FakeClock()
+    bucket = TokenBucket(rate=2, burst=3, clock=clock)
+    assert bucket.take_up_to(5) == 3 and bucket.take_up_to(1) == 0  # never waits
+    assert bucket.time_until(1) == 0.5  # takes nothing: asking twice gives the same answer
+    assert bucket.time_until(1) == 0.5
+    clock.t = 0.75  # 1.5 tokens: one whole one
+    assert bucket.take_up_to(5) == 1
+    bucket.give_back(10)  # a claim used none: back up to the burst, never beyond it
+    assert bucket.take_up_to(10) == 3 and bucket.time_until(1) > 0
+
+
+def test_a_send_deadline_must_end_inside_the_lease_and_the_heartbeat_renews_it_often():
+    from pydantic import ValidationError
+
+    from services.dispatch.settings import DispatchSettings
+
+    with pytest.raises(ValidationError, match="send_deadline_s .* must be shorter"):
+        DispatchSettings(sending_lease_s=30, send_deadline_s=30)
+    settings = DispatchSettings(sending_lease_s=8, send_deadline_s=5)
+    assert settings.heartbeat_s == 2.0  # a quarter of the lease by default
+    assert DispatchSettings(sending_lease_s=8, send_deadline_s=5,
+                            sender_heartbeat_s=1).heartbeat_s == 1.0
+    default = DispatchSettings()
+    assert default.send_deadline_s < default.sending_lease_s
+    assert default.result_flush_s == 0.0  # answers are recorded without waiting: the window

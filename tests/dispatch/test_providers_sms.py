@@ -320,3 +320,18 @@ async def test_a_failover_that_cannot_be_recorded_is_not_made():
         assert r.status is S.TECHNICAL_FAILURE and b.messages == {}
         assert fo.choose() == "b"  # a is marked down: new references go to b
         await fo.close()
+
+
+def test_every_verdict_records_the_status_its_class_means():
+    """Accepted answers record a send, permanent ones fail for good (fallback), ambiguous ones
+    a technical failure that keeps its gateway: the classes and statuses never disagree."""
+    from services.dispatch.providers.base import Answer
+    from services.dispatch.providers.smtp import SmtpEmailProvider
+
+    expected = {Answer.ACCEPTED: {S.SENT, S.DELIVERED}, Answer.PERMANENT: {S.PERMANENT_FAILURE},
+                Answer.TEMPORARY: {S.TEMPORARY_FAILURE, S.TECHNICAL_FAILURE},
+                Answer.AMBIGUOUS: {S.TECHNICAL_FAILURE}}
+    for answers in (HttpSmsProvider.ANSWERS, SmtpEmailProvider.ANSWERS):
+        for key, verdict in answers.items():
+            assert verdict.status in expected[verdict.answer], key
+            assert verdict.ambiguous == (verdict.answer is Answer.AMBIGUOUS), key
