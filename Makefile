@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Tests talk to whatever infra-up started (or to the cluster KAFKA_BOOTSTRAP_SERVERS names).
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(PANUI_KAFKA_PORT),9092)
 
-.PHONY: help venv install infra-up infra-down infra-status run migrate test test-fast bench bench-quick lint format contracts clean
+.PHONY: help venv install infra-up infra-down infra-status run migrate test test-fast bench bench-quick lint format contracts clean k8s-tools k8s-check
 
 help:
 	@echo "make run         start local Kafka + intake, dedupe, dispatch on SQLite (Ctrl-C stops)"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench       run the benchmarks"
 	@echo "make lint        ruff and the import contracts (lint-imports)"
 	@echo "make contracts   re-export contracts/openapi/*.json from the apps"
+	@echo "make k8s-check   render deploy/k8s overlays with kustomize and validate them offline"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -49,11 +50,11 @@ migrate: $(STAMP)
 	  DATABASE_URL="sqlite:///$(CURDIR)/var/$$service.db" $(PY) -m services.$$service migrate || exit 1; \
 	done
 
-test: infra-up
+test: infra-up k8s-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Skip the tests marked slow (broker round-trips, restarts, end-to-end flows).
-test-fast: infra-up
+test-fast: infra-up k8s-tools
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: infra-up
@@ -74,6 +75,15 @@ format: $(STAMP)
 
 contracts: $(STAMP)
 	$(PY) -m services.cli.main contracts export
+
+# kustomize and promtool, pinned, built once with the machine's Go into var/tools/.
+k8s-tools:
+	@deploy/tools/install.sh kustomize promtool >/dev/null
+
+# Render every overlay and validate it: Kubernetes and CRD schemas, cross-references with the
+# code, promtool. Needs no cluster; the broker-backed topic-config check runs in `make test`.
+k8s-check: $(STAMP) k8s-tools
+	$(PY) -m pytest tests/deploy -q -m "not kafka and not postgres" $(PYTEST_ARGS)
 
 clean:
 	rm -rf var/*.db var/*.db-* .pytest_cache
