@@ -111,6 +111,7 @@ class _Handler:
 
     async def handle_DATA(self, server, session: Session, envelope: Envelope):
         gw = self.gw
+        gw.data_received += 1
         if gw.behaviour.delay_seconds:
             await asyncio.sleep(gw.behaviour.delay_seconds)
         await self._hold("DATA")
@@ -153,6 +154,7 @@ class SmtpGateway:
     # Benchmarks: count accepted messages without keeping their bodies (memory stays flat).
     count_only: bool = False
     accepted: int = 0
+    data_received: int = 0  # message bodies in (answered or not): what a fault test waits for
     dropped_after_accept: int = 0
     messages: list[ReceivedMessage] = field(default_factory=list)
     bounces: list[ReceivedMessage] = field(default_factory=list)
