@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 from rapidfuzz.distance import OSA, JaroWinkler
 
+from services.dedupe.resolver.config import STRICT, Guard
 from services.dedupe.resolver.names import equivalent, family_equivalent, names_in_groups_of, related
 from services.dedupe.resolver.records import PreparedRecord
 
@@ -41,18 +42,28 @@ class Levels(NamedTuple):
 
     @property
     def conflict(self) -> bool:
+        """`conflicts` under the strict guard."""
+        return self.conflicts(STRICT)
+
+    def conflicts(self, guard: Guard) -> bool:
         """Evidence that two records are two people, whatever else agrees.
 
         Different given names or a clearly different date of birth separate twins and
-        household members who share a surname, address and phone. The same NHI
-        overrides it (such a pair is weighed, or reviewed, see scoring). Two valid NHIs
-        that differ, together with personal contacts that differ, are two people; so are
-        two variants of one name (Bill, Liam) each with its own mobile or email.
+        household members who share a surname, address and phone (unless the incident
+        shows it holds no households, `Guard`). The same NHI overrides it (such a pair is
+        weighed, or reviewed, see scoring). Two valid NHIs that differ, together with
+        personal contacts that differ, are two people; so are two variants of one name
+        (Bill, Liam) each with its own mobile or email, and, whatever the guard, a
+        different given name or date of birth with such contacts or NHIs.
         """
         if self.nhi == "same":
             return False
-        if self.given == DIFFERENT or self.dob == DIFFERENT:
-            return True
+        given, dob = self.given == DIFFERENT, self.dob == DIFFERENT
+        if given or dob:
+            if (given and guard.given) or (dob and guard.dob):
+                return True
+            if self.nhi == DIFFERENT or self.personal_conflict:
+                return True
         return (self.nhi == DIFFERENT or self.given == "related") and self.personal_conflict
 
     @property
@@ -87,8 +98,11 @@ class Levels(NamedTuple):
 
     @property
     def guard_conflict(self) -> bool:
+        return self.guard_conflicts(STRICT)
+
+    def guard_conflicts(self, guard: Guard) -> bool:
         """Conflicts that stop two groups of records being joined into one person."""
-        return self.conflict or self.second_nhi_doubt
+        return self.conflicts(guard) or self.second_nhi_doubt
 
 
 def typo_close(a: str, b: str) -> bool:
@@ -294,16 +308,16 @@ def compare(a: PreparedRecord, b: PreparedRecord) -> Levels:
     )
 
 
-def compare_unless_conflict(a: PreparedRecord, b: PreparedRecord) -> Levels | None:
+def compare_unless_conflict(a: PreparedRecord, b: PreparedRecord, guard: Guard = STRICT) -> Levels | None:
     """`compare`, but None as soon as the pair is known to conflict (different date of
-    birth or given names without the same NHI): most candidate pairs are household
-    members or namesakes, and they need no more comparing."""
+    birth or given names without the same NHI, under the guard): most candidate pairs are
+    household members or namesakes, and they need no more comparing."""
     nhi = compare_nhi(a, b)
     dob = compare_dob(a, b)
-    if dob == DIFFERENT and nhi != "same":
+    if dob == DIFFERENT and nhi != "same" and guard.dob:
         return None
     given, family = compare_names(a, b)
-    if given == DIFFERENT and nhi != "same":
+    if given == DIFFERENT and nhi != "same" and guard.given:
         return None
     return Levels(
         nhi=nhi,

@@ -384,7 +384,7 @@ class Resolver:
     def _link(self, a: int, b: int) -> bool:
         """Compare and weigh a pair; keep it if it is a match or needs review."""
         pa, pb = self._records[a], self._records[b]
-        levels = compare_unless_conflict(pa, pb)
+        levels = compare_unless_conflict(pa, pb, self.config.guard)
         if levels is None:  # a conflict: always a non-match (the common household case)
             return False
         score = self._score(pa, pb, levels)
@@ -479,7 +479,7 @@ class Resolver:
                 return not pinned
         edge = self._edge(a, b)
         levels = edge.levels if edge else compare(self._records[a], self._records[b])
-        return levels.conflict
+        return levels.conflicts(self.config.guard)
 
     def _conflict(self, a: int, b: int) -> bool:
         if self._pins:
@@ -489,7 +489,7 @@ class Resolver:
                 return not pinned
         edge = self._edge(a, b)
         levels = edge.levels if edge else compare(self._records[a], self._records[b])
-        return levels.guard_conflict
+        return levels.guard_conflicts(self.config.guard)
 
     def _incomplete(self, rid: int) -> bool:
         """Weakly identified: no date of birth, no given name, or only an initial."""
