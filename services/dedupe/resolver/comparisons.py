@@ -115,6 +115,25 @@ def typo_close(a: str, b: str) -> bool:
     return shortest >= 6 and JaroWinkler.similarity(a, b) >= 0.94
 
 
+def spelling_variant(a: str, b: str) -> bool:
+    """Two spellings of one sounded name, one letter apart: a doubled letter (Ana / Anna,
+    Isabela / Isabella), a silent h inside the name (Jon / John, Tomas / Thomas), c / k
+    (Carl / Karl). Parents do not give twins two spellings of one name, so unlike
+    Mark / Mary these are a typo, not the twin guard's 'different'. A first or last letter
+    added is never one (Ana / Hana, Noa / Noah, Louis / Louise are two names)."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 and {a[diff[0]], b[diff[0]]} == {"c", "k"}
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    i = next((i for i in range(len(short)) if short[i] != long[i]), len(short))
+    if short != long[:i] + long[i + 1:] or i in (0, len(long) - 1):
+        return False
+    added = long[i]
+    return added == "h" or added in (long[i - 1], long[i + 1])
+
+
 def near(a: str, b: str) -> bool:
     return JaroWinkler.similarity(a, b) >= 0.85 or (
         min(len(a), len(b)) >= 5 and OSA.distance(a, b, score_cutoff=2) <= 2
@@ -156,7 +175,7 @@ def compare_given(a: PreparedRecord, b: PreparedRecord) -> str:
     if not known and min(len(fa), len(fb)) >= 3 and (fa.startswith(fb) or fb.startswith(fa)):
         return "prefix"  # 'Jess' ~ 'Jessica': a short form the table lacks
     if known:
-        return DIFFERENT
+        return "close" if spelling_variant(fa, fb) else DIFFERENT
     if typo_close(fa, fb) or _close_to_equivalent(fa, fb) or _close_to_equivalent(fb, fa):
         return "close"
     if near(fa, fb):
@@ -206,17 +225,25 @@ def _tokens_agree(xs: tuple[str, ...], ys: tuple[str, ...]) -> bool:
 
 
 def compare_names(a: PreparedRecord, b: PreparedRecord) -> tuple[str, str]:
-    """Given and family levels, recognising given and family names entered swapped."""
+    """Given and family levels, recognising given and family names entered swapped — also
+    with a typo on top ('Tabhta McGirr' ~ 'McGirr Tabitha'): one crossing agrees (exactly,
+    as an equivalent or a slip) and the other at least loosely."""
     given, family = compare_given(a, b), compare_family(a, b)
     if (
         given in (DIFFERENT, "near", "initial")
         and family in (DIFFERENT, "near")
         and a.given and a.family and b.given and b.family
-        and _tokens_agree(a.given, b.family)
-        and _tokens_agree(a.family, b.given)
     ):
-        return "swapped", "swapped"
+        cross_1 = _tokens_agree(a.given, b.family)
+        cross_2 = _tokens_agree(a.family, b.given)
+        if (cross_1 and cross_2) or (cross_1 and _tokens_near(a.family, b.given)) or (
+                cross_2 and _tokens_near(a.given, b.family)):
+            return "swapped", "swapped"
     return given, family
+
+
+def _tokens_near(xs: tuple[str, ...], ys: tuple[str, ...]) -> bool:
+    return any(min(len(x), len(y)) >= 4 and near(x, y) for x in xs for y in ys)
 
 
 def compare_dob(a: PreparedRecord, b: PreparedRecord) -> str:

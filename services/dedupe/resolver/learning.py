@@ -247,27 +247,39 @@ def random_patterns(records: dict[int, PreparedRecord], pairs: int = RANDOM_PAIR
 
 
 def estimate_weights(records: dict[int, PreparedRecord], candidates_of,
-                     config: ResolverConfig | None = None) -> tuple[ResolverConfig, dict]:
-    """A config whose graded level weights and guard are learned from these records, and a
-    report (λ, m, u per level, the household evidence) that explains where each came from."""
+                     config: ResolverConfig | None = None,
+                     levels: bool = True) -> tuple[ResolverConfig, dict]:
+    """A config whose guard (and, with `levels`, graded level weights) are learned from
+    these records, and a report (λ, m, u per level, the household evidence) that explains
+    where each came from. Without `levels` the hand-set level weights are kept and only the
+    household test runs (what the dedupe service does at release: on the NZ-shaped
+    benchmark sets EM's level weights cost a little recall and precision)."""
     config = config or ResolverConfig()
     priors = config.level_weights or LEVEL_WEIGHTS
-    u = level_distribution(random_patterns(records))
     candidates = candidate_patterns(records, candidates_of)
-    m0 = prior_m(u, priors)
-    m, u, lam = run_em(candidates, u, m0)
-    weights = learned_weights(m, u, priors)
-    report = {"lambda": lam, "candidate_pairs": sum(candidates.values()),
-              "m": dict(zip(Levels._fields, m, strict=True)), "u": dict(zip(Levels._fields, u, strict=True))}
     evidence = household_evidence(candidates)
     guard = evidence.guard
+    report: dict = {"candidate_pairs": sum(candidates.values())}
+    report["households"] = {**evidence.__dict__, "household_pairs_bound": evidence.households,
+                            "guard_given": guard.given, "guard_dob": guard.dob}
+    if not levels and guard == config.guard:
+        return config, report  # nothing to learn: the common case in a household incident
+    u = level_distribution(random_patterns(records))
+    report["u"] = dict(zip(Levels._fields, u, strict=True))
+    if levels:
+        m0 = prior_m(u, priors)
+        m, u, lam = run_em(candidates, u, m0)
+        weights = learned_weights(m, u, priors)
+        report.update({"lambda": lam, "m": dict(zip(Levels._fields, m, strict=True)),
+                       "u": dict(zip(Levels._fields, u, strict=True))})
+    else:
+        weights = {field: dict(lv) for field, lv in priors.items()}
     rates = evidence.error_rates()
     for field, lifted in (("given", not guard.given), ("dob", not guard.dob)):
         if lifted:  # weighed now: log2(m / u), between the prior and 0
             u_diff = u[Levels._fields.index(field)].get("different", 1.0)
             learned = math.log2(max(rates[field], FLOOR) / max(u_diff, FLOOR))
             weights[field]["different"] = round(min(0.0, max(priors[field]["different"], learned)), 2)
-    report["households"] = {**evidence.__dict__, "household_pairs_bound": evidence.households,
-                            "guard_given": guard.given, "guard_dob": guard.dob}
-    return replace(config, level_weights=weights, learned=True, guard=guard), report
+    learned = levels or guard != config.guard
+    return replace(config, level_weights=weights, learned=learned or config.learned, guard=guard), report
 

@@ -120,3 +120,33 @@ def test_household_evidence_counts_pairs_at_one_dwelling_only():
         pattern(given="different", family="different", dob="exact", address="exact"): 100,  # not one family
     })
     assert household_evidence(candidates) == HouseholdEvidence(5, 2, 3, 7)
+
+
+def test_the_household_test_alone_keeps_the_hand_set_weights_and_survives_a_snapshot():
+    """What the dedupe service runs at release (learn_weights(levels=False)): the guard is
+    lifted where there are no households, every other weight stays hand-set, and a
+    snapshot restores the same persons."""
+    records, truth = _household_free_incident(5)
+    r = Resolver()
+    r.add_many(records)
+    before = len(r.persons())
+    report = r.learn_weights(levels=False)
+    assert "lambda" not in report  # no EM
+    assert r.config.guard == Guard(given=False, dob=True)
+    for field, levels in r.config.level_weights.items():
+        for level, weight in levels.items():
+            if (field, level) != ("given", "different"):
+                assert weight == Resolver().config.level_weights[field][level]
+    assert len(r.persons()) < before
+    restored = Resolver.restore(r.snapshot())
+    assert restored.config.guard == r.config.guard
+    assert restored.assignments() == r.assignments()
+
+
+def test_the_household_test_changes_nothing_where_households_are():
+    records, _ = generate(3000, seed=31)
+    r = Resolver()
+    r.add_many(records)
+    config = r.config
+    r.learn_weights(levels=False)
+    assert r.config is config  # not even a rebuild
