@@ -181,9 +181,9 @@ def test_review_pairs_are_listed_when_changed_and_at_most_once_per_interval():
 def _household_free_messages():
     """The resolver tests' household-free incident (independent people, no shared
     dwellings, some copies with another given name) as sealed record messages."""
-    from tests.dedupe.resolver.test_households import _household_free_incident
+    from tests.dedupe.resolver.test_households import household_free_incident
 
-    records, truth = _household_free_incident(5)
+    records, truth = household_free_incident(5)
     messages = []
     for i, r in enumerate(records):
         person = {"given_names": r.given_names, "family_name": r.family_name,

@@ -55,7 +55,7 @@ def test_the_household_test_lifts_the_guard_only_without_households():
     assert twins.guard.given
 
 
-def _household_free_incident(seed: int):
+def household_free_incident(seed: int):
     """Independent people, 1-4 records each, no two at one address; 15 % of the copies
     have their given name replaced by another name (FEBRL's value swap)."""
     rng = random.Random(seed)
@@ -74,7 +74,7 @@ def _household_free_incident(seed: int):
 
 
 def test_an_incident_without_households_merges_corrupted_given_names_after_learning():
-    records, truth = _household_free_incident(5)
+    records, truth = household_free_incident(5)
     r = Resolver()
     r.add_many(records)
     before = len(r.persons())
@@ -126,7 +126,7 @@ def test_the_household_test_alone_keeps_the_hand_set_weights_and_survives_a_snap
     """What the dedupe service runs at release (learn_weights(levels=False)): the guard is
     lifted where there are no households, every other weight stays hand-set, and a
     snapshot restores the same persons."""
-    records, truth = _household_free_incident(5)
+    records, truth = household_free_incident(5)
     r = Resolver()
     r.add_many(records)
     before = len(r.persons())
