@@ -10,9 +10,12 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/panui
+# The venv gets no pip or setuptools of its own (ensurepip's bundled setuptools is old, vulnerable and in
+# no lock): the base image's pip installs into it, so the image holds exactly what `make audit` checks.
+RUN python -m venv --without-pip /opt/panui
 COPY requirements.lock /tmp/requirements.lock
-RUN /opt/panui/bin/pip install --no-deps --require-hashes --only-binary=:all: -r /tmp/requirements.lock
+RUN python -m pip --python /opt/panui/bin/python install --no-deps --require-hashes --only-binary=:all: \
+      -r /tmp/requirements.lock
 COPY services/ /app/services/
 # Byte-compile here: the root filesystem is read-only at run time.
 RUN /opt/panui/bin/python -m compileall -q --invalidation-mode checked-hash /app/services
