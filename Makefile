@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Tests talk to whatever infra-up started (or to the cluster KAFKA_BOOTSTRAP_SERVERS names).
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(PANUI_KAFKA_PORT),9092)
 
-.PHONY: help venv install lock audit infra-up infra-down infra-status run demo migrate test test-fast bench bench-quick bench-stages bench-stages-quick lint format contracts clean k8s-tools k8s-check
+.PHONY: help venv install lock audit infra-up infra-down infra-status run demo migrate test test-fast bench bench-quick bench-stages bench-stages-quick chaos lint format contracts clean k8s-tools k8s-check
 
 help:
 	@echo "make run         start local Kafka + intake, dedupe, dispatch on SQLite (Ctrl-C stops)"
@@ -21,6 +21,7 @@ help:
 	@echo "make infra-up    start local Kafka and PostgreSQL (idempotent); infra-down stops them"
 	@echo "make bench       the whole incident at 400k records (long); bench-quick at 20k"
 	@echo "make bench-stages  each stage's own benchmark (resolver, intake, dedupe, dispatch)"
+	@echo "make chaos       a ~20k-record incident under a seeded schedule of kills and outages (private Kafka/PostgreSQL); writes bench/chaos.json"
 	@echo "make lint        ruff and the import contracts (lint-imports)"
 	@echo "make lock        re-resolve the hashed locks (requirements*.lock) from pyproject.toml"
 	@echo "make audit       check every locked pin against a pinned PyPA advisory-database snapshot"
@@ -97,6 +98,12 @@ bench-quick: infra-up
 # Each stage on its own (resolver, intake, dedupe, dispatch) at the sizes its goal is stated for.
 bench-stages: infra-up $(BENCH_STAMP)
 	$(PY) -m benchmarks $(BENCH_ARGS)
+
+# One bounded run (minutes): services, a private broker and a private PostgreSQL killed and
+# restarted on a seeded schedule, then reconciliation against ground truth (bench/chaos.json).
+# Never touches the shared infra. CHAOS_ARGS="--records 3000 --seed 7" for a smaller run.
+chaos: $(STAMP)
+	$(PY) -m benchmarks.chaos $(CHAOS_ARGS)
 
 bench-stages-quick: infra-up $(BENCH_STAMP)
 	$(PY) -m benchmarks --quick $(BENCH_ARGS)

@@ -3,7 +3,10 @@
 #   scripts/kafka.sh up|down|status
 #   scripts/kafka.sh tools   fetch Kafka's perf tools (kafka-tools + argparse4j) once; print their classpath folder
 # Settings (environment): PANUI_VAR (var/), PANUI_KAFKA_PORT (9092), PANUI_KAFKA_CONTROLLER_PORT (9093),
-# PANUI_KAFKA_HEAP (512m). When KAFKA_BOOTSTRAP_SERVERS is set, nothing is started: that cluster is used.
+# PANUI_KAFKA_HEAP (512m), PANUI_KAFKA_DIR (var/kafka: the broker's data, logs, properties and pid
+# file, per port; the jars stay in var/kafka). A second broker for tests that stop or kill one
+# (testkit/private_infra.py) sets its own port, controller port and PANUI_KAFKA_DIR.
+# When KAFKA_BOOTSTRAP_SERVERS is set (to another address), nothing is started: that cluster is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -13,8 +16,8 @@ CONTROLLER_PORT=${PANUI_KAFKA_CONTROLLER_PORT:-9093}
 HEAP=${PANUI_KAFKA_HEAP:-512m}
 POM=$ROOT/deploy/local/kafka/pom.xml
 VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")
-HOME_DIR=$VAR/kafka
-LIB=$HOME_DIR/lib-$VERSION
+LIB=$VAR/kafka/lib-$VERSION
+HOME_DIR=${PANUI_KAFKA_DIR:-$VAR/kafka}
 DATA=$HOME_DIR/data-$PORT
 PIDFILE=$HOME_DIR/kafka-$PORT.pid
 PROPS=$HOME_DIR/server-$PORT.properties

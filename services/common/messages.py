@@ -59,6 +59,7 @@ class DeliveryStatus(StrEnum):
     PERMANENT_FAILURE = "permanent-failure"  # recipient side, will not succeed (5xx, bad number)
     TECHNICAL_FAILURE = "technical-failure"  # our side or the provider's (connection, 5xx API)
     UNREACHABLE = "unreachable"  # channel 'none': no channel left, the s 115 public-notice list
+    SUPERSEDED = "superseded"  # never sent: a newer version of the person's notice replaced it
 
 
 # In the JSON Schema the status set stays inline (an enum of strings, no $defs entry).

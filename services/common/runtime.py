@@ -12,6 +12,7 @@ read their own databases; their consumers simply wait. (docs/operations.md)
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -253,7 +254,12 @@ def serve(factory: str, settings: ServiceSettings) -> None:
     """Run a service with uvicorn. `factory` is "module:function" returning the app; several
     worker processes (PANUI_WORKERS) share the port — each runs its own consumers (one
     consumer group) and competes for the outbox relay's lock."""
+    import signal
+
     import uvicorn
 
+    # uvicorn re-raises a SIGTERM it caught once its graceful shutdown is done, so the process
+    # would "die by the signal" (rc -15). A pod that stopped cleanly exits 0 instead.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(factory, factory=True, host=settings.host, port=settings.port,
                 workers=settings.workers, log_config=None, access_log=False)

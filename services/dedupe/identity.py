@@ -112,6 +112,8 @@ class IncidentIdentity:
     dirty: set[str] = field(default_factory=set)  # persons awaiting a release decision
     # The resolver's review pairs may have changed since the queue was last written.
     reviews_stale: bool = True
+    # The household test has run (`learn`): once, when the incident is released.
+    learned: bool = False
     # Records given or withdrawn since the last settle(), and what the transaction must write.
     _changed: set[RecordKey] = field(default_factory=set)
     _records_to_write: set[RecordKey] = field(default_factory=set)
@@ -188,6 +190,17 @@ class IncidentIdentity:
             self.dirty.add(person_id)
             self._inherit_lineage(person, moved_from.get(person_id, set()))
             self._persons_to_write.add(person_id)
+
+    def learn(self, now: datetime) -> None:
+        """At release, before the first notices: ask the incident's own records whether
+        the twin/household guard is needed (Resolver.learn_weights without EM level
+        weights, see docs/resolver.md) and re-resolve if not. Once per incident; the
+        records it moves are settled like any other change."""
+        if self.learned:
+            return
+        self.learned = True
+        self.resolver.learn_weights(levels=False)
+        self.settle(now)
 
     def _set_person(self, key: RecordKey, person_id: str | None) -> str | None:
         """Move a record to a person (None: it left every person); returns the old person."""
@@ -296,7 +309,10 @@ class IdentityState:
         return incident
 
     def rebuild(self, incident_id: str, partition: int | None,
-                stored: StoredIdentity) -> IncidentIdentity:
+                stored: StoredIdentity, released: bool = False) -> IncidentIdentity:
+        """The incident's state from stored rows. A released incident learns again (the
+        household test is a function of its records); a record the rebuilt resolver places
+        differently from the stored assignment is settled as a change."""
         incident = IncidentIdentity(incident_id, self.sealer, Resolver(self.config))
         live = []
         for r in stored.records:
@@ -308,7 +324,13 @@ class IdentityState:
                     incident.members.setdefault(r.meta.person_id, set()).add(r.key)
         incident.resolver.add_many(live)
         incident.apply_decisions(stored.decisions)
-        incident.resolver.drain_changes()  # the database already holds these assignments
+        if released:
+            incident.learned = True
+            incident.resolver.learn_weights(levels=False)
+        incident.resolver.drain_changes()  # the database holds these assignments, except:
+        incident._changed = {
+            r.key for r in stored.records
+            if not r.meta.withdrawn and incident.resolver.person_of(*r.key) != r.meta.person_id}
         incident.persons = stored.persons
         incident.dirty = {pid for pid, p in stored.persons.items() if p.dirty}
         if stored.records:

@@ -134,31 +134,38 @@ class DedupePipeline:
 
     def _identity(self, session: Session, incident_id: str, partition: int | None
                   ) -> IncidentIdentity:
-        return self.identity.get(incident_id, partition) or self.identity.rebuild(
-            incident_id, partition, store.load_identity(session, incident_id))
+        held = self.identity.get(incident_id, partition)
+        if held is not None:
+            return held
+        released = store.ensure_incident(session, incident_id).released_at is not None
+        return self.identity.rebuild(incident_id, partition,
+                                     store.load_identity(session, incident_id), released)
 
     def _write(self, session: Session, incident: store.Incident, identity: IncidentIdentity,
                now: datetime, versions: dict[RecordKey, AffectedRecordMessage] | None = None,
                ) -> int:
         """Write what the identity state changed, release what is due; returns notices."""
-        store.write_records(session, incident.incident_id, identity.take_records(),
-                            versions or {}, now)
-        released = self._release(session, incident, identity, now)
-        store.write_persons(session, incident.incident_id, identity.take_persons())
-        return released
-
-    def _release(self, session: Session, incident: store.Incident, identity: IncidentIdentity,
-                 now: datetime) -> int:
         policy = ReleasePolicy.model_validate(incident.release_policy or {})
         if incident.released_at is None:
             reason = incident_release_reason(
                 incident.expected_agency_ids, set(incident.completed), policy,
                 incident.manual_release_requested_at is not None, now)
-            if reason is None:
-                return 0
-            incident.released_at, incident.release_reason = now, reason.value
-            store.mark_released(session, incident.incident_id, now, reason.value)
-            log.info("incident released", extra={"incident_id": incident.incident_id})
+            if reason is not None:
+                incident.released_at, incident.release_reason = now, reason.value
+                store.mark_released(session, incident.incident_id, now, reason.value)
+                log.info("incident released", extra={"incident_id": incident.incident_id})
+        if incident.released_at is not None:
+            identity.learn(now)  # once, before the first notices; moves are written below
+        store.write_records(session, incident.incident_id, identity.take_records(),
+                            versions or {}, now)
+        released = self._release(session, incident, identity, policy, now)
+        store.write_persons(session, incident.incident_id, identity.take_persons())
+        return released
+
+    def _release(self, session: Session, incident: store.Incident, identity: IncidentIdentity,
+                 policy: ReleasePolicy, now: datetime) -> int:
+        if incident.released_at is None:
+            return 0
         due = identity.release(incident.released_at, policy, now)
         for chunk in chunks(due, 1000):
             live = store.live_records(session, incident.incident_id, [d.person_id for d in chunk])
