@@ -13,7 +13,6 @@ could not be completed (intake unreachable, errors after retries) — re-run to 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -29,6 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
+from services.common.csvsafe import SafeWriter
 from services.intake.parsing.csv_feed import in_quotes_after
 
 feed_app = typer.Typer(help="Submit affected-record feeds to intake (for agencies).", no_args_is_help=True)
@@ -284,7 +284,7 @@ def submit(
 
             problem_count = 0
             with problems_path.open("w", newline="", encoding="utf-8") as out:
-                writer = csv.writer(out)
+                writer = SafeWriter(out)
                 writer.writerow(PROBLEM_COLUMNS)
                 for chunk, receipt in chunks_meta:
                     if not (receipt["rejected"] or receipt["warnings"]):

@@ -8,7 +8,6 @@ Messages name lines, fields and problem codes, never personal values.
 """
 from __future__ import annotations
 
-import csv
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+
+from services.common.csvsafe import SafeWriter
 
 AGENCY_ID_MAX = 128
 
@@ -88,7 +89,7 @@ def read_records(path: Path, report: ReadReport) -> Iterator[Any]:
 
 def write_assignments(path: Path, rows: list[tuple[str, str, str]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
+        writer = SafeWriter(handle, lineterminator="\n")
         writer.writerow(["agency_id", "source_record_id", "person_id"])
         writer.writerows(rows)
 
@@ -101,7 +102,7 @@ REVIEW_HEADER = [
 
 def write_review(path: Path, items: list[Any]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
+        writer = SafeWriter(handle, lineterminator="\n")
         writer.writerow(REVIEW_HEADER)
         for item in items:
             ev = item.evidence

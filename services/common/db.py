@@ -26,9 +26,12 @@ def _normalise_url(url: str) -> str:
 
 
 def make_engine(url: str) -> Engine:
+    # hide_parameters: a database error's message never carries the bound values (personal
+    # data, sealed or not) into logs or exception text.
     url = _normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001
@@ -39,7 +42,23 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                           hide_parameters=True)
+
+    @event.listens_for(engine, "handle_error")
+    def _terse_errors(context) -> None:  # noqa: ANN001
+        # The server's DETAIL line repeats values ("Key (k)=(…) already exists"): keep the
+        # primary message only, in the driver's exception and in SQLAlchemy's.
+        orig, wrapped = context.original_exception, context.sqlalchemy_exception
+        primary = getattr(getattr(orig, "diag", None), "message_primary", None)
+        if primary is None:
+            return
+        orig.args = (primary,)
+        if wrapped is not None:
+            name = f"{type(orig).__module__}.{type(orig).__name__}"
+            wrapped.args = (f"({name}) {primary}", *wrapped.args[1:])
+
+    return engine
 
 
 @contextmanager

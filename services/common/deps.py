@@ -64,6 +64,13 @@ _INVALID = {
 }
 
 
+CALLER_STATE = "panui_caller"  # request.state key: the caller services/common/inbound.py found
+
+
+def invalid_message(kind: str) -> str:
+    return _INVALID[kind]
+
+
 def get_runtime(request: Request) -> ServiceRuntime:
     return request.app.state.runtime
 
@@ -75,12 +82,16 @@ def context(*allowed: CallerKind) -> Callable[[Request], Awaitable[Context]]:
         runtime = get_runtime(request)
         if not allowed:
             return Context(runtime)
-        caller = await runtime.authenticate(bearer_token(request))
+        # Authenticated already, before the body was read (services/common/inbound.py)?
+        caller = getattr(request.state, CALLER_STATE, None)
+        if caller is None:
+            caller = await runtime.authenticate(bearer_token(request))
         if caller is None or caller.kind not in allowed:
             raise ApiError(401, "auth.invalid", _INVALID[allowed[0]],
                            headers={"WWW-Authenticate": "Bearer"})
         return Context(runtime, caller)
 
+    dependency.callers = allowed  # type: ignore[attr-defined]  # read by services/common/inbound.py
     dependency.__name__ = f"context_{'_'.join(allowed) or 'public'}"
     return dependency
 

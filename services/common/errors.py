@@ -30,7 +30,7 @@ class ApiError(Exception):
         self.details = details
 
 
-def _body(code: str, message: str, details: list[dict] | None = None) -> dict:
+def error_body(code: str, message: str, details: list[dict] | None = None) -> dict:
     error: dict = {"code": code, "message": message}
     if details:
         error["details"] = details
@@ -40,11 +40,11 @@ def _body(code: str, message: str, details: list[dict] | None = None) -> dict:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(_body(exc.code, exc.message, exc.details), exc.status, exc.headers)
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), exc.status, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         # Location and reason only: the offending input may be personal data.
         details = [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")}
                    for e in exc.errors()]
-        return JSONResponse(_body("request.invalid", "The request is not valid.", details), 422)
+        return JSONResponse(error_body("request.invalid", "The request is not valid.", details), 422)

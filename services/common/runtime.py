@@ -23,12 +23,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlmodel import SQLModel
 
-from services.common import db, metrics, migrations
+from services.common import db, inbound, metrics, migrations
 from services.common.auth import CoordinatorAuth
 from services.common.crypto import Sealer
 from services.common.deadletters import DeadLetterPublisher
 from services.common.deps import Caller
 from services.common.errors import install_error_handlers
+from services.common.inbound import InboundGuard
 from services.common.kafka import (
     ConsumerWorker,
     TopicFollower,
@@ -86,6 +87,7 @@ class ServiceRuntime:
         workers: WorkersFactory | None = None,
         on_start: Callable[["ServiceRuntime"], Awaitable[None]] | None = None,
     ):
+        settings.check_production()  # before anything is opened: refuse development defaults
         self.settings = settings
         self.engine = db.make_engine(settings.resolved_database_url())
         self.db = db.Database(self.engine)
@@ -222,11 +224,16 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.include_router(_ops_router())
+    routers = [_ops_router(), *routers]
     for router in routers:
+        inbound.document(router.routes)
         app.include_router(router)
 
     service = runtime.settings.service_name
+    # Authentication and body limits before any body is read; inside count_requests (added
+    # after, so outside it) so refused requests are counted too.
+    app.add_middleware(InboundGuard, runtime=runtime,
+                       routes=[route for router in routers for route in router.routes])
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):  # noqa: ANN001, ANN202

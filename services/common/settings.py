@@ -2,14 +2,44 @@
 
 Each service subclasses ServiceSettings; nothing reads os.environ elsewhere. Defaults are for a
 laptop (`make run`): local Kafka, SQLite under var/. Deployments set the environment instead.
+
+Production mode (`PANUI_ENVIRONMENT=production`): the service refuses to start while any
+setting is a development default or an insecure transport (`production_problems`, extended by
+each service for its own settings), naming each offending setting.
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PRODUCTION = "production"
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+# Key ids of the keyrings made for laptops and tests (scripts/run.sh, tests/conftest.py).
+_DEVELOPMENT_KEY_IDS = ("dev", "test")
+
+
+class InsecureSettings(ValueError):
+    """Production mode found development defaults or insecure transport; names the settings."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("refusing to start in production: " + "; ".join(problems))
+
+
+def env_name(field: str) -> str:
+    return f"PANUI_{field.upper()}"
+
+
+def is_loopback(url_or_host: str) -> bool:
+    text = url_or_host if "//" in url_or_host else f"//{url_or_host}"
+    try:
+        host = urlsplit(text).hostname or ""
+    except ValueError:
+        return False
+    return host in LOOPBACK or host.startswith("127.")
 
 
 class ServiceSettings(BaseSettings):
@@ -42,6 +72,9 @@ class ServiceSettings(BaseSettings):
     # Coordinator bearer tokens: "token[,token…]" or "sha256:<hex>" entries.
     coordinator_tokens: SecretStr = SecretStr("")
 
+    # Body limit of every route that declares none of its own (services/common/inbound.py).
+    max_body_bytes: int = 1024 * 1024
+
     consumer_batch_max_records: int = 500
     consumer_poll_timeout_ms: int = 500
     # Poison messages (services/common/consuming.py): a failing batch is tried this often, then
@@ -70,6 +103,42 @@ class ServiceSettings(BaseSettings):
     lag_interval_s: float = 15.0
     lag_window_samples: int = 10
     lag_stop_after_s: float = 600.0
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment.strip().lower() == PRODUCTION
+
+    def production_problems(self) -> list[str]:
+        """What keeps these settings from running in production, one line per setting (never
+        a secret's value). Services extend it with their own settings."""
+        problems = []
+        url = self.database_url
+        if not url or url.startswith("sqlite"):
+            problems.append("DATABASE_URL: SQLite (the development default) is not for "
+                            "production; set a PostgreSQL URL")
+        elif is_loopback(url):
+            problems.append("DATABASE_URL: points at the pod itself (localhost)")
+        if any(is_loopback(b) for b in self.kafka_bootstrap_servers.split(",")):
+            problems.append("KAFKA_BOOTSTRAP_SERVERS: the development default (localhost)")
+        protocol = getattr(self, "kafka_security_protocol", None)  # issue 18's Kafka TLS work
+        if protocol is not None and str(protocol).upper() not in ("SSL", "SASL_SSL"):
+            problems.append(f"{env_name('kafka_security_protocol')}: Kafka without TLS "
+                            "(use SSL or SASL_SSL)")
+        keys = [p.strip() for p in self.data_keys.get_secret_value().split(",") if p.strip()]
+        if not keys:
+            problems.append(f"{env_name('data_keys')}: no keyring")
+        elif any(k.partition(":")[0].lower().startswith(_DEVELOPMENT_KEY_IDS) for k in keys):
+            problems.append(f"{env_name('data_keys')}: a development keyring (key id dev…/test…)")
+        tokens = [t.strip() for t in self.coordinator_tokens.get_secret_value().split(",") if t.strip()]
+        if any(not t.startswith("sha256:") for t in tokens):
+            problems.append(f"{env_name('coordinator_tokens')}: tokens in clear; give them as "
+                            "sha256:<hex>")
+        return problems
+
+    def check_production(self) -> None:
+        """Raise InsecureSettings in production mode if anything is a development default."""
+        if self.is_production and (problems := self.production_problems()):
+            raise InsecureSettings(problems)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -9,10 +9,16 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from services.common.deps import CoordinatorContext, IdPath, PublicContext
-from services.common.errors import ApiError
+from services.common.errors import ApiError, ErrorResponse
+from services.common.inbound import body_limit
 from services.dispatch import export, metrics, tracking
 from services.dispatch.delivery_state import ReceiptOutcome
-from services.dispatch.providers.receipts import InvalidSignature, ReceiptError, parse_receipt
+from services.dispatch.providers.receipts import (
+    InvalidSignature,
+    ReceiptError,
+    parse_receipt,
+    signed_header,
+)
 from services.dispatch.providers.sms_http import HttpSmsProvider
 from services.dispatch.providers.smtp import RECEIPT_STATUS_MAP as EMAIL_RECEIPT_STATUS_MAP
 from services.dispatch.schemas import DeliverySummary, ReceiptResult
@@ -34,6 +40,8 @@ router = APIRouter()
 @router.post(
     "/v1/receipts/{provider}", tags=["receipts"],
     summary="Delivery receipt callback from a provider (HMAC-signed)",
+    dependencies=[body_limit("receipt_max_bytes", "receipt.too_large")],
+    responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 413)},
 )
 async def receipt(request: Request, ctx: PublicContext,
                   provider: str = Path(max_length=64)) -> ReceiptResult:
@@ -42,9 +50,12 @@ async def receipt(request: Request, ctx: PublicContext,
     status_map = RECEIPT_PROVIDERS.get(provider)
     if status_map is None:
         raise ApiError(404, "receipt.provider_unknown", "No such provider.")
-    body = await request.body()
     settings = runtime.settings
     try:
+        # Shape and freshness of the signature before a byte of the body is read (whose size
+        # the inbound guard bounds by receipt_max_bytes).
+        signed_header(request.headers, tolerance=settings.receipt_tolerance_s)
+        body = await request.body()
         parsed = parse_receipt(
             request.headers, body, settings.receipt_secret.get_secret_value(),
             tolerance=settings.receipt_tolerance_s, status_map=status_map,

@@ -1,11 +1,11 @@
 """The unreachable list as CSV, for the postal mail-out and the s 115 public notice. The only
 place besides rendering where a person's details are opened (in memory, never logged)."""
 
-import csv
 import io
 import logging
 
 from services.common.crypto import Sealer, SealError
+from services.common.csvsafe import SafeWriter
 from services.common.messages import decode_notice, notice_sealing_context
 from services.dispatch.content.models import derive_reference_code
 from services.dispatch.store.reports import Unreachable
@@ -16,19 +16,11 @@ CSV_COLUMNS = [
     "reference_code", "notice_id", "list", "language", "addressee_name", "on_behalf_of",
     "address_line1", "address_line2", "suburb", "city", "postcode", "agencies",
 ]
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value: object) -> str:
-    """Neutralise spreadsheet formula injection (OWASP): a cell starting with = + - @ tab or
-    CR is prefixed with a single quote so it is shown as text, never evaluated."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
 
 
 def unreachable_csv(sealer: Sealer, rows: list[Unreachable]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = SafeWriter(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows:
         notice = decode_notice(row.notice_payload)
@@ -42,7 +34,7 @@ def unreachable_csv(sealer: Sealer, rows: list[Unreachable]) -> str:
         rep = opened.get("representative") or None
         person = " ".join(p for p in (recipient.get("given_names"), recipient.get("family_name")) if p)
         address = (recipient.get("address") or {}) if not rep else {}
-        writer.writerow([csv_safe(v) for v in (
+        writer.writerow((
             derive_reference_code(notice.notice_id),
             notice.notice_id,
             "postal" if row.channel == "postal" else "public-notice",
@@ -52,5 +44,5 @@ def unreachable_csv(sealer: Sealer, rows: list[Unreachable]) -> str:
             address.get("line1"), address.get("line2"), address.get("suburb"),
             address.get("city"), address.get("postcode"),
             "; ".join(a.name for a in notice.agencies),
-        )])
+        ))
     return out.getvalue()

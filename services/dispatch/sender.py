@@ -37,7 +37,12 @@ from services.common.messages import DeliveryStatus, decode_notice, notice_seali
 from services.common.tasks import SupervisedLoop
 from services.dispatch import metrics, policy, tracking
 from services.dispatch.content.models import Notice
-from services.dispatch.content.render import RenderError, render_email, render_sms
+from services.dispatch.content.render import (
+    RenderError,
+    render_email,
+    render_sms,
+    uses_coordinator_templates,
+)
 from services.dispatch.flow import Permits
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.policy import QuietHours, RetryPolicy
@@ -249,9 +254,16 @@ class Sender:
                                detail="incident-unknown")
         sealed = self.sealer.open(notice.sealed, notice_sealing_context(notice.notice_id))
         view = Notice.from_contract(notice, sealed, updates_earlier=c.says_update)
+        # Coordinator template source runs in the sandbox, in a thread (it may take up to the
+        # sandbox's time bound); bundled templates are cached skeletons, cheap on the loop.
+        offload = uses_coordinator_templates(view, entry.content)
+
+        async def rendering(fn, *args, **kwargs):  # noqa: ANN001, ANN202
+            return await asyncio.to_thread(fn, *args, **kwargs) if offload else fn(*args, **kwargs)
+
         try:
             if c.channel == "email":
-                rendered = render_email(view, entry.content)
+                rendered = await rendering(render_email, view, entry.content)
                 provider_name = self.email.name
                 sending = self.email.send(
                     EmailMessage(
@@ -266,7 +278,7 @@ class Sender:
                     c.says_emailed, bool(view.addressee_address),
                     "postal" in entry.message.channel_policy.fallback,
                 )
-                rendered = render_sms(view, entry.content, full_notice_via=via)
+                rendered = await rendering(render_sms, view, entry.content, full_notice_via=via)
                 provider_name = c.gateway or self.sms.name
                 sending = self._send_sms(c, SmsMessage(
                     reference=c.reference, to=rendered.to, body=rendered.body,

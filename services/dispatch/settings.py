@@ -3,10 +3,21 @@
 (port 8025) start, so a laptop needs no configuration."""
 
 from datetime import time
+from enum import StrEnum
+from urllib.parse import urlsplit
 
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 
-from services.common.settings import ServiceSettings
+from services.common.settings import ServiceSettings, env_name, is_loopback
+
+DEVELOPMENT_RECEIPT_SECRET = "dev-callback-secret"  # noqa: S105 - the laptop default, refused in production
+MIN_RECEIPT_SECRET_CHARS = 32
+
+
+class SmtpTls(StrEnum):
+    NONE = "none"  # the local gateway only: refused in production
+    STARTTLS = "starttls"  # upgrade on the submission port (587)
+    TLS = "tls"  # TLS from the first byte (465)
 
 
 class DispatchSettings(ServiceSettings):
@@ -16,7 +27,7 @@ class DispatchSettings(ServiceSettings):
     # --- email over SMTP ---------------------------------------------------------------------
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
-    smtp_tls: str = "none"  # none | starttls | implicit (deployments: starttls or implicit)
+    smtp_tls: SmtpTls = SmtpTls.NONE
     smtp_validate_certs: bool = True
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
@@ -40,8 +51,9 @@ class DispatchSettings(ServiceSettings):
 
     # --- delivery receipts --------------------------------------------------------------------
     # Shared secret the gateways sign callbacks with (X-Panui-Signature, HMAC-SHA256).
-    receipt_secret: SecretStr = SecretStr("dev-callback-secret")
+    receipt_secret: SecretStr = SecretStr(DEVELOPMENT_RECEIPT_SECRET)
     receipt_tolerance_s: int = 300
+    receipt_max_bytes: int = 64 * 1024  # a receipt is a few hundred bytes
     # Where providers send receipts: <base>/v1/receipts/<provider>. Empty: no callbacks.
     receipt_callback_base_url: str = "http://127.0.0.1:8003"
 
@@ -96,3 +108,37 @@ class DispatchSettings(ServiceSettings):
     @property
     def heartbeat_s(self) -> float:
         return self.sender_heartbeat_s or self.sending_lease_s / 4
+
+    @field_validator("smtp_tls", mode="before")
+    @classmethod
+    def _implicit_is_tls(cls, value: object) -> object:
+        return "tls" if isinstance(value, str) and value.strip().lower() == "implicit" else value
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if self.smtp_tls is SmtpTls.NONE:
+            problems.append(f"{env_name('smtp_tls')}: none sends notices in clear; use starttls or tls")
+        if not self.smtp_validate_certs:
+            problems.append(f"{env_name('smtp_validate_certs')}: certificates must be validated")
+        if is_loopback(self.smtp_host):
+            problems.append(f"{env_name('smtp_host')}: the development gateway (localhost)")
+        for which in ("primary", "secondary"):
+            url = getattr(self, f"sms_{which}_url")
+            if not url:
+                continue
+            key = getattr(self, f"sms_{which}_api_key")
+            if urlsplit(url).scheme != "https":
+                problems.append(f"{env_name(f'sms_{which}_url')}: SMS over plain http; use https")
+            if is_loopback(url):
+                problems.append(f"{env_name(f'sms_{which}_url')}: the development gateway (localhost)")
+            if key is None or not key.get_secret_value():
+                problems.append(f"{env_name(f'sms_{which}_api_key')}: no API key for the SMS gateway")
+        secret = self.receipt_secret.get_secret_value()
+        if secret == DEVELOPMENT_RECEIPT_SECRET or len(secret) < MIN_RECEIPT_SECRET_CHARS:
+            problems.append(f"{env_name('receipt_secret')}: the development secret or shorter than "
+                            f"{MIN_RECEIPT_SECRET_CHARS} characters")
+        callback = self.receipt_callback_base_url
+        if callback and (urlsplit(callback).scheme != "https" or is_loopback(callback)):
+            problems.append(f"{env_name('receipt_callback_base_url')}: receipts must come over "
+                            "https to a public address")
+        return problems

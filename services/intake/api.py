@@ -2,11 +2,12 @@
 feeds, read their receipts and problems, mark their contribution complete, and withdraw.
 
 An agency sees only its own feeds, and only for incidents it is enrolled in:
-wrong or missing key → 401, not enrolled → 403, another agency's feed → 404.
+wrong or missing key → 401; an incident it is not enrolled in → 404 exactly as for one that
+does not exist, another agency's feed → 404 exactly as for no feed (no existence oracle).
 """
 
+import io
 import math
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, BinaryIO
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from services.common.deps import Context, CoordinatorContext, IdPath, context
 from services.common.errors import ApiError, ErrorResponse
+from services.common.inbound import body_limit
 from services.intake import feeds, incidents, store
 from services.intake.parsing import detect_format
 from services.intake.runtime import IntakeRuntime
@@ -30,7 +32,7 @@ from services.intake.schemas import (
 )
 
 AgencyContext = Annotated[Context[IntakeRuntime], Depends(context("agency"))]
-ERRORS = {code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 415, 422, 429)}
+ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 409, 413, 415, 422, 429)}
 
 coordinator = APIRouter(prefix="/v1", tags=["coordinator"], responses=ERRORS)
 agency = APIRouter(prefix="/v1", tags=["agency"], responses=ERRORS)
@@ -96,8 +98,6 @@ async def _require_access(ctx: Context, incident_id: str, feed_id: str | None = 
     access = await ctx.db.run(store.agency_access, incident_id, ctx.caller.agency_id, feed_id)
     if access is store.Access.NO_INCIDENT:
         raise _no_incident()
-    if access is store.Access.NOT_ENROLLED:
-        raise ApiError(403, "incident.not_enrolled", "Your agency is not enrolled in this incident.")
     if access is store.Access.NO_FEED:
         raise ApiError(404, "feed.not_found", "No such feed.")
 
@@ -107,15 +107,14 @@ def _too_large(max_bytes: int) -> ApiError:
 
 
 @asynccontextmanager
-async def _spooled_body(request: Request, max_bytes: int) -> AsyncIterator[BinaryIO]:
-    """The request body, spooled to disk past 8 MB so memory stays flat while it is parsed as
-    a stream; 413 as soon as it passes `max_bytes` (a body may come without Content-Length)."""
-    body = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
+async def _body_in_memory(request: Request, max_bytes: int) -> AsyncIterator[BinaryIO]:
+    """The request body, in memory: never spooled to disk, where it would be personal data in
+    clear. The inbound guard has bounded it by `max_bytes` already (Content-Length and while
+    streaming); the check here keeps the bound true for any other way the router is mounted."""
+    body = io.BytesIO()
     try:
-        size = 0
         async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_bytes:
+            if body.tell() + len(chunk) > max_bytes:
                 raise _too_large(max_bytes)
             body.write(chunk)
         body.seek(0)
@@ -127,6 +126,7 @@ async def _spooled_body(request: Request, max_bytes: int) -> AsyncIterator[Binar
 @agency.post(
     "/incidents/{incident_id}/feeds", status_code=202, response_model=FeedReceipt,
     summary="Submit affected records (NDJSON, CSV with a header row, or a JSON array)",
+    dependencies=[body_limit("max_request_bytes", "feed.too_large")],
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/x-ndjson": {"schema": {"type": "string"}},
         "text/csv": {"schema": {"type": "string"}},
@@ -148,9 +148,6 @@ async def submit_feed(
     if fmt is None:
         raise ApiError(415, "feed.unsupported_format",
                        "Send application/x-ndjson, text/csv or application/json.")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_request_bytes:
-        raise _too_large(settings.max_request_bytes)
     await _require_access(ctx, incident_id)
     try:
         outcome = None
@@ -158,7 +155,7 @@ async def submit_feed(
             outcome = await ctx.db.run(feeds.replay, incident_id, agency_id, idempotency_key,
                                        settings.receipt_problem_limit)
         if outcome is None:
-            async with _spooled_body(request, settings.max_request_bytes) as body:
+            async with _body_in_memory(request, settings.max_request_bytes) as body:
                 outcome = await feeds.accept_feed(
                     ctx.db, ctx.runtime.sealer, settings, incident_id=incident_id,
                     agency_id=agency_id, fmt=fmt, body=body, idempotency_key=idempotency_key)
@@ -166,6 +163,10 @@ async def submit_feed(
     except feeds.IdempotencyKeyReused:
         raise ApiError(409, "feed.idempotency_key_reused",
                        "This Idempotency-Key was used for another incident.") from None
+    except feeds.CsvHeaderMissing:
+        raise ApiError(422, "feed.csv_header_missing",
+                       "The CSV's first row must be a header row naming the fields, with a "
+                       "source_record_id column; nothing was stored.") from None
     except feeds.TooManyRecords:
         raise ApiError(413, "feed.too_many_records",
                        f"A request may carry at most {settings.max_records_per_request} records; "

@@ -45,6 +45,11 @@ class TooManyRecords(Exception):
     """The request holds more records than one request may carry (nothing is stored)."""
 
 
+class CsvHeaderMissing(Exception):
+    """A CSV feed whose first row is not a header row (nothing is stored, not even a problem:
+    the row is most likely a person's)."""
+
+
 class IdempotencyKeyReused(Exception):
     """The agency used this Idempotency-Key for a feed of another incident."""
 
@@ -142,6 +147,8 @@ def _validate(chunk: list[Item], counts: _Counts) -> tuple[list[dict], list[Prob
     problems: list[Problem] = []
     for line, item in chunk:
         if isinstance(item, ParseError):
+            if item.code == "csv.header_missing":
+                raise CsvHeaderMissing()  # the transaction, with the feed row, rolls back
             problems.append(item.to_problem())
             counts.rejected += 1
             continue

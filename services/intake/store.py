@@ -108,19 +108,18 @@ def record_completion(session: Session, incident_id: str, agency_id: str, record
 
 
 class Access(Enum):
-    """What an agency may see of an incident (and one of its feeds)."""
+    """What an agency may see of an incident (and one of its feeds). An incident the agency is
+    not enrolled in is NO_INCIDENT, exactly as one that does not exist: no existence oracle."""
 
     OK = "ok"
     NO_INCIDENT = "no-incident"
-    NOT_ENROLLED = "not-enrolled"
     NO_FEED = "no-feed"  # no such feed, or not this agency's in this incident
 
 
 def agency_access(session: Session, incident_id: str, agency_id: str, feed_id: str | None = None) -> Access:
-    if session.get(Incident, incident_id) is None:
-        return Access.NO_INCIDENT
+    # One lookup either way (an enrolment implies its incident), so timing tells nothing either.
     if session.get(Enrolment, (incident_id, agency_id)) is None:
-        return Access.NOT_ENROLLED
+        return Access.NO_INCIDENT
     if feed_id is not None:
         feed = session.get(Feed, feed_id)
         if feed is None or feed.agency_id != agency_id or feed.incident_id != incident_id:

@@ -94,6 +94,19 @@ def test_csv_problems_carry_the_original_line_numbers(served, tmp_path):
     assert len(_versions(served, incident_id)) == 10  # 13 records less 3 rejected
 
 
+def test_problems_csv_is_formula_safe(served, tmp_path):
+    incident_id, keys = served.new_incident()
+    path = tmp_path / "feed.csv"
+    # A source_record_id a spreadsheet would run as a formula, on a record with no name.
+    path.write_text('source_record_id,given_names,nhi\r\n"=HYPERLINK(""x"")",,ZZZ0016\r\n')
+    problems = tmp_path / "problems.csv"
+    result = _submit(served, path, incident_id, next(iter(keys.values())), "--problems", str(problems))
+    assert result.exit_code == 1, result.output
+    with problems.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and {r["source_record_id"] for r in rows} == {"'=HYPERLINK(\"x\")"}
+
+
 def test_resume_after_interruption_sends_no_duplicates(served, tmp_path):
     incident_id, keys = served.new_incident()
     key = next(iter(keys.values()))

@@ -23,7 +23,7 @@ PENDING = {
 }
 PENDING_SECRETS = {"PANUI_KAFKA_SASL_PASSWORD"}
 # Read by the platform, not by pydantic-settings.
-PLATFORM = {"TMPDIR": "Python's tempfile module (intake spools large bodies there)"}
+PLATFORM = {"TMPDIR": "Python's tempfile module (scratch space; never request bodies)"}
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 
@@ -152,3 +152,19 @@ def test_the_secret_template_lists_exactly_what_is_referenced():
         assert refs - strimzi <= listed, f"{overlay}: not in secrets.template.yaml: {sorted(refs - strimzi - listed)}"
         referenced |= refs
     assert listed <= referenced, f"listed but never used: {sorted(listed - referenced)}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_prod_overlay_satisfies_production_mode(objects, service, monkeypatch):
+    """The prod overlay starts in production mode (no development default, no insecure
+    transport); the dev overlay is development, where nothing is refused."""
+    for name in list(os.environ):
+        if name.upper().startswith("PANUI_") or name.upper() in {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"}:
+            monkeypatch.delenv(name)
+    container = m.main_container(objects.deployment(service))
+    for name, source in objects.container_env(container).items():
+        monkeypatch.setenv(name, source["value"] if "value" in source else m.realistic_secret(name))
+    settings = m.settings_class(service)()
+    assert settings.is_production == (objects.overlay == "prod")
+    if settings.is_production:
+        assert settings.production_problems() == []

@@ -6,10 +6,10 @@ import email.policy
 import pytest
 
 from services.common.crypto import Sealer, generate_key_spec
+from services.common.csvsafe import csv_safe
 from services.common.messages import SealedRecipient, notice_sealing_context
 from services.dispatch.content.models import IncidentContent, Notice
 from services.dispatch.content.render import render_email, render_sms
-from services.dispatch.export import csv_safe
 from services.dispatch.providers.base import EmailMessage
 from services.dispatch.providers.smtp import SmtpConfig, SmtpEmailProvider
 from testkit.notices import incident_message, notice_message, person

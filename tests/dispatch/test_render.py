@@ -1,4 +1,5 @@
 import re
+import time
 
 import pytest
 
@@ -184,6 +185,56 @@ def test_coordinator_template_cannot_escape_sandbox(incident):
     incident["templates_mi"] = {"email_text": "{{ ''.__class__.__mro__[1].__subclasses__() }}"}
     with pytest.raises(RenderError):
         render_email(make_notice(preferred_language="mi"), incident)
+
+
+@pytest.mark.parametrize("source", [
+    "{{ 'a' * 50000000 }}",  # the resource exhaustion
+    "{{ ['a'] * 50000000 }}",
+    "{{ 'a' * 90000 + 'b' * 90000 }}",
+    "{{ 'x'|center(1000000000) }}",
+    "{{ '%0999999999d' % 1 }}",
+    "{{ 9 ** 9999999 }}",
+    "{{ 'x'.ljust(1000000000) }}",
+    "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}",
+    "{% for i in range(100000000) %}x{% endfor %}",
+    "{{ lipsum(100000) }}",
+    "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+    "{{ ('x' * 99999) ~ ('y' * 99999) }}",
+])
+def test_coordinator_templates_are_bounded_in_size_and_time(incident, source):
+    incident["templates_mi"] = {"email_text": source}
+    started = time.monotonic()
+    with pytest.raises(RenderError) as refused:
+        render_email(make_notice(preferred_language="mi"), incident)
+    assert time.monotonic() - started < 10  # bounded, not a benchmark: the sandbox's bound is 1 s
+    assert "coordinator template 'email_text' failed" in str(refused.value)
+
+
+def test_coordinator_templates_cannot_change_the_context(incident):
+    incident["templates_mi"] = {"email_text": "{{ agencies.append(1) }}{{ reference_code }}"}
+    with pytest.raises(RenderError, match="unsafe|SecurityError"):
+        render_email(make_notice(preferred_language="mi"), incident)
+
+
+def test_coordinator_template_errors_carry_no_values(incident):
+    notice = make_notice(preferred_language="mi")
+    given = notice["recipient"]["given_names"]
+    for source in ("{{ addressee_given_name | int(strict) }}", "{{ addressee_given_name + 1 }}",
+                   "{{ addressee_given_name.nope }}", "{{ 1 / 0 }}", "{{ addressee_given_name[99] }}"):
+        incident["templates_mi"] = {"email_text": f"line one\n{source}"}
+        with pytest.raises(RenderError) as refused:
+            render_email(notice, incident)
+        message = str(refused.value)
+        assert given not in message and "Testperson1" not in message, message
+        assert "line 2" in message or "line ?" in message, message
+
+
+def test_a_notice_with_coordinator_templates_is_rendered_off_the_loop(incident):
+    from services.dispatch.content.render import as_models, uses_coordinator_templates
+
+    incident["templates_mi"] = {"email_text": "{{ reference_code }}"}
+    assert uses_coordinator_templates(*as_models(make_notice(preferred_language="mi"), incident))
+    assert not uses_coordinator_templates(*as_models(make_notice(), incident))
 
 
 # ------------------------------------------------------------------- SMS

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from sqlmodel import Session
 
@@ -285,6 +286,36 @@ async def test_receipts_are_authenticated_and_idempotent(settings_for, sms_gw):
     assert unknown_provider.status_code == 404
     # delivered is final for SMS: a contradicting late receipt is ignored, not applied.
     assert late.json() == {"outcome": "stale"} and statuses == {"sms": "delivered"}
+
+
+async def test_receipt_signature_headers_and_size_are_checked_before_the_body(settings_for):
+    pulled = []
+
+    async def body(chunks: int):
+        for _ in range(chunks):
+            pulled.append(1)
+            yield b" " * 65536
+
+    async with running_dispatch(settings_for()) as stack, httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=stack.app), base_url="http://in-process") as http:
+        # In process: an HTTP/1.1 client sends the whole body before it reads the answer, so
+        # only the ASGI transport shows how much of it the app pulled.
+        url = "/v1/receipts/sms-primary"
+        unsigned = await http.post(url, content=body(300))
+        unsigned_pulled, pulled[:] = len(pulled), []
+        stale = await http.post(url, content=body(300), headers={
+            SIGNATURE_HEADER: sign(b"", RECEIPT_SECRET, timestamp=1_000_000)})
+        stale_pulled, pulled[:] = len(pulled), []
+        large = await http.post(url, content=body(300), headers={
+            SIGNATURE_HEADER: sign(b"", RECEIPT_SECRET)})
+        declared = await http.post(url, content=b" " * (stack.settings.receipt_max_bytes + 1),
+                                         headers={SIGNATURE_HEADER: sign(b"", RECEIPT_SECRET)})
+    assert unsigned.status_code == 401 and unsigned.json()["error"]["code"] == "receipt.signature_invalid"
+    assert stale.status_code == 401
+    assert unsigned_pulled == 0 and stale_pulled == 0
+    assert large.status_code == 413 and large.json()["error"]["code"] == "receipt.too_large"
+    assert len(pulled) <= stack.settings.receipt_max_bytes // 65536 + 2
+    assert declared.status_code == 413
 
 
 async def test_temporary_failures_are_retried_with_backoff(settings_for, sms_gw, kafka_bootstrap,

@@ -160,6 +160,24 @@ def test_csv_conflicting_header_is_fatal(header):
     assert len(items) == 1 and items[0][1].code == "csv.header_invalid" and items[0][1].fatal
 
 
+@pytest.mark.parametrize("first_row", [
+    b"GP-000123,ZZZ0016,Aroha,Te Whare,1985-04-03,aroha@example.co.nz\n",  # a person's row
+    b"Aroha,Te Whare,ZZZ0016\n",  # identifier-like values, but no source_record_id column
+    b"source_record_id,Date of Birth (DD/MM/YYYY)\n",  # a cell no column is called
+])
+def test_csv_without_a_header_row_is_fatal_and_names_nothing(first_row):
+    items = parse(first_row + b"GP-000124,ZZZ0024,Hemi,Tauira,1990-01-01,hemi@example.co.nz\n", "csv")
+    assert len(items) == 1
+    line, error = items[0]
+    assert (line, error.code, error.fatal) == (1, "csv.header_missing", True)
+    assert error.to_problem().field is None
+
+
+def test_csv_header_with_bom_blank_and_unknown_columns_is_a_header():
+    items = parse(b"\xef\xbb\xbfSource Record ID,given_names,,Notes\n1,Ana,,x\n", "csv")
+    assert items == [(2, {"source_record_id": "1", "given_names": "Ana", "notes": "x"})]
+
+
 def test_csv_oversize_multiline_record():
     data = (b'source_record_id,given_names\n1,"' + b"a\n" * 2000 + b'"\n2,Ana\n')
     items = parse(data, "csv", 50, max_record_bytes=1000)

@@ -108,13 +108,13 @@ def test_agency_access(tx):
 
     access = store.Access
     assert tx(store.agency_access, "nope", "ag-1") is access.NO_INCIDENT
-    assert tx(store.agency_access, "inc-2", "ag-2") is access.NOT_ENROLLED
+    assert tx(store.agency_access, "inc-2", "ag-2") is access.NO_INCIDENT  # exists, not enrolled
     assert tx(store.agency_access, "inc-1", "ag-1") is access.OK
     assert tx(store.agency_access, "inc-1", "ag-1", "feed-1") is access.OK
     assert tx(store.agency_access, "inc-1", "ag-2", "feed-1") is access.NO_FEED  # another agency's
     assert tx(store.agency_access, "inc-1", "ag-1", "feed-2") is access.NO_FEED  # another incident's
     assert tx(store.agency_access, "inc-1", "ag-1", "feed-x") is access.NO_FEED
-    assert tx(store.agency_access, "inc-2", "ag-2", "feed-2") is access.NOT_ENROLLED  # enrolment first
+    assert tx(store.agency_access, "inc-2", "ag-2", "feed-2") is access.NO_INCIDENT  # enrolment first
 
 
 # --- API keys -----------------------------------------------------------------------------------

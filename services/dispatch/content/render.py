@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateError, select_autoescape
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
 from services.common.messages import IncidentMessage
+from services.dispatch.content import sandbox
 from services.dispatch.content.checks import (  # noqa: F401 - the errors are render's API too
     RenderError,
     SmsTooLong,
@@ -118,9 +118,14 @@ _bundled = _configure(
         auto_reload=False,
     )
 )
-# Coordinator-supplied template source is data from outside the codebase: sandbox it.
-_sandbox_text = _configure(SandboxedEnvironment(autoescape=False, undefined=StrictUndefined))
-_sandbox_html = _configure(SandboxedEnvironment(autoescape=True, undefined=StrictUndefined))
+# Coordinator-supplied template source is data from outside the codebase: sandboxed, bounded.
+sandbox.configure(_configure)
+
+
+def uses_coordinator_templates(notice: Notice, incident: IncidentContent) -> bool:
+    """Whether rendering this notice runs coordinator template source (then callers render it
+    off the event loop: the sandbox bounds it at up to a second of CPU)."""
+    return _language(notice) == "mi" and incident.mi_templates is not None
 
 
 # ---------------------------------------------------------------------------------- context
@@ -277,12 +282,11 @@ def render_part(name: str, language: Language, ctx: dict[str, Any], incident: In
     if language == "mi" and incident.mi_templates is not None:
         source = getattr(incident.mi_templates, name)
         if source:
-            env = _sandbox_html if name == "email_html" else _sandbox_text
             try:
-                return env.from_string(source).render(ctx).strip()
-            except TemplateError as exc:
-                # Template errors are about the template, not the person: safe to surface.
-                raise RenderError(f"coordinator template {name!r} failed: {exc}") from exc
+                return sandbox.render(source, ctx, html=name == "email_html").strip()
+            except sandbox.SandboxError as exc:
+                # Kind and line only, never a value: safe to log.
+                raise RenderError(f"coordinator template {name!r} failed: {exc}") from None
     return _fill(_skeleton(name, language, ctx, incident), ctx, name == "email_html").strip()
 
 

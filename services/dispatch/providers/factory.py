@@ -19,7 +19,7 @@ def build_email_provider(settings: DispatchSettings) -> EmailProvider:
     config = SmtpConfig(
         host=settings.smtp_host,
         port=settings.smtp_port,
-        tls=settings.smtp_tls,  # type: ignore[arg-type]
+        tls=settings.smtp_tls.value,  # type: ignore[arg-type]
         validate_certs=settings.smtp_validate_certs,
         username=settings.smtp_username,
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,

@@ -45,14 +45,10 @@ def sign(body: bytes, secret: bytes | str, timestamp: int | None = None) -> str:
     return f"t={t},v1={_mac(_key(secret), t, body)}"
 
 
-def verify_signature(
-    headers: Mapping[str, str],
-    body: bytes,
-    secret: bytes | str,
-    *,
-    now: float | None = None,
-    tolerance: int = DEFAULT_TOLERANCE_SECONDS,
-) -> None:
+def signed_header(headers: Mapping[str, str], *, now: float | None = None,
+                  tolerance: int = DEFAULT_TOLERANCE_SECONDS) -> tuple[int, str]:
+    """The signature header's (timestamp, MAC), checked for shape and freshness: what can be
+    checked before the body is read. Raises InvalidSignature."""
     value = _header(headers, SIGNATURE_HEADER)
     if not value:
         raise InvalidSignature(f"missing {SIGNATURE_HEADER} header")
@@ -64,6 +60,18 @@ def verify_signature(
         raise InvalidSignature("malformed signature header") from None
     if abs((time.time() if now is None else now) - t) > tolerance:
         raise InvalidSignature("signature timestamp outside tolerance")
+    return t, given
+
+
+def verify_signature(
+    headers: Mapping[str, str],
+    body: bytes,
+    secret: bytes | str,
+    *,
+    now: float | None = None,
+    tolerance: int = DEFAULT_TOLERANCE_SECONDS,
+) -> None:
+    t, given = signed_header(headers, now=now, tolerance=tolerance)
     if not hmac.compare_digest(_mac(_key(secret), t, body), given):
         raise InvalidSignature("signature does not match")
 

@@ -41,7 +41,7 @@ from services.dispatch.providers.base import (
     temporary,
 )
 
-TlsMode = Literal["none", "starttls", "implicit"]
+TlsMode = Literal["none", "starttls", "tls"]  # tls: TLS from the first byte (port 465)
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class SmtpEmailProvider(EmailProvider):
         client = aiosmtplib.SMTP(
             hostname=c.host,
             port=c.port,
-            use_tls=c.tls == "implicit",
+            use_tls=c.tls == "tls",
             start_tls=True if c.tls == "starttls" else False,
             validate_certs=c.validate_certs,
             tls_context=c.tls_context,

@@ -1,5 +1,10 @@
 """CSV with a header row, streamed record by record.
 
+The header row is required and checked: it must name a source_record_id column and every cell
+must look like a column name. A file without one (its first row is a person's) yields one fatal
+`csv.header_missing` and nothing else; intake refuses such a feed whole (nothing stored), so a
+person's values never become field names in problems or receipts.
+
 Record boundaries are found on the raw bytes (a quoted field may span lines), then each
 complete record is handed to the stdlib csv reader. Columns are named as the contract's
 fields; nested ones are flattened as address_line1 / address.line1, hold_reason,
@@ -45,6 +50,17 @@ def column_path(header: str) -> tuple[str, ...]:
 
 
 _QUOTE_OR_COMMA = re.compile(rb'[",]')
+# What a column name looks like once normalised by column_path: never an email, a date, a
+# phone number or an NHI with a digit first… A name or an NHI alone could pass, hence the
+# required source_record_id column too.
+_COLUMN_NAME = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+
+
+def is_header(cells: list[str]) -> bool:
+    paths = [column_path(c) for c in cells]
+    names = [".".join(p) for p in paths]
+    return ("source_record_id",) in paths and all(
+        n == "" or _COLUMN_NAME.fullmatch(n) for n in names)
 
 
 def in_quotes_after(line: bytes, in_quotes: bool) -> bool:
@@ -172,6 +188,10 @@ class CsvParser:
         out.append((line_no, self._to_record(cells)))
 
     def _set_header(self, line_no: int, cells: list[str], out: list[Item]) -> None:
+        if not is_header(cells):
+            out.append((line_no, ParseError(line_no, "csv.header_missing", True)))
+            self._dead = True
+            return
         header = [column_path(c) for c in cells]
         nested_roots = {p[0] for p in header if len(p) > 1}
         flat = [p[0] for p in header if len(p) == 1]

@@ -64,6 +64,8 @@ CODES: dict[str, CodeInfo] = {
     "parse.trailing_data": CodeInfo(ERROR, "Unexpected data after the end of the JSON array"),
     "csv.column_count": CodeInfo(ERROR, "CSV row has a different number of columns from the header"),
     "csv.malformed": CodeInfo(ERROR, "CSV row is malformed (quoting)"),
+    "csv.header_missing": CodeInfo(
+        ERROR, "CSV has no header row naming the fields (source_record_id, …); the feed was not read"),
     "csv.header_invalid": CodeInfo(ERROR, "CSV header names a field twice; the feed was not read"),
     # --- warnings: field dropped or defaulted, record kept
     "record.agency_id_ignored": CodeInfo(

@@ -69,6 +69,20 @@ async def test_ndjson_feed_is_stored_sealed_and_published(intake):
     assert nhis == {"nd-0": "ZZZ0016", "nd-1": "ZZZ0024", "nd-2": "ZBN77VL"}
 
 
+async def test_csv_without_a_header_row_is_refused_and_stores_nothing(intake):
+    incident_id, _, key = await _one_agency(intake)
+    person = ["GP-000123", "ZZZ0016", "Aroha", "Te Whare", "1985-04-03", "aroha@example.co.nz"]
+    body = (",".join(person) + "\r\nGP-000124,ZZZ0024,Hemi,Tauira,1990-01-01,hemi@example.co.nz\r\n")
+    response = await intake.post_feed(incident_id, key, body.encode(), "text/csv")
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "feed.csv_header_missing"
+    assert not any(value.lower() in response.text.lower() for value in person)
+    for table in ("feed", "affected_record"):
+        assert intake.query(f"SELECT count(*) FROM {table} WHERE incident_id = %s",  # noqa: S608
+                            incident_id) == [(0,)]
+    assert not any(value in str(intake.query("SELECT field FROM feed_problem")) for value in person)
+
+
 async def test_csv_feed_with_nz_dates_and_flattened_columns(intake):
     incident_id, _, key = await _one_agency(intake)
     body = (

@@ -1,5 +1,6 @@
 """An agency sees and changes only its own feeds, only for incidents it is enrolled in:
-wrong or missing key → 401, not enrolled → 403, another agency's feed or record → 404."""
+wrong or missing key → 401; an incident it is not enrolled in answers exactly like one that does
+not exist, another agency's feed exactly like no feed (404, no existence oracle)."""
 
 import pytest
 
@@ -65,27 +66,39 @@ async def test_another_agencys_feed_and_records_are_404(intake, two_agencies):
     assert done.json()["record_count"] == 0
 
 
-async def test_not_enrolled_is_403_and_unknown_incident_404(intake, two_agencies):
+def _answer(response) -> tuple:  # noqa: ANN001
+    """Everything a caller can see of a response except the Date."""
+    headers = sorted((k, v) for k, v in response.headers.items() if k not in ("date",))
+    return response.status_code, response.content, headers
+
+
+async def test_not_enrolled_answers_exactly_like_no_such_incident(intake, two_agencies):
     incident_id, key_a, _, feed_id = two_agencies
     elsewhere = await intake.new_incident(1)
     _, key_c = next(iter(elsewhere.keys.items()))
     headers = agency_headers(key_c, None)
-    base = f"/v1/incidents/{incident_id}"
-    responses = [
-        await intake.post_feed(incident_id, key_c, ndjson([affected_record("x")])),
-        await intake.client.get(f"{base}/feeds/{feed_id}", headers=headers),
-        await intake.client.get(f"{base}/feeds/{feed_id}/problems", headers=headers),
-        await intake.client.post(f"{base}/completion", headers=headers),
-        await intake.client.delete(f"{base}/records/iso-1", headers=headers),
-    ]
-    for response in responses:
-        assert response.status_code == 403, (response.request.url, response.text)
-        assert response.json()["error"]["code"] == "incident.not_enrolled"
 
-    # A feed id from another incident, even one the agency is enrolled in, is not found.
+    async def calls(incident: str) -> list:
+        base = f"/v1/incidents/{incident}"
+        return [
+            await intake.post_feed(incident, key_c, ndjson([affected_record("x")])),
+            await intake.client.get(f"{base}/feeds/{feed_id}", headers=headers),
+            await intake.client.get(f"{base}/feeds/{feed_id}/problems", headers=headers),
+            await intake.client.post(f"{base}/completion", headers=headers),
+            await intake.client.delete(f"{base}/records/iso-1", headers=headers),
+        ]
+
+    existing, missing = await calls(incident_id), await calls("no-such-incident")
+    for response, reference in zip(existing, missing, strict=True):
+        assert response.status_code == 404, (response.request.url, response.text)
+        assert response.json()["error"]["code"] == "incident.not_found"
+        assert _answer(response) == _answer(reference)
+
+    # A feed id from another incident, even one the agency is enrolled in, is not found, and
+    # answers like a feed id that never existed.
     other_incident = await intake.client.get(f"/v1/incidents/{elsewhere.incident_id}/feeds/{feed_id}",
-                                             headers=agency_headers(key_a, None))
-    assert other_incident.status_code == 403
-    missing = await intake.post_feed("no-such-incident", key_a, ndjson([affected_record("x")]))
-    assert missing.status_code == 404
-    assert missing.json()["error"]["code"] == "incident.not_found"
+                                             headers=agency_headers(key_c, None))
+    no_feed = await intake.client.get(f"/v1/incidents/{elsewhere.incident_id}/feeds/feed-nope",
+                                      headers=agency_headers(key_c, None))
+    assert other_incident.status_code == 404
+    assert _answer(other_incident) == _answer(no_feed)
