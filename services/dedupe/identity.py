@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from services.common.crypto import Sealer
 from services.common.messages import (
@@ -40,6 +41,14 @@ def match_record(sealer: Sealer, incident_id: str, agency_id: str, source_record
     clean = SealedPersonalFields.model_validate(personal).model_dump(mode="json")
     clean["source_record_id"] = source_record_id
     return MatchRecord.from_clean(agency_id, clean)
+
+
+class Withdrawn(StrEnum):
+    """What a withdrawal did to the record held."""
+
+    IGNORED = "ignored"  # a replay, or of a version older than the one held
+    WITHDRAWN = "withdrawn"  # the version held is withdrawn
+    TOMBSTONE = "tombstone"  # of a version not seen: only its key, version and withdrawal kept
 
 
 @dataclass(slots=True)
@@ -138,15 +147,36 @@ class IncidentIdentity:
         self._changed.add(key)
         return True
 
-    def withdraw(self, key: RecordKey) -> None:
+    def withdraw(self, key: RecordKey, version: int | None = None) -> Withdrawn:
+        """The withdrawal of `version` of a record. A record's versions and withdrawals are
+        one sequence (v, withdrawal of v, v + 1, …), so a withdrawal of an older version than
+        the one held is a replay and changes nothing. A withdrawal of a version not seen yet
+        (that message lost, or coming later) leaves a tombstone at that version, so the
+        version itself is ignored when it comes. `version` None: a withdrawal from before
+        versioned withdrawals, of whatever version is held."""
         meta = self.records.get(key)
-        if meta is None or meta.withdrawn:
-            return
+        if meta is None:
+            if version is None:
+                return Withdrawn.IGNORED
+            self.records[key] = RecordMeta(version, None, True, False, ())
+            self._records_to_write.add(key)
+            return Withdrawn.TOMBSTONE
+        if version is not None and (version < meta.version or
+                                    (version == meta.version and meta.withdrawn)):
+            return Withdrawn.IGNORED
+        if version is None and meta.withdrawn:
+            return Withdrawn.IGNORED
+        outcome = Withdrawn.WITHDRAWN
+        if version is not None and version > meta.version:
+            meta.version = version  # its personal fields are of an older version: not kept
+            outcome = Withdrawn.TOMBSTONE
         meta.withdrawn = True
+        meta.on_hold = False
         if key in self.resolver:
             self.resolver.remove(*key)
         self._records_to_write.add(key)
         self._changed.add(key)
+        return outcome
 
     def apply_decisions(self, decisions: Iterable[ReviewDecision]) -> None:
         for d in decisions:

@@ -32,7 +32,7 @@ from services.common.messages import (
     ReleasePolicy,
 )
 from services.dedupe import store
-from services.dedupe.identity import IdentityState, IncidentIdentity, RecordKey
+from services.dedupe.identity import IdentityState, IncidentIdentity, RecordKey, Withdrawn
 from services.dedupe.notices import build_notice
 from services.dedupe.release import incident_release_reason
 from services.dedupe.reviews import review_changes
@@ -57,7 +57,7 @@ class DedupePipeline:
                 now = self.clock()
                 incidents: dict[str, store.Incident] = {}
                 changed: set[str] = set()  # incidents whose stream state must be saved
-                versions: dict[str, dict[RecordKey, AffectedRecordMessage]] = {}
+                versions: dict[str, dict[RecordKey, store.RecordRow]] = {}
                 for msg in messages:
                     incident = incidents.get(msg.incident_id)
                     if incident is None:
@@ -74,7 +74,9 @@ class DedupePipeline:
                         if identity.apply_record(msg):
                             versions[msg.incident_id][msg.agency_id, msg.source_record_id] = msg
                     elif isinstance(msg, RecordWithdrawnMessage):
-                        identity.withdraw((msg.agency_id, msg.source_record_id))
+                        key = (msg.agency_id, msg.source_record_id)
+                        if identity.withdraw(key, msg.record_version) is Withdrawn.TOMBSTONE:
+                            versions[msg.incident_id][key] = msg  # its row is written whole
                     elif isinstance(msg, ContributionCompleteMessage):
                         incident.completed = {**incident.completed, msg.agency_id: msg.record_count}
                         changed.add(msg.incident_id)
@@ -138,7 +140,7 @@ class DedupePipeline:
             incident_id, partition, store.load_identity(session, incident_id))
 
     def _write(self, session: Session, incident: store.Incident, identity: IncidentIdentity,
-               now: datetime, versions: dict[RecordKey, AffectedRecordMessage] | None = None,
+               now: datetime, versions: dict[RecordKey, store.RecordRow] | None = None,
                ) -> int:
         """Write what the identity state changed, release what is due; returns notices."""
         store.write_records(session, incident.incident_id, identity.take_records(),

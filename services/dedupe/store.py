@@ -11,7 +11,12 @@ from sqlmodel import Session
 
 from services.common import outbox
 from services.common.db import upsert
-from services.common.messages import AffectedRecordMessage, IncidentMessage, NoticeMessage
+from services.common.messages import (
+    AffectedRecordMessage,
+    IncidentMessage,
+    NoticeMessage,
+    RecordWithdrawnMessage,
+)
 from services.common.topics import NOTICES
 from services.dedupe.identity import (
     PersonMeta,
@@ -106,14 +111,27 @@ def request_manual_release(session: Session, incident_id: str, now: datetime) ->
 
 # --- records and persons -----------------------------------------------------------------------
 
+# The message a record's row is written whole from: a new version, or the withdrawal of a
+# version never seen (a tombstone: key, version and withdrawal, no personal fields).
+RecordRow = AffectedRecordMessage | RecordWithdrawnMessage
+
+
 def write_records(session: Session, incident_id: str, records: dict[RecordKey, RecordMeta],
-                  versions: dict[RecordKey, AffectedRecordMessage], now: datetime) -> None:
-    """Records whose state changed: a new version (`versions`) is written whole; the rest
-    only move to another person or are withdrawn."""
+                  versions: dict[RecordKey, RecordRow], now: datetime) -> None:
+    """Records whose state changed: a new version or a tombstone (`versions`) is written
+    whole; the rest only move to another person or are withdrawn."""
     full, partial = [], []
     for key, meta in records.items():
         msg = versions.get(key)
-        if msg is not None:
+        if isinstance(msg, RecordWithdrawnMessage):
+            full.append({
+                "incident_id": incident_id, "agency_id": msg.agency_id,
+                "source_record_id": msg.source_record_id, "record_version": meta.version,
+                "message_id": msg.message_id, "sealed": "", "data_categories": [],
+                "document_count": 0, "preferred_language": "en", "on_hold": False,
+                "updated_at": now, "person_id": None, "withdrawn": True,
+            })
+        elif msg is not None:
             full.append({
                 "incident_id": incident_id, "agency_id": msg.agency_id,
                 "source_record_id": msg.source_record_id, "record_version": msg.record_version,

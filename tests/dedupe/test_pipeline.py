@@ -12,7 +12,7 @@ from services.dedupe import store
 from services.dedupe.identity import RecordMeta
 from services.dedupe.models import NoticeState, PersonState, RecordState
 from services.dedupe.pipeline import DedupePipeline
-from testkit.messages import completion, incident_message, record_message
+from testkit.messages import completion, incident_message, record_message, withdrawal
 from tests.dedupe.conftest import AROHA, HEMI
 from tests.dedupe.test_reviews import J_TIPENE, JOSEPH_TIPENE
 
@@ -115,3 +115,18 @@ def test_a_decision_made_before_a_rebalance_still_reaches_the_persons(pipeline, 
     pipeline.tick({0})
     assert len(persons_of(dedupe_engine, "inc-1")) == 1
     assert count(dedupe_engine, PersonState, PersonState.status == "pending") == 1
+
+
+def test_a_tombstone_is_stored_and_outranks_its_version_after_a_rebuild(pipeline, dedupe_engine):
+    pipeline.apply_incidents([incident_message("inc-1", AGENCIES, ["gp"])])
+    pipeline.apply_batch(0, [withdrawal("inc-1", "gp", "gp-1", version=1)])
+    with Session(dedupe_engine) as session:
+        row = session.exec(select(RecordState)).one()
+    assert (row.record_version, row.withdrawn, row.sealed, row.person_id) == (1, True, "", None)
+
+    pipeline.revoked({0})  # rebuilt from the database before the late version comes
+    pipeline.apply_batch(0, [record_message(SEALER, "inc-1", "gp", "gp-1", **AROHA)])
+    assert count(dedupe_engine, RecordState, RecordState.withdrawn == False) == 0  # noqa: E712
+    pipeline.apply_batch(0, [record_message(SEALER, "inc-1", "gp", "gp-1", version=2, **AROHA),
+                             completion("inc-1", "gp", 1)])
+    assert count(dedupe_engine, NoticeState) == 1
