@@ -21,13 +21,15 @@ from datetime import datetime
 from enum import StrEnum
 
 from services.common.crypto import Sealer
+from services.common.ids import stable_id
 from services.common.messages import (
     AffectedRecordMessage,
     ReleasePolicy,
     SealedPersonalFields,
     record_sealing_context,
 )
-from services.dedupe.release import Action, PersonView, decide, inherited_lineage
+from services.dedupe.lineage import Lineage, assign_lineages, first_lineage_id
+from services.dedupe.release import Action, PersonView, decide
 from services.dedupe.resolver import MatchRecord, Resolver, ResolverConfig, ReviewItem
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,16 @@ class RecordMeta:
     withdrawn: bool
     on_hold: bool
     categories: tuple[str, ...]
+    # The lineage whose notice covered this record, and the version it covered then.
+    told_lineage: str | None = None
+    told_version: int = 0
+
+    @property
+    def told_by(self) -> str | None:
+        """The lineage that told this record's person about it, at its current version."""
+        if self.withdrawn or self.told_version != self.version:
+            return None
+        return self.told_lineage
 
 
 @dataclass(slots=True)
@@ -98,6 +110,35 @@ class StoredIdentity:
     records: list[StoredRecord]
     persons: dict[str, PersonMeta]
     decisions: list[ReviewDecision]  # applied ones: they are part of the state
+    # lineage id -> the highest notice version issued under it (every notice ever released)
+    issued: dict[str, int] = field(default_factory=dict)
+
+
+def lineages_of(persons: dict[str, PersonMeta], issued: dict[str, int]) -> dict[str, Lineage]:
+    """Every lineage of an incident, from its persons (what each was told, and who holds a
+    lineage now) and its notices (the highest version each lineage issued)."""
+    lineages = {lid: Lineage(version, frozenset(), frozenset()) for lid, version in issued.items()}
+    for person_id, p in sorted(persons.items()):
+        if p.notice_person_id is None:
+            continue
+        lineage = lineages.setdefault(p.notice_person_id, Lineage(0, frozenset(), frozenset()))
+        lineage.version = max(lineage.version, p.notified_version)
+        lineage.agency_ids = intern(lineage.agency_ids | p.notified_agency_ids)
+        lineage.categories = intern(lineage.categories | p.notified_categories)
+        if p.status != "empty":
+            lineage.holder = person_id
+    return lineages
+
+
+_INTERNED: dict[frozenset[str], frozenset[str]] = {}
+
+
+def intern(values: frozenset[str]) -> frozenset[str]:
+    """One shared object per distinct set of agencies or categories: a 400k-record incident
+    has hundreds of thousands of persons but few distinct sets."""
+    if len(_INTERNED) > 100_000:
+        _INTERNED.clear()
+    return _INTERNED.setdefault(values, values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +146,7 @@ class DueNotice:
     """A notice (version 1) or amendment the release rules say a person gets now."""
 
     person_id: str  # the resolver's person
-    notice_person_id: str  # the id the notice carries: fixed at the person's first notice
+    notice_person_id: str  # the id the notice carries: its lineage (lineage.py)
     version: int
     view: PersonView
 
@@ -118,6 +159,7 @@ class IncidentIdentity:
     records: dict[RecordKey, RecordMeta] = field(default_factory=dict)
     persons: dict[str, PersonMeta] = field(default_factory=dict)
     members: dict[str, set[RecordKey]] = field(default_factory=dict)  # person → live records
+    lineages: dict[str, Lineage] = field(default_factory=dict)  # every notice lineage used
     dirty: set[str] = field(default_factory=set)  # persons awaiting a release decision
     # The resolver's review pairs may have changed since the queue was last written.
     reviews_stale: bool = True
@@ -186,15 +228,15 @@ class IncidentIdentity:
     # --- the resolver's answer -------------------------------------------------------------------
 
     def settle(self, now: datetime) -> None:
-        """Take the resolver's persons for every record that changed, and mark the persons
-        records left or joined as needing a release decision."""
+        """Take the resolver's persons for every record that changed, mark the persons
+        records left or joined as needing a release decision, and work out what each of
+        them has been told (lineage.py)."""
         keys = self._changed | self.resolver.drain_changes()
         self._changed = set()
         if not keys:
             return
         self.reviews_stale = True
         touched: set[str] = set()
-        moved_from: dict[str, set[str]] = {}
         for key in keys:
             meta = self.records.get(key)
             if meta is None:
@@ -202,8 +244,6 @@ class IncidentIdentity:
             new = None if meta.withdrawn else self.resolver.person_of(*key)
             old = self._set_person(key, new)
             touched.update(p for p in (old, new) if p)
-            if old and new and old != new:
-                moved_from.setdefault(new, set()).add(old)
         for person_id in touched:
             person = self.persons.get(person_id)
             if person is None:
@@ -213,11 +253,49 @@ class IncidentIdentity:
             # A person whose records all moved away or were withdrawn is no one (yet).
             if not self.members.get(person_id):
                 person.status = "empty"
-            elif person.status == "empty":
-                person.status = "notified" if person.notified_version else "pending"
+                self._release_lineage(person_id, person.notice_person_id)
             self.dirty.add(person_id)
-            self._inherit_lineage(person, moved_from.get(person_id, set()))
             self._persons_to_write.add(person_id)
+        self._assign_lineages(sorted(p for p in touched if self.members.get(p)))
+
+    def _assign_lineages(self, person_ids: list[str]) -> None:
+        """What each re-identified person has been told: from the notices covering their
+        records, not from the person id their records had."""
+        claims: dict[str, dict[str, RecordKey]] = {}
+        for person_id in person_ids:
+            claimed: dict[str, RecordKey] = {}
+            for key in self.members[person_id]:
+                lineage_id = self.records[key].told_by
+                if lineage_id is not None and (lineage_id not in claimed
+                                               or key < claimed[lineage_id]):
+                    claimed[lineage_id] = key
+            claims[person_id] = claimed
+        current = {p: self.persons[p].notice_person_id for p in person_ids}
+        for person_id, told in assign_lineages(claims, current, self.lineages,
+                                               self._derive).items():
+            person = self.persons[person_id]
+            if told.lineage_id != person.notice_person_id:
+                self._release_lineage(person_id, person.notice_person_id)
+            person.notice_person_id = told.lineage_id
+            person.notified_version = told.version
+            person.notified_agency_ids = intern(told.agency_ids)
+            person.notified_categories = intern(told.categories)
+            if told.lineage_id is not None:
+                lineage = self.lineages.get(told.lineage_id)
+                if lineage is None:  # derived for a part split off: told what its base told
+                    lineage = self.lineages[told.lineage_id] = Lineage(
+                        told.version, person.notified_agency_ids, person.notified_categories)
+                lineage.holder = person_id
+            if person.status in ("empty", "notified"):
+                person.status = "notified" if told.version else "pending"
+
+    def _release_lineage(self, person_id: str, lineage_id: str | None) -> None:
+        lineage = self.lineages.get(lineage_id) if lineage_id else None
+        if lineage is not None and lineage.holder == person_id:
+            lineage.holder = None
+
+    def _derive(self, base: str, key: RecordKey, attempt: int) -> str:
+        return stable_id("P", self.incident_id, base, *key, attempt)
 
     def _set_person(self, key: RecordKey, person_id: str | None) -> str | None:
         """Move a record to a person (None: it left every person); returns the old person."""
@@ -232,17 +310,6 @@ class IncidentIdentity:
         meta.person_id = person_id
         self._records_to_write.add(key)
         return old
-
-    def _inherit_lineage(self, person: PersonMeta, previous_ids: set[str]) -> None:
-        if person.notified_version > 0 or not previous_ids:
-            return
-        lineage = inherited_lineage(self.persons[p] for p in sorted(previous_ids)
-                                    if p in self.persons)
-        if lineage is not None:
-            person.notice_person_id = lineage.notice_person_id
-            person.notified_version = lineage.notified_version
-            person.notified_agency_ids = lineage.notified_agency_ids
-            person.notified_categories = lineage.notified_categories
 
     # --- release ---------------------------------------------------------------------------------
 
@@ -266,15 +333,31 @@ class IncidentIdentity:
             elif decision.action == Action.HOLD:
                 person.status = "held"
             else:
-                notice = DueNotice(person_id, person.notice_person_id or person_id,
-                                   person.notified_version + 1, view)
-                person.status = "notified"
-                person.notice_person_id = notice.notice_person_id
-                person.notified_version = notice.version
-                person.notified_agency_ids = view.agency_ids | person.notified_agency_ids
-                person.notified_categories = view.categories | person.notified_categories
-                due.append(notice)
+                due.append(self._notify(person_id, person, view))
         return due
+
+    def _notify(self, person_id: str, person: PersonMeta, view: PersonView) -> DueNotice:
+        """Count a notice as sent: the next version of the person's lineage (a new lineage
+        for a first notice), covering every live record of theirs at its version."""
+        lineage_id = person.notice_person_id or first_lineage_id(person_id, self.lineages,
+                                                                 self._derive)
+        lineage = self.lineages.get(lineage_id)
+        if lineage is None:
+            lineage = self.lineages[lineage_id] = Lineage(0, frozenset(), frozenset())
+        # Never a version the lineage has issued: notice ids are (incident, lineage, version).
+        version = max(person.notified_version, lineage.version) + 1
+        person.status = "notified"
+        person.notice_person_id = lineage_id
+        person.notified_version = version
+        person.notified_agency_ids = intern(view.agency_ids | person.notified_agency_ids)
+        person.notified_categories = intern(view.categories | person.notified_categories)
+        lineage.version, lineage.holder = version, person_id
+        lineage.agency_ids = intern(lineage.agency_ids | view.agency_ids)
+        lineage.categories = intern(lineage.categories | view.categories)
+        for key in self.members.get(person_id, ()):
+            meta = self.records[key]
+            meta.told_lineage, meta.told_version = lineage_id, meta.version
+        return DueNotice(person_id, lineage_id, version, view)
 
     def view(self, person_id: str) -> PersonView:
         person = self.persons[person_id]
@@ -340,6 +423,7 @@ class IdentityState:
         incident.apply_decisions(stored.decisions)
         incident.resolver.drain_changes()  # the database already holds these assignments
         incident.persons = stored.persons
+        incident.lineages = lineages_of(stored.persons, stored.issued)
         incident.dirty = {pid for pid, p in stored.persons.items() if p.dirty}
         if stored.records:
             log.info("identity state rebuilt from the database",

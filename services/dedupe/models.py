@@ -52,6 +52,10 @@ class RecordState(SQLModel, table=True):
     on_hold: bool = False
     withdrawn: bool = False
     person_id: str | None = Field(default=None, max_length=128)
+    # The notice lineage (notice person id) whose notice covered this record, at the record
+    # version it covered: a person is told about the records a notice covered (lineage.py).
+    told_lineage: str | None = Field(default=None, max_length=128)
+    told_version: int = 0
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

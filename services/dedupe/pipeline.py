@@ -32,7 +32,13 @@ from services.common.messages import (
     ReleasePolicy,
 )
 from services.dedupe import store
-from services.dedupe.identity import IdentityState, IncidentIdentity, RecordKey, Withdrawn
+from services.dedupe.identity import (
+    DueNotice,
+    IdentityState,
+    IncidentIdentity,
+    RecordKey,
+    Withdrawn,
+)
 from services.dedupe.notices import build_notice
 from services.dedupe.release import incident_release_reason
 from services.dedupe.reviews import review_changes
@@ -145,19 +151,20 @@ class DedupePipeline:
         """Write what the identity state changed, release what is due; returns notices."""
         store.write_records(session, incident.incident_id, identity.take_records(),
                             versions or {}, now)
-        released = self._release(session, incident, identity, now)
+        due = self._release(session, incident, identity, now)
         store.write_persons(session, incident.incident_id, identity.take_persons())
-        return released
+        store.mark_covered(session, incident.incident_id, [d.person_id for d in due])
+        return len(due)
 
     def _release(self, session: Session, incident: store.Incident, identity: IncidentIdentity,
-                 now: datetime) -> int:
+                 now: datetime) -> list[DueNotice]:
         policy = ReleasePolicy.model_validate(incident.release_policy or {})
         if incident.released_at is None:
             reason = incident_release_reason(
                 incident.expected_agency_ids, set(incident.completed), policy,
                 incident.manual_release_requested_at is not None, now)
             if reason is None:
-                return 0
+                return []
             incident.released_at, incident.release_reason = now, reason.value
             store.mark_released(session, incident.incident_id, now, reason.value)
             log.info("incident released", extra={"incident_id": incident.incident_id})
@@ -169,4 +176,4 @@ class DedupePipeline:
                                       d.version, live.get(d.person_id, []),
                                       incident.agency_names, self.clock())
                 store.add_notice(session, notice, d.view)
-        return len(due)
+        return due

@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlmodel import Session
 
 from services.common import outbox
+from services.common.batching import chunks
 from services.common.db import upsert
 from services.common.messages import (
     AffectedRecordMessage,
@@ -35,6 +36,7 @@ _INCIDENTS = IncidentState.__table__
 _RECORDS = RecordState.__table__
 _PERSONS = PersonState.__table__
 _REVIEWS = ReviewState.__table__
+_NOTICES = NoticeState.__table__
 _RECORD_KEY = ["incident_id", "agency_id", "source_record_id"]
 
 
@@ -172,11 +174,12 @@ def load_identity(session: Session, incident_id: str) -> StoredIdentity:
     records = [
         StoredRecord((row.agency_id, row.source_record_id),
                      RecordMeta(row.record_version, row.person_id, row.withdrawn, row.on_hold,
-                                tuple(row.data_categories)),
+                                tuple(row.data_categories), row.told_lineage, row.told_version),
                      row.sealed)
         for row in session.execute(
             select(r.c.agency_id, r.c.source_record_id, r.c.record_version, r.c.person_id,
-                   r.c.withdrawn, r.c.on_hold, r.c.data_categories, r.c.sealed)
+                   r.c.withdrawn, r.c.on_hold, r.c.data_categories, r.c.told_lineage,
+                   r.c.told_version, r.c.sealed)
             .where(r.c.incident_id == incident_id))
     ]
     persons = {
@@ -192,7 +195,10 @@ def load_identity(session: Session, incident_id: str) -> StoredIdentity:
     # Not those still pending: the next tick applies them and writes what they change.
     decisions = _decisions(session, incident_id, _REVIEWS.c.status.in_(("merge", "keep_apart")),
                            _REVIEWS.c.applied == True)  # noqa: E712
-    return StoredIdentity(records, persons, decisions)
+    issued = dict(session.execute(
+        select(_NOTICES.c.person_id, func.max(_NOTICES.c.version))
+        .where(_NOTICES.c.incident_id == incident_id).group_by(_NOTICES.c.person_id)).all())
+    return StoredIdentity(records, persons, decisions, issued)
 
 
 def live_records(session: Session, incident_id: str, person_ids: list[str]
@@ -208,6 +214,19 @@ def live_records(session: Session, incident_id: str, person_ids: list[str]
                    r.c.withdrawn == False)):  # noqa: E712
         grouped.setdefault(row.person_id, []).append(NoticeRecord(*row[1:]))
     return grouped
+
+
+def mark_covered(session: Session, incident_id: str, person_ids: list[str]) -> None:
+    """The live records of these persons are covered by the notice just released to each:
+    its lineage (the person's notice person id, written before) at the record's version."""
+    r, p = _RECORDS, _PERSONS
+    lineage = (select(p.c.notice_person_id)
+               .where(p.c.incident_id == r.c.incident_id, p.c.person_id == r.c.person_id)
+               .scalar_subquery())
+    for chunk in chunks(person_ids, 1000):
+        session.execute(update(r).where(r.c.incident_id == incident_id, r.c.person_id.in_(chunk),
+                                        r.c.withdrawn == False)  # noqa: E712
+                        .values(told_lineage=lineage, told_version=r.c.record_version))
 
 
 # --- notices -----------------------------------------------------------------------------------

@@ -210,3 +210,19 @@ def test_a_withdrawal_of_a_version_not_seen_leaves_a_tombstone_that_outranks_it(
     # Messages from before versioned withdrawals withdraw whatever is held.
     assert state.withdraw(("gp", "gp-1")) is Withdrawn.WITHDRAWN
     assert state.withdraw(("gp", "never-seen")) is Withdrawn.IGNORED
+
+
+def test_a_told_record_withdrawn_and_sent_again_is_told_again_under_a_new_lineage():
+    state = identity()
+    state.apply_record(record("gp", "gp-1", AROHA))
+    state.settle(T0)
+    (first,) = state.release(T0, POLICY, NOW)
+    assert state.records["gp", "gp-1"].told_by == first.notice_person_id
+    state.withdraw(("gp", "gp-1"), 1)
+    state.apply_record(record("gp", "gp-1", {**AROHA, "email": "new@example.nz"}, version=2))
+    state.settle(NOW)
+    assert state.records["gp", "gp-1"].told_by is None  # version 2 was never in a notice
+    (again,) = state.release(T0, POLICY, NOW)
+    # The same resolver person, told nothing of version 2: a first notice, never the same id.
+    assert again.person_id == first.person_id and again.version == 1
+    assert again.notice_person_id != first.notice_person_id
