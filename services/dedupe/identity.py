@@ -438,8 +438,11 @@ class IdentityState:
             self._incidents.pop(incident_id, None)
             self._partition_of.pop(incident_id, None)
 
-    def forget_partitions(self, partitions: set[int]) -> None:
-        self.forget([i for i, p in self._partition_of.items() if p in partitions])
+    def forget_partitions(self, partitions: set[int]) -> list[str]:
+        """Drop the incidents on these partitions; returns their ids."""
+        gone = [i for i, p in self._partition_of.items() if p in partitions]
+        self.forget(gone)
+        return gone
 
     def reviews_due(self, incident: IncidentIdentity) -> list[ReviewItem] | None:
         """The resolver's review pairs when the incident's queue is due a refresh, else None."""

@@ -14,7 +14,9 @@ decisions need is in memory; the database is written in bulk.
 """
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -31,7 +33,8 @@ from services.common.messages import (
     RecordWithdrawnMessage,
     ReleasePolicy,
 )
-from services.dedupe import store
+from services.dedupe import metrics, store
+from services.dedupe.failures import IncidentFailures
 from services.dedupe.identity import (
     DueNotice,
     IdentityState,
@@ -48,12 +51,14 @@ log = logging.getLogger(__name__)
 
 class DedupePipeline:
     def __init__(self, engine: Engine, sealer: Sealer, identity: IdentityState | None = None,
-                 clock: Clock = utcnow, review_sync_interval_s: float = 30.0):
+                 clock: Clock = utcnow, review_sync_interval_s: float = 30.0,
+                 retry_first_delay_s: float = 1.0, retry_max_delay_s: float = 300.0):
         self.engine = engine
         self.sealer = sealer
         self.identity = identity or IdentityState(sealer,
                                                   review_sync_interval_s=review_sync_interval_s)
         self.clock = clock
+        self.failures = IncidentFailures(retry_first_delay_s, retry_max_delay_s)
 
     def apply_batch(self, partition: int, messages: list[AffectedRecordsTopicMessage]) -> int:
         """Apply one partition batch in order; returns how many notices were released."""
@@ -92,8 +97,11 @@ class DedupePipeline:
                 for incident_id in touched:
                     identity = self.identity.get(incident_id)
                     identity.settle(now)
-                    released += self._write(session, incidents[incident_id], identity, now,
-                                            versions[incident_id])
+                    self._write_state(session, incident_id, identity, now, versions[incident_id])
+                    # The records are applied whatever happens next; the release of one
+                    # incident failing must not fail the batch (nor other incidents' release).
+                    released += self._isolated(session, incident_id, "release", partial(
+                        self._release_due, session, incidents[incident_id], identity, now))
                 return released
         except BaseException:
             self.identity.forget(touched)  # memory must not run ahead of the database
@@ -102,31 +110,66 @@ class DedupePipeline:
     def tick(self, partitions: set[int]) -> int:
         """Time-driven work for the incidents on owned partitions: deadlines, settle windows,
         manual releases, review decisions, the review queue. Returns how many notices were
-        released."""
+        released. Each incident's work is isolated: one failing waits for its retry while
+        the others go on."""
         released = 0
-        touched: list[str] = []  # one transaction for all: a failure rolls back every one
+        touched: list[str] = []  # incidents whose work this transaction holds
         try:
             with session_scope(self.engine) as session:
                 for incident in store.incidents_on(session, partitions):
+                    if self.failures.waiting(incident.incident_id):
+                        continue
                     touched.append(incident.incident_id)
-                    identity = self._identity(session, incident.incident_id, incident.partition)
-                    now = self.clock()
-                    decisions = store.pending_decisions(session, incident.incident_id)
-                    if decisions:
-                        identity.apply_decisions(decisions)
-                        store.mark_applied(session, decisions)
-                        identity.settle(now)
-                    released += self._write(session, incident, identity, now)
-                    items = self.identity.reviews_due(identity)
-                    if items is not None:
-                        known = store.review_statuses(session, incident.incident_id)
-                        store.write_review_changes(
-                            session, incident.incident_id,
-                            review_changes(incident.incident_id, items, known), self.clock())
+                    released += self._isolated(session, incident.incident_id, "tick",
+                                               partial(self._tick, session, incident))
             return released
         except BaseException:
             self.identity.forget(touched)  # memory must not run ahead of the database
             raise
+
+    def _tick(self, session: Session, incident: store.Incident) -> int:
+        identity = self._identity(session, incident.incident_id, incident.partition)
+        now = self.clock()
+        decisions = store.pending_decisions(session, incident.incident_id)
+        if decisions:
+            identity.apply_decisions(decisions)
+            store.mark_applied(session, decisions)
+            identity.settle(now)
+        self._write_state(session, incident.incident_id, identity, now)
+        released = self._release_due(session, incident, identity, now)
+        items = self.identity.reviews_due(identity)
+        if items is not None:
+            known = store.review_statuses(session, incident.incident_id)
+            store.write_review_changes(
+                session, incident.incident_id,
+                review_changes(incident.incident_id, items, known), self.clock())
+        return released
+
+    def _isolated(self, session: Session, incident_id: str, stage: str,
+                  work: Callable[[], int]) -> int:
+        """Run one incident's work in a savepoint: if it fails, only its own changes roll
+        back, its identity state is dropped (rebuilt from the database for its retry) and
+        it waits for its retry with backoff; the caller's other incidents go on."""
+        if self.failures.waiting(incident_id):
+            return 0
+        try:
+            with session.begin_nested():
+                result = work()
+        except Exception as exc:
+            self.identity.forget([incident_id])
+            failure = self.failures.failed(incident_id, exc)
+            metrics.INCIDENT_FAILURES.labels(stage=stage).inc()
+            metrics.INCIDENTS_FAILING.set(len(self.failures.failing()))
+            # The type only: a database error's message can quote the values it refused.
+            log.warning("incident %s failed (%s, attempt %d); retrying later", stage,
+                        failure.kind, failure.count,
+                        extra={"incident_id": incident_id, "error": failure.kind})
+            return 0
+        if incident_id in self.failures.failing():
+            self.failures.succeeded(incident_id)
+            metrics.INCIDENTS_FAILING.set(len(self.failures.failing()))
+            log.info("incident recovered", extra={"incident_id": incident_id})
+        return result
 
     def apply_incidents(self, messages: list[IncidentMessage]) -> None:
         """Definitions from incidents.v1 (agency names, expected agencies, release policy);
@@ -138,19 +181,23 @@ class DedupePipeline:
 
     def revoked(self, partitions: set[int]) -> None:
         # Another instance now owns these incidents; it rebuilds their identity state itself.
-        self.identity.forget_partitions(partitions)
+        self.failures.forget(self.identity.forget_partitions(partitions))
 
     def _identity(self, session: Session, incident_id: str, partition: int | None
                   ) -> IncidentIdentity:
         return self.identity.get(incident_id, partition) or self.identity.rebuild(
             incident_id, partition, store.load_identity(session, incident_id))
 
-    def _write(self, session: Session, incident: store.Incident, identity: IncidentIdentity,
-               now: datetime, versions: dict[RecordKey, store.RecordRow] | None = None,
-               ) -> int:
-        """Write what the identity state changed, release what is due; returns notices."""
-        store.write_records(session, incident.incident_id, identity.take_records(),
-                            versions or {}, now)
+    def _write_state(self, session: Session, incident_id: str, identity: IncidentIdentity,
+                     now: datetime, versions: dict[RecordKey, store.RecordRow] | None = None,
+                     ) -> None:
+        """Write what the identity state changed: records and persons."""
+        store.write_records(session, incident_id, identity.take_records(), versions or {}, now)
+        store.write_persons(session, incident_id, identity.take_persons())
+
+    def _release_due(self, session: Session, incident: store.Incident,
+                     identity: IncidentIdentity, now: datetime) -> int:
+        """Release what is due, with the persons' new state; returns notices."""
         due = self._release(session, incident, identity, now)
         store.write_persons(session, incident.incident_id, identity.take_persons())
         store.mark_covered(session, incident.incident_id, [d.person_id for d in due])

@@ -9,7 +9,6 @@ from services.common.crypto import Sealer, generate_key_spec
 from services.common.db import session_scope
 from services.common.outbox import OutboxMessage
 from services.dedupe import store
-from services.dedupe.identity import RecordMeta
 from services.dedupe.models import NoticeState, PersonState, RecordState
 from services.dedupe.pipeline import DedupePipeline
 from testkit.messages import completion, incident_message, record_message, withdrawal
@@ -73,32 +72,6 @@ def test_a_failed_batch_is_forgotten_and_applies_in_full_when_retried(pipeline, 
     # new again, not mistaken for a replay.
     pipeline.apply_batch(0, [good])
     assert count(dedupe_engine, RecordState, RecordState.person_id.is_not(None)) == 1
-
-
-def test_a_failed_tick_forgets_every_incident_its_transaction_changed(pipeline, dedupe_engine):
-    for incident_id in ("inc-a", "inc-b"):
-        pipeline.apply_incidents([incident_message(incident_id, AGENCIES, ["gp"])])
-    pipeline.apply_batch(0, [record_message(SEALER, "inc-a", "gp", "gp-1", **AROHA)])
-    # inc-b, on the same partition, holds a record this instance cannot open.
-    unreadable = record_message(OTHER_KEY, "inc-b", "gp", "gp-1", **HEMI)
-    with session_scope(dedupe_engine) as session:
-        incident = store.ensure_incident(session, "inc-b")
-        incident.partition = 0
-        store.save_stream_state(session, incident)
-        store.write_records(session, "inc-b", {("gp", "gp-1"): RecordMeta(1, None, False, False, ())},
-                            {("gp", "gp-1"): unreadable}, unreadable.received_at)
-        store.request_manual_release(session, "inc-a", unreadable.received_at)
-
-    # inc-a is released (its notice decided in memory), then inc-b fails: all rolled back.
-    with pytest.raises(Exception):  # noqa: B017, PT011
-        pipeline.tick({0})
-    assert count(dedupe_engine, NoticeState) == 0
-
-    with session_scope(dedupe_engine) as session:  # the unreadable record is dealt with
-        session.execute(RecordState.__table__.delete().where(RecordState.incident_id == "inc-b"))
-    assert pipeline.tick({0}) == 1
-    assert count(dedupe_engine, NoticeState, NoticeState.incident_id == "inc-a") == 1
-
 
 
 def test_a_decision_made_before_a_rebalance_still_reaches_the_persons(pipeline, dedupe_engine):
