@@ -29,12 +29,13 @@ class DedupeRuntime(ServiceRuntime):
 def _workers(runtime: DedupeRuntime) -> list:
     settings = runtime.settings
     records = AffectedRecordsHandler(runtime.pipeline, runtime.relay)
+    records.worker = ConsumerWorker(settings, "dedupe.affected-records", [AFFECTED_RECORDS],
+                                    records, on_revoked=records.revoked, on_tick=records.tick,
+                                    tick_interval_s=settings.release_tick_s)
     return [
         # Incidents first: agency names and release policy before their records.
         TopicFollower(settings, INCIDENTS, IncidentsHandler(runtime.pipeline)),
-        ConsumerWorker(settings, "dedupe.affected-records", [AFFECTED_RECORDS], records,
-                       on_revoked=records.revoked, on_tick=records.tick,
-                       tick_interval_s=settings.release_tick_s),
+        records.worker,
     ]
 
 

@@ -45,8 +45,18 @@ from services.dedupe.identity import (
 from services.dedupe.notices import build_notice
 from services.dedupe.release import incident_release_reason
 from services.dedupe.reviews import review_changes
+from services.dedupe.streamtime import StreamClock
 
 log = logging.getLogger(__name__)
+
+
+def message_time(msg: AffectedRecordsTopicMessage) -> datetime:
+    """A message's own time (set by intake): what release decisions are judged by."""
+    if isinstance(msg, AffectedRecordMessage):
+        return msg.received_at
+    if isinstance(msg, RecordWithdrawnMessage):
+        return msg.withdrawn_at
+    return msg.completed_at
 
 
 class DedupePipeline:
@@ -59,13 +69,14 @@ class DedupePipeline:
                                                   review_sync_interval_s=review_sync_interval_s)
         self.clock = clock
         self.failures = IncidentFailures(retry_first_delay_s, retry_max_delay_s)
+        self.stream = StreamClock(clock)
 
     def apply_batch(self, partition: int, messages: list[AffectedRecordsTopicMessage]) -> int:
         """Apply one partition batch in order; returns how many notices were released."""
         touched: list[str] = []  # incidents whose identity state this batch changes
+        now = self.stream.for_batch(partition, (message_time(m) for m in messages))
         try:
             with session_scope(self.engine) as session:
-                now = self.clock()
                 incidents: dict[str, store.Incident] = {}
                 changed: set[str] = set()  # incidents whose stream state must be saved
                 versions: dict[str, dict[RecordKey, store.RecordRow]] = {}
@@ -102,34 +113,40 @@ class DedupePipeline:
                     # incident failing must not fail the batch (nor other incidents' release).
                     released += self._isolated(session, incident_id, "release", partial(
                         self._release_due, session, incidents[incident_id], identity, now))
-                return released
         except BaseException:
             self.identity.forget(touched)  # memory must not run ahead of the database
             raise
+        self.stream.applied(partition, now)
+        return released
 
-    def tick(self, partitions: set[int]) -> int:
+    def tick(self, partitions: set[int], caught_up: set[int] | None = None) -> int:
         """Time-driven work for the incidents on owned partitions: deadlines, settle windows,
         manual releases, review decisions, the review queue. Returns how many notices were
         released. Each incident's work is isolated: one failing waits for its retry while
-        the others go on."""
+        the others go on. `caught_up`: the partitions at the end of their log (None: all),
+        judged by the wall clock; the others by their stream time (streamtime.py)."""
         released = 0
         touched: list[str] = []  # incidents whose work this transaction holds
+        times = {p: self.stream.for_tick(p, caught_up is None or p in caught_up)
+                 for p in partitions}
+        judged = {p for p, t in times.items() if t is not None}
+        if not judged:
+            return 0
         try:
             with session_scope(self.engine) as session:
-                for incident in store.incidents_on(session, partitions):
+                for incident in store.incidents_on(session, judged):
                     if self.failures.waiting(incident.incident_id):
                         continue
                     touched.append(incident.incident_id)
-                    released += self._isolated(session, incident.incident_id, "tick",
-                                               partial(self._tick, session, incident))
+                    released += self._isolated(session, incident.incident_id, "tick", partial(
+                        self._tick, session, incident, times[incident.partition]))
             return released
         except BaseException:
             self.identity.forget(touched)  # memory must not run ahead of the database
             raise
 
-    def _tick(self, session: Session, incident: store.Incident) -> int:
+    def _tick(self, session: Session, incident: store.Incident, now: datetime) -> int:
         identity = self._identity(session, incident.incident_id, incident.partition)
-        now = self.clock()
         decisions = store.pending_decisions(session, incident.incident_id)
         if decisions:
             identity.apply_decisions(decisions)
@@ -182,6 +199,7 @@ class DedupePipeline:
     def revoked(self, partitions: set[int]) -> None:
         # Another instance now owns these incidents; it rebuilds their identity state itself.
         self.failures.forget(self.identity.forget_partitions(partitions))
+        self.stream.forget(partitions)
 
     def _identity(self, session: Session, incident_id: str, partition: int | None
                   ) -> IncidentIdentity:
