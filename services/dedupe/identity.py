@@ -160,6 +160,9 @@ class IncidentIdentity:
     persons: dict[str, PersonMeta] = field(default_factory=dict)
     members: dict[str, set[RecordKey]] = field(default_factory=dict)  # person → live records
     lineages: dict[str, Lineage] = field(default_factory=dict)  # every notice lineage used
+    # Distinct records seen per agency, live or withdrawn (tombstones too): what its
+    # completion's counts are reconciled with before release.
+    seen: dict[str, int] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)  # persons awaiting a release decision
     # The resolver's review pairs may have changed since the queue was last written.
     reviews_stale: bool = True
@@ -179,6 +182,7 @@ class IncidentIdentity:
         if meta is None:
             meta = self.records[key] = RecordMeta(msg.record_version, None, False, msg.on_hold,
                                                   tuple(msg.data_categories))
+            self.seen[msg.agency_id] = self.seen.get(msg.agency_id, 0) + 1
         meta.version = msg.record_version
         meta.withdrawn = False
         meta.on_hold = msg.on_hold
@@ -201,6 +205,7 @@ class IncidentIdentity:
             if version is None:
                 return Withdrawn.IGNORED
             self.records[key] = RecordMeta(version, None, True, False, ())
+            self.seen[key[0]] = self.seen.get(key[0], 0) + 1
             self._records_to_write.add(key)
             return Withdrawn.TOMBSTONE
         if version is not None and (version < meta.version or
@@ -414,6 +419,7 @@ class IdentityState:
         live = []
         for r in stored.records:
             incident.records[r.key] = r.meta
+            incident.seen[r.key[0]] = incident.seen.get(r.key[0], 0) + 1
             if not r.meta.withdrawn:
                 live.append(match_record(self.sealer, incident_id, *r.key, r.meta.version,
                                          r.sealed))

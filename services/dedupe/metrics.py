@@ -9,3 +9,6 @@ INCIDENT_FAILURES = Counter(
     ["stage"])
 INCIDENTS_FAILING = Gauge(
     "panui_dedupe_incidents_failing", "Incidents waiting to retry after a failure")
+RECORDS_MISSING = Gauge(
+    "panui_dedupe_records_missing",
+    "Records the agencies' completions count that have not arrived (unreleased incidents)")

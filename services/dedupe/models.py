@@ -21,12 +21,18 @@ class IncidentState(SQLModel, table=True):
     agency_names: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     expected_agency_ids: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     release_policy: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    # agency_id → record count announced by its contribution-complete message
+    # agency_id → record count announced by its contribution-complete message (live
+    # records), and the withdrawn ones it announced
     completed: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    completed_withdrawn: dict = Field(default_factory=dict,
+                                      sa_column=Column(JSON, nullable=False))
+    # agency_id → records its completion announced that have not arrived (release.py)
+    missing: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     # The affected-records partition the incident lives on: whoever owns it releases it.
     partition: int | None = None
     released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    release_reason: str | None = Field(default=None, max_length=16)  # complete|deadline|manual
+    # complete | deadline | deadline-missing | manual
+    release_reason: str | None = Field(default=None, max_length=16)
     manual_release_requested_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 

@@ -43,7 +43,7 @@ from services.dedupe.identity import (
     Withdrawn,
 )
 from services.dedupe.notices import build_notice
-from services.dedupe.release import incident_release_reason
+from services.dedupe.release import incident_release_reason, missing_records
 from services.dedupe.reviews import review_changes
 from services.dedupe.streamtime import StreamClock
 
@@ -70,6 +70,7 @@ class DedupePipeline:
         self.clock = clock
         self.failures = IncidentFailures(retry_first_delay_s, retry_max_delay_s)
         self.stream = StreamClock(clock)
+        self._missing: dict[str, int] = {}  # incident → records missing, for the metric
 
     def apply_batch(self, partition: int, messages: list[AffectedRecordsTopicMessage]) -> int:
         """Apply one partition batch in order; returns how many notices were released."""
@@ -101,6 +102,8 @@ class DedupePipeline:
                             versions[msg.incident_id][key] = msg  # its row is written whole
                     elif isinstance(msg, ContributionCompleteMessage):
                         incident.completed = {**incident.completed, msg.agency_id: msg.record_count}
+                        incident.completed_withdrawn = {**incident.completed_withdrawn,
+                                                        msg.agency_id: msg.withdrawn_count}
                         changed.add(msg.incident_id)
                 for incident_id in changed:
                     store.save_stream_state(session, incidents[incident_id])
@@ -198,8 +201,31 @@ class DedupePipeline:
 
     def revoked(self, partitions: set[int]) -> None:
         # Another instance now owns these incidents; it rebuilds their identity state itself.
-        self.failures.forget(self.identity.forget_partitions(partitions))
+        gone = self.identity.forget_partitions(partitions)
+        self.failures.forget(gone)
+        for incident_id in gone:
+            self._missing.pop(incident_id, None)
         self.stream.forget(partitions)
+
+    def _reconcile(self, session: Session, incident: store.Incident,
+                   identity: IncidentIdentity) -> dict[str, int]:
+        """Compare each completion's counts with the records seen; record and surface what
+        is missing (progress API, metric, a log line of counts only)."""
+        announced = {a: n + incident.completed_withdrawn.get(a, 0)
+                     for a, n in incident.completed.items()}
+        missing = missing_records(announced, identity.seen)
+        if missing != incident.missing:
+            incident.missing = missing
+            store.save_missing(session, incident.incident_id, missing)
+            for agency_id in sorted(set(missing) | set(announced)):
+                if agency_id in missing:
+                    log.warning("records missing: the agency's completion counts more records "
+                                "than have arrived; release held until the deadline", extra={
+                                    "incident_id": incident.incident_id, "agency_id": agency_id,
+                                    "count": missing[agency_id]})
+        self._missing[incident.incident_id] = sum(missing.values())
+        metrics.RECORDS_MISSING.set(sum(self._missing.values()))
+        return missing
 
     def _identity(self, session: Session, incident_id: str, partition: int | None
                   ) -> IncidentIdentity:
@@ -225,14 +251,18 @@ class DedupePipeline:
                  now: datetime) -> list[DueNotice]:
         policy = ReleasePolicy.model_validate(incident.release_policy or {})
         if incident.released_at is None:
+            missing = self._reconcile(session, incident, identity)
             reason = incident_release_reason(
                 incident.expected_agency_ids, set(incident.completed), policy,
-                incident.manual_release_requested_at is not None, now)
+                incident.manual_release_requested_at is not None, now, missing)
             if reason is None:
                 return []
             incident.released_at, incident.release_reason = now, reason.value
             store.mark_released(session, incident.incident_id, now, reason.value)
-            log.info("incident released", extra={"incident_id": incident.incident_id})
+            self._missing.pop(incident.incident_id, None)  # recorded with the release
+            log.info("incident released", extra={
+                "incident_id": incident.incident_id, "reason": reason.value,
+                "records_missing": sum(missing.values())})
         due = identity.release(incident.released_at, policy, now)
         for chunk in chunks(due, 1000):
             live = store.live_records(session, incident.incident_id, [d.person_id for d in chunk])

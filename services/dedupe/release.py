@@ -9,6 +9,7 @@ a record under an s 116 hold gets nothing until the hold is lifted. What a re-id
 person (records merged or split) has been told is lineage.py's business.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -19,7 +20,16 @@ from services.common.messages import ReleasePolicy
 class ReleaseReason(StrEnum):
     COMPLETE = "complete"
     DEADLINE = "deadline"
+    # At the deadline, with records an agency announced in its completion never received.
+    DEADLINE_MISSING = "deadline-missing"
     MANUAL = "manual"
+
+
+def missing_records(announced: Mapping[str, int], seen: Mapping[str, int]) -> dict[str, int]:
+    """Per agency that completed: how many of the records its completion announced (live
+    and withdrawn) have not arrived. Records sent after the completion count as arrived, so
+    this is 0 when nothing was lost, however the agency went on."""
+    return {a: n - seen.get(a, 0) for a, n in sorted(announced.items()) if n > seen.get(a, 0)}
 
 
 def incident_release_reason(
@@ -28,14 +38,19 @@ def incident_release_reason(
     policy: ReleasePolicy,
     manual_requested: bool,
     now: datetime,
+    missing: Mapping[str, int] | None = None,
 ) -> ReleaseReason | None:
-    """Why the incident is released now, or None while it is still held."""
+    """Why the incident is released now, or None while it is still held. An agency is
+    complete only when the records its completion counts have all arrived (`missing`: what
+    `missing_records` says): a lost message holds the release until the deadline."""
+    missing = missing or {}
     if manual_requested:
         return ReleaseReason.MANUAL
-    if expected_agency_ids and set(expected_agency_ids) <= completed_agency_ids:
+    complete = completed_agency_ids - set(missing)
+    if expected_agency_ids and set(expected_agency_ids) <= complete:
         return ReleaseReason.COMPLETE
     if policy.hold_deadline is not None and now >= policy.hold_deadline:
-        return ReleaseReason.DEADLINE
+        return ReleaseReason.DEADLINE_MISSING if missing else ReleaseReason.DEADLINE
     return None
 
 

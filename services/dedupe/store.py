@@ -52,6 +52,8 @@ class Incident:
     expected_agency_ids: list[str] = field(default_factory=list)
     release_policy: dict = field(default_factory=dict)
     completed: dict[str, int] = field(default_factory=dict)  # agency → announced record count
+    completed_withdrawn: dict[str, int] = field(default_factory=dict)  # … and withdrawn ones
+    missing: dict[str, int] = field(default_factory=dict)  # agency → announced, not arrived
     partition: int | None = None
     released_at: datetime | None = None
     release_reason: str | None = None
@@ -91,7 +93,14 @@ def save_definition(session: Session, msg: IncidentMessage) -> None:
 def save_stream_state(session: Session, incident: Incident) -> None:
     """The partition the incident's records arrive on, and the agencies that completed."""
     session.execute(update(_INCIDENTS).where(_INCIDENTS.c.incident_id == incident.incident_id)
-                    .values(partition=incident.partition, completed=incident.completed))
+                    .values(partition=incident.partition, completed=incident.completed,
+                            completed_withdrawn=incident.completed_withdrawn))
+
+
+def save_missing(session: Session, incident_id: str, missing: dict[str, int]) -> None:
+    """What the reconciliation of completions with the records seen found missing."""
+    session.execute(update(_INCIDENTS).where(_INCIDENTS.c.incident_id == incident_id)
+                    .values(missing=missing))
 
 
 def mark_released(session: Session, incident_id: str, released_at: datetime, reason: str) -> None:
@@ -357,6 +366,7 @@ class AgencyCount:
     complete: bool
     records: int  # live (not withdrawn)
     withdrawn: int
+    missing: int  # announced by its completion, not arrived
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +376,7 @@ class IncidentProgress:
     release_reason: str | None
     hold_deadline: str | None  # as the release policy holds it
     agencies: list[AgencyCount]
+    records_missing: int  # announced by completions and not arrived: the release waits
     persons: int  # distinct persons the records resolve to
     pending_release: int
     notified: int
@@ -397,7 +408,9 @@ def progress(session: Session, incident_id: str) -> IncidentProgress | None:
         agencies=[AgencyCount(
             agency_id=a, name=incident.agency_names.get(a, a),
             expected=a in incident.expected_agency_ids, complete=a in incident.completed,
-            records=n[0], withdrawn=n[1]) for a, n in sorted(per_agency.items())],
+            records=n[0], withdrawn=n[1], missing=incident.missing.get(a, 0))
+            for a, n in sorted(per_agency.items())],
+        records_missing=sum(incident.missing.values()),
         persons=sum(n for s, n in statuses.items() if s != "empty"),
         pending_release=statuses.get("pending", 0),
         notified=statuses.get("notified", 0),

@@ -12,6 +12,7 @@ from services.dedupe.release import (
     ReleaseReason,
     decide,
     incident_release_reason,
+    missing_records,
 )
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -44,6 +45,22 @@ class TestIncidentRelease:
 
     def test_no_expected_agencies_and_no_deadline_waits_for_the_coordinator(self):
         assert incident_release_reason([], set(), POLICY, False, T0) is None
+
+    def test_an_agency_with_records_missing_is_not_complete_until_the_deadline(self):
+        policy = ReleasePolicy(hold_deadline=T0 + timedelta(hours=1))
+        missing = {"lab": 1}
+        assert incident_release_reason(["gp", "lab"], {"gp", "lab"}, policy, False, T0,
+                                       missing) is None
+        assert incident_release_reason(["gp", "lab"], {"gp", "lab"}, policy, False,
+                                       T0 + timedelta(hours=1), missing) \
+            == ReleaseReason.DEADLINE_MISSING
+        assert incident_release_reason(["gp", "lab"], {"gp", "lab"}, policy, True, T0,
+                                       missing) == ReleaseReason.MANUAL
+
+    def test_missing_records_are_what_a_completion_announced_and_never_arrived(self):
+        assert missing_records({"gp": 3, "lab": 2}, {"gp": 3, "lab": 1}) == {"lab": 1}
+        assert missing_records({"gp": 3}, {"gp": 5}) == {}  # sent after the completion
+        assert missing_records({"gp": 2}, {}) == {"gp": 2}
 
 
 class TestPersonDecision:
