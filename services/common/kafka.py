@@ -25,6 +25,19 @@ log = logging.getLogger(__name__)
 _TOPIC_ALREADY_EXISTS = 36
 
 BatchHandler = Callable[[TopicPartition, list[ConsumerRecord]], Awaitable[None]]
+
+
+class PartitionBusy(Exception):  # noqa: N818 - a signal to the worker, not an error
+    """Raised by a batch handler: this partition's batch cannot be handled now, through no
+    fault of its messages (e.g. state is being rebuilt in the background, or another
+    instance owns the partition's state). The worker commits nothing, seeks back to the
+    batch's first offset and pauses the partition — polling the others, so the consumer
+    stays in its group however long it takes — until `until` completes (None: until the
+    partition is revoked). Not counted as an error, never retried as one."""
+
+    def __init__(self, until: Awaitable | None = None):
+        super().__init__("partition busy")
+        self.until = until
 PartitionsHook = Callable[[set[TopicPartition]], Awaitable[None]]
 TickHook = Callable[[set[TopicPartition]], Awaitable[None]]
 
@@ -169,7 +182,11 @@ class ConsumerWorker:
 
     async def _handle(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         started = time.perf_counter()
-        await self.handler(tp, records)
+        try:
+            await self.handler(tp, records)
+        except PartitionBusy as busy:
+            self._pause(tp, records[0].offset, busy.until)
+            return
         metrics.CONSUMER_BATCH_SECONDS.labels(group=self.group_id).observe(
             time.perf_counter() - started
         )
@@ -180,6 +197,16 @@ class ConsumerWorker:
             await self.consumer.commit({tp: records[-1].offset + 1})
         except (CommitFailedError, IllegalStateError):
             log.warning("consumer %s: commit lost to a rebalance; batch will replay", self.group_id)
+
+    def _pause(self, tp: TopicPartition, offset: int, until: Awaitable | None) -> None:
+        """Redeliver from `offset` once `until` is done; meanwhile other partitions go on."""
+        self.consumer.seek(tp, offset)
+        self.consumer.pause(tp)
+        if until is not None:
+            def resume(_done: object) -> None:
+                if tp in self.owned and tp in self.consumer.assignment():
+                    self.consumer.resume(tp)
+            asyncio.ensure_future(until).add_done_callback(resume)
 
     async def _rewind_to_committed(self) -> None:
         # After a failed batch, fetch again from the last commit rather than skip ahead.
