@@ -9,9 +9,10 @@ from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 
 from services.common.db import run_db
+from services.common.kafka import PartitionBusy
 from services.common.messages import decode_affected_records_topic, decode_incident
 from services.common.outbox import OutboxRelay
-from services.dedupe.pipeline import DedupePipeline
+from services.dedupe.pipeline import DedupePipeline, NotOwner
 
 
 class AffectedRecordsHandler:
@@ -22,7 +23,11 @@ class AffectedRecordsHandler:
 
     async def __call__(self, tp: TopicPartition, batch: list[ConsumerRecord]) -> None:
         messages = [decode_affected_records_topic(r.value) for r in batch]
-        if await run_db(self.pipeline.apply_batch, tp.partition, messages):
+        try:
+            released = await run_db(self.pipeline.apply_batch, tp.partition, messages)
+        except NotOwner:  # another instance claimed it: leave it paused until revoked
+            raise PartitionBusy() from None
+        if released:
             self.relay.wake()  # notices were released: publish them without waiting a poll
 
     async def tick(self, owned: set[TopicPartition]) -> None:

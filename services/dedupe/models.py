@@ -121,4 +121,17 @@ class ReviewState(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-MODELS = [IncidentState, RecordState, PersonState, NoticeState, ReviewState]
+class PartitionOwner(SQLModel, table=True):
+    """Who holds an affected-records partition's state now, and since which claim: every
+    write of the partition's incidents checks its claim's epoch first (a fence), so two
+    instances can never both commit state for one incident."""
+
+    __tablename__ = "partition_owner"
+
+    partition: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    epoch: int
+    owner: str = Field(max_length=128)  # host, process and instance: for ops, never checked
+    claimed_at: datetime = Field(sa_type=UTCDateTime)
+
+
+MODELS = [IncidentState, RecordState, PersonState, NoticeState, ReviewState, PartitionOwner]

@@ -14,6 +14,9 @@ decisions need is in memory; the database is written in bulk.
 """
 
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -59,6 +62,11 @@ def message_time(msg: AffectedRecordsTopicMessage) -> datetime:
     return msg.completed_at
 
 
+class NotOwner(Exception):  # noqa: N818 - a state, not a bug
+    """Another instance has claimed the partition's state since this one did: this one must
+    write nothing more for it until the partition is assigned to it again."""
+
+
 class DedupePipeline:
     def __init__(self, engine: Engine, sealer: Sealer, identity: IdentityState | None = None,
                  clock: Clock = utcnow, review_sync_interval_s: float = 30.0,
@@ -71,13 +79,23 @@ class DedupePipeline:
         self.failures = IncidentFailures(retry_first_delay_s, retry_max_delay_s)
         self.stream = StreamClock(clock)
         self._missing: dict[str, int] = {}  # incident → records missing, for the metric
+        # The fence (store.claim_partition): this instance's claim on each partition it
+        # writes, and the partitions another instance claimed since (not claimed back until
+        # they are revoked and assigned again).
+        self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._epochs: dict[int, int] = {}
+        self._fenced: set[int] = set()
 
     def apply_batch(self, partition: int, messages: list[AffectedRecordsTopicMessage]) -> int:
         """Apply one partition batch in order; returns how many notices were released."""
         touched: list[str] = []  # incidents whose identity state this batch changes
         now = self.stream.for_batch(partition, (message_time(m) for m in messages))
+        if not self._claimed(partition):
+            raise NotOwner(partition)
         try:
             with session_scope(self.engine) as session:
+                if not self._fence(session, {partition}):
+                    raise NotOwner(partition)
                 incidents: dict[str, store.Incident] = {}
                 changed: set[str] = set()  # incidents whose stream state must be saved
                 versions: dict[str, dict[RecordKey, store.RecordRow]] = {}
@@ -132,12 +150,12 @@ class DedupePipeline:
         touched: list[str] = []  # incidents whose work this transaction holds
         times = {p: self.stream.for_tick(p, caught_up is None or p in caught_up)
                  for p in partitions}
-        judged = {p for p, t in times.items() if t is not None}
+        judged = {p for p, t in times.items() if t is not None and self._claimed(p)}
         if not judged:
             return 0
         try:
             with session_scope(self.engine) as session:
-                for incident in store.incidents_on(session, judged):
+                for incident in store.incidents_on(session, self._fence(session, judged)):
                     if self.failures.waiting(incident.incident_id):
                         continue
                     touched.append(incident.incident_id)
@@ -201,6 +219,43 @@ class DedupePipeline:
 
     def revoked(self, partitions: set[int]) -> None:
         # Another instance now owns these incidents; it rebuilds their identity state itself.
+        for partition in partitions:
+            self._epochs.pop(partition, None)
+            self._fenced.discard(partition)
+        self._drop(partitions)
+
+    def _claimed(self, partition: int) -> bool:
+        """Claim the partition's state the first time it is written after an assignment
+        (False when another instance claimed it since). Whatever was held of it before is
+        dropped: the state is rebuilt from what the database holds after the claim, which
+        includes everything the previous owner committed."""
+        if partition in self._fenced:
+            return False
+        if partition not in self._epochs:
+            with session_scope(self.engine) as session:
+                epoch = store.claim_partition(session, partition, self.owner_id, utcnow())
+            self._drop({partition})
+            self._epochs[partition] = epoch
+            log.info("partition claimed", extra={"partition": partition, "epoch": epoch})
+        return True
+
+    def _fence(self, session: Session, partitions: set[int]) -> set[int]:
+        """Of these claimed partitions, those still this instance's; first in a transaction,
+        so a newer claim waits for it to end (the share lock) and then sees what it wrote."""
+        epochs = store.owner_epochs(session, partitions)
+        lost = {p for p in partitions if epochs.get(p) != self._epochs.get(p)}
+        for partition in lost:
+            log.warning("partition claimed by another instance; its state is no longer "
+                        "written here", extra={"partition": partition})
+            self._epochs.pop(partition, None)
+            self._fenced.add(partition)
+        self._drop(lost)
+        return partitions - lost
+
+    def _drop(self, partitions: set[int]) -> None:
+        """Forget the identity state (and failure and stream bookkeeping) of partitions."""
+        if not partitions:
+            return
         gone = self.identity.forget_partitions(partitions)
         self.failures.forget(gone)
         for incident_id in gone:

@@ -27,7 +27,14 @@ from services.dedupe.identity import (
     StoredIdentity,
     StoredRecord,
 )
-from services.dedupe.models import IncidentState, NoticeState, PersonState, RecordState, ReviewState
+from services.dedupe.models import (
+    IncidentState,
+    NoticeState,
+    PartitionOwner,
+    PersonState,
+    RecordState,
+    ReviewState,
+)
 from services.dedupe.notices import NoticeRecord
 from services.dedupe.release import PersonView
 from services.dedupe.reviews import ReviewChanges
@@ -37,6 +44,7 @@ _RECORDS = RecordState.__table__
 _PERSONS = PersonState.__table__
 _REVIEWS = ReviewState.__table__
 _NOTICES = NoticeState.__table__
+_OWNERS = PartitionOwner.__table__
 _RECORD_KEY = ["incident_id", "agency_id", "source_record_id"]
 
 
@@ -118,6 +126,32 @@ def request_manual_release(session: Session, incident_id: str, now: datetime) ->
         session.execute(update(_INCIDENTS).where(_INCIDENTS.c.incident_id == incident_id)
                         .values(manual_release_requested_at=now))
     return incident
+
+
+# --- partition ownership: the fence ---------------------------------------------------------
+
+def claim_partition(session: Session, partition: int, owner: str, now: datetime) -> int:
+    """Take a partition's state over: its epoch goes up by one. Waits for any transaction
+    that checked the old epoch (owner_epochs holds a share lock) to end, so everything the
+    previous owner committed is visible to the claimer afterwards. Returns the new epoch."""
+    values = {"partition": partition, "epoch": 1, "owner": owner, "claimed_at": now}
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    statement = dialect_insert(_OWNERS).values(**values)
+    return session.execute(statement.on_conflict_do_update(
+        index_elements=["partition"],
+        set_={"epoch": _OWNERS.c.epoch + 1, "owner": owner, "claimed_at": now},
+    ).returning(_OWNERS.c.epoch)).scalar_one()
+
+
+def owner_epochs(session: Session, partitions: set[int]) -> dict[int, int]:
+    """The partitions' current epochs, share-locked to the end of the transaction: a claim
+    waits until it commits, so a write checked here cannot land after a newer claim."""
+    return dict(session.execute(
+        select(_OWNERS.c.partition, _OWNERS.c.epoch)
+        .where(_OWNERS.c.partition.in_(partitions)).with_for_update(read=True)).all())
 
 
 # --- records and persons -----------------------------------------------------------------------
