@@ -23,7 +23,8 @@ class DedupeRuntime(ServiceRuntime):
         super().__init__(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS, NOTICES],
                          workers=_workers)
         self.pipeline = DedupePipeline(self.engine, self.sealer,
-                                       review_sync_interval_s=settings.review_sync_interval_s)
+                                       review_sync_interval_s=settings.review_sync_interval_s,
+                                       evict_after_s=settings.evict_finished_after_s)
 
 
 def _workers(runtime: DedupeRuntime) -> list:

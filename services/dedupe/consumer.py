@@ -1,8 +1,15 @@
 """Kafka glue for dedupe: the affected-records consumer (with its tick for time-driven
 release) and the incidents follower. Each decodes its messages and hands them to the
-pipeline, which commits before the worker commits the offsets."""
+pipeline, which commits before the worker commits the offsets.
+
+An incident whose identity state is not in memory (after a restart, a rebalance, an
+eviction) is rebuilt in a thread while its partition is paused (PartitionBusy): the
+consumer keeps polling and handling the other partitions, so a rebuild of any size never
+makes a handler call outlast max.poll.interval (which would evict the consumer from its
+group, drop the state and start the rebuild again)."""
 
 import asyncio
+import logging
 
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
@@ -14,15 +21,23 @@ from services.common.messages import decode_affected_records_topic, decode_incid
 from services.common.outbox import OutboxRelay
 from services.dedupe.pipeline import DedupePipeline, NotOwner
 
+log = logging.getLogger(__name__)
+
 
 class AffectedRecordsHandler:
     def __init__(self, pipeline: DedupePipeline, relay: OutboxRelay):
         self.pipeline = pipeline
         self.relay = relay
         self.worker = None  # the ConsumerWorker feeding it (app.py): for its positions
+        self.warming: dict[int, asyncio.Task] = {}  # partition → its rebuild in progress
 
     async def __call__(self, tp: TopicPartition, batch: list[ConsumerRecord]) -> None:
         messages = [decode_affected_records_topic(r.value) for r in batch]
+        if tp.partition in self.warming:
+            raise PartitionBusy(until=self.warming[tp.partition])
+        cold = self.pipeline.cold(tp.partition, {m.incident_id for m in messages})
+        if cold:
+            raise PartitionBusy(until=self._warm(tp.partition, cold))
         try:
             released = await run_db(self.pipeline.apply_batch, tp.partition, messages)
         except NotOwner:  # another instance claimed it: leave it paused until revoked
@@ -30,11 +45,37 @@ class AffectedRecordsHandler:
         if released:
             self.relay.wake()  # notices were released: publish them without waiting a poll
 
+    def _warm(self, partition: int, incident_ids: list[str]) -> asyncio.Task:
+        """Rebuild these incidents in a thread; the partition waits for it (one at a time)."""
+        task = self.warming.get(partition)
+        if task is None:
+            task = asyncio.create_task(self._rebuild(partition, incident_ids),
+                                       name=f"dedupe-rebuild:{partition}")
+            self.warming[partition] = task
+        return task
+
+    async def _rebuild(self, partition: int, incident_ids: list[str]) -> None:
+        try:
+            await run_db(self.pipeline.warm, partition, incident_ids,
+                         self.pipeline.assignment(partition))
+        except Exception as exc:  # the batch comes again and asks again: not in a tight loop
+            log.warning("identity rebuild failed (%s); retrying", type(exc).__name__,
+                        extra={"partition": partition})
+            await asyncio.sleep(1.0)
+        finally:
+            self.warming.pop(partition, None)
+
     async def tick(self, owned: set[TopicPartition]) -> None:
-        if not owned:
+        partitions = {tp.partition for tp in owned} - set(self.warming)
+        if not partitions:
             return
-        caught_up = {tp.partition for tp in owned if await self._caught_up(tp)}
-        if await run_db(self.pipeline.tick, {tp.partition for tp in owned}, caught_up):
+        for partition, incident_ids in (
+                await run_db(self.pipeline.cold_with_work, partitions)).items():
+            self._warm(partition, incident_ids)  # ticked once they are held
+        partitions -= set(self.warming)
+        caught_up = {tp.partition for tp in owned
+                     if tp.partition in partitions and await self._caught_up(tp)}
+        if partitions and await run_db(self.pipeline.tick, partitions, caught_up):
             self.relay.wake()
 
     async def _caught_up(self, tp: TopicPartition) -> bool:

@@ -10,10 +10,16 @@ them. What changed is kept for the pipeline to write in the same transaction (`t
 
 It is rebuilt the first time an incident is needed after an assignment (restart, rebalance)
 and dropped when its partition is revoked — or when a transaction fails, so memory never
-runs ahead of what was committed.
+runs ahead of what was committed — or when the incident is finished (`finished_idle`: it is
+evicted, and rebuilt only if something comes for it again).
+
+A rebuild may run in a thread of its own while the consumer handles other partitions (the
+partition it is for paused): the registry's maps are changed under a lock.
 """
 
 import logging
+import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -107,7 +113,7 @@ class ReviewDecision:
 class StoredIdentity:
     """What the database holds of one incident's identity state."""
 
-    records: list[StoredRecord]
+    records: Iterable[StoredRecord]  # a list, or a stream read once (store.stream_records)
     persons: dict[str, PersonMeta]
     decisions: list[ReviewDecision]  # applied ones: they are part of the state
     # lineage id -> the highest notice version issued under it (every notice ever released)
@@ -139,6 +145,17 @@ def intern(values: frozenset[str]) -> frozenset[str]:
     if len(_INTERNED) > 100_000:
         _INTERNED.clear()
     return _INTERNED.setdefault(values, values)
+
+
+_CATEGORIES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def intern_categories(values: Iterable[str]) -> tuple[str, ...]:
+    """One shared tuple per distinct list of data categories (a record's): few are distinct."""
+    values = tuple(sys.intern(v) for v in values)
+    if len(_CATEGORIES) > 10_000:
+        _CATEGORIES.clear()
+    return _CATEGORIES.setdefault(values, values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,18 +192,19 @@ class IncidentIdentity:
 
     def apply_record(self, msg: AffectedRecordMessage) -> bool:
         """A record version; False when it is a replay or an older version arriving late."""
-        key = (msg.agency_id, msg.source_record_id)
+        key = (sys.intern(msg.agency_id), msg.source_record_id)
         meta = self.records.get(key)
         if meta is not None and meta.version >= msg.record_version:
             return False
+        categories = intern_categories(msg.data_categories)
         if meta is None:
             meta = self.records[key] = RecordMeta(msg.record_version, None, False, msg.on_hold,
-                                                  tuple(msg.data_categories))
-            self.seen[msg.agency_id] = self.seen.get(msg.agency_id, 0) + 1
+                                                  categories)
+            self.seen[key[0]] = self.seen.get(key[0], 0) + 1
         meta.version = msg.record_version
         meta.withdrawn = False
         meta.on_hold = msg.on_hold
-        meta.categories = tuple(msg.data_categories)
+        meta.categories = categories
         self.resolver.add(match_record(self.sealer, msg.incident_id, msg.agency_id,
                                        msg.source_record_id, msg.record_version, msg.sealed))
         self._records_to_write.add(key)
@@ -379,6 +397,12 @@ class IncidentIdentity:
             notified_categories=person.notified_categories,
         )
 
+    def finished(self) -> bool:
+        """Nothing left for this state to decide or write: every person decided, the review
+        queue written, nothing pending. (Whether the incident is released is the caller's.)"""
+        return not (self.dirty or self.reviews_stale or self._changed
+                    or self._records_to_write or self._persons_to_write)
+
     # --- what the transaction writes -------------------------------------------------------------
 
     def take_records(self) -> dict[RecordKey, RecordMeta]:
@@ -404,7 +428,9 @@ class IdentityState:
         self.review_sync_interval_s = review_sync_interval_s
         self._incidents: dict[str, IncidentIdentity] = {}
         self._partition_of: dict[str, int] = {}
+        self._used_at: dict[str, float] = {}  # monotonic: when each was last needed
         self._reviews_synced_at: dict[str, float] = {}
+        self._lock = threading.Lock()  # a rebuild thread registers while others read
 
     def get(self, incident_id: str, partition: int | None = None) -> IncidentIdentity | None:
         """The incident's state if it is held (noting its partition), else None."""
@@ -413,42 +439,86 @@ class IdentityState:
             self._partition_of[incident_id] = partition
         return incident
 
+    def touch(self, incident_id: str) -> None:
+        """Something came for the incident (a record, a withdrawal, a completion)."""
+        self._used_at[incident_id] = time.monotonic()
+
     def rebuild(self, incident_id: str, partition: int | None,
-                stored: StoredIdentity) -> IncidentIdentity:
+                stored: StoredIdentity, chunk: int = 5000) -> IncidentIdentity:
+        """Build the incident's state from what the database holds and hold it."""
+        incident = self.build(incident_id, stored, chunk)
+        self.hold(incident, partition)
+        return incident
+
+    def build(self, incident_id: str, stored: StoredIdentity,
+              chunk: int = 5000) -> IncidentIdentity:
+        """The incident's state from stored rows, not yet held. `stored.records` may be a
+        stream: records are opened and given to the resolver `chunk` at a time, so no more
+        than a chunk of sealed values is in memory at once."""
         incident = IncidentIdentity(incident_id, self.sealer, Resolver(self.config))
-        live = []
+        live: list[MatchRecord] = []
+        count = 0
         for r in stored.records:
-            incident.records[r.key] = r.meta
-            incident.seen[r.key[0]] = incident.seen.get(r.key[0], 0) + 1
+            count += 1
+            key = (sys.intern(r.key[0]), r.key[1])
+            r.meta.categories = intern_categories(r.meta.categories)
+            incident.records[key] = r.meta
+            incident.seen[key[0]] = incident.seen.get(key[0], 0) + 1
             if not r.meta.withdrawn:
-                live.append(match_record(self.sealer, incident_id, *r.key, r.meta.version,
+                live.append(match_record(self.sealer, incident_id, *key, r.meta.version,
                                          r.sealed))
                 if r.meta.person_id:
-                    incident.members.setdefault(r.meta.person_id, set()).add(r.key)
+                    incident.members.setdefault(r.meta.person_id, set()).add(key)
+                if len(live) >= chunk:
+                    incident.resolver.add_many(live)
+                    live = []
         incident.resolver.add_many(live)
         incident.apply_decisions(stored.decisions)
         incident.resolver.drain_changes()  # the database already holds these assignments
         incident.persons = stored.persons
         incident.lineages = lineages_of(stored.persons, stored.issued)
         incident.dirty = {pid for pid, p in stored.persons.items() if p.dirty}
-        if stored.records:
+        if count:
             log.info("identity state rebuilt from the database",
-                     extra={"incident_id": incident_id, "count": len(stored.records)})
-        self._incidents[incident_id] = incident
-        if partition is not None:
-            self._partition_of[incident_id] = partition
+                     extra={"incident_id": incident_id, "count": count})
         return incident
 
+    def hold(self, incident: IncidentIdentity, partition: int | None) -> None:
+        with self._lock:
+            self._incidents[incident.incident_id] = incident
+            self._used_at[incident.incident_id] = time.monotonic()
+            if partition is not None:
+                self._partition_of[incident.incident_id] = partition
+
+    def held(self) -> dict[str, int | None]:
+        """The incidents held, with their partitions."""
+        with self._lock:
+            return {i: self._partition_of.get(i) for i in self._incidents}
+
+    def held_records(self) -> int:
+        with self._lock:
+            return sum(len(i.records) for i in self._incidents.values())
+
     def forget(self, incident_ids: Iterable[str]) -> None:
-        for incident_id in list(incident_ids):
-            self._incidents.pop(incident_id, None)
-            self._partition_of.pop(incident_id, None)
+        with self._lock:
+            for incident_id in list(incident_ids):
+                self._incidents.pop(incident_id, None)
+                self._partition_of.pop(incident_id, None)
+                self._used_at.pop(incident_id, None)
 
     def forget_partitions(self, partitions: set[int]) -> list[str]:
         """Drop the incidents on these partitions; returns their ids."""
-        gone = [i for i, p in self._partition_of.items() if p in partitions]
+        with self._lock:
+            gone = [i for i, p in self._partition_of.items() if p in partitions]
         self.forget(gone)
         return gone
+
+    def idle(self, incident_ids: Iterable[str], idle_s: float) -> list[str]:
+        """Of these held incidents, those nothing came for in `idle_s` seconds."""
+        now = time.monotonic()
+        with self._lock:
+            return [i for i in incident_ids
+                    if i in self._incidents and now - self._used_at.get(i, now) >= idle_s]
 
     def reviews_due(self, incident: IncidentIdentity) -> list[ReviewItem] | None:
         """The resolver's review pairs when the incident's queue is due a refresh, else None."""

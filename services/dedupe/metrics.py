@@ -12,3 +12,13 @@ INCIDENTS_FAILING = Gauge(
 RECORDS_MISSING = Gauge(
     "panui_dedupe_records_missing",
     "Records the agencies' completions count that have not arrived (unreleased incidents)")
+INCIDENTS_HELD = Gauge(
+    "panui_dedupe_incidents_held", "Incidents whose identity state is in memory")
+RECORDS_HELD = Gauge(
+    "panui_dedupe_records_held", "Records in the identity state held in memory")
+INCIDENTS_EVICTED = Counter(
+    "panui_dedupe_incidents_evicted_total",
+    "Finished incidents whose identity state was dropped from memory")
+REBUILD_SECONDS = Gauge(
+    "panui_dedupe_last_rebuild_seconds",
+    "How long the last background rebuild of an incident's identity state took")

@@ -11,11 +11,19 @@ and notices have deterministic ids with one row per (incident, person, version).
 
 Work per batch is a handful of statements whatever its size: the identity state the
 decisions need is in memory; the database is written in bulk.
+
+Memory: a finished incident (released, every person decided, idle for `evict_after_s`) is
+evicted and rebuilt only if something comes for it; ticks never rebuild one that has
+nothing to do. A rebuild can run off the consumer's loop (`cold` / `warm`, with the
+partition paused by the consumer), so no handler call lasts as long as a 400k-record rebuild.
 """
 
+import ctypes
 import logging
 import os
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -70,7 +78,8 @@ class NotOwner(Exception):  # noqa: N818 - a state, not a bug
 class DedupePipeline:
     def __init__(self, engine: Engine, sealer: Sealer, identity: IdentityState | None = None,
                  clock: Clock = utcnow, review_sync_interval_s: float = 30.0,
-                 retry_first_delay_s: float = 1.0, retry_max_delay_s: float = 300.0):
+                 retry_first_delay_s: float = 1.0, retry_max_delay_s: float = 300.0,
+                 evict_after_s: float = 300.0):
         self.engine = engine
         self.sealer = sealer
         self.identity = identity or IdentityState(sealer,
@@ -85,6 +94,11 @@ class DedupePipeline:
         self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._epochs: dict[int, int] = {}
         self._fenced: set[int] = set()
+        # Assignments seen per partition (a revocation ends one): a background rebuild asked
+        # for under an earlier one neither claims nor holds anything.
+        self._assignment: dict[int, int] = {}
+        self._lock = threading.RLock()  # claims and revocations vs. a rebuild's thread
+        self.evict_after_s = evict_after_s
 
     def apply_batch(self, partition: int, messages: list[AffectedRecordsTopicMessage]) -> int:
         """Apply one partition batch in order; returns how many notices were released."""
@@ -111,6 +125,7 @@ class DedupePipeline:
                     if msg.incident_id not in versions:
                         touched.append(msg.incident_id)
                         versions[msg.incident_id] = {}
+                        self.identity.touch(msg.incident_id)
                     if isinstance(msg, AffectedRecordMessage):
                         if identity.apply_record(msg):
                             versions[msg.incident_id][msg.agency_id, msg.source_record_id] = msg
@@ -155,21 +170,105 @@ class DedupePipeline:
             return 0
         try:
             with session_scope(self.engine) as session:
-                for incident in store.incidents_on(session, self._fence(session, judged)):
+                incidents = store.incidents_on(session, self._fence(session, judged))
+                for incident in self._with_work(session, incidents):
                     if self.failures.waiting(incident.incident_id):
                         continue
                     touched.append(incident.incident_id)
                     released += self._isolated(session, incident.incident_id, "tick", partial(
                         self._tick, session, incident, times[incident.partition]))
-            return released
         except BaseException:
             self.identity.forget(touched)  # memory must not run ahead of the database
             raise
+        self._evict_finished(incidents)
+        return released
+
+    def _with_work(self, session: Session, incidents: list[store.Incident]
+                   ) -> list[store.Incident]:
+        """The incidents a tick has work for: all held in memory, and of the others those
+        not released or with something left to decide — an evicted, finished incident is
+        not rebuilt for nothing."""
+        resting = [i.incident_id for i in incidents
+                   if i.released_at is not None and self.identity.get(i.incident_id) is None]
+        idle = set(resting) - store.incidents_with_work(session, resting)
+        return [i for i in incidents if i.incident_id not in idle]
+
+    def _evict_finished(self, incidents: list[store.Incident]) -> None:
+        """Drop the identity state of released incidents with nothing left to decide that
+        nothing came for in `evict_after_s`: rebuilt if a record or decision comes later."""
+        finished = [i.incident_id for i in incidents if i.released_at is not None
+                    and (identity := self.identity.get(i.incident_id)) is not None
+                    and identity.finished() and i.incident_id not in self.failures.failing()]
+        evicted = self.identity.idle(finished, self.evict_after_s)
+        if evicted:
+            self.identity.forget(evicted)
+            for incident_id in evicted:
+                log.info("finished incident evicted from memory",
+                         extra={"incident_id": incident_id})
+            metrics.INCIDENTS_EVICTED.inc(len(evicted))
+            release_memory()
+        self._count_held()
+
+    def _count_held(self) -> None:
+        metrics.INCIDENTS_HELD.set(len(self.identity.held()))
+        metrics.RECORDS_HELD.set(self.identity.held_records())
+
+    # --- rebuilding off the consumer's loop ---------------------------------------------------
+
+    def assignment(self, partition: int) -> int:
+        """The partition's current assignment, for `warm` (ended by a revocation)."""
+        return self._assignment.get(partition, 0)
+
+    def cold(self, partition: int, incident_ids: set[str]) -> list[str]:
+        """Of these incidents (a batch's), those whose identity state is not in memory."""
+        if partition in self._fenced:
+            return []  # not ours: apply_batch says so
+        if partition not in self._epochs:
+            return sorted(incident_ids)  # the claim drops whatever is held
+        return sorted(i for i in incident_ids if self.identity.get(i) is None)
+
+    def cold_with_work(self, partitions: set[int]) -> dict[int, list[str]]:
+        """The incidents on these partitions a tick would rebuild: not in memory, and not
+        released or with something left to decide."""
+        with session_scope(self.engine) as session:
+            incidents = store.incidents_on(session, partitions)
+            cold: dict[int, list[str]] = {}
+            for incident in self._with_work(session, incidents):
+                if self.identity.get(incident.incident_id) is None or (
+                        incident.partition not in self._epochs):
+                    cold.setdefault(incident.partition, []).append(incident.incident_id)
+        return cold
+
+    def warm(self, partition: int, incident_ids: list[str], assignment: int) -> None:
+        """Rebuild these incidents' identity state from the database, one at a time, and hold
+        it — unless the partition was revoked since `assignment` or another instance claimed
+        it. Meant for a thread of its own while the partition is paused (consumer.py); the
+        records are streamed, a chunk of sealed values in memory at a time."""
+        with self._lock:
+            if self.assignment(partition) != assignment or not self._claimed(partition):
+                return
+            epoch = self._epochs[partition]
+        for incident_id in incident_ids:
+            if self.identity.get(incident_id) is not None:
+                continue
+            started = time.perf_counter()
+            with session_scope(self.engine) as session:
+                stored = store.load_identity(session, incident_id, records=False)
+                stored.records = store.stream_records(session, incident_id)
+                incident = self.identity.build(incident_id, stored)
+            with self._lock:
+                if self.assignment(partition) != assignment or \
+                        self._epochs.get(partition) != epoch:
+                    return  # revoked or claimed elsewhere meanwhile: not ours to hold
+                self.identity.hold(incident, partition)
+            metrics.REBUILD_SECONDS.set(time.perf_counter() - started)
+        self._count_held()
 
     def _tick(self, session: Session, incident: store.Incident, now: datetime) -> int:
         identity = self._identity(session, incident.incident_id, incident.partition)
         decisions = store.pending_decisions(session, incident.incident_id)
         if decisions:
+            self.identity.touch(incident.incident_id)
             identity.apply_decisions(decisions)
             store.mark_applied(session, decisions)
             identity.settle(now)
@@ -219,37 +318,42 @@ class DedupePipeline:
 
     def revoked(self, partitions: set[int]) -> None:
         # Another instance now owns these incidents; it rebuilds their identity state itself.
-        for partition in partitions:
-            self._epochs.pop(partition, None)
-            self._fenced.discard(partition)
-        self._drop(partitions)
+        with self._lock:
+            for partition in partitions:
+                self._epochs.pop(partition, None)
+                self._fenced.discard(partition)
+                self._assignment[partition] = self.assignment(partition) + 1
+            self._drop(partitions)
+        release_memory()
 
     def _claimed(self, partition: int) -> bool:
         """Claim the partition's state the first time it is written after an assignment
         (False when another instance claimed it since). Whatever was held of it before is
         dropped: the state is rebuilt from what the database holds after the claim, which
         includes everything the previous owner committed."""
-        if partition in self._fenced:
-            return False
-        if partition not in self._epochs:
-            with session_scope(self.engine) as session:
-                epoch = store.claim_partition(session, partition, self.owner_id, utcnow())
-            self._drop({partition})
-            self._epochs[partition] = epoch
-            log.info("partition claimed", extra={"partition": partition, "epoch": epoch})
-        return True
+        with self._lock:
+            if partition in self._fenced:
+                return False
+            if partition not in self._epochs:
+                with session_scope(self.engine) as session:
+                    epoch = store.claim_partition(session, partition, self.owner_id, utcnow())
+                self._drop({partition})
+                self._epochs[partition] = epoch
+                log.info("partition claimed", extra={"partition": partition, "epoch": epoch})
+            return True
 
     def _fence(self, session: Session, partitions: set[int]) -> set[int]:
         """Of these claimed partitions, those still this instance's; first in a transaction,
         so a newer claim waits for it to end (the share lock) and then sees what it wrote."""
         epochs = store.owner_epochs(session, partitions)
-        lost = {p for p in partitions if epochs.get(p) != self._epochs.get(p)}
-        for partition in lost:
-            log.warning("partition claimed by another instance; its state is no longer "
-                        "written here", extra={"partition": partition})
-            self._epochs.pop(partition, None)
-            self._fenced.add(partition)
-        self._drop(lost)
+        with self._lock:
+            lost = {p for p in partitions if epochs.get(p) != self._epochs.get(p)}
+            for partition in lost:
+                log.warning("partition claimed by another instance; its state is no longer "
+                            "written here", extra={"partition": partition})
+                self._epochs.pop(partition, None)
+                self._fenced.add(partition)
+            self._drop(lost)
         return partitions - lost
 
     def _drop(self, partitions: set[int]) -> None:
@@ -326,4 +430,14 @@ class DedupePipeline:
                                       d.version, live.get(d.person_id, []),
                                       incident.agency_names, self.clock())
                 store.add_notice(session, notice, d.view)
+            store.flush(session)
         return due
+
+
+def release_memory() -> None:
+    """Hand memory freed by dropped identity state back to the OS (glibc keeps it otherwise,
+    and the pod's limit counts what the process holds, not what Python uses)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass

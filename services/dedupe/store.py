@@ -3,6 +3,7 @@ and the outbox. Functions take a Session first and return plain values or datacl
 commits — the caller's transaction does (the pipeline's, or `Database.run`'s for routes).
 """
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -26,6 +27,7 @@ from services.dedupe.identity import (
     ReviewDecision,
     StoredIdentity,
     StoredRecord,
+    intern,
 )
 from services.dedupe.models import (
     IncidentState,
@@ -211,27 +213,16 @@ def write_persons(session: Session, incident_id: str, persons: dict[str, PersonM
     } for person_id, p in persons.items()], ["incident_id", "person_id"])
 
 
-def load_identity(session: Session, incident_id: str) -> StoredIdentity:
-    """Everything the incident's identity state is rebuilt from."""
-    r = _RECORDS
-    records = [
-        StoredRecord((row.agency_id, row.source_record_id),
-                     RecordMeta(row.record_version, row.person_id, row.withdrawn, row.on_hold,
-                                tuple(row.data_categories), row.told_lineage, row.told_version),
-                     row.sealed)
-        for row in session.execute(
-            select(r.c.agency_id, r.c.source_record_id, r.c.record_version, r.c.person_id,
-                   r.c.withdrawn, r.c.on_hold, r.c.data_categories, r.c.told_lineage,
-                   r.c.told_version, r.c.sealed)
-            .where(r.c.incident_id == incident_id))
-    ]
+def load_identity(session: Session, incident_id: str, records: bool = True) -> StoredIdentity:
+    """Everything the incident's identity state is rebuilt from. `records` False: all but
+    the records (read them with stream_records, after this)."""
     persons = {
         p.person_id: PersonMeta(
             first_seen_at=p.first_seen_at, changed_at=p.changed_at, status=p.status,
             dirty=p.dirty, notice_person_id=p.notice_person_id,
             notified_version=p.notified_version,
-            notified_agency_ids=frozenset(p.notified_agency_ids),
-            notified_categories=frozenset(p.notified_categories))
+            notified_agency_ids=intern(frozenset(p.notified_agency_ids)),
+            notified_categories=intern(frozenset(p.notified_categories)))
         for p in session.execute(select(_PERSONS).where(_PERSONS.c.incident_id == incident_id))
     }
     # Coordinators' review decisions are part of the state: the resolver gets them again.
@@ -241,7 +232,39 @@ def load_identity(session: Session, incident_id: str) -> StoredIdentity:
     issued = dict(session.execute(
         select(_NOTICES.c.person_id, func.max(_NOTICES.c.version))
         .where(_NOTICES.c.incident_id == incident_id).group_by(_NOTICES.c.person_id)).all())
-    return StoredIdentity(records, persons, decisions, issued)
+    return StoredIdentity(list(stream_records(session, incident_id)) if records else [],
+                          persons, decisions, issued)
+
+
+def stream_records(session: Session, incident_id: str, chunk: int = 5000
+                   ) -> Iterator[StoredRecord]:
+    """The incident's records, read `chunk` rows at a time (a server-side cursor on
+    PostgreSQL): a 400k-record incident's sealed values are never all in memory at once."""
+    r = _RECORDS
+    rows = session.execute(
+        select(r.c.agency_id, r.c.source_record_id, r.c.record_version, r.c.person_id,
+               r.c.withdrawn, r.c.on_hold, r.c.data_categories, r.c.told_lineage,
+               r.c.told_version, r.c.sealed)
+        .where(r.c.incident_id == incident_id)
+        .execution_options(stream_results=True, yield_per=chunk))
+    for row in rows:
+        yield StoredRecord((row.agency_id, row.source_record_id),
+                           RecordMeta(row.record_version, row.person_id, row.withdrawn,
+                                      row.on_hold, tuple(row.data_categories), row.told_lineage,
+                                      row.told_version),
+                           row.sealed)
+
+
+def incidents_with_work(session: Session, incident_ids: list[str]) -> set[str]:
+    """Of these released incidents, those with something left to do: a person awaiting a
+    release decision, or a review decision not yet applied."""
+    if not incident_ids:
+        return set()
+    dirty = select(_PERSONS.c.incident_id).where(
+        _PERSONS.c.incident_id.in_(incident_ids), _PERSONS.c.dirty == True)  # noqa: E712
+    pending = select(_REVIEWS.c.incident_id).where(
+        _REVIEWS.c.incident_id.in_(incident_ids), _REVIEWS.c.applied == False)  # noqa: E712
+    return set(session.execute(dirty.union(pending)).scalars())
 
 
 def live_records(session: Session, incident_id: str, person_ids: list[str]
@@ -281,6 +304,13 @@ def add_notice(session: Session, notice: NoticeMessage, view: PersonView) -> Non
         version=notice.version, agency_ids=sorted(view.agency_ids),
         data_categories=sorted(view.categories)))
     outbox.enqueue(session, NOTICES, notice.person_id, notice.to_bytes())
+
+
+def flush(session: Session) -> None:
+    """Send what the session holds to the database (still uncommitted) and let go of the
+    objects: a release of 190k notices holds a chunk's rows in memory, not all of them."""
+    session.flush()
+    session.expunge_all()
 
 
 # --- the review queue --------------------------------------------------------------------------
