@@ -2,10 +2,16 @@
 
 People are drawn from Māori, Pacific, NZ European and Asian name pools, grouped into
 households (shared address, often a shared mobile or email, sometimes twins), and each
-is held by one or more agencies (GP practices, labs, hospitals). Each agency's copy of a
-person carries that agency's noise: missing NHI, macron or double-vowel spelling,
-nicknames and transliterations, typos, swapped day/month, changed mobile or email,
-a clinic's shared phone or email, moved address. Seeded and tunable.
+is held by one or more agencies (GP practices, labs, hospitals, patient portals). Each
+agency's copy of a person carries that agency's noise: missing NHI, macron or
+double-vowel spelling, nicknames and transliterations, typos, swapped day/month, a wrong
+digit anywhere in the date of birth (the year's too) or the year off by one, changed
+mobile or email, a clinic's shared phone or email, moved address, a married or maiden
+surname, a middle name used as the given name, initials only, placeholders ("Baby",
+"Unknown", "No Last Name") and sparse records (name and date of birth only, name and
+mobile only). How often depends on the agency type (`AGENCY_PROFILES`): labs hold few
+contacts and abbreviate names, hospitals register newborns as "Baby", portals are
+self-entered (nicknames, no NHI). Seeded and tunable.
 """
 from __future__ import annotations
 
@@ -109,6 +115,21 @@ ABBREVIATIONS = {"Road": "Rd", "Street": "St", "Avenue": "Ave", "Drive": "Dr",
                  "Place": "Pl", "Crescent": "Cres", "Terrace": "Tce", "Lane": "Ln", "Quay": "Qy"}
 
 
+# Per agency type: multipliers of the Noise probabilities (1.0 = as in Noise), for the
+# fields each kind of agency holds and how carefully. A GP holds the fullest record.
+AGENCY_PROFILES: dict[str, dict[str, float]] = {
+    "gp": {},
+    "lab": {"nhi_missing": 0.4, "mobile_missing": 2.5, "email_missing": 3.0, "address_missing": 6.0,
+            "initials_only": 4.0, "given_typo": 1.5, "family_typo": 1.5, "middle_name_dropped": 2.5,
+            "sparse": 3.0},
+    "hospital": {"nhi_missing": 0.1, "email_missing": 2.0, "placeholder_given": 6.0,
+                 "middle_name_dropped": 0.5, "dob_missing": 0.2},
+    "portal": {"nhi_missing": 2.0, "nickname": 3.0, "given_typo": 1.5, "address_missing": 3.0,
+               "mobile_missing": 0.3, "email_missing": 0.1, "dob_swapped": 2.0, "dob_missing": 2.0,
+               "middle_as_given": 2.0},
+}
+
+
 @dataclass
 class Noise:
     """Per-record probabilities of each kind of damage, scaled by `level` (1.0 = default)."""
@@ -135,13 +156,20 @@ class Noise:
     address_moved: float = 0.1
     address_missing: float = 0.05
     address_abbreviated: float = 0.4
+    surname_changed_person: float = 0.04  # person-level: some records carry another surname
+    middle_as_given: float = 0.02
+    initials_only: float = 0.005
+    placeholder_given: float = 0.002
+    placeholder_family: float = 0.002
+    dob_year_off: float = 0.004
+    sparse: float = 0.01
 
-    def p(self, name: str) -> float:
-        base = getattr(self, name)
+    def p(self, name: str, agency_type: str = "gp") -> float:
+        base = getattr(self, name) * AGENCY_PROFILES.get(agency_type, {}).get(name, 1.0)
         if name in ("nhi_missing", "mobile_missing", "email_missing", "address_missing",
                     "macron_dropped", "middle_name_dropped", "hyphen_part_only",
-                    "address_abbreviated"):
-            return base  # these are facts about feeds, not noise to scale
+                    "address_abbreviated", "surname_changed_person"):
+            return min(1.0, base)  # these are facts about feeds, not noise to scale
         return min(1.0, base * self.level)
 
 
@@ -156,6 +184,7 @@ class Truth:
     mobile: str | None
     email: str | None
     address: tuple[str, str, str, str]  # line1, suburb, city, postcode
+    other_family: str | None = None  # a married or maiden surname some agencies hold
 
 
 def test_nhi(rng: random.Random) -> str:
@@ -210,8 +239,9 @@ class FeedGenerator:
     def __init__(self, seed: int = 7, noise: Noise | None = None, agencies: int = 40) -> None:
         self.rng = random.Random(seed)
         self.noise = noise or Noise()
-        self.agencies = [f"gp-{i:03d}" for i in range(agencies - 10)] + [
-            f"lab-{i}" for i in range(5)] + [f"hospital-{i}" for i in range(5)]
+        self.agencies = [f"gp-{i:03d}" for i in range(agencies - 12)] + [
+            f"lab-{i}" for i in range(5)] + [f"hospital-{i}" for i in range(5)] + [
+            f"portal-{i}" for i in range(2)]
         self.clinic_mobile = {a: f"+6493{i:06d}" for i, a in enumerate(self.agencies)}
         self._used_mobiles: set[str] = set()
 
@@ -266,22 +296,34 @@ class FeedGenerator:
                 email = household_email if (household_email and rng.random() < 0.5) else (
                     self._email(given, family) if rng.random() < 0.8 else None)
                 second = test_nhi(rng) if rng.random() < self.noise.p("second_nhi_person") else None
+                other_family = None
+                if rng.random() < self.noise.p("surname_changed_person"):
+                    other_family = _zipf_choice(rng, POOLS[rng.choice(list(POOLS))][1])
                 people.append(Truth(given, middle if middle != given else None, family, dob,
-                                    test_nhi(rng), second, mobile, email, address))
+                                    test_nhi(rng), second, mobile, email, address, other_family))
         return people[:n]
 
     def record(self, person: Truth, agency: str, source_id: str) -> MatchRecord:
         rng, noise = self.rng, self.noise
-        p = noise.p
+        kind = agency.split("-")[0]
+
+        def p(name: str) -> float:
+            return noise.p(name, kind)
+
         given = person.given
         if given in VARIANTS and rng.random() < p("nickname"):
             given = rng.choice(VARIANTS[given])
         given = _spell(rng, given, noise)
         if rng.random() < p("given_typo"):
             given = _typo(rng, given)
-        if person.middle and rng.random() >= p("middle_name_dropped"):
+        if person.middle and rng.random() < p("middle_as_given"):
+            given = _spell(rng, person.middle, noise)
+        elif person.middle and rng.random() >= p("middle_name_dropped"):
             given = f"{given} {_spell(rng, person.middle, noise)}"
-        family = _spell(rng, person.family, noise)
+        if rng.random() < p("initials_only"):
+            given = " ".join(f"{t[0]}." for t in given.split())
+        family = _spell(rng, person.other_family if person.other_family and rng.random() < 0.4
+                        else person.family, noise)
         if "-" in family and rng.random() < p("hyphen_part_only"):
             family = rng.choice(family.split("-"))
         if rng.random() < p("family_typo"):
@@ -290,6 +332,10 @@ class FeedGenerator:
             given, family = family, given.split()[0]
         if rng.random() < 0.1:
             family = family.upper()
+        if rng.random() < p("placeholder_given"):
+            given = rng.choice(["Baby", "Unknown", "Baby Boy", "Baby Girl"])
+        if rng.random() < p("placeholder_family"):
+            family = rng.choice(["No Last Name", "Unknown", "NLN"])
 
         dob: date | None = person.dob
         if rng.random() < p("dob_swapped") and dob.day <= 12 and dob.day != dob.month:
@@ -297,13 +343,18 @@ class FeedGenerator:
         elif rng.random() < p("dob_digit"):
             for _ in range(5):
                 digits = list(dob.strftime("%Y%m%d"))
-                i = rng.randrange(2, 8)
+                i = rng.randrange(1, 8)  # any position but the millennium
                 digits[i] = str(rng.randrange(10))
                 try:
                     dob = date(int("".join(digits[:4])), int("".join(digits[4:6])), int("".join(digits[6:])))
                     break
                 except ValueError:
                     continue
+        elif rng.random() < p("dob_year_off"):
+            try:
+                dob = date(dob.year + rng.choice((-1, 1)), dob.month, dob.day)
+            except ValueError:
+                pass
         if rng.random() < p("dob_missing"):
             dob = None
 
@@ -333,6 +384,12 @@ class FeedGenerator:
                 line1 = line1.replace(full, short)
         if rng.random() < p("address_missing"):
             line1 = suburb = city = postcode = None
+        if rng.random() < p("sparse"):  # name and date of birth only, or name and mobile only
+            nhi = email = line1 = suburb = city = postcode = None
+            if rng.random() < 0.5 or not mobile:
+                mobile = None
+            else:
+                dob = None
 
         return MatchRecord(
             agency_id=agency, source_record_id=source_id, nhi=nhi, given_names=given,

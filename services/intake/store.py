@@ -237,16 +237,20 @@ class ProblemsPage:
 def problems_page(session: Session, feed_id: str, after_line: int, limit: int) -> ProblemsPage:
     """Up to `limit` problems on lines after `after_line`, by line. One line's problems are never
     split across pages (a page holds more than `limit` only when one line has more)."""
-    rows = session.exec(
-        select(FeedProblem)
-        .where(FeedProblem.feed_id == feed_id, FeedProblem.line > after_line)
-        .order_by(FeedProblem.line, FeedProblem.id).limit(limit + 1)).all()
+    query = (select(FeedProblem).where(FeedProblem.feed_id == feed_id)
+             .order_by(FeedProblem.line, FeedProblem.id))
+    rows = session.exec(query.where(FeedProblem.line > after_line).limit(limit + 1)).all()
     page = list(rows[:limit])
-    more = len(rows) > limit
-    if more:
-        last_line = page[-1].line
-        page = [p for p in page if p.line < last_line] or page
-    return ProblemsPage([_problem(r) for r in page], page[-1].line if more and page else None)
+    if len(rows) <= limit:
+        return ProblemsPage([_problem(r) for r in page], None)
+    last_line = page[-1].line
+    whole_lines = [p for p in page if p.line < last_line]
+    if not whole_lines:  # one line has more problems than a page holds: it comes whole
+        whole_lines = list(session.exec(query.where(FeedProblem.line == last_line)).all())
+    last = whole_lines[-1].line
+    more = session.exec(select(FeedProblem.id).where(
+        FeedProblem.feed_id == feed_id, FeedProblem.line > last).limit(1)).first() is not None
+    return ProblemsPage([_problem(r) for r in whole_lines], last if more else None)
 
 
 # --- affected records and their versions --------------------------------------------------------

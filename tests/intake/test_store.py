@@ -204,7 +204,10 @@ def test_problem_pages_go_by_line_and_never_split_one(tx):
             assert page.next_after_line == page.problems[-1].line
             after = page.next_after_line
 
-    # A full page ends before its last line, which may go on past the page.
+    # A full page ends before its last line, which may go on past the page; a line with more
+    # problems than the limit comes whole, on a page of its own.
+    assert pages(1) == [[1], [2, 2, 2], [3], [4]]
+    assert pages(2) == [[1], [2, 2, 2], [3, 4]]
     assert pages(3) == [[1], [2, 2, 2], [3, 4]]
     assert pages(4) == [[1], [2, 2, 2], [3, 4]]
     assert pages(5) == [[1, 2, 2, 2], [3, 4]]

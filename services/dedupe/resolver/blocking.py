@@ -21,7 +21,7 @@ from services.dedupe.resolver.records import PreparedRecord
 
 # Keys that only list who holds a value (for re-weighting when it becomes common);
 # they are never used to find candidates.
-HOLDER_KINDS = frozenset({"given", "family"})
+HOLDER_KINDS = frozenset({"given", "family", "dob"})
 
 # Every kind of key, in a fixed order: its position is stored in the key id.
 KINDS = (
@@ -29,6 +29,7 @@ KINDS = (
     "nhi", "mobile", "email", "address",
     "dob+given", "dob+nickname", "dob+family",
     "names+year", "names+daymonth", "names+postcode",
+    "dob", "dob+initials",
 )
 _KIND_CLASS = {kind: i for i, kind in enumerate(KINDS)}
 _CLASS_BITS = 4
@@ -40,7 +41,7 @@ _HASH_MASK = (1 << 56) - 1  # ids stay under 2**60: 32-byte ints
 # grow with the feed, so their cap is smallest.
 DEFAULT_CAPS: dict[str, int] = {
     "nhi": 100, "mobile": 50, "email": 50, "address": 50,
-    "dob+given": 50, "dob+nickname": 50, "dob+family": 50,
+    "dob+given": 50, "dob+nickname": 50, "dob+family": 50, "dob+initials": 50,
     "names+year": 30, "names+daymonth": 30, "names+postcode": 30,
 }
 
@@ -64,6 +65,9 @@ def index_keys(p: PreparedRecord) -> list[tuple]:
                 keys.append(("dob+nickname", p.dob_digits, group))
         if family:
             keys.append(("dob+family", p.dob_digits, family[:3]))
+        if given and family:
+            # Order-free initials: given and family swapped and one of them mistyped.
+            keys.append(("dob+initials", p.dob_digits, *sorted((given[0], family[0]))))
     if given and family:
         # Order-free, so given and family names entered swapped still meet.
         names = (given, family) if given < family else (family, given)
@@ -71,6 +75,8 @@ def index_keys(p: PreparedRecord) -> list[tuple]:
             keys.append(("names+year", *names, p.dob.year))
             keys.append(("names+daymonth", *names, *sorted((p.dob.day, p.dob.month))))
         keys.append(("names+postcode", *names, p.postcode))
+    if p.dob_digits:
+        keys.append(("dob", p.dob_digits))
     if given:
         keys.append(("given", given))
     if p.family_key:

@@ -21,6 +21,9 @@ class MatchEdge:
     # A match that rests on a record missing its date of birth or given name: it may
     # attach that record to one person, but never decide between two (see below).
     weak: bool = False
+    # Both records agree exactly on everything both hold (an agency's duplicate, a W-2
+    # per employer): such incomplete copies are one record's worth of evidence.
+    copy: bool = False
 
     @property
     def order(self) -> tuple:
@@ -91,6 +94,13 @@ def split_by_guard(
         join(ra, rb)
 
     weak = [e for e in ordered if e.weak]
+    # Incomplete records that are copies of each other count as one before their weak
+    # edges are followed, or two copies would each see the other as a second target.
+    for edge in weak:
+        if edge.copy and incomplete is not None and incomplete(edge.a) and incomplete(edge.b):
+            ra, rb = find(edge.a), find(edge.b)
+            if ra != rb and not any(conflict(x, y) for x in groups[ra] for y in groups[rb]):
+                join(ra, rb)
     if weak:
         # Where each phase-1 group's weak edges lead, fixed before any weak join.
         targets: dict[int, set[int]] = {}

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from rapidfuzz.distance import OSA, JaroWinkler
 
-from services.dedupe.resolver.names import equivalent, family_equivalent, names_in_groups_of
+from services.dedupe.resolver.names import equivalent, family_equivalent, names_in_groups_of, related
 from services.dedupe.resolver.records import PreparedRecord
 
 MISSING = "missing"
@@ -22,6 +22,7 @@ class Levels(NamedTuple):
 
     nhi: str
     given: str
+    middle: str
     family: str
     dob: str
     mobile: str
@@ -29,14 +30,30 @@ class Levels(NamedTuple):
     address: str
 
     @property
+    def personal_agrees(self) -> bool:
+        """A personal contact (mobile or email) is the same."""
+        return EXACT in (self.mobile, self.email)
+
+    @property
+    def personal_conflict(self) -> bool:
+        """Both hold a mobile or an email and none of them agree."""
+        return DIFFERENT in (self.mobile, self.email) and EXACT not in (self.mobile, self.email)
+
+    @property
     def conflict(self) -> bool:
         """Evidence that two records are two people, whatever else agrees.
 
         Different given names or a clearly different date of birth separate twins and
         household members who share a surname, address and phone. The same NHI
-        overrides it (such a pair is weighed, or reviewed, see scoring).
+        overrides it (such a pair is weighed, or reviewed, see scoring). Two valid NHIs
+        that differ, together with personal contacts that differ, are two people; so are
+        two variants of one name (Bill, Liam) each with its own mobile or email.
         """
-        return self.nhi != "same" and (self.given == DIFFERENT or self.dob == DIFFERENT)
+        if self.nhi == "same":
+            return False
+        if self.given == DIFFERENT or self.dob == DIFFERENT:
+            return True
+        return (self.nhi == DIFFERENT or self.given == "related") and self.personal_conflict
 
     @property
     def contact_agrees(self) -> bool:
@@ -55,6 +72,18 @@ class Levels(NamedTuple):
     def incomplete(self) -> bool:
         """One side lacks its date of birth or given name (and no shared NHI vouches)."""
         return self.nhi != "same" and MISSING in (self.dob, self.given)
+
+    @property
+    def weak(self) -> bool:
+        """A match on this evidence may attach a record to one person, never decide
+        between two: a missing date of birth or given name, or a given name that is only
+        an initial."""
+        return self.nhi != "same" and (MISSING in (self.dob, self.given) or self.given == "initial")
+
+    @property
+    def copy(self) -> bool:
+        """Everything both records hold agrees exactly."""
+        return all(level in (EXACT, "same", MISSING) for level in self) and self.given == EXACT
 
     @property
     def guard_conflict(self) -> bool:
@@ -79,29 +108,58 @@ def near(a: str, b: str) -> bool:
 
 
 def compare_given(a: PreparedRecord, b: PreparedRecord) -> str:
-    """exact > equivalent > token > close > initial > near > different.
+    """exact > initial > equivalent > token > related > prefix > close > near > different.
 
-    'exact' also covers the same first name with a middle name present on one side only.
-    Two different common names (Mark / Mary) are 'different', never 'close': between
-    twins that letter is the whole difference.
+    'exact' also covers the same first name with a middle name present on one side only
+    (middle names are compared on their own, `compare_middle`). 'token' is one side's
+    first name among the other's middle names (goes by a middle name) — never two
+    records that merely share a middle name, as twins can. Two different common names
+    (Mark / Mary) are 'different', never 'close': between twins that letter is the whole
+    difference. 'initial': a first name given as an initial, consistent with the other's
+    names in order ('J M' ~ 'James Michael').
     """
     if not a.given or not b.given:
         return MISSING
     fa, fb = a.given_first, b.given_first
     if fa == fb:
         return EXACT
-    if equivalent(fa, fb) or any(equivalent(x, y) for x in a.given for y in b.given):
-        return "equivalent"
-    if set(a.given) & set(b.given):
-        return "token"  # 'Anne' vs 'Mary Anne': goes by a middle name
     if len(fa) == 1 or len(fb) == 1:
-        return "initial" if fa[0] == fb[0] else DIFFERENT
-    if a.given_known and b.given_known:
+        if all(x[0] == y[0] for x, y in zip(a.given, b.given, strict=False)):
+            return "initial"
+        # A lone initial may be the middle name's ('W' for Mario Wyatt, first name unknown).
+        lone, other = (a.given, b.given) if len(a.given) == 1 and len(fa) == 1 else (b.given, a.given)
+        if len(lone) == 1 and len(lone[0]) == 1 and any(t[0] == lone[0] for t in other):
+            return "initial"
+        return DIFFERENT
+    if equivalent(fa, fb):
+        return "equivalent"
+    if fa in b.given[1:] or fb in a.given[1:] or any(equivalent(fa, y) for y in b.given[1:]) \
+            or any(equivalent(x, fb) for x in a.given[1:]):
+        return "token"  # 'Anne' vs 'Mary Anne': goes by a middle name
+    if related(fa, fb):
+        return "related"
+    known = a.given_known and b.given_known
+    if not known and min(len(fa), len(fb)) >= 3 and (fa.startswith(fb) or fb.startswith(fa)):
+        return "prefix"  # 'Jess' ~ 'Jessica': a short form the table lacks
+    if known:
         return DIFFERENT
     if typo_close(fa, fb) or _close_to_equivalent(fa, fb) or _close_to_equivalent(fb, fa):
         return "close"
     if near(fa, fb):
         return "near"
+    return DIFFERENT
+
+
+def compare_middle(a: PreparedRecord, b: PreparedRecord, given: str) -> str:
+    """Middle names, when both records have them and their first names agree: exact (a
+    shared middle name), initial (consistent initials), different."""
+    ma, mb = a.given[1:], b.given[1:]
+    if not ma or not mb or given not in (EXACT, "equivalent", "close", "prefix", "related"):
+        return MISSING
+    if set(ma) & set(mb):
+        return EXACT
+    if (len(ma[0]) == 1 or len(mb[0]) == 1) and ma[0][0] == mb[0][0]:
+        return "initial"
     return DIFFERENT
 
 
@@ -137,7 +195,7 @@ def compare_names(a: PreparedRecord, b: PreparedRecord) -> tuple[str, str]:
     """Given and family levels, recognising given and family names entered swapped."""
     given, family = compare_given(a, b), compare_family(a, b)
     if (
-        given in (DIFFERENT, "near")
+        given in (DIFFERENT, "near", "initial")
         and family in (DIFFERENT, "near")
         and a.given and a.family and b.given and b.family
         and _tokens_agree(a.given, b.family)
@@ -148,7 +206,9 @@ def compare_names(a: PreparedRecord, b: PreparedRecord) -> tuple[str, str]:
 
 
 def compare_dob(a: PreparedRecord, b: PreparedRecord) -> str:
-    """exact > swapped (day and month) > one_digit > different."""
+    """exact > swapped (day and month) > one_digit (in any position, the year's too) >
+    typo (two neighbouring digits transposed, or the year off by one) > partial (same year,
+    one side the 1 January that systems default to) > different."""
     if a.dob is None or b.dob is None:
         return MISSING
     if a.dob == b.dob:
@@ -156,8 +216,17 @@ def compare_dob(a: PreparedRecord, b: PreparedRecord) -> str:
     x, y = a.dob, b.dob
     if x.year == y.year and x.day == y.month and x.month == y.day:
         return "swapped"
-    if sum(c != d for c, d in zip(a.dob_digits, b.dob_digits, strict=True)) == 1:
+    da, db = a.dob_digits, b.dob_digits
+    differing = [i for i in range(8) if da[i] != db[i]]
+    if len(differing) == 1:
         return "one_digit"
+    if (len(differing) == 2 and differing[1] == differing[0] + 1
+            and da[differing[0]] == db[differing[1]] and da[differing[1]] == db[differing[0]]):
+        return "typo"
+    if (x.month, x.day) == (y.month, y.day) and abs(x.year - y.year) == 1:
+        return "typo"
+    if x.year == y.year and ((x.month, x.day) == (1, 1) or (y.month, y.day) == (1, 1)):
+        return "partial"
     return DIFFERENT
 
 
@@ -216,6 +285,7 @@ def compare(a: PreparedRecord, b: PreparedRecord) -> Levels:
     return Levels(
         nhi=compare_nhi(a, b),
         given=given,
+        middle=compare_middle(a, b, given),
         family=family,
         dob=compare_dob(a, b),
         mobile=compare_exact(a.mobile, b.mobile),
@@ -238,6 +308,7 @@ def compare_unless_conflict(a: PreparedRecord, b: PreparedRecord) -> Levels | No
     return Levels(
         nhi=nhi,
         given=given,
+        middle=compare_middle(a, b, given),
         family=family,
         dob=dob,
         mobile=compare_exact(a.mobile, b.mobile),

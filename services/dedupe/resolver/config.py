@@ -11,16 +11,18 @@ from dataclasses import dataclass, field
 
 # field -> level -> weight. 'exact' on a frequency-weighted field comes from FREQUENCY.
 LEVEL_WEIGHTS: dict[str, dict[str, float]] = {
-    "nhi": {"same": 14.0, "different": -6.0, "missing": 0.0},
+    "nhi": {"different": -6.0, "missing": 0.0},
     "given": {
-        "equivalent": 6.0, "token": 5.0, "close": 5.0, "swapped": 5.0,
-        "initial": 1.0, "near": 1.0, "different": -10.0, "missing": 0.0,
+        "equivalent": 6.0, "token": 5.0, "close": 5.0, "swapped": 5.0, "prefix": 4.0,
+        "related": 2.0, "initial": 1.0, "near": 1.0, "different": -10.0, "missing": 0.0,
     },
+    "middle": {"exact": 3.0, "initial": 0.5, "different": -2.0, "missing": 0.0},
     "family": {
         "token": 6.0, "equivalent": 6.0, "close": 5.0, "swapped": 5.0,
         "near": 2.0, "different": -4.0, "missing": 0.0,
     },
-    "dob": {"exact": 11.0, "swapped": 5.0, "one_digit": 5.0, "different": -10.0, "missing": 0.0},
+    "dob": {"swapped": 8.0, "one_digit": 5.0, "typo": 6.0, "partial": 1.0, "different": -10.0,
+            "missing": 0.0},
     "mobile": {"different": -0.5, "missing": 0.0},
     "email": {"different": -0.5, "missing": 0.0},
     "address": {"street": 6.0, "postcode": 0.5, "different": -0.5, "missing": 0.0},
@@ -31,21 +33,32 @@ LEVEL_WEIGHTS: dict[str, dict[str, float]] = {
 class Frequency:
     """Weight of an exact agreement on a value shared by n distinct people.
 
-    weight = max(floor, base - slope * floor(log2 n)). Counting in powers of two keeps
-    weights stable as records arrive, so re-scoring is rare.
+    weight = max(floor, base - slope * max(0, floor(log2 n) - free)). Counting in powers
+    of two keeps weights stable as records arrive, so re-scoring is rare; `free` buckets
+    cost nothing (a date of birth shared by a few people is the usual case, and
+    re-scoring at every doubling of them would cost more than it tells).
     """
 
     base: float
     slope: float
     floor: float
+    free: int = 0
 
     def weight(self, bucket: int) -> float:
-        return max(self.floor, self.base - self.slope * bucket)
+        return max(self.floor, self.base - self.slope * max(0, bucket - self.free))
 
 
 FREQUENCY: dict[str, Frequency] = {
+    # The same NHI on many records is a default or a data-entry habit (counted in records,
+    # not people: one person's five records are normal).
+    "nhi": Frequency(base=14.0, slope=2.0, floor=4.0, free=3),
     "given": Frequency(base=8.0, slope=0.5, floor=5.0),
     "family": Frequency(base=9.0, slope=0.5, floor=5.0),
+    # A date of birth shared by many people in the incident (large incidents; 1 January
+    # defaults) tells less: the odds of a namesake born that day grow with the incident.
+    # Counted in records (about two per person): +12 up to 15 records born that day, then
+    # one less per doubling, down to +8.
+    "dob": Frequency(base=12.0, slope=1.0, floor=8.0, free=3),
     # A mobile, email or address shared by 64+ people (a clinic, a rest home) says nothing.
     "mobile": Frequency(base=8.0, slope=1.5, floor=0.0),
     "email": Frequency(base=9.0, slope=1.5, floor=0.0),
@@ -60,6 +73,9 @@ class ResolverConfig:
     # Pairs where one record lacks its date of birth or given name cannot reach the match
     # threshold on what is left; they match (weakly, see clustering) from this weight.
     incomplete_match_threshold: float = 12.0
+    # ... and, with nothing placing the record (no shared address, mobile or email), from
+    # this weight, which only exact, rare names reach.
+    unplaced_match_threshold: float = 14.0
     # Household contact fields are correlated (one household shares all three), so their
     # combined positive weight is capped rather than summed without limit.
     contact_cap: float = 12.0
@@ -67,7 +83,12 @@ class ResolverConfig:
     block_cap: int = 100
     # Tighter caps per kind of block (see blocking.DEFAULT_CAPS); None = those defaults.
     block_caps: dict[str, int] | None = None
+    # Review queue costs: a duplicate notice (a missed merge) costs 1; a notice that
+    # discloses one person's records to another (a wrong merge) costs this much.
+    wrong_merge_cost: float = 1000.0
     level_weights: dict[str, dict[str, float]] = field(default_factory=lambda: LEVEL_WEIGHTS)
+    # True when level_weights were estimated from the incident (learning.py), not hand-set.
+    learned: bool = False
     frequency: dict[str, Frequency] = field(default_factory=lambda: FREQUENCY)
 
     def describe(self) -> dict[str, float | int]:
@@ -75,6 +96,8 @@ class ResolverConfig:
             "match_threshold": self.match_threshold,
             "review_threshold": self.review_threshold,
             "incomplete_match_threshold": self.incomplete_match_threshold,
+            "unplaced_match_threshold": self.unplaced_match_threshold,
             "contact_cap": self.contact_cap,
             "block_cap": self.block_cap,
+            "learned": self.learned,
         }

@@ -69,7 +69,8 @@ class Assignment:
 
 @dataclass(frozen=True, slots=True)
 class ReviewItem:
-    """A pair left in two persons that a human should look at."""
+    """A question for a human: are these two persons one? Asked over one representative
+    pair of records (the strongest between them); deciding it settles both persons."""
 
     a: RecordKey
     b: RecordKey
@@ -77,6 +78,10 @@ class ReviewItem:
     b_person_id: str
     evidence: PairEvidence
     why: str  # 'uncertain' (between thresholds) or 'guard' (a match refused by the guard)
+    pairs: int = 1  # record pairs between the two persons this one decision settles
+    # What leaving the question open is expected to cost, in missed-merge units (see
+    # Resolver.review_items): the queue is ordered by it, highest first.
+    expected_cost: float = 0.0
 
 
 @dataclass(slots=True)

@@ -1,9 +1,12 @@
 """Given-name equivalences: nicknames and transliterations (DOMAIN.md §3).
 
-Each line is one group of names that can be the same person's given name. A name may
-sit in several groups (Chris is Christopher or Christine); two names are equivalent when
-they share a group. Keys are folded with `normalise.name_tokens` (macrons dropped,
-double vowels collapsed), so 'Rāwiri' and 'Raawiri' both become 'rawiri'.
+Each line is one group: a formal name first (its head), then its nicknames and
+transliterations. A name may sit in several groups (Chris is Christopher or Christine).
+Equivalence is NOT transitive: a variant is equivalent to its head (Bill ~ William,
+Liam ~ William), but two variants of one head (Bill, Liam) are only 'related' — Liam is
+a name in its own right, and chaining Bill ~ William ~ Liam joins two people. Keys are
+folded with `normalise.name_tokens` (macrons dropped, double vowels collapsed), so
+'Rāwiri' and 'Raawiri' both become 'rawiri'.
 """
 from __future__ import annotations
 
@@ -89,16 +92,19 @@ zachary zac zack
 """.strip().splitlines()
 
 
-def _build() -> dict[str, frozenset[int]]:
+def _build() -> tuple[dict[str, frozenset[int]], dict[int, str]]:
     groups: dict[str, set[int]] = {}
+    heads: dict[int, str] = {}
     for group_id, line in enumerate(_GROUPS):
-        for word in line.split():
+        words = line.split()
+        heads[group_id] = name_tokens(words[0])[0]
+        for word in words:
             for key in name_tokens(word):
                 groups.setdefault(key, set()).add(group_id)
-    return {k: frozenset(v) for k, v in groups.items()}
+    return {k: frozenset(v) for k, v in groups.items()}, heads
 
 
-NAME_GROUPS: dict[str, frozenset[int]] = _build()
+NAME_GROUPS, _HEADS = _build()
 
 # Common given names that are not in a group. A one-letter difference between two real
 # names (Mark / Mary, Ana / Ani) is two people, not a typo; this list lets comparisons
@@ -140,9 +146,17 @@ def names_in_groups_of(token: str) -> tuple[str, ...]:
     return tuple(sorted({n for g in groups_of(token) for n in _MEMBERS[g]}))
 
 
+@lru_cache(maxsize=65536)
 def equivalent(a: str, b: str) -> bool:
-    """True when two folded given-name tokens are nickname/transliteration equivalents."""
-    return a != b and bool(groups_of(a) & groups_of(b))
+    """True when one folded given-name token is a nickname or transliteration of the other
+    (they share a group whose head is one of them)."""
+    return a != b and any(_HEADS[g] in (a, b) for g in groups_of(a) & groups_of(b))
+
+
+@lru_cache(maxsize=65536)
+def related(a: str, b: str) -> bool:
+    """Two variants of one formal name, neither of them that name (Bill and Liam)."""
+    return a != b and bool(groups_of(a) & groups_of(b)) and not equivalent(a, b)
 
 
 # Family names that are the same name romanised differently.

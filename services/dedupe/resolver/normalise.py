@@ -37,6 +37,31 @@ def name_tokens(text: str | None) -> tuple[str, ...]:
     return tuple(sys.intern(_DOUBLE_VOWEL.sub(r"\1", t)) for t in _NON_ALNUM.split(folded) if t)
 
 
+# What agencies type when they do not know a name. A placeholder agrees with nothing: it is
+# dropped from the match keys, so "Baby Ngata" is a record without a given name, not one
+# whose given name is "Baby". Whole phrases (spaces squeezed out) and single words.
+PLACEHOLDER_PHRASES = frozenset({
+    "nolastname", "nofirstname", "nogivenname", "nosurname", "noname", "notstated", "notgiven",
+    "notknown", "notrecorded", "notprovided", "unknown", "none", "na", "nil", "null", "anonymous",
+    "withheld", "refused", "test", "testpatient", "patient", "dummy", "tba", "tbc",
+})
+PLACEHOLDER_WORDS = frozenset({
+    "baby", "babe", "infant", "newborn", "unnamed", "unknown", "unk", "nfn", "fnu", "lnu", "nln",
+    "boy", "girl", "twin", "male", "female", "xx", "xxx", "xxxx", "zz", "zzz",
+})
+
+
+@lru_cache(maxsize=1 << 17)
+def person_name_tokens(text: str | None) -> tuple[str, ...]:
+    """`name_tokens` without placeholders ('Baby Girl', 'Unknown', 'No Last Name' -> ())."""
+    tokens = name_tokens(text)
+    if not tokens or "".join(tokens) in PLACEHOLDER_PHRASES:
+        return ()
+    if any(t in PLACEHOLDER_WORDS for t in tokens):
+        tokens = tuple(t for t in tokens if t not in PLACEHOLDER_WORDS)
+    return tokens
+
+
 # Particles that are part of a family name but say little on their own.
 _SURNAME_PARTICLES = frozenset(
     {"te", "van", "von", "de", "der", "da", "di", "le", "la", "du", "mc", "mac", "st"}
@@ -45,7 +70,7 @@ _SURNAME_PARTICLES = frozenset(
 
 @lru_cache(maxsize=1 << 17)
 def family_tokens(text: str | None) -> tuple[str, ...]:
-    tokens = name_tokens(text)
+    tokens = person_name_tokens(text)
     significant = tuple(t for t in tokens if t not in _SURNAME_PARTICLES)
     return significant or tokens
 

@@ -16,8 +16,8 @@ from services.dedupe.resolver.normalise import (
     email_key,
     family_tokens,
     mobile_key,
-    name_tokens,
     parse_date,
+    person_name_tokens,
     postcode_key,
 )
 
@@ -106,6 +106,15 @@ def _numbers(tokens: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(t for t in tokens if t.isdigit())
 
 
+# Dates systems put in when they have none: they agree with nothing.
+_PLACEHOLDER_DATES = frozenset({date(1900, 1, 1), date(1899, 12, 31), date(1901, 1, 1), date(1800, 1, 1)})
+
+
+def _plausible(dob: date | None) -> bool:
+    """A date of birth a living person can have (not a system default, not before 1890)."""
+    return dob is not None and dob.year >= 1890 and dob not in _PLACEHOLDER_DATES
+
+
 def _intern(value: str | None) -> str | None:
     return sys.intern(value) if value else None
 
@@ -126,11 +135,11 @@ class PreparedRecord:
     def __init__(self, record: MatchRecord) -> None:
         self.key: RecordKey = record.key
         self.record = record
-        self.given = name_tokens(record.given_names)
+        self.given = person_name_tokens(record.given_names)
         self.given_first = self.given[0] if self.given else None
         self.family = family_tokens(record.family_name)
         self.family_key = _intern(" ".join(self.family)) if self.family else None
-        self.dob_digits = _dob_digits(record.date_of_birth) if record.date_of_birth else None
+        self.dob_digits = _dob_digits(record.date_of_birth) if _plausible(record.date_of_birth) else None
         self.nhi = valid_nhi(record.nhi)
         self.mobile = mobile_key(record.mobile)
         self.email = email_key(record.email)
@@ -150,7 +159,7 @@ class PreparedRecord:
     # Derived on demand rather than stored: a million records, a few fields fewer each.
     @property
     def dob(self) -> date | None:
-        return self.record.date_of_birth
+        return self.record.date_of_birth if self.dob_digits else None
 
     @property
     def address(self) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from services.dedupe.resolver.blocking import BlockIndex, index_keys, key_id
@@ -30,8 +31,14 @@ from services.dedupe.resolver.explain import (
     person_id_for,
 )
 from services.dedupe.resolver.records import MatchRecord, PreparedRecord, RecordKey
-from services.dedupe.resolver.scoring import MATCH, NON_MATCH, REVIEW, Score, weigh
-from services.dedupe.resolver.weights import ValueFrequency, frequency_values
+from services.dedupe.resolver.scoring import MATCH, NON_MATCH, Score, weigh
+from services.dedupe.resolver.weights import (
+    COUNTED_BY_INDEX,
+    ValueFrequency,
+    bucket,
+    frequency_values,
+    indexed_values,
+)
 
 SNAPSHOT_VERSION = 1
 
@@ -56,10 +63,20 @@ class _Edge:
 
 
 _LEVELS: dict[Levels, Levels] = {}
+
+
+@lru_cache(maxsize=4096)
+def _weak(levels: Levels) -> bool:  # per distinct level tuple: clustering asks for every edge
+    return levels.weak
+
+
+@lru_cache(maxsize=4096)
+def _copy(levels: Levels) -> bool:
+    return levels.weak and levels.copy
 _NO_EDGES: dict[int, _Edge] = {}
 # Which index key lists the holders of a frequency-weighted value.
-_HOLDER_KIND = {"given": "given", "family": "family", "mobile": "mobile", "email": "email",
-                "address": "address"}
+_HOLDER_KIND = {"nhi": "nhi", "given": "given", "family": "family", "dob": "dob",
+                "mobile": "mobile", "email": "email", "address": "address"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,17 +163,11 @@ class Resolver:
         return [Person(pid, tuple(sorted(keys))) for pid, keys in sorted(grouped.items())]
 
     def review_items(self) -> list[ReviewItem]:
-        """Pairs left in different persons that were uncertain, or matched but refused by the guard."""
-        items = []
-        for r in self._edges:
-            for s, edge in self._edges_of(r).items():
-                if r > s or self._pid(r) == self._pid(s):
-                    continue
-                a, b = sorted((self._records[r].key, self._records[s].key))
-                why = "uncertain" if edge.decision == REVIEW else "guard"
-                items.append(ReviewItem(a, b, self._pid(self._rid[a]),
-                                        self._pid(self._rid[b]), self._evidence(r, s, edge), why))
-        return sorted(items, key=lambda i: (i.a, i.b))
+        """Open questions for a reviewer: one per pair of persons, highest expected cost
+        first (see review.py)."""
+        from services.dedupe.resolver.review import review_items
+
+        return review_items(self)
 
     def explain(self, agency_id: str, source_record_id: str) -> PersonExplanation:
         """The person holding a record: its records, the links inside it, refusals and review pairs."""
@@ -202,16 +213,45 @@ class Resolver:
         self._apply_pin(ra, rb, same_person)
         self._recluster({ra, rb})
 
+    def learn_weights(self) -> dict[str, Any]:
+        """Re-estimate the graded level weights from this incident's own records (EM with
+        the hand-set weights as priors and bounds, see learning.py) and re-resolve every
+        record with them. Reviewer decisions are kept; records whose person changed are
+        reported by drain_changes(). Returns the estimate (λ, m and u per level)."""
+        from services.dedupe.resolver.learning import estimate_weights
+
+        config, report = estimate_weights(
+            self._records, lambda r: self._index.candidates(self._key_ids(r)), self.config)
+        self._rebuild(config)
+        report["weights"] = config.level_weights
+        return report
+
+    def _rebuild(self, config: ResolverConfig) -> None:
+        before = {p.key: self._pid(r) for r, p in self._records.items()}
+        fresh = Resolver(config)
+        fresh._pins = dict(self._pins)
+        fresh._pins_of = {k: set(v) for k, v in self._pins_of.items()}
+        fresh.add_many(sorted((p.record for p in self._records.values()), key=lambda r: r.key))
+        changed = self._changed
+        self.__dict__.update(fresh.__dict__)
+        self._changed = changed | {k for k, pid in before.items() if self._pid(self._rid[k]) != pid}
+
     def snapshot(self) -> dict[str, Any]:
-        """Serialisable state: the records. Restoring re-adds them (outcome is order-free)."""
+        """Serialisable state: the records (and learned weights). Restoring re-adds them
+        (outcome is order-free)."""
         records = sorted((p.record for p in self._records.values()), key=lambda r: r.key)
-        return {"version": SNAPSHOT_VERSION, "config": self.config.describe(),
+        snap = {"version": SNAPSHOT_VERSION, "config": self.config.describe(),
                 "records": [r.to_dict() for r in records]}
+        if self.config.learned:
+            snap["learned_weights"] = self.config.level_weights
+        return snap
 
     @classmethod
     def restore(cls, snapshot: dict[str, Any], config: ResolverConfig | None = None) -> Resolver:
         if snapshot.get("version") != SNAPSHOT_VERSION:
             raise ValueError("unsupported resolver snapshot version")
+        if config is None and snapshot.get("learned_weights"):
+            config = ResolverConfig(level_weights=snapshot["learned_weights"], learned=True)
         resolver = cls(config)
         resolver.add_many(MatchRecord.from_dict(r) for r in snapshot["records"])
         return resolver
@@ -244,8 +284,13 @@ class Resolver:
         # Not stored: recomputed from the record (cheap, and only needed on rare paths).
         return [key_id(k) for k in index_keys(self._records[rid])]
 
+    def _bucket(self, field: str, value: str) -> int:
+        if field in COUNTED_BY_INDEX:
+            return bucket(self._index.size(key_id((_HOLDER_KIND[field], value))))
+        return self._frequency.bucket(field, value)
+
     def _score(self, a: PreparedRecord, b: PreparedRecord, levels: Levels) -> Score:
-        return weigh(levels, a, self._frequency.bucket, self.config)
+        return weigh(levels, a, self._bucket, self.config)
 
     def _evidence(self, r: int, s: int, edge: _Edge) -> PairEvidence:
         pr, ps = self._records[r], self._records[s]
@@ -272,6 +317,10 @@ class Resolver:
         key_ids, overflowed = self._index.add(rid, index_keys(prepared))
         for kid in overflowed:
             seeds |= self._drop_unjustified_edges(kid)
+        for field, value in indexed_values(prepared):  # one more record holds each
+            held = self._index.size(key_id((_HOLDER_KIND[field], value)))
+            if bucket(held) != bucket(held - 1) and self._weight_moved(field, value, -1):
+                seeds |= self._reweigh(field, value, became_rarer=False)
         for field, value in frequency_values(prepared):
             others = self._other_holders(rid, field, value)
             if self._frequency.add(field, value, prepared.proxy, others) and \
@@ -320,6 +369,10 @@ class Resolver:
             self._unlink_half(other, rid)
             seeds.add(other)
         reopened = self._index.remove(rid, key_ids)
+        for field, value in indexed_values(prepared):  # one record fewer holds each
+            held = self._index.size(key_id((_HOLDER_KIND[field], value)))
+            if held and bucket(held) != bucket(held + 1) and self._weight_moved(field, value, +1):
+                seeds |= self._reweigh(field, value, became_rarer=True)
         for field, value in frequency_values(prepared):
             if self._frequency.remove(field, value, prepared.proxy, sparse=True) and \
                     self._weight_moved(field, value, +1):
@@ -389,7 +442,7 @@ class Resolver:
         value's floor (a common surname, a clinic phone) it no longer does, so the records
         holding the commonest values are never re-scored."""
         frequency = self.config.frequency[field]
-        now = self._frequency.bucket(field, value)
+        now = self._bucket(field, value)
         return frequency.weight(now) != frequency.weight(now + step)
 
     def _reweigh(self, field: str, value: str, became_rarer: bool) -> set[int]:
@@ -418,6 +471,16 @@ class Resolver:
         flat = self._edges.get(rid, ())
         return [flat[i] for i in range(0, len(flat), 2) if flat[i + 1].decision == MATCH]
 
+    def _hard_conflict(self, a: int, b: int) -> bool:
+        if self._pins:
+            pair = tuple(sorted((self._records[a].key, self._records[b].key)))
+            pinned = self._pins.get(pair)
+            if pinned is not None:
+                return not pinned
+        edge = self._edge(a, b)
+        levels = edge.levels if edge else compare(self._records[a], self._records[b])
+        return levels.conflict
+
     def _conflict(self, a: int, b: int) -> bool:
         if self._pins:
             pair = tuple(sorted((self._records[a].key, self._records[b].key)))
@@ -429,8 +492,9 @@ class Resolver:
         return levels.guard_conflict
 
     def _incomplete(self, rid: int) -> bool:
+        """Weakly identified: no date of birth, no given name, or only an initial."""
         record = self._records[rid]
-        return record.dob is None or not record.given
+        return record.dob is None or not record.given or len(record.given_first) == 1
 
     def _recluster(self, seeds: set[int]) -> None:
         """Recompute components and persons around records whose edges changed."""
@@ -443,7 +507,7 @@ class Resolver:
                 continue
             edges = [
                 MatchEdge(e.weight, self._records[r].key, self._records[s].key, r, s,
-                          not e.pinned and e.levels.incomplete)
+                          not e.pinned and _weak(e.levels), _copy(e.levels))
                 for r in component
                 for s, e in self._edges_of(r).items()
                 if r < s and e.decision == MATCH

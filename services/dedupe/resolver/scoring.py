@@ -14,7 +14,7 @@ REVIEW = "review"
 NON_MATCH = "non-match"
 
 CONTACT_FIELDS = ("mobile", "email", "address")
-GIVEN_AGREES = ("exact", "equivalent", "token", "close", "swapped")
+GIVEN_AGREES = ("exact", "equivalent", "token", "close", "swapped", "prefix")
 FAMILY_AGREES = ("exact", "token", "equivalent", "close", "swapped")
 
 BucketOf = Callable[[str, str], int]
@@ -39,9 +39,10 @@ class Score:
 
 # The value whose frequency weights an exact agreement on each field.
 _FREQUENCY_ATTR = {
-    "given": "given_first", "family": "family_key", "mobile": "mobile",
-    "email": "email", "address": "address_block",
+    "nhi": "nhi", "given": "given_first", "family": "family_key", "dob": "dob_digits",
+    "mobile": "mobile", "email": "email", "address": "address_block",
 }
+_AGREE = ("exact", "same")
 
 
 def weigh(levels: Levels, a: PreparedRecord, bucket_of: BucketOf, config: ResolverConfig) -> Score:
@@ -49,8 +50,11 @@ def weigh(levels: Levels, a: PreparedRecord, bucket_of: BucketOf, config: Resolv
     parts = []
     contact = 0.0
     for field, level in zip(Levels._fields, levels, strict=True):
+        if level == "missing":  # weighs nothing in every field (learning never changes it)
+            parts.append(Part(field, level, 0.0, 0))
+            continue
         shared = 0
-        if level == EXACT and field in config.frequency:
+        if level in _AGREE and field in config.frequency:
             shared = bucket_of(field, getattr(a, _FREQUENCY_ATTR[field]))
             w = config.frequency[field].weight(shared)
         else:
@@ -65,41 +69,63 @@ def weigh(levels: Levels, a: PreparedRecord, bucket_of: BucketOf, config: Resolv
 
 
 def decide(levels: Levels, weight: float, config: ResolverConfig) -> tuple[str, str]:
-    same_nhi = levels.nhi == "same"
     if levels.conflict:
+        if levels.nhi == "different" and levels.given != "different" and levels.dob != "different":
+            return NON_MATCH, "two different NHIs and different personal contacts"
+        if levels.given == "related" and levels.dob != "different":
+            return NON_MATCH, "two variants of a name, each with its own contacts"
         return NON_MATCH, "given names or date of birth differ (twin/household guard)"
-    if same_nhi and (levels.dob != EXACT or levels.family not in FAMILY_AGREES) and (
-        levels.given == "different" or levels.dob == "different"
-    ):
+    if levels.nhi == "same":
+        agree = (levels.given in GIVEN_AGREES, levels.family in FAMILY_AGREES,
+                 levels.dob in (EXACT, "swapped", "one_digit", "typo"))
+        if sum(agree) >= 2:
+            return MATCH, "same NHI, and two of given name, family name, date of birth agree"
         return REVIEW, "same NHI but given names or date of birth differ"
     if levels.incomplete:
         return _decide_incomplete(levels, weight, config)
     if weight >= config.match_threshold:
         if levels.second_nhi_doubt:
             return REVIEW, "two different NHIs without exact names and a shared contact"
-        if not same_nhi and levels.given in ("near", "initial"):
+        if levels.given == "near":
             return REVIEW, "above match threshold but given names only loosely agree"
+        if levels.given == "initial":
+            # The name weighs next to nothing: like a record without a given name, it
+            # needs its date of birth exact and something placing it.
+            if levels.dob == EXACT and _placed(levels):
+                return MATCH, "weak match: given name only an initial, the rest agrees"
+            return REVIEW, "given name only an initial and nothing places the record"
         return MATCH, "weight at or above match threshold"
     if weight >= config.review_threshold:
         return REVIEW, "weight between review and match thresholds"
     return NON_MATCH, "weight below review threshold"
 
 
+def _placed(levels: Levels) -> bool:
+    return levels.address in (EXACT, "street") or EXACT in (levels.mobile, levels.email)
+
+
 def _decide_incomplete(levels: Levels, weight: float, config: ResolverConfig) -> tuple[str, str]:
     """A record without a date of birth or without a given name can still be matched, on a
     lower threshold, when what it has agrees closely and something places it (the same
-    address or street, mobile or email). Such a match is weak: clustering attaches the
-    record only to a person it alone points to (never one of two twins or namesakes)."""
-    placed = levels.address in (EXACT, "street") or EXACT in (levels.mobile, levels.email)
+    address or street, mobile or email) — or, without anything placing it, when its names
+    agree exactly and are rare enough to weigh `unplaced_match_threshold`. Such a match is
+    weak: clustering attaches the record only to a person it alone points to (never one of
+    two twins or namesakes)."""
+    placed = _placed(levels)
     if (levels.dob == "missing" and levels.given == "missing") or levels.nhi == "different":
         ok = False  # two valid NHIs need complete records to be believed one person
     elif levels.dob == "missing":
         # Not 'token': a middle name that is a household member's first name
         # ('Sophie Anthony' ~ 'Anthony') is not enough without a date of birth.
-        ok = levels.given in ("exact", "equivalent", "swapped") and levels.family in FAMILY_AGREES
+        ok = (levels.given in ("exact", "equivalent", "swapped") and levels.family in FAMILY_AGREES) or (
+            levels.given in ("close", "prefix") and levels.family == EXACT and placed)  # Scot at Scott's
     else:
         ok = levels.dob == EXACT and levels.family in FAMILY_AGREES
-    if ok and placed and weight >= config.incomplete_match_threshold and not levels.second_nhi_doubt:
+    if ok and not levels.second_nhi_doubt and levels.middle != "different" and (
+        (placed and weight >= config.incomplete_match_threshold)
+        or (levels.given == EXACT and levels.family == EXACT
+            and weight >= config.unplaced_match_threshold)
+    ):
         return MATCH, "weak match: a date of birth or given name is missing, the rest agrees"
     if weight >= config.review_threshold:
         return REVIEW, "a date of birth or given name is missing"

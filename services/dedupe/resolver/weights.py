@@ -10,11 +10,17 @@ from collections.abc import Callable, Iterable, Iterator
 
 from services.dedupe.resolver.records import PreparedRecord
 
-FREQUENCY_FIELDS = ("given", "family", "mobile", "email", "address")
+FREQUENCY_FIELDS = ("nhi", "given", "family", "dob", "mobile", "email", "address")
+# Fields whose frequency is the number of records holding the value, read from the block
+# index (which lists them anyway) rather than distinct people counted here: nearly every
+# NHI and date of birth is held by several records, and a table of their holders would
+# cost ~0.2 KB per record. Their Frequency rules allow for it (see config.py).
+COUNTED_BY_INDEX = ("nhi", "dob")
 
 
 def frequency_values(p: PreparedRecord) -> Iterator[tuple[str, str]]:
-    """The (field, value) pairs of a record whose exact agreement is frequency-weighted."""
+    """The (field, value) pairs of a record whose exact agreement is weighted by how many
+    distinct people hold the value (the COUNTED_BY_INDEX fields are counted elsewhere)."""
     if p.given_first:
         yield "given", p.given_first
     if p.family_key:
@@ -25,6 +31,14 @@ def frequency_values(p: PreparedRecord) -> Iterator[tuple[str, str]]:
         yield "email", p.email
     if p.address_block:
         yield "address", p.address_block
+
+
+def indexed_values(p: PreparedRecord) -> Iterator[tuple[str, str]]:
+    """The (field, value) pairs whose frequency is the count of records holding them."""
+    if p.nhi:
+        yield "nhi", p.nhi
+    if p.dob_digits:
+        yield "dob", p.dob_digits
 
 
 def bucket(distinct: int) -> int:

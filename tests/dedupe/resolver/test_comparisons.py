@@ -6,6 +6,7 @@ from services.dedupe.resolver.comparisons import (
     compare_dob,
     compare_family,
     compare_given,
+    compare_middle,
     compare_names,
     compare_nhi,
     typo_close,
@@ -107,3 +108,78 @@ def test_address_levels_tolerate_spacing_slips_and_a_missing_number():
     assert compare_address(a, prep(address_line1="Bedford Street", postcode="6525")) == "street"
     # A different house on the same street is a neighbour, not the same address.
     assert compare_address(a, prep(address_line1="59 Bedford Street", postcode="6525")) == "postcode"
+
+
+# ---- issue 11: evidence the comparisons used to miss, and conflicts they used to miss
+
+
+def test_nickname_equivalence_is_not_transitive():
+    assert compare_given(prep(given_names="Bill"), prep(given_names="William")) == "equivalent"
+    assert compare_given(prep(given_names="Liam"), prep(given_names="William")) == "equivalent"
+    # Two variants of one name are only related: Liam is a name in its own right.
+    assert compare_given(prep(given_names="Bill"), prep(given_names="Liam")) == "related"
+
+
+def test_a_shared_middle_name_is_not_a_first_name_match():
+    # Twins named after the same grandparent.
+    assert compare_given(prep(given_names="Jack Thomas"), prep(given_names="Oliver Thomas")) == "different"
+    # Going by a middle name still counts.
+    assert compare_given(prep(given_names="Thomas"), prep(given_names="Jack Thomas")) == "token"
+
+
+def test_initials_must_agree_in_order():
+    assert compare_given(prep(given_names="J. M."), prep(given_names="James Michael")) == "initial"
+    assert compare_given(prep(given_names="J"), prep(given_names="James")) == "initial"
+    assert compare_given(prep(given_names="J M"), prep(given_names="James Andrew")) == "different"
+
+
+def test_short_forms_missing_from_the_table_are_prefixes():
+    assert compare_given(prep(given_names="Jess"), prep(given_names="Jessica")) == "prefix"
+
+
+def test_middle_names_are_compared_when_both_have_one():
+    assert compare_middle(prep(given_names="Aroha Mere"), prep(given_names="Aroha Mere"), "exact") == "exact"
+    assert compare_middle(prep(given_names="Aroha M"), prep(given_names="Aroha Mere"), "exact") == "initial"
+    assert compare_middle(prep(given_names="Aroha Hine"), prep(given_names="Aroha Mere"), "exact") == "different"
+    assert compare_middle(prep(given_names="Aroha"), prep(given_names="Aroha Mere"), "exact") == "missing"
+
+
+def test_dob_errors_in_any_position():
+    base = prep(date_of_birth=date(1985, 3, 4))
+    assert compare_dob(base, prep(date_of_birth=date(1986, 3, 4))) == "one_digit"  # the year
+    assert compare_dob(base, prep(date_of_birth=date(1958, 3, 4))) == "typo"  # year digits transposed
+    decade = prep(date_of_birth=date(1989, 12, 30))
+    assert compare_dob(decade, prep(date_of_birth=date(1990, 12, 30))) == "typo"  # year off by one
+    assert compare_dob(base, prep(date_of_birth=date(1985, 1, 1))) == "partial"  # a system default
+    assert compare_dob(base, prep(date_of_birth=date(1985, 8, 21))) == "different"
+
+
+def test_placeholders_agree_with_nothing():
+    for given in ("Baby", "Baby Girl", "Unknown", "Not Stated", "FNU"):
+        assert prep(given_names=given).given == ()
+        assert compare_given(prep(given_names=given), prep(given_names=given)) == "missing"
+    for family in ("No Last Name", "Unknown", "NLN"):
+        assert compare_family(prep(family_name=family), prep(family_name=family)) == "missing"
+    assert prep(given_names="Baby Aroha").given == ("aroha",)
+    assert compare_dob(prep(date_of_birth=date(1900, 1, 1)), prep(date_of_birth=date(1900, 1, 1))) == "missing"
+
+
+def test_conflicting_nhis_with_conflicting_personal_contacts_conflict():
+    a = prep(nhi="ZZZ0016", mobile="+64211111111", email="a@x.nz")
+    b = prep(nhi="ZAC5361", mobile="+64212222222", email="b@x.nz")
+    assert compare(a, b).conflict
+    # Without personal contacts to disagree, it stays a doubt (review), not a conflict.
+    assert not compare(prep(nhi="ZZZ0016"), prep(nhi="ZAC5361")).conflict
+
+
+def test_related_names_with_their_own_contacts_conflict():
+    bill = prep(given_names="Bill", mobile="+64211111111")
+    liam = prep(given_names="Liam", mobile="+64212222222")
+    assert compare(bill, liam).conflict
+    assert not compare(bill, prep(given_names="Liam", mobile="+64211111111")).conflict
+
+
+def test_a_lone_initial_may_be_the_middle_names():
+    # First name unknown, middle initial W: not a conflict with 'Mario Wyatt'.
+    assert compare_given(prep(given_names="W"), prep(given_names="Mario Wyatt")) == "initial"
+    assert compare_given(prep(given_names="W"), prep(given_names="Mario James")) == "different"

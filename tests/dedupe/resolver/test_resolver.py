@@ -110,17 +110,30 @@ def test_one_person_with_two_nhis_is_one_person():
     assert same_person(r, a, b)
 
 
-def test_namesakes_with_different_nhis_are_not_merged_but_reviewed():
+def test_namesakes_with_different_nhis_and_no_personal_contact_are_reviewed():
     r = Resolver()
-    a = make("gp-1", nhi="ZZZ0016", given_names="James", family_name="Smith",
-             date_of_birth="1980-04-29", mobile="+64211000001")
-    b = make("gp-2", nhi="ZAC5361", given_names="James", family_name="Smith",
-             date_of_birth="1980-04-29", mobile="+64211000002")
+    a = make("gp-1", nhi="ZZZ0016", given_names="James", family_name="Smith", date_of_birth="1980-04-29")
+    b = make("gp-2", nhi="ZAC5361", given_names="James", family_name="Smith", date_of_birth="1980-04-29")
     r.add_many([a, b])
     assert not same_person(r, a, b)
     items = r.review_items()
     assert [(i.a, i.b) for i in items] == [tuple(sorted((a.key, b.key)))]
     assert "NHI" in items[0].evidence.reason
+
+
+def test_conflicting_nhis_and_conflicting_personal_contacts_stay_apart_without_review():
+    # Issue 11: same full name, date of birth and address, but two valid NHIs and each
+    # their own mobile and email: the evidence of two people, not a question.
+    r = Resolver()
+    home = {"address_line1": "14 Kōwhai Road", "postcode": "6011"}
+    a = make("gp-1", nhi="ZZZ0016", given_names="James", family_name="Smith", date_of_birth="1980-04-29",
+             mobile="+64211000001", email="james.smith@example.nz", **home)
+    b = make("gp-2", nhi="ZAC5361", given_names="James", family_name="Smith", date_of_birth="1980-04-29",
+             mobile="+64211000002", email="jsmith80@example.nz", **home)
+    r.add_many([a, b])
+    assert not same_person(r, a, b)
+    assert r.review_items() == []
+    assert "NHI" in r.explain_pair(a.key, b.key).reason
 
 
 def test_same_nhi_links_records_despite_name_typos():

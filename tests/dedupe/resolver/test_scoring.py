@@ -16,7 +16,7 @@ def test_names_and_dob_exact_is_a_match_and_explained():
     s = score(prep(given_names="Aroha", family_name="Ngata"), prep(given_names="Aroha", family_name="Ngata"))
     assert s.decision == MATCH
     assert s.weight == sum(p.weight for p in s.parts)
-    assert {p.field for p in s.parts} == {"nhi", "given", "family", "dob", "mobile", "email", "address"}
+    assert {p.field for p in s.parts} == {"nhi", "given", "middle", "family", "dob", "mobile", "email", "address"}
 
 
 def test_same_nhi_alone_with_conflicting_names_goes_to_review():

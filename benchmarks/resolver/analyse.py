@@ -1,0 +1,65 @@
+"""Where accuracy is lost, by kind: missed true pairs, false merges and review items grouped by
+the comparison levels and the decision's reason. A tuning aid; prints counts, never values.
+
+    .venv/bin/python -m benchmarks.resolver.analyse independent 20000 [seed]
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+
+from benchmarks.resolver.datasets import Dataset, load
+from services.dedupe.resolver import Resolver
+
+
+def main(argv: list[str]) -> int:
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    kind = argv[0] if argv else "independent"
+    size = int(argv[1]) if len(argv) > 1 else 20_000
+    seed = int(argv[2]) if len(argv) > 2 else {"nz": 7, "independent": 101}.get(kind, 0)
+    records, truth = load(Dataset(kind, kind, size, seed))
+    resolver = Resolver()
+    resolver.add_many(records)
+    person = {(a, s): p for a, s, p in resolver.assignments()}
+    true_of = {r.key: t for r, t in zip(records, truth, strict=True)}
+    by_true: dict = {}
+    for r, t in zip(records, truth, strict=True):
+        by_true.setdefault(t, []).append(r.key)
+    missed, merged = Counter(), Counter()
+    for keys in by_true.values():
+        for i, a in enumerate(keys):
+            for b in keys[i + 1:]:
+                if person[a] != person[b]:
+                    ev = resolver.explain_pair(a, b)
+                    levels = tuple(f"{p.field}={p.level}" for p in ev.parts if p.level not in ("missing",))
+                    missed[(ev.decision, ev.reason[:40], levels)] += 1
+    by_person: dict = {}
+    for key, pid in person.items():
+        by_person.setdefault(pid, []).append(key)
+    for keys in by_person.values():
+        for i, a in enumerate(keys):
+            for b in keys[i + 1:]:
+                if true_of[a] != true_of[b]:
+                    ev = resolver.explain_pair(a, b)
+                    merged[tuple(f"{p.field}={p.level}" for p in ev.parts if p.level != "missing")] += 1
+    review = Counter()
+    for item in resolver.review_items():
+        same = true_of[item.a] == true_of[item.b]
+        band = int(item.evidence.weight // 4 * 4) if item.evidence.weight < 1e9 else 999
+        review[(item.why, same, band)] += 1
+    print(f"records {len(records)}, persons {len(set(person.values()))}, true {len(by_true)}")
+    print(f"missed pairs {sum(missed.values())}:")
+    for k, n in missed.most_common(40):
+        print(f"  {n:6d}  {k}")
+    print(f"falsely merged pairs {sum(merged.values())}:")
+    for k, n in merged.most_common(20):
+        print(f"  {n:6d}  {k}")
+    print(f"review items {sum(review.values())} (why, truly same, weight band):")
+    for k, n in sorted(review.items()):
+        print(f"  {n:6d}  {k}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
