@@ -11,14 +11,17 @@ PYTEST_ARGS ?=
 # Tests talk to whatever infra-up started (or to the cluster KAFKA_BOOTSTRAP_SERVERS names).
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(PANUI_KAFKA_PORT),9092)
 
-.PHONY: help venv install lock audit infra-up infra-down infra-status run migrate test test-fast bench bench-quick lint format contracts clean k8s-tools k8s-check
+.PHONY: help venv install lock audit infra-up infra-down infra-status run demo migrate test test-fast bench bench-quick bench-stages bench-stages-quick chaos lint format contracts clean k8s-tools k8s-check
 
 help:
 	@echo "make run         start local Kafka + intake, dedupe, dispatch on SQLite (Ctrl-C stops)"
+	@echo "make demo        a portal breach end to end on the embedded default, live in the terminal"
 	@echo "make migrate     bring the make-run databases (var/*.db) to the code's schema"
 	@echo "make test        install, start Kafka + PostgreSQL, run the whole suite"
 	@echo "make infra-up    start local Kafka and PostgreSQL (idempotent); infra-down stops them"
-	@echo "make bench       run the benchmarks"
+	@echo "make bench       the whole incident at 400k records (long); bench-quick at 20k"
+	@echo "make bench-stages  each stage's own benchmark (resolver, intake, dedupe, dispatch)"
+	@echo "make chaos       a ~20k-record incident under a seeded schedule of kills and outages (private Kafka/PostgreSQL); writes bench/chaos.json"
 	@echo "make lint        ruff and the import contracts (lint-imports)"
 	@echo "make lock        re-resolve the hashed locks (requirements*.lock) from pyproject.toml"
 	@echo "make audit       check every locked pin against a pinned PyPA advisory-database snapshot"
@@ -65,6 +68,11 @@ infra-status:
 run: $(STAMP)
 	@scripts/run.sh
 
+# A portal breach from upload to the last email and SMS, on local Kafka + SQLite (no PostgreSQL);
+# stops everything it started. DEMO_ARGS="--records 12000" for a bigger one.
+demo: $(STAMP)
+	@$(PY) -m benchmarks.incident.demo $(DEMO_ARGS)
+
 # What `make run` does before starting the services; one service: `python -m services.<name> migrate`.
 migrate: $(STAMP)
 	@for service in intake dedupe dispatch; do \
@@ -78,11 +86,26 @@ test: infra-up k8s-tools
 test-fast: infra-up k8s-tools
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: infra-up $(BENCH_STAMP)
+# The whole incident at the breach's scale (400k records, ~50 agencies, ~126k people) through
+# Kafka, PostgreSQL and the three services as processes: bench/results.json. Takes long.
+bench: infra-up
+	$(PY) -m benchmarks incident $(BENCH_ARGS)
+
+# The same run at 20k records (bench/results-quick.json): a few minutes.
+bench-quick: infra-up
+	$(PY) -m benchmarks incident --quick $(BENCH_ARGS)
+
+# Each stage on its own (resolver, intake, dedupe, dispatch) at the sizes its goal is stated for.
+bench-stages: infra-up $(BENCH_STAMP)
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
-# A few minutes instead of an hour: every benchmark at small sizes.
-bench-quick: infra-up $(BENCH_STAMP)
+# One bounded run (minutes): services, a private broker and a private PostgreSQL killed and
+# restarted on a seeded schedule, then reconciliation against ground truth (bench/chaos.json).
+# Never touches the shared infra. CHAOS_ARGS="--records 3000 --seed 7" for a smaller run.
+chaos: $(STAMP)
+	$(PY) -m benchmarks.chaos $(CHAOS_ARGS)
+
+bench-stages-quick: infra-up $(BENCH_STAMP)
 	$(PY) -m benchmarks --quick $(BENCH_ARGS)
 
 lint: $(STAMP)

@@ -1,9 +1,15 @@
-"""`make bench`: run every benchmark, one after another, each printing its own table.
+"""The benchmarks, one after another, each printing its own table.
 
-    python -m benchmarks                 # all, at their default sizes
-    python -m benchmarks --quick         # all, small sizes (a smoke run)
-    python -m benchmarks resolver intake # some
-Speed goals live here, never as timed assertions in tests.
+    python -m benchmarks                 # every stage alone, at its default size (make bench-stages)
+    python -m benchmarks --quick         # every stage alone, small sizes (a smoke run)
+    python -m benchmarks resolver intake # some stages
+    python -m benchmarks incident [--quick] [options]   # the whole incident (make bench / bench-quick)
+
+`incident` (benchmarks/incident/run.py) runs the system as deployed, all stages at once, and is
+what the goals of the whole incident are measured by; the stage benchmarks isolate one service
+each (its input published up front) to show what that stage alone can do and where its time goes.
+Options after `incident` go to it (`--help`). Speed goals live here, never as timed assertions
+in tests.
 """
 
 import argparse
@@ -15,6 +21,10 @@ BENCHMARKS = ("resolver", "intake", "dedupe", "dispatch")
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["incident"]:
+        from benchmarks.incident import run
+
+        return run.main(sys.argv[2:])
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], default=[])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Local Apache Kafka (single KRaft broker+controller) from Maven Central jars, run with the machine's Java.
 #   scripts/kafka.sh up|down|status
+#   scripts/kafka.sh tools   fetch Kafka's perf tools (kafka-tools + argparse4j) once; print their classpath folder
 # Settings (environment): PANUI_VAR (var/), PANUI_KAFKA_PORT (9092), PANUI_KAFKA_CONTROLLER_PORT (9093),
-# PANUI_KAFKA_HEAP (512m). When KAFKA_BOOTSTRAP_SERVERS is set, nothing is started: that cluster is used.
+# PANUI_KAFKA_HEAP (512m), PANUI_KAFKA_DIR (var/kafka: the broker's data, logs, properties and pid
+# file, per port; the jars stay in var/kafka). A second broker for tests that stop or kill one
+# (testkit/private_infra.py) sets its own port, controller port and PANUI_KAFKA_DIR.
+# When KAFKA_BOOTSTRAP_SERVERS is set (to another address), nothing is started: that cluster is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -12,8 +16,8 @@ CONTROLLER_PORT=${PANUI_KAFKA_CONTROLLER_PORT:-9093}
 HEAP=${PANUI_KAFKA_HEAP:-512m}
 POM=$ROOT/deploy/local/kafka/pom.xml
 VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")
-HOME_DIR=$VAR/kafka
-LIB=$HOME_DIR/lib-$VERSION
+LIB=$VAR/kafka/lib-$VERSION
+HOME_DIR=${PANUI_KAFKA_DIR:-$VAR/kafka}
 DATA=$HOME_DIR/data-$PORT
 PIDFILE=$HOME_DIR/kafka-$PORT.pid
 PROPS=$HOME_DIR/server-$PORT.properties
@@ -31,6 +35,19 @@ fetch() {
   rm -rf "$LIB"; mkdir -p "$LIB"
   mvn -q -B -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIB"
   touch "$LIB/.complete"
+}
+
+tools() {  # the same version as the broker, cached beside its jars
+  local dir=$HOME_DIR/tools-$VERSION
+  if [[ ! -f $dir/.complete ]]; then
+    command -v mvn >/dev/null || { log "mvn not found (Maven fetches Kafka's jars)"; exit 1; }
+    log "fetching Kafka $VERSION's performance tools from Maven Central into $dir"
+    rm -rf "$dir"; mkdir -p "$dir"
+    mvn -q -B -f "$ROOT/deploy/local/kafka/tools-pom.xml" dependency:copy-dependencies \
+      -Dkafka.version="$VERSION" -DincludeScope=runtime -DoutputDirectory="$dir" >&2
+    touch "$dir/.complete"
+  fi
+  echo "$dir"
 }
 
 configure() {
@@ -88,6 +105,6 @@ status() {
 }
 
 case "${1:-}" in
-  up) up ;; down) down ;; status) status ;; fetch) fetch ;;
-  *) echo "usage: $0 up|down|status|fetch" >&2; exit 2 ;;
+  up) up ;; down) down ;; status) status ;; fetch) fetch ;; tools) tools ;;
+  *) echo "usage: $0 up|down|status|fetch|tools" >&2; exit 2 ;;
 esac

@@ -69,3 +69,15 @@ async def publish(bootstrap: str, topic: str, messages: list) -> None:
         await producer.flush()
     finally:
         await producer.stop()
+
+
+async def publish_raw(bootstrap: str, topic: str, items: list[tuple[str | None, bytes | None]]) -> list:
+    """Publish (key, value) pairs as they are — poison included (a None value is a tombstone);
+    returns each one's RecordMetadata (topic, partition, offset)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        return [await producer.send_and_wait(topic, value, key=key.encode() if key else None)
+                for key, value in items]
+    finally:
+        await producer.stop()

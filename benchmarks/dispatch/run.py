@@ -90,6 +90,35 @@ def _accepted(db_url: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def _window(metrics_text: str, channel: str) -> dict[str, float]:
+    """From dispatch's panui_dispatch_unrecorded_seconds histogram: how long gateways' answers
+    waited for their durable record (mean, and the bucket bounds holding p50/p99/max)."""
+    buckets: list[tuple[float, float]] = []
+    total = count = 0.0
+    prefix = "panui_dispatch_unrecorded_seconds"
+    label = f'channel="{channel}"'
+    for line in metrics_text.splitlines():
+        if not line.startswith(prefix) or label not in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        if name.startswith(prefix + "_bucket"):
+            le = name.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(value)))
+        elif name.startswith(prefix + "_sum"):
+            total = float(value)
+        elif name.startswith(prefix + "_count"):
+            count = float(value)
+    if not count:
+        return {}
+    buckets.sort()
+
+    def quantile(q: float) -> float:
+        return next(le for le, n in buckets if n >= q * count)
+
+    return {"count": count, "mean": total / count, "p50": quantile(0.5), "p99": quantile(0.99),
+            "max": quantile(1.0)}
+
+
 def _wait_http(url: str, timeout: float = 60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -185,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         cpu_s = _cpu_seconds(dispatch.pid)
         elapsed = time.perf_counter() - (first_at or started)
         total = time.perf_counter() - started
+        metrics_text = httpx.get(f"http://127.0.0.1:{dispatch_port}/metrics").text
+        windows = {c: _window(metrics_text, c) for c in ("email", "sms")}
         sms_stats = httpx.get(f"http://127.0.0.1:{sms_port}/_control/stats").json()
         smtp_stats = httpx.get(f"http://127.0.0.1:{smtp_ctl}/_control/stats").json()
     finally:
@@ -213,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'dispatch CPU per notice':<34}{cpu_s / max(accepted, 1) * 1000:>10.2f}ms"
           f"   (contention-independent; {cpu_s:.0f}s CPU in all)")
     print(f"{'dispatch peak RSS':<34}{peak:>10.0f}MB")
+    for channel, w in windows.items():
+        if w:
+            print(f"{'answer unrecorded (' + channel + ')':<34}{w['mean'] * 1000:>10.1f}ms mean;"
+                  f" p50 <= {w['p50'] * 1000:.0f} ms, p99 <= {w['p99'] * 1000:.0f} ms,"
+                  f" max <= {w['max'] * 1000:.0f} ms")
     print("RSS while sending (accepted / RSS MB / pending deliveries):")
     for count, rss, pend in samples:
         print(f"  {count:>10,} {rss:>8.0f} {pend:>10,}")

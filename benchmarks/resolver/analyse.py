@@ -1,7 +1,7 @@
 """Where accuracy is lost, by kind: missed true pairs, false merges and review items grouped by
 the comparison levels and the decision's reason. A tuning aid; prints counts, never values.
 
-    .venv/bin/python -m benchmarks.resolver.analyse independent 20000 [seed]
+    .venv/bin/python -m benchmarks.resolver.analyse independent 20000 [seed] [--learn]   (--learn: EM level weights too)
 """
 from __future__ import annotations
 
@@ -15,12 +15,16 @@ from services.dedupe.resolver import Resolver
 
 def main(argv: list[str]) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")
+    learn = "--learn" in argv
+    argv = [a for a in argv if a != "--learn"]
     kind = argv[0] if argv else "independent"
     size = int(argv[1]) if len(argv) > 1 else 20_000
     seed = int(argv[2]) if len(argv) > 2 else {"nz": 7, "independent": 101}.get(kind, 0)
     records, truth = load(Dataset(kind, kind, size, seed))
     resolver = Resolver()
     resolver.add_many(records)
+    report = resolver.learn_weights(levels=learn)  # as the dedupe service does at release
+    print("learned:", {k: v for k, v in report.items() if k in ("lambda", "households")})
     person = {(a, s): p for a, s, p in resolver.assignments()}
     true_of = {r.key: t for r, t in zip(records, truth, strict=True)}
     by_true: dict = {}

@@ -55,6 +55,23 @@ MESSAGE_SCHEMAS: dict[str, tuple[type, str, list[type]]] = {
         "notice_id. No personal data.",
         [],
     ),
+    "dead-letter.v1": (
+        m.DeadLetterMessage,
+        "A message a consumer could not decode or apply, set aside so its partition moves on: "
+        "the reason (a code and the exception's class, never its text; validation errors as "
+        "location and type), the origin (service, group, topic, partition, offset, key, "
+        "timestamp) and the original bytes, base64 (personal fields in them sealed as on the "
+        "origin topic). Topic dead-letters.v1, key the origin message's key. No personal value "
+        "in clear.",
+        [],
+    ),
+    "dead-letter-replayed.v1": (
+        m.DeadLetterReplayedMessage,
+        "`panui dead-letters replay` re-published a dead-lettered message (origin_id "
+        "<topic>:<partition>:<offset>) to its origin topic, at this partition and offset. "
+        "Topic dead-letters.v1, key the origin message's key. No personal data.",
+        [],
+    ),
 }
 
 

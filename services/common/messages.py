@@ -4,6 +4,9 @@ contracts/ is the language-neutral source of truth; tests/contracts checks that 
 produce messages the schemas accept and that the schemas reject what the models reject.
 Personal fields travel only inside `sealed` (see services.common.crypto); the clear fields
 are ids, counts, categories and flags that routing, ordering and ops need.
+
+Every contract model lives here, one section per topic, so this module mirrors contracts/
+(and is longer than most for that reason).
 """
 
 import uuid
@@ -15,6 +18,9 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema
 
 from services.common.ids import Id
+
+# The schema versions this code reads; a message with another is dead-lettered (see kafka.py).
+SCHEMA_VERSIONS = (1,)
 
 DATA_CATEGORIES = (
     "clinical_notes",
@@ -53,6 +59,7 @@ class DeliveryStatus(StrEnum):
     PERMANENT_FAILURE = "permanent-failure"  # recipient side, will not succeed (5xx, bad number)
     TECHNICAL_FAILURE = "technical-failure"  # our side or the provider's (connection, 5xx API)
     UNREACHABLE = "unreachable"  # channel 'none': no channel left, the s 115 public-notice list
+    SUPERSEDED = "superseded"  # never sent: a newer version of the person's notice replaced it
 
 
 # In the JSON Schema the status set stays inline (an enum of strings, no $defs entry).
@@ -60,12 +67,16 @@ _INLINE_DELIVERY_STATUS = WithJsonSchema({"enum": [s.value for s in DeliveryStat
 Channel = Literal["email", "sms", "postal", "none"]
 
 
+# Validation errors never echo their input: a message's fields may hold personal values.
+_CONFIG = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
 def new_message_id() -> str:
     return str(uuid.uuid4())
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _CONFIG
 
     schema_version: Literal[1] = 1
     message_id: str = Field(default_factory=new_message_id, min_length=1, max_length=64)
@@ -78,7 +89,7 @@ class _Message(BaseModel):
 
 
 class _Sealed(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _CONFIG
 
 
 class Address(_Sealed):
@@ -207,14 +218,14 @@ AffectedRecordsTopicMessage = Annotated[
 
 
 class IncidentAgency(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _CONFIG
 
     agency_id: Id
     name: str = Field(min_length=1, max_length=200)
 
 
 class ContactPoint(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _CONFIG
 
     organisation: str = Field(min_length=1, max_length=200)
     phone: str = Field(min_length=3, max_length=40)
@@ -238,7 +249,7 @@ DEFAULT_COMPLAINT_RIGHT = (
 class IncidentContent(BaseModel):
     """What every notice must say (Privacy Act 2020 s 117), supplied by the coordinator."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _CONFIG
 
     sender_name: str = Field(min_length=1, max_length=200)
     breach_description: str = Field(min_length=1, max_length=5000)
@@ -256,7 +267,7 @@ class IncidentContent(BaseModel):
 
 
 class ReleasePolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _CONFIG
 
     # Release when every expected agency is complete, or at this deadline, whichever is first.
     hold_deadline: datetime | None = None
@@ -267,7 +278,7 @@ class ReleasePolicy(BaseModel):
 
 
 class ChannelPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _CONFIG
 
     mode: Literal["email_else_sms", "sms_else_email", "both"] = "email_else_sms"
     fallback: list[Literal["email", "sms", "postal"]] = ["email", "sms", "postal"]
@@ -297,7 +308,7 @@ def decode_incident(value: bytes) -> IncidentMessage:
 
 
 class NoticeAgency(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _CONFIG
 
     agency_id: Id
     name: str = Field(min_length=1, max_length=200)
@@ -345,7 +356,8 @@ class DeliveryEventMessage(_Message):
     occurred_at: datetime
 
 
-_affected_records_adapter = TypeAdapter(AffectedRecordsTopicMessage)
+_affected_records_adapter = TypeAdapter(AffectedRecordsTopicMessage,
+                                        config=ConfigDict(hide_input_in_errors=True))
 
 
 def decode_affected_records_topic(value: bytes) -> AffectedRecordsTopicMessage:
@@ -358,3 +370,84 @@ def decode_notice(value: bytes) -> NoticeMessage:
 
 def decode_delivery_event(value: bytes) -> DeliveryEventMessage:
     return DeliveryEventMessage.model_validate_json(value)
+
+
+# --- dead-letters.v1 (from every consuming service; key = the origin message's key) -------------
+
+
+class DeadLetterReason(StrEnum):
+    """Why a consumer could not take a message. Decoding failures are deterministic and are
+    dead-lettered at once; an apply failure only after bounded tries of the message alone."""
+
+    UNDECODABLE = "undecodable"  # not UTF-8 JSON, not an object, no known message type
+    SCHEMA_INVALID = "schema-invalid"  # JSON of a known type that the contract model rejects
+    UNKNOWN_VERSION = "unknown-version"  # a schema_version this code does not read
+    UNEXPECTED_TOMBSTONE = "unexpected-tombstone"  # a null value on a topic that is not compacted
+    APPLY_FAILED = "apply-failed"  # decoded, but applying it failed every time
+
+
+_INLINE_REASON = WithJsonSchema({"enum": [r.value for r in DeadLetterReason], "type": "string"})
+_PYTHON_NAME = r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$"
+
+
+class DeadLetterError(BaseModel):
+    """One validation error: where and what kind, never the offending value."""
+
+    model_config = _CONFIG
+
+    loc: str = Field(max_length=300)  # dotted path in the message; unknown field names masked
+    type: str = Field(max_length=64)  # pydantic's error type, e.g. string_too_long
+
+
+class MessageOrigin(BaseModel):
+    """Where a message was read: enough to find it again and to replay it."""
+
+    model_config = _CONFIG
+
+    service: str = Field(min_length=1, max_length=64)
+    group: str = Field(min_length=1, max_length=249)  # the consumer group, or follow:<topic>
+    topic: str = Field(min_length=1, max_length=249)  # the full name, deployment prefix included
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    key: str | None = Field(default=None, max_length=200)  # never personal data (topics.py)
+    timestamp: datetime | None = None
+
+    @property
+    def id(self) -> str:
+        """The origin message's id, as `panui dead-letters` shows it: topic:partition:offset."""
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+
+class DeadLetterMessage(_Message):
+    """A message a consumer set aside so its partition could move on. Carries the original
+    bytes (personal fields in them are sealed as on the origin topic) and no value in clear."""
+
+    type: Literal["dead-letter"] = "dead-letter"
+    reason: Annotated[DeadLetterReason, _INLINE_REASON] = Field(title="Reason")
+    error_type: str = Field(pattern=_PYTHON_NAME)  # the exception's class, never its text
+    errors: list[DeadLetterError] = Field(default_factory=list, max_length=20)
+    attempts: int = Field(ge=1)  # how often it was tried (1 for decoding failures)
+    origin: MessageOrigin
+    dead_lettered_at: datetime
+    payload: str | None = Field(default=None)  # base64 of the original value; null: tombstone
+    payload_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class DeadLetterReplayedMessage(_Message):
+    """`panui dead-letters replay` re-published a dead-lettered message to its origin topic."""
+
+    type: Literal["dead-letter-replayed"] = "dead-letter-replayed"
+    origin_id: str = Field(min_length=1, max_length=300)  # MessageOrigin.id of the dead letter
+    republished_partition: int = Field(ge=0)
+    republished_offset: int = Field(ge=0)
+    replayed_at: datetime
+
+
+DeadLettersTopicMessage = Annotated[DeadLetterMessage | DeadLetterReplayedMessage,
+                                    Field(discriminator="type")]
+_dead_letters_adapter = TypeAdapter(DeadLettersTopicMessage,
+                                    config=ConfigDict(hide_input_in_errors=True))
+
+
+def decode_dead_letters_topic(value: bytes) -> DeadLettersTopicMessage:
+    return _dead_letters_adapter.validate_json(value)

@@ -12,6 +12,27 @@ CONSUMER_ERRORS = Counter(
 CONSUMER_BATCH_SECONDS = Histogram(
     "panui_consumer_batch_seconds", "Time to handle one partition batch durably", ["group"]
 )
+DEAD_LETTERS = Counter(
+    "panui_dead_letters_total",
+    "Messages a consumer could not decode or apply, published to the dead-letter topic",
+    ["service", "group", "topic", "reason"],
+)
+TOMBSTONES = Counter(
+    "panui_tombstones_total", "Tombstones (null values) seen on compacted topics and skipped",
+    ["service", "group", "topic"],
+)
+CONSUMER_REVOKE_WAIT_SECONDS = Histogram(
+    "panui_consumer_revoke_wait_seconds",
+    "How long a partition revocation waited for the batch in hand", ["group"],
+)
+CONSUMER_REVOKE_TIMEOUTS = Counter(
+    "panui_consumer_revoke_timeouts_total",
+    "Revocations that stopped waiting for the batch in hand (it may overlap the new owner)",
+    ["group"],
+)
+WORKER_RESTARTS = Counter(
+    "panui_worker_restarts_total", "Background loops restarted after a crash", ["service", "worker"]
+)
 OUTBOX_PUBLISHED = Counter(
     "panui_outbox_published_total", "Outbox messages published to Kafka", ["service", "topic"]
 )

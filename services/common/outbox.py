@@ -18,7 +18,7 @@ from sqlmodel import Field, Session, SQLModel  # noqa: I001
 from services.common import metrics
 from services.common.db import run_db
 from services.common.settings import ServiceSettings
-from services.common.tasks import finish, is_running
+from services.common.tasks import RestartPolicy, SupervisedLoop, finish
 from services.common.topics import TopicSpec
 
 log = logging.getLogger(__name__)
@@ -42,23 +42,27 @@ def enqueue(session: Session, topic: TopicSpec, key: str, payload: bytes) -> Non
 
 
 class OutboxRelay:
-    def __init__(self, settings: ServiceSettings, engine: Engine, producer):  # noqa: ANN001
+    def __init__(self, settings: ServiceSettings, engine: Engine, producer,  # noqa: ANN001
+                 policy: RestartPolicy | None = None):
         self.settings = settings
         self.engine = engine
         self.producer = producer
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
         self._lock_conn = None
         self._stopping = False
+        self.loop = SupervisedLoop("outbox-relay", self._run, service=settings.service_name,
+                                   should_stop=lambda: self._stopping, policy=policy)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        self.loop.start()
 
     async def stop(self, grace_s: float = 10.0) -> None:
-        """Finish the batch in flight (publish and delete), so a clean stop republishes nothing."""
+        """Finish the batch in flight (publish and delete), so a clean stop republishes nothing,
+        then publish what is still pending — the services stop their consumers first, so that
+        is what their last batches enqueued — for as long as `grace_s` allows."""
         self._stopping = True
         self._wake.set()
-        await finish(self._task, grace_s)
+        await finish(self.loop.task, grace_s)
         await run_db(self._release_leadership)
 
     def wake(self) -> None:
@@ -67,12 +71,13 @@ class OutboxRelay:
 
     @property
     def running(self) -> bool:
-        return is_running(self._task)
+        return self.loop.running
 
     async def _run(self) -> None:
         while not self._stopping:
             try:
-                published = await self.publish_pending()
+                with self.loop.working():
+                    published = await self.publish_pending()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the batch stays in the outbox and is retried
@@ -87,6 +92,15 @@ class OutboxRelay:
                 except TimeoutError:
                     pass
                 self._wake.clear()
+        await self._drain()
+
+    async def _drain(self) -> None:
+        try:
+            while await self.publish_pending() >= self.settings.outbox_batch_size:
+                pass
+        except Exception as exc:  # noqa: BLE001 - stopping: what is left goes at the next start
+            log.warning("outbox relay: publishing at stop failed (%s); the rest stays pending",
+                        type(exc).__name__)
 
     async def publish_pending(self) -> int:
         """Publish one batch of pending messages; returns how many were published."""

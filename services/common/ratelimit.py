@@ -43,6 +43,24 @@ class TokenBucket:
             return 0.0
         return (tokens - self._tokens) / self.rate
 
+    def take_up_to(self, n: int) -> int:
+        """Take as many whole tokens as are there, up to `n`, without waiting; returns how many."""
+        self._refill()
+        taken = max(0, min(n, int(self._tokens)))
+        self._tokens -= taken
+        return taken
+
+    def give_back(self, n: float) -> None:
+        """Return tokens taken but not used (never above the burst)."""
+        self._refill()
+        self._tokens = min(self.burst, self._tokens + n)
+
+    def time_until(self, tokens: float = 1) -> float:
+        """Seconds until `tokens` would be there (0.0: now), taking nothing."""
+        self._check(tokens)
+        self._refill()
+        return max(0.0, (tokens - self._tokens) / self.rate)
+
     async def acquire(self, tokens: float = 1) -> None:
         """Wait for the tokens. The lock keeps waiters first-come first-served instead of racing
         for each refill."""

@@ -1,30 +1,80 @@
 """The runtime every Pānui service shares: settings, database, sealer, Kafka producer, outbox
 relay, consumer workers — started and stopped together by the FastAPI lifespan — plus the
-/healthz, /readyz and /metrics endpoints."""
+/healthz, /readyz and /metrics endpoints.
+
+/healthz is liveness: it fails (503) only when a background loop is dead (crashed more often
+than its restart policy allows) or wedged (stuck in one unit of work), i.e. when restarting
+the process is the cure. /readyz is "can serve requests": it fails only on the database, which
+every service's API needs. Kafka is reported but never makes a service unready — intake keeps
+accepting feeds into its outbox while the broker is away, and dedupe's and dispatch's APIs
+read their own databases; their consumers simply wait. (docs/operations.md)
+"""
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlmodel import SQLModel
 
 from services.common import db, metrics, migrations
 from services.common.auth import CoordinatorAuth
 from services.common.crypto import Sealer
+from services.common.deadletters import DeadLetterPublisher
 from services.common.deps import Caller
 from services.common.errors import install_error_handlers
-from services.common.kafka import ConsumerWorker, ensure_topics, kafka_reachable, make_producer
+from services.common.kafka import (
+    ConsumerWorker,
+    TopicFollower,
+    ensure_topics,
+    kafka_reachable,
+    make_producer,
+    restart_policy,
+)
 from services.common.logging import configure_logging
 from services.common.outbox import OutboxMessage, OutboxRelay
 from services.common.settings import ServiceSettings
-from services.common.topics import TopicSpec
+from services.common.tasks import SupervisedLoop
+from services.common.topics import DEAD_LETTERS, TopicSpec
 
 log = logging.getLogger(__name__)
 
-WorkersFactory = Callable[["ServiceRuntime"], Iterable[ConsumerWorker]]
+Worker = ConsumerWorker | TopicFollower
+WorkersFactory = Callable[["ServiceRuntime"], Iterable[Worker]]
+
+
+class LoopState(BaseModel):
+    state: Literal["running", "restarting", "dead", "wedged", "stopped", "not-started"]
+    restarts: int
+    busy_for_s: float | None = None  # how long the unit of work in hand has taken
+    last_error: str | None = None  # the last crash's exception class, never its text
+
+
+class HealthBody(BaseModel):
+    status: Literal["ok", "unhealthy"]
+    loops: dict[str, LoopState]
+
+
+class ReadyBody(BaseModel):
+    status: Literal["ready", "not-ready"]
+    checks: dict[str, str]  # each "ok" or "error: <exception class>"; all ok means ready
+    details: dict[str, Any]  # kafka, loops, dead_letters: reported, never failing readiness
+
+
+@dataclass
+class Readiness:
+    checks: dict[str, str] = field(default_factory=dict)  # each must be "ok" to be ready
+    details: dict = field(default_factory=dict)  # reported, never failing readiness
+
+    @property
+    def ready(self) -> bool:
+        return all(v == "ok" for v in self.checks.values())
 
 
 class ServiceRuntime:
@@ -42,13 +92,15 @@ class ServiceRuntime:
         self.coordinators = CoordinatorAuth(settings.coordinator_tokens.get_secret_value())
         self.models = [*models, OutboxMessage]
         self.migrations = migrations.MigrationTree.of(self.models)
-        self.topics = list(topics)
+        # A service that consumes may dead-letter what it cannot take.
+        self.topics = [*topics, DEAD_LETTERS] if workers else list(topics)
         self.sealer = Sealer(settings.data_keys.get_secret_value())
         self._workers_factory = workers
         self._on_start = on_start
         self.producer = None
         self.relay: OutboxRelay | None = None
-        self.workers: list[ConsumerWorker] = []
+        self.dead_letters: DeadLetterPublisher | None = None
+        self.workers: list[Worker] = []
 
     async def start(self) -> None:
         try:
@@ -68,7 +120,9 @@ class ServiceRuntime:
         await ensure_topics(self.settings, self.topics)
         self.producer = make_producer(self.settings)
         await self.producer.start()
-        self.relay = OutboxRelay(self.settings, self.engine, self.producer)
+        self.dead_letters = DeadLetterPublisher(self.settings, self.producer)
+        self.relay = OutboxRelay(self.settings, self.engine, self.producer,
+                                 restart_policy(self.settings))
         self.relay.start()
         if self._on_start:
             await self._on_start(self)
@@ -85,6 +139,7 @@ class ServiceRuntime:
         if self.producer:
             await self.producer.stop()
         self.engine.dispose()
+        log.info("service stopped", extra={"service": self.settings.service_name})
 
     async def authenticate(self, token: str) -> Caller | None:
         """The caller a bearer token belongs to, or None. Services with callers of their own
@@ -93,39 +148,54 @@ class ServiceRuntime:
             return Caller("coordinator", "coordinator")
         return None
 
-    async def readiness(self) -> dict[str, str]:
-        checks: dict[str, str] = {}
+    def loops(self) -> list[SupervisedLoop]:
+        """Every supervised background loop of the service (subclasses add their own)."""
+        loops = [worker.loop for worker in self.workers]
+        if self.relay:
+            loops.append(self.relay.loop)
+        return loops
+
+    def liveness(self) -> tuple[bool, dict[str, dict]]:
+        health = [loop.health() for loop in self.loops()]
+        return all(h.alive for h in health), {h.name: h.as_dict() for h in health}
+
+    async def readiness(self) -> Readiness:
+        result = Readiness()
         try:
             await db.run_db(db.ping, self.engine)
-            checks["database"] = "ok"
+            result.checks["database"] = "ok"
         except Exception as exc:  # noqa: BLE001 - report, don't crash the probe
-            checks["database"] = f"error: {type(exc).__name__}"
+            result.checks["database"] = f"error: {type(exc).__name__}"
         try:
             await asyncio.wait_for(kafka_reachable(self.settings), timeout=5)
-            checks["kafka"] = "ok"
+            result.details["kafka"] = "ok"
         except Exception as exc:  # noqa: BLE001
-            checks["kafka"] = f"error: {type(exc).__name__}"
-        for worker in self.workers:
-            checks[f"consumer:{worker.group_id}"] = "ok" if worker.running else "error: stopped"
-        if self.relay:
-            checks["outbox-relay"] = "ok" if self.relay.running else "error: stopped"
-        return checks
+            result.details["kafka"] = f"error: {type(exc).__name__}"
+        result.details["loops"] = self.liveness()[1]
+        if self.dead_letters is not None and self.workers:
+            result.details["dead_letters"] = self.dead_letters.stats.as_dict()
+        return result
 
 
 def _ops_router() -> APIRouter:
     router = APIRouter(tags=["ops"])
 
-    @router.get("/healthz", summary="Process is up")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @router.get("/healthz", summary="Liveness: every background loop alive (none dead or wedged)",
+                response_model=HealthBody, responses={503: {"model": HealthBody}})
+    async def healthz(request: Request) -> JSONResponse:
+        alive, loops = request.app.state.runtime.liveness()
+        return JSONResponse({"status": "ok" if alive else "unhealthy", "loops": loops},
+                            status_code=200 if alive else 503)
 
-    @router.get("/readyz", summary="Database and Kafka reachable, workers running")
+    @router.get("/readyz", summary="Readiness: the database answers (Kafka, loops and dead "
+                                   "letters reported as details)",
+                response_model=ReadyBody, responses={503: {"model": ReadyBody}})
     async def readyz(request: Request) -> JSONResponse:
-        checks = await request.app.state.runtime.readiness()
-        ready = all(v == "ok" for v in checks.values())
+        result = await request.app.state.runtime.readiness()
         return JSONResponse(
-            {"status": "ready" if ready else "not-ready", "checks": checks},
-            status_code=200 if ready else 503,
+            {"status": "ready" if result.ready else "not-ready", "checks": result.checks,
+             "details": result.details},
+            status_code=200 if result.ready else 503,
         )
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
@@ -177,7 +247,12 @@ def serve(factory: str, settings: ServiceSettings) -> None:
     """Run a service with uvicorn. `factory` is "module:function" returning the app; several
     worker processes (PANUI_WORKERS) share the port — each runs its own consumers (one
     consumer group) and competes for the outbox relay's lock."""
+    import signal
+
     import uvicorn
 
+    # uvicorn re-raises a SIGTERM it caught once its graceful shutdown is done, so the process
+    # would "die by the signal" (rc -15). A pod that stopped cleanly exits 0 instead.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(factory, factory=True, host=settings.host, port=settings.port,
                 workers=settings.workers, log_config=None, access_log=False)

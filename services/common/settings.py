@@ -44,6 +44,24 @@ class ServiceSettings(BaseSettings):
 
     consumer_batch_max_records: int = 500
     consumer_poll_timeout_ms: int = 500
+    # Poison messages (services/common/consuming.py): a failing batch is tried this often, then
+    # split until the failing message is alone; that one is tried this often and dead-lettered.
+    # Transient failures (database or broker away) are retried without limit instead.
+    consumer_batch_attempts: int = Field(default=3, ge=1)
+    consumer_message_attempts: int = Field(default=3, ge=1)
+    consumer_retry_backoff_s: float = Field(default=0.5, gt=0)  # doubling, up to the max
+    consumer_retry_backoff_max_s: float = Field(default=30.0, gt=0)
+    # A revocation waits this long for the batch in hand to finish and commit; the rebalance
+    # timeout is set 30 s above it. Below max.poll.interval, which bounds one batch anyway.
+    consumer_revoke_wait_s: float = Field(default=60.0, gt=0)
+    consumer_max_poll_interval_ms: int = 300_000
+    # Supervised background loops (services/common/tasks.py): restart backoff, giving up (the
+    # liveness probe then fails), and how long one unit of work may take before it is wedged.
+    worker_restart_base_s: float = Field(default=1.0, gt=0)
+    worker_restart_max_s: float = Field(default=30.0, gt=0)
+    worker_give_up_after: int = Field(default=5, ge=0)
+    worker_give_up_window_s: float = Field(default=300.0, gt=0)
+    worker_wedged_after_s: float = Field(default=600.0, gt=0)
     outbox_poll_interval_s: float = 0.2
     outbox_batch_size: int = 1000
 

@@ -31,7 +31,13 @@ NOTICES = TopicSpec("notices.v1", key="person_id")
 # Every delivery state change, keyed by notice id.
 DELIVERY_EVENTS = TopicSpec("delivery-events.v1", key="notice_id")
 
-ALL_TOPICS = (AFFECTED_RECORDS, INCIDENTS, NOTICES, DELIVERY_EVENTS)
+# Messages a consumer could not decode or apply (services/common/deadletters.py), keyed like
+# their origin message. Kept 30 days — longer than the pipeline topics' broker default — so
+# ops can inspect and replay them; the original bytes in them are as sealed as on their topic.
+DEAD_LETTERS = TopicSpec("dead-letters.v1", key="origin.key",
+                         configs={"retention.ms": str(30 * 24 * 3600 * 1000)})
+
+ALL_TOPICS = (AFFECTED_RECORDS, INCIDENTS, NOTICES, DELIVERY_EVENTS, DEAD_LETTERS)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ The composition root: the runtime with its pipeline, the Kafka workers feeding i
 from fastapi import FastAPI
 
 from services.common.kafka import ConsumerWorker, TopicFollower
+from services.common.messages import decode_affected_records_topic, decode_incident
 from services.common.runtime import ServiceRuntime, create_service_app
-from services.common.topics import AFFECTED_RECORDS, INCIDENTS, NOTICES
+from services.common.topics import AFFECTED_RECORDS, DEDUPE_AFFECTED_RECORDS, INCIDENTS, NOTICES
 from services.dedupe.api import router
 from services.dedupe.consumer import AffectedRecordsHandler, IncidentsHandler
 from services.dedupe.models import MODELS
@@ -30,12 +31,17 @@ class DedupeRuntime(ServiceRuntime):
 def _workers(runtime: DedupeRuntime) -> list:
     settings = runtime.settings
     records = AffectedRecordsHandler(runtime.pipeline, runtime.relay)
-    records.worker = ConsumerWorker(settings, "dedupe.affected-records", [AFFECTED_RECORDS],
-                                    records, on_revoked=records.revoked, on_tick=records.tick,
+    # The handler's tick reads the worker's consumer positions (is a partition caught up?).
+    records.worker = ConsumerWorker(settings, DEDUPE_AFFECTED_RECORDS.name,
+                                    DEDUPE_AFFECTED_RECORDS.topics, records,
+                                    decode=decode_affected_records_topic,
+                                    dead_letters=runtime.dead_letters,
+                                    on_revoked=records.revoked, on_tick=records.tick,
                                     tick_interval_s=settings.release_tick_s)
     return [
         # Incidents first: agency names and release policy before their records.
-        TopicFollower(settings, INCIDENTS, IncidentsHandler(runtime.pipeline)),
+        TopicFollower(settings, INCIDENTS, IncidentsHandler(runtime.pipeline),
+                      decode=decode_incident, dead_letters=runtime.dead_letters),
         records.worker,
     ]
 

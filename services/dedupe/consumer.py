@@ -1,6 +1,7 @@
 """Kafka glue for dedupe: the affected-records consumer (with its tick for time-driven
-release) and the incidents follower. Each decodes its messages and hands them to the
-pipeline, which commits before the worker commits the offsets.
+release) and the incidents follower. The workers decode (and dead-letter what does not
+decode); these hand the messages to the pipeline, which commits before the worker commits
+the offsets.
 
 An incident whose identity state is not in memory (after a restart, a rebalance, an
 eviction) is rebuilt in a thread while its partition is paused (PartitionBusy): the
@@ -13,11 +14,9 @@ import logging
 
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
-from aiokafka.structs import ConsumerRecord
 
 from services.common.db import run_db
-from services.common.kafka import PartitionBusy
-from services.common.messages import decode_affected_records_topic, decode_incident
+from services.common.kafka import Consumed, PartitionBusy
 from services.common.outbox import OutboxRelay
 from services.dedupe.pipeline import DedupePipeline, NotOwner
 
@@ -31,8 +30,8 @@ class AffectedRecordsHandler:
         self.worker = None  # the ConsumerWorker feeding it (app.py): for its positions
         self.warming: dict[int, asyncio.Task] = {}  # partition → its rebuild in progress
 
-    async def __call__(self, tp: TopicPartition, batch: list[ConsumerRecord]) -> None:
-        messages = [decode_affected_records_topic(r.value) for r in batch]
+    async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
+        messages = [c.message for c in batch]
         if tp.partition in self.warming:
             raise PartitionBusy(until=self.warming[tp.partition])
         cold = self.pipeline.cold(tp.partition, {m.incident_id for m in messages})
@@ -101,5 +100,5 @@ class IncidentsHandler:
     def __init__(self, pipeline: DedupePipeline):
         self.pipeline = pipeline
 
-    async def __call__(self, tp: TopicPartition, batch: list[ConsumerRecord]) -> None:
-        await run_db(self.pipeline.apply_incidents, [decode_incident(r.value) for r in batch])
+    async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
+        await run_db(self.pipeline.apply_incidents, [c.message for c in batch])

@@ -183,6 +183,8 @@ class IncidentIdentity:
     dirty: set[str] = field(default_factory=set)  # persons awaiting a release decision
     # The resolver's review pairs may have changed since the queue was last written.
     reviews_stale: bool = True
+    # The household test has run (`learn`): once, when the incident is released.
+    learned: bool = False
     # Records given or withdrawn since the last settle(), and what the transaction must write.
     _changed: set[RecordKey] = field(default_factory=set)
     _records_to_write: set[RecordKey] = field(default_factory=set)
@@ -320,6 +322,17 @@ class IncidentIdentity:
     def _derive(self, base: str, key: RecordKey, attempt: int) -> str:
         return stable_id("P", self.incident_id, base, *key, attempt)
 
+    def learn(self, now: datetime) -> None:
+        """At release, before the first notices: ask the incident's own records whether
+        the twin/household guard is needed (Resolver.learn_weights without EM level
+        weights, see docs/resolver.md) and re-resolve if not. Once per incident; the
+        records it moves are settled like any other change."""
+        if self.learned:
+            return
+        self.learned = True
+        self.resolver.learn_weights(levels=False)
+        self.settle(now)
+
     def _set_person(self, key: RecordKey, person_id: str | None) -> str | None:
         """Move a record to a person (None: it left every person); returns the old person."""
         meta = self.records[key]
@@ -444,17 +457,20 @@ class IdentityState:
         self._used_at[incident_id] = time.monotonic()
 
     def rebuild(self, incident_id: str, partition: int | None,
-                stored: StoredIdentity, chunk: int = 5000) -> IncidentIdentity:
+                stored: StoredIdentity, released: bool = False,
+                chunk: int = 5000) -> IncidentIdentity:
         """Build the incident's state from what the database holds and hold it."""
-        incident = self.build(incident_id, stored, chunk)
+        incident = self.build(incident_id, stored, released, chunk)
         self.hold(incident, partition)
         return incident
 
-    def build(self, incident_id: str, stored: StoredIdentity,
+    def build(self, incident_id: str, stored: StoredIdentity, released: bool = False,
               chunk: int = 5000) -> IncidentIdentity:
         """The incident's state from stored rows, not yet held. `stored.records` may be a
         stream: records are opened and given to the resolver `chunk` at a time, so no more
-        than a chunk of sealed values is in memory at once."""
+        than a chunk of sealed values is in memory at once. A released incident learns again
+        (the household test is a function of its records); a record the rebuilt resolver
+        places differently from the stored assignment is settled as a change."""
         incident = IncidentIdentity(incident_id, self.sealer, Resolver(self.config))
         live: list[MatchRecord] = []
         count = 0
@@ -474,7 +490,14 @@ class IdentityState:
                     live = []
         incident.resolver.add_many(live)
         incident.apply_decisions(stored.decisions)
-        incident.resolver.drain_changes()  # the database already holds these assignments
+        if released:
+            incident.learned = True
+            incident.resolver.learn_weights(levels=False)
+        incident.resolver.drain_changes()  # the database holds these assignments, except:
+        # (from the records' metadata, as stored: the stream can be read only once)
+        incident._changed = {
+            key for key, meta in incident.records.items()
+            if not meta.withdrawn and incident.resolver.person_of(*key) != meta.person_id}
         incident.persons = stored.persons
         incident.lineages = lineages_of(stored.persons, stored.issued)
         incident.dirty = {pid for pid, p in stored.persons.items() if p.dirty}

@@ -253,9 +253,11 @@ class DedupePipeline:
                 continue
             started = time.perf_counter()
             with session_scope(self.engine) as session:
+                row = store.get_incident(session, incident_id)
                 stored = store.load_identity(session, incident_id, records=False)
                 stored.records = store.stream_records(session, incident_id)
-                incident = self.identity.build(incident_id, stored)
+                incident = self.identity.build(
+                    incident_id, stored, released=row is not None and row.released_at is not None)
             with self._lock:
                 if self.assignment(partition) != assignment or \
                         self._epochs.get(partition) != epoch:
@@ -271,7 +273,9 @@ class DedupePipeline:
             self.identity.touch(incident.incident_id)
             identity.apply_decisions(decisions)
             store.mark_applied(session, decisions)
-            identity.settle(now)
+        # The decisions' moves, and those of a rebuild whose resolver placed a record
+        # differently from its stored row (identity.build): nothing if neither.
+        identity.settle(now)
         self._write_state(session, incident.incident_id, identity, now)
         released = self._release_due(session, incident, identity, now)
         items = self.identity.reviews_due(identity)
@@ -388,8 +392,12 @@ class DedupePipeline:
 
     def _identity(self, session: Session, incident_id: str, partition: int | None
                   ) -> IncidentIdentity:
-        return self.identity.get(incident_id, partition) or self.identity.rebuild(
-            incident_id, partition, store.load_identity(session, incident_id))
+        held = self.identity.get(incident_id, partition)
+        if held is not None:
+            return held
+        released = store.ensure_incident(session, incident_id).released_at is not None
+        return self.identity.rebuild(incident_id, partition,
+                                     store.load_identity(session, incident_id), released)
 
     def _write_state(self, session: Session, incident_id: str, identity: IncidentIdentity,
                      now: datetime, versions: dict[RecordKey, store.RecordRow] | None = None,
@@ -422,6 +430,10 @@ class DedupePipeline:
             log.info("incident released", extra={
                 "incident_id": incident.incident_id, "reason": reason.value,
                 "records_missing": sum(missing.values())})
+        # Once, before the first notices: the household test may move records; they are
+        # written with the release (its savepoint), before the notices covering them.
+        identity.learn(now)
+        store.write_records(session, incident.incident_id, identity.take_records(), {}, now)
         due = identity.release(incident.released_at, policy, now)
         for chunk in chunks(due, 1000):
             live = store.live_records(session, incident.incident_id, [d.person_id for d in chunk])

@@ -57,7 +57,7 @@ async def receipt(request: Request, ctx: PublicContext,
         raise ApiError(400, "receipt.invalid", str(exc)) from None
     outcome = await ctx.db.run(
         tracking.record_receipt, runtime.book, provider, parsed, runtime.retry, runtime.quiet,
-        runtime.clock(),
+        runtime.clock(), settings.email_deferral_timeout_s,
     )
     metrics.RECEIPTS.labels(provider=provider, outcome=outcome.value).inc()
     if outcome is ReceiptOutcome.UNKNOWN:

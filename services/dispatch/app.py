@@ -11,8 +11,16 @@ from fastapi import FastAPI
 
 from services.common.clock import Clock, utcnow
 from services.common.kafka import ConsumerWorker
+from services.common.messages import decode_incident, decode_notice
 from services.common.runtime import ServiceRuntime, create_service_app
-from services.common.topics import DELIVERY_EVENTS, INCIDENTS, NOTICES
+from services.common.tasks import SupervisedLoop
+from services.common.topics import (
+    DELIVERY_EVENTS,
+    DISPATCH_INCIDENTS,
+    DISPATCH_NOTICES,
+    INCIDENTS,
+    NOTICES,
+)
 from services.dispatch import api
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.models import MODELS
@@ -77,11 +85,15 @@ class DispatchRuntime(ServiceRuntime):
         self.notice_handler = NoticeHandler(
             self.db, self.book, self.quiet, self.clock, self.wake, settings.max_pending
         )
-        notices_worker = ConsumerWorker(settings, "dispatch.notices", [NOTICES], self.notice_handler)
+        notices_worker = ConsumerWorker(settings, DISPATCH_NOTICES.name, DISPATCH_NOTICES.topics,
+                                        self.notice_handler, decode=decode_notice,
+                                        dead_letters=self.dead_letters)
         self.notice_handler.worker = notices_worker
         if self.sender:
             self.sender.on_pending = self.notice_handler.update_pending
-        return [ConsumerWorker(settings, "dispatch.incidents", [INCIDENTS], incidents), notices_worker]
+        return [ConsumerWorker(settings, DISPATCH_INCIDENTS.name, DISPATCH_INCIDENTS.topics, incidents,
+                               decode=decode_incident, dead_letters=self.dead_letters),
+                notices_worker]
 
     async def stop(self) -> None:
         # Stop taking notices first, then finish (or abandon) sends, then the shared parts.
@@ -92,11 +104,8 @@ class DispatchRuntime(ServiceRuntime):
             await self.sender.stop()
         await super().stop()
 
-    async def readiness(self) -> dict[str, str]:
-        checks = await super().readiness()
-        if self.sender:
-            checks["sender"] = "ok" if self.sender.running else "error: stopped"
-        return checks
+    def loops(self) -> list[SupervisedLoop]:
+        return super().loops() + (self.sender.loops if self.sender else [])
 
 
 def create_app(

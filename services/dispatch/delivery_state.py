@@ -2,6 +2,7 @@
 
 queued -> sending -> sent -> delivered | temporary-failure | permanent-failure | technical-failure
 unreachable: the row of channel 'none' (no channel left), created in that state and final.
+superseded: never sent, because a newer version of the person's notice arrived first; final.
 
 The statuses are the contract's (services.common.messages.DeliveryStatus); the allowed
 transitions are data (ALLOWED_TRANSITIONS) so they can be reviewed, tested and rendered in docs
@@ -20,7 +21,7 @@ S = DeliveryStatus
 
 ALLOWED_TRANSITIONS: MappingProxyType[DeliveryStatus, frozenset[DeliveryStatus]] = MappingProxyType(
     {
-        S.QUEUED: frozenset({S.SENDING, S.TECHNICAL_FAILURE}),
+        S.QUEUED: frozenset({S.SENDING, S.TECHNICAL_FAILURE, S.SUPERSEDED}),
         S.SENDING: frozenset(
             {
                 S.SENT,
@@ -35,25 +36,37 @@ ALLOWED_TRANSITIONS: MappingProxyType[DeliveryStatus, frozenset[DeliveryStatus]]
         S.SENT: frozenset(
             {S.DELIVERED, S.TEMPORARY_FAILURE, S.PERMANENT_FAILURE, S.TECHNICAL_FAILURE}
         ),
-        # Retryable failures go back to sending (same provider reference => idempotent).
-        S.TEMPORARY_FAILURE: frozenset({S.SENDING, S.PERMANENT_FAILURE}),
-        S.TECHNICAL_FAILURE: frozenset({S.SENDING, S.PERMANENT_FAILURE}),
+        # Retryable failures go back to sending (same provider reference => idempotent), unless
+        # a newer version of the notice replaced them first.
+        S.TEMPORARY_FAILURE: frozenset({S.SENDING, S.PERMANENT_FAILURE, S.SUPERSEDED}),
+        # ... or a receipt says the attempt we never heard back from (a crash, a deadline)
+        # was delivered after all: nothing to resend.
+        S.TECHNICAL_FAILURE: frozenset(
+            {S.SENDING, S.PERMANENT_FAILURE, S.SUPERSEDED, S.DELIVERED}
+        ),
         # A late bounce can still arrive for mail the receiving server first accepted.
         S.DELIVERED: frozenset({S.PERMANENT_FAILURE}),
         S.PERMANENT_FAILURE: frozenset(),
         # Nothing was sent, so nothing can report on it: no receipt or retry moves it.
         S.UNREACHABLE: frozenset(),
+        S.SUPERSEDED: frozenset(),
     }
 )
 
 TERMINAL_STATES: frozenset[DeliveryStatus] = frozenset(
-    {S.DELIVERED, S.PERMANENT_FAILURE, S.UNREACHABLE}
+    {S.DELIVERED, S.PERMANENT_FAILURE, S.UNREACHABLE, S.SUPERSEDED}
 )
 RETRYABLE_STATES: frozenset[DeliveryStatus] = frozenset({S.TEMPORARY_FAILURE, S.TECHNICAL_FAILURE})
 ACCEPTED_STATES: frozenset[DeliveryStatus] = frozenset({S.SENT, S.DELIVERED})
 # What the sender claims once due ('sending' only once its lease has expired: the process that
 # claimed it is presumed dead). Ordered tuples: they are spelled into SQL.
 DUE_STATES: tuple[DeliveryStatus, ...] = (S.QUEUED, S.TEMPORARY_FAILURE, S.TECHNICAL_FAILURE)
+# Not handed to any gateway (or handed and certainly refused): what a newer version of the
+# person's notice supersedes. A delivery in 'sending' or later stays; the newer one follows it.
+UNSENT_STATES: tuple[DeliveryStatus, ...] = DUE_STATES
+# What an earlier version must have reached for a newer one to say "this updates the notice we
+# sent you earlier".
+TOLD_STATES: tuple[DeliveryStatus, ...] = (S.SENDING, S.SENT, S.DELIVERED)
 # Still in progress: what backpressure counts. Postal rows wait for a mail-out, not for us, so
 # they are not counted.
 PENDING_STATES: tuple[DeliveryStatus, ...] = (
@@ -107,6 +120,13 @@ def reference_for(notice_id: str, channel: str, generation: int = 0) -> str:
     return f"{base}:g{generation}" if generation else base
 
 
+def resend_needs_new_reference(channel: str) -> bool:
+    """A resend after a receipt's temporary failure: SMS needs a new reference (the gateway
+    would answer with the original message and send nothing); email keeps its reference, so
+    the resend carries the same Message-ID and receivers can drop a duplicate."""
+    return channel == "sms"
+
+
 def parse_reference(reference: str) -> tuple[str, str]:
     """(notice_id, channel) of a reference made by reference_for."""
     notice_id, _, rest = reference.partition(":")
@@ -116,11 +136,30 @@ def parse_reference(reference: str) -> tuple[str, str]:
 # ------------------------------------------------------------------------------ outcomes
 
 
-def outcome_is_current(status: str, attempts: int, attempt: int) -> bool:
-    """Whether a gateway's answer to attempt `attempt` still applies. It does not once the
-    delivery has moved on: a receipt overtook it, or the lease expired and another attempt
-    started; then the row's current state is the truth."""
-    return status == S.SENDING and attempts == attempt
+def outcome_is_current(status: str, attempts: int, attempt: int,
+                       lease_owner: str | None = None, owner: str | None = None) -> bool:
+    """Whether a gateway's answer to attempt `attempt`, held by sender `owner`, still applies.
+    It does not once the delivery has moved on: a receipt overtook it, or the claim was
+    recovered from an owner presumed dead (another sender may be sending it now); then the row's
+    current state is the truth, and a sender that lost its claim never records over another's."""
+    return status == S.SENDING and attempts == attempt and lease_owner == owner
+
+
+def may_hold_after(held_before: bool, status: DeliveryStatus, ambiguous: bool) -> bool:
+    """Whether a gateway may hold the message under this reference after an attempt: once it
+    may (accepted, or an answer that does not say), every later attempt must go to that gateway
+    with the same body; a failure that certainly left nothing there changes nothing."""
+    return held_before or ambiguous or status in ACCEPTED_STATES
+
+
+# An email provider's "deferred": it could not deliver yet and keeps trying. Not a failure to act
+# on: the delivery stays 'sent' (a timer notes it, see tracking.expire_deferrals); only a bounce,
+# or no word at all for `email_deferral_timeout_s`, moves it on.
+DEFERRAL_STATUSES: frozenset[str] = frozenset({"deferred"})
+
+
+def is_deferral(channel: str, provider_status: str) -> bool:
+    return channel == "email" and provider_status in DEFERRAL_STATUSES
 
 
 class ReceiptOutcome(StrEnum):

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from services.common.messages import IncidentMessage
 from services.dispatch.content.models import IncidentContent
-from services.dispatch.store.incidents import load_incident
+from services.dispatch.store.incidents import load_incident, load_revision
 
 
 @dataclass
@@ -38,6 +38,7 @@ class IncidentBook:
 
     def __init__(self) -> None:
         self._entries: dict[str, IncidentEntry] = {}
+        self._revisions: dict[tuple[str, int], IncidentEntry] = {}  # older ones sends pinned
         self._lock = threading.Lock()  # consumers and sender threads remember concurrently
 
     def remember(self, message: IncidentMessage) -> None:
@@ -59,3 +60,24 @@ class IncidentBook:
             return None
         self.remember(message)
         return self._entries.get(incident_id)
+
+    def cached_revision(self, incident_id: str, revision: int | None) -> IncidentEntry | None:
+        """The entry of that revision if known here (None: the latest)."""
+        latest = self._entries.get(incident_id)
+        if revision is None or (latest is not None and latest.revision == revision):
+            return latest
+        return self._revisions.get((incident_id, revision))
+
+    def revision(self, session: Session, incident_id: str, revision: int | None) -> IncidentEntry | None:
+        """The incident as it was at `revision` (a retried send renders with the revision its
+        first attempt used), loaded once; the latest when `revision` is None or not kept."""
+        entry = self.cached_revision(incident_id, revision)
+        if entry is not None:
+            return entry
+        message = load_revision(session, incident_id, revision) if revision is not None else None
+        if message is None:
+            return self.get(session, incident_id)
+        entry = IncidentEntry(message.revision, message)
+        with self._lock:
+            self._revisions[(incident_id, message.revision)] = entry
+        return entry

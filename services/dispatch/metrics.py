@@ -20,3 +20,13 @@ CONSUMPTION_PAUSED = Gauge(
 RECEIPTS = Counter(
     "panui_dispatch_receipts_total", "Delivery receipts received", ["provider", "outcome"]
 )
+UNRECORDED_SECONDS = Histogram(
+    "panui_dispatch_unrecorded_seconds",
+    "From a gateway's answer to its durable record (the window in which a crash resends)",
+    ["channel"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+LEASES_RECOVERED = Counter(
+    "panui_dispatch_leases_recovered_total",
+    "Claims recovered from senders whose lease lapsed (they are sent again, same reference)",
+)

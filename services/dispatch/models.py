@@ -4,9 +4,13 @@
   compacted incidents topic. No personal data.
 - dispatch_notice: every notice received, as its contract JSON. The recipient inside stays
   sealed (AES-GCM, context notice|<notice_id>); nothing personal is stored in clear.
+- dispatch_incident_revision: every revision of each incident, so a retried send renders with
+  the revision its first attempt used (the same reference always carries the same body).
 - delivery: one row per (notice, channel) with the delivery state machine
   (services/dispatch/delivery_state.py). Times the sender schedules on are epoch seconds
   (floats) so comparisons are the same on PostgreSQL and SQLite.
+- dispatch_sender: one row per running sender (replica): its lease, renewed by heartbeat on the
+  database's clock. A replica's claims are recovered only once its lease has lapsed.
 """
 
 from datetime import datetime
@@ -24,6 +28,14 @@ class DispatchIncident(SQLModel, table=True):
     revision: int
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # IncidentMessage JSON
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class DispatchIncidentRevision(SQLModel, table=True):
+    __tablename__ = "dispatch_incident_revision"
+
+    incident_id: str = Field(primary_key=True, max_length=128)
+    revision: int = Field(primary_key=True)
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # IncidentMessage JSON
 
 
 class DispatchNotice(SQLModel, table=True):
@@ -56,6 +68,15 @@ class Delivery(SQLModel, table=True):
             sqlite_where=text("status = 'sending'"),
         ),
         Index("ix_delivery_incident_status", "incident_id", "channel", "status"),
+        # A person's other versions (supersede, "updates the notice we sent you").
+        Index("ix_delivery_person", "person_id", "incident_id"),
+        # Emails a provider deferred: the timer that acts if it never says more.
+        Index(
+            "ix_delivery_deferred",
+            "next_attempt_at",
+            postgresql_where=text("status = 'sent' AND reason_code = 'receipt-deferred'"),
+            sqlite_where=text("status = 'sent' AND reason_code = 'receipt-deferred'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -74,10 +95,36 @@ class Delivery(SQLModel, table=True):
     provider_reference: str | None = Field(default=None, max_length=200)
     reason_code: str | None = Field(default=None, max_length=64)
     next_attempt_at: float = 0.0
+    # While 'sending': the replica that claimed it (dispatch_sender.owner) and, for rows claimed
+    # before owners existed, the claim's own lease (epoch seconds, database clock).
+    lease_owner: str | None = Field(default=None, max_length=128)
     lease_until: float | None = None
     first_attempt_at: float | None = None
+    # What the current reference is pinned to, so every attempt under it is the same message:
+    # the gateway it goes to (SMS: only that gateway can de-duplicate it), the incident revision
+    # and the two choices the text makes. Chosen at the first claim of a reference; kept once
+    # `may_hold` (a gateway may have the message: accepted, ambiguous answer, or abandoned);
+    # cleared after a failure that certainly left nothing anywhere, and with a new reference.
+    gateway: str | None = Field(default=None, max_length=64)
+    may_hold: bool = False
+    content_revision: int | None = None
+    says_emailed: bool | None = None  # SMS: "we have emailed you"
+    says_update: bool | None = None  # "this updates the notice we sent you earlier"
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-MODELS = [DispatchIncident, DispatchNotice, Delivery]
+class DispatchSender(SQLModel, table=True):
+    """A sender's lease (epoch seconds on the database's clock, never a replica's)."""
+
+    __tablename__ = "dispatch_sender"
+
+    owner: str = Field(primary_key=True, max_length=128)
+    started_at: float
+    # Start of its current run of timely heartbeats (reset when it renews a lapsed lease).
+    alive_since: float
+    lease_until: float
+    heartbeat_at: float
+
+
+MODELS = [DispatchIncident, DispatchIncidentRevision, DispatchNotice, Delivery, DispatchSender]

@@ -12,12 +12,10 @@ import logging
 from collections.abc import Callable
 
 from aiokafka import TopicPartition
-from aiokafka.structs import ConsumerRecord
 
 from services.common.clock import Clock
 from services.common.db import Database
-from services.common.kafka import ConsumerWorker
-from services.common.messages import decode_incident, decode_notice
+from services.common.kafka import Consumed, ConsumerWorker
 from services.dispatch import metrics, tracking
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.policy import QuietHours
@@ -32,13 +30,12 @@ class IncidentHandler:
         self.db, self.book, self.quiet, self.clock = db, book, quiet, clock
         self.on_change = on_change
 
-    async def __call__(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+    async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
+        # Tombstones never get here (the worker skips them): we keep what we have.
         changed = False
-        for record in records:
-            if record.value is None:  # tombstone: keep what we have (notices may still need it)
-                continue
-            message = decode_incident(record.value)
-            stored, latest = await self.db.run(upsert_incident, message, record.value)
+        for item in batch:
+            message = item.message
+            stored, latest = await self.db.run(upsert_incident, message, item.record.value)
             self.book.remember(latest)  # once committed
             if stored:
                 changed = True
@@ -60,8 +57,8 @@ class NoticeHandler:
         self.pending = 0
         self.paused = False
 
-    async def __call__(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
-        notices = [(decode_notice(r.value), r.value) for r in records]
+    async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
+        notices = [(c.message, c.record.value) for c in batch]
         created = await self.db.run(
             tracking.record_notices, self.book, notices, self.quiet, self.clock()
         )

@@ -2,19 +2,21 @@
 messages at the gateways.
 
 Per delivery:
-  1. claim: queued/temporary-failure/technical-failure → 'sending', committed with its event
-     BEFORE anything is sent (store.deliveries.claim_due, a batch per round trip);
-  2. render (content/) and send through the channel's provider with the reference
-     "<notice_id>:<channel>" — the SMS gateway dedupes on it, the email's Message-ID is derived
-     from it;
-  3. record the answer (sent / failure with backoff / fallback) and its event in one
-     transaction, batched with other answers (tracking.record_results).
-A crash between 2 and 3 leaves the row in 'sending'; when its lease expires it is retried with
-the same reference (see docs/dispatch.md for what that does and does not guarantee).
-
-Flow control: at most `sender_concurrency` sends in flight, a token bucket per gateway (in the
-providers, see providers/factory.py), and the notice consumer pauses while too many deliveries
-are pending (backpressure).
+  1. permits: a connection slot and a rate-limit token for its channel (flow.py), taken BEFORE
+     the claim — a claimed delivery never waits for either while its lease runs;
+  2. claim: due → 'sending' under this sender's lease (owner + heartbeat on the database's
+     clock), committed with its event BEFORE anything is sent (tracking.claim); a new SMS
+     reference is pinned to a gateway there and then;
+  3. render (content/) with what the reference is pinned to (the incident revision, what the
+     text says), so every attempt under one reference is the same message, and send through
+     the channel's provider within `send_deadline_s`, with the reference "<notice_id>:<channel>"
+     — the SMS gateway dedupes on it, the email's Message-ID is derived from it;
+  4. record the answer (sent / failure with backoff / fallback) and its event in one
+     transaction, as soon as the previous commit is done (tracking.record_results).
+A crash between 3 and 4 leaves the row in 'sending' under a lease nobody renews; once it has
+lapsed another sender (or this one restarted) sends it again with the same reference and
+gateway (see docs/dispatch.md for what that does and does not guarantee). While this sender
+heartbeats, nothing it has claimed is ever recovered, however slow the gateway.
 """
 
 from __future__ import annotations
@@ -22,25 +24,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
 
 from services.common.clock import Clock
 from services.common.crypto import Sealer
 from services.common.db import Database
 from services.common.messages import DeliveryStatus, decode_notice, notice_sealing_context
+from services.common.tasks import SupervisedLoop
 from services.dispatch import metrics, policy, tracking
 from services.dispatch.content.models import Notice
 from services.dispatch.content.render import RenderError, render_email, render_sms
+from services.dispatch.flow import Permits
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.policy import QuietHours, RetryPolicy
-from services.dispatch.providers.base import EmailMessage, EmailProvider, SmsMessage, SmsProvider
+from services.dispatch.providers.base import (
+    EmailMessage,
+    EmailProvider,
+    ProviderResult,
+    SmsMessage,
+    SmsProvider,
+)
+from services.dispatch.providers.factory import build_permits
+from services.dispatch.providers.failover import FailoverSmsProvider
 from services.dispatch.settings import DispatchSettings
-from services.dispatch.store import deliveries
+from services.dispatch.store import deliveries, senders
 from services.dispatch.store.deliveries import Claimed
 from services.dispatch.tracking import SendOutcome
 
 log = logging.getLogger(__name__)
+
+
+def new_owner(service: str) -> str:
+    """This sender's name on its claims: unique per process start, no personal data."""
+    return f"{service}-{socket.gethostname()[:60]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 class Sender:
@@ -56,6 +76,7 @@ class Sender:
         quiet: QuietHours | None,
         retry: RetryPolicy,
         wake_relay: Callable[[], None],
+        permits: Permits | None = None,
     ):
         self.settings = settings
         self.db = db
@@ -67,32 +88,47 @@ class Sender:
         self.clock = clock
         self.quiet = quiet
         self.retry = retry
+        self.permits = permits or build_permits(settings)
+        self.owner = new_owner(settings.service_name)
         self.pending = 0  # last measured, for backpressure and the gauge
         self.on_pending: Callable[[int], None] | None = None
-        self._wake = asyncio.Event()
-        self._slot = asyncio.Event()
+        self._kick = asyncio.Event()  # new work, or a permit came free
+        self._fresh = False  # new work: look at every channel again
         self._results: list[SendOutcome] = []
         self._results_ready = asyncio.Event()
         self._inflight: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
+        self.loops: list[SupervisedLoop] = []
+        self._heartbeat: asyncio.Task | None = None
         self._stopping = False
+        self._rotation = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._claim_loop(), name="dispatch-sender"),
-            asyncio.create_task(self._result_loop(), name="dispatch-results"),
-            asyncio.create_task(self._maintenance_loop(), name="dispatch-maintenance"),
+        # The heartbeat is not supervised with the others: stop() keeps it beating until the
+        # answers of sends in flight are recorded, then ends it itself.
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="dispatch-heartbeat")
+        # Supervised (services/common/tasks.py): a loop that crashes is restarted; one that
+        # cannot be fails the liveness probe.
+        self.loops = [
+            SupervisedLoop(name, body, service=self.settings.service_name,
+                           should_stop=lambda: self._stopping)
+            for name, body in (("dispatch-sender", self._claim_loop),
+                               ("dispatch-results", self._result_loop),
+                               ("dispatch-maintenance", self._maintenance_loop))
         ]
+        for loop in self.loops:
+            loop.start()
+        self._tasks = [loop.task for loop in self.loops]
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop claiming; let sends in flight finish for `grace_s` and record them. Sends still
         running after that are abandoned as a crash would abandon them: their rows stay in
-        'sending' and are retried with the same reference when the lease expires."""
+        'sending' and — this sender's lease given up — are sent again by the next sender, with
+        the same reference."""
         grace = self.settings.sender_stop_grace_s if grace_s is None else grace_s
         self._stopping = True
-        self._wake.set()
-        self._slot.set()
+        self.wake()
         claim, results, maintenance = self._tasks or (None, None, None)
         if claim:
             await _finish(claim, 5)
@@ -108,6 +144,13 @@ class Sender:
         if results:
             self._results_ready.set()
             await _finish(results, 10)
+        if self._heartbeat:  # kept up to here: the answers above were recorded under it
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            try:
+                await self.db.run(senders.retire, self.owner)
+            except Exception:  # the database is away: the lease lapses by itself
+                log.warning("dispatch sender: could not give up its lease")
         await self.email.close()
         await self.sms.close()
 
@@ -116,75 +159,101 @@ class Sender:
         return bool(self._tasks) and not any(t.done() for t in self._tasks)
 
     def wake(self) -> None:
-        self._wake.set()
+        self._fresh = True
+        self._kick.set()
 
     # ------------------------------------------------------------------ claiming
     async def _claim_loop(self) -> None:
+        """Claim exactly as many deliveries per channel as can start sending now."""
         s = self.settings
+        dry: dict[str, float] = {}  # channel -> until when nothing is due there (no re-poll)
         while not self._stopping:
-            free = s.sender_concurrency - len(self._inflight)
-            if free <= 0:
-                self._slot.clear()
-                await self._slot.wait()
-                continue
+            self._kick.clear()
+            if self._fresh:
+                self._fresh = False
+                dry.clear()
             now = self.clock()
-            limit = min(s.sender_batch_size, free)
+            mono = time.monotonic()
+            channels = self._rotate(policy.sendable_channels(self.quiet, now))
+            open_channels = [c for c in channels if dry.get(c, 0.0) <= mono]
+            if not open_channels:
+                await self._pause(min(dry.values(), default=mono + s.sender_idle_poll_s) - mono)
+                continue
+            taken = self.permits.take(open_channels, s.sender_batch_size)
+            if not taken:
+                wait = self.permits.wait_s(open_channels)
+                await self._pause(s.sender_idle_poll_s if wait is None else wait)
+                continue
             try:
                 claimed = await self.db.run(
-                    deliveries.claim_due, now, s.sending_lease_s, limit,
-                    policy.sendable_channels(self.quiet, now),
+                    tracking.claim, self.owner, s.sending_lease_s, now, taken, self._chooser(),
                 )
             except asyncio.CancelledError:
+                for channel, n in taken.items():
+                    self.permits.give_back(channel, n)
                 raise
             except Exception:
+                for channel, n in taken.items():
+                    self.permits.give_back(channel, n)
                 log.exception("dispatch sender: claim failed; retrying")
                 await asyncio.sleep(1.0)
                 continue
+            got: dict[str, int] = {}
+            for c in claimed:
+                got[c.channel] = got.get(c.channel, 0) + 1
+            for channel, n in taken.items():
+                if got.get(channel, 0) < n:  # nothing more due there for now
+                    self.permits.give_back(channel, n - got.get(channel, 0))
+                    dry[channel] = mono + s.sender_idle_poll_s
             if claimed:
                 self.wake_relay()
             for c in claimed:
                 task = asyncio.create_task(self._send(c))
                 self._inflight.add(task)
-                task.add_done_callback(self._done)
-            if len(claimed) < limit:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), s.sender_idle_poll_s)
+                task.add_done_callback(self._inflight.discard)
 
-    def _done(self, task: asyncio.Task) -> None:
-        self._inflight.discard(task)
-        self._slot.set()
+    def _rotate(self, channels: list[str]) -> list[str]:
+        self._rotation = (self._rotation + 1) % max(len(channels), 1)
+        return channels[self._rotation:] + channels[:self._rotation]
+
+    async def _pause(self, seconds: float) -> None:
+        """Until kicked (new work, a permit free) or `seconds` have passed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._kick.wait(), max(seconds, 0.001))
+
+    def _chooser(self) -> Callable[[], str] | None:
+        return self.sms.choose if isinstance(self.sms, FailoverSmsProvider) else None
 
     # ------------------------------------------------------------------ sending
     async def _send(self, c: Claimed) -> None:
         try:
             outcome = await self._deliver(c)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # never let one notice stop the sender; no payload in logs
             log.error("dispatch sender: unexpected %s", type(exc).__name__,
                       extra={"notice_id": c.notice_id})
             outcome = SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
                                   detail="internal-error")
+        finally:
+            self.permits.done(c.channel)
+            self._kick.set()
+        outcome.answered_at = time.monotonic()
         self._results.append(outcome)
         self._results_ready.set()
 
     async def _deliver(self, c: Claimed) -> SendOutcome:
         notice = decode_notice(c.notice_payload)
-        entry = self.book.cached(notice.incident_id) or await self.db.run(
-            self.book.get, notice.incident_id
-        )
+        entry = self.book.cached_revision(notice.incident_id, c.content_revision) or \
+            await self.db.run(self.book.revision, notice.incident_id, c.content_revision)
         if entry is None:  # cannot happen: deliveries are planned only for known incidents
             return SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
                                detail="incident-unknown")
         sealed = self.sealer.open(notice.sealed, notice_sealing_context(notice.notice_id))
-        view = Notice.from_contract(notice, sealed)
-        started = time.perf_counter()
+        view = Notice.from_contract(notice, sealed, updates_earlier=c.says_update)
         try:
             if c.channel == "email":
                 rendered = render_email(view, entry.content)
-                provider = self.email
-                result = await self.email.send(
+                provider_name = self.email.name
+                sending = self.email.send(
                     EmailMessage(
                         reference=c.reference, to=rendered.to,
                         from_addr=self.settings.email_from_address, subject=rendered.subject,
@@ -194,33 +263,64 @@ class Sender:
                 )
             else:
                 via = policy.sms_full_notice_via(
-                    c.email_active, bool(view.addressee_address),
+                    c.says_emailed, bool(view.addressee_address),
                     "postal" in entry.message.channel_policy.fallback,
                 )
                 rendered = render_sms(view, entry.content, full_notice_via=via)
-                provider = self.sms
-                result = await self.sms.send(
-                    SmsMessage(reference=c.reference, to=rendered.to, body=rendered.body)
-                )
+                provider_name = c.gateway or self.sms.name
+                sending = self._send_sms(c, SmsMessage(
+                    reference=c.reference, to=rendered.to, body=rendered.body,
+                    gateway=c.gateway, pinned=c.may_hold,
+                ))
         except RenderError as exc:
             # About the template/content, never the person: safe to log. Retried on the
             # backoff schedule, so a corrected incident revision is picked up.
             log.warning("dispatch sender: render failed: %s", exc, extra={"notice_id": c.notice_id})
             return SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
                                detail="render-error")
-        metrics.SEND_SECONDS.labels(channel=c.channel, provider=result.provider or provider.name) \
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.settings.send_deadline_s):
+                result = await sending
+        except TimeoutError:
+            # Cut off mid-exchange: it may have been taken (ambiguous), same gateway next time.
+            result = ProviderResult(None, DeliveryStatus.TECHNICAL_FAILURE, provider_name,
+                                    "deadline", ambiguous=True)
+        provider = result.provider or provider_name
+        metrics.SEND_SECONDS.labels(channel=c.channel, provider=provider) \
             .observe(time.perf_counter() - started)
+        gateway = provider if c.channel == "sms" and self._is_gateway(provider) else None
         return SendOutcome(
-            c.id, c.attempt, result.status, result.provider or provider.name,
-            result.provider_reference, result.detail, result.retry_after,
+            c.id, c.attempt, result.status, provider, result.provider_reference, result.detail,
+            result.retry_after, result.ambiguous, gateway, channel=c.channel,
         )
+
+    async def _send_sms(self, c: Claimed, message: SmsMessage) -> ProviderResult:
+        if not isinstance(self.sms, FailoverSmsProvider):
+            return await self.sms.send(message)
+
+        async def repin(gateway: str) -> bool:
+            try:
+                return await self.db.run(tracking.repin, c.id, self.owner, c.attempt, gateway)
+            except Exception:  # unrecorded: do not send where nothing says it went
+                log.warning("dispatch sender: could not record a failover; not failing over")
+                return False
+
+        return await self.sms.send(message, repin=repin)
+
+    def _is_gateway(self, name: str) -> bool:
+        return isinstance(self.sms, FailoverSmsProvider) and name in self.sms.gateways
 
     # ------------------------------------------------------------------ results
     async def _result_loop(self) -> None:
+        """Record answers as soon as the previous commit is done (group commit): under load
+        they gather into batches by themselves, and an accepted email stays unrecorded — the
+        window in which a crash would send it again — for as short a time as possible."""
+        flush = self.settings.result_flush_s
         while True:
             await self._results_ready.wait()
-            if not self._stopping:
-                await asyncio.sleep(self.settings.result_flush_s)  # let a batch gather
+            if flush and not self._stopping:
+                await asyncio.sleep(flush)  # let a bigger batch gather (a longer window)
             self._results_ready.clear()
             batch, self._results = self._results, []
             if not batch:
@@ -228,33 +328,63 @@ class Sender:
                     return
                 continue
             try:
-                await self.db.run(
-                    tracking.record_results, self.book, batch, self.retry, self.quiet, self.clock()
-                )
-                self.wake_relay()
-                self._wake.set()  # fallbacks and retries may be due now
+                await self.db.run(tracking.record_results, self.book, batch, self.retry,
+                                  self.quiet, self.clock(), self.owner)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("dispatch sender: recording %d results failed; retrying", len(batch))
                 self._results = batch + self._results
                 self._results_ready.set()
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(0.5)
+                continue
+            recorded = time.monotonic()
+            for o in batch:
+                metrics.UNRECORDED_SECONDS.labels(channel=o.channel).observe(recorded - o.answered_at)
+            self.wake_relay()
+            if any(o.status not in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED) for o in batch):
+                self.wake()  # fallbacks and retries may be due now
             if self._stopping and not self._inflight and not self._results:
                 return
 
-    # ------------------------------------------------------------------ housekeeping
+    # ------------------------------------------------------------------ leases, housekeeping
+    async def _heartbeat_loop(self) -> None:
+        """Renew this sender's lease on the database's clock. While it does, nothing it claimed
+        is recovered by anyone; if the database is away, the answers it holds are written when
+        it is back (others wait a whole lease after coming back themselves)."""
+        period = self.settings.heartbeat_s
+        while True:
+            try:
+                await self.db.run(senders.renew, self.owner, self.settings.sending_lease_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("dispatch sender: heartbeat failed; retrying")
+                await asyncio.sleep(min(period, 1.0))
+                continue
+            await asyncio.sleep(period)
+
     async def _maintenance_loop(self) -> None:
-        """Expired leases, notices whose incident arrived, the pending gauge/backpressure."""
+        """Claims of dead senders, emails deferred too long, notices whose incident arrived,
+        the pending gauge/backpressure."""
+        s = self.settings
         while True:
             try:
                 now = self.clock()
-                if await self.db.run(deliveries.expire_leases, now):
+                recovered = await self.db.run(tracking.expire_leases, self.owner,
+                                              s.sending_lease_s, now)
+                if recovered:
+                    metrics.LEASES_RECOVERED.inc(recovered)
+                    log.warning("dispatch sender: recovered claims of a sender presumed dead",
+                                extra={"count": recovered})
+                deferred = await self.db.run(tracking.expire_deferrals, self.book, self.retry,
+                                             self.quiet, now)
+                if recovered or deferred:
                     self.wake_relay()
-                    self._wake.set()
+                    self.wake()
                 if await self.db.run(tracking.plan_waiting, self.book, self.quiet, now):
                     self.wake_relay()
-                    self._wake.set()
+                    self.wake()
                 self.pending = await self.db.run(deliveries.pending_count)
                 metrics.PENDING.set(self.pending)
                 if self.on_pending:

@@ -4,7 +4,7 @@
 
 from datetime import time
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 
 from services.common.settings import ServiceSettings
 
@@ -62,10 +62,37 @@ class DispatchSettings(ServiceSettings):
     sender_concurrency: int = 256  # sends in flight at once
     sender_batch_size: int = 500  # deliveries claimed per database round trip
     sender_idle_poll_s: float = 0.25
-    result_flush_s: float = 0.05  # results are committed in batches at least this often
-    # A claimed delivery whose claim is older than this is presumed abandoned (crash) and is
-    # sent again with the same reference. Keep it above the SMTP/SMS timeouts.
+    # Extra wait before committing results, to gather bigger batches. 0: commit as soon as the
+    # previous commit is done (answers queue up behind it: batches form under load by
+    # themselves), which keeps a gateway's "accepted" unrecorded for the shortest time — the
+    # window in which a crash sends an email twice (docs/dispatch.md).
+    result_flush_s: float = 0.0
+    # A sender's lease on its claims, on the database's clock, renewed by heartbeat every
+    # `sender_heartbeat_s` (0: a quarter of the lease). Its claims are recovered (and sent again,
+    # same reference) only once it has not renewed for this long: presumed dead.
     sending_lease_s: float = 120.0
+    sender_heartbeat_s: float = 0.0
+    # Every send ends within this (then: an ambiguous technical failure, retried at the same
+    # gateway). Shorter than the lease, so a sender cut off from the database has finished its
+    # sends before anyone may recover them.
+    send_deadline_s: float = 60.0
     sender_stop_grace_s: float = 10.0
     # Backpressure: stop taking notices off Kafka while this many deliveries are unfinished.
     max_pending: int = 20_000
+    # An email the provider deferred and then never reported on again is acted on (resent,
+    # same Message-ID, or fallen back) after this long: longer than MTAs keep retrying (Postfix
+    # gives up after 5 days), so by then it has been delivered, bounced or lost.
+    email_deferral_timeout_s: float = 5 * 86400.0
+
+    @model_validator(mode="after")
+    def _deadline_within_lease(self) -> "DispatchSettings":
+        if self.send_deadline_s >= self.sending_lease_s:
+            raise ValueError(
+                f"send_deadline_s ({self.send_deadline_s}) must be shorter than sending_lease_s "
+                f"({self.sending_lease_s}): a send must end before its claim can be recovered"
+            )
+        return self
+
+    @property
+    def heartbeat_s(self) -> float:
+        return self.sender_heartbeat_s or self.sending_lease_s / 4

@@ -6,7 +6,7 @@ committed together. No SQL here, and no rule either.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,8 +18,8 @@ from services.dispatch.delivery_state import ReceiptOutcome
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.policy import QuietHours, RetryPolicy
 from services.dispatch.providers.receipts import Receipt
-from services.dispatch.store import deliveries, notices
-from services.dispatch.store.deliveries import KEEP, Change, NewDelivery
+from services.dispatch.store import deliveries, notices, senders
+from services.dispatch.store.deliveries import KEEP, Change, Claimed, NewDelivery
 
 S = DeliveryStatus
 
@@ -70,7 +70,7 @@ def _new_delivery(notice: NoticeMessage, channel: str, quiet: QuietHours | None,
     )
 
 
-def _plan(session: Session, planned: Iterable[NoticeMessage], book: IncidentBook,
+def _plan(session: Session, planned: Sequence[NoticeMessage], book: IncidentBook,
           quiet: QuietHours | None, now: datetime) -> None:
     new: list[NewDelivery] = []
     for notice in planned:
@@ -79,12 +79,19 @@ def _plan(session: Session, planned: Iterable[NoticeMessage], book: IncidentBook
         new += [_new_delivery(notice, c, quiet, now)
                 for c in policy.first_channels(notice.channels, entry.policy)]
     deliveries.insert_deliveries(session, new, now)
+    # An amendment replaces the person's unsent older version (quiet hours held it, say), and
+    # an older version arriving after a newer one is never sent.
+    deliveries.supersede_older(session, {n.person_id for n in planned}, now)
 
 
 def _fall_back(session: Session, book: IncidentBook, notice_ids: Iterable[str],
                quiet: QuietHours | None, now: datetime) -> None:
-    """After permanent failures: queue each notice's next channel (policy.fallback_channel)."""
+    """After permanent failures: queue each notice's next channel (policy.fallback_channel).
+    The notices are locked first, so when two channels of one notice fail at once in two
+    transactions ("both" mode: an email bounce and an SMS receipt), the second to decide sees
+    the first's failure and queues the fallback — neither can miss the other."""
     ids = sorted(set(notice_ids))
+    notices.lock_notices(session, ids)
     current = deliveries.statuses_by_notice(session, ids)
     payloads = notices.notice_payloads(session, ids)
     new: list[NewDelivery] = []
@@ -94,9 +101,40 @@ def _fall_back(session: Session, book: IncidentBook, notice_ids: Iterable[str],
         channel = policy.fallback_channel(
             notice.channels, entry.policy if entry else None, current.get(notice_id, {})
         )
-        if channel is not None:
+        if channel is not None and channel not in current.get(notice_id, {}):
             new.append(_new_delivery(notice, channel, quiet, now))
     deliveries.insert_deliveries(session, new, now, reason_code="fallback")
+    deliveries.supersede_older(session, {d.person_id for d in new}, now)
+
+
+# ------------------------------------------------------------------------------ claiming
+
+
+def claim(
+    session: Session, owner: str, lease_s: float, now: datetime, limits: Mapping[str, int],
+    choose_gateway: Callable[[], str] | None = None,
+) -> list[Claimed]:
+    """Renew `owner`'s lease and claim up to `limits[channel]` due deliveries (one transaction,
+    committed before anything is sent). A new SMS reference is pinned to the gateway
+    `choose_gateway()` picks, so even a crash right after the send retries there."""
+    senders.renew(session, owner, lease_s)
+    claimed = deliveries.claim_due(session, owner, now, lease_s, limits)
+    if choose_gateway is not None:
+        chosen: dict[str, list[int]] = {}
+        for c in claimed:
+            if c.channel == "sms" and c.gateway is None:
+                c.gateway = choose_gateway()
+                chosen.setdefault(c.gateway, []).append(c.id)
+        deliveries.pin_gateways(session, chosen)
+    return claimed
+
+
+def expire_leases(session: Session, owner: str, lease_s: float, now: datetime) -> int:
+    """Recover the claims of senders presumed dead (store/deliveries.expire_leases); a
+    recovered delivery whose person has a newer notice is superseded instead of resent."""
+    recovered = deliveries.expire_leases(session, owner, lease_s, now)
+    deliveries.supersede_older(session, {r.person_id for r in recovered}, now)
+    return len(recovered)
 
 
 # ------------------------------------------------------------------------------ send results
@@ -113,24 +151,37 @@ class SendOutcome:
     provider_reference: str | None = None
     detail: str | None = None
     retry_after: float | None = None
+    ambiguous: bool = False  # it may have been taken: keep the reference where it went
+    gateway: str | None = None  # SMS: the gateway that answered
+    channel: str = ""
+    answered_at: float = 0.0  # monotonic; how long the answer waited to be recorded
 
 
 def record_results(
     session: Session, book: IncidentBook, outcomes: Sequence[SendOutcome], retry: RetryPolicy,
-    quiet: QuietHours | None, now: datetime,
+    quiet: QuietHours | None, now: datetime, owner: str | None = None,
 ) -> int:
     """Record what the gateways answered, a batch at a time: accepted, failed for good (then
     fall back), or failed for now (back off, or give up when the retry budget is spent). An
-    outcome whose delivery has moved on is dropped. Returns the number recorded."""
+    outcome whose delivery has moved on — or whose claim `owner` no longer holds — is dropped.
+    Returns the number recorded."""
     if not outcomes:
         return 0
     rows = deliveries.lock_deliveries(session, [o.delivery_id for o in outcomes])
     changes: list[Change] = []
     for o in outcomes:
         row = rows.get(o.delivery_id)
-        if row is None or not delivery_state.outcome_is_current(row.status, row.attempts, o.attempt):
+        if row is None or not delivery_state.outcome_is_current(
+            row.status, row.attempts, o.attempt, row.lease_owner, owner
+        ):
             continue
         change = Change(row, o.status.value, o.provider, o.detail)
+        held = delivery_state.may_hold_after(row.may_hold, o.status, o.ambiguous)
+        change.may_hold = held
+        if not held:
+            change.unpin = True  # nothing anywhere: next attempt chooses afresh
+        elif o.gateway is not None and not row.may_hold:
+            change.gateway = o.gateway
         if o.status in delivery_state.ACCEPTED_STATES:
             change.provider_reference = (o.provider_reference or "")[:200] or None
         elif o.status is not S.PERMANENT_FAILURE:  # temporary or technical
@@ -142,10 +193,23 @@ def record_results(
                 change.reason_code = "retries-exhausted"
         changes.append(change)
     deliveries.write_changes(session, changes, now)
+    _after_changes(session, book, changes, quiet, now)
+    return len(changes)
+
+
+def _after_changes(session: Session, book: IncidentBook, changes: Sequence[Change],
+                   quiet: QuietHours | None, now: datetime) -> None:
+    """Failed for good: the next channel. Due again: unless a newer version replaced it."""
     failed = [c.row.notice_id for c in changes if c.status == S.PERMANENT_FAILURE]
     if failed:
         _fall_back(session, book, failed, quiet, now)
-    return len(changes)
+    again = {c.row.person_id for c in changes if c.status in delivery_state.UNSENT_STATES}
+    deliveries.supersede_older(session, again, now)
+
+
+def repin(session: Session, delivery_id: int, owner: str, attempt: int, gateway: str) -> bool:
+    """A failover moving a claimed SMS to another gateway, recorded before it is sent there."""
+    return deliveries.repin(session, delivery_id, owner, attempt, gateway)
 
 
 # ------------------------------------------------------------------------------ receipts
@@ -153,33 +217,61 @@ def record_results(
 
 def record_receipt(
     session: Session, book: IncidentBook, provider: str, receipt: Receipt, retry: RetryPolicy,
-    quiet: QuietHours | None, now: datetime,
+    quiet: QuietHours | None, now: datetime, deferral_timeout_s: float = 5 * 86400.0,
 ) -> ReceiptOutcome:
     """Apply a provider's receipt (delivery_state.receipt_transition). A temporary failure
     (e.g. an SMS expired: phone off for the validity period) is sent again later under a new
-    reference, since the gateway dedupes the old one; a permanent one falls back."""
+    reference, since the gateway dedupes the old one; a permanent one falls back. An email
+    deferral changes nothing but a timer: the provider is still trying."""
     notice_id, channel = delivery_state.parse_reference(receipt.reference)
     row = deliveries.lock_delivery(session, notice_id, channel)
     if row is None:
         return ReceiptOutcome.UNKNOWN
+    deferral = delivery_state.is_deferral(channel, receipt.provider_status)
     decision = delivery_state.receipt_transition(
         row.status, receipt.status, channel, current_generation=row.reference == receipt.reference
     )
+    if deferral and decision.outcome is ReceiptOutcome.DUPLICATE:  # 'sent' stays 'sent'
+        decision = delivery_state.ReceiptDecision(ReceiptOutcome.UPDATED, S.SENT)
     if decision.outcome is not ReceiptOutcome.UPDATED:
         return decision.outcome
     assert decision.status is not None
     reason = f"receipt-{receipt.provider_status}"[:64]
     change = Change(row, decision.status.value, provider, reason,
                     provider_reference=receipt.provider_reference[:200] or KEEP)
-    if decision.status is S.TEMPORARY_FAILURE:
+    if deferral:
+        # Act only if the provider says nothing more for the whole timeout (expire_deferrals).
+        change.next_attempt_at = now.timestamp() + deferral_timeout_s
+        change.may_hold = True
+    elif decision.status is S.TEMPORARY_FAILURE:
         again = policy.retry_or_give_up(retry, S.TEMPORARY_FAILURE, row.attempts,
                                         row.first_attempt_at, now)
         change.status = again.status.value
         if not again.gave_up:
-            change.generation = row.generation + 1
-            change.reference = delivery_state.reference_for(notice_id, channel, change.generation)
             change.next_attempt_at = again.next_attempt_at
+            if delivery_state.resend_needs_new_reference(channel):
+                change.generation = row.generation + 1
+                change.reference = delivery_state.reference_for(notice_id, channel,
+                                                                change.generation)
+                change.may_hold, change.unpin = False, True
     deliveries.write_changes(session, [change], now)
-    if change.status == S.PERMANENT_FAILURE:
-        _fall_back(session, book, [notice_id], quiet, now)
+    _after_changes(session, book, [change], quiet, now)
     return ReceiptOutcome.UPDATED
+
+
+def expire_deferrals(
+    session: Session, book: IncidentBook, retry: RetryPolicy, quiet: QuietHours | None,
+    now: datetime,
+) -> int:
+    """Emails deferred and then not heard of for the whole deferral timeout: a temporary
+    failure now — resent under the SAME reference (the same Message-ID) while the retry budget
+    lasts, else failed for good and fallen back."""
+    changes: list[Change] = []
+    for row in deliveries.due_deferrals(session, now):
+        again = policy.retry_or_give_up(retry, S.TEMPORARY_FAILURE, row.attempts,
+                                        row.first_attempt_at, now)
+        changes.append(Change(row, again.status.value, row.provider, "deferral-timeout",
+                              next_attempt_at=again.next_attempt_at))
+    deliveries.write_changes(session, changes, now)
+    _after_changes(session, book, changes, quiet, now)
+    return len(changes)

@@ -9,9 +9,27 @@ API (what HttpSmsProvider talks to):
 Delivery receipts are POSTed to callback_url as JSON {id, reference, status, occurred_at} with
 header X-Panui-Signature (services/gateways/signing.py), retried with backoff.
 
+With `message_log` (`--message-log FILE`), every message it takes is also appended to a JSON
+Lines file ({id, reference, to, created_at}): the gateway's own record of what it sent, which
+tests and benchmarks reconcile against.
+
+Faults (tests/dev):
+  fail_next N, fail_status     -> the next N sends answer fail_status (default 500) and are NOT
+                                  taken (a gateway refusing before it processes)
+  fail_after_store_next N, fail_after_store_status
+                               -> the next N sends are taken (stored, receipt scheduled), then
+                                  answered with that status (default 502: a proxy in front of
+                                  the gateway gave up, but the gateway sent it)
+  reset_after_store_next N     -> the next N sends are taken, then the connection is reset
+                                  before any answer
+  delay_seconds                -> every answer is slow, AFTER storing (a timeout is ambiguous)
+  rate_limit_next N, retry_after -> 429 with Retry-After
+  409 comes by itself when a reference is reused with another to/body.
+
 Control (tests/dev), also available as Python methods on SmsGateway:
-  POST /_control/behaviour {fail_next?, fail_status?, delay_seconds?, rate_limit_next?,
-                            retry_after?, receipt_delay?}
+  POST /_control/behaviour {fail_next?, fail_status?, fail_after_store_next?,
+                            fail_after_store_status?, reset_after_store_next?, delay_seconds?,
+                            rate_limit_next?, retry_after?, receipt_delay?}
   POST /_control/outcomes {to: "+6421...", status: "delivered"|"failed"|"expired"}
   POST /_control/reset      GET /_control/receipts      GET /_control/stats
 """
@@ -20,11 +38,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import json
 import os
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 import httpx
@@ -48,6 +68,9 @@ class SendRequest(BaseModel):
 class BehaviourRequest(BaseModel):
     fail_next: int | None = Field(default=None, ge=0)
     fail_status: int | None = Field(default=None, ge=400, le=599)
+    fail_after_store_next: int | None = Field(default=None, ge=0)
+    fail_after_store_status: int | None = Field(default=None, ge=400, le=599)
+    reset_after_store_next: int | None = Field(default=None, ge=0)
     delay_seconds: float | None = Field(default=None, ge=0)
     rate_limit_next: int | None = Field(default=None, ge=0)
     retry_after: int | None = Field(default=None, ge=0)
@@ -74,6 +97,9 @@ class StoredSms:
 class Behaviour:
     fail_next: int = 0  # answer the next N sends with fail_status (default 500)
     fail_status: int = 500
+    fail_after_store_next: int = 0  # take the next N, then answer fail_after_store_status
+    fail_after_store_status: int = 502
+    reset_after_store_next: int = 0  # take the next N, then reset the connection
     delay_seconds: float = 0.0  # answer slowly - AFTER storing, like a provider that accepted
     rate_limit_next: int = 0  # answer the next N sends with 429
     retry_after: int = 1
@@ -93,9 +119,10 @@ class SmsGateway:
     outcomes: dict[str, str] = field(default_factory=dict)  # to -> receipt status
     receipts_sent: list[dict] = field(default_factory=list)  # {id, status, http_status}
     send_attempts: int = 0
+    message_log: Path | None = None  # JSON Lines: every message taken
 
     def __post_init__(self) -> None:
-        self.app = create_app(self)
+        self.app = _ExposeTransport(create_app(self))
         self._server: AsgiServer | None = None
         self._tasks: set[asyncio.Task] = set()
         self._http: httpx.AsyncClient | None = None
@@ -143,6 +170,18 @@ class SmsGateway:
 
     def slow_down(self, seconds: float) -> None:
         self.behaviour.delay_seconds = seconds
+
+    def fail_after_store_next(self, n: int, status: int = 502) -> None:
+        self.behaviour.fail_after_store_next, self.behaviour.fail_after_store_status = n, status
+
+    def reset_after_store_next(self, n: int) -> None:
+        self.behaviour.reset_after_store_next = n
+
+    def _log(self, sms: StoredSms) -> None:
+        if self.message_log is not None:
+            with self.message_log.open("a") as log:
+                log.write(json.dumps({"id": sms.id, "reference": sms.reference, "to": sms.to,
+                                      "created_at": sms.created_at}) + "\n")
 
     def set_outcome(self, to: str, status: str) -> None:
         self.outcomes[to] = status
@@ -206,6 +245,25 @@ class SmsGateway:
             delay = min(delay * 2, 5.0)
 
 
+_transport: contextvars.ContextVar = contextvars.ContextVar("transport", default=None)
+
+
+class _ExposeTransport:
+    """ASGI wrapper giving the request's connection to the endpoint (for reset_after_store).
+    uvicorn's `send` is a method of its request cycle, which holds the transport; test gateway
+    only."""
+
+    def __init__(self, app: FastAPI):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        token = _transport.set(getattr(getattr(send, "__self__", None), "transport", None))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _transport.reset(token)
+
+
 def create_app(gw: SmsGateway) -> FastAPI:
     app = FastAPI(title="Pānui local SMS gateway", docs_url=None, redoc_url=None)
 
@@ -248,7 +306,18 @@ def create_app(gw: SmsGateway) -> FastAPI:
             )
             gw.messages[sms.id] = sms
             gw.by_reference[sms.reference] = sms.id
+            gw._log(sms)
             gw._schedule_receipt(sms)
+        if b.fail_after_store_next > 0:
+            b.fail_after_store_next -= 1
+            return JSONResponse({"error": "upstream failure (simulated)"},
+                                status_code=b.fail_after_store_status)
+        if b.reset_after_store_next > 0:
+            b.reset_after_store_next -= 1
+            transport = _transport.get()
+            if transport is not None:
+                transport.abort()  # RST: the client gets no answer at all
+                await asyncio.sleep(0)
         if b.delay_seconds:
             await asyncio.sleep(b.delay_seconds)
         return JSONResponse({"id": sms.id, "status": "accepted"}, status_code=202)
@@ -309,9 +378,12 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("PANUI_SMS_CALLBACK_SECRET", "dev-callback-secret"),
     )
     parser.add_argument("--api-key", default=os.environ.get("PANUI_SMS_API_KEY"))
+    parser.add_argument("--message-log", type=Path, default=None,
+                        help="append every message taken to this JSON Lines file")
     args = parser.parse_args(argv)
     gw = SmsGateway(
-        callback_secret=args.callback_secret, api_key=args.api_key, host=args.host, port=args.port
+        callback_secret=args.callback_secret, api_key=args.api_key, host=args.host, port=args.port,
+        message_log=args.message_log,
     )
     run_until_interrupted(gw, lambda g: f"SMS gateway listening on {g.url}")
 

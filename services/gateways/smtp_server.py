@@ -1,17 +1,30 @@
 """Local SMTP server for tests and development (aiosmtpd).
 
-Stores every accepted message in memory (and optionally in a maildir folder) and can be told
-to misbehave, per recipient or for the next N messages:
+Stores every accepted message in memory (and optionally in a maildir folder: the gateway's own
+log of what it accepted, which tests reconcile against) and can be told to misbehave, per
+recipient or for the next N messages:
   reject    -> 550 at RCPT (permanent)
   tempfail  -> 451 at RCPT (temporary)
   bounce    -> 250 now, then a DSN (multipart/report) to the envelope sender
-  slow_down -> every DATA answer is delayed
+  defer     -> 250 now, then a "deferred" receipt (the relay keeps retrying, says no more);
+  defer-then-bounce / defer-then-deliver -> ... and after `defer_seconds` a bounce (DSN and
+               "bounced" receipt) or a "delivered" receipt
+  slow_down -> every DATA answer is delayed (before the message is taken)
+  hold      -> {"MAIL"|"RCPT"|"DATA": seconds}: that command's answer is held that long (a
+               slow relay; for DATA before the message is taken: a client that gives up while
+               held leaves nothing behind)
+  drop_after_accept_next -> the next N messages are taken (stored), then the connection is
+               dropped before the 250 is sent: the client cannot know it got through
   fail_next -> the next N messages get `fail_code` at DATA (e.g. 421, 554)
+
+Receipts (bounced, deferred, delivered) are POSTed, signed, to `bounce_webhook_url` as an ESP's
+webhook would: {id: Message-ID, reference, status, occurred_at}.
 
 Control: Python methods on SmtpGateway, or the HTTP control API (FastAPI) when started with a
 control port:
   GET  /_control/messages     POST /_control/recipients {address, action}
-  POST /_control/behaviour {delay_seconds?, fail_next?, fail_code?}
+  POST /_control/behaviour {delay_seconds?, fail_next?, fail_code?, hold?,
+                            drop_after_accept_next?, defer_seconds?}
   POST /_control/reset        GET /_control/bounces        GET /_control/stats
 """
 
@@ -26,7 +39,7 @@ import mailbox
 import os
 import ssl
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -39,7 +52,8 @@ from pydantic import BaseModel
 from services.gateways.serving import AsgiServer, run_until_interrupted
 from services.gateways.signing import SIGNATURE_HEADER, signature_header
 
-Action = Literal["accept", "reject", "tempfail", "bounce"]
+Action = Literal["accept", "reject", "tempfail", "bounce", "defer", "defer-then-bounce",
+                 "defer-then-deliver"]
 RCPT_REPLIES = {
     "reject": "550 5.1.1 Mailbox unavailable",
     "tempfail": "451 4.2.0 Mailbox temporarily unavailable, try again later",
@@ -63,15 +77,32 @@ class SmtpBehaviour:
     delay_seconds: float = 0.0
     fail_next: int = 0
     fail_code: int = 421
+    hold: dict[str, float] = field(default_factory=dict)  # command -> seconds before answering
+    drop_after_accept_next: int = 0
+    defer_seconds: float = 1.0  # defer-then-*: how long the relay keeps trying
 
 
 class _Handler:
     def __init__(self, gw: SmtpGateway) -> None:
         self.gw = gw
 
+    async def handle_MAIL(
+        self, server, session: Session, envelope: Envelope, address: str, mail_options
+    ):
+        await self._hold("MAIL")
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def _hold(self, command: str) -> None:
+        seconds = self.gw.behaviour.hold.get(command, 0.0)
+        if seconds:
+            await asyncio.sleep(seconds)
+
     async def handle_RCPT(
         self, server, session: Session, envelope: Envelope, address: str, rcpt_options
     ):
+        await self._hold("RCPT")
         action = self.gw.recipient_actions.get(address.lower(), "accept")
         if action in RCPT_REPLIES:
             return RCPT_REPLIES[action]
@@ -80,8 +111,10 @@ class _Handler:
 
     async def handle_DATA(self, server, session: Session, envelope: Envelope):
         gw = self.gw
+        gw.data_received += 1
         if gw.behaviour.delay_seconds:
             await asyncio.sleep(gw.behaviour.delay_seconds)
+        await self._hold("DATA")
         if gw.behaviour.fail_next > 0:
             gw.behaviour.fail_next -= 1
             code = gw.behaviour.fail_code
@@ -92,8 +125,16 @@ class _Handler:
         )
         gw._store(msg)
         for rcpt in msg.rcpt_tos:
-            if gw.recipient_actions.get(rcpt.lower()) == "bounce":
+            action = gw.recipient_actions.get(rcpt.lower())
+            if action == "bounce":
                 gw._bounce(msg, rcpt)
+            elif action and action.startswith("defer"):
+                gw._defer(msg, rcpt, action)
+        if gw.behaviour.drop_after_accept_next > 0:
+            gw.behaviour.drop_after_accept_next -= 1
+            gw.dropped_after_accept += 1
+            server.transport.abort()  # taken, and the client never hears it
+            await asyncio.sleep(0)
         return "250 2.0.0 OK: queued"
 
 
@@ -113,6 +154,8 @@ class SmtpGateway:
     # Benchmarks: count accepted messages without keeping their bodies (memory stays flat).
     count_only: bool = False
     accepted: int = 0
+    data_received: int = 0  # message bodies in (answered or not): what a fault test waits for
+    dropped_after_accept: int = 0
     messages: list[ReceivedMessage] = field(default_factory=list)
     bounces: list[ReceivedMessage] = field(default_factory=list)
     recipient_actions: dict[str, Action] = field(default_factory=dict)
@@ -173,6 +216,13 @@ class SmtpGateway:
 
     def fail_next(self, n: int, code: int = 421) -> None:
         self.behaviour.fail_next, self.behaviour.fail_code = n, code
+
+    def hold(self, command: str, seconds: float) -> None:
+        """Hold the answer to MAIL, RCPT or DATA for `seconds` (0: answer at once)."""
+        self.behaviour.hold[command.upper()] = seconds
+
+    def drop_after_accept_next(self, n: int) -> None:
+        self.behaviour.drop_after_accept_next = n
 
     def reset(self) -> None:
         self.messages.clear()
@@ -242,18 +292,43 @@ class SmtpGateway:
         self.bounces.append(bounce)
         if self._maildir is not None:
             self._maildir.add(bounce.data)
-        if self.bounce_webhook_url and reference:
-            task = asyncio.get_running_loop().create_task(
-                self._post_webhook(orig["Message-ID"] or "", reference)
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if reference:
+            self._receipt(orig["Message-ID"] or "", reference, "bounced")
 
-    async def _post_webhook(self, message_id: str, reference: str) -> None:
+    def _defer(self, original: ReceivedMessage, rcpt: str, action: str) -> None:
+        """The relay could not deliver yet: a "deferred" receipt now; for defer-then-*, the
+        outcome after `defer_seconds`."""
+        orig = original.message
+        reference, message_id = orig["X-Panui-Reference"], orig["Message-ID"] or ""
+        if not reference:
+            return
+        self._receipt(message_id, reference, "deferred")
+        if action == "defer":
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(self.behaviour.defer_seconds)
+            if action == "defer-then-bounce":
+                self._bounce(original, rcpt)
+            else:
+                self._receipt(message_id, reference, "delivered")
+
+        self._spawn(later())
+
+    def _receipt(self, message_id: str, reference: str, status: str) -> None:
+        if self.bounce_webhook_url:
+            self._spawn(self._post_webhook(message_id, reference, status))
+
+    def _spawn(self, coro) -> None:  # noqa: ANN001
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post_webhook(self, message_id: str, reference: str, status: str) -> None:
         import httpx
 
         body = json.dumps(
-            {"id": message_id, "reference": reference, "status": "bounced",
+            {"id": message_id, "reference": reference, "status": status,
              "occurred_at": datetime.now(UTC).isoformat()}
         ).encode()
         delay = 0.1
@@ -267,7 +342,8 @@ class SmtpGateway:
                                               headers=headers)).status_code
                 except httpx.HTTPError:
                     pass
-                self.webhooks_sent.append({"reference": reference, "http_status": code})
+                self.webhooks_sent.append({"reference": reference, "status": status,
+                                           "http_status": code})
                 if code is not None and code < 300:
                     return
                 await asyncio.sleep(delay)
@@ -283,6 +359,9 @@ class BehaviourUpdate(BaseModel):
     delay_seconds: float | None = None
     fail_next: int | None = None
     fail_code: int | None = None
+    hold: dict[Literal["MAIL", "RCPT", "DATA"], float] | None = None
+    drop_after_accept_next: int | None = None
+    defer_seconds: float | None = None
 
 
 def _summary(m: ReceivedMessage) -> dict:
@@ -302,7 +381,8 @@ def create_control_app(gw: SmtpGateway) -> FastAPI:
 
     @app.get("/_control/stats")
     async def stats():
-        return {"accepted": gw.accepted, "bounces": len(gw.bounces)}
+        return {"accepted": gw.accepted, "bounces": len(gw.bounces),
+                "dropped_after_accept": gw.dropped_after_accept}
 
     @app.get("/_control/messages")
     async def messages():
@@ -321,11 +401,7 @@ def create_control_app(gw: SmtpGateway) -> FastAPI:
     async def behaviour(update: BehaviourUpdate):
         for k, v in update.model_dump(exclude_none=True).items():
             setattr(gw.behaviour, k, v)
-        return {
-            "delay_seconds": gw.behaviour.delay_seconds,
-            "fail_next": gw.behaviour.fail_next,
-            "fail_code": gw.behaviour.fail_code,
-        }
+        return asdict(gw.behaviour)
 
     @app.post("/_control/reset")
     async def reset():

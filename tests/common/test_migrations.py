@@ -231,15 +231,17 @@ def test_a_new_revision_follows_the_head_and_runs(tmp_path):
     shutil.copytree(real.directory, copy, ignore=shutil.ignore_patterns("__pycache__"))
     tree = dataclasses.replace(real, directory=copy)
 
+    [head] = real.heads()
+    following = f"{int(head) + 1:04d}"  # whatever the tree's head is today
     path = migrations.new_revision(tree, "add nothing yet")
-    assert path.parent == copy / "versions" and path.name == "0002_add_nothing_yet.py"
+    assert path.parent == copy / "versions" and path.name == f"{following}_add_nothing_yet.py"
     source = path.read_text()
-    assert "down_revision: str | None = '0001'" in source
+    assert f"down_revision: str | None = '{head}'" in source
     assert "import sqlmodel" not in source  # migrations name plain SQLAlchemy types only
-    assert tree.heads() == ("0002",)
+    assert tree.heads() == (following,)
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     migrations.upgrade(tree, url)
-    assert migrations.current(tree, url) == ("0002",)
+    assert migrations.current(tree, url) == (following,)
     assert not (real.directory / "versions" / path.name).exists()
 
 

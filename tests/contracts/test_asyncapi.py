@@ -6,7 +6,7 @@ import json
 import yaml
 
 from services.cli import contracts
-from services.common.topics import ALL_TOPICS
+from services.common.topics import ALL_TOPICS, DEAD_LETTERS
 
 DOC = yaml.safe_load((contracts.CONTRACTS / "asyncapi.yaml").read_text())
 
@@ -44,12 +44,26 @@ def test_every_message_schema_exists_and_is_referenced():
     assert referenced == {f"{name}.json" for name in contracts.MESSAGE_SCHEMAS}
 
 
+def _services(name: str, action: str) -> set[str]:
+    return {op["x-panui-service"] for op in DOC["operations"].values()
+            if op["channel"]["$ref"] == f"#/channels/{name}" and op["action"] == action}
+
+
 def test_each_channel_has_one_producing_service_and_the_pipeline_channels_a_consumer():
     for name in DOC["channels"]:
-        ops = [op for op in DOC["operations"].values() if op["channel"]["$ref"] == f"#/channels/{name}"]
-        senders = {op["x-panui-service"] for op in ops if op["action"] == "send"}
-        receivers = {op["x-panui-service"] for op in ops if op["action"] == "receive"}
+        if name == "deadLetters":
+            continue  # written by every consumer: the next test
+        senders, receivers = _services(name, "send"), _services(name, "receive")
         assert len(senders) == 1, name
         assert not senders & receivers, f"{name}: a service consumes its own topic"
         if name != "deliveryEvents":  # delivery events are for ops and progress views
             assert receivers, name
+
+
+def test_every_consuming_service_may_dead_letter_and_only_ops_read_dead_letters():
+    consumers = {s for name in DOC["channels"] if name != "deadLetters"
+                 for s in _services(name, "receive")}
+    assert _services("deadLetters", "send") == consumers | {"panui-cli"}
+    assert _services("deadLetters", "receive") == {"panui-cli"}
+    topic = _channel_for(DEAD_LETTERS.name)["bindings"]["kafka"]["topicConfiguration"]
+    assert topic["retention.ms"] == int(DEAD_LETTERS.configs["retention.ms"])

@@ -47,6 +47,16 @@ VALID: dict[str, m.BaseModel] = {
     "delivery-event.v1": m.DeliveryEventMessage(
         notice_id="ntc-1", incident_id="inc-1", person_id="per-1", channel="email",
         status="queued", attempt=0, occurred_at=NOW),
+    "dead-letter.v1": m.DeadLetterMessage(
+        reason="apply-failed", error_type="ValidationError",
+        errors=[{"loc": "email", "type": "string_too_long"}], attempts=3,
+        origin={"service": "dedupe", "group": "panui.dedupe.affected-records",
+                "topic": "panui.affected-records.v1", "partition": 1, "offset": 42,
+                "key": "inc-1", "timestamp": NOW},
+        dead_lettered_at=NOW, payload="eyJ4IjoxfQ==", payload_sha256="0" * 64),
+    "dead-letter-replayed.v1": m.DeadLetterReplayedMessage(
+        origin_id="panui.affected-records.v1:1:42", republished_partition=1,
+        republished_offset=97, replayed_at=NOW),
 }
 
 # (schema, mutation, why) — each must be rejected by both the schema and the model.
@@ -67,6 +77,12 @@ INVALID = [
     ("notice.v1", lambda d: d.update(channels=["fax"]), "known channels"),
     ("delivery-event.v1", lambda d: d.update(status="lost"), "known delivery states"),
     ("delivery-event.v1", lambda d: d.update(type="notice"), "type is fixed per schema"),
+    ("dead-letter.v1", lambda d: d.update(reason="bad-luck"), "known dead-letter reasons"),
+    ("dead-letter.v1", lambda d: d.update(error_type="email aroha@example.nz too long"),
+     "the exception's class only, never its text"),
+    ("dead-letter.v1", lambda d: d["errors"][0].update(input="aroha@example.nz"),
+     "validation errors carry no input"),
+    ("dead-letter.v1", lambda d: d.pop("origin"), "where it came from"),
 ]
 
 

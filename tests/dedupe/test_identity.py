@@ -9,6 +9,7 @@ from services.dedupe.identity import (
     IdentityState,
     IncidentIdentity,
     PersonMeta,
+    RecordMeta,
     ReviewDecision,
     StoredIdentity,
     StoredRecord,
@@ -226,3 +227,61 @@ def test_a_told_record_withdrawn_and_sent_again_is_told_again_under_a_new_lineag
     # The same resolver person, told nothing of version 2: a first notice, never the same id.
     assert again.person_id == first.person_id and again.version == 1
     assert again.notice_person_id != first.notice_person_id
+
+
+def _household_free_messages():
+    """The resolver tests' household-free incident (independent people, no shared
+    dwellings, some copies with another given name) as sealed record messages."""
+    from tests.dedupe.resolver.test_households import household_free_incident
+
+    records, truth = household_free_incident(5)
+    messages = []
+    for i, r in enumerate(records):
+        person = {"given_names": r.given_names, "family_name": r.family_name,
+                  "date_of_birth": r.date_of_birth.isoformat(),
+                  "address": {"line1": r.address_line1, "postcode": r.postcode}}
+        messages.append(record(r.agency_id, f"{r.source_record_id}-{i}", person))
+    return messages, truth
+
+
+def test_learning_at_release_lifts_the_guard_without_households_and_settles_the_moves():
+    messages, truth = _household_free_messages()
+    state = identity()
+    for msg in messages:
+        state.apply_record(msg)
+    state.settle(T0)
+    state.take_records()
+    before = len({m.person_id for m in state.records.values()})
+    state.learn(NOW)
+    assert state.resolver.config.guard.given is False
+    moved = state.take_records()
+    assert moved  # records that joined their person are written in the same transaction
+    after = {m.person_id for m in state.records.values()}
+    assert len(after) < before
+    assert len(after) == len(set(truth))  # every person whole, none mixed
+    state.learn(NOW)  # once per incident
+    assert state.take_records() == {}
+
+
+def test_a_rebuilt_released_incident_learns_again_and_settles_what_differs_from_the_rows():
+    messages, _ = _household_free_messages()
+    state = identity()
+    for msg in messages:
+        state.apply_record(msg)
+    state.settle(T0)
+    stored_meta = {k: RecordMeta(m.version, m.person_id, m.withdrawn, m.on_hold, m.categories)
+                   for k, m in state.records.items()}  # as stored before learning
+    stored = StoredIdentity(
+        records=[StoredRecord((m.agency_id, m.source_record_id),
+                              stored_meta[m.agency_id, m.source_record_id], m.sealed)
+                 for m in messages],
+        persons={pid: PersonMeta(T0, T0, p.status, p.dirty) for pid, p in state.persons.items()},
+        decisions=[])
+    state.learn(NOW)
+    registry = IdentityState(SEALER)
+    rebuilt = registry.rebuild("inc-1", 0, stored, released=True)
+    assert rebuilt.learned and rebuilt.resolver.config.guard.given is False
+    rebuilt.settle(NOW)
+    assert {k: m.person_id for k, m in rebuilt.records.items()} == {
+        k: m.person_id for k, m in state.records.items()}
+    assert rebuilt.take_records()  # the rows that differed are rewritten

@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 
 from services.common.crypto import Sealer, generate_key_spec
 from services.common.kafka import ConsumerWorker, ensure_topics
+from services.common.messages import decode_affected_records_topic
 from services.common.outbox import OutboxRelay
 from services.common.settings import ServiceSettings
 from services.common.topics import AFFECTED_RECORDS
@@ -105,6 +106,7 @@ async def test_a_rebuild_pauses_only_its_partition_and_no_handler_call_waits_for
         await handler.revoked(tps)
 
     handler.worker = ConsumerWorker(settings, "rebuild-test", [AFFECTED_RECORDS], timed,
+                                    decode=decode_affected_records_topic, dead_letters=None,
                                     on_revoked=on_revoked, on_tick=handler.tick,
                                     tick_interval_s=0.2)
     topic = f"{topic_prefix}affected-records.v1"

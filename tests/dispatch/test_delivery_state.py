@@ -5,14 +5,19 @@ from services.dispatch.delivery_state import (
     DUE_STATES,
     PENDING_STATES,
     TERMINAL_STATES,
+    TOLD_STATES,
+    UNSENT_STATES,
     IllegalTransition,
     ReceiptOutcome,
     apply_transition,
     initial_status,
+    is_deferral,
+    may_hold_after,
     outcome_is_current,
     parse_reference,
     receipt_transition,
     reference_for,
+    resend_needs_new_reference,
 )
 from services.dispatch.delivery_state import (
     DeliveryStatus as S,
@@ -127,3 +132,49 @@ def test_references_and_stale_outcomes():
     assert outcome_is_current("sending", 2, 2)
     assert not outcome_is_current("sending", 3, 2)  # the lease expired, another attempt started
     assert not outcome_is_current("delivered", 2, 2)  # a receipt overtook the answer
+
+
+def test_an_answer_counts_only_for_the_sender_that_holds_the_claim():
+    assert outcome_is_current("sending", 2, 2, "sender-a", "sender-a")
+    assert not outcome_is_current("sending", 2, 2, "sender-b", "sender-a")  # recovered by b
+    assert not outcome_is_current("sending", 2, 2, None, "sender-a")
+
+
+def test_superseded_is_final_and_only_unsent_deliveries_reach_it():
+    assert S.SUPERSEDED in TERMINAL_STATES and ALLOWED_TRANSITIONS[S.SUPERSEDED] == frozenset()
+    for unsent in (S.QUEUED, S.TEMPORARY_FAILURE, S.TECHNICAL_FAILURE):
+        assert apply_transition(unsent, S.SUPERSEDED) is S.SUPERSEDED
+    for handed_over in (S.SENDING, S.SENT, S.DELIVERED):
+        with pytest.raises(IllegalTransition):
+            apply_transition(handed_over, S.SUPERSEDED)
+    assert receipt_transition(S.SUPERSEDED, S.DELIVERED, "sms").outcome is ReceiptOutcome.STALE
+
+
+def test_a_delivered_receipt_after_an_unanswered_attempt_needs_no_resend():
+    assert receipt_transition(S.TECHNICAL_FAILURE, S.DELIVERED, "sms").status is S.DELIVERED
+
+
+def test_pins_hold_once_a_gateway_may_have_the_message():
+    assert may_hold_after(False, S.SENT, ambiguous=False)
+    assert may_hold_after(False, S.TECHNICAL_FAILURE, ambiguous=True)  # timeout, 502, 409
+    assert not may_hold_after(False, S.TECHNICAL_FAILURE, ambiguous=False)  # refused: nothing
+    assert not may_hold_after(False, S.PERMANENT_FAILURE, ambiguous=False)
+    assert may_hold_after(True, S.TECHNICAL_FAILURE, ambiguous=False)  # once held, always
+
+
+def test_an_email_deferral_is_not_a_failure_and_email_resends_keep_their_reference():
+    assert is_deferral("email", "deferred") and not is_deferral("sms", "deferred")
+    assert not is_deferral("email", "bounced")
+    assert not resend_needs_new_reference("email") and resend_needs_new_reference("sms")
+
+
+def test_what_a_newer_version_supersedes_is_exactly_what_no_gateway_may_hold():
+    """An amendment replaces only deliveries never handed over (queued, or awaiting a retry
+    after a certain refusal); one a gateway took or may have taken stays, and the amendment
+    then says it updates it."""
+    assert set(UNSENT_STATES) == {S.QUEUED, S.TEMPORARY_FAILURE, S.TECHNICAL_FAILURE}
+    assert not set(UNSENT_STATES) & set(TOLD_STATES)
+    assert set(TOLD_STATES) == {S.SENDING, S.SENT, S.DELIVERED}
+    for state in S:
+        reaches = S.SUPERSEDED in ALLOWED_TRANSITIONS[state]
+        assert reaches == (state in UNSENT_STATES), state

@@ -122,6 +122,28 @@ def test_no_fallback_while_another_channel_is_still_working():
                                                    "sms": "permanent-failure"}) == "none"
 
 
+@pytest.mark.parametrize(("available", "fallback", "listed"), [
+    (["email", "sms", "postal"], ["email", "sms", "postal"], "postal"),  # the mail-out
+    (["email", "sms"], ["email", "sms", "postal"], "none"),  # no address: the public notice
+    (["email", "sms", "postal"], ["email", "sms"], "none"),  # letters not allowed
+])
+def test_both_channels_failing_for_good_put_the_person_on_one_list(available, fallback, listed):
+    """Item 6: "both" mode, email and SMS both failed permanently. Whichever failure is decided
+    last (the rows may be read in either order), the person goes on exactly one list."""
+    pol = {"mode": "both", "fallback": fallback}
+    assert first_channels(available, pol) == ("email", "sms")
+    for failed in ({"email": "permanent-failure", "sms": "permanent-failure"},
+                   {"sms": "permanent-failure", "email": "permanent-failure"}):
+        assert fallback_channel(available, pol, failed) == listed
+    # While the other is still working, neither failure decides anything.
+    assert fallback_channel(available, pol, {"email": "permanent-failure", "sms": "sent"}) is None
+    # Once the letter too has failed, the public notice.
+    if listed == "postal":
+        assert fallback_channel(available, pol, {"email": "permanent-failure",
+                                                 "sms": "permanent-failure",
+                                                 "postal": "permanent-failure"}) == "none"
+
+
 def test_first_channels_is_none_when_no_channel_is_usable():
     assert first_channels([], None) == ("none",)
     assert first_channels(["postal"], {"fallback": ["email", "sms"]}) == ("none",)

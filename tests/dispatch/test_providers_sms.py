@@ -1,6 +1,7 @@
 import asyncio
 import json
 import random
+from dataclasses import replace
 
 import pytest
 from fastapi import FastAPI, Request
@@ -69,6 +70,46 @@ async def test_reused_reference_with_different_body_is_conflict(sms_gw):
     clash = await p.send(_sms(body="two PAN-TEST"))
     await p.close()
     assert clash.status is S.TECHNICAL_FAILURE and clash.detail == "http-409"
+    assert clash.ambiguous  # the gateway holds a message under that reference: never fail over
+
+
+@pytest.mark.parametrize("code", [502, 504])
+async def test_an_intermediarys_5xx_after_the_gateway_took_it_is_ambiguous(sms_gw, code):
+    p = HttpSmsProvider(sms_gw.url)
+    sms_gw.fail_after_store_next(1, code)
+    r = await p.send(_sms())
+    again = await p.send(_sms())
+    await p.close()
+    assert (r.status, r.ambiguous, r.detail) == (S.TECHNICAL_FAILURE, True, f"http-{code}")
+    assert again.status is S.SENT and len(sms_gw.messages) == 1
+
+
+async def test_the_gateways_own_500_and_503_are_certain_failures(sms_gw):
+    p = HttpSmsProvider(sms_gw.url)
+    sms_gw.fail_next(2, 503)
+    r = await p.send(_sms())
+    await p.close()
+    assert r.status is S.TECHNICAL_FAILURE and not r.ambiguous and sms_gw.messages == {}
+
+
+async def test_a_connection_reset_after_sending_is_ambiguous(sms_gw):
+    p = HttpSmsProvider(sms_gw.url)
+    sms_gw.reset_after_store_next(1)
+    r = await p.send(_sms())
+    await p.close()
+    assert (r.status, r.ambiguous, r.detail) == (S.TECHNICAL_FAILURE, True, "connection-lost")
+    assert len(sms_gw.messages) == 1
+
+
+def test_every_http_answer_is_classified():
+    from services.dispatch.providers.base import Answer
+
+    verdict = HttpSmsProvider.verdict_for_http
+    assert verdict(409).answer is Answer.AMBIGUOUS
+    assert verdict(418).answer is Answer.PERMANENT  # an unknown 4xx: this message, not us
+    assert verdict(599).answer is Answer.AMBIGUOUS  # an unknown 5xx: may have been taken
+    assert verdict(302).answer is Answer.AMBIGUOUS
+    assert verdict(429).status is S.TEMPORARY_FAILURE and not verdict(429).ambiguous
 
 
 async def test_api_key_required():
@@ -142,7 +183,8 @@ async def test_no_failover_on_ambiguous_timeout_or_recipient_failure():
         assert r.ambiguous and r.provider == "a"
         assert b.messages == {}  # not sent to b: a may already have sent it
         a.slow_down(0)
-        r2 = await fo.send(_sms())  # retry is pinned to a and de-duplicated there
+        # The sender passes the pin its delivery row records: a may hold it.
+        r2 = await fo.send(replace(_sms(), gateway="a", pinned=True))
         assert (r2.status, r2.provider) == (S.SENT, "a") and len(a.messages) == 1
         bad = await fo.send(SmsMessage("NOTICE-0002:sms", "nope", "x"))
         assert bad.status is S.PERMANENT_FAILURE and b.messages == {}
@@ -244,3 +286,52 @@ def test_parse_receipt_rejects_unknown_status_and_bad_json():
         parse_receipt({"X-Panui-Signature": sign(body, "k")}, body, "k")
     with pytest.raises(ReceiptError, match="JSON"):
         parse_receipt({"X-Panui-Signature": sign(b"[", "k")}, b"[", "k")
+
+
+async def test_a_pinned_reference_never_leaves_its_gateway_even_when_it_is_down():
+    async with SmsGateway() as b:
+        down = HttpSmsProvider(f"http://127.0.0.1:{_free_port()}", name="a")
+        fo = FailoverSmsProvider([(down, 1), (HttpSmsProvider(b.url, name="b"), 1)])
+        moves: list[str] = []
+
+        async def repin(gateway):
+            moves.append(gateway)
+            return True
+
+        r = await fo.send(replace(_sms(), gateway="a", pinned=True), repin=repin)
+        assert (r.status, r.provider, moves) == (S.TECHNICAL_FAILURE, "a", [])
+        assert b.messages == {}
+        # Not pinned (nothing sent anywhere yet): the move is recorded first, then made.
+        r = await fo.send(replace(_sms(), gateway="a"), repin=repin)
+        assert (r.status, r.provider, moves) == (S.SENT, "b", ["b"])
+        await fo.close()
+
+
+async def test_a_failover_that_cannot_be_recorded_is_not_made():
+    async with SmsGateway() as b:
+        fo = FailoverSmsProvider([
+            (HttpSmsProvider(f"http://127.0.0.1:{_free_port()}", name="a"), 1),
+            (HttpSmsProvider(b.url, name="b"), 0)])
+
+        async def cannot(gateway):
+            return False
+
+        r = await fo.send(replace(_sms(), gateway="a"), repin=cannot)
+        assert r.status is S.TECHNICAL_FAILURE and b.messages == {}
+        assert fo.choose() == "b"  # a is marked down: new references go to b
+        await fo.close()
+
+
+def test_every_verdict_records_the_status_its_class_means():
+    """Accepted answers record a send, permanent ones fail for good (fallback), ambiguous ones
+    a technical failure that keeps its gateway: the classes and statuses never disagree."""
+    from services.dispatch.providers.base import Answer
+    from services.dispatch.providers.smtp import SmtpEmailProvider
+
+    expected = {Answer.ACCEPTED: {S.SENT, S.DELIVERED}, Answer.PERMANENT: {S.PERMANENT_FAILURE},
+                Answer.TEMPORARY: {S.TEMPORARY_FAILURE, S.TECHNICAL_FAILURE},
+                Answer.AMBIGUOUS: {S.TECHNICAL_FAILURE}}
+    for answers in (HttpSmsProvider.ANSWERS, SmtpEmailProvider.ANSWERS):
+        for key, verdict in answers.items():
+            assert verdict.status in expected[verdict.answer], key
+            assert verdict.ambiguous == (verdict.answer is Answer.AMBIGUOUS), key

@@ -124,3 +124,28 @@ async def test_pool_reuses_connections_and_bounds_concurrency(smtp_gw):
     assert provider._idle.qsize() <= 2
     await provider.close()
     assert len(smtp_gw.messages) == 10
+
+
+async def test_a_connection_dropped_after_the_message_was_taken_is_ambiguous(smtp_gw):
+    smtp_gw.drop_after_accept_next(1)
+    provider = _provider(smtp_gw)
+    result = await provider.send(_msg())
+    again = await provider.send(_msg())  # a fresh connection
+    await provider.close()
+    assert result.status is S.TECHNICAL_FAILURE and result.ambiguous
+    assert again.status is S.SENT
+    assert len(smtp_gw.messages) == 2  # SMTP cannot de-duplicate: the documented window
+
+
+def test_every_smtp_answer_is_classified_and_only_the_unseen_ones_are_ambiguous():
+    from services.dispatch.providers.base import Answer
+
+    answers = SmtpEmailProvider.ANSWERS
+    ambiguous = {k for k, v in answers.items() if v.answer is Answer.AMBIGUOUS}
+    # Cut off after the message may have gone (no reply seen): retried with the same
+    # Message-ID, never treated as refused.
+    assert ambiguous == {"disconnected", "timeout"}
+    assert answers["5xx"].answer is Answer.PERMANENT and answers["5xx"].status is S.PERMANENT_FAILURE
+    assert answers["4xx"].status is S.TEMPORARY_FAILURE and not answers["4xx"].ambiguous
+    assert answers["connect-error"].answer is Answer.TEMPORARY  # never reached the relay
+    assert answers["2xx"].status is S.SENT

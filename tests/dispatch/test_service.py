@@ -54,7 +54,11 @@ async def test_email_is_sent_once_with_s117_content_and_events(
         first = notice_message(stack.sealer, 1, person(1))
         amendment = notice_message(stack.sealer, 1, person(1), version=2)
         other = notice_message(stack.sealer, 2, person(2))
-        await stack.publish_notices([first, amendment, other, first])  # a replayed duplicate
+        await stack.publish_notices([first, other, first])  # a replayed duplicate
+        # The amendment after the first version went out (had it come while the first was
+        # still queued, it would have superseded it: test_an_amendment_supersedes_...).
+        await stack.wait_until(lambda: len(smtp_gw.messages) >= 2, what="two emails")
+        await stack.publish_notices([amendment])
         await stack.wait_until(lambda: len(smtp_gw.messages) >= 3, what="three emails")
         await stack.wait_until(
             lambda: set(stack.delivery_map().values()) == {"sent"}, what="all sent"
@@ -359,9 +363,10 @@ async def test_restart_mid_send_sends_each_sms_once(service_env, pg_database, sm
     database = pg_database("dispatch")
     port = free_port()
     common = dict(port=port, smtp_port=smtp_gw.port, sms_url=sms_gw.url,
-                  quiet_hours_enabled=False, sending_lease_s=1.0, sms_timeout_s=30.0)
+                  quiet_hours_enabled=False, sending_lease_s=2.0, send_deadline_s=1.5,
+                  sms_timeout_s=30.0)
     sms_gw.slow_down(3.0)  # the gateway stores each message, then answers slowly
-    sms_gw.behaviour.receipt_delay = 3.0  # and its receipts come later still
+    sms_gw.behaviour.receipt_delay = 6.0  # and its receipts come later still: after recovery
     first = dispatch_settings(service_env, database, sender_stop_grace_s=0.0, **common)
     async with running_dispatch(first) as stack:
         await stack.publish_incident(incident_message(mode="sms_else_email"))

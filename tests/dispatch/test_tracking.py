@@ -1,6 +1,8 @@
 """The units of work (services/dispatch/tracking.py) on real PostgreSQL: planning, recording
 what gateways answered, fallback and receipts, each as one transaction through the store."""
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -19,7 +21,7 @@ from services.dispatch.incidents import IncidentBook
 from services.dispatch.models import Delivery
 from services.dispatch.policy import QuietHours, RetryPolicy
 from services.dispatch.providers.receipts import Receipt
-from services.dispatch.store import deliveries, incidents
+from services.dispatch.store import incidents, senders
 from services.dispatch.tracking import SendOutcome
 from testkit.notices import incident_message, notice_message, person
 
@@ -29,6 +31,7 @@ NZ = ZoneInfo("Pacific/Auckland")
 NOW = datetime(2026, 3, 10, 1, 0, tzinfo=UTC)  # 14:00 in Auckland: not quiet
 SEALER = Sealer(generate_key_spec("t"))
 RETRY = RetryPolicy(base_seconds=10, cap_seconds=10, max_attempts=3, max_total=timedelta(hours=1))
+OWNER = "sender-a"
 
 
 @pytest.fixture
@@ -68,10 +71,18 @@ def _events(engine) -> list:
 
 def _send(engine, book, status, now=NOW, channels=("email", "sms"), **answer) -> list:
     """Claim what is due and record `status` as the gateway's answer for each."""
-    claimed = _run(engine, deliveries.claim_due, now, 60.0, 100, list(channels))
+    claimed = _claim(engine, now, channels)
     outcomes = [SendOutcome(c.id, c.attempt, status, "gw", **answer) for c in claimed]
-    _run(engine, tracking.record_results, book, outcomes, RETRY, None, now)
+    _run(engine, tracking.record_results, book, outcomes, RETRY, None, now, OWNER)
     return claimed
+
+
+def _claim(engine, now=NOW, channels=("email", "sms"), owner=OWNER, lease_s=60.0, **kw):
+    return _run(engine, tracking.claim, owner, lease_s, now, {c: 100 for c in channels}, **kw)
+
+
+def _record(engine, book, outcomes, now=NOW, owner=OWNER):
+    return _run(engine, tracking.record_results, book, outcomes, RETRY, None, now, owner)
 
 
 def _receive(engine, book, notice, channel, status, provider_status, reference=None):
@@ -162,13 +173,36 @@ def test_in_both_mode_one_failure_waits_for_the_other_channel(dispatch_engine, b
     _incident(dispatch_engine, book, mode="both")
     notice = notice_message(SEALER, 1, person(1))
     _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())], None, NOW)
-    claimed = _run(dispatch_engine, deliveries.claim_due, NOW, 60.0, 10, ["email", "sms"])
+    claimed = _claim(dispatch_engine)
     email, sms = sorted(claimed, key=lambda c: c.channel)
-    _run(dispatch_engine, tracking.record_results, book, [
-        SendOutcome(email.id, 1, S.PERMANENT_FAILURE, "smtp", detail="smtp-550")], RETRY, None, NOW)
+    _record(dispatch_engine, book, [
+        SendOutcome(email.id, 1, S.PERMANENT_FAILURE, "smtp", detail="smtp-550")])
     assert _statuses(dispatch_engine, notice) == {"email": "permanent-failure", "sms": "sending"}
-    _run(dispatch_engine, tracking.record_results, book, [
-        SendOutcome(sms.id, 1, S.PERMANENT_FAILURE, "gw", detail="http-400")], RETRY, None, NOW)
+    _record(dispatch_engine, book, [
+        SendOutcome(sms.id, 1, S.PERMANENT_FAILURE, "gw", detail="http-400")])
+    assert _statuses(dispatch_engine, notice) == {
+        "email": "permanent-failure", "sms": "permanent-failure", "postal": "queued"}
+
+
+def test_two_channels_failing_at_once_in_two_transactions_still_fall_back(dispatch_engine, book):
+    """"Both" mode: the email is refused in one transaction while the SMS's 'failed' receipt
+    is applied in another. Each used to see the other channel still working and leave the
+    fallback to it: the person ended on neither the postal nor the unreachable list."""
+    _incident(dispatch_engine, book, mode="both")
+    notice = notice_message(SEALER, 1, person(1))
+    _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())], None, NOW)
+    email, sms = sorted(_claim(dispatch_engine), key=lambda c: c.channel)
+    _record(dispatch_engine, book, [SendOutcome(sms.id, 1, S.SENT, "sms-primary")])
+    failed = Receipt("prov-1", sms.reference, S.PERMANENT_FAILURE, "failed", None)
+    receipt = threading.Thread(target=_run, args=(
+        dispatch_engine, tracking.record_receipt, book, "sms-primary", failed, RETRY, None, NOW))
+    with session_scope(dispatch_engine) as refusal:  # committed when the block ends
+        tracking.record_results(refusal, book, [
+            SendOutcome(email.id, 1, S.PERMANENT_FAILURE, "smtp", detail="smtp-550")],
+            RETRY, None, NOW, OWNER)
+        receipt.start()
+        receipt.join(timeout=1.0)  # decides while the refusal is not committed yet
+    receipt.join()
     assert _statuses(dispatch_engine, notice) == {
         "email": "permanent-failure", "sms": "permanent-failure", "postal": "queued"}
 
@@ -202,17 +236,23 @@ def test_temporary_failures_back_off_then_give_up_and_fall_back(dispatch_engine,
 
 
 def test_an_answer_for_an_attempt_that_moved_on_is_dropped(dispatch_engine, book):
+    """The first sender's claim was recovered (its lease lapsed) and another claimed it again:
+    the first one's late answer is dropped — it never records over another's claim."""
     _incident(dispatch_engine, book)
     notice = notice_message(SEALER, 1, person(1))
     _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())], None, NOW)
-    [first] = _run(dispatch_engine, deliveries.claim_due, NOW, 1.0, 10, ["email"])
-    _run(dispatch_engine, deliveries.expire_leases, NOW + timedelta(seconds=2))
-    [second] = _run(dispatch_engine, deliveries.claim_due, NOW + timedelta(seconds=2), 60.0, 10, ["email"])
-    late = SendOutcome(first.id, first.attempt, S.PERMANENT_FAILURE, "smtp")
-    assert _run(dispatch_engine, tracking.record_results, book, [late], RETRY, None, NOW) == 0
+    _run(dispatch_engine, senders.renew, "sender-b", 60.0)
+    [first] = _claim(dispatch_engine, channels=["email"], lease_s=0.2)
+    time.sleep(0.3)
+    assert _run(dispatch_engine, tracking.expire_leases, "sender-b", 60.0, NOW) == 1
+    late = SendOutcome(first.id, first.attempt, S.SENT, "smtp")
+    assert _record(dispatch_engine, book, [late]) == 0  # recovered: not current any more
+    [second] = _claim(dispatch_engine, channels=["email"], owner="sender-b")
+    assert _record(dispatch_engine, book, [late]) == 0  # and the row is b's now
     assert _statuses(dispatch_engine, notice) == {"email": "sending"}
+    assert second.attempt == 2 and second.may_hold  # the first attempt may have got through
     current = SendOutcome(second.id, second.attempt, S.SENT, "smtp")
-    assert _run(dispatch_engine, tracking.record_results, book, [current], RETRY, None, NOW) == 1
+    assert _record(dispatch_engine, book, [current], owner="sender-b") == 1
 
 
 # ------------------------------------------------------------------------------ receipts

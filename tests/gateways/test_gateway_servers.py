@@ -1,6 +1,7 @@
 """The local gateways themselves: control APIs, storage, CLI start-up (all over loopback)."""
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -134,3 +135,91 @@ async def test_cli_starts_and_serves(module):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# ------------------------------------------------------------------ fault controls
+
+
+async def test_smtp_hold_delays_the_named_command():
+    async with SmtpGateway() as gw:
+        gw.hold("RCPT", 0.3)
+        start = time.monotonic()
+        await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=gw.port)
+        assert time.monotonic() - start >= 0.3 and len(gw.messages) == 1
+
+
+async def test_smtp_hold_on_data_takes_nothing_from_a_client_that_gives_up():
+    async with SmtpGateway() as gw:
+        gw.hold("DATA", 1.0)
+        with pytest.raises(aiosmtplib.SMTPTimeoutError):
+            await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=gw.port, timeout=0.3)
+        await asyncio.sleep(1.0)
+        assert gw.messages == []
+
+
+async def test_smtp_drop_after_accept_takes_the_message_and_never_answers(tmp_path):
+    async with SmtpGateway(maildir=tmp_path / "mail") as gw:
+        gw.drop_after_accept_next(1)
+        with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+            await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=gw.port)
+        await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=gw.port)  # answered again
+        assert len(gw.messages) == 2 and gw.dropped_after_accept == 1
+    assert len(list((tmp_path / "mail" / "new").iterdir())) == 2
+
+
+async def test_smtp_deferral_receipts_then_the_outcome():
+    received: list[dict] = []
+    from fastapi import FastAPI, Request
+
+    from services.gateways.serving import AsgiServer
+
+    sink = FastAPI()
+
+    @sink.post("/receipts")
+    async def receive(request: Request):
+        received.append(await request.json())
+        return {"ok": True}
+
+    server = AsgiServer(sink)
+    port = await server.start()
+    try:
+        async with SmtpGateway(bounce_webhook_url=f"http://127.0.0.1:{port}/receipts") as gw:
+            gw.behaviour.defer_seconds = 0.2
+            gw.set_recipient("later@example.nz", "defer-then-bounce")
+            gw.set_recipient("never@example.nz", "defer")
+            m1, m2 = _mail("later@example.nz"), _mail("never@example.nz")
+            m1["X-Panui-Reference"], m2["X-Panui-Reference"] = "n-1:email", "n-2:email"
+            m1["Message-ID"], m2["Message-ID"] = "<m1@x>", "<m2@x>"
+            for m in (m1, m2):
+                await aiosmtplib.send(m, hostname="127.0.0.1", port=gw.port)
+            for _ in range(100):
+                if len(received) >= 3:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)
+            assert len(gw.bounces) == 1
+    finally:
+        await server.stop()
+    assert sorted((r["reference"], r["status"]) for r in received) == [
+        ("n-1:email", "bounced"), ("n-1:email", "deferred"), ("n-2:email", "deferred")]
+    assert {r["id"] for r in received if r["reference"] == "n-1:email"} == {"<m1@x>"}
+
+
+async def test_sms_faults_after_storing_and_the_message_log(tmp_path):
+    log = tmp_path / "sms.jsonl"
+    async with SmsGateway(message_log=log) as gw, httpx.AsyncClient(base_url=gw.url) as http:
+        payload = {"to": "+64210000001", "body": "hi PAN-TEST", "reference": "R1:sms"}
+        gw.fail_after_store_next(1, 504)
+        assert (await http.post("/v1/messages", json=payload)).status_code == 504
+        assert list(gw.by_reference) == ["R1:sms"]  # taken all the same
+        again = await http.post("/v1/messages", json=payload)
+        assert again.status_code == 202  # and de-duplicated on the retry
+        gw.reset_after_store_next(1)
+        with pytest.raises(httpx.TransportError):
+            await http.post("/v1/messages", json={**payload, "reference": "R2:sms"})
+        assert "R2:sms" in gw.by_reference
+        clash = await http.post("/v1/messages", json={**payload, "body": "other PAN-TEST"})
+        assert clash.status_code == 409
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(x["reference"], x["to"]) for x in lines] == [
+        ("R1:sms", "+64210000001"), ("R2:sms", "+64210000001")]

@@ -19,3 +19,11 @@ def test_valid(raw, clean):
                                  "x" * 65 + "@example.nz"])
 def test_invalid(raw):
     assert normalise_email(raw) == (None, "email.invalid")
+
+
+def test_limits_are_checked_again_after_lower_casing():
+    # "İ" lower-cases to two characters: 207 as sent, 347 once the domain is folded.
+    grown = "aroha.testperson@" + ".".join(["İ" * 10] * 14) + ".nz"
+    assert len(grown) <= 254
+    assert normalise_email(grown) == (None, "email.invalid")
+    assert normalise_email("a@" + ".".join(["İ" * 10] * 11) + ".nz")[1] is None  # 242 folded

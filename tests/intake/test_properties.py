@@ -101,3 +101,12 @@ def test_json_array_chunking_is_invisible(recs, chunk):
         got += parser.feed(data[i:i + chunk])
     got += parser.close()
     assert got == expected == [(i + 1, r) for i, r in enumerate(recs)]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=record)
+def test_intake_rules_and_the_contract_agree(raw):
+    """The contract check (validation/contract.py) is a backstop: intake's own rules already
+    produce what the contract models accept, so it never has to reject a record itself."""
+    result = validate_record(raw, 1, today=TODAY)
+    assert "record.contract_invalid" not in [p.code for p in result.problems]

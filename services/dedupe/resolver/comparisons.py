@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 from rapidfuzz.distance import OSA, JaroWinkler
 
+from services.dedupe.resolver.config import STRICT, Guard
 from services.dedupe.resolver.names import equivalent, family_equivalent, names_in_groups_of, related
 from services.dedupe.resolver.records import PreparedRecord
 
@@ -41,18 +42,28 @@ class Levels(NamedTuple):
 
     @property
     def conflict(self) -> bool:
+        """`conflicts` under the strict guard."""
+        return self.conflicts(STRICT)
+
+    def conflicts(self, guard: Guard) -> bool:
         """Evidence that two records are two people, whatever else agrees.
 
         Different given names or a clearly different date of birth separate twins and
-        household members who share a surname, address and phone. The same NHI
-        overrides it (such a pair is weighed, or reviewed, see scoring). Two valid NHIs
-        that differ, together with personal contacts that differ, are two people; so are
-        two variants of one name (Bill, Liam) each with its own mobile or email.
+        household members who share a surname, address and phone (unless the incident
+        shows it holds no households, `Guard`). The same NHI overrides it (such a pair is
+        weighed, or reviewed, see scoring). Two valid NHIs that differ, together with
+        personal contacts that differ, are two people; so are two variants of one name
+        (Bill, Liam) each with its own mobile or email, and, whatever the guard, a
+        different given name or date of birth with such contacts or NHIs.
         """
         if self.nhi == "same":
             return False
-        if self.given == DIFFERENT or self.dob == DIFFERENT:
-            return True
+        given, dob = self.given == DIFFERENT, self.dob == DIFFERENT
+        if given or dob:
+            if (given and guard.given) or (dob and guard.dob):
+                return True
+            if self.nhi == DIFFERENT or self.personal_conflict:
+                return True
         return (self.nhi == DIFFERENT or self.given == "related") and self.personal_conflict
 
     @property
@@ -87,8 +98,11 @@ class Levels(NamedTuple):
 
     @property
     def guard_conflict(self) -> bool:
+        return self.guard_conflicts(STRICT)
+
+    def guard_conflicts(self, guard: Guard) -> bool:
         """Conflicts that stop two groups of records being joined into one person."""
-        return self.conflict or self.second_nhi_doubt
+        return self.conflicts(guard) or self.second_nhi_doubt
 
 
 def typo_close(a: str, b: str) -> bool:
@@ -99,6 +113,25 @@ def typo_close(a: str, b: str) -> bool:
     if shortest >= 8 and OSA.distance(a, b, score_cutoff=2) <= 2:
         return True
     return shortest >= 6 and JaroWinkler.similarity(a, b) >= 0.94
+
+
+def spelling_variant(a: str, b: str) -> bool:
+    """Two spellings of one sounded name, one letter apart: a doubled letter (Ana / Anna,
+    Isabela / Isabella), a silent h inside the name (Jon / John, Tomas / Thomas), c / k
+    (Carl / Karl). Parents do not give twins two spellings of one name, so unlike
+    Mark / Mary these are a typo, not the twin guard's 'different'. A first or last letter
+    added is never one (Ana / Hana, Noa / Noah, Louis / Louise are two names)."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 and {a[diff[0]], b[diff[0]]} == {"c", "k"}
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    i = next((i for i in range(len(short)) if short[i] != long[i]), len(short))
+    if short != long[:i] + long[i + 1:] or i in (0, len(long) - 1):
+        return False
+    added = long[i]
+    return added == "h" or added in (long[i - 1], long[i + 1])
 
 
 def near(a: str, b: str) -> bool:
@@ -142,7 +175,7 @@ def compare_given(a: PreparedRecord, b: PreparedRecord) -> str:
     if not known and min(len(fa), len(fb)) >= 3 and (fa.startswith(fb) or fb.startswith(fa)):
         return "prefix"  # 'Jess' ~ 'Jessica': a short form the table lacks
     if known:
-        return DIFFERENT
+        return "close" if spelling_variant(fa, fb) else DIFFERENT
     if typo_close(fa, fb) or _close_to_equivalent(fa, fb) or _close_to_equivalent(fb, fa):
         return "close"
     if near(fa, fb):
@@ -192,17 +225,25 @@ def _tokens_agree(xs: tuple[str, ...], ys: tuple[str, ...]) -> bool:
 
 
 def compare_names(a: PreparedRecord, b: PreparedRecord) -> tuple[str, str]:
-    """Given and family levels, recognising given and family names entered swapped."""
+    """Given and family levels, recognising given and family names entered swapped — also
+    with a typo on top ('Tabhta McGirr' ~ 'McGirr Tabitha'): one crossing agrees (exactly,
+    as an equivalent or a slip) and the other at least loosely."""
     given, family = compare_given(a, b), compare_family(a, b)
     if (
         given in (DIFFERENT, "near", "initial")
         and family in (DIFFERENT, "near")
         and a.given and a.family and b.given and b.family
-        and _tokens_agree(a.given, b.family)
-        and _tokens_agree(a.family, b.given)
     ):
-        return "swapped", "swapped"
+        cross_1 = _tokens_agree(a.given, b.family)
+        cross_2 = _tokens_agree(a.family, b.given)
+        if (cross_1 and cross_2) or (cross_1 and _tokens_near(a.family, b.given)) or (
+                cross_2 and _tokens_near(a.given, b.family)):
+            return "swapped", "swapped"
     return given, family
+
+
+def _tokens_near(xs: tuple[str, ...], ys: tuple[str, ...]) -> bool:
+    return any(min(len(x), len(y)) >= 4 and near(x, y) for x in xs for y in ys)
 
 
 def compare_dob(a: PreparedRecord, b: PreparedRecord) -> str:
@@ -294,16 +335,16 @@ def compare(a: PreparedRecord, b: PreparedRecord) -> Levels:
     )
 
 
-def compare_unless_conflict(a: PreparedRecord, b: PreparedRecord) -> Levels | None:
+def compare_unless_conflict(a: PreparedRecord, b: PreparedRecord, guard: Guard = STRICT) -> Levels | None:
     """`compare`, but None as soon as the pair is known to conflict (different date of
-    birth or given names without the same NHI): most candidate pairs are household
-    members or namesakes, and they need no more comparing."""
+    birth or given names without the same NHI, under the guard): most candidate pairs are
+    household members or namesakes, and they need no more comparing."""
     nhi = compare_nhi(a, b)
     dob = compare_dob(a, b)
-    if dob == DIFFERENT and nhi != "same":
+    if dob == DIFFERENT and nhi != "same" and guard.dob:
         return None
     given, family = compare_names(a, b)
-    if given == DIFFERENT and nhi != "same":
+    if given == DIFFERENT and nhi != "same" and guard.given:
         return None
     return Levels(
         nhi=nhi,

@@ -67,6 +67,24 @@ FREQUENCY: dict[str, Frequency] = {
 
 
 @dataclass(frozen=True)
+class Guard:
+    """Which disagreements are hard conflicts (the twin/household guard) rather than weights.
+
+    Both are on unless the incident's own records show that households are not in them
+    (learning.py, `household_guard`): then different given names with everything else
+    agreeing are a corrupted record of one person, not twins, and are weighed like any
+    other disagreement. A disagreement together with conflicting personal contacts or
+    two different NHIs stays a conflict either way.
+    """
+
+    given: bool = True  # different given names, the rest agreeing: twins
+    dob: bool = True  # different dates of birth, the names agreeing: parent and child named alike
+
+
+STRICT = Guard()
+
+
+@dataclass(frozen=True)
 class ResolverConfig:
     match_threshold: float = 18.0
     review_threshold: float = 8.0
@@ -89,6 +107,7 @@ class ResolverConfig:
     level_weights: dict[str, dict[str, float]] = field(default_factory=lambda: LEVEL_WEIGHTS)
     # True when level_weights were estimated from the incident (learning.py), not hand-set.
     learned: bool = False
+    guard: Guard = STRICT
     frequency: dict[str, Frequency] = field(default_factory=lambda: FREQUENCY)
 
     def describe(self) -> dict[str, float | int]:
@@ -100,4 +119,6 @@ class ResolverConfig:
             "contact_cap": self.contact_cap,
             "block_cap": self.block_cap,
             "learned": self.learned,
+            "guard_given": self.guard.given,
+            "guard_dob": self.guard.dob,
         }

@@ -17,6 +17,9 @@ loosens the guard (given names or date of birth 'different' stay conflicts; thos
 are not weights). So a feed with unusual quality is weighed by its own evidence, and a
 small or odd incident cannot learn its way into unsafe merges.
 
+The twin/household guard is not a weight, but whether it is needed is a question the
+incident's records answer (`household_evidence`): see `HouseholdEvidence`.
+
 Everything here is a function of the current records (sampling is by stable hashes of
 record keys), so a resolver rebuilt with the learned weights stays order-free.
 """
@@ -25,10 +28,10 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from services.dedupe.resolver.comparisons import MISSING, Levels, compare
-from services.dedupe.resolver.config import LEVEL_WEIGHTS, ResolverConfig
+from services.dedupe.resolver.config import LEVEL_WEIGHTS, Guard, ResolverConfig
 from services.dedupe.resolver.records import PreparedRecord, stable_hash
 
 PRIOR_PAIRS = 200.0  # pseudo-pairs pulling estimates towards the prior
@@ -39,6 +42,83 @@ RANDOM_PAIRS = 40_000
 ITERATIONS = 25
 
 Pattern = tuple[str, ...]
+
+# The household test (HouseholdEvidence). Shares of household pairs (one family name, one
+# dwelling, two people) that are twins, or a parent and child with one given name: about
+# 1–2 % in the project's generators and pseudopeople's census; more as a margin.
+P_TWIN = 0.02
+P_NAMESAKE = 0.03
+GUARD_RISK = 0.001  # at most this share of the pairs a lifted guard lets through are two people
+MAX_ERROR_RATE = 0.25  # more of one person's pairs with a different given name is not a typo
+MIN_COPIES = 100  # pairs agreeing on both before the test says anything
+_GIVEN_AGREES = ("exact", "equivalent", "token", "close", "prefix")
+_FAMILY_AGREES = ("exact", "token", "equivalent", "close")
+_DOB_AGREES = ("exact", "swapped", "one_digit", "typo", "partial")
+
+
+@dataclass(frozen=True)
+class HouseholdEvidence:
+    """Whether the incident holds households, from pairs of complete records at one
+    dwelling under one family name: `copies` agree on given name and date of birth,
+    `given_differs` / `dob_differs` disagree on one of them, `both_differ` on both.
+
+    One person's records disagree on a given name and on a date of birth independently (a
+    corrupted field), so without households both_differ ≈ given_differs·dob_differs/copies.
+    Household members (siblings, a parent and child) disagree on both, so with households
+    both_differ is far larger. What exceeds the independent expectation (taken at a Poisson
+    upper bound) bounds the household pairs; P_TWIN of them may be twins, P_NAMESAKE a parent
+    and child with one name. A guard is lifted when those could be at most GUARD_RISK of the
+    pairs it would stop, and the disagreement is a plausible error rate for one person.
+    FEBRL has no households (its records are corrupted copies of independent people); the
+    NZ-shaped generators and pseudopeople's census have them and keep the guard.
+    """
+
+    copies: int = 0
+    given_differs: int = 0
+    dob_differs: int = 0
+    both_differ: int = 0
+
+    @property
+    def households(self) -> float:
+        """An upper bound on the pairs that are two members of one household (at least 1)."""
+        h = self.both_differ
+        upper = h + 2.0 * math.sqrt(h) + 2.0
+        independent = self.given_differs * self.dob_differs / self.copies if self.copies else 0.0
+        return max(1.0, upper - independent)
+
+    def _lift(self, differs: int, share: float) -> bool:
+        if self.copies < MIN_COPIES or not differs:
+            return False
+        if differs / (differs + self.copies) > MAX_ERROR_RATE:
+            return False
+        return share * self.households / differs <= GUARD_RISK
+
+    @property
+    def guard(self) -> Guard:
+        return Guard(given=not self._lift(self.given_differs, P_TWIN),
+                     dob=not self._lift(self.dob_differs, P_NAMESAKE))
+
+    def error_rates(self) -> dict[str, float]:
+        """How often one person's two records disagree on given name / date of birth."""
+        return {"given": self.given_differs / max(1, self.given_differs + self.copies),
+                "dob": self.dob_differs / max(1, self.dob_differs + self.copies)}
+
+
+def household_evidence(candidates: Counter[Pattern]) -> HouseholdEvidence:
+    """Count the four kinds of pairs (HouseholdEvidence) among the candidate pairs at one
+    dwelling (the same address, or the same street and number with a slip)."""
+    f = {name: i for i, name in enumerate(Levels._fields)}
+    counts: Counter[str] = Counter()
+    for pattern, n in candidates.items():
+        if pattern[f["address"]] not in ("exact", "street") or pattern[f["nhi"]] == "same" \
+                or pattern[f["family"]] not in _FAMILY_AGREES:
+            continue
+        given, dob = pattern[f["given"]], pattern[f["dob"]]
+        g = "=" if given in _GIVEN_AGREES else "!" if given == "different" else None
+        d = "=" if dob in _DOB_AGREES else "!" if dob == "different" else None
+        if g and d:
+            counts[g + d] += n
+    return HouseholdEvidence(counts["=="], counts["!="], counts["=!"], counts["!!"])
 
 
 def level_distribution(patterns: Counter[Pattern]) -> list[dict[str, float]]:
@@ -167,17 +247,39 @@ def random_patterns(records: dict[int, PreparedRecord], pairs: int = RANDOM_PAIR
 
 
 def estimate_weights(records: dict[int, PreparedRecord], candidates_of,
-                     config: ResolverConfig | None = None) -> tuple[ResolverConfig, dict]:
-    """A config whose graded level weights are learned from these records, and a report
-    (λ, m, u per level) that explains where each weight came from."""
+                     config: ResolverConfig | None = None,
+                     levels: bool = True) -> tuple[ResolverConfig, dict]:
+    """A config whose guard (and, with `levels`, graded level weights) are learned from
+    these records, and a report (λ, m, u per level, the household evidence) that explains
+    where each came from. Without `levels` the hand-set level weights are kept and only the
+    household test runs (what the dedupe service does at release: on the NZ-shaped
+    benchmark sets EM's level weights cost a little recall and precision)."""
     config = config or ResolverConfig()
     priors = config.level_weights or LEVEL_WEIGHTS
-    u = level_distribution(random_patterns(records))
     candidates = candidate_patterns(records, candidates_of)
-    m0 = prior_m(u, priors)
-    m, u, lam = run_em(candidates, u, m0)
-    weights = learned_weights(m, u, priors)
-    report = {"lambda": lam, "candidate_pairs": sum(candidates.values()),
-              "m": dict(zip(Levels._fields, m, strict=True)), "u": dict(zip(Levels._fields, u, strict=True))}
-    return replace(config, level_weights=weights, learned=True), report
+    evidence = household_evidence(candidates)
+    guard = evidence.guard
+    report: dict = {"candidate_pairs": sum(candidates.values())}
+    report["households"] = {**evidence.__dict__, "household_pairs_bound": evidence.households,
+                            "guard_given": guard.given, "guard_dob": guard.dob}
+    if not levels and guard == config.guard:
+        return config, report  # nothing to learn: the common case in a household incident
+    u = level_distribution(random_patterns(records))
+    report["u"] = dict(zip(Levels._fields, u, strict=True))
+    if levels:
+        m0 = prior_m(u, priors)
+        m, u, lam = run_em(candidates, u, m0)
+        weights = learned_weights(m, u, priors)
+        report.update({"lambda": lam, "m": dict(zip(Levels._fields, m, strict=True)),
+                       "u": dict(zip(Levels._fields, u, strict=True))})
+    else:
+        weights = {field: dict(lv) for field, lv in priors.items()}
+    rates = evidence.error_rates()
+    for field, lifted in (("given", not guard.given), ("dob", not guard.dob)):
+        if lifted:  # weighed now: log2(m / u), between the prior and 0
+            u_diff = u[Levels._fields.index(field)].get("different", 1.0)
+            learned = math.log2(max(rates[field], FLOOR) / max(u_diff, FLOOR))
+            weights[field]["different"] = round(min(0.0, max(priors[field]["different"], learned)), 2)
+    learned = levels or guard != config.guard
+    return replace(config, level_weights=weights, learned=learned or config.learned, guard=guard), report
 

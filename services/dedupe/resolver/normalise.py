@@ -62,6 +62,23 @@ def person_name_tokens(text: str | None) -> tuple[str, ...]:
     return tokens
 
 
+# Titles typed into the given-name field ('Mrs Mary', 'Senora Catherine'): never a first
+# name, so dropped there (not from family names, where 'Bishop' or 'Sister' may be real).
+TITLE_WORDS = frozenset({
+    "mr", "mrs", "miss", "ms", "mx", "mstr", "master", "dr", "sir", "dame", "lady", "madam",
+    "madame", "sister", "brother", "rev", "senor", "senora", "senorita", "gentleman",
+})
+
+
+@lru_cache(maxsize=1 << 17)
+def given_name_tokens(text: str | None) -> tuple[str, ...]:
+    """`person_name_tokens` without leading titles: 'Mrs Mary Anne' -> ('mary', 'anne')."""
+    tokens = person_name_tokens(text)
+    while tokens and tokens[0] in TITLE_WORDS:
+        tokens = tokens[1:]
+    return tokens
+
+
 # Particles that are part of a family name but say little on their own.
 _SURNAME_PARTICLES = frozenset(
     {"te", "van", "von", "de", "der", "da", "di", "le", "la", "du", "mc", "mac", "st"}

@@ -15,9 +15,9 @@ from services.dedupe.resolver.normalise import (
     address_tokens,
     email_key,
     family_tokens,
+    given_name_tokens,
     mobile_key,
     parse_date,
-    person_name_tokens,
     postcode_key,
 )
 
@@ -135,7 +135,7 @@ class PreparedRecord:
     def __init__(self, record: MatchRecord) -> None:
         self.key: RecordKey = record.key
         self.record = record
-        self.given = person_name_tokens(record.given_names)
+        self.given = given_name_tokens(record.given_names)
         self.given_first = self.given[0] if self.given else None
         self.family = family_tokens(record.family_name)
         self.family_key = _intern(" ".join(self.family)) if self.family else None

@@ -22,7 +22,7 @@ from typing import Any
 from services.dedupe.resolver.blocking import BlockIndex, index_keys, key_id
 from services.dedupe.resolver.clustering import MatchEdge, components, split_by_guard
 from services.dedupe.resolver.comparisons import Levels, compare, compare_unless_conflict
-from services.dedupe.resolver.config import ResolverConfig
+from services.dedupe.resolver.config import Guard, ResolverConfig
 from services.dedupe.resolver.explain import (
     Assignment,
     PairEvidence,
@@ -213,16 +213,19 @@ class Resolver:
         self._apply_pin(ra, rb, same_person)
         self._recluster({ra, rb})
 
-    def learn_weights(self) -> dict[str, Any]:
-        """Re-estimate the graded level weights from this incident's own records (EM with
-        the hand-set weights as priors and bounds, see learning.py) and re-resolve every
-        record with them. Reviewer decisions are kept; records whose person changed are
-        reported by drain_changes(). Returns the estimate (λ, m and u per level)."""
+    def learn_weights(self, levels: bool = True) -> dict[str, Any]:
+        """Re-estimate from this incident's own records whether the twin/household guard is
+        needed (the household test) and, with `levels`, the graded level weights (EM with
+        the hand-set weights as priors and bounds, see learning.py); re-resolve every
+        record when that changed anything. Reviewer decisions are kept; records whose
+        person changed are reported by drain_changes(). Returns the estimate."""
         from services.dedupe.resolver.learning import estimate_weights
 
         config, report = estimate_weights(
-            self._records, lambda r: self._index.candidates(self._key_ids(r)), self.config)
-        self._rebuild(config)
+            self._records, lambda r: self._index.candidates(self._key_ids(r)), self.config,
+            levels=levels)
+        if config != self.config:
+            self._rebuild(config)
         report["weights"] = config.level_weights
         return report
 
@@ -244,6 +247,7 @@ class Resolver:
                 "records": [r.to_dict() for r in records]}
         if self.config.learned:
             snap["learned_weights"] = self.config.level_weights
+            snap["guard"] = {"given": self.config.guard.given, "dob": self.config.guard.dob}
         return snap
 
     @classmethod
@@ -251,7 +255,9 @@ class Resolver:
         if snapshot.get("version") != SNAPSHOT_VERSION:
             raise ValueError("unsupported resolver snapshot version")
         if config is None and snapshot.get("learned_weights"):
-            config = ResolverConfig(level_weights=snapshot["learned_weights"], learned=True)
+            guard = Guard(**snapshot.get("guard", {}))
+            config = ResolverConfig(level_weights=snapshot["learned_weights"], learned=True,
+                                    guard=guard)
         resolver = cls(config)
         resolver.add_many(MatchRecord.from_dict(r) for r in snapshot["records"])
         return resolver
@@ -384,7 +390,7 @@ class Resolver:
     def _link(self, a: int, b: int) -> bool:
         """Compare and weigh a pair; keep it if it is a match or needs review."""
         pa, pb = self._records[a], self._records[b]
-        levels = compare_unless_conflict(pa, pb)
+        levels = compare_unless_conflict(pa, pb, self.config.guard)
         if levels is None:  # a conflict: always a non-match (the common household case)
             return False
         score = self._score(pa, pb, levels)
@@ -479,7 +485,7 @@ class Resolver:
                 return not pinned
         edge = self._edge(a, b)
         levels = edge.levels if edge else compare(self._records[a], self._records[b])
-        return levels.conflict
+        return levels.conflicts(self.config.guard)
 
     def _conflict(self, a: int, b: int) -> bool:
         if self._pins:
@@ -489,7 +495,7 @@ class Resolver:
                 return not pinned
         edge = self._edge(a, b)
         levels = edge.levels if edge else compare(self._records[a], self._records[b])
-        return levels.guard_conflict
+        return levels.guard_conflicts(self.config.guard)
 
     def _incomplete(self, rid: int) -> bool:
         """Weakly identified: no date of birth, no given name, or only an initial."""

@@ -69,12 +69,16 @@ def weigh(levels: Levels, a: PreparedRecord, bucket_of: BucketOf, config: Resolv
 
 
 def decide(levels: Levels, weight: float, config: ResolverConfig) -> tuple[str, str]:
-    if levels.conflict:
+    if levels.conflicts(config.guard):
         if levels.nhi == "different" and levels.given != "different" and levels.dob != "different":
             return NON_MATCH, "two different NHIs and different personal contacts"
         if levels.given == "related" and levels.dob != "different":
             return NON_MATCH, "two variants of a name, each with its own contacts"
-        return NON_MATCH, "given names or date of birth differ (twin/household guard)"
+        guarded = ((levels.given == "different" and config.guard.given)
+                   or (levels.dob == "different" and config.guard.dob))
+        if guarded:
+            return NON_MATCH, "given names or date of birth differ (twin/household guard)"
+        return NON_MATCH, "given names or date of birth differ, and so do NHIs or personal contacts"
     if levels.nhi == "same":
         agree = (levels.given in GIVEN_AGREES, levels.family in FAMILY_AGREES,
                  levels.dob in (EXACT, "swapped", "one_digit", "typo"))

@@ -123,6 +123,10 @@ class Notice(_Model):
     representative: Representative | None = None
     agencies: list[AgencyEntry] = Field(min_length=1)
     reference_code: str | None = None
+    # Whether an earlier version of this notice reached the person (dispatch knows: an
+    # earlier version still unsent when this one came was superseded, never sent). None: any
+    # version after the first is taken to update one.
+    updates_earlier: bool | None = None
 
     @property
     def effective_reference_code(self) -> str:
@@ -130,6 +134,9 @@ class Notice(_Model):
 
     @property
     def is_amendment(self) -> bool:
+        """Says "this updates the notice we sent you earlier"."""
+        if self.updates_earlier is not None:
+            return self.updates_earlier and self.version > 1
         return self.version > 1
 
     # The addressee is who the notice goes to: the representative when there is one.
@@ -153,7 +160,8 @@ class Notice(_Model):
         return address if address is not None and address.usable else None
 
     @classmethod
-    def from_contract(cls, notice: NoticeMessage, sealed: SealedRecipient | dict) -> Notice:
+    def from_contract(cls, notice: NoticeMessage, sealed: SealedRecipient | dict,
+                      updates_earlier: bool | None = None) -> Notice:
         """A contract NoticeMessage plus its opened SealedRecipient (the plaintext of
         `notice.sealed`, opened with notice_sealing_context(notice.notice_id))."""
         opened = sealed if isinstance(sealed, dict) else sealed.model_dump(mode="json")
@@ -166,6 +174,7 @@ class Notice(_Model):
             representative=opened.get("representative"),
             preferred_language=notice.preferred_language,
             agencies=[a.model_dump(mode="json") for a in notice.agencies],
+            updates_earlier=updates_earlier,
         )
 
 

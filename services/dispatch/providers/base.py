@@ -1,14 +1,56 @@
-"""Provider contracts. Every client maps its own outcomes to our DeliveryStatus through an
-explicit STATUS_MAP, so "what does a 452 mean for us" is answered by reading one dict."""
+"""Provider contracts. Every client classifies each answer a send can get through an explicit
+map (ANSWERS), as GOV.UK Notify's clients do, so "what does a 502 mean for us" is answered by
+reading one dict: accepted, permanent (this message will never be accepted here: fall back),
+temporary (certainly not taken: retry later; another gateway may be tried) or ambiguous (it may
+have been taken: retry only this gateway, with the same reference and the same body). Message
+statuses in receipts map to our DeliveryStatus through STATUS_MAP."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import ClassVar
 
 from services.common.messages import DeliveryStatus
+
+
+class Answer(StrEnum):
+    ACCEPTED = "accepted"
+    PERMANENT = "permanent"
+    TEMPORARY = "temporary"
+    AMBIGUOUS = "ambiguous"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one kind of answer means: its class, and the delivery status it records."""
+
+    answer: Answer
+    status: DeliveryStatus
+
+    @property
+    def ambiguous(self) -> bool:
+        return self.answer is Answer.AMBIGUOUS
+
+
+def accepted(status: DeliveryStatus = DeliveryStatus.SENT) -> Verdict:
+    return Verdict(Answer.ACCEPTED, status)
+
+
+def permanent() -> Verdict:
+    return Verdict(Answer.PERMANENT, DeliveryStatus.PERMANENT_FAILURE)
+
+
+def temporary(status: DeliveryStatus = DeliveryStatus.TECHNICAL_FAILURE) -> Verdict:
+    """Certainly not taken. TEMPORARY_FAILURE for the recipient's side (4xx, 429),
+    TECHNICAL_FAILURE for ours or the gateway's (connection refused, credentials, 500/503)."""
+    return Verdict(Answer.TEMPORARY, status)
+
+
+def ambiguous() -> Verdict:
+    return Verdict(Answer.AMBIGUOUS, DeliveryStatus.TECHNICAL_FAILURE)
 
 
 @dataclass(frozen=True)
@@ -29,6 +71,10 @@ class SmsMessage:
     to: str  # E.164
     body: str
     callback_url: str | None = None
+    # The gateway the delivery row pins this reference to, and whether that gateway may already
+    # hold it (then only it is tried): see providers/failover.py.
+    gateway: str | None = None
+    pinned: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,10 +94,16 @@ class ProviderResult:
     def accepted(self) -> bool:
         return self.status in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
 
+    @classmethod
+    def of(cls, verdict: Verdict, provider: str, detail: str, provider_reference: str | None = None,
+           retry_after: float | None = None) -> ProviderResult:
+        return cls(provider_reference, verdict.status, provider, detail, retry_after,
+                   verdict.ambiguous)
+
 
 class EmailProvider(ABC):
     name: str = "email"
-    STATUS_MAP: ClassVar[Mapping[str, DeliveryStatus]]
+    ANSWERS: ClassVar[Mapping[str, Verdict]]
 
     @abstractmethod
     async def send(self, message: EmailMessage) -> ProviderResult: ...
@@ -62,7 +114,8 @@ class EmailProvider(ABC):
 
 class SmsProvider(ABC):
     name: str = "sms"
-    STATUS_MAP: ClassVar[Mapping[str, DeliveryStatus]]
+    ANSWERS: ClassVar[Mapping[str | int, Verdict]]
+    STATUS_MAP: ClassVar[Mapping[str, DeliveryStatus]]  # message statuses (answers, receipts)
 
     @abstractmethod
     async def send(self, message: SmsMessage) -> ProviderResult: ...

@@ -1,13 +1,15 @@
 """Building the providers from settings: SMTP for email; the SMS gateways (primary, optional
-secondary) behind failover; each behind its gateway's token bucket."""
+secondary) behind failover; and the send permits (connection slots, token buckets) the sender
+takes before it claims (flow.py)."""
 
 from __future__ import annotations
 
 import httpx
 
+from services.dispatch.flow import Lane, Permits, bucket
 from services.dispatch.providers.base import EmailProvider, SmsProvider
 from services.dispatch.providers.failover import FailoverSmsProvider
-from services.dispatch.providers.gateway import GatewaySms, RateLimitedEmail, bucket
+from services.dispatch.providers.gateway import GatewaySms
 from services.dispatch.providers.sms_http import BoundedHttpSmsProvider
 from services.dispatch.providers.smtp import SmtpConfig, SmtpEmailProvider
 from services.dispatch.settings import DispatchSettings
@@ -25,8 +27,20 @@ def build_email_provider(settings: DispatchSettings) -> EmailProvider:
         pool_size=settings.smtp_pool_size,
         message_id_domain=settings.message_id_domain,
     )
-    return RateLimitedEmail(
-        SmtpEmailProvider(config), bucket(settings.email_rate_per_s, settings.email_burst)
+    return SmtpEmailProvider(config)
+
+
+def build_permits(settings: DispatchSettings) -> Permits:
+    """Email: the SMTP pool's connections; SMS: one gateway's connections (a failover moves a
+    send, it does not add one). The rates limit each channel as a whole."""
+    return Permits(
+        {
+            "email": Lane(settings.smtp_pool_size,
+                          bucket(settings.email_rate_per_s, settings.email_burst)),
+            "sms": Lane(settings.sms_http_connections,
+                        bucket(settings.sms_rate_per_s, settings.sms_burst)),
+        },
+        settings.sender_concurrency,
     )
 
 
@@ -52,9 +66,5 @@ def build_sms_provider(settings: DispatchSettings) -> FailoverSmsProvider:
         inner = BoundedHttpSmsProvider(url, name=name, client=client,
                                        connections=settings.sms_http_connections,
                                        pool_timeout=settings.sms_timeout_s)
-        gateway = GatewaySms(
-            inner, bucket(settings.sms_rate_per_s, settings.sms_burst),
-            settings.receipt_callback_base_url,
-        )
-        gateways.append((gateway, weight))
+        gateways.append((GatewaySms(inner, settings.receipt_callback_base_url), weight))
     return FailoverSmsProvider(gateways, cooldown=settings.sms_failover_cooldown_s)

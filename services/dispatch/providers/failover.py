@@ -1,10 +1,15 @@
-"""Two (or more) SMS providers with weighted choice and failover.
+"""Two (or more) SMS gateways with weighted choice and failover.
 
-- On a technical failure of the chosen provider it is marked unhealthy for `cooldown` seconds
-  and the message goes to the next provider.
-- Ambiguous results (timeout after the request went out) never fail over: the first provider
-  may have sent it, and only it can de-duplicate on our reference. The reference stays pinned
-  to that provider (in this process) so the retry goes back there.
+Which gateway a reference goes to is recorded in the database, not here: the sender pins each
+new reference to `choose()` when it claims it (delivery.gateway), and passes the pin with the
+message. Then:
+- A failure that certainly left nothing at the gateway (connection refused, 500/503, 401 — the
+  ANSWERS of the client) marks it unhealthy for `cooldown` seconds, and, unless the reference
+  is held there (`pinned`), the message moves to the next gateway — after `repin` has recorded
+  the move, so a crash from here on retries at the new one.
+- An ambiguous answer (timeout, connection lost after sending, 502/504, 409) never fails over:
+  that gateway may have the message and only it can de-duplicate on our reference. The sender
+  records that it may hold it; every later attempt goes there only, across restarts.
 - Recipient-side outcomes (sent, permanent/temporary failure) are returned as they are.
 """
 
@@ -12,13 +17,14 @@ from __future__ import annotations
 
 import random
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from services.common.messages import DeliveryStatus
 from services.dispatch.providers.base import ProviderResult, SmsMessage, SmsProvider
+
+Repin = Callable[[str], Awaitable[bool]]  # record "this reference now goes to <gateway>"
 
 
 @dataclass
@@ -29,10 +35,11 @@ class WeightedProvider:
 
 
 class FailoverSmsProvider(SmsProvider):
-    # Outcomes are the underlying providers'; nothing extra to map. ('unreachable' is ours: no
-    # provider reports it.)
+    # Outcomes are the underlying gateways'; nothing extra to map.
+    ANSWERS = MappingProxyType({})
     STATUS_MAP = MappingProxyType(
-        {s.value: s for s in DeliveryStatus if s is not DeliveryStatus.UNREACHABLE}
+        {s.value: s for s in DeliveryStatus
+         if s not in (DeliveryStatus.UNREACHABLE, DeliveryStatus.SUPERSEDED)}
     )
 
     def __init__(
@@ -42,7 +49,6 @@ class FailoverSmsProvider(SmsProvider):
         cooldown: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
-        pin_capacity: int = 100_000,
     ) -> None:
         if not providers:
             raise ValueError("need at least one SMS provider")
@@ -55,8 +61,10 @@ class FailoverSmsProvider(SmsProvider):
         self.cooldown = cooldown
         self._clock = clock
         self._rng = rng or random.Random()
-        self._pins: OrderedDict[str, str] = OrderedDict()  # reference -> provider name
-        self._pin_capacity = pin_capacity
+
+    @property
+    def gateways(self) -> list[str]:
+        return [e.provider.name for e in self._entries]
 
     def healthy(self, name: str) -> bool:
         return self._entry(name).unhealthy_until <= self._clock()
@@ -64,11 +72,16 @@ class FailoverSmsProvider(SmsProvider):
     def mark_unhealthy(self, name: str) -> None:
         self._entry(name).unhealthy_until = self._clock() + self.cooldown
 
-    def order(self, reference: str | None = None) -> list[SmsProvider]:
-        """Providers in the order they will be tried for this message."""
+    def choose(self) -> str:
+        """The gateway a new reference goes to now."""
+        return self.order()[0].name
+
+    def order(self, first: str | None = None) -> list[SmsProvider]:
+        """Gateways in the order they would be tried: `first` if it is healthy, then the healthy
+        ones by weighted draw, then the unhealthy ones, soonest to recover first (all down:
+        still try rather than drop the message)."""
         now = self._clock()
         healthy = [e for e in self._entries if e.unhealthy_until <= now]
-        # All down: still try, soonest-to-recover first, rather than drop the message.
         unhealthy = sorted(
             (e for e in self._entries if e.unhealthy_until > now), key=lambda e: e.unhealthy_until
         )
@@ -79,35 +92,38 @@ class FailoverSmsProvider(SmsProvider):
             ordered.append(pick)
             pool.remove(pick)
         ordered += unhealthy
-        pinned = self._pins.get(reference) if reference else None
-        if pinned:
-            ordered.sort(key=lambda e: e.provider.name != pinned)
+        if first is not None and any(e.provider.name == first for e in healthy):
+            ordered.sort(key=lambda e: e.provider.name != first)
         return [e.provider for e in ordered]
 
-    async def send(self, message: SmsMessage) -> ProviderResult:
-        pinned = self._pins.get(message.reference)
-        candidates = self.order(message.reference)
-        if pinned:
-            candidates = candidates[:1]  # only the pinned provider can de-duplicate
+    async def send(self, message: SmsMessage, repin: Repin | None = None) -> ProviderResult:
+        """Send through the pinned gateway, failing over only while the reference is held
+        nowhere. `repin` records a move first (the sender's; None: moves need no record)."""
+        if message.pinned and message.gateway:
+            try:
+                candidates = [self._entry(message.gateway).provider]
+            except KeyError:  # the gateway holding it is no longer configured
+                return ProviderResult(None, DeliveryStatus.TECHNICAL_FAILURE, message.gateway,
+                                      "gateway-unknown")
+        else:
+            candidates = self.order(message.gateway)
+        current = message.gateway
         result: ProviderResult | None = None
         for provider in candidates:
+            if provider.name != current:
+                if current is not None and repin is not None and not await repin(provider.name):
+                    break  # the move could not be recorded: do not send where nothing says so
+                current = provider.name
             result = await provider.send(message)
-            if result.ambiguous:
-                self._pin(message.reference, provider.name)
+            if result.ambiguous or result.status is not DeliveryStatus.TECHNICAL_FAILURE:
                 return result
-            if result.status is DeliveryStatus.TECHNICAL_FAILURE:
-                self.mark_unhealthy(provider.name)
-                continue
-            self._pins.pop(message.reference, None)
-            return result
-        assert result is not None
+            self.mark_unhealthy(provider.name)
+            if message.pinned:
+                break
+        if result is None:
+            return ProviderResult(None, DeliveryStatus.TECHNICAL_FAILURE, current or self.name,
+                                  "repin-failed")
         return result
-
-    def _pin(self, reference: str, name: str) -> None:
-        self._pins[reference] = name
-        self._pins.move_to_end(reference)
-        while len(self._pins) > self._pin_capacity:
-            self._pins.popitem(last=False)
 
     def _entry(self, name: str) -> WeightedProvider:
         for e in self._entries:

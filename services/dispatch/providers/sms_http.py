@@ -1,7 +1,8 @@
 """HTTP SMS provider client for our SMS gateway API (POST /v1/messages).
 
 The gateway is idempotent on `reference`: we always send f"{notice_id}:sms", so a retry after
-a timeout returns the original message instead of sending a second SMS.
+a timeout returns the original message instead of sending a second SMS — provided the retry
+goes to the same gateway with the same body (ANSWERS says which answers leave that open).
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from types import MappingProxyType
 import httpx
 
 from services.common.messages import DeliveryStatus
-from services.dispatch.providers.base import ProviderResult, SmsMessage, SmsProvider
+from services.dispatch.providers.base import (
+    ProviderResult,
+    SmsMessage,
+    SmsProvider,
+    Verdict,
+    accepted,
+    ambiguous,
+    permanent,
+    temporary,
+)
 
 D = DeliveryStatus
 
@@ -30,20 +40,34 @@ class HttpSmsProvider(SmsProvider):
             "expired": D.TEMPORARY_FAILURE,  # phone off for the validity period
         }
     )
-    # HTTP answers that carry no message status -> ours.
-    HTTP_STATUS_MAP = MappingProxyType(
+    # Every answer a send can get: HTTP status codes, and what happened on the wire.
+    ANSWERS = MappingProxyType(
         {
-            400: D.PERMANENT_FAILURE,  # validation: this message will never be accepted
-            422: D.PERMANENT_FAILURE,
-            401: D.TECHNICAL_FAILURE,  # our credentials, not the recipient's fault
-            403: D.TECHNICAL_FAILURE,
-            404: D.TECHNICAL_FAILURE,
-            409: D.TECHNICAL_FAILURE,  # same reference, different body: a bug on our side
-            429: D.TEMPORARY_FAILURE,  # back off (Retry-After); failing over would not help
-            500: D.TECHNICAL_FAILURE,
-            502: D.TECHNICAL_FAILURE,
-            503: D.TECHNICAL_FAILURE,
-            504: D.TECHNICAL_FAILURE,
+            202: accepted(),  # (and 200/201): the message status in the body says which
+            400: permanent(),  # validation: this message will never be accepted
+            422: permanent(),
+            401: temporary(),  # our credentials, not the recipient's fault; nothing was sent
+            403: temporary(),
+            404: temporary(),
+            # The gateway holds a message under our reference with another body: it may well
+            # have been sent. Retry the same body there; never another gateway.
+            409: ambiguous(),
+            429: temporary(D.TEMPORARY_FAILURE),  # back off (Retry-After); nothing was sent
+            # The gateway's own "could not process, resend" (as GOV.UK Notify documents 500).
+            500: temporary(),
+            503: temporary(),  # overloaded or in maintenance: refused before processing
+            # An intermediary answered for the gateway (its proxy timed out or got no answer):
+            # the gateway may have taken the message.
+            502: ambiguous(),
+            504: ambiguous(),
+            "other-4xx": permanent(),
+            "other-5xx": ambiguous(),
+            "unexpected-status": ambiguous(),  # 1xx/3xx: not an answer we understand
+            "bad-response": ambiguous(),  # 2xx without a readable message status
+            "connect-error": temporary(),  # never reached the gateway
+            "timeout": ambiguous(),  # sent, no answer in time
+            "connection-lost": ambiguous(),  # reset or closed after the request went out
+            "http-error": ambiguous(),
         }
     )
 
@@ -64,14 +88,17 @@ class HttpSmsProvider(SmsProvider):
         self._owns_client = client is None
 
     @classmethod
-    def status_for_http(cls, code: int) -> DeliveryStatus:
-        if code in cls.HTTP_STATUS_MAP:
-            return cls.HTTP_STATUS_MAP[code]
+    def verdict_for_http(cls, code: int) -> Verdict:
+        if code in cls.ANSWERS:
+            return cls.ANSWERS[code]
         if 500 <= code < 600:
-            return D.TECHNICAL_FAILURE
+            return cls.ANSWERS["other-5xx"]
         if 400 <= code < 500:
-            return D.PERMANENT_FAILURE
-        return D.TECHNICAL_FAILURE  # unexpected 1xx/3xx
+            return cls.ANSWERS["other-4xx"]
+        return cls.ANSWERS["unexpected-status"]
+
+    def _answer(self, key: str | int, detail: str, **extra) -> ProviderResult:
+        return ProviderResult.of(self.ANSWERS[key], self.name, detail, **extra)
 
     async def send(self, message: SmsMessage) -> ProviderResult:
         payload = {"to": message.to, "body": message.body, "reference": message.reference}
@@ -80,32 +107,25 @@ class HttpSmsProvider(SmsProvider):
         try:
             response = await self._client.post("/v1/messages", json=payload)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
-            # The request never reached the provider: safe to fail over.
-            return ProviderResult(None, D.TECHNICAL_FAILURE, self.name, "connect-error")
-        except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError):
-            # It may have been accepted. Retry with the same reference, same provider.
-            return ProviderResult(None, D.TECHNICAL_FAILURE, self.name, "timeout", ambiguous=True)
+            return self._answer("connect-error", "connect-error")  # never reached it
+        except httpx.TimeoutException:
+            return self._answer("timeout", "timeout")
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            return self._answer("connection-lost", "connection-lost")
         except httpx.HTTPError:
-            return ProviderResult(None, D.TECHNICAL_FAILURE, self.name, "http-error")
+            return self._answer("http-error", "http-error")
 
-        if response.status_code in (200, 201, 202):
+        code = response.status_code
+        if code in (200, 201, 202):
             try:
                 data = response.json()
                 status = self.STATUS_MAP[data["status"]]
                 provider_reference = str(data["id"])
             except (ValueError, KeyError, TypeError):
-                return ProviderResult(None, D.TECHNICAL_FAILURE, self.name, "bad-response")
-            return ProviderResult(
-                provider_reference, status, self.name, f"http-{response.status_code}"
-            )
-
-        return ProviderResult(
-            None,
-            self.status_for_http(response.status_code),
-            self.name,
-            f"http-{response.status_code}",
-            retry_after=_retry_after(response),
-        )
+                return self._answer("bad-response", "bad-response")
+            return ProviderResult(provider_reference, status, self.name, f"http-{code}")
+        return ProviderResult.of(self.verdict_for_http(code), self.name, f"http-{code}",
+                                 retry_after=_retry_after(response))
 
     async def close(self) -> None:
         if self._owns_client:
@@ -143,7 +163,7 @@ class BoundedHttpSmsProvider(HttpSmsProvider):
                 async with asyncio.timeout(self._pool_timeout):
                     await gate.acquire()
             except TimeoutError:
-                return ProviderResult(None, D.TECHNICAL_FAILURE, self.name, "connect-error")
+                return self._answer("connect-error", "connect-error")
         else:
             await gate.acquire()  # free: returns at once
         try:

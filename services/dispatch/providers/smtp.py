@@ -31,7 +31,15 @@ if not hasattr(_aiosmtplib_smtp.parse_address, "cache_info"):
     )
 
 from services.common.messages import DeliveryStatus
-from services.dispatch.providers.base import EmailMessage, EmailProvider, ProviderResult
+from services.dispatch.providers.base import (
+    EmailMessage,
+    EmailProvider,
+    ProviderResult,
+    accepted,
+    ambiguous,
+    permanent,
+    temporary,
+)
 
 TlsMode = Literal["none", "starttls", "implicit"]
 
@@ -52,12 +60,14 @@ class SmtpConfig:
 
 # Email receipts (bounce/delivery webhooks, as ESPs send them and as the local SMTP gateway
 # sends for its simulated bounces) -> ours. A bounce after 250 is the classic late failure.
+# "deferred" means the provider still holds the message and keeps retrying: the delivery stays
+# 'sent' (see delivery_state.is_deferral) — resending now would deliver it twice.
 RECEIPT_STATUS_MAP = MappingProxyType(
     {
         "delivered": DeliveryStatus.DELIVERED,
         "bounced": DeliveryStatus.PERMANENT_FAILURE,
         "failed": DeliveryStatus.PERMANENT_FAILURE,
-        "deferred": DeliveryStatus.TEMPORARY_FAILURE,
+        "deferred": DeliveryStatus.SENT,
     }
 )
 
@@ -97,19 +107,21 @@ class SmtpEmailProvider(EmailProvider):
     # constant use is not (a NOOP per message was a fifth of the round trips).
     IDLE_CHECK_AFTER_S = 5.0
 
-    # SMTP reply classes (RFC 5321 §4.2.1) and client-side failures -> our statuses.
-    STATUS_MAP = MappingProxyType(
+    # SMTP reply classes (RFC 5321 §4.2.1) and client-side failures. The relay takes the
+    # message when it answers the end of DATA with 2xx; a reply that never came (timeout, the
+    # connection dropped) leaves that open.
+    ANSWERS = MappingProxyType(
         {
-            "2xx": DeliveryStatus.SENT,  # accepted by the relay, not yet delivered
-            "4xx": DeliveryStatus.TEMPORARY_FAILURE,
-            "5xx": DeliveryStatus.PERMANENT_FAILURE,
-            "connect-error": DeliveryStatus.TECHNICAL_FAILURE,
-            "disconnected": DeliveryStatus.TECHNICAL_FAILURE,
-            "timeout": DeliveryStatus.TECHNICAL_FAILURE,
-            "tls-error": DeliveryStatus.TECHNICAL_FAILURE,
-            "auth-error": DeliveryStatus.TECHNICAL_FAILURE,
-            "sender-refused": DeliveryStatus.TECHNICAL_FAILURE,
-            "smtp-error": DeliveryStatus.TECHNICAL_FAILURE,
+            "2xx": accepted(),  # accepted by the relay, not yet delivered
+            "4xx": temporary(DeliveryStatus.TEMPORARY_FAILURE),
+            "5xx": permanent(),
+            "connect-error": temporary(),
+            "disconnected": ambiguous(),
+            "timeout": ambiguous(),
+            "tls-error": temporary(),
+            "auth-error": temporary(),
+            "sender-refused": temporary(),
+            "smtp-error": temporary(),
         }
     )
 
@@ -185,21 +197,24 @@ class SmtpEmailProvider(EmailProvider):
                 return self._result("connect-error", "connect-error", client)
             except aiosmtplib.SMTPTimeoutError:
                 # Possibly accepted; the deterministic Message-ID lets receivers de-duplicate.
-                return self._result("timeout", "timeout", client, ambiguous=True)
+                return self._result("timeout", "timeout", client)
             except aiosmtplib.SMTPServerDisconnected:
-                return self._result("disconnected", "disconnected", client, ambiguous=True)
+                return self._result("disconnected", "disconnected", client)
             except ssl.SSLError:
                 return self._result("tls-error", "tls-error", client)
             except OSError:
                 return self._result("connect-error", "connect-error", client)
             except aiosmtplib.SMTPException:
                 return self._result("smtp-error", "smtp-error", client)
+            except asyncio.CancelledError:
+                # The sender's deadline (or shutdown): the session is mid-command, unusable.
+                if client is not None:
+                    client.close()
+                raise
             self._release(client)
-            return ProviderResult(
-                provider_reference=message_id,
-                status=self.STATUS_MAP["2xx"],
-                provider=self.name,
-                detail=f"smtp-{response.split()[0] if response else '250'}",
+            return ProviderResult.of(
+                self.ANSWERS["2xx"], self.name,
+                f"smtp-{response.split()[0] if response else '250'}", provider_reference=message_id,
             )
 
     def _result(
@@ -209,14 +224,13 @@ class SmtpEmailProvider(EmailProvider):
         client: aiosmtplib.SMTP | None,
         *,
         reuse: bool = False,
-        ambiguous: bool = False,
     ) -> ProviderResult:
         if client is not None:
             if reuse and client.is_connected:
                 self._release(client)  # a refused recipient leaves the session usable
             else:
                 asyncio.get_running_loop().create_task(_quietly_close(client))
-        return ProviderResult(None, self.STATUS_MAP[key], self.name, detail, ambiguous=ambiguous)
+        return ProviderResult.of(self.ANSWERS[key], self.name, detail)
 
     def message_id(self, reference: str) -> str:
         # Deterministic per reference: a retry after an ambiguous timeout (or a crash) produces

@@ -9,7 +9,7 @@ epoch seconds (floats), compared the same way on PostgreSQL and SQLite.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -21,11 +21,14 @@ from services.dispatch.delivery_state import (
     DUE_STATES,
     PENDING_STATES,
     SENDABLE_CHANNELS,
+    TOLD_STATES,
+    UNSENT_STATES,
     DeliveryStatus,
 )
 from services.dispatch.models import Delivery
 from services.dispatch.store.events import event_row, publish
 from services.dispatch.store.notices import notice_payloads
+from services.dispatch.store.senders import db_now, forget_idle, lapsed_owners
 
 DT = Delivery.__table__
 
@@ -83,86 +86,165 @@ class Claimed:
     channel: str
     attempt: int
     reference: str
+    # What the reference is pinned to (see models.Delivery): the same message on every attempt.
+    gateway: str | None = None
+    may_hold: bool = False
+    content_revision: int | None = None
+    says_emailed: bool = False  # SMS: an email of this notice was on its way or delivered
+    says_update: bool = False  # an earlier version of the person's notice was sent
     notice_payload: bytes = b""
-    email_active: bool = False  # for SMS: an email of this notice is on its way or delivered
 
 
 def claim_due(
-    session: Session, now: datetime, lease_s: float, limit: int, channels: Sequence[str]
+    session: Session, owner: str, now: datetime, lease_s: float, limits: Mapping[str, int]
 ) -> list[Claimed]:
-    """Move up to `limit` due deliveries on `channels` to 'sending' with a lease, with their
-    'sending' events. The caller commits BEFORE anything is sent. With several replicas, SKIP
-    LOCKED splits the work."""
-    channels = [c for c in channels if c in SENDABLE_CHANNELS]
-    if not channels or limit <= 0:
+    """Move up to `limits[channel]` due deliveries of each channel to 'sending', claimed by
+    `owner` (whose lease, in dispatch_sender, is what keeps the claim), with their 'sending'
+    events. The caller commits BEFORE anything is sent. With several replicas, SKIP LOCKED
+    splits the work. The first claim of a reference pins what its message says: the incident
+    revision, and whether an email of the notice or an earlier version was on its way."""
+    lock = "FOR UPDATE SKIP LOCKED" if _is_postgres(session) else ""
+    claimed: list[Claimed] = []
+    for channel, limit in limits.items():
+        if channel not in SENDABLE_CHANNELS or limit <= 0:
+            continue
+        says_emailed = (
+            """COALESCE(says_emailed, EXISTS (
+                    SELECT 1 FROM delivery e WHERE e.notice_id = delivery.notice_id
+                    AND e.channel = 'email'
+                    AND e.status NOT IN ('permanent-failure', 'superseded')))"""
+            if channel == "sms" else "says_emailed"
+        )
+        sql = text(
+            f"""
+            UPDATE delivery SET status = 'sending', attempts = attempts + 1,
+                   lease_owner = :owner, lease_until = {db_now(session)} + :lease,
+                   first_attempt_at = COALESCE(first_attempt_at, :now), updated_at = :now_dt,
+                   content_revision = COALESCE(content_revision, (
+                       SELECT i.revision FROM dispatch_incident i
+                       WHERE i.incident_id = delivery.incident_id)),
+                   says_update = COALESCE(says_update, EXISTS (
+                       SELECT 1 FROM delivery p WHERE p.person_id = delivery.person_id
+                       AND p.incident_id = delivery.incident_id
+                       AND p.notice_version < delivery.notice_version
+                       AND p.status IN ({_sql_list(TOLD_STATES)}))),
+                   says_emailed = {says_emailed}
+            WHERE id IN (
+                SELECT id FROM delivery
+                WHERE status IN ({_sql_list(DUE_STATES)}) AND next_attempt_at <= :now
+                      AND channel = :channel
+                ORDER BY next_attempt_at LIMIT :limit {lock})
+            RETURNING id, notice_id, incident_id, person_id, channel, attempts, reference,
+                      gateway, may_hold, content_revision, says_emailed, says_update
+            """  # noqa: S608 - only fixed literals are interpolated
+        )
+        rows = session.execute(sql, {
+            "owner": owner, "lease": lease_s, "now": now.timestamp(), "now_dt": now,
+            "channel": channel, "limit": limit,
+        }).all()
+        claimed += [
+            Claimed(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9],
+                    bool(r[10]), bool(r[11]))
+            for r in rows
+        ]
+    if not claimed:
         return []
-    now_s = now.timestamp()
-    sql = text(
-        f"""
-        UPDATE delivery SET status = 'sending', attempts = attempts + 1,
-               lease_until = :lease, first_attempt_at = COALESCE(first_attempt_at, :now),
-               updated_at = :now_dt
-        WHERE id IN (
-            SELECT id FROM delivery
-            WHERE status IN ({_sql_list(DUE_STATES)}) AND next_attempt_at <= :now
-                  AND channel IN ({_sql_list(channels)})
-            ORDER BY next_attempt_at LIMIT :limit
-            {"FOR UPDATE SKIP LOCKED" if _is_postgres(session) else ""})
-        RETURNING id, notice_id, incident_id, person_id, channel, attempts, reference
-        """  # noqa: S608 - only fixed literals are interpolated
-    )
-    rows = session.execute(
-        sql, {"lease": now_s + lease_s, "now": now_s, "now_dt": now, "limit": limit}
-    ).all()
-    if not rows:
-        return []
-    claimed = [Claimed(*r) for r in rows]
+    claimed.sort(key=lambda c: c.id)
     payloads = notice_payloads(session, [c.notice_id for c in claimed])
-    active_email = _email_active(session, [c.notice_id for c in claimed if c.channel == "sms"])
     for c in claimed:
         c.notice_payload = payloads[c.notice_id]
-        c.email_active = c.notice_id in active_email
     publish(session, [event_row(c, DeliveryStatus.SENDING, c.attempt, now) for c in claimed])
     return claimed
 
 
-def _email_active(session: Session, notice_ids: list[str]) -> set[str]:
-    """Those notices with an email on its way or delivered (not permanently failed)."""
-    if not notice_ids:
-        return set()
-    return set(
-        session.execute(
-            select(DT.c.notice_id).where(
-                DT.c.notice_id.in_(notice_ids),
-                DT.c.channel == "email",
-                DT.c.status != DeliveryStatus.PERMANENT_FAILURE.value,
-            )
-        ).scalars()
+def pin_gateways(session: Session, chosen: Mapping[str, Collection[int]]) -> None:
+    """Record the gateway each newly claimed reference goes to ({gateway: delivery ids}),
+    before anything is sent."""
+    for gateway, ids in chosen.items():
+        if ids:
+            session.execute(update(DT).where(DT.c.id.in_(list(ids))).values(gateway=gateway))
+
+
+def repin(session: Session, delivery_id: int, owner: str, attempt: int, gateway: str) -> bool:
+    """Move a claimed reference to another gateway (a failover) — only while `owner` still
+    holds the claim and no gateway may hold the message. Returns whether it moved."""
+    moved = session.execute(
+        update(DT)
+        .where(DT.c.id == delivery_id, DT.c.status == DeliveryStatus.SENDING.value,
+               DT.c.lease_owner == owner, DT.c.attempts == attempt, DT.c.may_hold.is_(False))
+        .values(gateway=gateway)
+        .returning(DT.c.id)
+    ).first()
+    return moved is not None
+
+
+def expire_leases(session: Session, me: str, lease_s: float, now: datetime) -> list[DeliveryKey]:
+    """Recover the claims of senders presumed dead (store/senders.lapsed_owners: their lease
+    lapsed on the database's clock while `me` was alive to see it, or a whole lease ago), and
+    claims from before owners existed whose own lease lapsed. They become technical-failure,
+    due now, and may be held by the gateway they went to: the retry uses the SAME reference,
+    gateway and body, so an SMS gateway that already took it answers with the original message
+    instead of sending a second. Claims of a live owner are never recovered, however long
+    their send takes."""
+    dead = lapsed_owners(session, me, lease_s)
+    owned = "lease_owner IN :dead" if dead else "FALSE"
+    lock = "FOR UPDATE SKIP LOCKED" if _is_postgres(session) else ""
+    sql = text(
+        f"""
+        UPDATE delivery SET status = 'technical-failure', reason_code = 'lease-expired',
+               next_attempt_at = :now, lease_until = NULL, lease_owner = NULL, may_hold = TRUE,
+               updated_at = :now_dt
+        WHERE status = 'sending' AND id IN (
+            SELECT id FROM delivery WHERE status = 'sending'
+            AND ({owned} OR (lease_owner IS NULL AND lease_until < {db_now(session)})) {lock})
+        RETURNING notice_id, incident_id, person_id, channel, attempts
+        """  # noqa: S608 - fixed literals only
     )
-
-
-def expire_leases(session: Session, now: datetime) -> int:
-    """Deliveries left in 'sending' past their lease (the sender died mid-send) become
-    technical-failure, due now: the retry uses the SAME reference, so an SMS gateway that
-    already accepted it answers with the original message instead of sending a second."""
-    now_s = now.timestamp()
-    rows = session.execute(
-        text(
-            f"""
-            UPDATE delivery SET status = 'technical-failure', reason_code = 'lease-expired',
-                   next_attempt_at = :now, lease_until = NULL, updated_at = :now_dt
-            WHERE id IN (SELECT id FROM delivery WHERE status = 'sending'
-                         AND lease_until < :now {"FOR UPDATE SKIP LOCKED" if _is_postgres(session) else ""})
-            RETURNING notice_id, incident_id, person_id, channel, attempts
-            """  # noqa: S608 - fixed literals only
-        ),
-        {"now": now_s, "now_dt": now},
-    ).all()
+    if dead:
+        sql = sql.bindparams(bindparam("dead", expanding=True))
+    params = {"now": now.timestamp(), "now_dt": now} | ({"dead": dead} if dead else {})
+    rows = session.execute(sql, params).all()
     publish(
         session,
         [event_row(r, DeliveryStatus.TECHNICAL_FAILURE, r.attempts, now, reason_code="lease-expired")
          for r in rows],
     )
+    forget_idle(session, dead)
+    return [DeliveryKey(*r[:4]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryKey:
+    notice_id: str
+    incident_id: str
+    person_id: str
+    channel: str
+
+
+def supersede_older(session: Session, persons: Collection[str], now: datetime) -> int:
+    """Deliveries of these persons' notices not handed to any gateway yet, for which a newer
+    version of the same person's notice exists, become 'superseded' (with their events): only
+    the newest unsent version goes out. One already on its way or sent stays; the newer
+    version follows it. Returns how many."""
+    if not persons:
+        return 0
+    unsent = _sql_list(UNSENT_STATES)
+    sql = text(
+        f"""
+        UPDATE delivery SET status = 'superseded', reason_code = 'superseded',
+               lease_until = NULL, updated_at = :now_dt
+        WHERE status IN ({unsent}) AND id IN (
+            SELECT d.id FROM delivery d
+            WHERE d.person_id IN :persons AND d.status IN ({unsent})
+              AND EXISTS (SELECT 1 FROM delivery n WHERE n.person_id = d.person_id
+                          AND n.incident_id = d.incident_id
+                          AND n.notice_version > d.notice_version))
+        RETURNING notice_id, incident_id, person_id, channel, attempts
+        """  # noqa: S608 - fixed literals only
+    ).bindparams(bindparam("persons", expanding=True))
+    rows = session.execute(sql, {"persons": sorted(set(persons)), "now_dt": now}).all()
+    publish(session, [event_row(r, DeliveryStatus.SUPERSEDED, r.attempts, now,
+                                reason_code="superseded") for r in rows])
     return len(rows)
 
 
@@ -181,6 +263,12 @@ class DeliveryRow:
     reference: str
     generation: int
     first_attempt_at: float | None
+    lease_owner: str | None = None
+    gateway: str | None = None
+    may_hold: bool = False
+    next_attempt_at: float = 0.0
+    reason_code: str | None = None
+    provider: str | None = None
 
 
 _ROW_COLUMNS = [DT.c[f] for f in DeliveryRow.__dataclass_fields__]
@@ -224,7 +312,7 @@ KEEP = _Keep.KEEP  # a Change field left as it is in the row
 @dataclass(slots=True)
 class Change:
     """A delivery's new status and what changes with it, announced by one event. Provider,
-    reason code and lease are always written; the other fields only when given."""
+    reason code and lease (owner) are always written; the other fields only when given."""
 
     row: DeliveryRow
     status: str
@@ -234,6 +322,10 @@ class Change:
     next_attempt_at: float | None = None
     reference: str | None = None  # with generation: resent under a new reference
     generation: int | None = None
+    gateway: str | None | _Keep = KEEP
+    may_hold: bool | None = None
+    # Nothing holds the reference: its gateway and message choices are made afresh next time.
+    unpin: bool = False
 
 
 def write_changes(session: Session, changes: Sequence[Change], now: datetime) -> None:
@@ -244,9 +336,16 @@ def write_changes(session: Session, changes: Sequence[Change], now: datetime) ->
     groups: dict[tuple[str, ...], list[dict]] = {}
     for c in changes:
         params = {"b_id": c.row.id, "status": c.status, "updated_at": now, "provider": c.provider,
-                  "reason_code": c.reason_code, "lease_until": None}
+                  "reason_code": c.reason_code, "lease_until": None, "lease_owner": None}
         if c.provider_reference is not KEEP:
             params["provider_reference"] = c.provider_reference
+        if c.may_hold is not None:
+            params["may_hold"] = c.may_hold
+        if c.unpin:
+            params |= {"gateway": None, "content_revision": None, "says_emailed": None,
+                       "says_update": None}
+        elif c.gateway is not KEEP:
+            params["gateway"] = c.gateway
         if c.next_attempt_at is not None:
             params["next_attempt_at"] = c.next_attempt_at
         if c.reference is not None:
@@ -266,6 +365,20 @@ def write_changes(session: Session, changes: Sequence[Change], now: datetime) ->
 
 
 # ------------------------------------------------------------------------------ counting
+
+
+def due_deferrals(session: Session, now: datetime, limit: int = 500) -> list[DeliveryRow]:
+    """Emails a provider deferred and then said nothing more about for the whole deferral
+    timeout (next_attempt_at), locked: the provider has by now delivered, bounced or lost them."""
+    query = (
+        select(*_ROW_COLUMNS)
+        .where(DT.c.status == DeliveryStatus.SENT.value, DT.c.reason_code == "receipt-deferred",
+               DT.c.next_attempt_at <= now.timestamp())
+        .limit(limit)
+    )
+    if _is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    return [DeliveryRow(*r) for r in session.execute(query)]
 
 
 def pending_count(session: Session) -> int:

@@ -94,3 +94,14 @@ def notice_payloads(session: Session, notice_ids: Collection[str]) -> dict[str, 
             select(NT.c.notice_id, NT.c.payload).where(NT.c.notice_id.in_(list(notice_ids)))
         ).all()
     )
+
+
+def lock_notices(session: Session, notice_ids: Collection[str]) -> None:
+    """Lock these notices (PostgreSQL; in id order, so two transactions cannot deadlock) until
+    the transaction ends. Whoever decides a notice's next channel holds it: two channels that
+    fail at once in two transactions each see the other's failure, never neither."""
+    if notice_ids and _is_postgres(session):
+        session.execute(
+            select(NT.c.notice_id).where(NT.c.notice_id.in_(sorted(set(notice_ids))))
+            .order_by(NT.c.notice_id).with_for_update()
+        ).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, text
+from sqlalchemy import exists, select, text
 from sqlmodel import Session
 
 from services.dispatch.delivery_state import DeliveryStatus
@@ -54,7 +54,9 @@ class Unreachable:
 
 def unreachable(session: Session, incident_id: str) -> list[Unreachable]:
     """Deliveries needing a postal mail-out or the s 115 public notice, in the order they were
-    created, with the notice (still sealed) to read the person's details from."""
+    created, with the notice (still sealed) to read the person's details from — for the newest
+    version of each person's notice only (one line per person)."""
+    newer = DT.alias("newer")
     rows = session.execute(
         select(DT.c.channel, NT.c.payload)
         .join(NT, NT.c.notice_id == DT.c.notice_id)
@@ -62,6 +64,9 @@ def unreachable(session: Session, incident_id: str) -> list[Unreachable]:
             DT.c.incident_id == incident_id,
             ((DT.c.channel == "postal") & (DT.c.status == DeliveryStatus.QUEUED.value))
             | ((DT.c.channel == "none") & (DT.c.status == DeliveryStatus.UNREACHABLE.value)),
+            ~exists().where(newer.c.person_id == DT.c.person_id,
+                            newer.c.incident_id == DT.c.incident_id,
+                            newer.c.notice_version > DT.c.notice_version),
         )
         .order_by(DT.c.id)
     ).all()

@@ -17,6 +17,9 @@ def normalise_email(value: str) -> tuple[str | None, str | None]:
     if not at or not local or len(local) > 64 or len(domain) > 253:
         return None, "email.invalid"
     domain = domain.lower()
+    # Lower-casing can lengthen text ("İ" becomes "i" + U+0307): check the limits again.
+    if len(domain) > 253 or len(local) + 1 + len(domain) > 254:
+        return None, "email.invalid"
     if _LOCAL.fullmatch(local) is None or _DOMAIN.fullmatch(domain) is None:
         return None, "email.invalid"
     if not value.isascii():

@@ -31,6 +31,9 @@ CODES: dict[str, CodeInfo] = {
         "(no usable NHI, date of birth, email, mobile or address line)",
     ),
     "record.internal_error": CodeInfo(ERROR, "Record could not be validated (internal error)"),
+    "record.contract_invalid": CodeInfo(
+        ERROR, "Field does not fit the affected-record contract once normalised"
+    ),
     "field.wrong_type": CodeInfo(ERROR, "Field has the wrong type"),
     "field.too_long": CodeInfo(ERROR, "Field is longer than its limit"),
     "field.too_many_items": CodeInfo(ERROR, "List field has more items than its limit"),

@@ -13,6 +13,7 @@ from services.common.nhi import check_nhi, normalise_nhi
 
 from .categories import DATA_CATEGORIES, normalise_category, split_categories
 from .context import RecordContext
+from .contract import contract_violations
 from .dates import parse_date_of_birth
 from .dates import today as cached_today
 from .email import normalise_email
@@ -81,7 +82,7 @@ def _validate(raw: object, line: int, today: date | None) -> ValidationResult:
 
     if ctx.has_error:
         return ValidationResult(None, ctx.problems, line)
-    return ValidationResult({
+    record = {
         "source_record_id": ctx.source_record_id,
         "nhi": nhi,
         "given_names": given_names,
@@ -94,7 +95,12 @@ def _validate(raw: object, line: int, today: date | None) -> ValidationResult:
         "document_count": document_count,
         "preferred_language": language,
         "hold": hold,
-    }, ctx.problems, line)
+    }
+    for code, field_name in contract_violations(record):
+        ctx.add(code, field_name)
+    if ctx.has_error:
+        return ValidationResult(None, ctx.problems, line)
+    return ValidationResult(record, ctx.problems, line)
 
 
 def _check_no_name(ctx: RecordContext) -> None:

@@ -9,6 +9,7 @@ from services.dedupe.resolver.comparisons import (
     compare_middle,
     compare_names,
     compare_nhi,
+    spelling_variant,
     typo_close,
 )
 from tests.dedupe.resolver.conftest import prep
@@ -183,3 +184,31 @@ def test_a_lone_initial_may_be_the_middle_names():
     # First name unknown, middle initial W: not a conflict with 'Mario Wyatt'.
     assert compare_given(prep(given_names="W"), prep(given_names="Mario Wyatt")) == "initial"
     assert compare_given(prep(given_names="W"), prep(given_names="Mario James")) == "different"
+
+
+def test_two_spellings_of_one_real_name_are_a_typo_not_twins():
+    # Both names are on the common list, one letter apart, but one sounded name: parents do
+    # not give twins Ana and Anna.
+    assert compare_given(prep(given_names="Ana"), prep(given_names="Anna")) == "close"
+    assert spelling_variant("carl", "karl") and spelling_variant("tomas", "thomas")
+    assert not spelling_variant("noa", "noah") and not spelling_variant("louis", "louise")
+    # A letter that changes the sound, or one added at either end, is still two names.
+    assert compare_given(prep(given_names="Mark"), prep(given_names="Mary")) == "different"
+    assert compare_given(prep(given_names="Ana"), prep(given_names="Hana")) == "different"
+    assert compare_given(prep(given_names="Tane"), prep(given_names="Tana")) == "different"
+
+
+def test_given_and_family_swapped_with_a_typo_on_top():
+    a = prep(given_names="Tabhta", family_name="McGirr")
+    b = prep(given_names="McGirr", family_name="Tabitha")
+    assert compare_names(a, b) == ("swapped", "swapped")
+    # Without the exact crossing it is not a swap.
+    c = prep(given_names="Tabhta", family_name="McGill")
+    assert compare_names(c, b) != ("swapped", "swapped")
+
+
+def test_a_title_in_the_given_name_field_is_not_a_first_name():
+    assert compare_given(prep(given_names="Mrs Mary"), prep(given_names="Mary")) == "exact"
+    assert compare_given(prep(given_names="Senora Catherine"), prep(given_names="Catherine")) == "exact"
+    # A title is kept in a family name, where it may be real.
+    assert prep(family_name="Bishop").family == ("bishop",)

@@ -1,0 +1,84 @@
+"""The incident benchmark at a small size, as a correctness test of the whole system: real
+Kafka, PostgreSQL, the three services and both gateways as processes, the agencies uploading
+through intake's API. No timing is asserted (speed goals live in the benchmark); what is
+asserted is what every run must show whatever the speed."""
+
+import json
+
+import pytest
+
+from benchmarks.incident import run
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):  # noqa: ANN001, ANN201
+    work = tmp_path_factory.mktemp("incident")
+    out = work / "results.json"
+    # One agency at a time: the records reach dedupe in the same order every run.
+    assert run.main(["--records", "2000", "--clients", "1", "--workers", "intake=1",
+                     "--no-reference", "--out", str(out), "--log-dir", str(work / "log")]) == 0
+    return json.loads(out.read_text())
+
+
+def test_every_record_reaches_a_notice_and_no_notice_covers_two_people(results):
+    c = results["correctness"]
+    assert results["records_accepted"] == results["records"] - results["stages"]["intake"]["rejected"]
+    assert c["none"] == 0, "a person with an accepted record got no notice"
+    assert c["spanning"] == 0, "a notice covered records of two different people"
+    assert c["exactly_one_count"] + c["two_or_more"] == c["persons_with_accepted_records"]
+    # The precision-first resolver may keep a few of one person's records apart; not many.
+    assert c["exactly_one"] >= 0.97, c
+
+
+def test_each_notice_is_at_rest_and_the_gateways_got_each_message_once(results):
+    c = results["correctness"]
+    assert c["not_yet_delivered"] == 0
+    assert c["gateway_messages"] == c["successful_deliveries"]
+    assert sum(c["notified_by"].values()) + c["unreachable"] == c["persons_with_accepted_records"]
+    assert results["stages"]["dispatch"]["notices"] == c["notices"] + c["amendments"]
+
+
+def test_the_results_carry_the_documented_keys(results):
+    assert results["records"] == 2000
+    assert results["wall_s"] > 0
+    for stage in ("intake", "dedupe", "dispatch"):
+        assert results["stages"][stage]["per_s"] > 0
+    assert 0 < results["correctness"]["exactly_one"] <= 1
+    assert results["latency_s"]["records"] > 0
+    for name in ("intake", "dedupe", "dispatch"):
+        assert results["processes"][name]["cpu_s"] > 0
+        assert results["processes"][name]["peak_rss_mb"] > 0
+
+
+def test_a_run_stopped_by_sigterm_writes_what_it_measured(tmp_path):
+    """Stopping a long run (SIGTERM, as Ctrl-C) keeps its measurements, even where the results
+    folder does not exist yet."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "not-yet" / "results.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks", "incident", "--records", "2000", "--no-reference",
+         "--out", str(out), "--log-dir", str(tmp_path / "log")],
+        cwd=run.support.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        for line in proc.stdout:  # the system is up and the agencies are uploading
+            if line.startswith("uploading with"):
+                break
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, output
+    partial = json.loads((out.parent / "results-unfinished.json").read_text())
+    assert partial["completed"] is False and "stopped" in partial["failure"]
+    assert partial["records"] == 2000 and partial["elapsed_s"] > 0
+    assert {"intake", "dedupe", "dispatch"} <= set(partial["processes"])

@@ -1,0 +1,505 @@
+"""Dispatch under faults (issue 10, items 6 and 9–13): real Kafka, real PostgreSQL (behind a
+TCP proxy where the database must go away), the local SMTP and SMS gateways with their fault
+controls. Every test ends with a reconciliation against what the gateways themselves logged
+(SMTP maildir, SMS message log): sends per person per channel against what each person should
+have got — exactly once, never twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import psycopg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from services.common.crypto import Sealer
+from services.gateways.sms_server import SmsGateway
+from services.gateways.smtp_server import SmtpGateway
+from testkit.infra import free_port
+from testkit.notices import incident_message, notice_message, person
+
+from .faults import TcpProxy
+from .reconcile import Reconciliation
+from .stack import RECEIPT_SECRET, MutableClock, dispatch_settings, running_dispatch
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+REPO = Path(__file__).resolve().parents[2]
+NZ = ZoneInfo("Pacific/Auckland")
+
+
+@pytest.fixture
+def mail(tmp_path) -> Path:
+    return tmp_path / "maildir"
+
+
+@pytest.fixture
+async def smtp(mail):
+    async with SmtpGateway(maildir=mail, webhook_secret=RECEIPT_SECRET) as gw:
+        yield gw
+
+
+@pytest.fixture
+async def sms(tmp_path):
+    async with SmsGateway(callback_secret=RECEIPT_SECRET,
+                          message_log=tmp_path / "sms-primary.jsonl") as gw:
+        yield gw
+
+
+@pytest.fixture
+async def sms2(tmp_path):
+    async with SmsGateway(callback_secret=RECEIPT_SECRET,
+                          message_log=tmp_path / "sms-secondary.jsonl") as gw:
+        yield gw
+
+
+def _rows(db_url: str) -> list[tuple[str, str, str, str | None]]:
+    """(notice_id, channel, status, reason_code) of every delivery, read past any proxy."""
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(
+            "SELECT notice_id, channel, status, reason_code FROM delivery ORDER BY id").fetchall()
+
+
+def _statuses(db_url: str) -> dict[tuple[str, str], str]:
+    return {(n, c): s for n, c, s, _ in _rows(db_url)}
+
+
+async def _until(predicate, what: str, timeout: float = 60.0) -> None:  # noqa: ANN001
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await asyncio.to_thread(predicate):
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+SETTLED = {"sent", "delivered", "permanent-failure", "superseded", "unreachable", "queued"}
+
+
+def _settled(db_url: str, rows: int) -> bool:
+    """`rows` deliveries, none of them in flight or awaiting a retry (postal waits: queued)."""
+    found = _rows(db_url)
+    return len(found) >= rows and all(
+        s in SETTLED and (s != "queued" or c == "postal") for _, c, s, _ in found)
+
+
+# ------------------------------------------------------------------------------- item 9
+
+
+@pytest.mark.parametrize("fault", ["slow", "rate-limited"])
+async def test_slow_or_rate_limited_smtp_beyond_the_lease_sends_each_email_once(
+    fault, service_env, pg_database, smtp, sms, mail
+):
+    """24 emails through 2 SMTP connections that answer DATA after 0.3 s (or at 8/s): 3 s of
+    sending against a 2 s lease. Claims are taken only as sends can start, and the lease is
+    renewed while they run: no claim lapses mid-send, no second copy."""
+    db = pg_database("dispatch")
+    overrides = dict(sending_lease_s=2.0, send_deadline_s=1.5, smtp_pool_size=2,
+                     sender_concurrency=64)
+    if fault == "slow":
+        smtp.hold("DATA", 0.3)
+    else:
+        overrides |= dict(email_rate_per_s=8.0, email_burst=1)
+    settings = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
+                                 sms_url=sms.url, quiet_hours_enabled=False, **overrides)
+    async with running_dispatch(settings) as stack:
+        await stack.publish_incident(incident_message())
+        notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 25)]
+        await stack.publish_notices(notices)
+        await _until(lambda: _settled(db, 24), "every email sent", timeout=90)
+        await asyncio.sleep(2.5)  # a lease more: a lapsed claim's second copy would show now
+    recon = Reconciliation.of({n.person_id: {"email": 1} for n in notices},
+                              {n.notice_id: n.person_id for n in notices}, maildir=mail)
+    recon.assert_exact()
+    assert all(len(ids) == 1 for ids in recon.message_ids.values())
+    assert {s for _, _, s, _ in _rows(db)} == {"sent"}
+
+
+async def test_a_send_past_its_deadline_ends_and_is_retried(
+    service_env, pg_database, smtp, sms, mail
+):
+    """A relay holding DATA past the per-send deadline: the attempt is cut off (ambiguous,
+    same reference next time) well inside the lease, instead of running on past it."""
+    db = pg_database("dispatch")
+    smtp.hold("DATA", 3.0)
+    settings = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
+                                 sms_url=sms.url, quiet_hours_enabled=False,
+                                 sending_lease_s=4.0, send_deadline_s=1.0)
+    async with running_dispatch(settings) as stack:
+        await stack.publish_incident(incident_message())
+        notice = notice_message(stack.sealer, 1, person(1))
+        await stack.publish_notices([notice])
+        await _until(lambda: any(r == "deadline" for *_, r in _rows(db)), "the deadline", 15)
+        smtp.hold("DATA", 0.0)
+        await _until(lambda: _settled(db, 1), "sent on the retry")
+        [row] = stack.deliveries()
+    assert (row.status, row.reference) == ("sent", f"{notice.notice_id}:email")
+    assert row.attempts >= 2  # cut off at least once (retries may come before the hold ends)
+    recon = Reconciliation.of({notice.person_id: {"email": 1}},
+                              {notice.notice_id: notice.person_id}, maildir=mail)
+    recon.assert_exact()
+
+
+# ------------------------------------------------------------------------------- item 10
+
+
+@pytest.mark.slow  # ~12 s alone, over 30 s on a loaded box
+async def test_database_outage_longer_than_the_lease_resends_nothing(
+    service_env, pg_database, smtp, sms, mail
+):
+    """Two replicas; the database goes away (through a proxy) while 16 emails are mid-DATA, for
+    more than twice the lease. The gateway takes them all meanwhile; the answers wait in memory.
+    When the database is back, the owners write them before anyone may recover their claims."""
+    db = pg_database("dispatch")
+    proxy = TcpProxy.for_url(db)
+    await proxy.start()
+    smtp.hold("DATA", 2.0)
+    common = dict(smtp_port=smtp.port, sms_url=sms.url, quiet_hours_enabled=False,
+                  sending_lease_s=3.0, send_deadline_s=2.8, smtp_pool_size=8)
+    a = dispatch_settings(service_env, proxy.url(db), port=free_port(), **common)
+    b = dispatch_settings(service_env, proxy.url(db), port=free_port(), **common)
+    try:
+        async with running_dispatch(a) as stack, running_dispatch(b):
+            await stack.publish_incident(incident_message())
+            notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 17)]
+            await stack.publish_notices(notices)
+            await _until(lambda: list(_statuses(db).values()).count("sending") == 16,
+                         "all 16 claimed")
+            # Cut once every message is at the gateway (a replica that had to read the incident
+            # from the database first would otherwise wait out the outage before sending).
+            await _until(lambda: smtp.data_received == 16, "all 16 mid-DATA", timeout=30)
+            await proxy.cut()
+            await _until(lambda: smtp.accepted == 16, "the gateway took all 16", timeout=15)
+            await asyncio.sleep(7.0)  # the outage: over 2 leases
+            await proxy.restore()
+            await _until(lambda: _settled(db, 16), "all recorded", timeout=60)
+            await asyncio.sleep(4.0)  # a lease and more: any recovery would have resent by now
+    finally:
+        await proxy.stop()
+    recon = Reconciliation.of({n.person_id: {"email": 1} for n in notices},
+                              {n.notice_id: n.person_id for n in notices}, maildir=mail)
+    recon.assert_exact()
+    assert {s for _, _, s, _ in _rows(db)} == {"sent"}
+
+
+async def test_a_replica_whose_clock_runs_ahead_recovers_nothing_still_in_flight(
+    service_env, pg_database, smtp, sms, mail
+):
+    """Replica B's clock is ten minutes ahead of A's. Leases are judged on the database's
+    clock, so B never takes A's slow sends for abandoned ones and sends them again."""
+    db = pg_database("dispatch")
+    smtp.hold("DATA", 0.5)
+    common = dict(smtp_port=smtp.port, sms_url=sms.url, quiet_hours_enabled=False,
+                  sending_lease_s=3.0, send_deadline_s=2.5, smtp_pool_size=4)
+    ahead = MutableClock(datetime.now(UTC) + timedelta(minutes=10))
+    a = dispatch_settings(service_env, db, port=free_port(), **common)
+    b = dispatch_settings(service_env, db, port=free_port(), **common)
+    async with running_dispatch(a) as stack, running_dispatch(b, clock=ahead):
+        await stack.publish_incident(incident_message())
+        notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 17)]
+        await stack.publish_notices(notices)
+        await _until(lambda: _settled(db, 16), "all sent", timeout=120)  # a rebalance or two
+        await asyncio.sleep(1.0)
+    recon = Reconciliation.of({n.person_id: {"email": 1} for n in notices},
+                              {n.notice_id: n.person_id for n in notices}, maildir=mail)
+    recon.assert_exact()
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _subprocess_env(settings) -> dict[str, str]:  # noqa: ANN001
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+           "PANUI_DATABASE_URL": settings.database_url, "PANUI_LOG_LEVEL": "WARNING"}
+    for name in ("topic_prefix", "port", "smtp_port", "sms_primary_url", "sms_secondary_url",
+                 "receipt_callback_base_url", "quiet_hours_enabled", "sending_lease_s",
+                 "send_deadline_s", "sms_timeout_s", "retry_base_s", "retry_cap_s",
+                 "retry_max_attempts", "sender_idle_poll_s", "consumer_poll_timeout_ms",
+                 "outbox_poll_interval_s"):
+        env[f"PANUI_{name.upper()}"] = str(getattr(settings, name))
+    for name in ("data_keys", "receipt_secret", "coordinator_tokens"):
+        value = getattr(settings, name)
+        env[f"PANUI_{name.upper()}"] = value.get_secret_value() if hasattr(
+            value, "get_secret_value") else str(value)
+    return env
+
+
+@pytest.mark.slow
+async def test_killed_mid_send_the_claims_are_recovered_at_the_same_gateway(
+    service_env, pg_database, smtp, tmp_path
+):
+    """Dispatch (its own process) is killed -9 while ten SMS are at the primary gateway, which
+    took them and has not answered. The primary is then down for a while. The next replica
+    recovers the claims once the dead one's lease lapses and retries ONLY the primary (the
+    delivery rows say it may hold them): never the secondary, which would send them again."""
+    primary_port = free_port()
+    primary_log, secondary_log = tmp_path / "sms-primary.jsonl", tmp_path / "sms-secondary.jsonl"
+    primary = SmsGateway(callback_secret=RECEIPT_SECRET, port=primary_port, message_log=primary_log)
+    secondary = SmsGateway(callback_secret=RECEIPT_SECRET, message_log=secondary_log)
+    await primary.start()
+    await secondary.start()
+    db = pg_database("dispatch")
+    common = dict(smtp_port=smtp.port, sms_url=primary.url, sms2_url=secondary.url,
+                  quiet_hours_enabled=False, sending_lease_s=4.0, send_deadline_s=3.5,
+                  sms_timeout_s=10.0, retry_base_s=0.2, retry_cap_s=0.5, retry_max_attempts=60)
+    first = dispatch_settings(service_env, db, port=free_port(), **common)
+    primary.slow_down(3.0)  # takes each message, answers 3 s later
+    proc = subprocess.Popen([sys.executable, "-m", "services.dispatch"], cwd=REPO,  # noqa: S603
+                            env=_subprocess_env(first), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        sealer = Sealer(first.data_keys.get_secret_value())
+        notices = [notice_message(sealer, n, person(n)) for n in range(1, 11)]
+        await _until(lambda: _healthy(first.port), "dispatch up", timeout=60)
+        producer = AIOKafkaProducer(bootstrap_servers=first.kafka_bootstrap_servers)
+        await producer.start()
+        try:
+            incident = incident_message(mode="sms_else_email")
+            await producer.send_and_wait(f"{first.topic_prefix}incidents.v1", incident.to_bytes(),
+                                         key=incident.incident_id.encode())
+            for notice in notices:
+                await producer.send(f"{first.topic_prefix}notices.v1", notice.to_bytes(),
+                                    key=notice.person_id.encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+        await _until(lambda: len(primary.messages) == 10, "the primary took all ten", timeout=60)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert set(_statuses(db).values()) == {"sending"}  # nothing recorded
+        await primary.stop()  # down: connections refused
+        primary.slow_down(0.0)
+        second = dispatch_settings(service_env, db, port=free_port(), **common)
+        async with running_dispatch(second):
+            await _until(lambda: "lease-expired" in {r for *_, r in _rows(db)}
+                         or any(s != "sending" for s in _statuses(db).values()),
+                         "claims recovered", timeout=30)
+            await asyncio.sleep(2.0)  # retries against the dead primary
+            assert secondary.messages == {}  # never failed over: the primary may hold them
+            primary.port = primary_port
+            await primary.start()
+            await _until(lambda: _settled(db, 10), "all sent", timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        await primary.stop()
+        await secondary.stop()
+    recon = Reconciliation.of({n.person_id: {"sms": 1} for n in notices},
+                              {n.notice_id: n.person_id for n in notices},
+                              sms_logs=[primary_log, secondary_log])
+    recon.assert_exact()
+
+
+# ------------------------------------------------------------------------------- item 11
+
+
+async def test_a_deferred_email_is_not_resent_while_the_provider_still_tries(
+    service_env, pg_database, smtp, sms, mail
+):
+    """The relay defers three emails: one it keeps trying silently, one it delivers later, one
+    it finally bounces. Only the bounce is acted on (fallback to SMS); nothing goes out under a
+    second Message-ID."""
+    db = pg_database("dispatch")
+    port = free_port()
+    smtp.bounce_webhook_url = f"http://127.0.0.1:{port}/v1/receipts/smtp"
+    smtp.behaviour.defer_seconds = 1.0
+    for n, action in ((1, "defer"), (2, "defer-then-deliver"), (3, "defer-then-bounce")):
+        smtp.set_recipient(f"person{n}@example.nz", action)
+    settings = dispatch_settings(service_env, db, port=port, smtp_port=smtp.port, sms_url=sms.url,
+                                 quiet_hours_enabled=False)
+    async with running_dispatch(settings) as stack:
+        await stack.publish_incident(incident_message())
+        notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 5)]
+        await stack.publish_notices(notices)
+        await _until(lambda: len([w for w in smtp.webhooks_sent if w["status"] != "deferred"]) >= 2
+                     and len(sms.messages) >= 1, "the outcomes after the deferrals")
+        await _until(lambda: _settled(db, 5), "settled")
+        await asyncio.sleep(1.0)
+        statuses = _statuses(db)
+    by = {n.person_id: n.notice_id for n in notices}
+    recon = Reconciliation.of(
+        {by_p: {"email": 1, "sms": 1 if by_p == notices[2].person_id else 0} for by_p in by},
+        {v: k for k, v in by.items()}, maildir=mail, sms_logs=[sms.message_log])
+    recon.assert_exact()
+    assert all(len(ids) == 1 for ids in recon.message_ids.values())  # one Message-ID each
+    assert statuses[(notices[0].notice_id, "email")] == "sent"  # still with the relay
+    assert statuses[(notices[1].notice_id, "email")] == "delivered"
+    assert statuses[(notices[2].notice_id, "email")] == "permanent-failure"
+    assert statuses[(notices[2].notice_id, "sms")] == "delivered"
+
+
+async def test_after_the_deferral_timeout_the_resend_reuses_the_message_id(
+    service_env, pg_database, smtp, sms, mail
+):
+    db = pg_database("dispatch")
+    port = free_port()
+    smtp.bounce_webhook_url = f"http://127.0.0.1:{port}/v1/receipts/smtp"
+    smtp.set_recipient("person1@example.nz", "defer")
+    settings = dispatch_settings(service_env, db, port=port, smtp_port=smtp.port, sms_url=sms.url,
+                                 quiet_hours_enabled=False, email_deferral_timeout_s=1.5)
+    async with running_dispatch(settings) as stack:
+        await stack.publish_incident(incident_message())
+        notice = notice_message(stack.sealer, 1, person(1))
+        await stack.publish_notices([notice])
+        await _until(lambda: smtp.accepted >= 2, "the resend after the timeout", timeout=30)
+        smtp.set_recipient("person1@example.nz", "accept")
+        await asyncio.sleep(0.5)
+    recon = Reconciliation.of({}, {notice.notice_id: notice.person_id}, maildir=mail)
+    assert len(recon.message_ids[notice.person_id]) == 1  # one Message-ID, however often sent
+
+
+# ------------------------------------------------------------------------------- item 12
+
+
+@pytest.mark.parametrize("fault", ["502", "504", "reset"])
+async def test_sms_answers_that_leave_it_open_are_never_failed_over(
+    fault, service_env, pg_database, smtp, sms, sms2
+):
+    """The primary takes each SMS and then answers 502/504 (a proxy gave up) or resets the
+    connection. That is not a certain failure: the retry goes to the primary with the same
+    reference (and is de-duplicated there), never to the secondary."""
+    db = pg_database("dispatch")
+    if fault == "reset":
+        sms.reset_after_store_next(8)
+    else:
+        sms.fail_after_store_next(8, int(fault))
+    settings = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
+                                 sms_url=sms.url, sms2_url=sms2.url, quiet_hours_enabled=False)
+    async with running_dispatch(settings) as stack:
+        await stack.publish_incident(incident_message(mode="sms_else_email"))
+        notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 9)]
+        await stack.publish_notices(notices)
+        await _until(lambda: _settled(db, 8), "every SMS settled")
+        await asyncio.sleep(0.5)
+    recon = Reconciliation.of({n.person_id: {"sms": 1} for n in notices},
+                              {n.notice_id: n.person_id for n in notices},
+                              sms_logs=[sms.message_log, sms2.message_log])
+    recon.assert_exact()
+    assert sms2.send_attempts == 0
+    assert set(_statuses(db).values()) == {"delivered"}
+
+
+async def test_a_retried_sms_carries_the_same_body_so_no_409(
+    service_env, pg_database, smtp, sms, sms2, mail
+):
+    """"Both" mode: the SMS times out at the primary after it took it ("we have emailed you"),
+    and meanwhile the email fails for good. The retry must send the SAME text — it is the same
+    message — not "we are posting you": a different body is a 409 at the primary, which used to
+    end as a failed SMS (and a letter) for a person the SMS had reached."""
+    db = pg_database("dispatch")
+    smtp.set_recipient("person1@example.nz", "reject")
+    sms.slow_down(1.5)  # takes it, answers after the client's timeout
+    sms.behaviour.receipt_delay = 4.0  # and its receipt comes after the retry
+    settings = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
+                                 sms_url=sms.url, sms2_url=sms2.url, quiet_hours_enabled=False,
+                                 sms_timeout_s=0.5, retry_base_s=0.5, retry_cap_s=0.5)
+    async with running_dispatch(settings) as stack:
+        await stack.publish_incident(incident_message(mode="both"))
+        notice = notice_message(stack.sealer, 1, person(1))
+        await stack.publish_notices([notice])
+        await _until(lambda: _statuses(db).get((notice.notice_id, "email")) == "permanent-failure"
+                     and sms.send_attempts >= 1, "email failed, SMS tried")
+        sms.slow_down(0.0)
+        await _until(lambda: _settled(db, 2), "settled")
+        await asyncio.sleep(4.0)  # the receipt
+        statuses = _statuses(db)
+    assert statuses == {(notice.notice_id, "email"): "permanent-failure",
+                        (notice.notice_id, "sms"): "delivered"}  # no letter: the SMS reached them
+    recon = Reconciliation.of({notice.person_id: {"sms": 1}}, {notice.notice_id: notice.person_id},
+                              maildir=mail, sms_logs=[sms.message_log, sms2.message_log])
+    recon.assert_exact()
+    [sent] = sms.messages.values()
+    assert "emailed you" in sent.body
+
+
+# ------------------------------------------------------------------------------- item 13
+
+
+async def test_an_amendment_supersedes_the_version_still_queued_in_quiet_hours(
+    service_env, pg_database, smtp, sms, mail
+):
+    """At night version 1 of a notice is queued for the morning (SMS); version 2 arrives before
+    morning. Only version 2 goes out, and it does not claim to update a notice nobody got. For a
+    person whose version 1 was emailed at once, version 2 follows it and says it updates it."""
+    db = pg_database("dispatch")
+    clock = MutableClock(datetime(2026, 3, 10, 23, 0, tzinfo=NZ).astimezone(UTC))
+    settings = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
+                                 sms_url=sms.url, quiet_hours_enabled=True)
+    async with running_dispatch(settings, clock=clock) as stack:
+        await stack.publish_incident(incident_message())
+        by_sms = [notice_message(stack.sealer, n, person(n, email=False)) for n in (1, 2, 3)]
+        by_email = notice_message(stack.sealer, 4, person(4))
+        await stack.publish_notices([*by_sms, by_email])
+        await _until(lambda: smtp.accepted == 1, "the email at night")
+        amended = [notice_message(stack.sealer, n, person(n, email=False), version=2)
+                   for n in (1, 2, 3)]
+        email_v2 = notice_message(stack.sealer, 4, person(4), version=2)
+        await stack.publish_notices([*amended, email_v2])
+        await _until(lambda: smtp.accepted == 2, "the amended email")
+        await _until(lambda: len(_rows(db)) == 8, "all planned")
+        clock.now = datetime(2026, 3, 11, 8, 1, tzinfo=NZ).astimezone(UTC)
+        await _until(lambda: _settled(db, 8), "morning sends")
+        await asyncio.sleep(1.0)
+        statuses = _statuses(db)
+    notices = [*by_sms, by_email, *amended, email_v2]
+    person_of = {n.notice_id: n.person_id for n in notices}
+    recon = Reconciliation.of({n.person_id: {"sms": 1} for n in by_sms} | {
+        by_email.person_id: {"email": 2}}, person_of, maildir=mail, sms_logs=[sms.message_log])
+    recon.assert_exact()
+    assert [statuses[(n.notice_id, "sms")] for n in by_sms] == ["superseded"] * 3
+    assert {m.reference.split(":")[0] for m in sms.messages.values()} == {
+        n.notice_id for n in amended}
+    assert all("updated" not in m.body for m in sms.messages.values())  # v1 never reached them
+    amended_mail = [m for m in smtp.messages
+                    if m.message["X-Panui-Reference"].startswith(email_v2.notice_id)]
+    assert "updates the notice we sent you" in amended_mail[0].message.get_body(
+        ("plain",)).get_content()
+
+
+# ------------------------------------------------------------------------------- item 6
+
+
+async def test_both_channels_failing_together_still_put_everyone_on_a_list(
+    service_env, pg_database, smtp, sms
+):
+    """"Both" mode, 30 people: every email is refused (550) and every SMS fails on the handset,
+    the two failures arriving together. Each person must end on exactly one list: the postal
+    mail-out (address held) or the public notice (none)."""
+    db = pg_database("dispatch")
+    for n in range(1, 31):
+        smtp.set_recipient(f"person{n}@example.nz", "reject")
+        sms.set_outcome(f"+6421{n:07d}", "failed")
+    smtp.hold("RCPT", 0.02)  # the email's refusal and the SMS receipt land together
+    settings = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
+                                 sms_url=sms.url, quiet_hours_enabled=False)
+    async with running_dispatch(settings) as stack:
+        await stack.publish_incident(incident_message(mode="both"))
+        notices = [notice_message(stack.sealer, n, person(n, address=bool(n % 2)))
+                   for n in range(1, 31)]
+        await stack.publish_notices(notices)
+        await _until(lambda: _settled(db, 60) and len(sms.receipts_sent) >= 30,
+                     "both channels failed")
+        await asyncio.sleep(1.0)
+        statuses = _statuses(db)
+    listed = {n.notice_id: [c for c in ("postal", "none") if (n.notice_id, c) in statuses]
+              for n in notices}
+    assert {nid: chans for nid, chans in listed.items() if len(chans) != 1} == {}
+    assert all(listed[n.notice_id] == (["postal"] if i % 2 else ["none"])
+               for i, n in enumerate(notices, start=1))
+    recon = Reconciliation.of({n.person_id: {"sms": 1} for n in notices},
+                              {n.notice_id: n.person_id for n in notices},
+                              sms_logs=[sms.message_log])
+    recon.assert_exact()  # and nobody got anything twice
+
