@@ -29,14 +29,20 @@ def record_message(sealer: Sealer, incident_id: str, agency_id: str, source_reco
     )
 
 
-def withdrawal(incident_id: str, agency_id: str, source_record_id: str) -> RecordWithdrawnMessage:
+def withdrawal(incident_id: str, agency_id: str, source_record_id: str,
+               version: int | None = 1) -> RecordWithdrawnMessage:
+    """The withdrawal of `version` of the record (None: as messages before versioned
+    withdrawals were, withdrawing whatever version the consumer holds)."""
     return RecordWithdrawnMessage(incident_id=incident_id, agency_id=agency_id,
-                                  source_record_id=source_record_id, withdrawn_at=utcnow())
+                                  source_record_id=source_record_id, record_version=version,
+                                  withdrawn_at=utcnow())
 
 
-def completion(incident_id: str, agency_id: str, count: int) -> ContributionCompleteMessage:
+def completion(incident_id: str, agency_id: str, count: int,
+               withdrawn: int = 0) -> ContributionCompleteMessage:
     return ContributionCompleteMessage(incident_id=incident_id, agency_id=agency_id,
-                                       record_count=count, completed_at=utcnow())
+                                       record_count=count, withdrawn_count=withdrawn,
+                                       completed_at=utcnow())
 
 
 def incident_message(incident_id: str, agencies: dict[str, str], expected: list[str],

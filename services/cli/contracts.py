@@ -24,13 +24,15 @@ MESSAGE_SCHEMAS: dict[str, tuple[type, str, list[type]]] = {
     ),
     "record-withdrawn.v1": (
         m.RecordWithdrawnMessage,
-        "An agency withdrew a record sent by mistake. Topic affected-records.v1, key incident_id.",
+        "An agency withdrew a record sent by mistake: the version `record_version` of it (a "
+        "record's versions and withdrawals are one ordered sequence; a later version, a "
+        "re-send, is not withdrawn). Topic affected-records.v1, key incident_id.",
         [],
     ),
     "contribution-complete.v1": (
         m.ContributionCompleteMessage,
-        "An agency has sent everything it will send for an incident, with how many live records "
-        "that is. Topic affected-records.v1, key incident_id.",
+        "An agency has sent everything it will send for an incident, with how many distinct "
+        "records that is, live and withdrawn. Topic affected-records.v1, key incident_id.",
         [],
     ),
     "incident.v1": (

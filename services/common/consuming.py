@@ -7,6 +7,9 @@ Per partition batch, in offset order:
   2. Each value is decoded with the topic's contract model. Decoding is deterministic, so a
      value that fails is dead-lettered at once (undecodable, schema-invalid, unknown-version).
   3. The decoded batch goes to the handler, which makes its effects durable (one transaction).
+     A handler that raises PartitionBusy is not failing: the signal goes up to the worker,
+     which pauses the partition and redelivers the batch later (kafka.py) — unless it comes
+     on a retry, when the processor waits for it in place so its attempts are not reset.
      A transient failure (database or broker away) is retried with backoff, without limit and
      never dead-lettered — the partition waits, as it must. Any other failure is retried
      `consumer_batch_attempts` times; then the batch is split in halves, applied in order,
@@ -56,6 +59,21 @@ Decoder = Callable[[bytes], Any]
 # The handler interface: apply one partition's decoded batch, in order, durably (commit its
 # transaction) before returning; raise to have it retried. Never called with an empty batch.
 BatchHandler = Callable[[TopicPartition, list[Consumed]], Awaitable[None]]
+
+
+class PartitionBusy(Exception):  # noqa: N818 - a signal to the worker, not an error
+    """Raised by a consumer worker's batch handler: this partition's batch cannot be handled
+    now, through no fault of its messages (e.g. state is being rebuilt in the background, or
+    another instance owns the partition's state). Never dead-lettered, not counted as an
+    error: the processor lets it through and the worker commits nothing for the partition,
+    seeks back to the batch's first offset and pauses it, polling the others (so the
+    consumer stays in its group however long it takes), until `until` completes (None: until
+    the partition is revoked). Raised on a retry of a failing batch (the failure dropped the
+    state), the processor awaits `until` in place instead, keeping the attempts counted."""
+
+    def __init__(self, until: Awaitable | None = None):
+        super().__init__("partition busy")
+        self.until = until
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -114,7 +132,7 @@ class BatchProcessor:
         if not batch:
             return True
         started = time.perf_counter()
-        outcome = await self._apply(tp, batch, self.settings.consumer_batch_attempts)
+        outcome = await self._apply(tp, batch, self.settings.consumer_batch_attempts, first=True)
         if isinstance(outcome, _Failed):
             log.warning("consumer %s: a batch of %d on %s:%d fails every time (%s); isolating "
                         "the failing message", self.group, len(batch), tp.topic, tp.partition,
@@ -127,7 +145,8 @@ class BatchProcessor:
             metrics.MESSAGES_CONSUMED.labels(group=self.group, topic=tp.topic).inc(len(records))
         return done
 
-    async def _apply(self, tp: TopicPartition, batch: list[Consumed], attempts: int) -> object:
+    async def _apply(self, tp: TopicPartition, batch: list[Consumed], attempts: int,
+                     first: bool = False) -> object:
         tries, delay = 0, self.settings.consumer_retry_backoff_s
         while True:
             if self.abandon(tp):
@@ -137,6 +156,15 @@ class BatchProcessor:
                 return _OK
             except asyncio.CancelledError:
                 raise
+            except PartitionBusy as busy:
+                if (first and tries == 0) or busy.until is None:
+                    raise  # the worker pauses the partition (kafka.py)
+                # Busy on a retry (the failure dropped state the handler now rebuilds): wait
+                # here rather than pause, or the redelivered batch would start counting its
+                # attempts again and a poison message would never be dead-lettered.
+                if not await self._wait(tp, busy.until):
+                    return _ABANDONED
+                continue
             except Exception as exc:  # noqa: BLE001 - classified below
                 metrics.CONSUMER_ERRORS.labels(group=self.group).inc()
                 transient = is_transient(exc)
@@ -170,6 +198,18 @@ class BatchProcessor:
             if isinstance(outcome, _Failed) and not await self._isolate(tp, half):
                 return False
         return True
+
+    async def _wait(self, tp: TopicPartition, until: Awaitable) -> bool:
+        """Wait for `until` (not cancelling it), waking to stop if the batch must be
+        abandoned; False then."""
+        waiting = asyncio.ensure_future(until)
+        while not waiting.done():
+            if self.abandon(tp):
+                return False
+            await asyncio.wait({waiting}, timeout=0.1)
+        if not waiting.cancelled():
+            waiting.exception()  # the handler's business: it is asked again now
+        return not self.abandon(tp)
 
     async def _backoff(self, tp: TopicPartition, delay: float) -> bool:
         """Sleep `delay`, waking early if the batch must be abandoned; False then."""

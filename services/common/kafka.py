@@ -14,6 +14,10 @@ partitions' state — so two owners never work on one partition at once. The bro
 member that is in its listener for the rebalance timeout, which is therefore set above that
 wait; heartbeats go on meanwhile, so the session timeout is not at stake.
 
+A handler that cannot handle a partition's batch now (state being rebuilt) raises
+PartitionBusy: the worker seeks back, commits nothing for it and pauses that partition alone
+until the handler's awaitable is done, polling the rest meanwhile.
+
 A little over 400 lines: the worker's rebalance handling is one piece and reads best whole;
 what happens to the messages themselves already lives in consuming.py.
 """
@@ -29,14 +33,21 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from services.common import metrics
-from services.common.consuming import BatchHandler, BatchProcessor, Consumed, Decoder, is_transient
+from services.common.consuming import (
+    BatchHandler,
+    BatchProcessor,
+    Consumed,
+    Decoder,
+    PartitionBusy,
+    is_transient,
+)
 from services.common.deadletters import DeadLetterPublisher
 from services.common.settings import ServiceSettings
 from services.common.tasks import RestartPolicy, SupervisedLoop, finish
 from services.common.topics import TopicSpec
 
-__all__ = ["BatchHandler", "Consumed", "ConsumerWorker", "Decoder", "TopicFollower",
-           "ensure_topics", "kafka_reachable", "make_producer", "restart_policy"]
+__all__ = ["BatchHandler", "Consumed", "ConsumerWorker", "Decoder", "PartitionBusy",
+           "TopicFollower", "ensure_topics", "kafka_reachable", "make_producer", "restart_policy"]
 
 log = logging.getLogger(__name__)
 
@@ -230,11 +241,37 @@ class ConsumerWorker:
                 return  # not handled, not committed: the next owner reads them again
             if not self.owns(tp):
                 continue
-            if await self.processor.process(tp, records):
+            try:
+                done = await self.processor.process(tp, records)
+            except PartitionBusy as busy:
+                self._pause(consumer, tp, records[0].offset, busy.until)
+                continue
+            if done:
                 await self._commit(consumer, tp, records[-1].offset + 1)
             elif self.owns(tp) and not self._stopping.is_set():
                 await self._seek_to_committed(consumer, tp)
         await self._tick()
+
+    def _pause(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int,
+               until: Awaitable | None) -> None:
+        """Redeliver from `offset` once `until` is done (PartitionBusy); nothing of the batch
+        is committed, and meanwhile the other partitions go on."""
+        consumer.seek(tp, offset)
+        consumer.pause(tp)
+        if until is None:
+            return  # until revoked: a new assignment starts unpaused
+
+        def resume(done: asyncio.Future) -> None:
+            if not done.cancelled():
+                done.exception()  # the handler's business (it asks again on redelivery)
+            # Only the same consumer, still owning it: a new session or owner starts unpaused.
+            if self.consumer is consumer and self.owns(tp) and tp in consumer.assignment():
+                consumer.resume(tp)
+
+        waiting = asyncio.ensure_future(until)
+        self._background.add(waiting)
+        waiting.add_done_callback(self._background.discard)
+        waiting.add_done_callback(resume)
 
     async def _tick(self) -> None:
         if not self.on_tick or time.monotonic() - self._last_tick < self.tick_interval_s:

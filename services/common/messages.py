@@ -175,22 +175,37 @@ def record_sealing_context(incident_id: str, agency_id: str, source_record_id: s
 
 
 class RecordWithdrawnMessage(_Message):
-    """An agency withdrew a record it sent by mistake."""
+    """An agency withdrew a record it sent by mistake.
+
+    A record's versions and withdrawals are one ordered sequence: version v, then (perhaps)
+    the withdrawal of version v, then version v + 1 (a re-send), and so on. `record_version`
+    is the version this withdrawal withdraws, so a consumer replaying the topic never applies
+    a withdrawal over a later re-send. Absent only in messages written before it existed
+    (they withdraw whatever version the consumer holds)."""
 
     type: Literal["record-withdrawn"] = "record-withdrawn"
     incident_id: Id
     agency_id: Id
     source_record_id: str = Field(min_length=1, max_length=128)
+    record_version: int | None = Field(
+        default=None, ge=1,
+        description="The version withdrawn; a later version (a re-send) is not withdrawn.")
     withdrawn_at: datetime
 
 
 class ContributionCompleteMessage(_Message):
-    """An agency has sent everything it will send for an incident."""
+    """An agency has sent everything it will send for an incident.
+
+    The counts are of distinct records (source_record_ids) at completion: dedupe holds the
+    release until it has seen as many (record_count + withdrawn_count, live or withdrawn),
+    so a lost message is noticed."""
 
     type: Literal["contribution-complete"] = "contribution-complete"
     incident_id: Id
     agency_id: Id
-    record_count: int = Field(ge=0)
+    record_count: int = Field(ge=0, description="Records sent and not withdrawn.")
+    withdrawn_count: int = Field(
+        default=0, ge=0, description="Records sent and withdrawn (and not sent again).")
     completed_at: datetime
 
 

@@ -24,21 +24,25 @@ class DedupeRuntime(ServiceRuntime):
         super().__init__(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS, NOTICES],
                          workers=_workers)
         self.pipeline = DedupePipeline(self.engine, self.sealer,
-                                       review_sync_interval_s=settings.review_sync_interval_s)
+                                       review_sync_interval_s=settings.review_sync_interval_s,
+                                       evict_after_s=settings.evict_finished_after_s)
 
 
 def _workers(runtime: DedupeRuntime) -> list:
     settings = runtime.settings
     records = AffectedRecordsHandler(runtime.pipeline, runtime.relay)
+    # The handler's tick reads the worker's consumer positions (is a partition caught up?).
+    records.worker = ConsumerWorker(settings, DEDUPE_AFFECTED_RECORDS.name,
+                                    DEDUPE_AFFECTED_RECORDS.topics, records,
+                                    decode=decode_affected_records_topic,
+                                    dead_letters=runtime.dead_letters,
+                                    on_revoked=records.revoked, on_tick=records.tick,
+                                    tick_interval_s=settings.release_tick_s)
     return [
         # Incidents first: agency names and release policy before their records.
         TopicFollower(settings, INCIDENTS, IncidentsHandler(runtime.pipeline),
                       decode=decode_incident, dead_letters=runtime.dead_letters),
-        ConsumerWorker(settings, DEDUPE_AFFECTED_RECORDS.name, DEDUPE_AFFECTED_RECORDS.topics,
-                       records, decode=decode_affected_records_topic,
-                       dead_letters=runtime.dead_letters,
-                       on_revoked=records.revoked, on_tick=records.tick,
-                       tick_interval_s=settings.release_tick_s),
+        records.worker,
     ]
 
 

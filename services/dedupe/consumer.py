@@ -1,29 +1,96 @@
 """Kafka glue for dedupe: the affected-records consumer (with its tick for time-driven
 release) and the incidents follower. The workers decode (and dead-letter what does not
 decode); these hand the messages to the pipeline, which commits before the worker commits
-the offsets."""
+the offsets.
+
+An incident whose identity state is not in memory (after a restart, a rebalance, an
+eviction) is rebuilt in a thread while its partition is paused (PartitionBusy): the
+consumer keeps polling and handling the other partitions, so a rebuild of any size never
+makes a handler call outlast max.poll.interval (which would evict the consumer from its
+group, drop the state and start the rebuild again)."""
+
+import asyncio
+import logging
 
 from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
 
 from services.common.db import run_db
-from services.common.kafka import Consumed
+from services.common.kafka import Consumed, PartitionBusy
 from services.common.outbox import OutboxRelay
-from services.dedupe.pipeline import DedupePipeline
+from services.dedupe.pipeline import DedupePipeline, NotOwner
+
+log = logging.getLogger(__name__)
 
 
 class AffectedRecordsHandler:
     def __init__(self, pipeline: DedupePipeline, relay: OutboxRelay):
         self.pipeline = pipeline
         self.relay = relay
+        self.worker = None  # the ConsumerWorker feeding it (app.py): for its positions
+        self.warming: dict[int, asyncio.Task] = {}  # partition → its rebuild in progress
 
     async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
         messages = [c.message for c in batch]
-        if await run_db(self.pipeline.apply_batch, tp.partition, messages):
+        if tp.partition in self.warming:
+            raise PartitionBusy(until=self.warming[tp.partition])
+        cold = self.pipeline.cold(tp.partition, {m.incident_id for m in messages})
+        if cold:
+            raise PartitionBusy(until=self._warm(tp.partition, cold))
+        try:
+            released = await run_db(self.pipeline.apply_batch, tp.partition, messages)
+        except NotOwner:  # another instance claimed it: leave it paused until revoked
+            raise PartitionBusy() from None
+        if released:
             self.relay.wake()  # notices were released: publish them without waiting a poll
 
+    def _warm(self, partition: int, incident_ids: list[str]) -> asyncio.Task:
+        """Rebuild these incidents in a thread; the partition waits for it (one at a time)."""
+        task = self.warming.get(partition)
+        if task is None:
+            task = asyncio.create_task(self._rebuild(partition, incident_ids),
+                                       name=f"dedupe-rebuild:{partition}")
+            self.warming[partition] = task
+        return task
+
+    async def _rebuild(self, partition: int, incident_ids: list[str]) -> None:
+        try:
+            await run_db(self.pipeline.warm, partition, incident_ids,
+                         self.pipeline.assignment(partition))
+        except Exception as exc:  # the batch comes again and asks again: not in a tight loop
+            log.warning("identity rebuild failed (%s); retrying", type(exc).__name__,
+                        extra={"partition": partition})
+            await asyncio.sleep(1.0)
+        finally:
+            self.warming.pop(partition, None)
+
     async def tick(self, owned: set[TopicPartition]) -> None:
-        if owned and await run_db(self.pipeline.tick, {tp.partition for tp in owned}):
+        partitions = {tp.partition for tp in owned} - set(self.warming)
+        if not partitions:
+            return
+        for partition, incident_ids in (
+                await run_db(self.pipeline.cold_with_work, partitions)).items():
+            self._warm(partition, incident_ids)  # ticked once they are held
+        partitions -= set(self.warming)
+        caught_up = {tp.partition for tp in owned
+                     if tp.partition in partitions and await self._caught_up(tp)}
+        if partitions and await run_db(self.pipeline.tick, partitions, caught_up):
             self.relay.wake()
+
+    async def _caught_up(self, tp: TopicPartition) -> bool:
+        """At the end of the partition's log (as of the last fetch): nothing older waits, so
+        its time-driven work may be judged by the wall clock (streamtime.py)."""
+        consumer = getattr(self.worker, "consumer", None)
+        if consumer is None:
+            return False
+        try:
+            position = await asyncio.wait_for(consumer.position(tp), 0.5)
+            end = consumer.last_stable_offset(tp)  # read_committed: the end we can read to
+            if end is None or end < 0:
+                end = consumer.highwater(tp)
+        except (TimeoutError, IllegalStateError, AssertionError):  # moving, or not ours now
+            return False
+        return end is not None and position >= end
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
         self.pipeline.revoked({tp.partition for tp in revoked})

@@ -10,23 +10,32 @@ them. What changed is kept for the pipeline to write in the same transaction (`t
 
 It is rebuilt the first time an incident is needed after an assignment (restart, rebalance)
 and dropped when its partition is revoked — or when a transaction fails, so memory never
-runs ahead of what was committed.
+runs ahead of what was committed — or when the incident is finished (`finished_idle`: it is
+evicted, and rebuilt only if something comes for it again).
+
+A rebuild may run in a thread of its own while the consumer handles other partitions (the
+partition it is for paused): the registry's maps are changed under a lock.
 """
 
 import logging
+import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from services.common.crypto import Sealer
+from services.common.ids import stable_id
 from services.common.messages import (
     AffectedRecordMessage,
     ReleasePolicy,
     SealedPersonalFields,
     record_sealing_context,
 )
-from services.dedupe.release import Action, PersonView, decide, inherited_lineage
+from services.dedupe.lineage import Lineage, assign_lineages, first_lineage_id
+from services.dedupe.release import Action, PersonView, decide
 from services.dedupe.resolver import MatchRecord, Resolver, ResolverConfig, ReviewItem
 
 log = logging.getLogger(__name__)
@@ -42,6 +51,14 @@ def match_record(sealer: Sealer, incident_id: str, agency_id: str, source_record
     return MatchRecord.from_clean(agency_id, clean)
 
 
+class Withdrawn(StrEnum):
+    """What a withdrawal did to the record held."""
+
+    IGNORED = "ignored"  # a replay, or of a version older than the one held
+    WITHDRAWN = "withdrawn"  # the version held is withdrawn
+    TOMBSTONE = "tombstone"  # of a version not seen: only its key, version and withdrawal kept
+
+
 @dataclass(slots=True)
 class RecordMeta:
     """What release decisions need of a record; its personal fields stay sealed in the DB."""
@@ -51,6 +68,16 @@ class RecordMeta:
     withdrawn: bool
     on_hold: bool
     categories: tuple[str, ...]
+    # The lineage whose notice covered this record, and the version it covered then.
+    told_lineage: str | None = None
+    told_version: int = 0
+
+    @property
+    def told_by(self) -> str | None:
+        """The lineage that told this record's person about it, at its current version."""
+        if self.withdrawn or self.told_version != self.version:
+            return None
+        return self.told_lineage
 
 
 @dataclass(slots=True)
@@ -86,9 +113,49 @@ class ReviewDecision:
 class StoredIdentity:
     """What the database holds of one incident's identity state."""
 
-    records: list[StoredRecord]
+    records: Iterable[StoredRecord]  # a list, or a stream read once (store.stream_records)
     persons: dict[str, PersonMeta]
     decisions: list[ReviewDecision]  # applied ones: they are part of the state
+    # lineage id -> the highest notice version issued under it (every notice ever released)
+    issued: dict[str, int] = field(default_factory=dict)
+
+
+def lineages_of(persons: dict[str, PersonMeta], issued: dict[str, int]) -> dict[str, Lineage]:
+    """Every lineage of an incident, from its persons (what each was told, and who holds a
+    lineage now) and its notices (the highest version each lineage issued)."""
+    lineages = {lid: Lineage(version, frozenset(), frozenset()) for lid, version in issued.items()}
+    for person_id, p in sorted(persons.items()):
+        if p.notice_person_id is None:
+            continue
+        lineage = lineages.setdefault(p.notice_person_id, Lineage(0, frozenset(), frozenset()))
+        lineage.version = max(lineage.version, p.notified_version)
+        lineage.agency_ids = intern(lineage.agency_ids | p.notified_agency_ids)
+        lineage.categories = intern(lineage.categories | p.notified_categories)
+        if p.status != "empty":
+            lineage.holder = person_id
+    return lineages
+
+
+_INTERNED: dict[frozenset[str], frozenset[str]] = {}
+
+
+def intern(values: frozenset[str]) -> frozenset[str]:
+    """One shared object per distinct set of agencies or categories: a 400k-record incident
+    has hundreds of thousands of persons but few distinct sets."""
+    if len(_INTERNED) > 100_000:
+        _INTERNED.clear()
+    return _INTERNED.setdefault(values, values)
+
+
+_CATEGORIES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def intern_categories(values: Iterable[str]) -> tuple[str, ...]:
+    """One shared tuple per distinct list of data categories (a record's): few are distinct."""
+    values = tuple(sys.intern(v) for v in values)
+    if len(_CATEGORIES) > 10_000:
+        _CATEGORIES.clear()
+    return _CATEGORIES.setdefault(values, values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +163,7 @@ class DueNotice:
     """A notice (version 1) or amendment the release rules say a person gets now."""
 
     person_id: str  # the resolver's person
-    notice_person_id: str  # the id the notice carries: fixed at the person's first notice
+    notice_person_id: str  # the id the notice carries: its lineage (lineage.py)
     version: int
     view: PersonView
 
@@ -109,6 +176,10 @@ class IncidentIdentity:
     records: dict[RecordKey, RecordMeta] = field(default_factory=dict)
     persons: dict[str, PersonMeta] = field(default_factory=dict)
     members: dict[str, set[RecordKey]] = field(default_factory=dict)  # person → live records
+    lineages: dict[str, Lineage] = field(default_factory=dict)  # every notice lineage used
+    # Distinct records seen per agency, live or withdrawn (tombstones too): what its
+    # completion's counts are reconciled with before release.
+    seen: dict[str, int] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)  # persons awaiting a release decision
     # The resolver's review pairs may have changed since the queue was last written.
     reviews_stale: bool = True
@@ -123,32 +194,56 @@ class IncidentIdentity:
 
     def apply_record(self, msg: AffectedRecordMessage) -> bool:
         """A record version; False when it is a replay or an older version arriving late."""
-        key = (msg.agency_id, msg.source_record_id)
+        key = (sys.intern(msg.agency_id), msg.source_record_id)
         meta = self.records.get(key)
         if meta is not None and meta.version >= msg.record_version:
             return False
+        categories = intern_categories(msg.data_categories)
         if meta is None:
             meta = self.records[key] = RecordMeta(msg.record_version, None, False, msg.on_hold,
-                                                  tuple(msg.data_categories))
+                                                  categories)
+            self.seen[key[0]] = self.seen.get(key[0], 0) + 1
         meta.version = msg.record_version
         meta.withdrawn = False
         meta.on_hold = msg.on_hold
-        meta.categories = tuple(msg.data_categories)
+        meta.categories = categories
         self.resolver.add(match_record(self.sealer, msg.incident_id, msg.agency_id,
                                        msg.source_record_id, msg.record_version, msg.sealed))
         self._records_to_write.add(key)
         self._changed.add(key)
         return True
 
-    def withdraw(self, key: RecordKey) -> None:
+    def withdraw(self, key: RecordKey, version: int | None = None) -> Withdrawn:
+        """The withdrawal of `version` of a record. A record's versions and withdrawals are
+        one sequence (v, withdrawal of v, v + 1, …), so a withdrawal of an older version than
+        the one held is a replay and changes nothing. A withdrawal of a version not seen yet
+        (that message lost, or coming later) leaves a tombstone at that version, so the
+        version itself is ignored when it comes. `version` None: a withdrawal from before
+        versioned withdrawals, of whatever version is held."""
         meta = self.records.get(key)
-        if meta is None or meta.withdrawn:
-            return
+        if meta is None:
+            if version is None:
+                return Withdrawn.IGNORED
+            self.records[key] = RecordMeta(version, None, True, False, ())
+            self.seen[key[0]] = self.seen.get(key[0], 0) + 1
+            self._records_to_write.add(key)
+            return Withdrawn.TOMBSTONE
+        if version is not None and (version < meta.version or
+                                    (version == meta.version and meta.withdrawn)):
+            return Withdrawn.IGNORED
+        if version is None and meta.withdrawn:
+            return Withdrawn.IGNORED
+        outcome = Withdrawn.WITHDRAWN
+        if version is not None and version > meta.version:
+            meta.version = version  # its personal fields are of an older version: not kept
+            outcome = Withdrawn.TOMBSTONE
         meta.withdrawn = True
+        meta.on_hold = False
         if key in self.resolver:
             self.resolver.remove(*key)
         self._records_to_write.add(key)
         self._changed.add(key)
+        return outcome
 
     def apply_decisions(self, decisions: Iterable[ReviewDecision]) -> None:
         for d in decisions:
@@ -158,15 +253,15 @@ class IncidentIdentity:
     # --- the resolver's answer -------------------------------------------------------------------
 
     def settle(self, now: datetime) -> None:
-        """Take the resolver's persons for every record that changed, and mark the persons
-        records left or joined as needing a release decision."""
+        """Take the resolver's persons for every record that changed, mark the persons
+        records left or joined as needing a release decision, and work out what each of
+        them has been told (lineage.py)."""
         keys = self._changed | self.resolver.drain_changes()
         self._changed = set()
         if not keys:
             return
         self.reviews_stale = True
         touched: set[str] = set()
-        moved_from: dict[str, set[str]] = {}
         for key in keys:
             meta = self.records.get(key)
             if meta is None:
@@ -174,8 +269,6 @@ class IncidentIdentity:
             new = None if meta.withdrawn else self.resolver.person_of(*key)
             old = self._set_person(key, new)
             touched.update(p for p in (old, new) if p)
-            if old and new and old != new:
-                moved_from.setdefault(new, set()).add(old)
         for person_id in touched:
             person = self.persons.get(person_id)
             if person is None:
@@ -185,11 +278,49 @@ class IncidentIdentity:
             # A person whose records all moved away or were withdrawn is no one (yet).
             if not self.members.get(person_id):
                 person.status = "empty"
-            elif person.status == "empty":
-                person.status = "notified" if person.notified_version else "pending"
+                self._release_lineage(person_id, person.notice_person_id)
             self.dirty.add(person_id)
-            self._inherit_lineage(person, moved_from.get(person_id, set()))
             self._persons_to_write.add(person_id)
+        self._assign_lineages(sorted(p for p in touched if self.members.get(p)))
+
+    def _assign_lineages(self, person_ids: list[str]) -> None:
+        """What each re-identified person has been told: from the notices covering their
+        records, not from the person id their records had."""
+        claims: dict[str, dict[str, RecordKey]] = {}
+        for person_id in person_ids:
+            claimed: dict[str, RecordKey] = {}
+            for key in self.members[person_id]:
+                lineage_id = self.records[key].told_by
+                if lineage_id is not None and (lineage_id not in claimed
+                                               or key < claimed[lineage_id]):
+                    claimed[lineage_id] = key
+            claims[person_id] = claimed
+        current = {p: self.persons[p].notice_person_id for p in person_ids}
+        for person_id, told in assign_lineages(claims, current, self.lineages,
+                                               self._derive).items():
+            person = self.persons[person_id]
+            if told.lineage_id != person.notice_person_id:
+                self._release_lineage(person_id, person.notice_person_id)
+            person.notice_person_id = told.lineage_id
+            person.notified_version = told.version
+            person.notified_agency_ids = intern(told.agency_ids)
+            person.notified_categories = intern(told.categories)
+            if told.lineage_id is not None:
+                lineage = self.lineages.get(told.lineage_id)
+                if lineage is None:  # derived for a part split off: told what its base told
+                    lineage = self.lineages[told.lineage_id] = Lineage(
+                        told.version, person.notified_agency_ids, person.notified_categories)
+                lineage.holder = person_id
+            if person.status in ("empty", "notified"):
+                person.status = "notified" if told.version else "pending"
+
+    def _release_lineage(self, person_id: str, lineage_id: str | None) -> None:
+        lineage = self.lineages.get(lineage_id) if lineage_id else None
+        if lineage is not None and lineage.holder == person_id:
+            lineage.holder = None
+
+    def _derive(self, base: str, key: RecordKey, attempt: int) -> str:
+        return stable_id("P", self.incident_id, base, *key, attempt)
 
     def learn(self, now: datetime) -> None:
         """At release, before the first notices: ask the incident's own records whether
@@ -216,17 +347,6 @@ class IncidentIdentity:
         self._records_to_write.add(key)
         return old
 
-    def _inherit_lineage(self, person: PersonMeta, previous_ids: set[str]) -> None:
-        if person.notified_version > 0 or not previous_ids:
-            return
-        lineage = inherited_lineage(self.persons[p] for p in sorted(previous_ids)
-                                    if p in self.persons)
-        if lineage is not None:
-            person.notice_person_id = lineage.notice_person_id
-            person.notified_version = lineage.notified_version
-            person.notified_agency_ids = lineage.notified_agency_ids
-            person.notified_categories = lineage.notified_categories
-
     # --- release ---------------------------------------------------------------------------------
 
     def release(self, released_at: datetime | None, policy: ReleasePolicy,
@@ -249,15 +369,31 @@ class IncidentIdentity:
             elif decision.action == Action.HOLD:
                 person.status = "held"
             else:
-                notice = DueNotice(person_id, person.notice_person_id or person_id,
-                                   person.notified_version + 1, view)
-                person.status = "notified"
-                person.notice_person_id = notice.notice_person_id
-                person.notified_version = notice.version
-                person.notified_agency_ids = view.agency_ids | person.notified_agency_ids
-                person.notified_categories = view.categories | person.notified_categories
-                due.append(notice)
+                due.append(self._notify(person_id, person, view))
         return due
+
+    def _notify(self, person_id: str, person: PersonMeta, view: PersonView) -> DueNotice:
+        """Count a notice as sent: the next version of the person's lineage (a new lineage
+        for a first notice), covering every live record of theirs at its version."""
+        lineage_id = person.notice_person_id or first_lineage_id(person_id, self.lineages,
+                                                                 self._derive)
+        lineage = self.lineages.get(lineage_id)
+        if lineage is None:
+            lineage = self.lineages[lineage_id] = Lineage(0, frozenset(), frozenset())
+        # Never a version the lineage has issued: notice ids are (incident, lineage, version).
+        version = max(person.notified_version, lineage.version) + 1
+        person.status = "notified"
+        person.notice_person_id = lineage_id
+        person.notified_version = version
+        person.notified_agency_ids = intern(view.agency_ids | person.notified_agency_ids)
+        person.notified_categories = intern(view.categories | person.notified_categories)
+        lineage.version, lineage.holder = version, person_id
+        lineage.agency_ids = intern(lineage.agency_ids | view.agency_ids)
+        lineage.categories = intern(lineage.categories | view.categories)
+        for key in self.members.get(person_id, ()):
+            meta = self.records[key]
+            meta.told_lineage, meta.told_version = lineage_id, meta.version
+        return DueNotice(person_id, lineage_id, version, view)
 
     def view(self, person_id: str) -> PersonView:
         person = self.persons[person_id]
@@ -273,6 +409,12 @@ class IncidentIdentity:
             notified_agency_ids=person.notified_agency_ids,
             notified_categories=person.notified_categories,
         )
+
+    def finished(self) -> bool:
+        """Nothing left for this state to decide or write: every person decided, the review
+        queue written, nothing pending. (Whether the incident is released is the caller's.)"""
+        return not (self.dirty or self.reviews_stale or self._changed
+                    or self._records_to_write or self._persons_to_write)
 
     # --- what the transaction writes -------------------------------------------------------------
 
@@ -299,7 +441,9 @@ class IdentityState:
         self.review_sync_interval_s = review_sync_interval_s
         self._incidents: dict[str, IncidentIdentity] = {}
         self._partition_of: dict[str, int] = {}
+        self._used_at: dict[str, float] = {}  # monotonic: when each was last needed
         self._reviews_synced_at: dict[str, float] = {}
+        self._lock = threading.Lock()  # a rebuild thread registers while others read
 
     def get(self, incident_id: str, partition: int | None = None) -> IncidentIdentity | None:
         """The incident's state if it is held (noting its partition), else None."""
@@ -308,46 +452,96 @@ class IdentityState:
             self._partition_of[incident_id] = partition
         return incident
 
+    def touch(self, incident_id: str) -> None:
+        """Something came for the incident (a record, a withdrawal, a completion)."""
+        self._used_at[incident_id] = time.monotonic()
+
     def rebuild(self, incident_id: str, partition: int | None,
-                stored: StoredIdentity, released: bool = False) -> IncidentIdentity:
-        """The incident's state from stored rows. A released incident learns again (the
-        household test is a function of its records); a record the rebuilt resolver places
-        differently from the stored assignment is settled as a change."""
+                stored: StoredIdentity, released: bool = False,
+                chunk: int = 5000) -> IncidentIdentity:
+        """Build the incident's state from what the database holds and hold it."""
+        incident = self.build(incident_id, stored, released, chunk)
+        self.hold(incident, partition)
+        return incident
+
+    def build(self, incident_id: str, stored: StoredIdentity, released: bool = False,
+              chunk: int = 5000) -> IncidentIdentity:
+        """The incident's state from stored rows, not yet held. `stored.records` may be a
+        stream: records are opened and given to the resolver `chunk` at a time, so no more
+        than a chunk of sealed values is in memory at once. A released incident learns again
+        (the household test is a function of its records); a record the rebuilt resolver
+        places differently from the stored assignment is settled as a change."""
         incident = IncidentIdentity(incident_id, self.sealer, Resolver(self.config))
-        live = []
+        live: list[MatchRecord] = []
+        count = 0
         for r in stored.records:
-            incident.records[r.key] = r.meta
+            count += 1
+            key = (sys.intern(r.key[0]), r.key[1])
+            r.meta.categories = intern_categories(r.meta.categories)
+            incident.records[key] = r.meta
+            incident.seen[key[0]] = incident.seen.get(key[0], 0) + 1
             if not r.meta.withdrawn:
-                live.append(match_record(self.sealer, incident_id, *r.key, r.meta.version,
+                live.append(match_record(self.sealer, incident_id, *key, r.meta.version,
                                          r.sealed))
                 if r.meta.person_id:
-                    incident.members.setdefault(r.meta.person_id, set()).add(r.key)
+                    incident.members.setdefault(r.meta.person_id, set()).add(key)
+                if len(live) >= chunk:
+                    incident.resolver.add_many(live)
+                    live = []
         incident.resolver.add_many(live)
         incident.apply_decisions(stored.decisions)
         if released:
             incident.learned = True
             incident.resolver.learn_weights(levels=False)
         incident.resolver.drain_changes()  # the database holds these assignments, except:
+        # (from the records' metadata, as stored: the stream can be read only once)
         incident._changed = {
-            r.key for r in stored.records
-            if not r.meta.withdrawn and incident.resolver.person_of(*r.key) != r.meta.person_id}
+            key for key, meta in incident.records.items()
+            if not meta.withdrawn and incident.resolver.person_of(*key) != meta.person_id}
         incident.persons = stored.persons
+        incident.lineages = lineages_of(stored.persons, stored.issued)
         incident.dirty = {pid for pid, p in stored.persons.items() if p.dirty}
-        if stored.records:
+        if count:
             log.info("identity state rebuilt from the database",
-                     extra={"incident_id": incident_id, "count": len(stored.records)})
-        self._incidents[incident_id] = incident
-        if partition is not None:
-            self._partition_of[incident_id] = partition
+                     extra={"incident_id": incident_id, "count": count})
         return incident
 
-    def forget(self, incident_ids: Iterable[str]) -> None:
-        for incident_id in list(incident_ids):
-            self._incidents.pop(incident_id, None)
-            self._partition_of.pop(incident_id, None)
+    def hold(self, incident: IncidentIdentity, partition: int | None) -> None:
+        with self._lock:
+            self._incidents[incident.incident_id] = incident
+            self._used_at[incident.incident_id] = time.monotonic()
+            if partition is not None:
+                self._partition_of[incident.incident_id] = partition
 
-    def forget_partitions(self, partitions: set[int]) -> None:
-        self.forget([i for i, p in self._partition_of.items() if p in partitions])
+    def held(self) -> dict[str, int | None]:
+        """The incidents held, with their partitions."""
+        with self._lock:
+            return {i: self._partition_of.get(i) for i in self._incidents}
+
+    def held_records(self) -> int:
+        with self._lock:
+            return sum(len(i.records) for i in self._incidents.values())
+
+    def forget(self, incident_ids: Iterable[str]) -> None:
+        with self._lock:
+            for incident_id in list(incident_ids):
+                self._incidents.pop(incident_id, None)
+                self._partition_of.pop(incident_id, None)
+                self._used_at.pop(incident_id, None)
+
+    def forget_partitions(self, partitions: set[int]) -> list[str]:
+        """Drop the incidents on these partitions; returns their ids."""
+        with self._lock:
+            gone = [i for i, p in self._partition_of.items() if p in partitions]
+        self.forget(gone)
+        return gone
+
+    def idle(self, incident_ids: Iterable[str], idle_s: float) -> list[str]:
+        """Of these held incidents, those nothing came for in `idle_s` seconds."""
+        now = time.monotonic()
+        with self._lock:
+            return [i for i in incident_ids
+                    if i in self._incidents and now - self._used_at.get(i, now) >= idle_s]
 
     def reviews_due(self, incident: IncidentIdentity) -> list[ReviewItem] | None:
         """The resolver's review pairs when the incident's queue is due a refresh, else None."""

@@ -21,12 +21,18 @@ class IncidentState(SQLModel, table=True):
     agency_names: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     expected_agency_ids: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     release_policy: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    # agency_id → record count announced by its contribution-complete message
+    # agency_id → record count announced by its contribution-complete message (live
+    # records), and the withdrawn ones it announced
     completed: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    completed_withdrawn: dict = Field(default_factory=dict,
+                                      sa_column=Column(JSON, nullable=False))
+    # agency_id → records its completion announced that have not arrived (release.py)
+    missing: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     # The affected-records partition the incident lives on: whoever owns it releases it.
     partition: int | None = None
     released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    release_reason: str | None = Field(default=None, max_length=16)  # complete|deadline|manual
+    # complete | deadline | deadline-missing | manual
+    release_reason: str | None = Field(default=None, max_length=16)
     manual_release_requested_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
@@ -52,6 +58,10 @@ class RecordState(SQLModel, table=True):
     on_hold: bool = False
     withdrawn: bool = False
     person_id: str | None = Field(default=None, max_length=128)
+    # The notice lineage (notice person id) whose notice covered this record, at the record
+    # version it covered: a person is told about the records a notice covered (lineage.py).
+    told_lineage: str | None = Field(default=None, max_length=128)
+    told_version: int = 0
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -111,4 +121,17 @@ class ReviewState(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-MODELS = [IncidentState, RecordState, PersonState, NoticeState, ReviewState]
+class PartitionOwner(SQLModel, table=True):
+    """Who holds an affected-records partition's state now, and since which claim: every
+    write of the partition's incidents checks its claim's epoch first (a fence), so two
+    instances can never both commit state for one incident."""
+
+    __tablename__ = "partition_owner"
+
+    partition: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    epoch: int
+    owner: str = Field(max_length=128)  # host, process and instance: for ops, never checked
+    claimed_at: datetime = Field(sa_type=UTCDateTime)
+
+
+MODELS = [IncidentState, RecordState, PersonState, NoticeState, ReviewState, PartitionOwner]

@@ -11,10 +11,23 @@ and notices have deterministic ids with one row per (incident, person, version).
 
 Work per batch is a handful of statements whatever its size: the identity state the
 decisions need is in memory; the database is written in bulk.
+
+Memory: a finished incident (released, every person decided, idle for `evict_after_s`) is
+evicted and rebuilt only if something comes for it; ticks never rebuild one that has
+nothing to do. A rebuild can run off the consumer's loop (`cold` / `warm`, with the
+partition paused by the consumer), so no handler call lasts as long as a 400k-record rebuild.
 """
 
+import ctypes
 import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -31,33 +44,75 @@ from services.common.messages import (
     RecordWithdrawnMessage,
     ReleasePolicy,
 )
-from services.dedupe import store
-from services.dedupe.identity import IdentityState, IncidentIdentity, RecordKey
+from services.dedupe import metrics, store
+from services.dedupe.failures import IncidentFailures
+from services.dedupe.identity import (
+    DueNotice,
+    IdentityState,
+    IncidentIdentity,
+    RecordKey,
+    Withdrawn,
+)
 from services.dedupe.notices import build_notice
-from services.dedupe.release import incident_release_reason
+from services.dedupe.release import incident_release_reason, missing_records
 from services.dedupe.reviews import review_changes
+from services.dedupe.streamtime import StreamClock
 
 log = logging.getLogger(__name__)
 
 
+def message_time(msg: AffectedRecordsTopicMessage) -> datetime:
+    """A message's own time (set by intake): what release decisions are judged by."""
+    if isinstance(msg, AffectedRecordMessage):
+        return msg.received_at
+    if isinstance(msg, RecordWithdrawnMessage):
+        return msg.withdrawn_at
+    return msg.completed_at
+
+
+class NotOwner(Exception):  # noqa: N818 - a state, not a bug
+    """Another instance has claimed the partition's state since this one did: this one must
+    write nothing more for it until the partition is assigned to it again."""
+
+
 class DedupePipeline:
     def __init__(self, engine: Engine, sealer: Sealer, identity: IdentityState | None = None,
-                 clock: Clock = utcnow, review_sync_interval_s: float = 30.0):
+                 clock: Clock = utcnow, review_sync_interval_s: float = 30.0,
+                 retry_first_delay_s: float = 1.0, retry_max_delay_s: float = 300.0,
+                 evict_after_s: float = 300.0):
         self.engine = engine
         self.sealer = sealer
         self.identity = identity or IdentityState(sealer,
                                                   review_sync_interval_s=review_sync_interval_s)
         self.clock = clock
+        self.failures = IncidentFailures(retry_first_delay_s, retry_max_delay_s)
+        self.stream = StreamClock(clock)
+        self._missing: dict[str, int] = {}  # incident → records missing, for the metric
+        # The fence (store.claim_partition): this instance's claim on each partition it
+        # writes, and the partitions another instance claimed since (not claimed back until
+        # they are revoked and assigned again).
+        self.owner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._epochs: dict[int, int] = {}
+        self._fenced: set[int] = set()
+        # Assignments seen per partition (a revocation ends one): a background rebuild asked
+        # for under an earlier one neither claims nor holds anything.
+        self._assignment: dict[int, int] = {}
+        self._lock = threading.RLock()  # claims and revocations vs. a rebuild's thread
+        self.evict_after_s = evict_after_s
 
     def apply_batch(self, partition: int, messages: list[AffectedRecordsTopicMessage]) -> int:
         """Apply one partition batch in order; returns how many notices were released."""
         touched: list[str] = []  # incidents whose identity state this batch changes
+        now = self.stream.for_batch(partition, (message_time(m) for m in messages))
+        if not self._claimed(partition):
+            raise NotOwner(partition)
         try:
             with session_scope(self.engine) as session:
-                now = self.clock()
+                if not self._fence(session, {partition}):
+                    raise NotOwner(partition)
                 incidents: dict[str, store.Incident] = {}
                 changed: set[str] = set()  # incidents whose stream state must be saved
-                versions: dict[str, dict[RecordKey, AffectedRecordMessage]] = {}
+                versions: dict[str, dict[RecordKey, store.RecordRow]] = {}
                 for msg in messages:
                     incident = incidents.get(msg.incident_id)
                     if incident is None:
@@ -70,13 +125,18 @@ class DedupePipeline:
                     if msg.incident_id not in versions:
                         touched.append(msg.incident_id)
                         versions[msg.incident_id] = {}
+                        self.identity.touch(msg.incident_id)
                     if isinstance(msg, AffectedRecordMessage):
                         if identity.apply_record(msg):
                             versions[msg.incident_id][msg.agency_id, msg.source_record_id] = msg
                     elif isinstance(msg, RecordWithdrawnMessage):
-                        identity.withdraw((msg.agency_id, msg.source_record_id))
+                        key = (msg.agency_id, msg.source_record_id)
+                        if identity.withdraw(key, msg.record_version) is Withdrawn.TOMBSTONE:
+                            versions[msg.incident_id][key] = msg  # its row is written whole
                     elif isinstance(msg, ContributionCompleteMessage):
                         incident.completed = {**incident.completed, msg.agency_id: msg.record_count}
+                        incident.completed_withdrawn = {**incident.completed_withdrawn,
+                                                        msg.agency_id: msg.withdrawn_count}
                         changed.add(msg.incident_id)
                 for incident_id in changed:
                     store.save_stream_state(session, incidents[incident_id])
@@ -84,41 +144,173 @@ class DedupePipeline:
                 for incident_id in touched:
                     identity = self.identity.get(incident_id)
                     identity.settle(now)
-                    released += self._write(session, incidents[incident_id], identity, now,
-                                            versions[incident_id])
-                return released
+                    self._write_state(session, incident_id, identity, now, versions[incident_id])
+                    # The records are applied whatever happens next; the release of one
+                    # incident failing must not fail the batch (nor other incidents' release).
+                    released += self._isolated(session, incident_id, "release", partial(
+                        self._release_due, session, incidents[incident_id], identity, now))
         except BaseException:
             self.identity.forget(touched)  # memory must not run ahead of the database
             raise
+        self.stream.applied(partition, now)
+        return released
 
-    def tick(self, partitions: set[int]) -> int:
+    def tick(self, partitions: set[int], caught_up: set[int] | None = None) -> int:
         """Time-driven work for the incidents on owned partitions: deadlines, settle windows,
         manual releases, review decisions, the review queue. Returns how many notices were
-        released."""
+        released. Each incident's work is isolated: one failing waits for its retry while
+        the others go on. `caught_up`: the partitions at the end of their log (None: all),
+        judged by the wall clock; the others by their stream time (streamtime.py)."""
         released = 0
-        touched: list[str] = []  # one transaction for all: a failure rolls back every one
+        touched: list[str] = []  # incidents whose work this transaction holds
+        times = {p: self.stream.for_tick(p, caught_up is None or p in caught_up)
+                 for p in partitions}
+        judged = {p for p, t in times.items() if t is not None and self._claimed(p)}
+        if not judged:
+            return 0
         try:
             with session_scope(self.engine) as session:
-                for incident in store.incidents_on(session, partitions):
+                incidents = store.incidents_on(session, self._fence(session, judged))
+                for incident in self._with_work(session, incidents):
+                    if self.failures.waiting(incident.incident_id):
+                        continue
                     touched.append(incident.incident_id)
-                    identity = self._identity(session, incident.incident_id, incident.partition)
-                    now = self.clock()
-                    decisions = store.pending_decisions(session, incident.incident_id)
-                    if decisions:
-                        identity.apply_decisions(decisions)
-                        store.mark_applied(session, decisions)
-                        identity.settle(now)
-                    released += self._write(session, incident, identity, now)
-                    items = self.identity.reviews_due(identity)
-                    if items is not None:
-                        known = store.review_statuses(session, incident.incident_id)
-                        store.write_review_changes(
-                            session, incident.incident_id,
-                            review_changes(incident.incident_id, items, known), self.clock())
-            return released
+                    released += self._isolated(session, incident.incident_id, "tick", partial(
+                        self._tick, session, incident, times[incident.partition]))
         except BaseException:
             self.identity.forget(touched)  # memory must not run ahead of the database
             raise
+        self._evict_finished(incidents)
+        return released
+
+    def _with_work(self, session: Session, incidents: list[store.Incident]
+                   ) -> list[store.Incident]:
+        """The incidents a tick has work for: all held in memory, and of the others those
+        not released or with something left to decide — an evicted, finished incident is
+        not rebuilt for nothing."""
+        resting = [i.incident_id for i in incidents
+                   if i.released_at is not None and self.identity.get(i.incident_id) is None]
+        idle = set(resting) - store.incidents_with_work(session, resting)
+        return [i for i in incidents if i.incident_id not in idle]
+
+    def _evict_finished(self, incidents: list[store.Incident]) -> None:
+        """Drop the identity state of released incidents with nothing left to decide that
+        nothing came for in `evict_after_s`: rebuilt if a record or decision comes later."""
+        finished = [i.incident_id for i in incidents if i.released_at is not None
+                    and (identity := self.identity.get(i.incident_id)) is not None
+                    and identity.finished() and i.incident_id not in self.failures.failing()]
+        evicted = self.identity.idle(finished, self.evict_after_s)
+        if evicted:
+            self.identity.forget(evicted)
+            for incident_id in evicted:
+                log.info("finished incident evicted from memory",
+                         extra={"incident_id": incident_id})
+            metrics.INCIDENTS_EVICTED.inc(len(evicted))
+            release_memory()
+        self._count_held()
+
+    def _count_held(self) -> None:
+        metrics.INCIDENTS_HELD.set(len(self.identity.held()))
+        metrics.RECORDS_HELD.set(self.identity.held_records())
+
+    # --- rebuilding off the consumer's loop ---------------------------------------------------
+
+    def assignment(self, partition: int) -> int:
+        """The partition's current assignment, for `warm` (ended by a revocation)."""
+        return self._assignment.get(partition, 0)
+
+    def cold(self, partition: int, incident_ids: set[str]) -> list[str]:
+        """Of these incidents (a batch's), those whose identity state is not in memory."""
+        if partition in self._fenced:
+            return []  # not ours: apply_batch says so
+        if partition not in self._epochs:
+            return sorted(incident_ids)  # the claim drops whatever is held
+        return sorted(i for i in incident_ids if self.identity.get(i) is None)
+
+    def cold_with_work(self, partitions: set[int]) -> dict[int, list[str]]:
+        """The incidents on these partitions a tick would rebuild: not in memory, and not
+        released or with something left to decide."""
+        with session_scope(self.engine) as session:
+            incidents = store.incidents_on(session, partitions)
+            cold: dict[int, list[str]] = {}
+            for incident in self._with_work(session, incidents):
+                if self.identity.get(incident.incident_id) is None or (
+                        incident.partition not in self._epochs):
+                    cold.setdefault(incident.partition, []).append(incident.incident_id)
+        return cold
+
+    def warm(self, partition: int, incident_ids: list[str], assignment: int) -> None:
+        """Rebuild these incidents' identity state from the database, one at a time, and hold
+        it — unless the partition was revoked since `assignment` or another instance claimed
+        it. Meant for a thread of its own while the partition is paused (consumer.py); the
+        records are streamed, a chunk of sealed values in memory at a time."""
+        with self._lock:
+            if self.assignment(partition) != assignment or not self._claimed(partition):
+                return
+            epoch = self._epochs[partition]
+        for incident_id in incident_ids:
+            if self.identity.get(incident_id) is not None:
+                continue
+            started = time.perf_counter()
+            with session_scope(self.engine) as session:
+                row = store.get_incident(session, incident_id)
+                stored = store.load_identity(session, incident_id, records=False)
+                stored.records = store.stream_records(session, incident_id)
+                incident = self.identity.build(
+                    incident_id, stored, released=row is not None and row.released_at is not None)
+            with self._lock:
+                if self.assignment(partition) != assignment or \
+                        self._epochs.get(partition) != epoch:
+                    return  # revoked or claimed elsewhere meanwhile: not ours to hold
+                self.identity.hold(incident, partition)
+            metrics.REBUILD_SECONDS.set(time.perf_counter() - started)
+        self._count_held()
+
+    def _tick(self, session: Session, incident: store.Incident, now: datetime) -> int:
+        identity = self._identity(session, incident.incident_id, incident.partition)
+        decisions = store.pending_decisions(session, incident.incident_id)
+        if decisions:
+            self.identity.touch(incident.incident_id)
+            identity.apply_decisions(decisions)
+            store.mark_applied(session, decisions)
+        # The decisions' moves, and those of a rebuild whose resolver placed a record
+        # differently from its stored row (identity.build): nothing if neither.
+        identity.settle(now)
+        self._write_state(session, incident.incident_id, identity, now)
+        released = self._release_due(session, incident, identity, now)
+        items = self.identity.reviews_due(identity)
+        if items is not None:
+            known = store.review_statuses(session, incident.incident_id)
+            store.write_review_changes(
+                session, incident.incident_id,
+                review_changes(incident.incident_id, items, known), self.clock())
+        return released
+
+    def _isolated(self, session: Session, incident_id: str, stage: str,
+                  work: Callable[[], int]) -> int:
+        """Run one incident's work in a savepoint: if it fails, only its own changes roll
+        back, its identity state is dropped (rebuilt from the database for its retry) and
+        it waits for its retry with backoff; the caller's other incidents go on."""
+        if self.failures.waiting(incident_id):
+            return 0
+        try:
+            with session.begin_nested():
+                result = work()
+        except Exception as exc:
+            self.identity.forget([incident_id])
+            failure = self.failures.failed(incident_id, exc)
+            metrics.INCIDENT_FAILURES.labels(stage=stage).inc()
+            metrics.INCIDENTS_FAILING.set(len(self.failures.failing()))
+            # The type only: a database error's message can quote the values it refused.
+            log.warning("incident %s failed (%s, attempt %d); retrying later", stage,
+                        failure.kind, failure.count,
+                        extra={"incident_id": incident_id, "error": failure.kind})
+            return 0
+        if incident_id in self.failures.failing():
+            self.failures.succeeded(incident_id)
+            metrics.INCIDENTS_FAILING.set(len(self.failures.failing()))
+            log.info("incident recovered", extra={"incident_id": incident_id})
+        return result
 
     def apply_incidents(self, messages: list[IncidentMessage]) -> None:
         """Definitions from incidents.v1 (agency names, expected agencies, release policy);
@@ -130,7 +322,73 @@ class DedupePipeline:
 
     def revoked(self, partitions: set[int]) -> None:
         # Another instance now owns these incidents; it rebuilds their identity state itself.
-        self.identity.forget_partitions(partitions)
+        with self._lock:
+            for partition in partitions:
+                self._epochs.pop(partition, None)
+                self._fenced.discard(partition)
+                self._assignment[partition] = self.assignment(partition) + 1
+            self._drop(partitions)
+        release_memory()
+
+    def _claimed(self, partition: int) -> bool:
+        """Claim the partition's state the first time it is written after an assignment
+        (False when another instance claimed it since). Whatever was held of it before is
+        dropped: the state is rebuilt from what the database holds after the claim, which
+        includes everything the previous owner committed."""
+        with self._lock:
+            if partition in self._fenced:
+                return False
+            if partition not in self._epochs:
+                with session_scope(self.engine) as session:
+                    epoch = store.claim_partition(session, partition, self.owner_id, utcnow())
+                self._drop({partition})
+                self._epochs[partition] = epoch
+                log.info("partition claimed", extra={"partition": partition, "epoch": epoch})
+            return True
+
+    def _fence(self, session: Session, partitions: set[int]) -> set[int]:
+        """Of these claimed partitions, those still this instance's; first in a transaction,
+        so a newer claim waits for it to end (the share lock) and then sees what it wrote."""
+        epochs = store.owner_epochs(session, partitions)
+        with self._lock:
+            lost = {p for p in partitions if epochs.get(p) != self._epochs.get(p)}
+            for partition in lost:
+                log.warning("partition claimed by another instance; its state is no longer "
+                            "written here", extra={"partition": partition})
+                self._epochs.pop(partition, None)
+                self._fenced.add(partition)
+            self._drop(lost)
+        return partitions - lost
+
+    def _drop(self, partitions: set[int]) -> None:
+        """Forget the identity state (and failure and stream bookkeeping) of partitions."""
+        if not partitions:
+            return
+        gone = self.identity.forget_partitions(partitions)
+        self.failures.forget(gone)
+        for incident_id in gone:
+            self._missing.pop(incident_id, None)
+        self.stream.forget(partitions)
+
+    def _reconcile(self, session: Session, incident: store.Incident,
+                   identity: IncidentIdentity) -> dict[str, int]:
+        """Compare each completion's counts with the records seen; record and surface what
+        is missing (progress API, metric, a log line of counts only)."""
+        announced = {a: n + incident.completed_withdrawn.get(a, 0)
+                     for a, n in incident.completed.items()}
+        missing = missing_records(announced, identity.seen)
+        if missing != incident.missing:
+            incident.missing = missing
+            store.save_missing(session, incident.incident_id, missing)
+            for agency_id in sorted(set(missing) | set(announced)):
+                if agency_id in missing:
+                    log.warning("records missing: the agency's completion counts more records "
+                                "than have arrived; release held until the deadline", extra={
+                                    "incident_id": incident.incident_id, "agency_id": agency_id,
+                                    "count": missing[agency_id]})
+        self._missing[incident.incident_id] = sum(missing.values())
+        metrics.RECORDS_MISSING.set(sum(self._missing.values()))
+        return missing
 
     def _identity(self, session: Session, incident_id: str, partition: int | None
                   ) -> IncidentIdentity:
@@ -141,31 +399,41 @@ class DedupePipeline:
         return self.identity.rebuild(incident_id, partition,
                                      store.load_identity(session, incident_id), released)
 
-    def _write(self, session: Session, incident: store.Incident, identity: IncidentIdentity,
-               now: datetime, versions: dict[RecordKey, AffectedRecordMessage] | None = None,
-               ) -> int:
-        """Write what the identity state changed, release what is due; returns notices."""
-        policy = ReleasePolicy.model_validate(incident.release_policy or {})
-        if incident.released_at is None:
-            reason = incident_release_reason(
-                incident.expected_agency_ids, set(incident.completed), policy,
-                incident.manual_release_requested_at is not None, now)
-            if reason is not None:
-                incident.released_at, incident.release_reason = now, reason.value
-                store.mark_released(session, incident.incident_id, now, reason.value)
-                log.info("incident released", extra={"incident_id": incident.incident_id})
-        if incident.released_at is not None:
-            identity.learn(now)  # once, before the first notices; moves are written below
-        store.write_records(session, incident.incident_id, identity.take_records(),
-                            versions or {}, now)
-        released = self._release(session, incident, identity, policy, now)
+    def _write_state(self, session: Session, incident_id: str, identity: IncidentIdentity,
+                     now: datetime, versions: dict[RecordKey, store.RecordRow] | None = None,
+                     ) -> None:
+        """Write what the identity state changed: records and persons."""
+        store.write_records(session, incident_id, identity.take_records(), versions or {}, now)
+        store.write_persons(session, incident_id, identity.take_persons())
+
+    def _release_due(self, session: Session, incident: store.Incident,
+                     identity: IncidentIdentity, now: datetime) -> int:
+        """Release what is due, with the persons' new state; returns notices."""
+        due = self._release(session, incident, identity, now)
         store.write_persons(session, incident.incident_id, identity.take_persons())
-        return released
+        store.mark_covered(session, incident.incident_id, [d.person_id for d in due])
+        return len(due)
 
     def _release(self, session: Session, incident: store.Incident, identity: IncidentIdentity,
-                 policy: ReleasePolicy, now: datetime) -> int:
+                 now: datetime) -> list[DueNotice]:
+        policy = ReleasePolicy.model_validate(incident.release_policy or {})
         if incident.released_at is None:
-            return 0
+            missing = self._reconcile(session, incident, identity)
+            reason = incident_release_reason(
+                incident.expected_agency_ids, set(incident.completed), policy,
+                incident.manual_release_requested_at is not None, now, missing)
+            if reason is None:
+                return []
+            incident.released_at, incident.release_reason = now, reason.value
+            store.mark_released(session, incident.incident_id, now, reason.value)
+            self._missing.pop(incident.incident_id, None)  # recorded with the release
+            log.info("incident released", extra={
+                "incident_id": incident.incident_id, "reason": reason.value,
+                "records_missing": sum(missing.values())})
+        # Once, before the first notices: the household test may move records; they are
+        # written with the release (its savepoint), before the notices covering them.
+        identity.learn(now)
+        store.write_records(session, incident.incident_id, identity.take_records(), {}, now)
         due = identity.release(incident.released_at, policy, now)
         for chunk in chunks(due, 1000):
             live = store.live_records(session, incident.incident_id, [d.person_id for d in chunk])
@@ -174,4 +442,14 @@ class DedupePipeline:
                                       d.version, live.get(d.person_id, []),
                                       incident.agency_names, self.clock())
                 store.add_notice(session, notice, d.view)
-        return len(due)
+            store.flush(session)
+        return due
+
+
+def release_memory() -> None:
+    """Hand memory freed by dropped identity state back to the OS (glibc keeps it otherwise,
+    and the pod's limit counts what the process holds, not what Python uses)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass

@@ -5,16 +5,14 @@ complete, or its hold deadline passes — whichever comes first — or the coord
 by hand. After release, a new person gets a notice once their records have been quiet for
 the settle window; a person already notified gets an amendment only when a record adds an
 agency or data category they were not told about (per the incident's policy). A person with
-a record under an s 116 hold gets nothing until the hold is lifted. When the resolver
-re-identifies a notified person (records merge or split), the new person inherits the notice
-lineage, so what they get next is an amendment.
+a record under an s 116 hold gets nothing until the hold is lifted. What a re-identified
+person (records merged or split) has been told is lineage.py's business.
 """
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
 
 from services.common.messages import ReleasePolicy
 
@@ -22,7 +20,16 @@ from services.common.messages import ReleasePolicy
 class ReleaseReason(StrEnum):
     COMPLETE = "complete"
     DEADLINE = "deadline"
+    # At the deadline, with records an agency announced in its completion never received.
+    DEADLINE_MISSING = "deadline-missing"
     MANUAL = "manual"
+
+
+def missing_records(announced: Mapping[str, int], seen: Mapping[str, int]) -> dict[str, int]:
+    """Per agency that completed: how many of the records its completion announced (live
+    and withdrawn) have not arrived. Records sent after the completion count as arrived, so
+    this is 0 when nothing was lost, however the agency went on."""
+    return {a: n - seen.get(a, 0) for a, n in sorted(announced.items()) if n > seen.get(a, 0)}
 
 
 def incident_release_reason(
@@ -31,14 +38,19 @@ def incident_release_reason(
     policy: ReleasePolicy,
     manual_requested: bool,
     now: datetime,
+    missing: Mapping[str, int] | None = None,
 ) -> ReleaseReason | None:
-    """Why the incident is released now, or None while it is still held."""
+    """Why the incident is released now, or None while it is still held. An agency is
+    complete only when the records its completion counts have all arrived (`missing`: what
+    `missing_records` says): a lost message holds the release until the deadline."""
+    missing = missing or {}
     if manual_requested:
         return ReleaseReason.MANUAL
-    if expected_agency_ids and set(expected_agency_ids) <= completed_agency_ids:
+    complete = completed_agency_ids - set(missing)
+    if expected_agency_ids and set(expected_agency_ids) <= complete:
         return ReleaseReason.COMPLETE
     if policy.hold_deadline is not None and now >= policy.hold_deadline:
-        return ReleaseReason.DEADLINE
+        return ReleaseReason.DEADLINE_MISSING if missing else ReleaseReason.DEADLINE
     return None
 
 
@@ -99,39 +111,3 @@ def _adds_something(person: PersonView, policy: ReleasePolicy) -> bool:
     if policy.amend_on == "new_agency":
         return new_agency
     return new_agency or new_category
-
-
-class Notified(Protocol):
-    """What a person has been told so far (identity.PersonMeta is one)."""
-
-    notice_person_id: str | None
-    notified_version: int
-    notified_agency_ids: frozenset[str]
-    notified_categories: frozenset[str]
-
-
-@dataclass(frozen=True, slots=True)
-class NoticeLineage:
-    notice_person_id: str | None
-    notified_version: int
-    notified_agency_ids: frozenset[str]
-    notified_categories: frozenset[str]
-
-
-def inherited_lineage(previous: Iterable[Notified]) -> NoticeLineage | None:
-    """The notice history a re-identified person takes over from the persons their records
-    came from (in the caller's order), so their next notice is an amendment, not a second first
-    notice; None when none of them was notified. When records of several notified persons
-    merge, the earliest lineage (smallest notice person id) wins, and the person is taken to
-    know everything any of them was told."""
-    notified = [p for p in previous if p.notified_version > 0]
-    if not notified:
-        return None
-    first = min(notified, key=lambda p: p.notice_person_id or "")
-    return NoticeLineage(
-        notice_person_id=first.notice_person_id,
-        notified_version=max(p.notified_version for p in notified
-                             if p.notice_person_id == first.notice_person_id),
-        notified_agency_ids=frozenset(x for p in notified for x in p.notified_agency_ids),
-        notified_categories=frozenset(x for p in notified for x in p.notified_categories),
-    )

@@ -15,6 +15,9 @@ class AgencyProgress(BaseModel):
     complete: bool
     records: int = Field(description="Live (not withdrawn) records received")
     withdrawn: int
+    missing: int = Field(description="Records the agency's completion counts (live and "
+                         "withdrawn) that have not arrived: the release waits for them until "
+                         "the hold deadline")
 
 
 class Progress(BaseModel):
@@ -25,6 +28,7 @@ class Progress(BaseModel):
     release_reason: str | None
     hold_deadline: datetime | None
     agencies: list[AgencyProgress]
+    records_missing: int = Field(description="Sum of the agencies' missing records")
     persons: int = Field(description="Distinct persons the records resolve to")
     pending_release: int
     notified: int

@@ -9,3 +9,6 @@ class DedupeSettings(ServiceSettings):
     # How often an incident's review queue is refreshed from the resolver while records arrive.
     # Listing an incident's review pairs walks all its kept pairs: keep it infrequent.
     review_sync_interval_s: float = 30.0
+    # A finished incident (released, every person decided) nothing came for in this long is
+    # evicted from memory; a later record or review decision rebuilds it.
+    evict_finished_after_s: float = 300.0

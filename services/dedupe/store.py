@@ -3,6 +3,7 @@ and the outbox. Functions take a Session first and return plain values or datacl
 commits — the caller's transaction does (the pipeline's, or `Database.run`'s for routes).
 """
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -10,8 +11,14 @@ from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlmodel import Session
 
 from services.common import outbox
+from services.common.batching import chunks
 from services.common.db import upsert
-from services.common.messages import AffectedRecordMessage, IncidentMessage, NoticeMessage
+from services.common.messages import (
+    AffectedRecordMessage,
+    IncidentMessage,
+    NoticeMessage,
+    RecordWithdrawnMessage,
+)
 from services.common.topics import NOTICES
 from services.dedupe.identity import (
     PersonMeta,
@@ -20,8 +27,16 @@ from services.dedupe.identity import (
     ReviewDecision,
     StoredIdentity,
     StoredRecord,
+    intern,
 )
-from services.dedupe.models import IncidentState, NoticeState, PersonState, RecordState, ReviewState
+from services.dedupe.models import (
+    IncidentState,
+    NoticeState,
+    PartitionOwner,
+    PersonState,
+    RecordState,
+    ReviewState,
+)
 from services.dedupe.notices import NoticeRecord
 from services.dedupe.release import PersonView
 from services.dedupe.reviews import ReviewChanges
@@ -30,6 +45,8 @@ _INCIDENTS = IncidentState.__table__
 _RECORDS = RecordState.__table__
 _PERSONS = PersonState.__table__
 _REVIEWS = ReviewState.__table__
+_NOTICES = NoticeState.__table__
+_OWNERS = PartitionOwner.__table__
 _RECORD_KEY = ["incident_id", "agency_id", "source_record_id"]
 
 
@@ -45,6 +62,8 @@ class Incident:
     expected_agency_ids: list[str] = field(default_factory=list)
     release_policy: dict = field(default_factory=dict)
     completed: dict[str, int] = field(default_factory=dict)  # agency → announced record count
+    completed_withdrawn: dict[str, int] = field(default_factory=dict)  # … and withdrawn ones
+    missing: dict[str, int] = field(default_factory=dict)  # agency → announced, not arrived
     partition: int | None = None
     released_at: datetime | None = None
     release_reason: str | None = None
@@ -84,7 +103,14 @@ def save_definition(session: Session, msg: IncidentMessage) -> None:
 def save_stream_state(session: Session, incident: Incident) -> None:
     """The partition the incident's records arrive on, and the agencies that completed."""
     session.execute(update(_INCIDENTS).where(_INCIDENTS.c.incident_id == incident.incident_id)
-                    .values(partition=incident.partition, completed=incident.completed))
+                    .values(partition=incident.partition, completed=incident.completed,
+                            completed_withdrawn=incident.completed_withdrawn))
+
+
+def save_missing(session: Session, incident_id: str, missing: dict[str, int]) -> None:
+    """What the reconciliation of completions with the records seen found missing."""
+    session.execute(update(_INCIDENTS).where(_INCIDENTS.c.incident_id == incident_id)
+                    .values(missing=missing))
 
 
 def mark_released(session: Session, incident_id: str, released_at: datetime, reason: str) -> None:
@@ -104,16 +130,55 @@ def request_manual_release(session: Session, incident_id: str, now: datetime) ->
     return incident
 
 
+# --- partition ownership: the fence ---------------------------------------------------------
+
+def claim_partition(session: Session, partition: int, owner: str, now: datetime) -> int:
+    """Take a partition's state over: its epoch goes up by one. Waits for any transaction
+    that checked the old epoch (owner_epochs holds a share lock) to end, so everything the
+    previous owner committed is visible to the claimer afterwards. Returns the new epoch."""
+    values = {"partition": partition, "epoch": 1, "owner": owner, "claimed_at": now}
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    statement = dialect_insert(_OWNERS).values(**values)
+    return session.execute(statement.on_conflict_do_update(
+        index_elements=["partition"],
+        set_={"epoch": _OWNERS.c.epoch + 1, "owner": owner, "claimed_at": now},
+    ).returning(_OWNERS.c.epoch)).scalar_one()
+
+
+def owner_epochs(session: Session, partitions: set[int]) -> dict[int, int]:
+    """The partitions' current epochs, share-locked to the end of the transaction: a claim
+    waits until it commits, so a write checked here cannot land after a newer claim."""
+    return dict(session.execute(
+        select(_OWNERS.c.partition, _OWNERS.c.epoch)
+        .where(_OWNERS.c.partition.in_(partitions)).with_for_update(read=True)).all())
+
+
 # --- records and persons -----------------------------------------------------------------------
 
+# The message a record's row is written whole from: a new version, or the withdrawal of a
+# version never seen (a tombstone: key, version and withdrawal, no personal fields).
+RecordRow = AffectedRecordMessage | RecordWithdrawnMessage
+
+
 def write_records(session: Session, incident_id: str, records: dict[RecordKey, RecordMeta],
-                  versions: dict[RecordKey, AffectedRecordMessage], now: datetime) -> None:
-    """Records whose state changed: a new version (`versions`) is written whole; the rest
-    only move to another person or are withdrawn."""
+                  versions: dict[RecordKey, RecordRow], now: datetime) -> None:
+    """Records whose state changed: a new version or a tombstone (`versions`) is written
+    whole; the rest only move to another person or are withdrawn."""
     full, partial = [], []
     for key, meta in records.items():
         msg = versions.get(key)
-        if msg is not None:
+        if isinstance(msg, RecordWithdrawnMessage):
+            full.append({
+                "incident_id": incident_id, "agency_id": msg.agency_id,
+                "source_record_id": msg.source_record_id, "record_version": meta.version,
+                "message_id": msg.message_id, "sealed": "", "data_categories": [],
+                "document_count": 0, "preferred_language": "en", "on_hold": False,
+                "updated_at": now, "person_id": None, "withdrawn": True,
+            })
+        elif msg is not None:
             full.append({
                 "incident_id": incident_id, "agency_id": msg.agency_id,
                 "source_record_id": msg.source_record_id, "record_version": msg.record_version,
@@ -148,33 +213,58 @@ def write_persons(session: Session, incident_id: str, persons: dict[str, PersonM
     } for person_id, p in persons.items()], ["incident_id", "person_id"])
 
 
-def load_identity(session: Session, incident_id: str) -> StoredIdentity:
-    """Everything the incident's identity state is rebuilt from."""
-    r = _RECORDS
-    records = [
-        StoredRecord((row.agency_id, row.source_record_id),
-                     RecordMeta(row.record_version, row.person_id, row.withdrawn, row.on_hold,
-                                tuple(row.data_categories)),
-                     row.sealed)
-        for row in session.execute(
-            select(r.c.agency_id, r.c.source_record_id, r.c.record_version, r.c.person_id,
-                   r.c.withdrawn, r.c.on_hold, r.c.data_categories, r.c.sealed)
-            .where(r.c.incident_id == incident_id))
-    ]
+def load_identity(session: Session, incident_id: str, records: bool = True) -> StoredIdentity:
+    """Everything the incident's identity state is rebuilt from. `records` False: all but
+    the records (read them with stream_records, after this)."""
     persons = {
         p.person_id: PersonMeta(
             first_seen_at=p.first_seen_at, changed_at=p.changed_at, status=p.status,
             dirty=p.dirty, notice_person_id=p.notice_person_id,
             notified_version=p.notified_version,
-            notified_agency_ids=frozenset(p.notified_agency_ids),
-            notified_categories=frozenset(p.notified_categories))
+            notified_agency_ids=intern(frozenset(p.notified_agency_ids)),
+            notified_categories=intern(frozenset(p.notified_categories)))
         for p in session.execute(select(_PERSONS).where(_PERSONS.c.incident_id == incident_id))
     }
     # Coordinators' review decisions are part of the state: the resolver gets them again.
     # Not those still pending: the next tick applies them and writes what they change.
     decisions = _decisions(session, incident_id, _REVIEWS.c.status.in_(("merge", "keep_apart")),
                            _REVIEWS.c.applied == True)  # noqa: E712
-    return StoredIdentity(records, persons, decisions)
+    issued = dict(session.execute(
+        select(_NOTICES.c.person_id, func.max(_NOTICES.c.version))
+        .where(_NOTICES.c.incident_id == incident_id).group_by(_NOTICES.c.person_id)).all())
+    return StoredIdentity(list(stream_records(session, incident_id)) if records else [],
+                          persons, decisions, issued)
+
+
+def stream_records(session: Session, incident_id: str, chunk: int = 5000
+                   ) -> Iterator[StoredRecord]:
+    """The incident's records, read `chunk` rows at a time (a server-side cursor on
+    PostgreSQL): a 400k-record incident's sealed values are never all in memory at once."""
+    r = _RECORDS
+    rows = session.execute(
+        select(r.c.agency_id, r.c.source_record_id, r.c.record_version, r.c.person_id,
+               r.c.withdrawn, r.c.on_hold, r.c.data_categories, r.c.told_lineage,
+               r.c.told_version, r.c.sealed)
+        .where(r.c.incident_id == incident_id)
+        .execution_options(stream_results=True, yield_per=chunk))
+    for row in rows:
+        yield StoredRecord((row.agency_id, row.source_record_id),
+                           RecordMeta(row.record_version, row.person_id, row.withdrawn,
+                                      row.on_hold, tuple(row.data_categories), row.told_lineage,
+                                      row.told_version),
+                           row.sealed)
+
+
+def incidents_with_work(session: Session, incident_ids: list[str]) -> set[str]:
+    """Of these released incidents, those with something left to do: a person awaiting a
+    release decision, or a review decision not yet applied."""
+    if not incident_ids:
+        return set()
+    dirty = select(_PERSONS.c.incident_id).where(
+        _PERSONS.c.incident_id.in_(incident_ids), _PERSONS.c.dirty == True)  # noqa: E712
+    pending = select(_REVIEWS.c.incident_id).where(
+        _REVIEWS.c.incident_id.in_(incident_ids), _REVIEWS.c.applied == False)  # noqa: E712
+    return set(session.execute(dirty.union(pending)).scalars())
 
 
 def live_records(session: Session, incident_id: str, person_ids: list[str]
@@ -192,6 +282,19 @@ def live_records(session: Session, incident_id: str, person_ids: list[str]
     return grouped
 
 
+def mark_covered(session: Session, incident_id: str, person_ids: list[str]) -> None:
+    """The live records of these persons are covered by the notice just released to each:
+    its lineage (the person's notice person id, written before) at the record's version."""
+    r, p = _RECORDS, _PERSONS
+    lineage = (select(p.c.notice_person_id)
+               .where(p.c.incident_id == r.c.incident_id, p.c.person_id == r.c.person_id)
+               .scalar_subquery())
+    for chunk in chunks(person_ids, 1000):
+        session.execute(update(r).where(r.c.incident_id == incident_id, r.c.person_id.in_(chunk),
+                                        r.c.withdrawn == False)  # noqa: E712
+                        .values(told_lineage=lineage, told_version=r.c.record_version))
+
+
 # --- notices -----------------------------------------------------------------------------------
 
 def add_notice(session: Session, notice: NoticeMessage, view: PersonView) -> None:
@@ -201,6 +304,13 @@ def add_notice(session: Session, notice: NoticeMessage, view: PersonView) -> Non
         version=notice.version, agency_ids=sorted(view.agency_ids),
         data_categories=sorted(view.categories)))
     outbox.enqueue(session, NOTICES, notice.person_id, notice.to_bytes())
+
+
+def flush(session: Session) -> None:
+    """Send what the session holds to the database (still uncommitted) and let go of the
+    objects: a release of 190k notices holds a chunk's rows in memory, not all of them."""
+    session.flush()
+    session.expunge_all()
 
 
 # --- the review queue --------------------------------------------------------------------------
@@ -320,6 +430,7 @@ class AgencyCount:
     complete: bool
     records: int  # live (not withdrawn)
     withdrawn: int
+    missing: int  # announced by its completion, not arrived
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +440,7 @@ class IncidentProgress:
     release_reason: str | None
     hold_deadline: str | None  # as the release policy holds it
     agencies: list[AgencyCount]
+    records_missing: int  # announced by completions and not arrived: the release waits
     persons: int  # distinct persons the records resolve to
     pending_release: int
     notified: int
@@ -360,7 +472,9 @@ def progress(session: Session, incident_id: str) -> IncidentProgress | None:
         agencies=[AgencyCount(
             agency_id=a, name=incident.agency_names.get(a, a),
             expected=a in incident.expected_agency_ids, complete=a in incident.completed,
-            records=n[0], withdrawn=n[1]) for a, n in sorted(per_agency.items())],
+            records=n[0], withdrawn=n[1], missing=incident.missing.get(a, 0))
+            for a, n in sorted(per_agency.items())],
+        records_missing=sum(incident.missing.values()),
         persons=sum(n for s, n in statuses.items() if s != "empty"),
         pending_release=statuses.get("pending", 0),
         notified=statuses.get("notified", 0),

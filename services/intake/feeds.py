@@ -217,7 +217,10 @@ def withdraw_record(session: Session, incident_id: str, agency_id: str, source_r
         return False
     now = utcnow()
     store.withdraw_record(session, incident_id, agency_id, source_record_id, now)
+    # The version withdrawn: a record's versions and withdrawals are one sequence, so a
+    # consumer replaying the topic never applies this withdrawal over a later re-send.
     message = RecordWithdrawnMessage(incident_id=incident_id, agency_id=agency_id,
-                                     source_record_id=source_record_id, withdrawn_at=now)
+                                     source_record_id=source_record_id,
+                                     record_version=latest.version, withdrawn_at=now)
     store.enqueue(session, AFFECTED_RECORDS, incident_id, message.to_bytes())
     return True

@@ -106,8 +106,10 @@ def mark_complete(session: Session, incident_id: str, agency_id: str) -> Enrolme
     store.lock_agency_records(session, incident_id, agency_id)  # count after in-flight feeds commit
     count = store.live_record_count(session, incident_id, agency_id)
     enrolment = store.record_completion(session, incident_id, agency_id, count)
+    # Withdrawn ones too: dedupe reconciles every record it saw (live or withdrawn) with them.
     message = ContributionCompleteMessage(
         incident_id=incident_id, agency_id=agency_id, record_count=count,
+        withdrawn_count=store.withdrawn_record_count(session, incident_id, agency_id),
         completed_at=enrolment.completed_at,
     )
     store.enqueue(session, AFFECTED_RECORDS, incident_id, message.to_bytes())

@@ -326,6 +326,16 @@ def live_record_count(session: Session, incident_id: str, agency_id: str) -> int
     ).one()
 
 
+def withdrawn_record_count(session: Session, incident_id: str, agency_id: str) -> int:
+    """Distinct records the agency has sent for the incident and withdrawn (a record sent
+    again after its withdrawal has a version not withdrawn: it is live)."""
+    sent = session.exec(
+        select(func.count(func.distinct(AffectedRecord.source_record_id))).where(
+            AffectedRecord.incident_id == incident_id, AffectedRecord.agency_id == agency_id)
+    ).one()
+    return sent - live_record_count(session, incident_id, agency_id)
+
+
 # --- the outbox ---------------------------------------------------------------------------------
 
 

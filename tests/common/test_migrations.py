@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 import setuptools
-from sqlalchemy import Column, Integer, inspect
+from sqlalchemy import Column, Integer, inspect, text
 
 from services.common import migrations
 from services.common.db import make_engine
@@ -197,13 +197,17 @@ def test_concurrent_migrate_runs_take_turns_on_postgresql(pg_database):
 def test_a_database_made_before_migrations_is_refused_with_the_way_out(tmp_path):
     tree = migration_tree("dedupe")
     url = f"sqlite:///{tmp_path / 'old.db'}"
+    # What start-up's create_all made before migrations: revision 0001's schema, no history.
+    migrations.upgrade(tree, url, "0001")
     engine = make_engine(url)
-    tree.metadata().create_all(engine)  # what start-up did before migrations
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE {tree.version_table}"))
     engine.dispose()
     with pytest.raises(migrations.SchemaNotCurrent, match=r"migrate --stamp 0001"):
         migrations.upgrade(tree, url)
 
     migrations.stamp(tree, url, "0001")
+    migrations.upgrade(tree, url)  # and on to the head from there
     migrations.check_current(url, tree)
     assert migrations.differences(tree, url) == []
 

@@ -30,9 +30,11 @@ VALID: dict[str, m.BaseModel] = {
         feed_id="feed-1", received_at=NOW, data_categories=["lab_results"], document_count=3,
         sealed="v1.k1.AAAA"),
     "record-withdrawn.v1": m.RecordWithdrawnMessage(
-        incident_id="inc-1", agency_id="gp-1", source_record_id="r-1", withdrawn_at=NOW),
+        incident_id="inc-1", agency_id="gp-1", source_record_id="r-1", record_version=2,
+        withdrawn_at=NOW),
     "contribution-complete.v1": m.ContributionCompleteMessage(
-        incident_id="inc-1", agency_id="gp-1", record_count=10, completed_at=NOW),
+        incident_id="inc-1", agency_id="gp-1", record_count=10, withdrawn_count=1,
+        completed_at=NOW),
     "incident.v1": m.IncidentMessage(
         incident_id="inc-1", revision=2, title="Portal breach", content=CONTENT,
         agencies=[{"agency_id": "gp-1", "name": "Test GP"}], expected_agency_ids=["gp-1"],
@@ -65,7 +67,9 @@ INVALID = [
     ("affected-record.v1", lambda d: d.update(record_version=0), "versions start at 1"),
     ("affected-record.v1", lambda d: d.update(incident_id="inc 1/x"), "ids are key-safe"),
     ("record-withdrawn.v1", lambda d: d.pop("source_record_id"), "which record"),
+    ("record-withdrawn.v1", lambda d: d.update(record_version=0), "versions start at 1"),
     ("contribution-complete.v1", lambda d: d.update(record_count=-1), "counts are >= 0"),
+    ("contribution-complete.v1", lambda d: d.update(withdrawn_count=-1), "counts are >= 0"),
     ("incident.v1", lambda d: d["content"].pop("contact"), "s 117 contact point required"),
     ("incident.v1", lambda d: d["content"]["contact"].update(web_address="https://x.example"),
      "web address is typed, not a link"),

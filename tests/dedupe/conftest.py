@@ -5,6 +5,7 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlmodel import Session, select
 
 from services.common.crypto import Sealer
@@ -103,3 +104,79 @@ def dedupe_engine(pg_database):  # noqa: ANN001, ANN201
     engine = make_engine(pg_database("dedupe"))
     yield engine
     engine.dispose()
+
+
+# --- ground truth ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tally:
+    """Notices per real (synthetic) person, identified by the recipient's email: who was
+    notified exactly once, never, or more than once. A republished notice (same notice id)
+    is one notice: consumers dedupe it by its id."""
+
+    expected: frozenset[str]
+    notices: dict[str, list[NoticeMessage]]
+
+    @property
+    def once(self) -> set[str]:
+        return {e for e in self.expected if len(self.firsts(e)) == 1}
+
+    @property
+    def never(self) -> set[str]:
+        return {e for e in self.expected if not self.notices.get(e)}
+
+    @property
+    def twice(self) -> set[str]:
+        return {e for e in self.expected if len(self.firsts(e)) > 1}
+
+    @property
+    def unexpected(self) -> set[str]:
+        return set(self.notices) - self.expected
+
+    def firsts(self, email: str) -> list[NoticeMessage]:
+        """The notices this person got that were not amendments of one they already had."""
+        seen: set[str] = set()
+        firsts = []
+        for n in self.notices.get(email, []):
+            if n.person_id not in seen:
+                seen.add(n.person_id)
+                firsts.append(n)
+        return firsts
+
+
+def tally(sealer: Sealer, notices: list[NoticeMessage], expected_emails) -> Tally:  # noqa: ANN001
+    by_email: dict[str, dict[str, NoticeMessage]] = {}
+    for n in notices:
+        recipient = SealedRecipient.model_validate(
+            sealer.open(n.sealed, notice_sealing_context(n.notice_id))).recipient
+        by_email.setdefault(recipient.email or recipient.mobile or "?", {})[n.notice_id] = n
+    return Tally(frozenset(expected_emails),
+                 {e: sorted(ns.values(), key=lambda n: n.version) for e, ns in by_email.items()})
+
+
+async def rewind_group(bootstrap: str, group: str, topic: str, partitions: int) -> None:
+    """Commit offset 0 for every partition of `topic` in `group` (the group must be idle):
+    its next consumer replays the partition from the beginning."""
+    rewind = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                              enable_auto_commit=False)
+    await rewind.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        rewind.assign(tps)
+        await rewind.commit({tp: 0 for tp in tps})
+    finally:
+        await rewind.stop()
+
+
+async def wait_caught_up(worker, topic: str, partitions: int, timeout: float = 60) -> None:  # noqa: ANN001
+    """Until `worker` (a running ConsumerWorker) has committed up to the end of `topic`."""
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    async with asyncio.timeout(timeout):
+        while True:
+            ends = await worker.consumer.end_offsets(tps)
+            lag = 0
+            for tp in tps:
+                lag += ends[tp] - ((await worker.consumer.committed(tp)) or 0)
+            if lag == 0:
+                return
+            await asyncio.sleep(0.2)

@@ -27,6 +27,7 @@ async def client(pg_database, data_keys):  # noqa: ANN001, ANN201
         session.add(IncidentState(
             incident_id="inc-1", revision=1, agency_names={"gp": "Test GP", "lab": "Test Lab"},
             expected_agency_ids=["gp", "lab"], completed={"gp": 1}, partition=0,
+            completed_withdrawn={"gp": 2}, missing={"gp": 1},
             release_policy={"hold_deadline": "2026-12-01T00:00:00Z", "settle_window_seconds": 0}))
         for i, (agency, withdrawn) in enumerate([("gp", False), ("gp", True), ("lab", False)]):
             session.add(RecordState(incident_id="inc-1", agency_id=agency,
@@ -61,11 +62,11 @@ async def test_progress(client):
         "hold_deadline": "2026-12-01T00:00:00Z",
         "agencies": [
             {"agency_id": "gp", "name": "Test GP", "expected": True, "complete": True,
-             "records": 1, "withdrawn": 1},
+             "records": 1, "withdrawn": 1, "missing": 1},
             {"agency_id": "lab", "name": "Test Lab", "expected": True, "complete": False,
-             "records": 1, "withdrawn": 0},
+             "records": 1, "withdrawn": 0, "missing": 0},
         ],
-        "persons": 1, "pending_release": 1, "notified": 0, "on_hold": 0, "in_review": 1,
+        "records_missing": 1, "persons": 1, "pending_release": 1, "notified": 0, "on_hold": 0, "in_review": 1,
     }
 
 

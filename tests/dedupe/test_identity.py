@@ -13,6 +13,7 @@ from services.dedupe.identity import (
     ReviewDecision,
     StoredIdentity,
     StoredRecord,
+    Withdrawn,
 )
 from services.dedupe.resolver import Resolver
 from testkit.messages import record_message
@@ -176,6 +177,56 @@ def test_review_pairs_are_listed_when_changed_and_at_most_once_per_interval():
     again = often.rebuild("inc-1", 0, StoredIdentity([], {}, []))
     assert often.reviews_due(again) == []  # a rebuilt incident's queue is refreshed once
     assert often.reviews_due(again) is None
+
+
+def test_withdrawals_and_versions_are_one_sequence_per_record():
+    state = identity()
+    state.apply_record(record("gp", "gp-1", AROHA))
+    assert state.withdraw(("gp", "gp-1"), 1) is Withdrawn.WITHDRAWN
+    assert state.apply_record(record("gp", "gp-1", AROHA, version=2))  # the re-send
+    state.settle(T0)
+    # The replay of everything from the start: v1, its withdrawal, v2 — nothing changes.
+    assert not state.apply_record(record("gp", "gp-1", AROHA))
+    assert state.withdraw(("gp", "gp-1"), 1) is Withdrawn.IGNORED
+    assert not state.apply_record(record("gp", "gp-1", AROHA, version=2))
+    meta = state.records["gp", "gp-1"]
+    assert (meta.version, meta.withdrawn) == (2, False) and ("gp", "gp-1") in state.resolver
+    assert state.withdraw(("gp", "gp-1"), 2) is Withdrawn.WITHDRAWN
+    assert state.withdraw(("gp", "gp-1"), 2) is Withdrawn.IGNORED  # replayed
+    state.settle(NOW)
+    assert meta.person_id is None and ("gp", "gp-1") not in state.resolver
+
+
+def test_a_withdrawal_of_a_version_not_seen_leaves_a_tombstone_that_outranks_it():
+    state = identity()
+    # The withdrawal of version 1 arrives first (its version's message lost or late).
+    assert state.withdraw(("lab", "lab-1"), 1) is Withdrawn.TOMBSTONE
+    assert not state.apply_record(record("lab", "lab-1", AROHA))
+    assert ("lab", "lab-1") not in state.resolver
+    # A version 1 held, the withdrawal of version 2 (version 2 never seen): withdrawn at 2.
+    state.apply_record(record("gp", "gp-1", HEMI))
+    assert state.withdraw(("gp", "gp-1"), 2) is Withdrawn.TOMBSTONE
+    assert not state.apply_record(record("gp", "gp-1", HEMI, version=2))
+    assert state.apply_record(record("gp", "gp-1", HEMI, version=3))
+    # Messages from before versioned withdrawals withdraw whatever is held.
+    assert state.withdraw(("gp", "gp-1")) is Withdrawn.WITHDRAWN
+    assert state.withdraw(("gp", "never-seen")) is Withdrawn.IGNORED
+
+
+def test_a_told_record_withdrawn_and_sent_again_is_told_again_under_a_new_lineage():
+    state = identity()
+    state.apply_record(record("gp", "gp-1", AROHA))
+    state.settle(T0)
+    (first,) = state.release(T0, POLICY, NOW)
+    assert state.records["gp", "gp-1"].told_by == first.notice_person_id
+    state.withdraw(("gp", "gp-1"), 1)
+    state.apply_record(record("gp", "gp-1", {**AROHA, "email": "new@example.nz"}, version=2))
+    state.settle(NOW)
+    assert state.records["gp", "gp-1"].told_by is None  # version 2 was never in a notice
+    (again,) = state.release(T0, POLICY, NOW)
+    # The same resolver person, told nothing of version 2: a first notice, never the same id.
+    assert again.person_id == first.person_id and again.version == 1
+    assert again.notice_person_id != first.notice_person_id
 
 
 def _household_free_messages():

@@ -9,7 +9,7 @@ import pytest
 FORBIDDEN = ("sqlalchemy", "sqlmodel", "fastapi", "starlette", "aiokafka")
 
 
-@pytest.mark.parametrize("module", ["release", "reviews", "notices", "identity"])
+@pytest.mark.parametrize("module", ["release", "lineage", "reviews", "notices", "identity"])
 def test_pure_module_imports_no_io_library(module):
     # A fresh interpreter: this process has all of them loaded already.
     loaded = subprocess.run(

@@ -9,10 +9,9 @@ from services.common.crypto import Sealer, generate_key_spec
 from services.common.db import session_scope
 from services.common.outbox import OutboxMessage
 from services.dedupe import store
-from services.dedupe.identity import RecordMeta
 from services.dedupe.models import NoticeState, PersonState, RecordState
 from services.dedupe.pipeline import DedupePipeline
-from testkit.messages import completion, incident_message, record_message
+from testkit.messages import completion, incident_message, record_message, withdrawal
 from tests.dedupe.conftest import AROHA, HEMI
 from tests.dedupe.test_reviews import J_TIPENE, JOSEPH_TIPENE
 
@@ -75,32 +74,6 @@ def test_a_failed_batch_is_forgotten_and_applies_in_full_when_retried(pipeline, 
     assert count(dedupe_engine, RecordState, RecordState.person_id.is_not(None)) == 1
 
 
-def test_a_failed_tick_forgets_every_incident_its_transaction_changed(pipeline, dedupe_engine):
-    for incident_id in ("inc-a", "inc-b"):
-        pipeline.apply_incidents([incident_message(incident_id, AGENCIES, ["gp"])])
-    pipeline.apply_batch(0, [record_message(SEALER, "inc-a", "gp", "gp-1", **AROHA)])
-    # inc-b, on the same partition, holds a record this instance cannot open.
-    unreadable = record_message(OTHER_KEY, "inc-b", "gp", "gp-1", **HEMI)
-    with session_scope(dedupe_engine) as session:
-        incident = store.ensure_incident(session, "inc-b")
-        incident.partition = 0
-        store.save_stream_state(session, incident)
-        store.write_records(session, "inc-b", {("gp", "gp-1"): RecordMeta(1, None, False, False, ())},
-                            {("gp", "gp-1"): unreadable}, unreadable.received_at)
-        store.request_manual_release(session, "inc-a", unreadable.received_at)
-
-    # inc-a is released (its notice decided in memory), then inc-b fails: all rolled back.
-    with pytest.raises(Exception):  # noqa: B017, PT011
-        pipeline.tick({0})
-    assert count(dedupe_engine, NoticeState) == 0
-
-    with session_scope(dedupe_engine) as session:  # the unreadable record is dealt with
-        session.execute(RecordState.__table__.delete().where(RecordState.incident_id == "inc-b"))
-    assert pipeline.tick({0}) == 1
-    assert count(dedupe_engine, NoticeState, NoticeState.incident_id == "inc-a") == 1
-
-
-
 def test_a_decision_made_before_a_rebalance_still_reaches_the_persons(pipeline, dedupe_engine):
     pipeline.apply_incidents([incident_message("inc-1", AGENCIES, ["gp", "lab"])])
     pipeline.apply_batch(0, [record_message(SEALER, "inc-1", "gp", "gp-1", **J_TIPENE),
@@ -115,3 +88,18 @@ def test_a_decision_made_before_a_rebalance_still_reaches_the_persons(pipeline, 
     pipeline.tick({0})
     assert len(persons_of(dedupe_engine, "inc-1")) == 1
     assert count(dedupe_engine, PersonState, PersonState.status == "pending") == 1
+
+
+def test_a_tombstone_is_stored_and_outranks_its_version_after_a_rebuild(pipeline, dedupe_engine):
+    pipeline.apply_incidents([incident_message("inc-1", AGENCIES, ["gp"])])
+    pipeline.apply_batch(0, [withdrawal("inc-1", "gp", "gp-1", version=1)])
+    with Session(dedupe_engine) as session:
+        row = session.exec(select(RecordState)).one()
+    assert (row.record_version, row.withdrawn, row.sealed, row.person_id) == (1, True, "", None)
+
+    pipeline.revoked({0})  # rebuilt from the database before the late version comes
+    pipeline.apply_batch(0, [record_message(SEALER, "inc-1", "gp", "gp-1", **AROHA)])
+    assert count(dedupe_engine, RecordState, RecordState.withdrawn == False) == 0  # noqa: E712
+    pipeline.apply_batch(0, [record_message(SEALER, "inc-1", "gp", "gp-1", version=2, **AROHA),
+                             completion("inc-1", "gp", 1)])
+    assert count(dedupe_engine, NoticeState) == 1

@@ -8,12 +8,11 @@ import pytest
 from services.common.messages import ReleasePolicy
 from services.dedupe.release import (
     Action,
-    NoticeLineage,
     PersonView,
     ReleaseReason,
     decide,
     incident_release_reason,
-    inherited_lineage,
+    missing_records,
 )
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -46,6 +45,22 @@ class TestIncidentRelease:
 
     def test_no_expected_agencies_and_no_deadline_waits_for_the_coordinator(self):
         assert incident_release_reason([], set(), POLICY, False, T0) is None
+
+    def test_an_agency_with_records_missing_is_not_complete_until_the_deadline(self):
+        policy = ReleasePolicy(hold_deadline=T0 + timedelta(hours=1))
+        missing = {"lab": 1}
+        assert incident_release_reason(["gp", "lab"], {"gp", "lab"}, policy, False, T0,
+                                       missing) is None
+        assert incident_release_reason(["gp", "lab"], {"gp", "lab"}, policy, False,
+                                       T0 + timedelta(hours=1), missing) \
+            == ReleaseReason.DEADLINE_MISSING
+        assert incident_release_reason(["gp", "lab"], {"gp", "lab"}, policy, True, T0,
+                                       missing) == ReleaseReason.MANUAL
+
+    def test_missing_records_are_what_a_completion_announced_and_never_arrived(self):
+        assert missing_records({"gp": 3, "lab": 2}, {"gp": 3, "lab": 1}) == {"lab": 1}
+        assert missing_records({"gp": 3}, {"gp": 5}) == {}  # sent after the completion
+        assert missing_records({"gp": 2}, {}) == {"gp": 2}
 
 
 class TestPersonDecision:
@@ -87,37 +102,3 @@ class TestPersonDecision:
                           changed_at=T0 + timedelta(hours=1))
         policy = ReleasePolicy(settle_window_seconds=0, amend_on=amend_on)
         assert decide(notified, T0, policy, T0 + timedelta(hours=2)).action == expected
-
-
-def told(notice_person_id: str | None, version: int, agencies=(), categories=()) -> NoticeLineage:  # noqa: ANN001
-    return NoticeLineage(notice_person_id, version, frozenset(agencies), frozenset(categories))
-
-
-class TestNoticeLineage:
-    def test_nothing_to_inherit_from_persons_never_notified(self):
-        assert inherited_lineage([]) is None
-        assert inherited_lineage([told(None, 0), told(None, 0)]) is None
-
-    def test_a_re_identified_person_continues_the_notified_persons_lineage(self):
-        lineage = inherited_lineage([told(None, 0), told("p-1", 2, {"gp"}, {"clinical_notes"})])
-        assert lineage == told("p-1", 2, {"gp"}, {"clinical_notes"})
-
-    def test_when_notified_persons_merge_the_earliest_lineage_wins_and_knows_everything(self):
-        lineage = inherited_lineage([
-            told("p-2", 3, {"lab"}, {"lab_results"}),
-            told("p-1", 1, {"gp"}, {"clinical_notes"}),
-        ])
-        assert lineage == told("p-1", 1, {"gp", "lab"}, {"clinical_notes", "lab_results"})
-
-    def test_the_highest_version_of_the_winning_lineage_is_kept(self):
-        # Two persons split from one notified person carry the same notice person id.
-        lineage = inherited_lineage([told("p-1", 1, {"gp"}), told("p-1", 2, {"gp", "lab"})])
-        assert (lineage.notice_person_id, lineage.notified_version) == ("p-1", 2)
-
-    def test_an_inherited_lineage_makes_the_next_notice_an_amendment(self):
-        lineage = inherited_lineage([told("p-1", 1, {"gp"}, {"clinical_notes"})])
-        merged = person(agency_ids=frozenset({"gp", "lab"}),
-                        notified_version=lineage.notified_version,
-                        notified_agency_ids=lineage.notified_agency_ids,
-                        notified_categories=lineage.notified_categories)
-        assert decide(merged, T0, POLICY, T0).action == Action.AMEND

@@ -178,6 +178,7 @@ def test_progress_counts_records_persons_and_open_reviews(dedupe_engine):
     incident = run(dedupe_engine, store.get_incident, "inc-1")
     incident.completed = {"gp": 2}
     run(dedupe_engine, store.save_stream_state, incident)
+    run(dedupe_engine, store.save_missing, "inc-1", {"lab": 2})
     messages = {key: record_message(SEALER, "inc-1", *key, **AROHA)
                 for key in (GP, ("gp", "gp-2"), LAB)}
     run(dedupe_engine, store.write_records, "inc-1", {
@@ -195,11 +196,12 @@ def test_progress_counts_records_persons_and_open_reviews(dedupe_engine):
         incident_id="inc-1", released_at=None, release_reason=None,
         hold_deadline="2026-11-28T09:00:00Z",
         agencies=[
-            store.AgencyCount("gp", "Test GP", True, True, records=1, withdrawn=1),
-            store.AgencyCount("hosp", "Test Hospital", False, False, records=0, withdrawn=0),
-            store.AgencyCount("lab", "Test Lab", True, False, records=1, withdrawn=0),
+            store.AgencyCount("gp", "Test GP", True, True, records=1, withdrawn=1, missing=0),
+            store.AgencyCount("hosp", "Test Hospital", False, False, records=0, withdrawn=0,
+                              missing=0),
+            store.AgencyCount("lab", "Test Lab", True, False, records=1, withdrawn=0, missing=2),
         ],
-        persons=3, pending_release=1, notified=1, on_hold=1, in_review=1)
+        records_missing=2, persons=3, pending_release=1, notified=1, on_hold=1, in_review=1)
 
 
 def test_a_decision_changed_while_the_owner_applies_the_old_one_stays_pending(dedupe_engine):

@@ -233,6 +233,8 @@ def test_latest_versions_and_withdrawal(tx, intake_engine):
     tx(store.withdraw_record, "inc-1", "ag-1", "r1", at + timedelta(hours=1))  # keeps the first time
     assert tx(store.latest_versions, "inc-1", "ag-1", ["r1"]) == {"r1": store.LatestVersion(2, "b", True)}
     assert tx(store.live_record_count, "inc-1", "ag-1") == 1
+    assert tx(store.withdrawn_record_count, "inc-1", "ag-1") == 1
+    assert tx(store.withdrawn_record_count, "inc-1", "ag-2") == 0
     with OrmSession(intake_engine) as session:
         rows = session.query(AffectedRecord.version, AffectedRecord.withdrawn_at).filter_by(
             source_record_id="r1").order_by(AffectedRecord.version).all()

@@ -323,6 +323,7 @@ async def test_withdrawal_publishes_and_is_idempotent(intake):
         incident_id, lambda ms: _records(ms, RecordWithdrawnMessage))
     withdrawn = _records(messages, RecordWithdrawnMessage)
     assert [(w.source_record_id, w.agency_id) for w in withdrawn] == [("wd-1", agency_id)]
+    assert withdrawn[0].record_version == 1  # the version it withdraws
 
     # Completion counts live records only; the withdrawn one is not counted.
     done = await intake.client.post(f"/v1/incidents/{incident_id}/completion", headers=headers)
@@ -331,7 +332,8 @@ async def test_withdrawal_publishes_and_is_idempotent(intake):
     messages = await intake.messages(
         incident_id, lambda ms: _records(ms, ContributionCompleteMessage))
     complete = _records(messages, ContributionCompleteMessage)
-    assert [(c.agency_id, c.record_count) for c in complete] == [(agency_id, 1)]
+    assert [(c.agency_id, c.record_count, c.withdrawn_count) for c in complete] == [
+        (agency_id, 1, 1)]
     raw_complete = next(raw for raw, m in messages if isinstance(m, ContributionCompleteMessage))
     assert raw_complete.key == incident_id.encode()
 
@@ -340,6 +342,11 @@ async def test_withdrawal_publishes_and_is_idempotent(intake):
     assert back["accepted"] == 1
     assert intake.query("SELECT max(version) FROM affected_record WHERE incident_id = %s AND "
                         "source_record_id = 'wd-1'", incident_id) == [(2,)]
+    # Withdrawn again: the withdrawal names version 2, ordered after the first one.
+    await intake.client.delete(f"{url}/wd-1", headers=headers)
+    messages = await intake.messages(
+        incident_id, lambda ms: len(_records(ms, RecordWithdrawnMessage)) == 2)
+    assert [w.record_version for w in _records(messages, RecordWithdrawnMessage)] == [1, 2]
 
 
 async def test_completion_counts_distinct_live_records(intake):
