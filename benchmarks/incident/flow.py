@@ -89,6 +89,11 @@ class Stopped(RuntimeError):
     """The run was stopped while this feed was uploading."""
 
 
+def upload_order(feeds: dict[str, Path]) -> list[str]:
+    """The agencies in the order they upload: largest feed first."""
+    return sorted(feeds, key=lambda a: -feeds[a].stat().st_size)
+
+
 def upload_all(intake: str, keys: dict[str, str], incident_id: str, feeds: dict[str, Path],
                clients: int, on_done: Callable[[Uploaded], None] | None = None,
                stop: threading.Event | None = None) -> list[Uploaded]:
@@ -96,7 +101,7 @@ def upload_all(intake: str, keys: dict[str, str], incident_id: str, feeds: dict[
     time, largest feed first (each agency's own chunks go one after another, as the CLI's do).
     Setting `stop` ends the uploads after the chunks in flight (a stopped run must not wait for
     the rest: the pool's threads are joined at exit)."""
-    order = sorted(feeds, key=lambda a: -feeds[a].stat().st_size)
+    order = upload_order(feeds)
     lock = threading.Lock()
     done: list[Uploaded] = []
 

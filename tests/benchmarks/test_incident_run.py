@@ -7,29 +7,50 @@ import json
 
 import pytest
 
-from benchmarks.incident import run
+from benchmarks.incident import offline, run, scenario
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+# One agency at a time: the records reach dedupe in the same order every run.
+ARGS = ["--records", "2000", "--clients", "1", "--workers", "intake=1", "--no-reference"]
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):  # noqa: ANN001, ANN201
     work = tmp_path_factory.mktemp("incident")
     out = work / "results.json"
-    # One agency at a time: the records reach dedupe in the same order every run.
-    assert run.main(["--records", "2000", "--clients", "1", "--workers", "intake=1",
-                     "--no-reference", "--out", str(out), "--log-dir", str(work / "log")]) == 0
+    assert run.main([*ARGS, "--out", str(out), "--log-dir", str(work / "log")]) == 0
     return json.loads(out.read_text())
 
 
-def test_every_record_reaches_a_notice_and_no_notice_covers_two_people(results):
-    c = results["correctness"]
+@pytest.fixture(scope="module")
+def resolver_alone():  # noqa: ANN201
+    """The production resolver in this process over the same accepted records, same order."""
+    args = run.parse(ARGS)
+    incident = scenario.build(scenario.BREACH, args.records, args.seed, run.VAR / "incidents")
+    return offline.resolve(incident)
+
+
+def test_every_record_reaches_a_notice_and_no_notice_covers_two_people(results, resolver_alone):
+    c, alone = results["correctness"], resolver_alone
+    # Reported, not asserted: how many people the resolver keeps apart is its own quality,
+    # measured against its goals by benchmarks/resolver (the goal there: exactly one >= 0.97).
+    print(f"\nexactly one notice: {c['exactly_one']:.4f} through the system, "
+          f"{alone['exactly_one']:.4f} by the resolver alone; people with two or more: "
+          f"{c['two_or_more']} / {alone['two_or_more']}; spanning: {c['spanning']} / "
+          f"{alone['spanning']}; of {c['persons_with_accepted_records']} people")
     assert results["records_accepted"] == results["records"] - results["stages"]["intake"]["rejected"]
+    assert alone["records_accepted"] == results["records_accepted"], (alone, results["stages"])
+    assert alone["persons_with_accepted_records"] == c["persons_with_accepted_records"]
     assert c["none"] == 0, "a person with an accepted record got no notice"
     assert c["spanning"] == 0, "a notice covered records of two different people"
     assert c["exactly_one_count"] + c["two_or_more"] == c["persons_with_accepted_records"]
-    # The precision-first resolver may keep a few of one person's records apart; not many.
-    assert c["exactly_one"] >= 0.97, c
+    # What the system must guarantee: Kafka, PostgreSQL and the services split no one the
+    # resolver alone keeps together. No tolerance: nothing in this run changes the resolver's
+    # input but the records (no withdrawals, review decisions or restarts), they arrive in the
+    # order the resolver alone is given them, and the release learns once, as it does.
+    assert c["two_or_more"] <= alone["two_or_more"], (c, alone)
 
 
 def test_each_notice_is_at_rest_and_the_gateways_got_each_message_once(results):
