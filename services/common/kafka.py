@@ -20,6 +20,9 @@ until the handler's awaitable is done, polling the rest meanwhile.
 
 A little over 400 lines: the worker's rebalance handling is one piece and reads best whole;
 what happens to the messages themselves already lives in consuming.py.
+
+Over 400 lines on purpose: the worker's poll, pause, commit and rebalance paths interlock;
+topics and the producer are small and sit with them.
 """
 
 import asyncio

@@ -15,6 +15,9 @@ evicted, and rebuilt only if something comes for it again).
 
 A rebuild may run in a thread of its own while the consumer handles other partitions (the
 partition it is for paused): the registry's maps are changed under a lock.
+
+Over 400 lines on purpose: it is the one module that drives the resolver (issue 9), so the
+registry, the per-incident state, rebuilds and release inputs stay together.
 """
 
 import logging

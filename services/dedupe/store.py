@@ -1,6 +1,8 @@
 """Dedupe's data access: every SQL statement the service runs, over its own tables (models.py)
 and the outbox. Functions take a Session first and return plain values or dataclasses; none
 commits — the caller's transaction does (the pipeline's, or `Database.run`'s for routes).
+
+Over 400 lines on purpose: it is the service's whole DAO — all of dedupe's SQL in one place.
 """
 
 from collections.abc import Iterator

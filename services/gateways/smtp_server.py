@@ -26,6 +26,9 @@ control port:
   POST /_control/behaviour {delay_seconds?, fail_next?, fail_code?, hold?,
                             drop_after_accept_next?, defer_seconds?}
   POST /_control/reset        GET /_control/bounces        GET /_control/stats
+
+Over 400 lines on purpose: every fault mode the fault suite needs lives beside the
+protocol handler it bends (a dev/test server, not production code).
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ Everything that decides the outcome is a function of the current set of records 
 sizes, value frequencies, pair levels — and is kept up to date as records arrive or are
 withdrawn (blocks that overflow drop their edges, values that become common re-weigh
 theirs), so the final persons do not depend on arrival order.
+
+Over 400 lines on purpose: placing, withdrawing and re-weighing a record share the index and
+edge bookkeeping; split, each half would reach into the other's private state.
 """
 from __future__ import annotations
 
