@@ -60,7 +60,12 @@ def build_notice(
     agency_names: dict[str, str],
     created_at: datetime,
 ) -> NoticeMessage:
-    records = sorted(records, key=lambda r: r.updated_at, reverse=True)
+    # Freshest first. Records stored by one batch share updated_at: a re-sent version (a
+    # correction) then goes before a first version, and the rest in a fixed order, so the
+    # contact chosen never depends on row order (different agencies' contacts that conflict
+    # are issue 18's review case).
+    records = sorted(records, key=lambda r: (r.updated_at, r.record_version, r.agency_id,
+                                             r.source_record_id), reverse=True)
     personal = [open_record(sealer, r) for r in records]
     recipient = merge_recipient(personal)
     representative = next((p["hold"]["representative"] for p in personal

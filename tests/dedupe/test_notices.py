@@ -12,9 +12,10 @@ SEALER = Sealer(generate_key_spec("notices-test"))
 
 
 def record(agency_id: str, source_record_id: str, updated_at: datetime, categories=("clinical_notes",),  # noqa: ANN001
-           documents: int = 1, language: str = "en", **personal) -> NoticeRecord:
-    sealed = SEALER.seal(personal, record_sealing_context("inc-1", agency_id, source_record_id, 1))
-    return NoticeRecord("inc-1", agency_id, source_record_id, 1, sealed, list(categories),
+           documents: int = 1, language: str = "en", version: int = 1, **personal) -> NoticeRecord:
+    sealed = SEALER.seal(personal, record_sealing_context("inc-1", agency_id, source_record_id,
+                                                          version))
+    return NoticeRecord("inc-1", agency_id, source_record_id, version, sealed, list(categories),
                         documents, language, updated_at)
 
 
@@ -49,6 +50,18 @@ def test_one_notice_names_every_agency_with_its_categories_and_documents():
         SEALER.open(notice.sealed, notice_sealing_context(notice.notice_id)))
     assert sealed.recipient.email == "aroha.testperson@example.nz"
     assert sealed.recipient.mobile == "+64211234567"
+
+
+def test_in_one_batch_a_resent_version_goes_before_a_first_version_whatever_the_row_order():
+    # Stored by one batch, so updated_at ties: the lab's first version still has the old
+    # address, the GP's re-sent version the corrected one.
+    lab = record("lab", "lab-1", T0, given_names="Aroha", email="old@example.nz")
+    resent = record("gp", "gp-1", T0, version=2, given_names="Aroha", email="new@example.nz")
+    for rows in ([lab, resent], [resent, lab]):
+        notice = build_notice(SEALER, "inc-1", "P-1", 1, rows, {}, created_at=T0)
+        sealed = SealedRecipient.model_validate(
+            SEALER.open(notice.sealed, notice_sealing_context(notice.notice_id)))
+        assert sealed.recipient.email == "new@example.nz"
 
 
 def test_a_representative_from_a_hold_is_carried_sealed():
