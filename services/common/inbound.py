@@ -2,8 +2,9 @@
 byte of its body.
 
 For the route a request is for, in this order:
-1. authentication — the callers the route's `context(...)` dependency allows: a missing or bad
-   bearer token is a 401 with the body unread (FastAPI would otherwise parse a JSON body, of
+1. authentication and authorisation — the callers the route's `context(...)` dependency
+   allows (`deps.refusal`): a missing or bad bearer token is a 401, a staff role the route does
+   not take a 403, with the body unread (FastAPI would otherwise parse a JSON body, of
    any size, before it runs the dependency);
 2. the route's body limit (`body_limit("setting")` in its dependencies, else the service's
    `max_body_bytes`): 413 from Content-Length before reading, and 413 while streaming as soon
@@ -25,7 +26,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.auth import bearer_token
-from services.common.deps import CALLER_STATE, invalid_message
+from services.common.deps import CALLER_STATE, Access, refusal
 from services.common.errors import ApiError, error_body
 
 if TYPE_CHECKING:
@@ -53,33 +54,34 @@ def too_large(limit: int, code: str = "request.too_large") -> ApiError:
 
 
 class _RouteRules:
-    __slots__ = ("callers", "limit_code", "limit_setting")
+    __slots__ = ("access", "limit_code", "limit_setting")
 
-    def __init__(self, callers: tuple[str, ...] | None, limit_setting: str | None,
+    def __init__(self, access: Access | None, limit_setting: str | None,
                  limit_code: str = "request.too_large"):
-        self.callers = callers  # None: public
+        self.access = access  # None: public
         self.limit_setting = limit_setting
         self.limit_code = limit_code
 
 
 def _rules(route: Any) -> _RouteRules:
-    callers: tuple[str, ...] | None = None
+    access: Access | None = None
     setting: str | None = None
     code = "request.too_large"
     stack = list(getattr(getattr(route, "dependant", None), "dependencies", []))
     while stack:
         dependant = stack.pop()
         call = dependant.call
-        callers = getattr(call, "callers", None) or callers
+        access = getattr(call, "access", None) or access
         if getattr(call, "body_limit_setting", None):
             setting, code = call.body_limit_setting, call.body_limit_code
         stack.extend(dependant.dependencies)
-    return _RouteRules(callers, setting, code)
+    return _RouteRules(access, setting, code)
 
 
 def document(routes: Iterable[BaseRoute]) -> None:
     """Put the answers the guard gives into each route's OpenAPI responses (before the routers
-    are included): 401 where a caller is required, 400 and 413 where a body may come."""
+    are included): 401 where a caller is required, 403 where staff roles are, 404 where an
+    incident in the path may be outside a token's scope, 400 and 413 where a body may come."""
     from services.common.errors import ErrorResponse
 
     for route in routes:
@@ -87,7 +89,11 @@ def document(routes: Iterable[BaseRoute]) -> None:
         if responses is None:
             continue
         rules = _rules(route)
-        wanted = [401] if rules.callers else []
+        wanted = [401] if rules.access else []
+        if rules.access and rules.access.roles:
+            wanted.append(403)
+            if "{incident_id}" in getattr(route, "path", ""):
+                wanted.append(404)
         if set(getattr(route, "methods", ())) & {"POST", "PUT", "PATCH"}:
             wanted += [400, 413]
         for status in wanted:
@@ -102,24 +108,24 @@ class InboundGuard:
         # router holds them wrapped, its matching is not public).
         self._routes = [(route, _rules(route)) for route in routes]
 
-    def _route_rules(self, scope: Scope) -> _RouteRules:
+    def _route_rules(self, scope: Scope) -> tuple[_RouteRules, dict]:
         for route, rules in self._routes:
-            match, _ = route.matches(scope)
+            match, child = route.matches(scope)
             if match is Match.FULL:
-                return rules
-        return _RouteRules(None, None)  # the app answers 404/405
+                return rules, child.get("path_params", {})
+        return _RouteRules(None, None), {}  # the app answers 404/405
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rules = self._route_rules(scope)
+        rules, path_params = self._route_rules(scope)
         settings = self.runtime.settings
         limit = int(getattr(settings, rules.limit_setting) if rules.limit_setting
                     else settings.max_body_bytes)
         try:
-            if rules.callers:
-                await self._authenticate(scope, rules.callers)
+            if rules.access:
+                await self._authenticate(scope, rules.access, path_params)
             declared = Request(scope).headers.get("content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > limit):
                 raise too_large(limit, rules.limit_code) if declared.isdigit() else ApiError(
@@ -129,11 +135,10 @@ class InboundGuard:
             return
         await self._limited(scope, receive, send, limit, rules.limit_code)
 
-    async def _authenticate(self, scope: Scope, callers: tuple[str, ...]) -> None:
+    async def _authenticate(self, scope: Scope, access: Access, path_params: dict) -> None:
         caller = await self.runtime.authenticate(bearer_token(Request(scope)))
-        if caller is None or caller.kind not in callers:
-            raise ApiError(401, "auth.invalid", invalid_message(callers[0]),
-                           headers={"WWW-Authenticate": "Bearer"})
+        if (refused := refusal(caller, access, path_params)) is not None:
+            raise refused
         scope.setdefault("state", {})[CALLER_STATE] = caller
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int,
