@@ -18,6 +18,7 @@ def claim_nonce(session: Session, provider: str, nonce: str, now: float, keep_s:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    result = session.execute(insert(NT).values(provider=provider, nonce=nonce, seen_at=now)
-                             .on_conflict_do_nothing(index_elements=["provider", "nonce"]))
-    return result.rowcount == 1
+    taken = session.execute(insert(NT).values(provider=provider, nonce=nonce, seen_at=now)
+                            .on_conflict_do_nothing(index_elements=["provider", "nonce"])
+                            .returning(NT.c.nonce)).first()
+    return taken is not None
