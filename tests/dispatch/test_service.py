@@ -180,6 +180,10 @@ async def test_fallback_email_to_sms_to_postal_to_unreachable_and_csv(
         response = await stack.http.get("/v1/incidents/inc-1/unreachable.csv", headers=COORDINATOR)
         summary = (await stack.http.get("/v1/incidents/inc-1/deliveries/summary",
                                         headers=COORDINATOR)).json()
+        audit_log = (await stack.http.get("/v1/audit", headers=COORDINATOR)).json()["entries"]
+    # The download of names and addresses is on record (who, which incident, how many rows).
+    assert [(e["actor"], e["action"], e["incident_id"], e["object_ids"]) for e in audit_log] == [
+        ("configured", "unreachable.download", "inc-1", ["rows:3"])]
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
