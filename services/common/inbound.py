@@ -6,7 +6,8 @@ For the route a request is for, in this order:
    allows (`deps.refusal`): a missing or bad bearer token is a 401, a staff role the route does
    not take a 403, with the body unread (FastAPI would otherwise parse a JSON body, of
    any size, before it runs the dependency);
-2. the route's body limit (`body_limit("setting")` in its dependencies, else the service's
+2. strict query strings: a query parameter the route does not take is a 422;
+3. the route's body limit (`body_limit("setting")` in its dependencies, else the service's
    `max_body_bytes`): 413 from Content-Length before reading, and 413 while streaming as soon
    as a chunked body passes it (the app then sees a disconnect and stops reading).
 
@@ -54,11 +55,12 @@ def too_large(limit: int, code: str = "request.too_large") -> ApiError:
 
 
 class _RouteRules:
-    __slots__ = ("access", "limit_code", "limit_setting")
+    __slots__ = ("access", "limit_code", "limit_setting", "query")
 
     def __init__(self, access: Access | None, limit_setting: str | None,
-                 limit_code: str = "request.too_large"):
+                 limit_code: str = "request.too_large", query: frozenset[str] | None = None):
         self.access = access  # None: public
+        self.query = query  # the query parameters the route takes; None: not checked
         self.limit_setting = limit_setting
         self.limit_code = limit_code
 
@@ -67,15 +69,18 @@ def _rules(route: Any) -> _RouteRules:
     access: Access | None = None
     setting: str | None = None
     code = "request.too_large"
-    stack = list(getattr(getattr(route, "dependant", None), "dependencies", []))
+    top = getattr(route, "dependant", None)
+    query = {q.alias for q in top.query_params} if top is not None else None
+    stack = list(getattr(top, "dependencies", []))
     while stack:
         dependant = stack.pop()
+        query |= {q.alias for q in dependant.query_params}
         call = dependant.call
         access = getattr(call, "access", None) or access
         if getattr(call, "body_limit_setting", None):
             setting, code = call.body_limit_setting, call.body_limit_code
         stack.extend(dependant.dependencies)
-    return _RouteRules(access, setting, code)
+    return _RouteRules(access, setting, code, frozenset(query) if query is not None else None)
 
 
 def document(routes: Iterable[BaseRoute]) -> None:
@@ -126,7 +131,13 @@ class InboundGuard:
         try:
             if rules.access:
                 await self._authenticate(scope, rules.access, path_params)
-            declared = Request(scope).headers.get("content-length")
+            request = Request(scope)
+            if rules.query is not None and (unknown := set(request.query_params) - rules.query):
+                # Strict: a misspelt parameter is an error, not silently the default.
+                raise ApiError(422, "request.invalid", "Unknown query parameter(s).",
+                               details=[{"loc": ["query", name[:64]], "type": "extra_forbidden",
+                                         "msg": "Unknown query parameter"} for name in sorted(unknown)[:10]])
+            declared = request.headers.get("content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > limit):
                 raise too_large(limit, rules.limit_code) if declared.isdigit() else ApiError(
                     400, "request.invalid", "Content-Length is not a number.")

@@ -47,7 +47,7 @@ class Revocation(BaseModel):
 async def audit_log(ctx: AuditReader,
                     incident_id: Annotated[str | None, Query(min_length=1, max_length=128,
                                                              pattern=r"^[A-Za-z0-9._:\-]+$")] = None,
-                    after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+                    after_id: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> AuditPage:
     # A principal scoped to some incidents sees only their entries.
     rows = await ctx.db.run(audit.entries, ctx.caller.incidents, incident_id, after_id, limit)
