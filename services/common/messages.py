@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, TypeAdapter, WithJsonSchema
 
 from services.common.ids import Id
 
@@ -256,14 +256,14 @@ class IncidentContent(BaseModel):
     suspected_holder_statement: str = Field(min_length=1, max_length=2000)
     steps_taken: str = Field(min_length=1, max_length=5000)
     mitigation_advice: list[str] = Field(min_length=1, max_length=20)
-    privacy_commissioner_notified: bool
+    privacy_commissioner_notified: StrictBool  # strict: 0 or "yes" is not a yes
     privacy_commissioner_notified_on: date | None = None
     complaint_right: str = Field(default=DEFAULT_COMPLAINT_RIGHT, max_length=2000)
     contact: ContactPoint
     never_ask: list[str] = Field(default_factory=lambda: list(DEFAULT_NEVER_ASK), max_length=20)
     # Coordinator-supplied te reo Māori templates (Jinja2 source); English is the fallback.
     templates_mi: dict[str, str] = Field(default_factory=dict)
-    sms_segment_budget: int = Field(default=3, ge=1, le=10)
+    sms_segment_budget: StrictInt = Field(default=3, ge=1, le=10)
 
 
 class ReleasePolicy(BaseModel):
@@ -272,7 +272,7 @@ class ReleasePolicy(BaseModel):
     # Release when every expected agency is complete, or at this deadline, whichever is first.
     hold_deadline: datetime | None = None
     # After release, a new person's notice waits this long for their other records to join.
-    settle_window_seconds: int = Field(default=300, ge=0, le=7 * 24 * 3600)
+    settle_window_seconds: StrictInt = Field(default=300, ge=0, le=7 * 24 * 3600)
     # After release, a joining record triggers an amendment when it adds:
     amend_on: Literal["new_agency_or_category", "new_agency", "never"] = "new_agency_or_category"
 
