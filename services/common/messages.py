@@ -21,7 +21,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    StrictInt,
     TypeAdapter,
     WithJsonSchema,
 )
@@ -263,6 +262,19 @@ def _text_not_number(value: object) -> object:
     return value
 
 
+def _json_integer(value: object) -> object:
+    """A JSON Schema integer: a number with no fractional part (7.0 is one), never text ("7")
+    or a boolean."""
+    if isinstance(value, bool) or isinstance(value, str):
+        raise ValueError("expected an integer")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+
 class IncidentContent(BaseModel):
     """What every notice must say (Privacy Act 2020 s 117), supplied by the coordinator."""
 
@@ -280,7 +292,7 @@ class IncidentContent(BaseModel):
     never_ask: list[str] = Field(default_factory=lambda: list(DEFAULT_NEVER_ASK), max_length=20)
     # Coordinator-supplied te reo Māori templates (Jinja2 source); English is the fallback.
     templates_mi: dict[str, str] = Field(default_factory=dict)
-    sms_segment_budget: StrictInt = Field(default=3, ge=1, le=10)
+    sms_segment_budget: JsonInt = Field(default=3, ge=1, le=10)
 
 
 class ReleasePolicy(BaseModel):
@@ -289,7 +301,7 @@ class ReleasePolicy(BaseModel):
     # Release when every expected agency is complete, or at this deadline, whichever is first.
     hold_deadline: Annotated[datetime | None, BeforeValidator(_text_not_number)] = None
     # After release, a new person's notice waits this long for their other records to join.
-    settle_window_seconds: StrictInt = Field(default=300, ge=0, le=7 * 24 * 3600)
+    settle_window_seconds: JsonInt = Field(default=300, ge=0, le=7 * 24 * 3600)
     # After release, a joining record triggers an amendment when it adds:
     amend_on: Literal["new_agency_or_category", "new_agency", "never"] = "new_agency_or_category"
 
