@@ -9,9 +9,10 @@ from services.intake.api import routers
 from services.intake.runtime import IntakeRuntime
 from services.intake.settings import IntakeSettings
 
-# What schemas._storable enforces on every text of a request body, said in the schema: no NUL,
-# no lone surrogate (PostgreSQL and UTF-8 cannot hold them).
-STORABLE_TEXT = "^[^\\u0000\\ud800-\\udfff]*$"
+# What schemas._storable enforces on every text of a request body, said in the schema: no NUL
+# (PostgreSQL cannot hold it). Written \x00, which every regex dialect reads alike; lone
+# surrogates (also refused) cannot be written in a pattern a Rust or Python validator compiles.
+STORABLE_TEXT = "^[^\\x00]*$"
 
 
 def _document_storable_text(node: object) -> None:
