@@ -238,9 +238,9 @@ def record_receipt(
     row = deliveries.lock_delivery(session, notice_id, channel)
     if row is None:
         return ReceiptOutcome.UNKNOWN
-    sent_through = row.gateway or row.provider
-    if sent_through is not None and sent_through != provider:
-        return ReceiptOutcome.WRONG_PROVIDER  # one provider may not report on another's sends
+    # The gateway an SMS is pinned to is the only one that may report on it.
+    if row.gateway is not None and row.gateway != provider:
+        return ReceiptOutcome.WRONG_PROVIDER
     deferral = delivery_state.is_deferral(channel, receipt.provider_status)
     decision = delivery_state.receipt_transition(
         row.status, receipt.status, channel, current_generation=row.reference == receipt.reference
