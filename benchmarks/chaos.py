@@ -134,7 +134,9 @@ async def chaos(args: argparse.Namespace) -> dict:
           f"private broker {kafka.bootstrap}, private PostgreSQL; logs in {base}", flush=True)
     await asyncio.gather(asyncio.to_thread(kafka.start), asyncio.to_thread(postgres.start))
     system = System(base / "system", kafka_bootstrap=kafka.bootstrap, pg_admin_url=postgres.admin_url,
-                    env={"dedupe": {"PANUI_CONSUMER_BATCH_MAX_RECORDS": "500"}},
+                    env={"dedupe": {"PANUI_CONSUMER_BATCH_MAX_RECORDS": "500",
+                                    "PANUI_CONSUMER_SESSION_TIMEOUT_MS": "45000"},
+                         "dispatch": {"PANUI_CONSUMER_SESSION_TIMEOUT_MS": "45000"}},
                     start_timeout_s=300)  # a loaded machine starts processes slowly
     started = time.monotonic()
     try:

@@ -48,6 +48,9 @@ BASE_ENV = {
     "PANUI_LOG_LEVEL": "INFO",
     "PANUI_CONSUMER_POLL_TIMEOUT_MS": "200",
     "PANUI_OUTBOX_POLL_INTERVAL_S": "0.05",
+    # The scenarios SIGKILL consumers on purpose: their partitions move on within 10 s, not
+    # the production 45 s (the setting is about when to give up on a member, not correctness).
+    "PANUI_CONSUMER_SESSION_TIMEOUT_MS": "10000",
 }
 SERVICE_ENV = {
     "intake": {"PANUI_AGENCY_REQUESTS_PER_MINUTE": "100000"},
