@@ -318,7 +318,9 @@ class System:
     async def observe(self, incident_ids: list[str]) -> Observed:
         postal, public, summaries = [], [], {}
         headers = {"authorization": f"Bearer {COORDINATOR_TOKEN}"}
-        async with httpx.AsyncClient(base_url=self.dispatch_url(), timeout=30, headers=headers) as client:
+        # A loaded box (load 35+) took over 30 s to render a 10k-person summary: the chaos run
+        # at 20k records settled, then died here. Reading the result must not be the fault.
+        async with httpx.AsyncClient(base_url=self.dispatch_url(), timeout=180, headers=headers) as client:
             for incident in incident_ids:
                 summaries[incident] = (await client.get(
                     f"/v1/incidents/{incident}/deliveries/summary")).json()
