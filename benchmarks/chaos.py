@@ -211,6 +211,9 @@ def main() -> int:
           f"{report['per_channel']['sms']['duplicate_copies']}; duplicate emails "
           f"{report['email_duplicates_in_window']} in the SMTP window, "
           f"{report['email_duplicates_outside_window']} outside; wrote {args.out}")
+    if not report["quiescent"]:  # then "lost" includes everyone still waiting to be sent
+        print("NOT QUIESCENT: the system was still working when --timeout ran out; 'lost' counts "
+              "persons not notified YET (rerun with a longer --timeout or fewer --records)")
     print("PASSED" if report["passed"] else "FAILED")
     return 0 if report["passed"] else 1
 
