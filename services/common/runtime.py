@@ -23,8 +23,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlmodel import SQLModel
 
-from services.common import db, inbound, metrics, migrations
-from services.common.auth import CoordinatorAuth
+from services.common import db, inbound, metrics, migrations, staffapi
+from services.common.auth import CONFIGURED_PRINCIPAL, CoordinatorAuth, StaffAuth
 from services.common.crypto import Sealer
 from services.common.deadletters import DeadLetterPublisher
 from services.common.deps import Caller
@@ -39,7 +39,7 @@ from services.common.kafka import (
     restart_policy,
 )
 from services.common.logging import configure_logging
-from services.common.outbox import OutboxMessage, OutboxRelay
+from services.common.outbox import OutboxRelay
 from services.common.settings import ServiceSettings
 from services.common.tasks import SupervisedLoop
 from services.common.topics import DEAD_LETTERS, TopicSpec
@@ -92,7 +92,8 @@ class ServiceRuntime:
         self.engine = db.make_engine(settings.resolved_database_url())
         self.db = db.Database(self.engine)
         self.coordinators = CoordinatorAuth(settings.coordinator_tokens.get_secret_value())
-        self.models = [*models, OutboxMessage]
+        self.staff = StaffAuth(settings)
+        self.models = [*models, *migrations.SHARED_MODELS]
         self.migrations = migrations.MigrationTree.of(self.models)
         # A service that consumes may dead-letter what it cannot take.
         self.topics = [*topics, DEAD_LETTERS] if workers else list(topics)
@@ -147,8 +148,9 @@ class ServiceRuntime:
         """The caller a bearer token belongs to, or None. Services with callers of their own
         (intake's agencies) extend this."""
         if self.coordinators.is_coordinator(token):
-            return Caller("coordinator", "coordinator")
-        return None
+            # PANUI_COORDINATOR_TOKENS: the bootstrap principal, coordinator of every incident.
+            return Caller("coordinator", CONFIGURED_PRINCIPAL, frozenset({"coordinator"}))
+        return await self.staff.authenticate(token, self.db)
 
     def loops(self) -> list[SupervisedLoop]:
         """Every supervised background loop of the service (subclasses add their own)."""
@@ -224,7 +226,7 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.state.runtime = runtime
     install_error_handlers(app)
-    routers = [_ops_router(), *routers]
+    routers = [_ops_router(), staffapi.router, *routers]
     for router in routers:
         inbound.document(router.routes)
         app.include_router(router)

@@ -71,6 +71,13 @@ class ServiceSettings(BaseSettings):
 
     # Coordinator bearer tokens: "token[,token…]" or "sha256:<hex>" entries.
     coordinator_tokens: SecretStr = SecretStr("")
+    # Named staff principals (services/common/principals.py): the HS256 key `panui token issue`
+    # signs with (shared by the services), and optionally an identity provider's JWKS (a file
+    # path or an https URL), issuer and audience.
+    token_signing_key: SecretStr = SecretStr("")
+    oidc_jwks: str = ""
+    oidc_issuer: str = ""
+    oidc_audience: str = "panui"
 
     # Body limit of every route that declares none of its own (services/common/inbound.py).
     max_body_bytes: int = 1024 * 1024
@@ -141,6 +148,11 @@ class ServiceSettings(BaseSettings):
         if any(not t.startswith("sha256:") for t in tokens):
             problems.append(f"{env_name('coordinator_tokens')}: tokens in clear; give them as "
                             "sha256:<hex>")
+        signing_key = self.token_signing_key.get_secret_value()
+        if signing_key and len(signing_key) < 32:
+            problems.append(f"{env_name('token_signing_key')}: shorter than 32 characters")
+        if self.oidc_jwks.startswith("http://"):
+            problems.append(f"{env_name('oidc_jwks')}: identity-provider keys over plain HTTP")
         return problems
 
     def check_production(self) -> None:

@@ -29,6 +29,7 @@ SECURE_DISPATCH = {
     "smtp_host": "smtp-relay.example.nz", "smtp_tls": "starttls",
     "sms_primary_url": "https://sms.example.nz", "sms_primary_api_key": "k" * 32,
     "receipt_secret": "r" * 40, "receipt_callback_base_url": "https://receipts.example.nz",
+    "receipt_secrets": f"sms-primary={'p' * 40},smtp={'m' * 40}",
 }
 
 
@@ -57,6 +58,12 @@ def test_secure_settings_pass_and_development_ones_are_named(cls):
     ({"receipt_secret": "dev-callback-secret"}, "PANUI_RECEIPT_SECRET"),
     ({"receipt_secret": "short"}, "PANUI_RECEIPT_SECRET"),
     ({"receipt_callback_base_url": "http://127.0.0.1:8003"}, "PANUI_RECEIPT_CALLBACK_BASE_URL"),
+    # A secret per provider: each one's own, long enough, none shared.
+    ({"receipt_secrets": f"sms-primary={'p' * 40}"}, "PANUI_RECEIPT_SECRETS"),
+    ({"receipt_secrets": f"sms-primary={'p' * 40},smtp=short"}, "PANUI_RECEIPT_SECRETS"),
+    ({"receipt_secrets": f"sms-primary={'p' * 40},smtp={'p' * 40}"}, "PANUI_RECEIPT_SECRETS"),
+    ({"sms_secondary_url": "https://sms2.example.nz", "sms_secondary_api_key": "k" * 32},
+     "PANUI_RECEIPT_SECRETS"),
     ({"database_url": "sqlite:///var/dispatch.db"}, "DATABASE_URL"),
 ])
 def test_dispatch_refuses_each_development_default(override, setting):
