@@ -32,6 +32,7 @@ from services.common.errors import install_error_handlers
 from services.common.inbound import InboundGuard
 from services.common.kafka import (
     ConsumerWorker,
+    MissingTopics,
     TopicFollower,
     ensure_topics,
     kafka_reachable,
@@ -121,7 +122,11 @@ class ServiceRuntime:
         except migrations.SchemaNotCurrent as exc:
             log.error("not starting: %s", exc)
             raise
-        await ensure_topics(self.settings, self.topics)
+        try:
+            await ensure_topics(self.settings, self.topics)
+        except MissingTopics as exc:
+            log.error("not starting: %s", exc)
+            raise
         self.producer = make_producer(self.settings)
         await self.producer.start()
         self.dead_letters = DeadLetterPublisher(self.settings, self.producer)
