@@ -327,6 +327,9 @@ class IncidentMessage(_Message):
     release_policy: ReleasePolicy
     channel_policy: ChannelPolicy
     updated_at: datetime
+    # HMAC of every other field (services/common/signing.py), set by the producing service's
+    # outbox relay and checked by every consumer; absent only where no keyring is configured.
+    signature: str | None = Field(default=None, pattern=r"^v1\.[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{43}$")
 
 
 def decode_incident(value: bytes) -> IncidentMessage:
@@ -361,6 +364,9 @@ class NoticeMessage(_Message):
     # Sealed JSON: {"recipient": {given_names, family_name, email, mobile, address},
     # "representative": {...} | null}. Context: notice_sealing_context().
     sealed: str = Field(min_length=1)
+    # HMAC of every other field (services/common/signing.py), set by the producing service's
+    # outbox relay and checked by every consumer; absent only where no keyring is configured.
+    signature: str | None = Field(default=None, pattern=r"^v1\.[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{43}$")
 
 
 def notice_sealing_context(notice_id: str) -> str:
@@ -413,6 +419,7 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_VERSION = "unknown-version"  # a schema_version this code does not read
     UNEXPECTED_TOMBSTONE = "unexpected-tombstone"  # a null value on a topic that is not compacted
     APPLY_FAILED = "apply-failed"  # decoded, but applying it failed every time
+    UNAUTHENTICATED = "unauthenticated"  # a signed topic's message unsigned or tampered
 
 
 _INLINE_REASON = WithJsonSchema({"enum": [r.value for r in DeadLetterReason], "type": "string"})

@@ -32,6 +32,7 @@ from services.common.errors import install_error_handlers
 from services.common.inbound import InboundGuard
 from services.common.kafka import (
     ConsumerWorker,
+    MissingTopics,
     TopicFollower,
     ensure_topics,
     kafka_reachable,
@@ -41,6 +42,7 @@ from services.common.kafka import (
 from services.common.logging import configure_logging
 from services.common.outbox import OutboxRelay
 from services.common.settings import ServiceSettings
+from services.common.signing import MessageSigner
 from services.common.tasks import SupervisedLoop
 from services.common.topics import DEAD_LETTERS, TopicSpec
 
@@ -98,6 +100,7 @@ class ServiceRuntime:
         # A service that consumes may dead-letter what it cannot take.
         self.topics = [*topics, DEAD_LETTERS] if workers else list(topics)
         self.sealer = Sealer(settings.data_keys.get_secret_value())
+        self.signer = MessageSigner(settings.message_signing_keys.get_secret_value())
         self._workers_factory = workers
         self._on_start = on_start
         self.producer = None
@@ -120,12 +123,16 @@ class ServiceRuntime:
         except migrations.SchemaNotCurrent as exc:
             log.error("not starting: %s", exc)
             raise
-        await ensure_topics(self.settings, self.topics)
+        try:
+            await ensure_topics(self.settings, self.topics)
+        except MissingTopics as exc:
+            log.error("not starting: %s", exc)
+            raise
         self.producer = make_producer(self.settings)
         await self.producer.start()
         self.dead_letters = DeadLetterPublisher(self.settings, self.producer)
         self.relay = OutboxRelay(self.settings, self.engine, self.producer,
-                                 restart_policy(self.settings))
+                                 restart_policy(self.settings), signer=self.signer)
         self.relay.start()
         if self._on_start:
             await self._on_start(self)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from services.common.crypto import generate_key_spec
 from services.common.settings import InsecureSettings
+from services.common.signing import generate_signing_key_spec
 from services.dedupe.settings import DedupeSettings
 from services.dispatch.app import create_app as create_dispatch
 from services.dispatch.settings import DispatchSettings, SmtpTls
@@ -21,6 +22,8 @@ SECURE_COMMON = {
     "environment": "production",
     "database_url": "postgresql://panui@db.internal.example.nz/intake",
     "kafka_bootstrap_servers": "kafka.internal.example.nz:9093",
+    "kafka_security_protocol": "SASL_SSL", "kafka_sasl_username": "panui-intake",
+    "kafka_sasl_password": "p" * 32, "message_signing_keys": generate_signing_key_spec("prod1"),
     "data_keys": generate_key_spec("prod1"),
     "coordinator_tokens": "sha256:" + hashlib.sha256(b"x" * 32).hexdigest(),
 }
@@ -42,7 +45,8 @@ def test_secure_settings_pass_and_development_ones_are_named(cls):
             coordinator_tokens="clear-token").check_production()
     text = str(refused.value)
     for setting in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "PANUI_DATA_KEYS",
-                    "PANUI_COORDINATOR_TOKENS"):
+                    "PANUI_COORDINATOR_TOKENS", "PANUI_KAFKA_SECURITY_PROTOCOL",
+                    "PANUI_MESSAGE_SIGNING_KEYS"):
         assert setting in text
     assert "clear-token" not in text  # a setting is named, never its value
 
