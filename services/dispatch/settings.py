@@ -119,7 +119,12 @@ class DispatchSettings(ServiceSettings):
                 (e.partition("=") for e in entries if e) if name.strip() and secret.strip()}
 
     def receipt_secret_for(self, provider: str) -> str:
-        return self.receipt_secret_map().get(provider) or self.receipt_secret.get_secret_value()
+        own = self.receipt_secret_map().get(provider)
+        if own:
+            return own
+        # Production has a secret per provider (production_problems): the shared fallback is
+        # for laptops and tests, and never signs for anyone there.
+        return "" if self.is_production else self.receipt_secret.get_secret_value()
 
     @property
     def heartbeat_s(self) -> float:
@@ -149,10 +154,7 @@ class DispatchSettings(ServiceSettings):
                 problems.append(f"{env_name(f'sms_{which}_url')}: the development gateway (localhost)")
             if key is None or not key.get_secret_value():
                 problems.append(f"{env_name(f'sms_{which}_api_key')}: no API key for the SMS gateway")
-        secret = self.receipt_secret.get_secret_value()
-        if secret == DEVELOPMENT_RECEIPT_SECRET or len(secret) < MIN_RECEIPT_SECRET_CHARS:
-            problems.append(f"{env_name('receipt_secret')}: the development secret or shorter than "
-                            f"{MIN_RECEIPT_SECRET_CHARS} characters")
+        # receipt_secret (the shared fallback) is not used in production: one per provider.
         own = self.receipt_secret_map()
         for provider in self.receipt_providers():
             if len(own.get(provider, "")) < MIN_RECEIPT_SECRET_CHARS:

@@ -22,6 +22,9 @@ def _document_storable_text(node: object) -> None:
         if node.get("type") == "string" and "pattern" not in node and "enum" not in node \
                 and "const" not in node and "format" not in node:
             node["pattern"] = STORABLE_TEXT
+        if node.get("type") == "object" and "additionalProperties" in node \
+                and "propertyNames" not in node:  # a map's keys are request text too
+            node["propertyNames"] = {"pattern": STORABLE_TEXT}
         for value in node.values():
             _document_storable_text(value)
     elif isinstance(node, list):

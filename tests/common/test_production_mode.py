@@ -31,7 +31,7 @@ SECURE_DISPATCH = {
     **SECURE_COMMON,
     "smtp_host": "smtp-relay.example.nz", "smtp_tls": "starttls",
     "sms_primary_url": "https://sms.example.nz", "sms_primary_api_key": "k" * 32,
-    "receipt_secret": "r" * 40, "receipt_callback_base_url": "https://receipts.example.nz",
+    "receipt_callback_base_url": "https://receipts.example.nz",
     "receipt_secrets": f"sms-primary={'p' * 40},smtp={'m' * 40}",
 }
 
@@ -59,8 +59,8 @@ def test_secure_settings_pass_and_development_ones_are_named(cls):
     ({"sms_primary_url": "http://sms.example.nz"}, "PANUI_SMS_PRIMARY_URL"),
     ({"sms_primary_api_key": None}, "PANUI_SMS_PRIMARY_API_KEY"),
     ({"sms_secondary_url": "http://sms2.example.nz"}, "PANUI_SMS_SECONDARY_URL"),
-    ({"receipt_secret": "dev-callback-secret"}, "PANUI_RECEIPT_SECRET"),
-    ({"receipt_secret": "short"}, "PANUI_RECEIPT_SECRET"),
+    # The shared receipt_secret is not refused: production never uses it (one per provider;
+    # tests/dispatch/test_receipt_secret_production.py).
     ({"receipt_callback_base_url": "http://127.0.0.1:8003"}, "PANUI_RECEIPT_CALLBACK_BASE_URL"),
     # A secret per provider: each one's own, long enough, none shared.
     ({"receipt_secrets": f"sms-primary={'p' * 40}"}, "PANUI_RECEIPT_SECRETS"),

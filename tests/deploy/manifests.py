@@ -289,6 +289,9 @@ def realistic_secret(name: str) -> str:
         from services.common.signing import generate_signing_key_spec
 
         return generate_signing_key_spec("site1")
+    if name == "PANUI_RECEIPT_SECRETS":
+        return ",".join(f"{p}={secrets.token_urlsafe(32)}"
+                        for p in ("sms-primary", "sms-secondary", "smtp"))
     if name == "PANUI_COORDINATOR_TOKENS":
         return "sha256:" + hashlib.sha256(secrets.token_bytes(32)).hexdigest()
     if name == "DATABASE_URL":

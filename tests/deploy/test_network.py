@@ -11,7 +11,8 @@ import pytest
 from tests.deploy import manifests as m
 
 SERVICES = m.services()
-PUBLIC_TAGS = {"agency", "coordinator", "receipts"}
+# "staff": the audit log and token revocation, for signed-in staff (roles checked per route).
+PUBLIC_TAGS = {"agency", "coordinator", "receipts", "staff"}
 POSTGRES_PORT = 5432  # DATABASE_URL is a secret: the policy assumes PostgreSQL's port
 
 

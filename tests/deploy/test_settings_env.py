@@ -30,6 +30,11 @@ _SAFE_KAFKA_DEFAULTS = {"kafka_sasl_mechanism", "kafka_ssl_certfile", "kafka_ssl
                         "kafka_ssl_check_hostname"}
 
 
+# The shared receipt secret is the laptop fallback: production signs with one per provider
+# (receipt_secrets) and never falls back to it.
+_UNUSED_IN_PRODUCTION = {"receipt_secret"}
+
+
 def required_in_production(cls) -> dict[str, str]:
     """{field: why} for the settings whose code default is only right on a laptop."""
     required = {}
@@ -40,7 +45,7 @@ def required_in_production(cls) -> dict[str, str]:
             required[name] = "the deployment says which environment it is"
         elif name == "database_url":
             required[name] = "empty means a SQLite file inside the container"
-        elif name in _SAFE_KAFKA_DEFAULTS:
+        elif name in _SAFE_KAFKA_DEFAULTS or name in _UNUSED_IN_PRODUCTION:
             continue
         elif name.startswith("kafka_"):
             required[name] = "Kafka connection settings are the cluster's"

@@ -93,6 +93,8 @@ def verify_signature(
     tolerance: int = DEFAULT_TOLERANCE_SECONDS,
 ) -> SignedHeader:
     signed = signed_header(headers, now=now, tolerance=tolerance)
+    if not secret:  # no secret for this provider: nothing it sends can be genuine
+        raise InvalidSignature("no receipt secret for this provider")
     expected = _mac(_key(secret), signed.timestamp, signed.nonce, provider, body)
     if not hmac.compare_digest(expected, signed.mac):
         raise InvalidSignature("signature does not match")
