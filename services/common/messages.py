@@ -157,7 +157,8 @@ class AffectedRecordMessage(_Message):
     feed_id: Id
     received_at: datetime
     data_categories: list[DataCategory] = Field(max_length=len(DATA_CATEGORIES))
-    document_count: int = Field(ge=0)
+    # None: the agency did not say how many documents (never read as zero).
+    document_count: int | None = Field(ge=0)
     preferred_language: Language = "en"
     on_hold: bool = False
     # Sealed JSON of the personal fields: nhi, given_names, family_name, date_of_birth, email,
@@ -313,7 +314,8 @@ class NoticeAgency(BaseModel):
     agency_id: Id
     name: str = Field(min_length=1, max_length=200)
     data_categories: list[DataCategory]
-    document_count: int = Field(ge=0)
+    # None: at least one of the agency's records for the person gave no count.
+    document_count: int | None = Field(ge=0)
 
 
 class NoticeMessage(_Message):

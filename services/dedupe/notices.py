@@ -26,7 +26,7 @@ class NoticeRecord:
     record_version: int
     sealed: str
     data_categories: list[str]
-    document_count: int
+    document_count: int | None
     preferred_language: str
     updated_at: datetime
 
@@ -72,10 +72,16 @@ def build_notice(
                            if (p.get("hold") or {}).get("representative")), None)
 
     categories: dict[str, set[str]] = defaultdict(set)
-    documents: dict[str, int] = defaultdict(int)
+    # An agency's count is known only if every one of its records gave one: a partial sum
+    # would read as the whole number.
+    documents: dict[str, int | None] = defaultdict(int)
     for record in records:
         categories[record.agency_id].update(record.data_categories)
-        documents[record.agency_id] += record.document_count
+        known = documents[record.agency_id]
+        documents[record.agency_id] = (
+            None if known is None or record.document_count is None
+            else known + record.document_count
+        )
     agencies = [
         NoticeAgency(
             agency_id=agency_id,

@@ -12,7 +12,7 @@ SEALER = Sealer(generate_key_spec("notices-test"))
 
 
 def record(agency_id: str, source_record_id: str, updated_at: datetime, categories=("clinical_notes",),  # noqa: ANN001
-           documents: int = 1, language: str = "en", version: int = 1, **personal) -> NoticeRecord:
+           documents: int | None = 1, language: str = "en", version: int = 1, **personal) -> NoticeRecord:
     sealed = SEALER.seal(personal, record_sealing_context("inc-1", agency_id, source_record_id,
                                                           version))
     return NoticeRecord("inc-1", agency_id, source_record_id, version, sealed, list(categories),
@@ -50,6 +50,20 @@ def test_one_notice_names_every_agency_with_its_categories_and_documents():
         SEALER.open(notice.sealed, notice_sealing_context(notice.notice_id)))
     assert sealed.recipient.email == "aroha.testperson@example.nz"
     assert sealed.recipient.mobile == "+64211234567"
+
+
+def test_an_agency_that_gave_no_count_for_a_record_has_an_unknown_count_not_a_partial_sum():
+    records = [
+        record("gp", "gp-1", T0, documents=4, given_names="Aroha", email="a@example.nz"),
+        record("gp", "gp-2", T0, documents=None),
+        record("lab", "lab-1", T0, documents=None),
+        record("xray", "x-1", T0, documents=0),
+    ]
+    notice = build_notice(SEALER, "inc-1", "P-1", 1, records, {}, created_at=T0)
+    assert {a.agency_id: a.document_count for a in notice.agencies} == {
+        "gp": None, "lab": None, "xray": 0}
+    # ... and it travels as null in the contract, not as 0
+    assert '"document_count":null' in notice.model_dump_json()
 
 
 def test_in_one_batch_a_resent_version_goes_before_a_first_version_whatever_the_row_order():

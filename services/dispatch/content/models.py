@@ -109,7 +109,7 @@ class AgencyEntry(_Model):
     agency_id: str
     name: str
     data_categories: list[str] = Field(default_factory=list)
-    document_count: int = Field(ge=0)
+    document_count: int | None = Field(default=None, ge=0)  # None: not known, never zero
 
 
 class Notice(_Model):

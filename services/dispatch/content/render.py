@@ -168,7 +168,11 @@ def template_context(notice: Notice, incident: IncidentContent, language: Langua
             }
             for a in notice.agencies
         ],
-        "total_documents": sum(a.document_count for a in notice.agencies),
+        # None when any agency gave no count: a sum of the known ones would understate it.
+        "total_documents": (
+            None if any(a.document_count is None for a in notice.agencies)
+            else sum(a.document_count or 0 for a in notice.agencies)
+        ),
         "incident": {
             "title": incident.title,
             "breach_description": incident.breach_description,
