@@ -11,10 +11,12 @@ def _register_commands() -> None:
     from services.cli.deadletters import dead_letters_app
     from services.cli.feeds import feed_app
     from services.cli.lag import lag_command
+    from services.cli.letters import letters_app
     from services.cli.resolve import resolve_command
 
     app.add_typer(feed_app, name="feed")
     app.add_typer(dead_letters_app, name="dead-letters")
+    app.add_typer(letters_app, name="letters")
     app.command("resolve", help="Resolve affected records to persons offline (preview a dedupe).")(
         resolve_command)
     app.command("lag", help="Consumer group lag and status from Kafka (for ops, cron and probes).")(
