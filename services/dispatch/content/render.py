@@ -80,7 +80,7 @@ class RenderedSms:
     body: str
     language: Language
     reference_code: str
-    variant: Literal["full", "short"]
+    variant: Literal["full", "short", "minimal"]
     segments: SegmentCount
 
 
@@ -280,11 +280,11 @@ def _language(notice: Notice) -> Language:
 
 
 def render_part(name: str, language: Language, ctx: dict[str, Any], incident: IncidentContent) -> str:
-    """One part (email_subject, email_text, email_html, sms, sms_short) with the person's
+    """One part (email_subject, email_text, email_html, sms, sms_short, sms_minimal) with the person's
     `template_context`: the coordinator's template for this language if supplied, else the
     bundled template through its cached skeleton."""
     if language == "mi" and incident.mi_templates is not None:
-        source = getattr(incident.mi_templates, name)
+        source = getattr(incident.mi_templates, name, None)  # sms_minimal is bundled only
         if source:
             try:
                 return sandbox.render(source, ctx, html=name == "email_html").strip()
@@ -361,7 +361,9 @@ def render_sms(
     ctx = template_context(notice, incident, language) | {"full_notice_via": full_notice_via}
     budget = incident.sms_segment_budget
     tried: list[str] = []
-    for variant, name in (("full", "sms"), ("short", "sms_short")):
+    # Longest first; the minimal one drops the title, so a long sender name, web address and
+    # phone number still fit (tests/dispatch/test_notice_content.py: the longest realistic).
+    for variant, name in (("full", "sms"), ("short", "sms_short"), ("minimal", "sms_minimal")):
         body = _sms_text(render_part(name, language, ctx, incident))
         check_safe(f"sms ({variant})", body, ctx["reference_code"])
         segments = count_segments(body)
