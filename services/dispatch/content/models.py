@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+# Plain language (grade 5.5, tests/dispatch/test_plain_language.py).
 DEFAULT_COMPLAINT_RIGHT = (
-    "If you are not satisfied with how we have handled this, you have the right to complain to "
-    "the Privacy Commissioner. You can contact the Office of the Privacy Commissioner on "
-    "0800 803 909 or type privacy.org.nz into your browser."
+    "If you are not happy with how we dealt with this, you have the right to complain to the "
+    "Privacy Commissioner. Call their office on 0800 803 909, or type privacy.org.nz into your "
+    "browser."
 )
 DEFAULT_NEVER_ASK = [
     "your passwords",
