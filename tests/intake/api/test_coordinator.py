@@ -45,6 +45,32 @@ async def test_create_incident_issues_keys_and_publishes_it(intake):
     assert latest.content.privacy_commissioner_notified is True
 
 
+async def test_free_text_above_the_plain_language_grade_is_warned_about_not_refused(intake):
+    incident_id = _incident_id()
+    body = copy.deepcopy(incident_body(incident_id, []))
+    body["content"]["steps_taken"] = (
+        "Notwithstanding the aforementioned unauthorised exfiltration, organisational "
+        "remediation encompassing comprehensive credential rotation was instituted "
+        "expeditiously in accordance with contractual obligations.")
+    body["content"]["mitigation_advice"] = [
+        "Be careful with calls and texts about this.",
+        "Subsequently, individuals should contemplate implementing additional authentication "
+        "mechanisms across associated organisational accounts immediately.",
+    ]
+    response = await intake.client.post("/v1/incidents", headers=COORDINATOR, json=body)
+    assert response.status_code == 201, response.text
+    warnings = response.json()["warnings"]
+    assert [(w["code"], w["field"]) for w in warnings] == [
+        ("content.reading_grade", "steps_taken"), ("content.reading_grade", "mitigation_advice[1]")]
+    assert all(w["grade"] > w["max_grade"] == 8.0 for w in warnings)
+    assert "Notwithstanding" not in warnings[0]["message"]  # names the field, never echoes it
+    got = await intake.client.get(f"/v1/incidents/{incident_id}", headers=COORDINATOR)
+    assert got.json()["warnings"] == warnings
+    plain = incident_body(_incident_id(), [])
+    assert (await intake.client.post("/v1/incidents", headers=COORDINATOR,
+                                     json=plain)).json()["warnings"] == []
+
+
 async def test_duplicate_incident_is_409(intake):
     body = incident_body(_incident_id(), [])
     assert (await intake.client.post("/v1/incidents", headers=COORDINATOR, json=body)).status_code == 201
