@@ -264,7 +264,20 @@ class IncidentContent(BaseModel):
     never_ask: list[str] = Field(default_factory=lambda: list(DEFAULT_NEVER_ASK), max_length=20)
     # Coordinator-supplied te reo Māori templates (Jinja2 source); English is the fallback.
     templates_mi: dict[str, str] = Field(default_factory=dict)
+    # The coordinator approves templates_mi after previewing them: the fingerprint
+    # (templates_fingerprint) of exactly what was approved. Dispatch uses the templates only
+    # while it matches; any edit needs a new approval.
+    templates_mi_approved: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    # Notices to te reo readers carry te reo (the approved templates) and English in one message.
+    bilingual: bool = False
     sms_segment_budget: int = Field(default=3, ge=1, le=10)
+
+
+def templates_fingerprint(templates: dict[str, str]) -> str:
+    """SHA-256 of the te reo templates as approved (canonical JSON, keys sorted)."""
+    import hashlib
+
+    return hashlib.sha256(orjson.dumps(templates, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 class ReleasePolicy(BaseModel):

@@ -56,3 +56,19 @@ class ReturnedMail(BaseModel):
 
 class ReturnedMailResult(BaseModel):
     outcome: Literal["recorded", "already-recorded"]
+
+
+class NoticePreview(BaseModel):
+    language: Literal["en", "mi"]
+    bilingual: bool = Field(description="te reo and English in one message")
+    templates_mi_fingerprint: str | None = Field(
+        description="approve exactly these te reo templates with this value (intake); "
+        "null: the incident has none")
+    templates_mi_approved: bool = Field(description="whether dispatch uses them now")
+    email_subject: str
+    email_text: str
+    email_html: str
+    sms: str
+    sms_segments: int
+    sms_encoding: str
+    letter_text: str

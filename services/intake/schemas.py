@@ -50,6 +50,11 @@ class _StorableBody(BaseModel):
         return _storable(data)
 
 
+class TemplatesApproval(_StorableBody):
+    fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$",
+                             description="templates_mi_fingerprint from dispatch's notice preview")
+
+
 class AgencyEnrol(_StorableBody):
 
     agency_id: Id

@@ -60,6 +60,7 @@ def test_the_html_email_passes_axe_at_phone_width_in_light_and_dark_mode(inciden
 
 
 def test_a_coordinator_te_reo_template_is_marked_as_te_reo(incident, tmp_path):
+    incident["mi_templates_approved"] = True  # previewed and approved
     incident["templates_mi"] = {
         "email_html": "<!DOCTYPE html><html lang=\"mi\"><head><title>Pānui</title></head><body>"
                       "<main><h1>Pānui</h1><p>Tēnā koe {{ addressee_given_name }}. "

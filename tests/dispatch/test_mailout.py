@@ -40,6 +40,13 @@ async def test_letters_are_batched_downloaded_posted_and_returned_mail_is_unreac
         await stack.publish_notices(post_only)
         await stack.wait_until(lambda: all(_statuses(stack, n) == {"postal": "queued"}
                                            for n in post_only), what="letters queued")
+        preview = await http.get("/v1/incidents/inc-1/notice-preview?language=en",
+                                 headers=COORDINATOR)
+        assert preview.status_code == 200, preview.text
+        assert preview.json()["email_text"].startswith("Kia ora Aroha,")
+        assert preview.json()["templates_mi_fingerprint"] is None
+        assert (await http.get("/v1/incidents/inc-x/notice-preview",
+                               headers=COORDINATOR)).status_code == 404
         nothing = await http.post("/v1/incidents/inc-1/mailouts", json={}, headers={})
         assert nothing.status_code == 401
 

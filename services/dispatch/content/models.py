@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from services.common.messages import templates_fingerprint
+
 # Plain language (grade 5.5, tests/dispatch/test_plain_language.py).
 DEFAULT_COMPLAINT_RIGHT = (
     "If you are not happy with how we dealt with this, you have the right to complain to the "
@@ -224,6 +226,10 @@ class IncidentContent(_Model):
     mi_templates: IncidentTemplates | None = Field(
         default=None, validation_alias=AliasChoices("templates_mi", "mi_templates")
     )
+    # Whether mi_templates are the ones the coordinator approved after a preview
+    # (from_contract compares the fingerprints); unapproved templates are never used.
+    mi_templates_approved: bool = False
+    bilingual: bool = False
     # Optional {language: {category: label}} so coordinators can supply te reo labels.
     data_category_labels: dict[str, dict[str, str]] = Field(default_factory=dict)
     sms_segment_budget: int = Field(default=3, ge=1, le=10)
@@ -232,7 +238,10 @@ class IncidentContent(_Model):
     def from_contract(cls, incident: IncidentMessage) -> IncidentContent:
         """The renderer's view of a contract IncidentMessage (incidents.v1)."""
         content = incident.content.model_dump(mode="json")
-        content["templates_mi"] = content.get("templates_mi") or None
+        templates = content.get("templates_mi") or None
+        content["templates_mi"] = templates
+        content["mi_templates_approved"] = bool(templates) and (
+            content.get("templates_mi_approved") == templates_fingerprint(templates))
         return cls.model_validate(
             {**content, "incident_id": incident.incident_id, "title": incident.title}
         )
