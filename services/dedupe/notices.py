@@ -91,8 +91,12 @@ def build_notice(
         )
         for agency_id in sorted(categories)
     ]
+    # The channels of whoever the notice goes to: a representative (an under-16's parent, s 116)
+    # is reached on their own contacts, never the person's (a representative has no postal
+    # address in the contract, so no letter).
+    addressee = representative if representative is not None else recipient
     channels = [c for c, f in (("email", "email"), ("sms", "mobile"), ("postal", "address"))
-                if recipient.get(f)]
+                if addressee.get(f)]
     notice_id = make_notice_id(incident_id, person_id, version)
     return NoticeMessage(
         notice_id=notice_id,

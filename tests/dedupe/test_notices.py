@@ -66,6 +66,20 @@ def test_an_agency_that_gave_no_count_for_a_record_has_an_unknown_count_not_a_pa
     assert '"document_count":null' in notice.model_dump_json()
 
 
+def test_a_notice_with_a_representative_goes_on_the_representatives_channels():
+    rep = {"name": "Parent Testrep", "relationship": "parent", "mobile": "+64210009999"}
+    child = record("gp", "gp-1", T0, given_names="Tama", email="tama@example.nz",
+                   address={"line1": "1 Test St", "city": "Testville"},
+                   hold={"reason": "representative", "representative": rep})
+    notice = build_notice(SEALER, "inc-1", "P-1", 1, [child], {}, created_at=T0)
+    assert notice.has_representative is True
+    assert notice.channels == ["sms"]  # the parent's mobile; not the child's email or address
+    nothing = dict(rep, mobile=None, email=None)
+    child = record("gp", "gp-1", T0, given_names="Tama", email="tama@example.nz",
+                   hold={"reason": "representative", "representative": nothing})
+    assert build_notice(SEALER, "inc-1", "P-1", 1, [child], {}, created_at=T0).channels == []
+
+
 def test_in_one_batch_a_resent_version_goes_before_a_first_version_whatever_the_row_order():
     # Stored by one batch, so updated_at ties: the lab's first version still has the old
     # address, the GP's re-sent version the corrected one.
@@ -85,7 +99,9 @@ def test_a_representative_from_a_hold_is_carried_sealed():
                           [record("gp", "gp-1", T0, hold=hold, address={"line1": "1 Test Street"})],
                           {}, created_at=T0)
     assert notice.has_representative is True
-    assert notice.channels == ["postal"]
+    # The representative's email (issue 17 review): it was ["postal"], the child's own address,
+    # on which dispatch then had no representative's address to post to.
+    assert notice.channels == ["email"]
     sealed = SealedRecipient.model_validate(
         SEALER.open(notice.sealed, notice_sealing_context(notice.notice_id)))
     assert sealed.representative.email == "whanau@example.nz"
