@@ -63,7 +63,7 @@ def _show(batches: list[dict]) -> None:
 
 
 @letters_app.command("batch")
-def batch(incident: str = _INCIDENT, limit: int = typer.Option(500, min=1, max=2000),
+def batch(incident: str = _INCIDENT, limit: int = typer.Option(500, min=1, max=1000),
           large_print: bool = typer.Option(False, "--large-print"), url: str = _URL) -> None:
     """Put the letters waiting to be posted into a new batch."""
     body = {"limit": limit, "large_print": large_print}

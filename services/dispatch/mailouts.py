@@ -31,7 +31,7 @@ from services.dispatch.store.mailouts import Batch
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 2000
+MAX_BATCH = 1000  # a pack is rendered on each download: keep it a few minutes of CPU
 
 
 def new_batch_id(now: datetime) -> str:

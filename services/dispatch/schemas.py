@@ -28,7 +28,7 @@ class DeliverySummary(BaseModel):
 class MailoutCreate(BaseModel):
     model_config = {"extra": "forbid"}
 
-    limit: int = Field(default=500, ge=1, le=2000, description="at most this many letters")
+    limit: int = Field(default=500, ge=1, le=1000, description="at most this many letters")
     large_print: bool = Field(default=False, description="16 pt large-print letters")
 
 
