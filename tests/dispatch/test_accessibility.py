@@ -75,3 +75,23 @@ def test_a_coordinator_te_reo_template_is_marked_as_te_reo(incident, tmp_path):
         serious = [v["id"] for v in run_axe(browser)["violations"]
                    if v["impact"] in ("serious", "critical")]
         assert serious == []
+
+
+def test_a_bilingual_notice_marks_each_language_and_passes_axe(incident, tmp_path):
+    incident["mi_templates_approved"] = True  # previewed and approved
+    incident["bilingual"] = True
+    incident["templates_mi"] = {
+        "email_html": "<h1>Pānui</h1><p>Tēnā koe {{ addressee_given_name }}. "
+                      "{{ incident.sender_name }} {% for a in agencies %}{{ a.name }} {% endfor %}"
+                      "{{ contact.phone }} {{ contact.web_address | nolink }} {{ reference_code }}</p>",
+    }
+    email = render_email(_notice("mi"), incident)
+    with chromium(PHONE) as browser:
+        open_html(browser, email.html, tmp_path)
+        langs = browser.execute_script(
+            "return [...document.querySelectorAll('section')].map(s => s.lang)")
+        assert langs == ["mi", "en-NZ"]
+        serious = [v["id"] for v in run_axe(browser)["violations"]
+                   if v["impact"] in ("serious", "critical")]
+        assert serious == []
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= PHONE

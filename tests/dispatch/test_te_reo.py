@@ -5,9 +5,10 @@ bundled wrapper says plainly that the body is in English."""
 import re
 
 from services.common.messages import templates_fingerprint
+from services.dispatch.content.bilingual import BILINGUAL_TEXT_DIVIDER
 from services.dispatch.content.models import IncidentContent
 from services.dispatch.content.preview import SAMPLE_RECIPIENT, preview_notice
-from services.dispatch.content.render import BILINGUAL_TEXT_DIVIDER, render_email, render_letter_text
+from services.dispatch.content.render import render_email, render_letter_text
 from testkit.notices import incident_message
 
 from .conftest import make_notice

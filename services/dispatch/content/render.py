@@ -23,6 +23,7 @@ from markupsafe import Markup, escape
 
 from services.common.messages import IncidentMessage
 from services.dispatch.content import sandbox
+from services.dispatch.content.bilingual import BILINGUAL_TEXT_DIVIDER, bilingual_html, is_bilingual
 from services.dispatch.content.checks import (  # noqa: F401 - the errors are render's API too
     RenderError,
     SmsTooLong,
@@ -321,11 +322,11 @@ def render_email(
     subject = " ".join(render_part("email_subject", language, ctx, incident).split())
     text = render_part("email_text", language, ctx, incident) + "\n"
     html = render_part("email_html", language, ctx, incident) + "\n"
-    if is_bilingual(notice, incident):
+    if is_bilingual(_language(notice), incident):
         en = template_context(notice, incident, "en")
         subject = subject + " / " + " ".join(render_part("email_subject", "en", en, incident).split())
         text = text + BILINGUAL_TEXT_DIVIDER + render_part("email_text", "en", en, incident) + "\n"
-        html = _bilingual_html(html, render_part("email_html", "en", en, incident), incident.title)
+        html = bilingual_html(html, render_part("email_html", "en", en, incident), incident.title)
     ref = ctx["reference_code"]
     check_safe("email subject", subject, ref)
     check_safe("email text", text, ref)
@@ -336,35 +337,6 @@ def render_email(
     return RenderedEmail(notice.addressee_email, subject, text, html, language, ref)
 
 
-BILINGUAL_TEXT_DIVIDER = "\n\n" + "=" * 40 + "\nENGLISH\n" + "=" * 40 + "\n\n"
-_BODY = re.compile(r"<body[^>]*>(.*)</body>", re.S | re.I)
-
-
-def is_bilingual(notice: Notice, incident: IncidentContent) -> bool:
-    """Te reo and English in one message: an incident option, for te reo readers, once the
-    coordinator's te reo templates are approved (without them the te reo part would be the
-    bundled wrapper around the same English)."""
-    return (incident.bilingual and _language(notice) == "mi"
-            and coordinator_templates(incident) is not None)
-
-
-def _bilingual_html(mi: str, en: str, title: str) -> str:
-    def body(html: str) -> str:
-        found = _BODY.search(html)
-        return found.group(1) if found else html
-
-    # The English part brings its own <style>-free inline styles; its head is dropped.
-    return (
-        '<!DOCTYPE html>\n<html lang="mi">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{escape(title)}</title>\n</head>\n"
-        '<body style="margin: 0; padding: 16px; background: #ffffff; color: #0b0c0c;">\n'
-        f'<section lang="mi">\n{body(mi)}\n</section>\n<hr>\n'
-        f'<section lang="en-NZ">\n<p><strong>English</strong></p>\n{body(en)}\n</section>\n'
-        "</body>\n</html>\n"
-    )
-
-
 def render_letter_text(
     notice: Notice | Mapping[str, Any], incident: IncidentContent | Mapping[str, Any]
 ) -> str:
@@ -373,7 +345,7 @@ def render_letter_text(
     language = _language(notice)
     ctx = template_context(notice, incident, language)
     text = render_part("email_text", language, ctx, incident) + "\n"
-    if is_bilingual(notice, incident):
+    if is_bilingual(_language(notice), incident):
         en = template_context(notice, incident, "en")
         text = text + BILINGUAL_TEXT_DIVIDER + render_part("email_text", "en", en, incident) + "\n"
     check_safe("letter", text, ctx["reference_code"])
