@@ -130,6 +130,18 @@ class DispatchSender(SQLModel, table=True):
     heartbeat_at: float
 
 
+class ReceiptNonce(SQLModel, table=True):
+    """A receipt's nonce, seen once: a replay of a signed receipt within its tolerance is
+    refused (kept in the database, so across restarts and worker processes)."""
+
+    __tablename__ = "dispatch_receipt_nonce"
+
+    provider: str = Field(primary_key=True, max_length=64)
+    nonce: str = Field(primary_key=True, max_length=64)
+    seen_at: float = Field(index=True)  # unix seconds; forgotten after twice the tolerance
+
+
+
 class MailoutBatch(SQLModel, table=True):
     """Letters handed to the print house together: one PDF and one manifest."""
 
@@ -144,5 +156,6 @@ class MailoutBatch(SQLModel, table=True):
     posted_at: datetime | None = None
 
 
+
 MODELS = [DispatchIncident, DispatchIncidentRevision, DispatchNotice, Delivery, DispatchSender,
-          MailoutBatch]
+          ReceiptNonce, MailoutBatch]

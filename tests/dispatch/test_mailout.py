@@ -75,7 +75,9 @@ async def test_letters_are_batched_downloaded_posted_and_returned_mail_is_unreac
         in_batch = [n for n in post_only if n.notice_id in {r["notice_id"] for r in rows}]
         assert len(in_batch) == 2
         text = pdf_text(pdf.content)
-        for n, row in zip(in_batch, rows, strict=True):
+        by_id = {r["notice_id"]: r for r in rows}
+        for n in in_batch:
+            row = by_id[n.notice_id]
             ref = derive_reference_code(n.notice_id)
             assert row["reference_code"] == ref and ref in text
             assert row["address_line1"] == f"{int(n.person_id[-6:])} Test Street"
