@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Tests talk to whatever infra-up started (or to the cluster KAFKA_BOOTSTRAP_SERVERS names).
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(PANUI_KAFKA_PORT),9092)
 
-.PHONY: help venv install lock audit infra-up infra-down infra-status run demo migrate test test-fast bench bench-quick bench-stages bench-stages-quick chaos lint format contracts clean k8s-tools k8s-check
+.PHONY: help venv install lock audit infra-up infra-down infra-status run demo migrate test test-fast bench bench-quick bench-stages bench-stages-quick chaos lint format contracts clean k8s-tools k8s-check notice-tools
 
 help:
 	@echo "make run         start local Kafka + intake, dedupe, dispatch on SQLite (Ctrl-C stops)"
@@ -79,11 +79,11 @@ migrate: $(STAMP)
 	  DATABASE_URL="sqlite:///$(CURDIR)/var/$$service.db" $(PY) -m services.$$service migrate || exit 1; \
 	done
 
-test: infra-up k8s-tools
+test: infra-up k8s-tools notice-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Skip the tests marked slow (broker round-trips, restarts, end-to-end flows).
-test-fast: infra-up k8s-tools
+test-fast: infra-up k8s-tools notice-tools
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # The whole incident at the breach's scale (400k records, ~50 agencies, ~126k people) through
@@ -119,6 +119,10 @@ contracts: $(STAMP)
 	$(PY) -m services.cli.main contracts export
 
 # kustomize and promtool, pinned, built once with the machine's Go into var/tools/.
+# pdftotext/pdftoppm, chromium + chromedriver and axe-core for the notice tests (letters, accessibility).
+notice-tools:
+	@scripts/notice-tools.sh
+
 k8s-tools:
 	@deploy/tools/install.sh kustomize promtool >/dev/null
 

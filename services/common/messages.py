@@ -165,7 +165,8 @@ class AffectedRecordMessage(_Message):
     feed_id: Id
     received_at: datetime
     data_categories: list[DataCategory] = Field(max_length=len(DATA_CATEGORIES))
-    document_count: int = Field(ge=0)
+    # None: the agency did not say how many documents (never read as zero).
+    document_count: int | None = Field(ge=0)
     preferred_language: Language = "en"
     on_hold: bool = False
     # Sealed JSON of the personal fields: nhi, given_names, family_name, date_of_birth, email,
@@ -292,7 +293,20 @@ class IncidentContent(BaseModel):
     never_ask: list[str] = Field(default_factory=lambda: list(DEFAULT_NEVER_ASK), max_length=20)
     # Coordinator-supplied te reo Māori templates (Jinja2 source); English is the fallback.
     templates_mi: dict[str, str] = Field(default_factory=dict)
+    # The coordinator approves templates_mi after previewing them: the fingerprint
+    # (templates_fingerprint) of exactly what was approved. Dispatch uses the templates only
+    # while it matches; any edit needs a new approval.
+    templates_mi_approved: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    # Notices to te reo readers carry te reo (the approved templates) and English in one message.
+    bilingual: bool = False
     sms_segment_budget: JsonInt = Field(default=3, ge=1, le=10)
+
+
+def templates_fingerprint(templates: dict[str, str]) -> str:
+    """SHA-256 of the te reo templates as approved (canonical JSON, keys sorted)."""
+    import hashlib
+
+    return hashlib.sha256(orjson.dumps(templates, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 class ReleasePolicy(BaseModel):
@@ -345,7 +359,8 @@ class NoticeAgency(BaseModel):
     agency_id: Id
     name: str = Field(min_length=1, max_length=200)
     data_categories: list[DataCategory]
-    document_count: int = Field(ge=0)
+    # None: at least one of the agency's records for the person gave no count.
+    document_count: int | None = Field(ge=0)
 
 
 class NoticeMessage(_Message):

@@ -53,7 +53,7 @@ class RecordState(SQLModel, table=True):
     message_id: str = Field(max_length=64)
     sealed: str
     data_categories: list[str] = Field(sa_column=Column(JSON, nullable=False))
-    document_count: int = 0
+    document_count: int | None = None  # None: the agency gave no count
     preferred_language: str = Field(default="en", max_length=2)
     on_hold: bool = False
     withdrawn: bool = False

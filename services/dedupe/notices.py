@@ -26,7 +26,7 @@ class NoticeRecord:
     record_version: int
     sealed: str
     data_categories: list[str]
-    document_count: int
+    document_count: int | None
     preferred_language: str
     updated_at: datetime
 
@@ -72,10 +72,16 @@ def build_notice(
                            if (p.get("hold") or {}).get("representative")), None)
 
     categories: dict[str, set[str]] = defaultdict(set)
-    documents: dict[str, int] = defaultdict(int)
+    # An agency's count is known only if every one of its records gave one: a partial sum
+    # would read as the whole number.
+    documents: dict[str, int | None] = defaultdict(int)
     for record in records:
         categories[record.agency_id].update(record.data_categories)
-        documents[record.agency_id] += record.document_count
+        known = documents[record.agency_id]
+        documents[record.agency_id] = (
+            None if known is None or record.document_count is None
+            else known + record.document_count
+        )
     agencies = [
         NoticeAgency(
             agency_id=agency_id,
@@ -85,8 +91,12 @@ def build_notice(
         )
         for agency_id in sorted(categories)
     ]
+    # The channels of whoever the notice goes to: a representative (an under-16's parent, s 116)
+    # is reached on their own contacts, never the person's (a representative has no postal
+    # address in the contract, so no letter).
+    addressee = representative if representative is not None else recipient
     channels = [c for c, f in (("email", "email"), ("sms", "mobile"), ("postal", "address"))
-                if recipient.get(f)]
+                if addressee.get(f)]
     notice_id = make_notice_id(incident_id, person_id, version)
     return NoticeMessage(
         notice_id=notice_id,

@@ -22,7 +22,7 @@ from services.common.topics import (
     INCIDENTS,
     NOTICES,
 )
-from services.dispatch import api
+from services.dispatch import api, mailout_api, notice_api
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.models import MODELS
 from services.dispatch.notices import IncidentHandler, NoticeHandler
@@ -125,5 +125,5 @@ def create_app(
         runtime,
         title="Pānui dispatch",
         description="Renders and delivers the one notice per person; tracks delivery.",
-        routers=[api.router],
+        routers=[api.router, mailout_api.router, notice_api.router],
     )

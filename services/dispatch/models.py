@@ -11,9 +11,12 @@
   (floats) so comparisons are the same on PostgreSQL and SQLite.
 - dispatch_sender: one row per running sender (replica): its lease, renewed by heartbeat on the
   database's clock. A replica's claims are recovered only once its lease has lapsed.
+- mailout_batch: one batch of letters for the print house (services/dispatch/mailouts.py). Its
+  letters are the postal deliveries whose provider is 'mailout' and provider_reference the
+  batch id; the PDF is rendered again from the sealed notices when downloaded, never stored.
 """
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
@@ -138,5 +141,21 @@ class ReceiptNonce(SQLModel, table=True):
     seen_at: float = Field(index=True)  # unix seconds; forgotten after twice the tolerance
 
 
+
+class MailoutBatch(SQLModel, table=True):
+    """Letters handed to the print house together: one PDF and one manifest."""
+
+    __tablename__ = "mailout_batch"
+
+    batch_id: str = Field(primary_key=True, max_length=64)
+    incident_id: str = Field(index=True, max_length=128)
+    letters: int
+    large_print: bool = False
+    letter_date: date  # printed on every letter of the batch (New Zealand date)
+    created_at: datetime = Field(default_factory=utcnow)
+    posted_at: datetime | None = None
+
+
+
 MODELS = [DispatchIncident, DispatchIncidentRevision, DispatchNotice, Delivery, DispatchSender,
-          ReceiptNonce]
+          ReceiptNonce, MailoutBatch]

@@ -23,3 +23,52 @@ class DeliverySummary(BaseModel):
     by_channel: dict[str, dict[str, int]] = Field(
         description="deliveries by channel and status, e.g. {\"email\": {\"sent\": 3}}"
     )
+
+
+class MailoutCreate(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    limit: int = Field(default=500, ge=1, le=1000, description="at most this many letters")
+    large_print: bool = Field(default=False, description="16 pt large-print letters")
+
+
+class MailoutBatchView(BaseModel):
+    batch_id: str
+    incident_id: str
+    letters: int
+    large_print: bool
+    letter_date: str = Field(description="the date printed on the letters (New Zealand)")
+    created_at: str
+    posted_at: str | None = Field(description="when the print house posted it; null: not yet")
+    returned: int = Field(description="letters that came back undelivered")
+
+
+class MailoutBatchList(BaseModel):
+    batches: list[MailoutBatchView]
+
+
+class ReturnedMail(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    reference: str = Field(min_length=1, max_length=128,
+                           description="the reference printed on the letter, or its notice id")
+
+
+class ReturnedMailResult(BaseModel):
+    outcome: Literal["recorded", "already-recorded"]
+
+
+class NoticePreview(BaseModel):
+    language: Literal["en", "mi"]
+    bilingual: bool = Field(description="te reo and English in one message")
+    templates_mi_fingerprint: str | None = Field(
+        description="approve exactly these te reo templates with this value (intake); "
+        "null: the incident has none")
+    templates_mi_approved: bool = Field(description="whether dispatch uses them now")
+    email_subject: str
+    email_text: str
+    email_html: str
+    sms: str
+    sms_segments: int
+    sms_encoding: str
+    letter_text: str

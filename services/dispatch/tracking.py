@@ -208,6 +208,14 @@ def _after_changes(session: Session, book: IncidentBook, changes: Sequence[Chang
     deliveries.supersede_older(session, again, now)
 
 
+def record_changes(session: Session, book: IncidentBook, changes: Sequence[Change],
+                   quiet: QuietHours | None, now: datetime) -> None:
+    """Changes decided elsewhere (the postal mail-out: services/dispatch/mailouts.py), written
+    with their events and followed like a receipt's: a permanent failure falls back."""
+    deliveries.write_changes(session, changes, now)
+    _after_changes(session, book, changes, quiet, now)
+
+
 def repin(session: Session, delivery_id: int, owner: str, attempt: int, gateway: str) -> bool:
     """A failover moving a claimed SMS to another gateway, recorded before it is sent there."""
     return deliveries.repin(session, delivery_id, owner, attempt, gateway)

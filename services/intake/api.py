@@ -28,6 +28,7 @@ from services.intake.schemas import (
     IncidentView,
     IssuedKey,
     ProblemPage,
+    TemplatesApproval,
     Withdrawal,
 )
 
@@ -56,6 +57,22 @@ async def create_incident(body: IncidentCreate, ctx: CoordinatorContext) -> Inci
         raise ApiError(409, "incident.exists", "An incident with this id exists.")
     ctx.runtime.relay.wake()
     return IncidentView.of(created.incident, created.agencies, created.issued_keys)
+
+
+@coordinator.post("/incidents/{incident_id}/templates-mi/approval", response_model=IncidentView,
+                  summary="Approve the te reo templates previewed (dispatch's notice-preview)")
+async def approve_templates_mi(incident_id: IdPath, body: TemplatesApproval,
+                               ctx: CoordinatorContext) -> IncidentView:
+    try:
+        incident = await ctx.db.run(incidents.approve_templates_mi, incident_id, body.fingerprint)
+    except incidents.TemplatesChanged:
+        raise ApiError(409, "templates_mi.changed", "The te reo templates are not the ones with "
+                       "that fingerprint (or there are none): preview them again.") from None
+    if incident is None:
+        raise _no_incident()
+    ctx.runtime.relay.wake()
+    found = await ctx.db.run(incidents.snapshot, incident_id)
+    return IncidentView.of(found.incident, found.agencies)
 
 
 @coordinator.get("/incidents/{incident_id}", response_model=IncidentView, summary="An incident")

@@ -193,7 +193,7 @@ def _store_versions(session: Session, sealer: Sealer, feed: Feed, counts: _Count
             "incident_id": incident_id, "agency_id": agency_id, "source_record_id": srid,
             "record_version": version, "feed_id": feed_id, "received_at": received_at,
             "data_categories": record.get("data_categories") or [],
-            "document_count": record.get("document_count") or 0,
+            "document_count": record.get("document_count"),
             "preferred_language": record.get("preferred_language") or "en",
             "on_hold": bool(record.get("hold")), "sealed": sealed,
         })

@@ -16,6 +16,7 @@ from services.common.messages import (
     IncidentContent,
     IncidentMessage,
     ReleasePolicy,
+    templates_fingerprint,
 )
 from services.common.topics import AFFECTED_RECORDS, INCIDENTS
 from services.intake import auth, store
@@ -40,8 +41,10 @@ def snapshot(session: Session, incident_id: str) -> IncidentSnapshot | None:
 def create_incident(session: Session, setup: IncidentCreate) -> IncidentSnapshot | None:
     """The new incident with its agencies enrolled and one key issued to each; None when an
     incident with this id exists."""
+    # Te reo templates are approved only after a preview (approve_templates_mi), never at once.
+    content = setup.content.model_dump(mode="json") | {"templates_mi_approved": None}
     incident = store.add_incident(
-        session, setup.incident_id, setup.title, setup.content.model_dump(mode="json"),
+        session, setup.incident_id, setup.title, content,
         setup.release_policy.model_dump(mode="json"), setup.channel_policy.model_dump(mode="json"))
     if incident is None:
         return None
@@ -98,6 +101,24 @@ def publish_incident(session: Session, incident: Incident) -> IncidentMessage:
     )
     store.enqueue(session, INCIDENTS, incident.incident_id, message.to_bytes())
     return message
+
+
+class TemplatesChanged(Exception):
+    """The te reo templates are not the ones previewed (or there are none)."""
+
+
+def approve_templates_mi(session: Session, incident_id: str, fingerprint: str) -> Incident | None:
+    """The coordinator approves the te reo templates they previewed (dispatch's notice
+    preview gave the fingerprint). Publishes the new revision; None when there is no incident."""
+    incident = store.get_incident(session, incident_id)
+    if incident is None:
+        return None
+    templates = incident.content.get("templates_mi") or {}
+    if not templates or templates_fingerprint(templates) != fingerprint:
+        raise TemplatesChanged
+    store.set_content(session, incident, incident.content | {"templates_mi_approved": fingerprint})
+    publish_incident(session, incident)
+    return incident
 
 
 def mark_complete(session: Session, incident_id: str, agency_id: str) -> Enrolment:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
+from services.common import readability
 from services.common.ids import Id
 from services.common.messages import ChannelPolicy, IncidentContent, ReleasePolicy
 
@@ -49,6 +50,11 @@ class _StorableBody(BaseModel):
         return _storable(data)
 
 
+class TemplatesApproval(_StorableBody):
+    fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$",
+                             description="templates_mi_fingerprint from dispatch's notice preview")
+
+
 class AgencyEnrol(_StorableBody):
 
     agency_id: Id
@@ -80,6 +86,17 @@ class IssuedKey(BaseModel):
         return cls(agency_id=key.agency_id, key_id=key.key_id, api_key=key.api_key)
 
 
+class ContentWarning(BaseModel):
+    """Advice on the notice content, not an error: the incident is created all the same."""
+
+    code: str = Field(description="content.reading_grade: the text reads above the plain-"
+                      "language grade")
+    field: str = Field(description="e.g. steps_taken, mitigation_advice[1]")
+    grade: float = Field(description="Flesch-Kincaid grade level of the text")
+    max_grade: float
+    message: str
+
+
 class IncidentView(BaseModel):
     incident_id: str
     revision: int
@@ -89,6 +106,8 @@ class IncidentView(BaseModel):
     channel_policy: ChannelPolicy
     agencies: list[dict]
     issued_keys: list[IssuedKey] = []
+    warnings: list[ContentWarning] = Field(
+        default=[], description="plain-language advice on the coordinator's free text")
 
     @classmethod
     def of(cls, incident: Incident, agencies: Sequence[EnrolledAgency],
@@ -100,7 +119,21 @@ class IncidentView(BaseModel):
             issued_keys=[IssuedKey.of(k) for k in issued_keys],
             agencies=[{"agency_id": a.agency_id, "name": a.name, "expected": a.expected,
                        "completed_at": a.completed_at} for a in agencies],
+            warnings=[ContentWarning(code="content.reading_grade", field=w.field, grade=w.grade,
+                                     max_grade=w.max_grade, message=w.message)
+                      for w in readability.check_fields(_free_text(incident))],
         )
+
+
+def _free_text(incident: Incident) -> dict[str, str]:
+    """The coordinator's own sentences that every notice prints (the Plain Language Act 2022
+    asks for clear, concise public communication)."""
+    content = incident.content
+    fields = {name: content.get(name) or "" for name in (
+        "breach_description", "suspected_holder_statement", "steps_taken", "complaint_right")}
+    for i, step in enumerate(content.get("mitigation_advice") or []):
+        fields[f"mitigation_advice[{i}]"] = step
+    return fields
 
 
 class ProblemView(BaseModel):

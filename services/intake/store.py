@@ -61,6 +61,12 @@ def bump_revision(session: Session, incident: Incident) -> None:
     session.flush()
 
 
+def set_content(session: Session, incident: Incident, content: dict) -> None:
+    """Replace the incident's notice content (a new dict: the JSON column sees the change)."""
+    incident.content = dict(content)
+    bump_revision(session, incident)
+
+
 def agency_exists(session: Session, agency_id: str) -> bool:
     return session.get(Agency, agency_id) is not None
 

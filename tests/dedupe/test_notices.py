@@ -12,7 +12,7 @@ SEALER = Sealer(generate_key_spec("notices-test"))
 
 
 def record(agency_id: str, source_record_id: str, updated_at: datetime, categories=("clinical_notes",),  # noqa: ANN001
-           documents: int = 1, language: str = "en", version: int = 1, **personal) -> NoticeRecord:
+           documents: int | None = 1, language: str = "en", version: int = 1, **personal) -> NoticeRecord:
     sealed = SEALER.seal(personal, record_sealing_context("inc-1", agency_id, source_record_id,
                                                           version))
     return NoticeRecord("inc-1", agency_id, source_record_id, version, sealed, list(categories),
@@ -52,6 +52,34 @@ def test_one_notice_names_every_agency_with_its_categories_and_documents():
     assert sealed.recipient.mobile == "+64211234567"
 
 
+def test_an_agency_that_gave_no_count_for_a_record_has_an_unknown_count_not_a_partial_sum():
+    records = [
+        record("gp", "gp-1", T0, documents=4, given_names="Aroha", email="a@example.nz"),
+        record("gp", "gp-2", T0, documents=None),
+        record("lab", "lab-1", T0, documents=None),
+        record("xray", "x-1", T0, documents=0),
+    ]
+    notice = build_notice(SEALER, "inc-1", "P-1", 1, records, {}, created_at=T0)
+    assert {a.agency_id: a.document_count for a in notice.agencies} == {
+        "gp": None, "lab": None, "xray": 0}
+    # ... and it travels as null in the contract, not as 0
+    assert '"document_count":null' in notice.model_dump_json()
+
+
+def test_a_notice_with_a_representative_goes_on_the_representatives_channels():
+    rep = {"name": "Parent Testrep", "relationship": "parent", "mobile": "+64210009999"}
+    child = record("gp", "gp-1", T0, given_names="Tama", email="tama@example.nz",
+                   address={"line1": "1 Test St", "city": "Testville"},
+                   hold={"reason": "representative", "representative": rep})
+    notice = build_notice(SEALER, "inc-1", "P-1", 1, [child], {}, created_at=T0)
+    assert notice.has_representative is True
+    assert notice.channels == ["sms"]  # the parent's mobile; not the child's email or address
+    nothing = dict(rep, mobile=None, email=None)
+    child = record("gp", "gp-1", T0, given_names="Tama", email="tama@example.nz",
+                   hold={"reason": "representative", "representative": nothing})
+    assert build_notice(SEALER, "inc-1", "P-1", 1, [child], {}, created_at=T0).channels == []
+
+
 def test_in_one_batch_a_resent_version_goes_before_a_first_version_whatever_the_row_order():
     # Stored by one batch, so updated_at ties: the lab's first version still has the old
     # address, the GP's re-sent version the corrected one.
@@ -71,7 +99,9 @@ def test_a_representative_from_a_hold_is_carried_sealed():
                           [record("gp", "gp-1", T0, hold=hold, address={"line1": "1 Test Street"})],
                           {}, created_at=T0)
     assert notice.has_representative is True
-    assert notice.channels == ["postal"]
+    # The representative's email (issue 17 review): it was ["postal"], the child's own address,
+    # on which dispatch then had no representative's address to post to.
+    assert notice.channels == ["email"]
     sealed = SealedRecipient.model_validate(
         SEALER.open(notice.sealed, notice_sealing_context(notice.notice_id)))
     assert sealed.representative.email == "whanau@example.nz"

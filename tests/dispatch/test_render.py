@@ -155,6 +155,7 @@ def test_mi_without_coordinator_templates_uses_bundled_bilingual(incident):
 
 
 def test_mi_coordinator_templates_are_used_and_sandboxed(incident):
+    incident["mi_templates_approved"] = True  # previewed and approved
     incident["templates_mi"] = {
         "email_subject": "Pānui mō {{ incident.title }} ({{ reference_code }})",
         "email_text": "Tēnā koe {{ addressee_given_name }}. {{ incident.sender_name }} {% for a in agencies %}{{ a.name }} {% endfor %}{{ contact.phone }} {{ contact.web_address }} {{ reference_code }}",
@@ -168,6 +169,7 @@ def test_mi_coordinator_templates_are_used_and_sandboxed(incident):
 
 
 def test_coordinator_template_with_link_is_refused(incident):
+    incident["mi_templates_approved"] = True  # previewed and approved
     incident["templates_mi"] = {
         "email_html": "<p><a href='https://evil.example'>Click</a> {{ reference_code }}</p>",
     }
@@ -176,12 +178,14 @@ def test_coordinator_template_with_link_is_refused(incident):
 
 
 def test_coordinator_template_missing_contact_is_refused(incident):
+    incident["mi_templates_approved"] = True  # previewed and approved
     incident["templates_mi"] = {"email_text": "Tēnā koe {{ reference_code }}"}
     with pytest.raises(RenderError, match="missing"):
         render_email(make_notice(preferred_language="mi"), incident)
 
 
 def test_coordinator_template_cannot_escape_sandbox(incident):
+    incident["mi_templates_approved"] = True  # previewed and approved
     incident["templates_mi"] = {"email_text": "{{ ''.__class__.__mro__[1].__subclasses__() }}"}
     with pytest.raises(RenderError):
         render_email(make_notice(preferred_language="mi"), incident)
@@ -202,6 +206,7 @@ def test_coordinator_template_cannot_escape_sandbox(incident):
     "{{ ('x' * 99999) ~ ('y' * 99999) }}",
 ])
 def test_coordinator_templates_are_bounded_in_size_and_time(incident, source):
+    incident["mi_templates_approved"] = True  # previewed and approved
     incident["templates_mi"] = {"email_text": source}
     started = time.monotonic()
     with pytest.raises(RenderError) as refused:
@@ -211,6 +216,7 @@ def test_coordinator_templates_are_bounded_in_size_and_time(incident, source):
 
 
 def test_coordinator_templates_cannot_change_the_context(incident):
+    incident["mi_templates_approved"] = True  # previewed and approved
     incident["templates_mi"] = {"email_text": "{{ agencies.append(1) }}{{ reference_code }}"}
     with pytest.raises(RenderError, match="unsafe|SecurityError"):
         render_email(make_notice(preferred_language="mi"), incident)
@@ -221,6 +227,7 @@ def test_coordinator_template_errors_carry_no_values(incident):
     given = notice["recipient"]["given_names"]
     for source in ("{{ addressee_given_name | int(strict) }}", "{{ addressee_given_name + 1 }}",
                    "{{ addressee_given_name.nope }}", "{{ 1 / 0 }}", "{{ addressee_given_name[99] }}"):
+        incident["mi_templates_approved"] = True  # previewed and approved
         incident["templates_mi"] = {"email_text": f"line one\n{source}"}
         with pytest.raises(RenderError) as refused:
             render_email(notice, incident)
@@ -232,6 +239,7 @@ def test_coordinator_template_errors_carry_no_values(incident):
 def test_a_notice_with_coordinator_templates_is_rendered_off_the_loop(incident):
     from services.dispatch.content.render import as_models, uses_coordinator_templates
 
+    incident["mi_templates_approved"] = True  # previewed and approved
     incident["templates_mi"] = {"email_text": "{{ reference_code }}"}
     assert uses_coordinator_templates(*as_models(make_notice(preferred_language="mi"), incident))
     assert not uses_coordinator_templates(*as_models(make_notice(), incident))

@@ -39,7 +39,7 @@ def test_minimal_record_gets_defaults():
     assert result.problems == []
     assert result.record["nhi"] == "ZZZ00AC"
     assert result.record["data_categories"] == []
-    assert result.record["document_count"] == 0
+    assert result.record["document_count"] is None  # not sent: unknown, never zero
     assert result.record["preferred_language"] == "en"
     assert result.record["address"] is None and result.record["hold"] is None
 
@@ -249,7 +249,7 @@ def test_too_many_categories_is_an_error(good_record):
 
 
 @pytest.mark.parametrize("value, expected", [(0, 0), (12, 12), ("7", 7), (" 7 ", 7), (3.0, 3),
-                                             (None, 0), ("", 0)])
+                                             (None, None), ("", None)])
 def test_document_count(good_record, value, expected):
     good_record["document_count"] = value
     result = run(good_record)
@@ -257,10 +257,10 @@ def test_document_count(good_record, value, expected):
 
 
 @pytest.mark.parametrize("value", [-1, "abc", 2.5, True, "1e3", 10**12, [], "-3"])
-def test_bad_document_count_warns_and_defaults(good_record, value):
+def test_bad_document_count_warns_and_stays_unknown(good_record, value):
     good_record["document_count"] = value
     result = run(good_record)
-    assert result.record["document_count"] == 0
+    assert result.record["document_count"] is None
     assert codes(result) == ["document_count.invalid"]
 
 

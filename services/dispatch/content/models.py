@@ -19,10 +19,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from services.common.messages import templates_fingerprint
+
+# Plain language (grade 5.5, tests/dispatch/test_plain_language.py).
 DEFAULT_COMPLAINT_RIGHT = (
-    "If you are not satisfied with how we have handled this, you have the right to complain to "
-    "the Privacy Commissioner. You can contact the Office of the Privacy Commissioner on "
-    "0800 803 909 or type privacy.org.nz into your browser."
+    "If you are not happy with how we dealt with this, you have the right to complain to the "
+    "Privacy Commissioner. Call their office on 0800 803 909, or type privacy.org.nz into your "
+    "browser."
 )
 DEFAULT_NEVER_ASK = [
     "your passwords",
@@ -109,7 +112,7 @@ class AgencyEntry(_Model):
     agency_id: str
     name: str
     data_categories: list[str] = Field(default_factory=list)
-    document_count: int = Field(ge=0)
+    document_count: int | None = Field(default=None, ge=0)  # None: not known, never zero
 
 
 class Notice(_Model):
@@ -223,6 +226,10 @@ class IncidentContent(_Model):
     mi_templates: IncidentTemplates | None = Field(
         default=None, validation_alias=AliasChoices("templates_mi", "mi_templates")
     )
+    # Whether mi_templates are the ones the coordinator approved after a preview
+    # (from_contract compares the fingerprints); unapproved templates are never used.
+    mi_templates_approved: bool = False
+    bilingual: bool = False
     # Optional {language: {category: label}} so coordinators can supply te reo labels.
     data_category_labels: dict[str, dict[str, str]] = Field(default_factory=dict)
     sms_segment_budget: int = Field(default=3, ge=1, le=10)
@@ -231,7 +238,10 @@ class IncidentContent(_Model):
     def from_contract(cls, incident: IncidentMessage) -> IncidentContent:
         """The renderer's view of a contract IncidentMessage (incidents.v1)."""
         content = incident.content.model_dump(mode="json")
-        content["templates_mi"] = content.get("templates_mi") or None
+        templates = content.get("templates_mi") or None
+        content["templates_mi"] = templates
+        content["mi_templates_approved"] = bool(templates) and (
+            content.get("templates_mi_approved") == templates_fingerprint(templates))
         return cls.model_validate(
             {**content, "incident_id": incident.incident_id, "title": incident.title}
         )

@@ -23,6 +23,7 @@ from markupsafe import Markup, escape
 
 from services.common.messages import IncidentMessage
 from services.dispatch.content import sandbox
+from services.dispatch.content.bilingual import BILINGUAL_TEXT_DIVIDER, bilingual_html, is_bilingual
 from services.dispatch.content.checks import (  # noqa: F401 - the errors are render's API too
     RenderError,
     SmsTooLong,
@@ -80,7 +81,7 @@ class RenderedSms:
     body: str
     language: Language
     reference_code: str
-    variant: Literal["full", "short"]
+    variant: Literal["full", "short", "minimal"]
     segments: SegmentCount
 
 
@@ -125,7 +126,12 @@ sandbox.configure(_configure)
 def uses_coordinator_templates(notice: Notice, incident: IncidentContent) -> bool:
     """Whether rendering this notice runs coordinator template source (then callers render it
     off the event loop: the sandbox bounds it at up to a second of CPU)."""
-    return _language(notice) == "mi" and incident.mi_templates is not None
+    return _language(notice) == "mi" and coordinator_templates(incident) is not None
+
+
+def coordinator_templates(incident: IncidentContent) -> Any:
+    """The coordinator's te reo templates, only once approved as they are (see preview.py)."""
+    return incident.mi_templates if incident.mi_templates_approved else None
 
 
 # ---------------------------------------------------------------------------------- context
@@ -168,7 +174,11 @@ def template_context(notice: Notice, incident: IncidentContent, language: Langua
             }
             for a in notice.agencies
         ],
-        "total_documents": sum(a.document_count for a in notice.agencies),
+        # None when any agency gave no count: a sum of the known ones would understate it.
+        "total_documents": (
+            None if any(a.document_count is None for a in notice.agencies)
+            else sum(a.document_count or 0 for a in notice.agencies)
+        ),
         "incident": {
             "title": incident.title,
             "breach_description": incident.breach_description,
@@ -276,11 +286,12 @@ def _language(notice: Notice) -> Language:
 
 
 def render_part(name: str, language: Language, ctx: dict[str, Any], incident: IncidentContent) -> str:
-    """One part (email_subject, email_text, email_html, sms, sms_short) with the person's
+    """One part (email_subject, email_text, email_html, sms, sms_short, sms_minimal) with the person's
     `template_context`: the coordinator's template for this language if supplied, else the
     bundled template through its cached skeleton."""
-    if language == "mi" and incident.mi_templates is not None:
-        source = getattr(incident.mi_templates, name)
+    templates = coordinator_templates(incident) if language == "mi" else None
+    if templates is not None:
+        source = getattr(templates, name, None)  # sms_minimal is bundled only
         if source:
             try:
                 return sandbox.render(source, ctx, html=name == "email_html").strip()
@@ -311,6 +322,11 @@ def render_email(
     subject = " ".join(render_part("email_subject", language, ctx, incident).split())
     text = render_part("email_text", language, ctx, incident) + "\n"
     html = render_part("email_html", language, ctx, incident) + "\n"
+    if is_bilingual(_language(notice), incident):
+        en = template_context(notice, incident, "en")
+        subject = subject + " / " + " ".join(render_part("email_subject", "en", en, incident).split())
+        text = text + BILINGUAL_TEXT_DIVIDER + render_part("email_text", "en", en, incident) + "\n"
+        html = bilingual_html(html, render_part("email_html", "en", en, incident), incident.title)
     ref = ctx["reference_code"]
     check_safe("email subject", subject, ref)
     check_safe("email text", text, ref)
@@ -329,6 +345,9 @@ def render_letter_text(
     language = _language(notice)
     ctx = template_context(notice, incident, language)
     text = render_part("email_text", language, ctx, incident) + "\n"
+    if is_bilingual(_language(notice), incident):
+        en = template_context(notice, incident, "en")
+        text = text + BILINGUAL_TEXT_DIVIDER + render_part("email_text", "en", en, incident) + "\n"
     check_safe("letter", text, ctx["reference_code"])
     check_s117("letter", text, ctx)
     return text
@@ -357,7 +376,9 @@ def render_sms(
     ctx = template_context(notice, incident, language) | {"full_notice_via": full_notice_via}
     budget = incident.sms_segment_budget
     tried: list[str] = []
-    for variant, name in (("full", "sms"), ("short", "sms_short")):
+    # Longest first; the minimal one drops the title, so a long sender name, web address and
+    # phone number still fit (tests/dispatch/test_notice_content.py: the longest realistic).
+    for variant, name in (("full", "sms"), ("short", "sms_short"), ("minimal", "sms_minimal")):
         body = _sms_text(render_part(name, language, ctx, incident))
         check_safe(f"sms ({variant})", body, ctx["reference_code"])
         segments = count_segments(body)

@@ -88,7 +88,7 @@ CODES: dict[str, CodeInfo] = {
     "address.postcode_invalid": CodeInfo(WARNING, "Postcode is not 4 digits; postcode dropped"),
     "data_categories.unknown": CodeInfo(WARNING, "Unknown data category recorded as 'other'"),
     "document_count.invalid": CodeInfo(
-        WARNING, "document_count is not a non-negative whole number; set to 0"
+        WARNING, "document_count is not a non-negative whole number; left unknown"
     ),
     "preferred_language.unknown": CodeInfo(
         WARNING, "preferred_language is not 'en' or 'mi'; set to 'en'"

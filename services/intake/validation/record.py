@@ -239,9 +239,10 @@ def _data_categories(value: object, ctx: RecordContext) -> list[str]:
     return out
 
 
-def _document_count(value: object, ctx: RecordContext) -> int:
+def _document_count(value: object, ctx: RecordContext) -> int | None:
+    # No count (or a bad one) stays unknown: a notice must never read it as "0 documents".
     if value is None or value == "":
-        return 0
+        return None
     if type(value) is int:
         count = value
     elif type(value) is float and value.is_integer():
@@ -252,7 +253,7 @@ def _document_count(value: object, ctx: RecordContext) -> int:
         count = -1
     if not 0 <= count <= MAX_DOCUMENT_COUNT:
         ctx.add("document_count.invalid", "document_count")
-        return 0
+        return None
     return count
 
 

@@ -45,6 +45,61 @@ async def test_create_incident_issues_keys_and_publishes_it(intake):
     assert latest.content.privacy_commissioner_notified is True
 
 
+async def test_free_text_above_the_plain_language_grade_is_warned_about_not_refused(intake):
+    incident_id = _incident_id()
+    body = copy.deepcopy(incident_body(incident_id, []))
+    body["content"]["steps_taken"] = (
+        "Notwithstanding the aforementioned unauthorised exfiltration, organisational "
+        "remediation encompassing comprehensive credential rotation was instituted "
+        "expeditiously in accordance with contractual obligations.")
+    body["content"]["mitigation_advice"] = [
+        "Be careful with calls and texts about this.",
+        "Subsequently, individuals should contemplate implementing additional authentication "
+        "mechanisms across associated organisational accounts immediately.",
+    ]
+    response = await intake.client.post("/v1/incidents", headers=COORDINATOR, json=body)
+    assert response.status_code == 201, response.text
+    warnings = response.json()["warnings"]
+    assert [(w["code"], w["field"]) for w in warnings] == [
+        ("content.reading_grade", "steps_taken"), ("content.reading_grade", "mitigation_advice[1]")]
+    assert all(w["grade"] > w["max_grade"] == 8.0 for w in warnings)
+    assert "Notwithstanding" not in warnings[0]["message"]  # names the field, never echoes it
+    got = await intake.client.get(f"/v1/incidents/{incident_id}", headers=COORDINATOR)
+    assert got.json()["warnings"] == warnings
+    plain = incident_body(_incident_id(), [])
+    assert (await intake.client.post("/v1/incidents", headers=COORDINATOR,
+                                     json=plain)).json()["warnings"] == []
+
+
+async def test_te_reo_templates_are_approved_only_as_previewed(intake):
+    from services.common.messages import templates_fingerprint
+
+    incident_id = _incident_id()
+    body = copy.deepcopy(incident_body(incident_id, []))
+    templates = {"email_text": "Tēnā koe {{ reference_code }}"}
+    body["content"]["templates_mi"] = templates
+    body["content"]["templates_mi_approved"] = templates_fingerprint(templates)
+    created = (await intake.client.post("/v1/incidents", headers=COORDINATOR, json=body)).json()
+    assert created["content"]["templates_mi_approved"] is None  # never approved at creation
+    url = f"/v1/incidents/{incident_id}/templates-mi/approval"
+    wrong = await intake.client.post(url, headers=COORDINATOR, json={"fingerprint": "0" * 64})
+    assert wrong.status_code == 409 and wrong.json()["error"]["code"] == "templates_mi.changed"
+    bad = await intake.client.post(url, headers=COORDINATOR, json={"fingerprint": "x"})
+    assert bad.status_code == 422
+    right = await intake.client.post(url, headers=COORDINATOR,
+                                     json={"fingerprint": templates_fingerprint(templates)})
+    assert right.status_code == 200, right.text
+    assert right.json()["content"]["templates_mi_approved"] == templates_fingerprint(templates)
+    assert right.json()["revision"] == created["revision"] + 1
+    missing = await intake.client.post("/v1/incidents/inc-none/templates-mi/approval",
+                                       headers=COORDINATOR, json={"fingerprint": "0" * 64})
+    assert missing.status_code == 404
+    async with infra.topic_reader(intake.kafka_bootstrap, intake.incidents_topic) as reader:
+        await reader.wait_for(lambda ms: any(
+            m.key == incident_id.encode()
+            and decode_incident(m.value).content.templates_mi_approved for m in ms))
+
+
 async def test_duplicate_incident_is_409(intake):
     body = incident_body(_incident_id(), [])
     assert (await intake.client.post("/v1/incidents", headers=COORDINATOR, json=body)).status_code == 201
