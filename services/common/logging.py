@@ -61,7 +61,8 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key in ("service", "incident_id", "feed_id", "notice_id", "count", "group", "topic",
-                    "partition", "offset", "reason"):
+                    "partition", "offset", "reason", "request_id", "method", "route", "status",
+                    "duration_ms"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info and record.exc_info[1] is not None:
