@@ -77,3 +77,6 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # httpx logs every request with its full URL, query string included (the console's
+    # pass-through): the access log is the record of requests.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
