@@ -53,11 +53,11 @@ class ApiError extends Error {
   constructor(status, code, message) { super(message); this.status = status; this.code = code; }
 }
 function token() { return sessionStorage.getItem(TOKEN_KEY); }
-async function api(method, path, body) {
+async function api(method, path, body, { loggingIn = false } = {}) {
   const headers = { authorization: `Bearer ${token()}` };
   if (body !== undefined) headers["content-type"] = "application/json";
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  if (res.status === 401) { logout(); throw new ApiError(401, "auth.invalid", "Log in again."); }
+  if (res.status === 401 && !loggingIn) { logout(); throw new ApiError(401, "auth.invalid", "Log in again."); }
   const type = res.headers.get("content-type") || "";
   if (!res.ok) {
     let code = `http.${res.status}`, message = res.statusText;
@@ -83,10 +83,9 @@ function loginPage() {
       e.preventDefault();
       sessionStorage.setItem(TOKEN_KEY, input.value.trim());
       try {
-        await api("GET", "/v1/incidents?limit=1");
+        await api("GET", "/v1/incidents?limit=1", undefined, { loggingIn: true });
         fail("");
-        location.hash = "#/incidents";
-        route();
+        if (location.hash === "#/incidents") route(); else location.hash = "#/incidents";  // hashchange routes
       } catch (err) { sessionStorage.removeItem(TOKEN_KEY); fail(`Not logged in: ${err.message}`); }
     },
   }, h("label", { for: "token" }, "Coordinator token"), input, h("p", {}, h("button", { type: "submit" }, "Log in")));
@@ -286,6 +285,7 @@ async function incidentPage(id) {
       stat("on hold", p ? p.on_hold : "–", "stat-on-hold"),
       stat("in review", p ? p.in_review : "–", "stat-in-review"),
       stat("notices at dispatch", s.notices, "stat-notices"),
+      stat("sent (no receipt yet)", totals.sent || 0, "stat-sent"),
       stat("delivered", totals.delivered || 0, "stat-delivered"),
       stat("failed", failed, "stat-failed"),
       stat("unreachable", totals.unreachable || 0, "stat-unreachable"),
