@@ -256,14 +256,17 @@ def create_service_app(
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):  # noqa: ANN001, ANN202
-        request_id = access.request_id(request.headers.get(access.REQUEST_ID_HEADER))
+        presented = request.headers.get(access.REQUEST_ID_HEADER)
+        request_id = access.request_id(presented)
         request.state.request_id = request_id
         started = time.perf_counter()
         status = 500
         try:
             response = await call_next(request)
             status = response.status_code
-            response.headers[access.REQUEST_ID_HEADER] = request_id
+            if presented == request_id:  # echoed only when the caller gave a usable one:
+                # otherwise answers stay byte-identical (no existence oracle in a random header)
+                response.headers[access.REQUEST_ID_HEADER] = request_id
             return response
         finally:
             elapsed = time.perf_counter() - started
