@@ -207,6 +207,9 @@ class ConsumerWorker:
             auto_offset_reset="earliest",  # a new group must not skip records already published
             isolation_level="read_committed",
             max_poll_interval_ms=s.consumer_max_poll_interval_ms,
+            session_timeout_ms=s.consumer_session_timeout_ms,
+            heartbeat_interval_ms=min(s.consumer_heartbeat_interval_ms,
+                                      s.consumer_session_timeout_ms // 3),
             # The broker waits this long for a member still in on_partitions_revoked.
             rebalance_timeout_ms=int((s.consumer_revoke_wait_s + 30) * 1000),
         )

@@ -88,6 +88,14 @@ class ServiceSettings(BaseSettings):
     # timeout is set 30 s above it. Below max.poll.interval, which bounds one batch anyway.
     consumer_revoke_wait_s: float = Field(default=60.0, gt=0)
     consumer_max_poll_interval_ms: int = 300_000
+    # How long the coordinator waits for a heartbeat before evicting a member. aiokafka's 10 s
+    # evicted healthy consumers of a CPU-starved box (the incident benchmark: needless
+    # rebalances, each one a paused partition and a rebuild); 45 s is Kafka's own default
+    # since 3.0 (KIP-735). The cost: a SIGKILLed consumer's partitions wait up to this long
+    # for a new owner (a clean stop leaves the group at once). Heartbeats stay every 3 s, so
+    # a starved event loop misses fifteen before the member is lost.
+    consumer_session_timeout_ms: int = Field(default=45_000, ge=6_000)
+    consumer_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     # Supervised background loops (services/common/tasks.py): restart backoff, giving up (the
     # liveness probe then fails), and how long one unit of work may take before it is wedged.
     worker_restart_base_s: float = Field(default=1.0, gt=0)

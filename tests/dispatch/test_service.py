@@ -396,21 +396,29 @@ async def test_restart_mid_send_sends_each_sms_once(service_env, pg_database, sm
     common = dict(port=port, smtp_port=smtp_gw.port, sms_url=sms_gw.url,
                   quiet_hours_enabled=False, sending_lease_s=2.0, send_deadline_s=1.5,
                   sms_timeout_s=30.0)
-    sms_gw.slow_down(3.0)  # the gateway stores each message, then answers slowly
-    sms_gw.behaviour.receipt_delay = 6.0  # and its receipts come later still: after recovery
+    # The gateway stores each message, then answers far later than the send deadline (a
+    # starved box cannot make an answer beat it), and holds every receipt until the test
+    # has seen the recovery re-send: the order is set by conditions, not by delays.
+    sms_gw.slow_down(20.0)
+    sms_gw.behaviour.hold_receipts = True
     first = dispatch_settings(service_env, database, sender_stop_grace_s=0.0, **common)
     async with running_dispatch(first) as stack:
         await stack.publish_incident(incident_message(mode="sms_else_email"))
         notices = [notice_message(stack.sealer, n, person(n)) for n in range(200, 210)]
         await stack.publish_notices(notices)
-        await stack.wait_until(lambda: len(sms_gw.messages) == 10, what="gateway accepted all")
+        await stack.wait_until(lambda: len(sms_gw.messages) == 10, what="gateway accepted all",
+                               timeout=120)
         assert set(stack.delivery_map().values()) == {"sending"}
     # "Crash": the app stopped without recording the gateway's answers.
     sms_gw.slow_down(0.0)
     second = dispatch_settings(service_env, database, **common)
     async with running_dispatch(second) as stack:
+        await stack.wait_until(lambda: sms_gw.send_attempts >= 20, what="each re-sent",
+                               timeout=120)
+        sms_gw.behaviour.hold_receipts = False
         await stack.wait_until(
-            lambda: set(stack.delivery_map().values()) == {"delivered"}, what="all delivered"
+            lambda: set(stack.delivery_map().values()) == {"delivered"}, what="all delivered",
+            timeout=120,
         )
         deliveries = stack.deliveries()
     assert len(sms_gw.messages) == 10  # exactly one message per notice at the gateway
