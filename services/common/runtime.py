@@ -24,8 +24,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlmodel import SQLModel
 
-from services.common import access, db, inbound, metrics, migrations
-from services.common.auth import CoordinatorAuth
+from services.common import access, db, inbound, metrics, migrations, staffapi
+from services.common.auth import CONFIGURED_PRINCIPAL, CoordinatorAuth, StaffAuth
 from services.common.crypto import Sealer
 from services.common.deadletters import DeadLetterPublisher
 from services.common.deps import Caller
@@ -33,6 +33,7 @@ from services.common.errors import install_error_handlers
 from services.common.inbound import InboundGuard
 from services.common.kafka import (
     ConsumerWorker,
+    MissingTopics,
     TopicFollower,
     ensure_topics,
     kafka_reachable,
@@ -40,8 +41,9 @@ from services.common.kafka import (
     restart_policy,
 )
 from services.common.logging import configure_logging
-from services.common.outbox import OutboxMessage, OutboxRelay
+from services.common.outbox import OutboxRelay
 from services.common.settings import ServiceSettings
+from services.common.signing import MessageSigner
 from services.common.tasks import SupervisedLoop
 from services.common.topics import DEAD_LETTERS, TopicSpec
 
@@ -93,11 +95,13 @@ class ServiceRuntime:
         self.engine = db.make_engine(settings.resolved_database_url())
         self.db = db.Database(self.engine)
         self.coordinators = CoordinatorAuth(settings.coordinator_tokens.get_secret_value())
-        self.models = [*models, OutboxMessage]
+        self.staff = StaffAuth(settings)
+        self.models = [*models, *migrations.SHARED_MODELS]
         self.migrations = migrations.MigrationTree.of(self.models)
         # A service that consumes may dead-letter what it cannot take.
         self.topics = [*topics, DEAD_LETTERS] if workers else list(topics)
         self.sealer = Sealer(settings.data_keys.get_secret_value())
+        self.signer = MessageSigner(settings.message_signing_keys.get_secret_value())
         self._workers_factory = workers
         self._on_start = on_start
         self.producer = None
@@ -122,12 +126,16 @@ class ServiceRuntime:
         except migrations.SchemaNotCurrent as exc:
             log.error("not starting: %s", exc)
             raise
-        await ensure_topics(self.settings, self.topics)
+        try:
+            await ensure_topics(self.settings, self.topics)
+        except MissingTopics as exc:
+            log.error("not starting: %s", exc)
+            raise
         self.producer = make_producer(self.settings)
         await self.producer.start()
         self.dead_letters = DeadLetterPublisher(self.settings, self.producer)
         self.relay = OutboxRelay(self.settings, self.engine, self.producer,
-                                 restart_policy(self.settings))
+                                 restart_policy(self.settings), signer=self.signer)
         self.relay.start()
         if self._on_start:
             await self._on_start(self)
@@ -150,8 +158,9 @@ class ServiceRuntime:
         """The caller a bearer token belongs to, or None. Services with callers of their own
         (intake's agencies) extend this."""
         if self.coordinators.is_coordinator(token):
-            return Caller("coordinator", "coordinator")
-        return None
+            # PANUI_COORDINATOR_TOKENS: the bootstrap principal, coordinator of every incident.
+            return Caller("coordinator", CONFIGURED_PRINCIPAL, frozenset({"coordinator"}))
+        return await self.staff.authenticate(token, self.db)
 
     async def refresh_gauges(self) -> None:
         """Set the gauges a scrape reads from the database: the outbox backlog, counted (a
@@ -243,7 +252,7 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.state.runtime = runtime
     install_error_handlers(app)
-    routers = [_ops_router(), *routers]
+    routers = [_ops_router(), staffapi.router, *routers]
     for router in routers:
         inbound.document(router.routes)
         app.include_router(router)

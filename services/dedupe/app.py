@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from services.common.kafka import ConsumerWorker, TopicFollower
 from services.common.messages import decode_affected_records_topic, decode_incident
 from services.common.runtime import ServiceRuntime, create_service_app
+from services.common.signing import verifying
 from services.common.topics import AFFECTED_RECORDS, DEDUPE_AFFECTED_RECORDS, INCIDENTS, NOTICES
 from services.dedupe import metrics, store
 from services.dedupe.api import router
@@ -53,7 +54,8 @@ def _workers(runtime: DedupeRuntime) -> list:
     return [
         # Incidents first: agency names and release policy before their records.
         TopicFollower(settings, INCIDENTS, IncidentsHandler(runtime.pipeline),
-                      decode=decode_incident, dead_letters=runtime.dead_letters),
+                      decode=verifying(decode_incident, runtime.signer),
+                      dead_letters=runtime.dead_letters),
         records.worker,
     ]
 

@@ -53,7 +53,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.gateways.serving import AsgiServer, run_until_interrupted
-from services.gateways.signing import SIGNATURE_HEADER, signature_header
+from services.gateways.signing import SIGNATURE_HEADER, provider_of, signature_header
 
 E164 = r"^\+[1-9]\d{7,14}$"
 
@@ -235,7 +235,8 @@ class SmsGateway:
             # Re-sign each attempt: the signature's timestamp must stay fresh.
             headers = {
                 "Content-Type": "application/json",
-                SIGNATURE_HEADER: signature_header(body, self.callback_secret),
+                SIGNATURE_HEADER: signature_header(body, self.callback_secret,
+                                                   provider_of(sms.callback_url)),
             }
             code: int | None = None
             try:
