@@ -78,7 +78,7 @@ done
 cat <<MSG
 
 Pānui is running (logs in var/log/, data in var/*.db):
-  intake    http://127.0.0.1:8001   (API docs: /docs)
+  intake    http://127.0.0.1:8001   (API docs: /docs; coordinator console: /console/)
   dedupe    http://127.0.0.1:8002
   dispatch  http://127.0.0.1:8003
   email     SMTP 127.0.0.1:1025 (local gateway; mail in var/mail/, control API :8026)

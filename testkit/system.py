@@ -133,6 +133,7 @@ class System:
         self.events: list[tuple[float, str]] = []
         self.started_at = time.time()
         self.start_timeout_s = start_timeout_s  # for a process to answer after a (re)start
+        self.ports: dict[str, int] = {}  # service -> port of its first process
 
     # ------------------------------------------------------------------ set-up
     def env_for(self, service: str) -> dict[str, str]:
@@ -192,6 +193,7 @@ class System:
         for service in SERVICES:  # one at a time: the first of a run migrates the templates
             await self.create_database(service)
         ports = {"intake": infra.free_port(), "dedupe": infra.free_port(), "dispatch": dispatch_port}
+        self.ports = ports
         for service in SERVICES:
             self.add_service(service, ports[service])
         await self.start_services(*SERVICES)
@@ -204,6 +206,10 @@ class System:
         env = self.env_for(service)
         if service == "dispatch":
             env["PANUI_RECEIPT_CALLBACK_BASE_URL"] = f"http://127.0.0.1:{port}"
+        if service == "intake":  # the console's pass-through to the first dedupe and dispatch
+            for other in ("dedupe", "dispatch"):
+                if other in self.ports:
+                    env.setdefault(f"PANUI_{other.upper()}_URL", f"http://127.0.0.1:{self.ports[other]}")
         proc = service_process(service, port, env, self.log_dir, name=name)
         self.services[proc.name] = proc
         return proc

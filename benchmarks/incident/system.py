@@ -63,7 +63,8 @@ def start(stack: Stack, options: Options) -> Endpoints:
         "PANUI_LOG_LEVEL": options.log_level,
     }
     per_service = {
-        "intake": {},
+        # The coordinator console (intake's /console/) reaches dedupe and dispatch through intake.
+        "intake": {"PANUI_DEDUPE_URL": f"{local}:{ports['dedupe']}", "PANUI_DISPATCH_URL": dispatch_url},
         "dedupe": {},
         "dispatch": {
             "PANUI_SMTP_PORT": str(ports["smtp"]),

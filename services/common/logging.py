@@ -61,7 +61,8 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key in ("service", "incident_id", "feed_id", "notice_id", "count", "group", "topic",
-                    "partition", "offset", "reason"):
+                    "partition", "offset", "reason", "request_id", "method", "route", "status",
+                    "duration_ms"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info and record.exc_info[1] is not None:
@@ -76,3 +77,6 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # httpx logs every request with its full URL, query string included (the console's
+    # pass-through): the access log is the record of requests.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

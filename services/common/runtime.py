@@ -13,6 +13,7 @@ read their own databases; their consumers simply wait. (docs/operations.md)
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlmodel import SQLModel
 
-from services.common import db, inbound, metrics, migrations, staffapi
+from services.common import access, db, inbound, metrics, migrations, staffapi
 from services.common.auth import CONFIGURED_PRINCIPAL, CoordinatorAuth, StaffAuth
 from services.common.crypto import Sealer
 from services.common.deadletters import DeadLetterPublisher
@@ -107,6 +108,8 @@ class ServiceRuntime:
         self.relay: OutboxRelay | None = None
         self.dead_letters: DeadLetterPublisher | None = None
         self.workers: list[Worker] = []
+        # Collectors whose values are computed at scrape time (see metrics.render).
+        self.metric_collectors: list = []
 
     async def start(self) -> None:
         try:
@@ -159,6 +162,19 @@ class ServiceRuntime:
             return Caller("coordinator", CONFIGURED_PRINCIPAL, frozenset({"coordinator"}))
         return await self.staff.authenticate(token, self.db)
 
+    async def refresh_gauges(self) -> None:
+        """Set the gauges a scrape reads from the database: the outbox backlog, counted (a
+        count per scrape, not per relay poll). A database that does not answer leaves the last
+        value; /readyz reports the database."""
+        if self.relay is None:
+            return
+        try:
+            pending = await asyncio.wait_for(db.run_db(self.relay.pending_count), timeout=5)
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail on it
+            log.warning("metrics: outbox pending not counted (%s)", type(exc).__name__)
+            return
+        metrics.OUTBOX_PENDING.labels(service=self.settings.service_name).set(pending)
+
     def loops(self) -> list[SupervisedLoop]:
         """Every supervised background loop of the service (subclasses add their own)."""
         loops = [worker.loop for worker in self.workers]
@@ -210,8 +226,10 @@ def _ops_router() -> APIRouter:
         )
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics_endpoint() -> Response:
-        body, content_type = metrics.render()
+    async def metrics_endpoint(request: Request) -> Response:
+        runtime = request.app.state.runtime
+        await runtime.refresh_gauges()
+        body, content_type = metrics.render(runtime.metric_collectors)
         return Response(body, media_type=content_type)
 
     return router
@@ -229,6 +247,7 @@ def create_service_app(
             yield
         finally:
             await runtime.stop()
+            metrics.process_exiting()
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.state.runtime = runtime
@@ -246,15 +265,27 @@ def create_service_app(
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):  # noqa: ANN001, ANN202
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.HTTP_REQUESTS.labels(
-            service=service,
-            method=request.method,
-            route=getattr(route, "path", "unmatched"),  # the template, never the raw path
-            status=str(response.status_code),
-        ).inc()
-        return response
+        presented = request.headers.get(access.REQUEST_ID_HEADER)
+        request_id = access.request_id(presented)
+        request.state.request_id = request_id
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            if presented == request_id:  # echoed only when the caller gave a usable one:
+                # otherwise answers stay byte-identical (no existence oracle in a random header)
+                response.headers[access.REQUEST_ID_HEADER] = request_id
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            # The template, never the raw path (ids) nor the query string.
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            metrics.HTTP_REQUESTS.labels(service=service, method=request.method, route=route,
+                                         status=str(status)).inc()
+            metrics.HTTP_REQUEST_SECONDS.labels(service=service, method=request.method,
+                                                route=route).observe(elapsed)
+            access.log_request(service, request_id, request.method, route, status, elapsed)
 
     return app
 
@@ -263,12 +294,25 @@ def serve(factory: str, settings: ServiceSettings) -> None:
     """Run a service with uvicorn. `factory` is "module:function" returning the app; several
     worker processes (PANUI_WORKERS) share the port — each runs its own consumers (one
     consumer group) and competes for the outbox relay's lock."""
+    import os
+    import shutil
     import signal
+    import tempfile
 
     import uvicorn
 
     # uvicorn re-raises a SIGTERM it caught once its graceful shutdown is done, so the process
     # would "die by the signal" (rc -15). A pod that stopped cleanly exits 0 instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(factory, factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers, log_config=None, access_log=False)
+    made_dir = None
+    if settings.workers > 1 and not metrics.multiprocess_dir():
+        # A scrape reaches one worker: let each write its values where every worker reads
+        # them (set before uvicorn starts the workers, which import prometheus_client anew).
+        made_dir = tempfile.mkdtemp(prefix=f"panui-{settings.service_name}-metrics-")
+        os.environ[metrics.MULTIPROC_ENV] = made_dir
+    try:
+        uvicorn.run(factory, factory=True, host=settings.host, port=settings.port,
+                    workers=settings.workers, log_config=None, access_log=False)
+    finally:
+        if made_dir:
+            shutil.rmtree(made_dir, ignore_errors=True)

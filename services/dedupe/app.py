@@ -2,6 +2,8 @@
 
 The composition root: the runtime with its pipeline, the Kafka workers feeding it, the API."""
 
+import logging
+
 from fastapi import FastAPI
 
 from services.common.kafka import ConsumerWorker, TopicFollower
@@ -9,11 +11,14 @@ from services.common.messages import decode_affected_records_topic, decode_incid
 from services.common.runtime import ServiceRuntime, create_service_app
 from services.common.signing import verifying
 from services.common.topics import AFFECTED_RECORDS, DEDUPE_AFFECTED_RECORDS, INCIDENTS, NOTICES
+from services.dedupe import metrics, store
 from services.dedupe.api import router
 from services.dedupe.consumer import AffectedRecordsHandler, IncidentsHandler
 from services.dedupe.models import MODELS
 from services.dedupe.pipeline import DedupePipeline
 from services.dedupe.settings import DedupeSettings
+
+log = logging.getLogger(__name__)
 
 
 class DedupeRuntime(ServiceRuntime):
@@ -27,6 +32,13 @@ class DedupeRuntime(ServiceRuntime):
         self.pipeline = DedupePipeline(self.engine, self.sealer,
                                        review_sync_interval_s=settings.review_sync_interval_s,
                                        evict_after_s=settings.evict_finished_after_s)
+
+    async def refresh_gauges(self) -> None:
+        await super().refresh_gauges()
+        try:
+            metrics.REVIEW_ITEMS_OPEN.set(await self.db.run(store.open_review_count))
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail on it
+            log.warning("metrics: open review items not counted (%s)", type(exc).__name__)
 
 
 def _workers(runtime: DedupeRuntime) -> list:

@@ -28,6 +28,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -91,6 +92,7 @@ class DedupePipeline:
         self.failures = IncidentFailures(retry_first_delay_s, retry_max_delay_s)
         self.stream = StreamClock(clock)
         self._missing: dict[str, int] = {}  # incident → records missing, for the metric
+        self._released: Counter[str] = Counter()  # notices of the open transaction, by kind
         # The fence (store.claim_partition): this instance's claim on each partition it
         # writes, and the partitions another instance claimed since (not claimed back until
         # they are revoked and assigned again).
@@ -154,8 +156,10 @@ class DedupePipeline:
                         self._release_due, session, incidents[incident_id], identity, now))
         except BaseException:
             self.identity.forget(touched)  # memory must not run ahead of the database
+            self._released.clear()
             raise
         self.stream.applied(partition, now)
+        self._count_released()
         return released
 
     def tick(self, partitions: set[int], caught_up: set[int] | None = None) -> int:
@@ -182,7 +186,9 @@ class DedupePipeline:
                         self._tick, session, incident, times[incident.partition]))
         except BaseException:
             self.identity.forget(touched)  # memory must not run ahead of the database
+            self._released.clear()
             raise
+        self._count_released()
         self._evict_finished(incidents)
         return released
 
@@ -211,6 +217,12 @@ class DedupePipeline:
             metrics.INCIDENTS_EVICTED.inc(len(evicted))
             release_memory()
         self._count_held()
+
+    def _count_released(self) -> None:
+        """Count the notices of the transaction that just committed (first or amendment)."""
+        for kind, n in self._released.items():
+            metrics.NOTICES_RELEASED.labels(kind=kind).inc(n)
+        self._released.clear()
 
     def _count_held(self) -> None:
         metrics.INCIDENTS_HELD.set(len(self.identity.held()))
@@ -296,10 +308,12 @@ class DedupePipeline:
         it waits for its retry with backoff; the caller's other incidents go on."""
         if self.failures.waiting(incident_id):
             return 0
+        counted = self._released.copy()
         try:
             with session.begin_nested():
                 result = work()
         except Exception as exc:
+            self._released = counted  # its notices rolled back with the savepoint
             self.identity.forget([incident_id])
             failure = self.failures.failed(incident_id, exc)
             metrics.INCIDENT_FAILURES.labels(stage=stage).inc()
@@ -445,6 +459,7 @@ class DedupePipeline:
                                       d.version, live.get(d.person_id, []),
                                       incident.agency_names, self.clock())
                 store.add_notice(session, notice, d.view)
+                self._released["amendment" if d.version > 1 else "first"] += 1
             store.flush(session)
         return due
 

@@ -339,6 +339,12 @@ def _review(row) -> Review:  # noqa: ANN001 - a row of _REVIEW_COLUMNS
                   row.evidence, row.decided_at)
 
 
+def open_review_count(session: Session) -> int:
+    """Review items waiting for a decision, over every incident."""
+    return session.execute(select(func.count()).select_from(_REVIEWS)
+                           .where(_REVIEWS.c.status == "open")).scalar_one()
+
+
 def reviews(session: Session, incident_id: str, status: str | None) -> list[Review]:
     """The incident's review rows (all of them when `status` is None), by review id."""
     query = select(*_REVIEW_COLUMNS).where(_REVIEWS.c.incident_id == incident_id)

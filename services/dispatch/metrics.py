@@ -13,9 +13,11 @@ SEND_SECONDS = Histogram(
     ["channel", "provider"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-PENDING = Gauge("panui_dispatch_pending", "Deliveries queued, sending or awaiting a retry")
+PENDING = Gauge("panui_dispatch_pending", "Deliveries queued, sending or awaiting a retry",
+                multiprocess_mode="livemax")
 CONSUMPTION_PAUSED = Gauge(
-    "panui_dispatch_consumption_paused", "1 while notice consumption is paused (backpressure)"
+    "panui_dispatch_consumption_paused", "1 while notice consumption is paused (backpressure)",
+    multiprocess_mode="livemax",
 )
 RECEIPTS = Counter(
     "panui_dispatch_receipts_total", "Delivery receipts received", ["provider", "outcome"]

@@ -6,6 +6,7 @@ wrong or missing key → 401; an incident it is not enrolled in → 404 exactly 
 does not exist, another agency's feed → 404 exactly as for no feed (no existence oracle).
 """
 
+import dataclasses
 import io
 import math
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from services.intake.schemas import (
     Completion,
     FeedReceipt,
     IncidentCreate,
+    IncidentListItem,
     IncidentView,
     IssuedKey,
     ProblemPage,
@@ -73,6 +75,14 @@ async def approve_templates_mi(incident_id: IdPath, body: TemplatesApproval,
     ctx.runtime.relay.wake()
     found = await ctx.db.run(incidents.snapshot, incident_id)
     return IncidentView.of(found.incident, found.agencies)
+
+
+@coordinator.get("/incidents", response_model=list[IncidentListItem],
+                 summary="Incidents, newest first, with their agencies' completion")
+async def list_incidents(ctx: CoordinatorContext,
+                         limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[IncidentListItem]:
+    found = await ctx.db.run(store.list_incidents, limit)
+    return [IncidentListItem.model_validate(dataclasses.asdict(i)) for i in found]
 
 
 @coordinator.get("/incidents/{incident_id}", response_model=IncidentView, summary="An incident")

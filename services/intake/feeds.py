@@ -12,6 +12,7 @@ statement is in the store. Records are validated and written in chunks of
 
 import dataclasses
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +32,7 @@ from services.common.messages import (
     record_sealing_context,
 )
 from services.common.topics import AFFECTED_RECORDS
-from services.intake import store
+from services.intake import metrics, store
 from services.intake.models import Feed
 from services.intake.parsing import FeedFormat, Item, ParseError, iter_feed
 from services.intake.settings import IntakeSettings
@@ -58,6 +59,8 @@ class IdempotencyKeyReused(Exception):
 class FeedOutcome:
     feed: Feed
     problems: list[Problem] = field(default_factory=list)  # the first N, for the receipt
+    # Rejected records by their first error's code, for the metrics (a new feed only).
+    rejections: Counter[str] | None = None
 
 
 @dataclass
@@ -74,12 +77,14 @@ async def accept_feed(db: Database, sealer: Sealer, settings: IntakeSettings, *,
                       idempotency_key: str | None) -> FeedOutcome:
     """Store a request's feed (its body spooled in `body`) and return what its receipt shows."""
     try:
-        return await db.run(
+        outcome = await db.run(
             ingest_feed, sealer, incident_id=incident_id, agency_id=agency_id, fmt=fmt,
             items=iter_feed(body, fmt), idempotency_key=idempotency_key,
             chunk_size=settings.store_chunk_records, max_records=settings.max_records_per_request,
             receipt_problem_limit=settings.receipt_problem_limit,
         )
+        _count(outcome)
+        return outcome
     except store.IdempotencyKeyTaken:
         # A concurrent request with the same Idempotency-Key won: replay its receipt.
         replayed = await db.run(replay, incident_id, agency_id, idempotency_key,
@@ -87,6 +92,20 @@ async def accept_feed(db: Database, sealer: Sealer, settings: IntakeSettings, *,
         if replayed is None:
             raise
         return replayed
+
+
+def _count(outcome: FeedOutcome) -> None:
+    """Metrics of a committed new feed (a replayed receipt counts nothing twice)."""
+    if outcome.rejections is None:
+        return
+    feed = outcome.feed
+    metrics.FEED_RECORDS.observe(feed.received)
+    for kind, n in (("accepted", feed.accepted), ("unchanged", feed.unchanged),
+                    ("rejected", feed.rejected)):
+        if n:
+            metrics.RECORDS.labels(outcome=kind).inc(n)
+    for reason, n in outcome.rejections.items():
+        metrics.REJECTED.labels(reason=reason).inc(n)
 
 
 def replay(session: Session, incident_id: str, agency_id: str, idempotency_key: str,
@@ -126,14 +145,14 @@ def ingest_feed(
     feed = store.add_feed(session, f"feed-{uuid.uuid4().hex[:24]}", incident_id, agency_id,
                           idempotency_key, fmt)
     store.lock_agency_records(session, incident_id, agency_id)
-    outcome = FeedOutcome(feed)
+    outcome = FeedOutcome(feed, rejections=Counter())
     counts = _Counts()
     now = utcnow()
     for chunk in chunks(items, chunk_size):
         counts.received += len(chunk)
         if counts.received > max_records:
             raise TooManyRecords()
-        clean, problems = _validate(chunk, counts)
+        clean, problems = _validate(chunk, counts, outcome.rejections)
         _store_versions(session, sealer, feed, counts, clean, now)
         problems = store.add_problems(session, feed.feed_id, problems)
         room = receipt_problem_limit - len(outcome.problems)
@@ -142,7 +161,8 @@ def ingest_feed(
     return outcome
 
 
-def _validate(chunk: list[Item], counts: _Counts) -> tuple[list[dict], list[Problem]]:
+def _validate(chunk: list[Item], counts: _Counts, rejections: Counter[str]
+              ) -> tuple[list[dict], list[Problem]]:
     clean: list[dict] = []
     problems: list[Problem] = []
     for line, item in chunk:
@@ -151,6 +171,7 @@ def _validate(chunk: list[Item], counts: _Counts) -> tuple[list[dict], list[Prob
                 raise CsvHeaderMissing()  # the transaction, with the feed row, rolls back
             problems.append(item.to_problem())
             counts.rejected += 1
+            rejections[item.code] += 1
             continue
         result = validate_record(item, line)
         if result.problems:
@@ -159,6 +180,8 @@ def _validate(chunk: list[Item], counts: _Counts) -> tuple[list[dict], list[Prob
                 counts.warnings += sum(1 for p in result.problems if p.severity == "warning")
         if result.record is None:
             counts.rejected += 1
+            rejections[next((p.code for p in result.problems if p.severity == "error"),
+                            "record.invalid")] += 1
             continue
         clean.append(result.record)
     return clean, problems

@@ -1,7 +1,12 @@
-"""Intake's runtime: the shared service runtime, plus the agency request limiter and
-authentication that knows agency API keys as well as coordinator tokens."""
+"""Intake's runtime: the shared service runtime, plus the agency request limiter,
+authentication that knows agency API keys as well as coordinator tokens, and the consumer lag
+monitor of every group of the deployment (intake is the front door ops read; docs/decisions.md)."""
+
+import httpx
 
 from services.common.deps import Caller
+from services.common.lag import LagMonitor
+from services.common.lag.prometheus import LagCollector
 from services.common.ratelimit import KeyedRateLimiter
 from services.common.runtime import ServiceRuntime
 from services.common.topics import AFFECTED_RECORDS, INCIDENTS
@@ -17,6 +22,25 @@ class IntakeRuntime(ServiceRuntime):
         super().__init__(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS])
         # Feed requests per agency (a token bucket per agency in this replica).
         self.limiter = KeyedRateLimiter(settings.agency_requests_per_minute)
+        # Lag of every consumer group under the prefix, from Kafka's own offsets: served as
+        # GET /v1/ops/lag and as kafka_consumergroup_lag* on /metrics.
+        self.lag = LagMonitor.from_settings(settings)
+        self.metric_collectors.append(LagCollector(self.lag))
+        # The console reaches dedupe and dispatch through intake (console/api.py).
+        self.upstreams = {
+            name: httpx.AsyncClient(base_url=url, timeout=settings.console_timeout_s)
+            for name, url in (("dedupe", settings.dedupe_url), ("dispatch", settings.dispatch_url))}
+
+    async def start(self) -> None:
+        await super().start()
+        if self.settings.lag_monitor:
+            await self.lag.start()  # Kafka away at start is not fatal: the loop retries
+
+    async def stop(self) -> None:
+        await self.lag.stop()
+        for client in self.upstreams.values():
+            await client.aclose()
+        await super().stop()
 
     async def authenticate(self, token: str) -> Caller | None:
         """A coordinator, or the agency whose live API key this is (never from the body)."""

@@ -136,6 +136,16 @@ def _free_text(incident: Incident) -> dict[str, str]:
     return fields
 
 
+class IncidentListItem(BaseModel):
+    incident_id: str
+    title: str
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+    agencies: int = Field(description="Agencies enrolled")
+    agencies_complete: int = Field(description="Enrolled agencies that marked their feeds complete")
+
+
 class ProblemView(BaseModel):
     line: int
     source_record_id: str | None

@@ -12,3 +12,11 @@ class IntakeSettings(ServiceSettings):
     store_chunk_records: int = 2_000
     # Intake's outbox fills in bursts of 10k-record feeds: drain it in larger batches.
     outbox_batch_size: int = 5_000
+    # Sample every consumer group's lag in the background (GET /v1/ops/lag samples on demand
+    # either way; the gauges on /metrics need the background loop).
+    lag_monitor: bool = True
+    # The console's pass-through to the other services' coordinator APIs (console/api.py).
+    dedupe_url: str = "http://127.0.0.1:8002"
+    dispatch_url: str = "http://127.0.0.1:8003"
+    console_timeout_s: float = 30.0
+    console_max_body_bytes: int = 64 * 1024

@@ -17,6 +17,7 @@ from enum import Enum
 from typing import NamedTuple
 
 from sqlalchemy import func, insert, text, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 
@@ -40,6 +41,31 @@ class EnrolledAgency:
 
 def get_incident(session: Session, incident_id: str) -> Incident | None:
     return session.get(Incident, incident_id)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentSummary:
+    incident_id: str
+    title: str
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+    agencies: int
+    agencies_complete: int
+
+
+def list_incidents(session: Session, limit: int) -> list[IncidentSummary]:
+    """The newest incidents first, with how many agencies are enrolled and complete."""
+    enrolled = (sa_select(Enrolment.incident_id, func.count().label("agencies"),
+                       func.count(Enrolment.completed_at).label("complete"))
+                .group_by(Enrolment.incident_id).subquery())
+    rows = session.execute(
+        sa_select(Incident.incident_id, Incident.title, Incident.revision, Incident.created_at,
+               Incident.updated_at, func.coalesce(enrolled.c.agencies, 0),
+               func.coalesce(enrolled.c.complete, 0))
+        .outerjoin(enrolled, enrolled.c.incident_id == Incident.incident_id)
+        .order_by(Incident.created_at.desc(), Incident.incident_id).limit(limit))
+    return [IncidentSummary(*row) for row in rows]
 
 
 def add_incident(session: Session, incident_id: str, title: str, content: dict,

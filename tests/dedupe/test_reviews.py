@@ -89,3 +89,27 @@ async def test_merge_after_release_sends_one_amendment(dedupe):
     assert amendment.person_id in {n.person_id for n in first_two}
     assert [a.agency_id for a in amendment.agencies] == ["gp", "lab"]
     await dedupe.no_more_notices(3)
+
+
+def _metric(text: str, name: str, labels: str = "") -> float:
+    import re
+
+    found = re.search(rf"^{re.escape(name)}{re.escape(labels)} ([0-9.e+-]+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_open_reviews_and_released_notices_are_on_metrics(dedupe):
+    before = (await dedupe.client.get("/metrics")).text
+    await _send_pair(dedupe, "inc-r9")
+    item = await _open_review(dedupe, "inc-r9")
+    during = (await dedupe.client.get("/metrics")).text
+    # Counted in the database at the scrape: this module's other incidents may hold some too.
+    assert _metric(during, "panui_dedupe_review_items_open") >= 1
+    await _decide(dedupe, "inc-r9", item["review_id"], "keep_apart")
+    await dedupe.send(completion("inc-r9", "gp", 1), completion("inc-r9", "lab", 1))
+    await dedupe.notices(2)
+    after = (await dedupe.client.get("/metrics")).text
+    first = '{kind="first"}'
+    assert (_metric(after, "panui_dedupe_notices_released_total", first)
+            - _metric(before, "panui_dedupe_notices_released_total", first)) >= 2
+    assert _metric(after, "panui_dedupe_review_items_open") < _metric(during, "panui_dedupe_review_items_open")

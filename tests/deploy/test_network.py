@@ -12,7 +12,9 @@ from tests.deploy import manifests as m
 
 SERVICES = m.services()
 # "staff": the audit log and token revocation, for signed-in staff (roles checked per route).
-PUBLIC_TAGS = {"agency", "coordinator", "receipts", "staff"}
+# "console": intake's pass-through for the coordinator console (coordinator token required,
+# like "coordinator"; tagged apart so the fuzz test does not send it to services it lacks).
+PUBLIC_TAGS = {"agency", "coordinator", "receipts", "staff", "console"}
 POSTGRES_PORT = 5432  # DATABASE_URL is a secret: the policy assumes PostgreSQL's port
 
 

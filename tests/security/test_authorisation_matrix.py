@@ -73,6 +73,12 @@ RULES = {
         ("GET", "/v1/incidents/{incident_id}/feeds/{feed_id}/problems"): AGENCY,
         ("POST", "/v1/incidents/{incident_id}/completion"): AGENCY,
         ("DELETE", "/v1/incidents/{incident_id}/records/{source_record_id}"): AGENCY,
+        # Issue 14: the incident list, consumer lag and the console's pass-through (the
+        # coordinator's today; the service behind checks the forwarded token again).
+        ("GET", "/v1/incidents"): staff("coordinator"),
+        ("GET", "/v1/ops/lag"): staff("coordinator"),
+        ("GET", "/v1/console/{service}/{path:path}"): staff("coordinator"),
+        ("POST", "/v1/console/{service}/{path:path}"): staff("coordinator"),
     },
     "dedupe": {
         **COMMON,
@@ -199,7 +205,8 @@ async def deployment(pg_admin_url, kafka_bootstrap, data_keys, tmp_path_factory)
             params = {"incident_id": incident, "feed_id": feed.json()["feed_id"],
                       "agency_id": "ag-nobody", "key_id": "k-nobody", "review_id": "rev-nobody",
                       "source_record_id": "src-nobody", "token_id": "tok-nobody",
-                      "provider": "sms-primary"}
+                      "provider": "sms-primary", "service": "dedupe",
+                      "path": f"v1/incidents/{incident}/progress"}
             yield Deployment(clients, credentials, params)
     finally:
         await infra.delete_topics_with_prefix(kafka_bootstrap, prefix)
@@ -233,7 +240,7 @@ async def test_every_endpoint_answers_every_credential_rightly(deployment, servi
     client = deployment.clients[service]
     wrong = []
     for (method, path), rule in sorted(RULES[service].items()):
-        url = path.format(**deployment.params)
+        url = path.replace("{path:path}", "{path}").format(**deployment.params)
         for credential, value in deployment.credentials.items():
             headers = {"authorization": f"Bearer {value}"} if value else {}
             if path.endswith("/feeds"):

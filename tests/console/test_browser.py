@@ -1,0 +1,208 @@
+"""The coordinator console end to end, in headless Chromium (Debian's `chromium` and
+`chromium-driver`, installed by scripts/chromium.sh when missing) driven by Selenium, against
+the whole system as processes (testkit/system.py: intake, dedupe, dispatch, both gateways, the
+shared Kafka and PostgreSQL).
+
+A small incident: two agencies, three people — one seen by both agencies with the same NHI
+(merged without asking), and an uncertain pair ("J Tipene" and "Joseph Tipene", same date of
+birth, no NHI) that the resolver keeps apart for review. In the browser the coordinator logs
+in, opens the incident, keeps the pair apart with the keyboard, releases with the confirmation
+dialog and watches the notices be delivered; every number the page shows is checked against
+the services' APIs. Screenshots go to var/artifacts/console/.
+"""
+
+import asyncio
+import shutil
+import subprocess
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from testkit import infra
+from testkit.factories import affected_record, incident_body, ndjson
+from testkit.system import COORDINATOR_TOKEN, System
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+
+ARTIFACTS = infra.REPO / "var" / "artifacts" / "console"
+COORDINATOR = {"authorization": f"Bearer {COORDINATOR_TOKEN}"}
+J_TIPENE = {"nhi": None, "given_names": "J", "family_name": "Tipene", "date_of_birth": "1988-08-08",
+            "email": "j.tipene@example.nz", "mobile": None}
+JOSEPH_TIPENE = {"nhi": None, "given_names": "Joseph", "family_name": "Tipene",
+                 "date_of_birth": "1988-08-08", "email": None, "mobile": "+64219876543",
+                 "data_categories": ["lab_results"]}
+AROHA = {"nhi": "ZZZ0016", "given_names": "Aroha", "family_name": "Testperson",
+         "date_of_birth": "1980-04-12", "email": "aroha.testperson@example.nz", "mobile": None}
+
+
+def _browser() -> webdriver.Chrome:
+    found = subprocess.run([str(infra.REPO / "scripts" / "chromium.sh")], capture_output=True,
+                           text=True, check=False)
+    if found.returncode != 0:
+        pytest.fail(f"scripts/chromium.sh could not provide Chromium:\n{found.stderr[-2000:]}")
+    chromium, driver = found.stdout.split()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1400,1100"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def _text(browser: webdriver.Chrome, css: str) -> str:
+    return browser.find_element(By.CSS_SELECTOR, css).text
+
+
+def _stat(browser: webdriver.Chrome, name: str) -> str:
+    return _text(browser, f"#stat-{name} b")
+
+
+async def _until(browser: webdriver.Chrome, condition, what: str, timeout: float = 90.0):  # noqa: ANN001, ANN202
+    """Wait in a thread (the browser blocks) until condition(browser) is truthy."""
+    def check(b: webdriver.Chrome):  # noqa: ANN202
+        try:
+            return condition(b)
+        except Exception:  # noqa: BLE001 - an element not rendered yet
+            return False
+    try:
+        return await asyncio.to_thread(WebDriverWait(browser, timeout, poll_frequency=0.3).until, check)
+    except Exception as exc:
+        raise AssertionError(f"timed out waiting for {what}") from exc
+
+
+async def _api(client: httpx.AsyncClient, path: str) -> dict | list:
+    response = await client.get(path, headers=COORDINATOR)
+    assert response.status_code == 200, f"{path}: {response.text}"
+    return response.json()
+
+
+@pytest.fixture
+async def system(kafka_bootstrap, pg_admin_url):  # noqa: ANN001, ANN201
+    run_dir = ARTIFACTS / "system"  # the processes' logs, kept next to the screenshots
+    shutil.rmtree(run_dir, ignore_errors=True)
+    running = System(run_dir, kafka_bootstrap=kafka_bootstrap, pg_admin_url=pg_admin_url)
+    try:
+        await running.start()
+        yield running
+    finally:
+        await running.close()
+
+
+@pytest.mark.timeout(600)
+async def test_console_follows_an_incident_from_submission_to_delivered(system):
+    intake = system.services["intake"].url
+    incident_id = "inc-console-e2e"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    async with httpx.AsyncClient(base_url=intake, timeout=30) as client:
+        made = await client.post("/v1/incidents", headers=COORDINATOR, json=incident_body(
+            incident_id, [("gp", "Test GP Practice"), ("lab", "Test Laboratory")],
+            release_policy={"settle_window_seconds": 0}))
+        assert made.status_code == 201, made.text
+        keys = {k["agency_id"]: k["api_key"] for k in made.json()["issued_keys"]}
+        feeds = {"gp": [affected_record("gp-1", **J_TIPENE), affected_record("gp-2", **AROHA)],
+                 "lab": [affected_record("lab-1", **JOSEPH_TIPENE),
+                         affected_record("lab-2", **{**AROHA, "data_categories": ["lab_results"]})]}
+        for agency, records in feeds.items():
+            sent = await client.post(f"/v1/incidents/{incident_id}/feeds", content=ndjson(records),
+                                     headers={"authorization": f"Bearer {keys[agency]}",
+                                              "content-type": "application/x-ndjson"})
+            assert sent.status_code == 202 and sent.json()["accepted"] == 2, sent.text
+
+        browser = await asyncio.to_thread(_browser)
+        try:
+            await _run(browser, client, intake, incident_id)
+        finally:
+            await asyncio.to_thread(browser.quit)
+
+
+async def _run(browser: webdriver.Chrome, client: httpx.AsyncClient, intake: str, incident_id: str) -> None:
+    dedupe = f"/v1/console/dedupe/v1/incidents/{incident_id}"
+    dispatch = f"/v1/console/dispatch/v1/incidents/{incident_id}"
+
+    # Log in: a wrong token is refused, the coordinator's lands on the incident list.
+    await asyncio.to_thread(browser.get, f"{intake}/console/")
+    await _until(browser, lambda b: b.find_element(By.ID, "token"), "the login form")
+    browser.find_element(By.ID, "token").send_keys("not-the-token")
+    browser.find_element(By.CSS_SELECTOR, "#login button").click()
+    await _until(browser, lambda b: "Not logged in" in _text(b, "#error"), "the refusal")
+    browser.find_element(By.ID, "token").clear()
+    browser.find_element(By.ID, "token").send_keys(COORDINATOR_TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "#login button").click()
+    row = f'tr[data-incident="{incident_id}"]'
+    listed = await _until(browser, lambda b: _text(b, row), "the incident in the list")
+    assert "0 / 2" in listed  # no agency complete yet
+    browser.find_element(By.CSS_SELECTOR, f"{row} a").click()
+
+    # The incident page: s 117 ticks, agencies and records as dedupe counts them.
+    await _until(browser, lambda b: b.find_element(By.CSS_SELECTOR, 'tr[data-agency="lab"] td[data-records="2"]'),
+                 "both agencies' records at dedupe")
+    marks = [li.get_attribute("data-ok") for li in browser.find_elements(By.CSS_SELECTOR, "#s117 li")]
+    assert marks and set(marks) == {"true"}
+    review = await _until(browser, lambda b: _stat(b, "in-review") != "0" and _stat(b, "in-review") != "–",
+                          "the uncertain pair in review")
+    assert review
+    progress = await _api(client, dedupe + "/progress")
+    assert _stat(browser, "persons") == str(progress["persons"]) == "3"
+
+    # The review queue: the pair side by side, masked; kept apart with the keyboard.
+    browser.find_element(By.ID, "open-reviews").click()
+    item = await _until(browser, lambda b: b.find_element(By.ID, "review"), "the review item")
+    (open_item,) = await _api(client, dedupe + "/reviews")
+    assert item.get_attribute("data-review") == open_item["review_id"]
+    page = browser.find_element(By.TAG_NAME, "main").text
+    assert "Tipene" not in page and "1988" not in page  # values never reach the page
+    compared = {r.get_attribute("data-field"): r.get_attribute("data-compared")
+                for r in browser.find_elements(By.CSS_SELECTOR, "#comparisons tr[data-field]")}
+    assert compared["family"] == "agree" and compared["dob"] == "agree"
+    await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "review.png"))
+    browser.find_element(By.TAG_NAME, "body").send_keys("a")  # keep apart
+    await _until(browser, lambda b: b.find_element(By.ID, "review-empty"), "the queue emptied")
+    decided = await _api(client, dedupe + "/reviews?status=keep_apart")
+    assert [r["review_id"] for r in decided] == [open_item["review_id"]]
+
+    # Release by hand, confirmed in the dialog; then watch the deliveries.
+    browser.find_element(By.CSS_SELECTOR, '#main a[href$="/' + incident_id + '"]').click()
+    release = await _until(browser, lambda b: b.find_element(By.ID, "release"), "the incident page")
+    await _until(browser, lambda b: _stat(b, "in-review") == "0", "the decision applied")
+    release.click()
+    browser.find_element(By.ID, "release-confirm").click()
+    # Dispatch has the three notices out: the SMS receipted as delivered, the two emails
+    # accepted by the SMTP gateway ("sent": the local gateway sends no delivery receipts).
+    async with asyncio.timeout(180):
+        while True:
+            summary = await _api(client, dispatch + "/deliveries/summary")
+            done = sum(n for statuses in summary["by_channel"].values()
+                       for status, n in statuses.items() if status in ("sent", "delivered"))
+            if done == 3 and summary["by_channel"].get("sms", {}).get("delivered") == 1:
+                break
+            await asyncio.sleep(0.5)
+    assert summary["by_channel"] == {"email": {"sent": 2}, "sms": {"delivered": 1}}
+    progress = await _api(client, dedupe + "/progress")
+    await _until(browser, lambda b: _stat(b, "delivered") == "1" and _stat(b, "notified") == "3",
+                 "the page to catch up")
+    assert (progress["persons"], progress["notified"], progress["release_reason"]) == (3, 3, "manual")
+    assert _stat(browser, "persons") == "3"
+    assert _stat(browser, "notices") == str(summary["notices"]) == "3"
+    assert _stat(browser, "sent") == "2"
+    assert _stat(browser, "failed") == "0" and _stat(browser, "unreachable") == "0"
+    for channel, statuses in summary["by_channel"].items():
+        for status in ("sent", "delivered", "permanent-failure"):
+            cell = browser.find_element(By.CSS_SELECTOR, f'tr[data-channel="{channel}"] td[data-status="{status}"]')
+            assert cell.text == str(statuses.get(status, 0)), (channel, status)
+    lag = await _api(client, "/v1/ops/lag")
+    shown = {r.get_attribute("data-group") for r in browser.find_elements(By.CSS_SELECTOR, "#lag tr[data-group]")}
+    assert shown == {g["group"] for g in lag["groups"]}
+    assert browser.find_element(By.ID, "release").get_attribute("disabled") is not None
+    await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "incident.png"))
+
+    # The unreachable list through the pass-through keeps dispatch's CSV and its headers.
+    csv = await client.get(dispatch + "/unreachable.csv", headers=COORDINATOR)
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert csv.headers["content-disposition"] == f'attachment; filename="{incident_id}-unreachable.csv"'
+    for name in ("incident.png", "review.png"):
+        assert (ARTIFACTS / name).stat().st_size > 10_000
