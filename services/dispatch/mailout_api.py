@@ -76,7 +76,10 @@ async def get_mailout(incident_id: IdPath, batch_id: IdPath,
 
 async def _pack(ctx: CoordinatorContext, incident_id: str, batch_id: str) -> tuple[Batch, Pack]:
     await _batch(ctx, incident_id, batch_id)
-    data = await ctx.db.run(mailouts.load_pack, ctx.runtime.book, batch_id)
+    # Names and addresses leave the system: recorded in the audit log, in the same transaction.
+    data = await ctx.audited(
+        lambda d: ctx.act("mailout.download", incident_id, batch_id) if d else None,
+        mailouts.load_pack, ctx.runtime.book, batch_id)
     if data is None:
         raise _no_batch()
     return data.batch, await asyncio.to_thread(mailouts.render_pack, ctx.runtime.sealer, data)
@@ -111,7 +114,9 @@ async def mailout_manifest(incident_id: IdPath, batch_id: IdPath,
 async def mailout_posted(incident_id: IdPath, batch_id: IdPath,
                          ctx: CoordinatorContext) -> MailoutBatchView:
     await _batch(ctx, incident_id, batch_id)
-    batch = await ctx.db.run(mailouts.mark_posted, batch_id, ctx.runtime.clock())
+    batch = await ctx.audited(
+        lambda b: ctx.act("mailout.posted", incident_id, batch_id) if b else None,
+        mailouts.mark_posted, batch_id, ctx.runtime.clock())
     if batch is None:
         raise _no_batch()
     ctx.runtime.wake()

@@ -79,6 +79,8 @@ RULES = {
         ("GET", "/v1/ops/lag"): staff("coordinator"),
         ("GET", "/v1/console/{service}/{path:path}"): staff("coordinator"),
         ("POST", "/v1/console/{service}/{path:path}"): staff("coordinator"),
+        # Issue 17: approving the te reo templates previewed.
+        ("POST", "/v1/incidents/{incident_id}/templates-mi/approval"): staff("coordinator"),
     },
     "dedupe": {
         **COMMON,
@@ -93,6 +95,16 @@ RULES = {
         ("POST", "/v1/receipts/{provider}"): RECEIPT,
         ("GET", "/v1/incidents/{incident_id}/deliveries/summary"): staff(*ROLES),
         ("GET", "/v1/incidents/{incident_id}/unreachable.csv"): staff("coordinator", "call-centre"),
+        # Issue 17: the notice preview, and the letters' mail-out (names and addresses).
+        ("GET", "/v1/incidents/{incident_id}/notice-preview"): staff("coordinator"),
+        ("POST", "/v1/incidents/{incident_id}/mailouts"): staff("coordinator"),
+        ("GET", "/v1/incidents/{incident_id}/mailouts"): staff("coordinator"),
+        ("GET", "/v1/incidents/{incident_id}/mailouts/{batch_id}"): staff("coordinator"),
+        ("GET", "/v1/incidents/{incident_id}/mailouts/{batch_id}/letters.pdf"): staff("coordinator"),
+        ("GET", "/v1/incidents/{incident_id}/mailouts/{batch_id}/manifest.csv"):
+            staff("coordinator"),
+        ("POST", "/v1/incidents/{incident_id}/mailouts/{batch_id}/posted"): staff("coordinator"),
+        ("POST", "/v1/incidents/{incident_id}/returned-mail"): staff("coordinator"),
     },
 }
 
@@ -204,7 +216,7 @@ async def deployment(pg_admin_url, kafka_bootstrap, data_keys, tmp_path_factory)
             }
             params = {"incident_id": incident, "feed_id": feed.json()["feed_id"],
                       "agency_id": "ag-nobody", "key_id": "k-nobody", "review_id": "rev-nobody",
-                      "source_record_id": "src-nobody", "token_id": "tok-nobody",
+                      "source_record_id": "src-nobody", "token_id": "tok-nobody", "batch_id": "mob-nobody",
                       "provider": "sms-primary", "service": "dedupe",
                       "path": f"v1/incidents/{incident}/progress"}
             yield Deployment(clients, credentials, params)
