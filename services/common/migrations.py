@@ -31,7 +31,11 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
 from services.common.db import make_engine
+from services.common.keystore import DataKey
 from services.common.outbox import OutboxMessage
+
+# Tables every service has, defined in services/common: in each service's tree.
+SHARED_MODELS = (OutboxMessage, DataKey)
 
 VERSION_TABLE_PREFIX = "alembic_version_"
 
@@ -51,13 +55,13 @@ class MigrationTree:
     @classmethod
     def of(cls, models: Sequence[type[SQLModel]]) -> MigrationTree:
         """The tree of the service these models belong to: `migrations/` in the models' package."""
-        own = [m for m in models if m is not OutboxMessage]
+        own = [m for m in models if m not in SHARED_MODELS]
         packages = {m.__module__.rpartition(".")[0] for m in own}
         if len(packages) != 1:
             raise ValueError(f"models of one service expected, got packages {sorted(packages)}")
         package = packages.pop()
         directory = Path(sys.modules[package].__file__).parent / "migrations"
-        return cls(package.rpartition(".")[2], package, directory, (*own, OutboxMessage))
+        return cls(package.rpartition(".")[2], package, directory, (*own, *SHARED_MODELS))
 
     @property
     def version_table(self) -> str:

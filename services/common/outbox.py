@@ -33,11 +33,12 @@ class OutboxMessage(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     topic: str = Field(max_length=100)  # logical topic name, without the deployment prefix
     key: str = Field(max_length=200)  # never personal data
-    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # None: a tombstone (a purged incident's data key on the compacted lifecycle topic).
+    payload: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
-def enqueue(session: Session, topic: TopicSpec, key: str, payload: bytes) -> None:
+def enqueue(session: Session, topic: TopicSpec, key: str, payload: bytes | None) -> None:
     session.add(OutboxMessage(topic=topic.name, key=key, payload=payload))
 
 

@@ -25,7 +25,7 @@ from sqlmodel import SQLModel
 
 from services.common import db, inbound, metrics, migrations
 from services.common.auth import CoordinatorAuth
-from services.common.crypto import Sealer
+from services.common.crypto import Sealer, Vault
 from services.common.deadletters import DeadLetterPublisher
 from services.common.deps import Caller
 from services.common.errors import install_error_handlers
@@ -39,6 +39,7 @@ from services.common.kafka import (
     restart_policy,
 )
 from services.common.logging import configure_logging
+from services.common.keystore import DataKey, DatabaseKeySource
 from services.common.outbox import OutboxMessage, OutboxRelay
 from services.common.settings import ServiceSettings
 from services.common.tasks import SupervisedLoop
@@ -92,11 +93,14 @@ class ServiceRuntime:
         self.engine = db.make_engine(settings.resolved_database_url())
         self.db = db.Database(self.engine)
         self.coordinators = CoordinatorAuth(settings.coordinator_tokens.get_secret_value())
-        self.models = [*models, OutboxMessage]
+        self.models = [*models, OutboxMessage, DataKey]
         self.migrations = migrations.MigrationTree.of(self.models)
         # A service that consumes may dead-letter what it cannot take.
         self.topics = [*topics, DEAD_LETTERS] if workers else list(topics)
-        self.sealer = Sealer(settings.data_keys.get_secret_value())
+        # The KEKs of this service's purposes only, and its own store of incident data keys.
+        self.keks = {purpose: Sealer(spec) for purpose, spec in settings.keyring_specs().items()}
+        self.vault = Vault(self.keks, DatabaseKeySource(self.engine))
+        self.sealer = self.vault
         self._workers_factory = workers
         self._on_start = on_start
         self.producer = None

@@ -11,6 +11,8 @@ each service for its own settings), naming each offending setting.
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from typing import ClassVar
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -65,9 +67,15 @@ class ServiceSettings(BaseSettings):
         default="", validation_alias=AliasChoices("DATABASE_URL", "PANUI_DATABASE_URL")
     )
 
-    # Keyring for personal fields at rest and in Kafka payloads: "kid:base64key[,kid:base64key…]".
-    # The first key encrypts; all of them decrypt (rotation).
+    # Key-encryption keys (KEKs) per purpose, each a keyring "kid:base64key[,kid:base64key…]"
+    # (the first wraps new data keys; all unwrap: rotation, then `panui keys rewrap`). Records:
+    # intake and dedupe; notices: dedupe and dispatch (services/common/crypto.py). Unset, a
+    # purpose falls back to `data_keys` — for laptops and tests only; production refuses it.
+    records_keys: SecretStr = SecretStr("")
+    notices_keys: SecretStr = SecretStr("")
     data_keys: SecretStr = SecretStr("")
+    # The purposes this service holds keys for (each service says which).
+    key_purposes: ClassVar[tuple[str, ...]] = ()
 
     # Coordinator bearer tokens: "token[,token…]" or "sha256:<hex>" entries.
     coordinator_tokens: SecretStr = SecretStr("")
@@ -124,15 +132,34 @@ class ServiceSettings(BaseSettings):
         if protocol is not None and str(protocol).upper() not in ("SSL", "SASL_SSL"):
             problems.append(f"{env_name('kafka_security_protocol')}: Kafka without TLS "
                             "(use SSL or SASL_SSL)")
-        keys = [p.strip() for p in self.data_keys.get_secret_value().split(",") if p.strip()]
-        if not keys:
-            problems.append(f"{env_name('data_keys')}: no keyring")
-        elif any(k.partition(":")[0].lower().startswith(_DEVELOPMENT_KEY_IDS) for k in keys):
-            problems.append(f"{env_name('data_keys')}: a development keyring (key id dev…/test…)")
+        problems += self._key_problems()
         tokens = [t.strip() for t in self.coordinator_tokens.get_secret_value().split(",") if t.strip()]
         if any(not t.startswith("sha256:") for t in tokens):
             problems.append(f"{env_name('coordinator_tokens')}: tokens in clear; give them as "
                             "sha256:<hex>")
+        return problems
+
+    def keyring_specs(self) -> dict[str, str]:
+        """purpose → its KEK keyring spec, for the purposes this service holds."""
+        fallback = self.data_keys.get_secret_value()
+        return {p: getattr(self, f"{p}_keys").get_secret_value() or fallback
+                for p in self.key_purposes}
+
+    def _key_problems(self) -> list[str]:
+        problems = []
+        for purpose in self.key_purposes:
+            name = env_name(f"{purpose}_keys")
+            spec = getattr(self, f"{purpose}_keys").get_secret_value()
+            keys = [p.strip() for p in spec.split(",") if p.strip()]
+            if not keys:
+                fell_back = " (the shared PANUI_DATA_KEYS is for development)" if self.data_keys.get_secret_value() else ""
+                problems.append(f"{name}: no keyring{fell_back}")
+            elif any(k.partition(":")[0].lower().startswith(_DEVELOPMENT_KEY_IDS) for k in keys):
+                problems.append(f"{name}: a development keyring (key id dev…/test…)")
+        specs = [getattr(self, f"{p}_keys").get_secret_value() for p in self.key_purposes]
+        if len(specs) == 2 and specs[0] and specs[0] == specs[1]:
+            problems.append(f"{env_name('notices_keys')}: the same keyring as the records "
+                            "purpose (dispatch could then open affected records)")
         return problems
 
     def check_production(self) -> None:

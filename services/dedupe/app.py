@@ -5,9 +5,20 @@ The composition root: the runtime with its pipeline, the Kafka workers feeding i
 from fastapi import FastAPI
 
 from services.common.kafka import ConsumerWorker, TopicFollower
-from services.common.messages import decode_affected_records_topic, decode_incident
+from services.common.keystore import IncidentKeysHandler
+from services.common.messages import (
+    decode_affected_records_topic,
+    decode_incident,
+    decode_incident_lifecycle,
+)
 from services.common.runtime import ServiceRuntime, create_service_app
-from services.common.topics import AFFECTED_RECORDS, DEDUPE_AFFECTED_RECORDS, INCIDENTS, NOTICES
+from services.common.topics import (
+    AFFECTED_RECORDS,
+    DEDUPE_AFFECTED_RECORDS,
+    INCIDENT_LIFECYCLE,
+    INCIDENTS,
+    NOTICES,
+)
 from services.dedupe.api import router
 from services.dedupe.consumer import AffectedRecordsHandler, IncidentsHandler
 from services.dedupe.models import MODELS
@@ -21,7 +32,7 @@ class DedupeRuntime(ServiceRuntime):
     settings: DedupeSettings
 
     def __init__(self, settings: DedupeSettings):
-        super().__init__(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS, NOTICES],
+        super().__init__(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS, NOTICES, INCIDENT_LIFECYCLE],
                          workers=_workers)
         self.pipeline = DedupePipeline(self.engine, self.sealer,
                                        review_sync_interval_s=settings.review_sync_interval_s,
@@ -39,6 +50,10 @@ def _workers(runtime: DedupeRuntime) -> list:
                                     on_revoked=records.revoked, on_tick=records.tick,
                                     tick_interval_s=settings.release_tick_s)
     return [
+        # The incidents' data keys (records from intake; notices are dedupe's own).
+        TopicFollower(settings, INCIDENT_LIFECYCLE,
+                      IncidentKeysHandler(runtime.db, tuple(runtime.keks)),
+                      decode=decode_incident_lifecycle, dead_letters=runtime.dead_letters),
         # Incidents first: agency names and release policy before their records.
         TopicFollower(settings, INCIDENTS, IncidentsHandler(runtime.pipeline),
                       decode=decode_incident, dead_letters=runtime.dead_letters),

@@ -15,7 +15,9 @@ import logging
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 
+from services.common.crypto import NOTICES, KeyUnavailable, Vault
 from services.common.db import run_db
+from services.common.keystore import key_wait
 from services.common.kafka import Consumed, PartitionBusy
 from services.common.outbox import OutboxRelay
 from services.dedupe.pipeline import DedupePipeline, NotOwner
@@ -39,6 +41,8 @@ class AffectedRecordsHandler:
             raise PartitionBusy(until=self._warm(tp.partition, cold))
         try:
             released = await run_db(self.pipeline.apply_batch, tp.partition, messages)
+        except KeyUnavailable:  # the incident's data key is still on its way (lifecycle topic)
+            raise PartitionBusy(until=key_wait()) from None
         except NotOwner:  # another instance claimed it: leave it paused until revoked
             raise PartitionBusy() from None
         if released:
@@ -97,8 +101,12 @@ class AffectedRecordsHandler:
 
 
 class IncidentsHandler:
-    def __init__(self, pipeline: DedupePipeline):
+    def __init__(self, pipeline: DedupePipeline, vault: Vault | None = None):
         self.pipeline = pipeline
+        self.vault = vault
 
     async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
+        if self.vault is not None:  # the notices data key, before a release seals with it
+            for incident_id in {c.message.incident_id for c in batch}:
+                await run_db(self.vault.ensure, incident_id, NOTICES)
         await run_db(self.pipeline.apply_incidents, [c.message for c in batch])

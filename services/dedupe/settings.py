@@ -1,8 +1,11 @@
+from typing import ClassVar
+
 from services.common.settings import ServiceSettings
 
 
 class DedupeSettings(ServiceSettings):
     service_name: str = "dedupe"
+    key_purposes: ClassVar[tuple[str, ...]] = ("records", "notices")
     port: int = 8002
     # How often time-driven release work runs (deadlines, settle windows, manual release).
     release_tick_s: float = 1.0

@@ -10,14 +10,16 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from services.common.clock import Clock, utcnow
-from services.common.kafka import ConsumerWorker
-from services.common.messages import decode_incident, decode_notice
+from services.common.kafka import ConsumerWorker, TopicFollower
+from services.common.keystore import IncidentKeysHandler
+from services.common.messages import decode_incident, decode_incident_lifecycle, decode_notice
 from services.common.runtime import ServiceRuntime, create_service_app
 from services.common.tasks import SupervisedLoop
 from services.common.topics import (
     DELIVERY_EVENTS,
     DISPATCH_INCIDENTS,
     DISPATCH_NOTICES,
+    INCIDENT_LIFECYCLE,
     INCIDENTS,
     NOTICES,
 )
@@ -56,7 +58,7 @@ class DispatchRuntime(ServiceRuntime):
         self.notice_handler: NoticeHandler | None = None
         self._email, self._sms = email, sms
         super().__init__(
-            settings, MODELS, [INCIDENTS, NOTICES, DELIVERY_EVENTS], workers=self._make_workers,
+            settings, MODELS, [INCIDENTS, NOTICES, DELIVERY_EVENTS, INCIDENT_LIFECYCLE], workers=self._make_workers,
             on_start=self._start_sender,
         )
 
@@ -91,7 +93,9 @@ class DispatchRuntime(ServiceRuntime):
         self.notice_handler.worker = notices_worker
         if self.sender:
             self.sender.on_pending = self.notice_handler.update_pending
-        return [ConsumerWorker(settings, DISPATCH_INCIDENTS.name, DISPATCH_INCIDENTS.topics, incidents,
+        keys = TopicFollower(settings, INCIDENT_LIFECYCLE, IncidentKeysHandler(self.db, tuple(self.keks)),
+                             decode=decode_incident_lifecycle, dead_letters=self.dead_letters)
+        return [keys, ConsumerWorker(settings, DISPATCH_INCIDENTS.name, DISPATCH_INCIDENTS.topics, incidents,
                                decode=decode_incident, dead_letters=self.dead_letters),
                 notices_worker]
 

@@ -15,7 +15,8 @@ from aiokafka import TopicPartition
 
 from services.common.clock import Clock
 from services.common.db import Database
-from services.common.kafka import Consumed, ConsumerWorker
+from services.common.kafka import Consumed, ConsumerWorker, PartitionBusy
+from services.common.keystore import key_wait, missing_keys
 from services.dispatch import metrics, tracking
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.policy import QuietHours
@@ -59,6 +60,8 @@ class NoticeHandler:
 
     async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
         notices = [(c.message, c.record.value) for c in batch]
+        if await self.db.run(missing_keys, [m.sealed for m, _ in notices]):
+            raise PartitionBusy(until=key_wait())  # a data key still on its way (lifecycle topic)
         created = await self.db.run(
             tracking.record_notices, self.book, notices, self.quiet, self.clock()
         )

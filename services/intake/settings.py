@@ -1,8 +1,11 @@
+from typing import ClassVar
+
 from services.common.settings import ServiceSettings
 
 
 class IntakeSettings(ServiceSettings):
     service_name: str = "intake"
+    key_purposes: ClassVar[tuple[str, ...]] = ("records",)
     port: int = 8001
     max_request_bytes: int = 64 * 1024 * 1024
     max_records_per_request: int = 50_000
@@ -12,3 +15,7 @@ class IntakeSettings(ServiceSettings):
     store_chunk_records: int = 2_000
     # Intake's outbox fills in bursts of 10k-record feeds: drain it in larger batches.
     outbox_batch_size: int = 5_000
+    # A closed incident is purged this long after it was closed (rows deleted, data keys
+    # destroyed, in all three services); how often intake looks for incidents due.
+    purge_after_s: float = 30 * 24 * 3600.0
+    purge_check_interval_s: float = 60.0
