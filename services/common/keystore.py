@@ -16,14 +16,17 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel
 
 from services.common import outbox
-from services.common.crypto import KeySource, Sealer, WrappedKey, envelope_key_id
+from services.common.crypto import NOTICES, RECORDS, KeySource, Sealer, WrappedKey, envelope_key_id
 from services.common.db import Database
 from services.common.messages import (
     IncidentKeyMessage,
     IncidentPurgedMessage,
     incident_key_kafka_key,
 )
-from services.common.topics import INCIDENT_LIFECYCLE
+from services.common.topics import INCIDENT_LIFECYCLE, NOTICE_KEYS, TopicSpec
+
+# Where each purpose's data keys are announced (by the one service that makes them).
+KEY_TOPICS: dict[str, TopicSpec] = {RECORDS: INCIDENT_LIFECYCLE, NOTICES: NOTICE_KEYS}
 
 
 class DataKey(SQLModel, table=True):
@@ -83,10 +86,10 @@ def rewrap_batch(session: Session, kek: Sealer, purpose: str, limit: int = 500) 
     return len(rows)
 
 
-def announce_tombstones(session: Session, incident_id: str, key_ids: list[str]) -> None:
-    """Tombstone the incident's key messages on the compacted lifecycle topic."""
+def announce_tombstones(session: Session, incident_id: str, purpose: str, key_ids: list[str]) -> None:
+    """Tombstone the incident's key messages on their compacted topic."""
     for key_id in key_ids:
-        outbox.enqueue(session, INCIDENT_LIFECYCLE, incident_key_kafka_key(incident_id, key_id), None)
+        outbox.enqueue(session, KEY_TOPICS[purpose], incident_key_kafka_key(incident_id, key_id), None)
 
 
 class DatabaseKeySource(KeySource):
@@ -111,7 +114,7 @@ class DatabaseKeySource(KeySource):
             message = IncidentKeyMessage(incident_id=key.incident_id, purpose=key.purpose,
                                          key_id=key.key_id, kek_id=key.kek_id,
                                          wrapped_key=key.wrapped, created_at=datetime.now(UTC))
-            outbox.enqueue(session, INCIDENT_LIFECYCLE, message.kafka_key(), message.to_bytes())
+            outbox.enqueue(session, KEY_TOPICS[key.purpose], message.kafka_key(), message.to_bytes())
         with Session(self.engine) as session:
             return active(session, key.incident_id, key.purpose)  # a concurrent maker may have won
 

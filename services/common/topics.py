@@ -41,16 +41,20 @@ DELIVERY_EVENTS = TopicSpec("delivery-events.v1", key="notice_id", configs=PIPEL
 DEAD_LETTERS = TopicSpec("dead-letters.v1", key="origin.key",
                          configs={"retention.ms": str(30 * 24 * 3600 * 1000)})
 
-# Incidents' data keys (wrapped) and lifecycle (closed, purged): compacted, and compacted soon —
-# a purged incident's key messages are tombstoned, and the log cleaner must remove the wrapped
-# keys (and then the tombstones) within hours, not at the broker's default week of segments.
-INCIDENT_LIFECYCLE = TopicSpec("incident-lifecycle.v1", key="incident_id[/key_id]", compacted=True,
-                               configs={"segment.ms": str(3600 * 1000),
-                                        "min.cleanable.dirty.ratio": "0.01",
-                                        "delete.retention.ms": str(3600 * 1000)})
+# Incidents' data keys (wrapped by the purpose's KEK) and lifecycle: compacted, and compacted
+# soon — a purged incident's key messages are tombstoned, and the log cleaner must remove the
+# wrapped keys (then the tombstones) within hours, not after the broker's week-long segments.
+_SHRED_SOON = {"segment.ms": str(3600 * 1000), "min.cleanable.dirty.ratio": "0.01",
+               "delete.retention.ms": str(3600 * 1000)}
+# From intake: the records data keys (key incident_id/key_id), closed and purged (incident_id).
+INCIDENT_LIFECYCLE = TopicSpec("incident-lifecycle.v1", key="incident_id or incident_id/key_id",
+                               compacted=True, configs=_SHRED_SOON)
+# From dedupe: the notices data keys (key incident_id/key_id), for dispatch.
+NOTICE_KEYS = TopicSpec("notice-keys.v1", key="incident_id/key_id", compacted=True,
+                        configs=_SHRED_SOON)
 
 ALL_TOPICS = (AFFECTED_RECORDS, INCIDENTS, NOTICES, DELIVERY_EVENTS, DEAD_LETTERS,
-              INCIDENT_LIFECYCLE)
+              INCIDENT_LIFECYCLE, NOTICE_KEYS)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from services.common.topics import (
     DEDUPE_AFFECTED_RECORDS,
     INCIDENT_LIFECYCLE,
     INCIDENTS,
+    NOTICE_KEYS,
     NOTICES,
 )
 from services.dedupe.api import router
@@ -32,7 +33,8 @@ class DedupeRuntime(ServiceRuntime):
     settings: DedupeSettings
 
     def __init__(self, settings: DedupeSettings):
-        super().__init__(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS, NOTICES, INCIDENT_LIFECYCLE],
+        super().__init__(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS, NOTICES,
+                                   INCIDENT_LIFECYCLE, NOTICE_KEYS],
                          workers=_workers)
         self.pipeline = DedupePipeline(self.engine, self.sealer,
                                        review_sync_interval_s=settings.review_sync_interval_s,

@@ -19,8 +19,8 @@ from services.common.topics import (
     DELIVERY_EVENTS,
     DISPATCH_INCIDENTS,
     DISPATCH_NOTICES,
-    INCIDENT_LIFECYCLE,
     INCIDENTS,
+    NOTICE_KEYS,
     NOTICES,
 )
 from services.dispatch import api
@@ -58,7 +58,7 @@ class DispatchRuntime(ServiceRuntime):
         self.notice_handler: NoticeHandler | None = None
         self._email, self._sms = email, sms
         super().__init__(
-            settings, MODELS, [INCIDENTS, NOTICES, DELIVERY_EVENTS, INCIDENT_LIFECYCLE], workers=self._make_workers,
+            settings, MODELS, [INCIDENTS, NOTICES, DELIVERY_EVENTS, NOTICE_KEYS], workers=self._make_workers,
             on_start=self._start_sender,
         )
 
@@ -93,7 +93,7 @@ class DispatchRuntime(ServiceRuntime):
         self.notice_handler.worker = notices_worker
         if self.sender:
             self.sender.on_pending = self.notice_handler.update_pending
-        keys = TopicFollower(settings, INCIDENT_LIFECYCLE, IncidentKeysHandler(self.db, tuple(self.keks)),
+        keys = TopicFollower(settings, NOTICE_KEYS, IncidentKeysHandler(self.db, tuple(self.keks)),
                              decode=decode_incident_lifecycle, dead_letters=self.dead_letters)
         return [keys, ConsumerWorker(settings, DISPATCH_INCIDENTS.name, DISPATCH_INCIDENTS.topics, incidents,
                                decode=decode_incident, dead_letters=self.dead_letters),

@@ -4,7 +4,7 @@ authentication that knows agency API keys as well as coordinator tokens."""
 from services.common.deps import Caller
 from services.common.ratelimit import KeyedRateLimiter
 from services.common.runtime import ServiceRuntime
-from services.common.topics import AFFECTED_RECORDS, INCIDENTS
+from services.common.topics import AFFECTED_RECORDS, INCIDENT_LIFECYCLE, INCIDENTS
 from services.intake import auth, store
 from services.intake.models import MODELS
 from services.intake.settings import IntakeSettings
@@ -14,7 +14,7 @@ class IntakeRuntime(ServiceRuntime):
     settings: IntakeSettings
 
     def __init__(self, settings: IntakeSettings):
-        super().__init__(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS])
+        super().__init__(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS, INCIDENT_LIFECYCLE])
         # Feed requests per agency (a token bucket per agency in this replica).
         self.limiter = KeyedRateLimiter(settings.agency_requests_per_minute)
 
