@@ -38,8 +38,8 @@ from services.common.kafka import (
     make_producer,
     restart_policy,
 )
+from services.common.keystore import DatabaseKeySource, DataKey
 from services.common.logging import configure_logging
-from services.common.keystore import DataKey, DatabaseKeySource
 from services.common.outbox import OutboxMessage, OutboxRelay
 from services.common.settings import ServiceSettings
 from services.common.tasks import SupervisedLoop

@@ -9,9 +9,8 @@ each service for its own settings), naming each offending setting.
 """
 
 from pathlib import Path
-from urllib.parse import urlsplit
-
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -152,8 +151,9 @@ class ServiceSettings(BaseSettings):
             spec = getattr(self, f"{purpose}_keys").get_secret_value()
             keys = [p.strip() for p in spec.split(",") if p.strip()]
             if not keys:
-                fell_back = " (the shared PANUI_DATA_KEYS is for development)" if self.data_keys.get_secret_value() else ""
-                problems.append(f"{name}: no keyring{fell_back}")
+                shared = " (the shared PANUI_DATA_KEYS is for development)"
+                problems.append(f"{name}: no keyring"
+                                + (shared if self.data_keys.get_secret_value() else ""))
             elif any(k.partition(":")[0].lower().startswith(_DEVELOPMENT_KEY_IDS) for k in keys):
                 problems.append(f"{name}: a development keyring (key id dev…/test…)")
         specs = [getattr(self, f"{p}_keys").get_secret_value() for p in self.key_purposes]

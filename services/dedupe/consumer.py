@@ -17,8 +17,8 @@ from aiokafka.errors import IllegalStateError
 
 from services.common.crypto import NOTICES, KeyUnavailable, Vault
 from services.common.db import run_db
-from services.common.keystore import key_wait
 from services.common.kafka import Consumed, PartitionBusy
+from services.common.keystore import key_wait
 from services.common.outbox import OutboxRelay
 from services.dedupe.pipeline import DedupePipeline, NotOwner
 
