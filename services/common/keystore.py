@@ -65,12 +65,25 @@ def store_received(session: Session, key: WrappedKey) -> None:
                             kek_id=key.kek_id, wrapped=key.wrapped))
 
 
-def destroy_incident(session: Session, incident_id: str) -> list[str]:
-    """Destroy the incident's data keys (the wrapped bytes are overwritten); their ids."""
-    ids = list(session.scalars(select(DataKey.key_id).where(DataKey.incident_id == incident_id)))
-    session.execute(update(DataKey).where(DataKey.incident_id == incident_id)
+def destroy_incident(session: Session, incident_id: str, purpose: str | None = None) -> list[str]:
+    """Destroy the incident's data keys (of one purpose, or all): the wrapped bytes are
+    overwritten with NULL, the row stays (so "destroyed" is not "not arrived"); their ids."""
+    where = [DataKey.incident_id == incident_id]
+    if purpose is not None:
+        where.append(DataKey.purpose == purpose)
+    ids = list(session.scalars(select(DataKey.key_id).where(*where, DataKey.wrapped.is_not(None))))
+    session.execute(update(DataKey).where(*where, DataKey.wrapped.is_not(None))
                     .values(wrapped=None, destroyed_at=datetime.now(UTC)))
     return ids
+
+
+def destroyed(session: Session, sealed_values: list[str]) -> set[str]:
+    """The data key ids of these v2 values whose key this store holds destroyed (purged)."""
+    wanted = {envelope_key_id(s)[1] for s in sealed_values if s.startswith("v2.")}
+    if not wanted:
+        return set()
+    return set(session.scalars(select(DataKey.key_id).where(DataKey.key_id.in_(wanted),
+                                                            DataKey.wrapped.is_(None))))
 
 
 def rewrap_batch(session: Session, kek: Sealer, purpose: str, limit: int = 500) -> int:

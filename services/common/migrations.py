@@ -33,9 +33,10 @@ from sqlmodel import SQLModel
 from services.common.db import make_engine
 from services.common.keystore import DataKey
 from services.common.outbox import OutboxMessage
+from services.common.retention import RetentionEvent
 
 # Tables every service has, defined in services/common: in each service's tree.
-SHARED_MODELS = (OutboxMessage, DataKey)
+SHARED_MODELS = (OutboxMessage, DataKey, RetentionEvent)
 
 VERSION_TABLE_PREFIX = "alembic_version_"
 

@@ -38,9 +38,9 @@ from services.common.kafka import (
     make_producer,
     restart_policy,
 )
-from services.common.keystore import DatabaseKeySource, DataKey
+from services.common.keystore import DatabaseKeySource
 from services.common.logging import configure_logging
-from services.common.outbox import OutboxMessage, OutboxRelay
+from services.common.outbox import OutboxRelay
 from services.common.settings import ServiceSettings
 from services.common.tasks import SupervisedLoop
 from services.common.topics import DEAD_LETTERS, TopicSpec
@@ -93,7 +93,7 @@ class ServiceRuntime:
         self.engine = db.make_engine(settings.resolved_database_url())
         self.db = db.Database(self.engine)
         self.coordinators = CoordinatorAuth(settings.coordinator_tokens.get_secret_value())
-        self.models = [*models, OutboxMessage, DataKey]
+        self.models = [*models, *migrations.SHARED_MODELS]
         self.migrations = migrations.MigrationTree.of(self.models)
         # A service that consumes may dead-letter what it cannot take.
         self.topics = [*topics, DEAD_LETTERS] if workers else list(topics)

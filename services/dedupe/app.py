@@ -5,7 +5,6 @@ The composition root: the runtime with its pipeline, the Kafka workers feeding i
 from fastapi import FastAPI
 
 from services.common.kafka import ConsumerWorker, TopicFollower
-from services.common.keystore import IncidentKeysHandler
 from services.common.messages import (
     decode_affected_records_topic,
     decode_incident,
@@ -21,7 +20,7 @@ from services.common.topics import (
     NOTICES,
 )
 from services.dedupe.api import router
-from services.dedupe.consumer import AffectedRecordsHandler, IncidentsHandler
+from services.dedupe.consumer import AffectedRecordsHandler, IncidentsHandler, LifecycleHandler
 from services.dedupe.models import MODELS
 from services.dedupe.pipeline import DedupePipeline
 from services.dedupe.settings import DedupeSettings
@@ -54,7 +53,8 @@ def _workers(runtime: DedupeRuntime) -> list:
     return [
         # The incidents' data keys (records from intake; notices are dedupe's own).
         TopicFollower(settings, INCIDENT_LIFECYCLE,
-                      IncidentKeysHandler(runtime.db, tuple(runtime.keks)),
+                      LifecycleHandler(runtime.pipeline, runtime.db, tuple(runtime.keks),
+                                       runtime.relay),
                       decode=decode_incident_lifecycle, dead_letters=runtime.dead_letters),
         # Incidents first: agency names and release policy before their records.
         TopicFollower(settings, INCIDENTS, IncidentsHandler(runtime.pipeline),

@@ -15,10 +15,12 @@ import logging
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 
+from services.common.clock import utcnow
 from services.common.crypto import NOTICES, KeyUnavailable, Vault
-from services.common.db import run_db
+from services.common.db import Database, run_db
 from services.common.kafka import Consumed, PartitionBusy
-from services.common.keystore import key_wait
+from services.common.keystore import IncidentKeysHandler, key_wait
+from services.common.messages import IncidentPurgedMessage
 from services.common.outbox import OutboxRelay
 from services.dedupe.pipeline import DedupePipeline, NotOwner
 
@@ -110,3 +112,20 @@ class IncidentsHandler:
             for incident_id in {c.message.incident_id for c in batch}:
                 await run_db(self.vault.ensure, incident_id, NOTICES)
         await run_db(self.pipeline.apply_incidents, [c.message for c in batch])
+
+
+class LifecycleHandler:
+    """incident-lifecycle.v1: the records data keys (stored), and the purge of an incident."""
+
+    def __init__(self, pipeline: DedupePipeline, db: Database, purposes: tuple[str, ...],
+                 relay: OutboxRelay):
+        self.pipeline, self.relay = pipeline, relay
+        self.keys = IncidentKeysHandler(db, purposes, on_purged=self._purged)
+
+    async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
+        await self.keys(tp, batch)
+
+    async def _purged(self, message: IncidentPurgedMessage) -> None:
+        await run_db(self.pipeline.purge, message.incident_id, utcnow())
+        log.info("incident purged", extra={"incident_id": message.incident_id})
+        self.relay.wake()  # the notices key's tombstone

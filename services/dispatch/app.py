@@ -11,7 +11,6 @@ from fastapi import FastAPI
 
 from services.common.clock import Clock, utcnow
 from services.common.kafka import ConsumerWorker, TopicFollower
-from services.common.keystore import IncidentKeysHandler
 from services.common.messages import decode_incident, decode_incident_lifecycle, decode_notice
 from services.common.runtime import ServiceRuntime, create_service_app
 from services.common.tasks import SupervisedLoop
@@ -19,6 +18,7 @@ from services.common.topics import (
     DELIVERY_EVENTS,
     DISPATCH_INCIDENTS,
     DISPATCH_NOTICES,
+    INCIDENT_LIFECYCLE,
     INCIDENTS,
     NOTICE_KEYS,
     NOTICES,
@@ -26,7 +26,7 @@ from services.common.topics import (
 from services.dispatch import api
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.models import MODELS
-from services.dispatch.notices import IncidentHandler, NoticeHandler
+from services.dispatch.notices import IncidentHandler, LifecycleHandler, NoticeHandler
 from services.dispatch.policy import QuietHours, RetryPolicy
 from services.dispatch.providers.base import EmailProvider, SmsProvider
 from services.dispatch.providers.factory import build_email_provider, build_sms_provider
@@ -58,7 +58,8 @@ class DispatchRuntime(ServiceRuntime):
         self.notice_handler: NoticeHandler | None = None
         self._email, self._sms = email, sms
         super().__init__(
-            settings, MODELS, [INCIDENTS, NOTICES, DELIVERY_EVENTS, NOTICE_KEYS], workers=self._make_workers,
+            settings, MODELS, [INCIDENTS, NOTICES, DELIVERY_EVENTS, NOTICE_KEYS, INCIDENT_LIFECYCLE],
+            workers=self._make_workers,
             on_start=self._start_sender,
         )
 
@@ -93,11 +94,14 @@ class DispatchRuntime(ServiceRuntime):
         self.notice_handler.worker = notices_worker
         if self.sender:
             self.sender.on_pending = self.notice_handler.update_pending
-        keys = TopicFollower(settings, NOTICE_KEYS, IncidentKeysHandler(self.db, tuple(self.keks)),
-                             decode=decode_incident_lifecycle, dead_letters=self.dead_letters)
-        return [keys, ConsumerWorker(settings, DISPATCH_INCIDENTS.name, DISPATCH_INCIDENTS.topics, incidents,
-                               decode=decode_incident, dead_letters=self.dead_letters),
-                notices_worker]
+        lifecycle = LifecycleHandler(self.db, tuple(self.keks), self.vault.forget)
+        followers = [TopicFollower(settings, topic, lifecycle, decode=decode_incident_lifecycle,
+                                   dead_letters=self.dead_letters)
+                     for topic in (NOTICE_KEYS, INCIDENT_LIFECYCLE)]
+        incidents_worker = ConsumerWorker(settings, DISPATCH_INCIDENTS.name,
+                                          DISPATCH_INCIDENTS.topics, incidents,
+                                          decode=decode_incident, dead_letters=self.dead_letters)
+        return [*followers, incidents_worker, notices_worker]
 
     async def stop(self) -> None:
         # Stop taking notices first, then finish (or abandon) sends, then the shared parts.

@@ -1,22 +1,57 @@
-"""Intake's runtime: the shared service runtime, plus the agency request limiter and
-authentication that knows agency API keys as well as coordinator tokens."""
+"""Intake's runtime: the shared service runtime, plus the agency request limiter,
+authentication that knows agency API keys as well as coordinator tokens, and the purge loop
+(closed incidents whose purge is due: services/intake/retention.py)."""
 
+import asyncio
+import logging
+
+from services.common.clock import utcnow
 from services.common.deps import Caller
 from services.common.ratelimit import KeyedRateLimiter
 from services.common.runtime import ServiceRuntime
+from services.common.tasks import SupervisedLoop, finish
 from services.common.topics import AFFECTED_RECORDS, INCIDENT_LIFECYCLE, INCIDENTS
-from services.intake import auth, store
+from services.intake import auth, retention, store
 from services.intake.models import MODELS
 from services.intake.settings import IntakeSettings
+
+log = logging.getLogger(__name__)
 
 
 class IntakeRuntime(ServiceRuntime):
     settings: IntakeSettings
 
     def __init__(self, settings: IntakeSettings):
-        super().__init__(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS, INCIDENT_LIFECYCLE])
+        super().__init__(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS, INCIDENT_LIFECYCLE],
+                         on_start=self._start_purge)
         # Feed requests per agency (a token bucket per agency in this replica).
         self.limiter = KeyedRateLimiter(settings.agency_requests_per_minute)
+        self._stopping = False
+        self.purge_loop = SupervisedLoop("purge", self._purge, service=settings.service_name,
+                                         should_stop=lambda: self._stopping)
+
+    async def _start_purge(self, _runtime: ServiceRuntime) -> None:
+        self.purge_loop.start()
+
+    async def _purge(self) -> None:
+        while not self._stopping:
+            with self.purge_loop.working():
+                purged = await self.db.run(retention.purge_due, utcnow())
+            for incident_id in purged:
+                self.vault.forget(incident_id)
+                log.info("incident purged", extra={"incident_id": incident_id})
+            if purged:
+                self.relay.wake()
+                continue  # more may be due
+            await asyncio.sleep(self.settings.purge_check_interval_s)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await finish(self.purge_loop.task)
+        await super().stop()
+
+    def loops(self) -> list[SupervisedLoop]:
+        return [*super().loops(), self.purge_loop]
 
     async def authenticate(self, token: str) -> Caller | None:
         """A coordinator, or the agency whose live API key this is (never from the body)."""
