@@ -10,6 +10,7 @@ app.add_typer(contracts_app, name="contracts")
 def _register_commands() -> None:
     from services.cli.deadletters import dead_letters_app
     from services.cli.feeds import feed_app
+    from services.cli.incidents import incident_app
     from services.cli.keys import keys_app
     from services.cli.lag import lag_command
     from services.cli.resolve import resolve_command
@@ -17,6 +18,7 @@ def _register_commands() -> None:
     app.add_typer(feed_app, name="feed")
     app.add_typer(dead_letters_app, name="dead-letters")
     app.add_typer(keys_app, name="keys")
+    app.add_typer(incident_app, name="incident")
     app.command("resolve", help="Resolve affected records to persons offline (preview a dedupe).")(
         resolve_command)
     app.command("lag", help="Consumer group lag and status from Kafka (for ops, cron and probes).")(
