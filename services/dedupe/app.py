@@ -51,15 +51,16 @@ def _workers(runtime: DedupeRuntime) -> list:
                                     on_revoked=records.revoked, on_tick=records.tick,
                                     tick_interval_s=settings.release_tick_s)
     return [
-        # The incidents' data keys (records from intake; notices are dedupe's own).
+        # Incidents first: agency names and release policy before their records.
+        TopicFollower(settings, INCIDENTS, IncidentsHandler(runtime.pipeline, runtime.vault),
+                      decode=decode_incident, dead_letters=runtime.dead_letters),
+        records.worker,
+        # The records data keys from intake (a record whose key has not arrived waits for it)
+        # and the purge of an incident.
         TopicFollower(settings, INCIDENT_LIFECYCLE,
                       LifecycleHandler(runtime.pipeline, runtime.db, tuple(runtime.keks),
                                        runtime.relay),
                       decode=decode_incident_lifecycle, dead_letters=runtime.dead_letters),
-        # Incidents first: agency names and release policy before their records.
-        TopicFollower(settings, INCIDENTS, IncidentsHandler(runtime.pipeline),
-                      decode=decode_incident, dead_letters=runtime.dead_letters),
-        records.worker,
     ]
 
 

@@ -101,7 +101,7 @@ class DispatchRuntime(ServiceRuntime):
         incidents_worker = ConsumerWorker(settings, DISPATCH_INCIDENTS.name,
                                           DISPATCH_INCIDENTS.topics, incidents,
                                           decode=decode_incident, dead_letters=self.dead_letters)
-        return [*followers, incidents_worker, notices_worker]
+        return [incidents_worker, notices_worker, *followers]
 
     async def stop(self) -> None:
         # Stop taking notices first, then finish (or abandon) sends, then the shared parts.
