@@ -179,15 +179,12 @@ class ServiceFacts:
 def build_runtime(service: str, env: dict[str, str], tmp: Path):
     """The service's app and runtime built as production builds them, from `env` (nothing is
     started: no broker or database is contacted)."""
-    from services.common.crypto import generate_key_spec
-
     cls = settings_class(service)
     known = env_names(cls)
     values = {known[k]: realistic_secret(k) if v.startswith("synthetic-") else v
               for k, v in env.items() if k in known}
     # Production mode refuses SQLite; the engine connects lazily, so no server is needed.
     values["database_url"] = "postgresql://panui@postgres.invalid/" + service
-    values["data_keys"] = generate_key_spec("site1")
     settings = cls(**values)
     app = importlib.import_module(f"services.{service}.app").create_app(settings)
     return settings, app, app.state.runtime
@@ -275,8 +272,8 @@ def realistic_secret(name: str) -> str:
 
     from services.common.crypto import generate_key_spec
 
-    if name == "PANUI_DATA_KEYS":
-        return generate_key_spec("site1")
+    if name in ("PANUI_RECORDS_KEYS", "PANUI_NOTICES_KEYS"):  # one keyring per purpose
+        return generate_key_spec(f"site-{name.split('_')[1].lower()}1")
     if name == "PANUI_COORDINATOR_TOKENS":
         return "sha256:" + hashlib.sha256(secrets.token_bytes(32)).hexdigest()
     if name == "DATABASE_URL":
