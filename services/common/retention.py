@@ -39,6 +39,13 @@ def happened(session: Session, incident_id: str, action: str) -> bool:
     ).first() is not None
 
 
+def purged_of(session: Session, incident_ids: set[str]) -> set[str]:
+    if not incident_ids:
+        return set()
+    return set(session.scalars(select(RetentionEvent.incident_id).where(
+        RetentionEvent.incident_id.in_(incident_ids), RetentionEvent.action == "purged")))
+
+
 def events(session: Session, incident_id: str) -> list[RetentionEvent]:
     return list(session.scalars(select(RetentionEvent).where(
         RetentionEvent.incident_id == incident_id).order_by(RetentionEvent.id)))

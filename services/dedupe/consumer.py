@@ -36,6 +36,11 @@ class AffectedRecordsHandler:
 
     async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
         messages = [c.message for c in batch]
+        # Messages of a purged incident (read after its purge): their keys are destroyed.
+        purged = await run_db(self.pipeline.purged, {m.incident_id for m in messages})
+        messages = [m for m in messages if m.incident_id not in purged]
+        if not messages:
+            return
         if tp.partition in self.warming:
             raise PartitionBusy(until=self.warming[tp.partition])
         cold = self.pipeline.cold(tp.partition, {m.incident_id for m in messages})
@@ -108,10 +113,12 @@ class IncidentsHandler:
         self.vault = vault
 
     async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
+        purged = await run_db(self.pipeline.purged, {c.message.incident_id for c in batch})
+        messages = [c.message for c in batch if c.message.incident_id not in purged]
         if self.vault is not None:  # the notices data key, before a release seals with it
-            for incident_id in {c.message.incident_id for c in batch}:
+            for incident_id in {m.incident_id for m in messages}:
                 await run_db(self.vault.ensure, incident_id, NOTICES)
-        await run_db(self.pipeline.apply_incidents, [c.message for c in batch])
+        await run_db(self.pipeline.apply_incidents, messages)
 
 
 class LifecycleHandler:

@@ -324,6 +324,11 @@ class DedupePipeline:
                 if msg.revision > store.ensure_incident(session, msg.incident_id).revision:
                     store.save_definition(session, msg)
 
+    def purged(self, incident_ids: set[str]) -> set[str]:
+        """Which of these incidents this service has purged (their messages are ignored)."""
+        with Session(self.engine) as session:
+            return retention.purged_of(session, incident_ids)
+
     def purge(self, incident_id: str, now: datetime) -> dict | None:
         """Intake purged the incident: delete dedupe's rows of it, destroy its data keys (the
         copy of the records key, and the notices key with its message tombstoned), forget its

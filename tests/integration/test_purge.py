@@ -10,6 +10,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka import TopicPartition
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from sqlalchemy import MetaData, create_engine, select, text
 
@@ -31,6 +32,7 @@ from services.intake.app import create_app as create_intake
 from services.intake.settings import IntakeSettings
 from testkit.factories import affected_record, incident_body, ndjson
 from testkit.infra import topic_reader
+from testkit.messages import publish_raw
 from tests.conftest import COORDINATOR_TOKEN, running
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
@@ -163,8 +165,8 @@ async def test_after_the_purge_nothing_personal_remains_and_old_payloads_do_not_
                 await events.wait_for(lambda m: sum(
                     decode_delivery_event(e.value).status == "sent" for e in m) >= 2, timeout=90)
             async with topic_reader(kafka_bootstrap, f"{topic_prefix}affected-records.v1") as r:
-                old_records = [decode_affected_records_topic(m.value)
-                               for m in await r.wait_for(lambda m: len(m) >= 3)]
+                raw_records = await r.wait_for(lambda m: len(m) >= 3)
+                old_records = [decode_affected_records_topic(m.value) for m in raw_records]
             async with topic_reader(kafka_bootstrap, f"{topic_prefix}notices.v1") as n:
                 old_notices = [decode_notice(m.value) for m in await n.wait_for(lambda m: len(m) >= 2)]
             old_records = [m for m in old_records if m.type == "affected-record"]
@@ -197,6 +199,23 @@ async def test_after_the_purge_nothing_personal_remains_and_old_payloads_do_not_
                 kinds = [decode_incident_lifecycle(v).type for m in messages if (v := m.value)]
                 assert "incident-key" in kinds
             assert all(len(keys) == 1 for keys in tombstoned.values()), tombstoned
+
+            # An old record replayed after the purge is ignored (its key is destroyed): not
+            # stored again, not dead-lettered.
+            [replayed] = await publish_raw(kafka_bootstrap, f"{topic_prefix}affected-records.v1",
+                                           [(INCIDENT, raw_records[0].value)])
+            worker = dedupe.state.runtime.workers[1]
+            tp = TopicPartition(replayed.topic, replayed.partition)
+
+            async def consumed() -> bool:
+                return ((await worker.consumer.committed(tp)) or 0) > replayed.offset
+
+            deadline = asyncio.get_running_loop().time() + 60
+            while not await consumed():
+                assert asyncio.get_running_loop().time() < deadline, "replay not consumed"
+                await asyncio.sleep(0.3)
+            async with topic_reader(kafka_bootstrap, f"{topic_prefix}dead-letters.v1") as dead:
+                assert await dead.drain() == []
     finally:
         await smtp.stop()
 
