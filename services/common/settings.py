@@ -22,6 +22,10 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 _DEVELOPMENT_KEY_IDS = ("dev", "test")
 
 
+# Marks a setting a deployment must not give (a laptop convenience production refuses).
+DEVELOPMENT_ONLY = "panui_development_only"
+
+
 class InsecureSettings(ValueError):
     """Production mode found development defaults or insecure transport; names the settings."""
 
@@ -67,12 +71,11 @@ class ServiceSettings(BaseSettings):
     )
 
     # Key-encryption keys (KEKs) per purpose, each a keyring "kid:base64key[,kid:base64key…]"
-    # (the first wraps new data keys; all unwrap: rotation, then `panui keys rewrap`). Records:
-    # intake and dedupe; notices: dedupe and dispatch (services/common/crypto.py). Unset, a
-    # purpose falls back to `data_keys` — for laptops and tests only; production refuses it.
-    records_keys: SecretStr = SecretStr("")
-    notices_keys: SecretStr = SecretStr("")
-    data_keys: SecretStr = SecretStr("")
+    # (the first wraps new data keys; all unwrap: rotation, then `panui keys rewrap`), are
+    # settings of the services that hold the purpose: `records_keys` (intake, dedupe),
+    # `notices_keys` (dedupe, dispatch); services/common/crypto.py. An unset one falls back to
+    # `data_keys` — for laptops and tests only: production refuses it (DEVELOPMENT_ONLY).
+    data_keys: SecretStr = Field(default=SecretStr(""), json_schema_extra={DEVELOPMENT_ONLY: True})
     # The purposes this service holds keys for (each service says which).
     key_purposes: ClassVar[tuple[str, ...]] = ()
 

@@ -21,9 +21,10 @@ class TopicSpec:
         return base | self.configs
 
 
-# The pipeline topics keep 14 days, set explicitly rather than left to the broker's default: their
-# personal fields are sealed with per-incident data keys, so a purge shreds them sooner anyway.
-PIPELINE_RETENTION = {"retention.ms": str(14 * 24 * 3600 * 1000)}
+# The pipeline topics keep 30 days (an incident's intake, review and delivery), set explicitly
+# rather than left to the broker's default; their personal fields are sealed with per-incident
+# data keys, so a purge shreds them sooner anyway (the deployment's KafkaTopics agree).
+PIPELINE_RETENTION = {"retention.ms": str(30 * 24 * 3600 * 1000)}
 
 # Keyed by incident: one incident's records, withdrawals and completions stay in order on one
 # partition, which the release policy relies on.

@@ -24,6 +24,7 @@ class SmtpTls(StrEnum):
 class DispatchSettings(ServiceSettings):
     service_name: str = "dispatch"
     key_purposes: ClassVar[tuple[str, ...]] = ("notices",)  # never the records KEK
+    notices_keys: SecretStr = SecretStr("")  # the notices KEK keyring (PANUI_NOTICES_KEYS)
     port: int = 8003
 
     # --- email over SMTP ---------------------------------------------------------------------

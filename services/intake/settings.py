@@ -1,11 +1,14 @@
 from typing import ClassVar
 
+from pydantic import SecretStr
+
 from services.common.settings import ServiceSettings
 
 
 class IntakeSettings(ServiceSettings):
     service_name: str = "intake"
     key_purposes: ClassVar[tuple[str, ...]] = ("records",)
+    records_keys: SecretStr = SecretStr("")  # the records KEK keyring (PANUI_RECORDS_KEYS)
     port: int = 8001
     max_request_bytes: int = 64 * 1024 * 1024
     max_records_per_request: int = 50_000
