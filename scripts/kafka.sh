@@ -7,6 +7,10 @@
 # file, per port; the jars stay in var/kafka). A second broker for tests that stop or kill one
 # (testkit/private_infra.py) sets its own port, controller port and PANUI_KAFKA_DIR.
 # When KAFKA_BOOTSTRAP_SERVERS is set (to another address), nothing is started: that cluster is used.
+# A SASL_SSL broker (testkit/private_infra.py, PrivateKafka(sasl_ssl=True)): PANUI_KAFKA_TLS_DIR holds
+# broker.keystore.pem (PKCS#8 key + certificate) and ca.pem; its client listener is then SASL_SSL
+# only (SCRAM-SHA-512 and -256, no PLAINTEXT), and PANUI_KAFKA_SCRAM_USERS="name:password[,...]"
+# are created when the storage is formatted (the first is the broker's own inter-broker login).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,6 +26,8 @@ DATA=$HOME_DIR/data-$PORT
 PIDFILE=$HOME_DIR/kafka-$PORT.pid
 PROPS=$HOME_DIR/server-$PORT.properties
 PY=${PANUI_PYTHON:-$ROOT/.venv/bin/python}
+TLS_DIR=${PANUI_KAFKA_TLS_DIR:-}
+SCRAM_USERS=${PANUI_KAFKA_SCRAM_USERS:-}
 
 log() { printf 'kafka: %s\n' "$*" >&2; }
 
@@ -50,19 +56,61 @@ tools() {  # the same version as the broker, cached beside its jars
   echo "$dir"
 }
 
+first_user() { local first=${SCRAM_USERS%%,*}; if [[ $1 == name ]]; then echo "${first%%:*}"; else echo "${first#*:}"; fi; }
+
+secure_properties() {  # the SASL_SSL listener replaces the PLAINTEXT one
+  [[ -f $TLS_DIR/broker.keystore.pem && -f $TLS_DIR/ca.pem ]] || { log "PANUI_KAFKA_TLS_DIR needs broker.keystore.pem and ca.pem"; exit 1; }
+  [[ -n $SCRAM_USERS ]] || { log "a SASL_SSL broker needs PANUI_KAFKA_SCRAM_USERS"; exit 1; }
+  sed -i -e '/^listeners=/d' -e '/^advertised.listeners=/d' -e '/^inter.broker.listener.name=/d' \
+    -e '/^listener.security.protocol.map=/d' "$PROPS"
+  cat >> "$PROPS" <<EOF
+listeners=SASL_SSL://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=SASL_SSL://127.0.0.1:$PORT
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$(first_user name)" password="$(first_user password)";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$(first_user name)" password="$(first_user password)";
+ssl.keystore.type=PEM
+ssl.keystore.location=$TLS_DIR/broker.keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+ssl.endpoint.identification.algorithm=https
+EOF
+}
+
+scram_args() {  # --add-scram for each user, both mechanisms; one argument per line
+  local entry mechanism entries
+  IFS=, read -ra entries <<< "$SCRAM_USERS"
+  for entry in "${entries[@]}"; do
+    for mechanism in SCRAM-SHA-512 SCRAM-SHA-256; do
+      printf -- '--add-scram\n%s=[name=%s,password=%s]\n' "$mechanism" "${entry%%:*}" "${entry#*:}"
+    done
+  done
+}
+
 configure() {
   mkdir -p "$HOME_DIR" "$DATA"
   sed -e "s:@PORT@:$PORT:g" -e "s:@CONTROLLER_PORT@:$CONTROLLER_PORT:g" -e "s:@DATA_DIR@:$DATA:g" \
     "$ROOT/deploy/local/kafka/server.properties.in" > "$PROPS"
+  if [[ -n $TLS_DIR ]]; then secure_properties; fi
+  chmod 600 "$PROPS"
   if [[ ! -f $DATA/meta.properties ]]; then
-    local cluster_id
+    local cluster_id extra=()
+    if [[ -n $TLS_DIR ]]; then mapfile -t extra < <(scram_args); fi
     cluster_id=$(java "-Dlog4j.configuration=file:$ROOT/deploy/local/kafka/log4j-tools.properties" -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
     log "formatting storage in $DATA (cluster $cluster_id)"
-    java "-Dlog4j.configuration=file:$ROOT/deploy/local/kafka/log4j-tools.properties" -cp "$LIB/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" >/dev/null
+    java "-Dlog4j.configuration=file:$ROOT/deploy/local/kafka/log4j-tools.properties" -cp "$LIB/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" "${extra[@]}" >/dev/null
   fi
 }
 
 wait_ready() {
+  if [[ -n $TLS_DIR ]]; then  # the readiness probe logs in as the broker's own user
+    export PANUI_KAFKA_SECURITY_PROTOCOL=SASL_SSL PANUI_KAFKA_SASL_MECHANISM=SCRAM-SHA-512 \
+      PANUI_KAFKA_SSL_CAFILE=$TLS_DIR/ca.pem PANUI_KAFKA_SASL_USERNAME=$(first_user name) \
+      PANUI_KAFKA_SASL_PASSWORD=$(first_user password)
+  fi
   "$PY" "$ROOT/scripts/wait_ready.py" kafka "127.0.0.1:$PORT" --timeout 90 || {
     log "broker did not become ready; last log lines:"; tail -n 30 "$HOME_DIR/logs-$PORT/server.log" >&2 || true
     exit 1; }

@@ -17,12 +17,17 @@ print(f"PANUI_RECORDS_KEYS={generate_key_spec('dev-records1')}")
 print(f"PANUI_NOTICES_KEYS={generate_key_spec('dev-notices1')}")
 print(f"PANUI_COORDINATOR_TOKENS=coord-{secrets.token_urlsafe(24)}")
 print(f"PANUI_RECEIPT_SECRET=rcpt-{secrets.token_urlsafe(24)}")
+print(f"PANUI_TOKEN_SIGNING_KEY=tsk-{secrets.token_urlsafe(32)}")
 PYEOF
   chmod 600 var/dev.env
 fi
 set -a; source var/dev.env; set +a
 if [[ -z ${PANUI_RECEIPT_SECRET:-} ]]; then  # dev.env from before the gateways existed
   echo "PANUI_RECEIPT_SECRET=rcpt-$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')" >> var/dev.env
+  set -a; source var/dev.env; set +a
+fi
+if [[ -z ${PANUI_TOKEN_SIGNING_KEY:-} ]]; then  # dev.env from before named staff tokens
+  echo "PANUI_TOKEN_SIGNING_KEY=tsk-$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')" >> var/dev.env
   set -a; source var/dev.env; set +a
 fi
 

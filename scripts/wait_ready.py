@@ -14,7 +14,10 @@ import time
 async def kafka_ready(bootstrap: str) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    from services.common.kafka_client import options_for
+
+    # TLS and SCRAM as the services would use them (PANUI_KAFKA_* in the environment).
+    admin = AIOKafkaAdminClient(**options_for(bootstrap), request_timeout_ms=3000)
     try:
         await admin.start()
         await admin.list_topics()

@@ -104,8 +104,14 @@ def drop_templates() -> None:
         drop_database(admin_url, name)
 
 
-async def delete_topics_with_prefix(bootstrap: str, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+def _security(security: dict | None) -> dict:
+    """TLS/SASL client options (services/common/kafka_client.client_options) minus the
+    bootstrap servers, which these helpers take on their own."""
+    return {k: v for k, v in (security or {}).items() if k != "bootstrap_servers"}
+
+
+async def delete_topics_with_prefix(bootstrap: str, prefix: str, security: dict | None = None) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **_security(security))
     await admin.start()
     try:
         topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
@@ -116,8 +122,9 @@ async def delete_topics_with_prefix(bootstrap: str, prefix: str) -> None:
 
 
 @asynccontextmanager
-async def topic_reader(bootstrap: str, topic: str) -> AsyncIterator["TopicReader"]:
-    reader = TopicReader(bootstrap, topic)
+async def topic_reader(bootstrap: str, topic: str,
+                       security: dict | None = None) -> AsyncIterator["TopicReader"]:
+    reader = TopicReader(bootstrap, topic, security)
     await reader.start()
     try:
         yield reader
@@ -128,10 +135,10 @@ async def topic_reader(bootstrap: str, topic: str) -> AsyncIterator["TopicReader
 class TopicReader:
     """Reads a whole topic from the beginning without a consumer group (an observer)."""
 
-    def __init__(self, bootstrap: str, topic: str):
+    def __init__(self, bootstrap: str, topic: str, security: dict | None = None):
         self.topic = topic
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+            bootstrap_servers=bootstrap, **_security(security), enable_auto_commit=False, group_id=None,
             isolation_level="read_committed",
         )
         self.messages: list = []

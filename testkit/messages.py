@@ -14,6 +14,7 @@ from services.common.messages import (
     record_sealing_context,
 )
 from testkit.factories import INCIDENT_CONTENT
+from testkit.infra import _security
 
 
 def record_message(sealer: Sealer, incident_id: str, agency_id: str, source_record_id: str,
@@ -60,8 +61,9 @@ def incident_message(incident_id: str, agencies: dict[str, str], expected: list[
     )
 
 
-async def publish(bootstrap: str, topic: str, messages: list) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+async def publish(bootstrap: str, topic: str, messages: list, security: dict | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
+                                **_security(security))
     await producer.start()
     try:
         for msg in messages:
@@ -71,10 +73,12 @@ async def publish(bootstrap: str, topic: str, messages: list) -> None:
         await producer.stop()
 
 
-async def publish_raw(bootstrap: str, topic: str, items: list[tuple[str | None, bytes | None]]) -> list:
+async def publish_raw(bootstrap: str, topic: str, items: list[tuple[str | None, bytes | None]],
+                      security: dict | None = None) -> list:
     """Publish (key, value) pairs as they are — poison included (a None value is a tombstone);
     returns each one's RecordMetadata (topic, partition, offset)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
+                                **_security(security))
     await producer.start()
     try:
         return [await producer.send_and_wait(topic, value, key=key.encode() if key else None)

@@ -11,36 +11,69 @@ never touched: each private instance has its own ports and data directory, made 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import psycopg
 
 from testkit.infra import REPO, free_port
 from testkit.processes import clean_environ
+from testkit.tls import TestCA
 
 
 class PrivateKafka:
-    def __init__(self, base_dir: Path, heap: str = "256m"):
+    """With `sasl_ssl`, the broker's only client listener is SASL_SSL (SCRAM-SHA-512/256): a CA
+    and a broker certificate are made here (testkit/tls.py), and `users` (name -> password;
+    "admin" is added, the broker's own login) are created when its storage is formatted."""
+
+    def __init__(self, base_dir: Path, heap: str = "256m", *, sasl_ssl: bool = False,
+                 users: Iterable[str] = ()):
         self.dir = base_dir / "kafka"
         self.port = free_port()
         self.controller_port = free_port()
         self.heap = heap
         self.events: list[tuple[float, str]] = []
+        self.sasl_ssl = sasl_ssl
+        self.users: dict[str, str] = {}
+        self.ca: TestCA | None = None
+        if sasl_ssl:
+            self.users = {name: secrets.token_hex(16) for name in ("admin", *users)}
+            self.ca = TestCA(self.dir / "tls")
+            self.ca.issue("broker", server=True)  # tls/broker.keystore.pem, as kafka.sh wants
+
+    def client_env(self, user: str = "admin", password: str | None = None,
+                   mechanism: str = "SCRAM-SHA-512") -> dict[str, str]:
+        """The PANUI_KAFKA_* settings a service logs in with as `user`."""
+        assert self.ca is not None, "not a SASL_SSL broker"
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "PANUI_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "PANUI_KAFKA_SASL_MECHANISM": mechanism,
+                "PANUI_KAFKA_SASL_USERNAME": user,
+                "PANUI_KAFKA_SASL_PASSWORD": self.users[user] if password is None else password,
+                "PANUI_KAFKA_SSL_CAFILE": str(self.ca.cert)}
+
+    def client_settings(self, user: str = "admin", **kw: str) -> dict[str, str]:
+        """client_env as ServiceSettings keyword arguments."""
+        return {k.removeprefix("PANUI_").lower(): v for k, v in self.client_env(user, **kw).items()}
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def _env(self) -> dict[str, str]:
-        return {**clean_environ(), "PANUI_KAFKA_PORT": str(self.port),
-                "PANUI_KAFKA_CONTROLLER_PORT": str(self.controller_port),
-                "PANUI_KAFKA_DIR": str(self.dir), "PANUI_KAFKA_HEAP": self.heap,
-                "PANUI_PYTHON": str(REPO / ".venv/bin/python")}
+        env = {**clean_environ(), "PANUI_KAFKA_PORT": str(self.port),
+               "PANUI_KAFKA_CONTROLLER_PORT": str(self.controller_port),
+               "PANUI_KAFKA_DIR": str(self.dir), "PANUI_KAFKA_HEAP": self.heap,
+               "PANUI_PYTHON": str(REPO / ".venv/bin/python")}
+        if self.sasl_ssl:
+            env |= {"PANUI_KAFKA_TLS_DIR": str(self.dir / "tls"),
+                    "PANUI_KAFKA_SCRAM_USERS": ",".join(f"{u}:{p}" for u, p in self.users.items())}
+        return env
 
     def _script(self, command: str, timeout: float = 180) -> None:
         result = subprocess.run([str(REPO / "scripts/kafka.sh"), command], env=self._env(),

@@ -48,6 +48,9 @@ BASE_ENV = {
     "PANUI_LOG_LEVEL": "INFO",
     "PANUI_CONSUMER_POLL_TIMEOUT_MS": "200",
     "PANUI_OUTBOX_POLL_INTERVAL_S": "0.05",
+    # The scenarios SIGKILL consumers on purpose: their partitions move on within 10 s, not
+    # the production 45 s (the setting is about when to give up on a member, not correctness).
+    "PANUI_CONSUMER_SESSION_TIMEOUT_MS": "10000",
 }
 SERVICE_ENV = {
     "intake": {"PANUI_AGENCY_REQUESTS_PER_MINUTE": "100000"},
@@ -315,7 +318,9 @@ class System:
     async def observe(self, incident_ids: list[str]) -> Observed:
         postal, public, summaries = [], [], {}
         headers = {"authorization": f"Bearer {COORDINATOR_TOKEN}"}
-        async with httpx.AsyncClient(base_url=self.dispatch_url(), timeout=30, headers=headers) as client:
+        # A loaded box (load 35+) took over 30 s to render a 10k-person summary: the chaos run
+        # at 20k records settled, then died here. Reading the result must not be the fault.
+        async with httpx.AsyncClient(base_url=self.dispatch_url(), timeout=180, headers=headers) as client:
             for incident in incident_ids:
                 summaries[incident] = (await client.get(
                     f"/v1/incidents/{incident}/deliveries/summary")).json()

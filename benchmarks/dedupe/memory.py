@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also count Python's own allocations (tracemalloc; slower): "
                              "RSS does not fall when a part is freed, so the resolver's share "
                              "is only seen this way")
+    parser.add_argument("--top", type=int, default=0, metavar="N",
+                        help="with --trace: the N source lines under services/ holding the most "
+                             "of the state (docs/dedupe.md, 'Where it goes')")
     args = parser.parse_args(argv)
     if args.trace:
         tracemalloc.start()
@@ -71,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     del records, _truth, due, msg
     held = _rss()
     traced_held = tracemalloc.get_traced_memory()[0] if args.trace else 0
+    if args.trace and args.top:
+        held_by = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(True, "*/services/*")]).statistics("lineno")
+        for stat in held_by[:args.top]:
+            frame = stat.traceback[0]
+            print(f"{stat.size / size:7.0f} B/record {stat.count / size:5.2f} objects/record  "
+                  f"{frame.filename.split('/services/')[-1]}:{frame.lineno}")
     persons = len(state.persons)
 
     # The resolver's share: what the state is without it (it is evicted next anyway).

@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.common.clock import utcnow
+from services.common.kafka_client import options_for
 from services.common.settings import ServiceSettings
 
 dead_letters_app = typer.Typer(help="Messages the consumers could not decode or apply.",
@@ -114,7 +115,7 @@ async def read_entries(bootstrap: str, prefix: str, timeout_s: float) -> list[En
     from services.common.topics import DEAD_LETTERS
 
     topic = DEAD_LETTERS.full_name(prefix)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(**options_for(bootstrap), group_id=None,
                                 enable_auto_commit=False, isolation_level="read_committed",
                                 request_timeout_ms=int(timeout_s * 1000))
     await consumer.start()
@@ -182,7 +183,7 @@ async def replay_entries(bootstrap: str, prefix: str, entries: list[Entry], *, f
     from services.common.topics import ALL_TOPICS, DEAD_LETTERS
 
     compacted = {spec.full_name(prefix) for spec in ALL_TOPICS if spec.compacted}
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
+    producer = AIOKafkaProducer(**options_for(bootstrap), enable_idempotence=True,
                                 request_timeout_ms=int(timeout_s * 1000))
     await producer.start()
     results = []
@@ -222,7 +223,7 @@ async def _superseded(bootstrap: str, origin, key: bytes | None, timeout_s: floa
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     tp = TopicPartition(origin.topic, origin.partition)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(**options_for(bootstrap), group_id=None,
                                 enable_auto_commit=False, isolation_level="read_committed")
     await consumer.start()
     try:
@@ -251,7 +252,7 @@ TopicOpt = Annotated[list[str] | None, typer.Option(
     "--topic", "-t", help="Only messages from this topic (repeatable; with or without the prefix).")]
 ReasonOpt = Annotated[list[str] | None, typer.Option(
     "--reason", "-r", help="Only this reason (repeatable): undecodable, schema-invalid, "
-                           "unknown-version, unexpected-tombstone, apply-failed.")]
+                           "unknown-version, unexpected-tombstone, unauthenticated, apply-failed.")]
 ServiceOpt = Annotated[list[str] | None, typer.Option(
     "--service", "-s", help="Only what this service set aside (repeatable).")]
 Timeout = Annotated[float, typer.Option("--timeout", min=0.1, metavar="SECONDS",
@@ -284,6 +285,11 @@ def _run(coro) -> object:  # noqa: ANN001
     except Exception as exc:
         from aiokafka.errors import KafkaError
 
+        from services.common.kafka_client import KafkaSettingsError
+
+        if isinstance(exc, KafkaSettingsError):
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
         if isinstance(exc, KafkaError | TimeoutError | OSError):
             typer.echo(f"error: Kafka did not answer ({type(exc).__name__})", err=True)
             raise typer.Exit(code=EXIT_UNAVAILABLE) from None

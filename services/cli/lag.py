@@ -119,13 +119,19 @@ def lag_command(
         "--timeout", min=0.1, metavar="SECONDS", help="Kafka request timeout.")] = 10.0,
 ) -> None:
     """Consumer group lag per partition and status (OK, WARN, STALL, STOP, ERR)."""
+    from services.common.kafka_client import KafkaSettingsError, options_for
     from services.common.lag import LagMonitor, LagRules, LagSampler, system_groups
 
 
     if count is not None and watch is None and count > 1:
         raise typer.BadParameter("--count above 1 needs --watch SECONDS", param_hint="--count")
+    try:
+        security = options_for(bootstrap)
+    except KafkaSettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
     sampler = LagSampler(bootstrap, prefix, system_groups(prefix) if expected else {}, groups=group,
-                         request_timeout_ms=int(timeout * 1000))
+                         request_timeout_ms=int(timeout * 1000), security=security)
     monitor = LagMonitor(sampler, LagRules(window=window, stop_after=timedelta(seconds=stop_after)),
                          interval_s=watch or 0)
     console = Console(width=None if sys.stdout.isatty() else 160)

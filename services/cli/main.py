@@ -14,11 +14,14 @@ def _register_commands() -> None:
     from services.cli.keys import keys_app
     from services.cli.lag import lag_command
     from services.cli.resolve import resolve_command
+    from services.cli.staff import audit_command, token_app
 
     app.add_typer(feed_app, name="feed")
     app.add_typer(dead_letters_app, name="dead-letters")
     app.add_typer(keys_app, name="keys")
     app.add_typer(incident_app, name="incident")
+    app.add_typer(token_app, name="token")
+    app.command("audit", help="A service's audit log of privileged acts.")(audit_command)
     app.command("resolve", help="Resolve affected records to persons offline (preview a dedupe).")(
         resolve_command)
     app.command("lag", help="Consumer group lag and status from Kafka (for ops, cron and probes).")(

@@ -31,6 +31,7 @@ from services.common.messages import (
     MessageOrigin,
 )
 from services.common.settings import ServiceSettings
+from services.common.signing import Unauthenticated
 from services.common.topics import DEAD_LETTERS
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ _NOT_A_MESSAGE = {"json_invalid", "json_type", "dict_type", "model_type", "model
 
 def decode_failure_reason(value: bytes, exc: Exception) -> DeadLetterReason:
     """Why `value` could not be decoded: deterministic, so it is dead-lettered at once."""
+    if isinstance(exc, Unauthenticated):
+        return DeadLetterReason.UNAUTHENTICATED
     if not isinstance(exc, ValidationError):
         return DeadLetterReason.UNDECODABLE
     try:

@@ -5,10 +5,12 @@ service's runtime, its database and the authenticated caller.
     async def progress(incident_id: IdPath, ctx: CoordinatorContext) -> Progress:
         return await ctx.db.run(store.progress, incident_id)
 
-Who may call is declared by the dependency (`context("coordinator")`, `context("agency")`,
-`context()` for unauthenticated callers such as signed provider receipts); the runtime
-authenticates the bearer token (`ServiceRuntime.authenticate`). Routes never reach into
-`request.app.state` themselves.
+Who may call is declared by the dependency: staff roles (`staff("coordinator", "reviewer")`,
+`CoordinatorContext`), agencies (`context("agency")`), or anyone (`context()`, for callers
+such as signed provider receipts). The runtime authenticates the bearer token
+(`ServiceRuntime.authenticate`); `refusal` decides 401/403/404 from the caller's kind, roles and
+incident scope. Routes never reach into `request.app.state` themselves. A privileged act is
+written with its audit entry in one transaction: `await ctx.audited(act_of, store_fn, *args)`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from typing import TYPE_CHECKING, Annotated, Generic, Literal, TypeVar
 
 from fastapi import Depends, Path, Request
 
+from services.common import audit
+from services.common.audit import Act
 from services.common.auth import bearer_token
 from services.common.errors import ApiError
 from services.common.ids import ID_MAX_LENGTH, ID_PATTERN
+from services.common.principals import ROLES
 
 if TYPE_CHECKING:
     from services.common.db import Database
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
 
 CallerKind = Literal["coordinator", "agency"]
 R = TypeVar("R", bound="ServiceRuntime")
+T = TypeVar("T")
 
 IdPath = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 
@@ -40,6 +46,8 @@ class Caller:
     kind: CallerKind
     principal: str  # the agency id, or the coordinator principal's name
     roles: frozenset[str] = field(default_factory=frozenset)
+    incidents: frozenset[str] | None = None  # a staff token's incidents; None: every incident
+    token_id: str | None = None  # a named staff token's id (what revocation names)
 
     @property
     def agency_id(self) -> str:
@@ -57,26 +65,82 @@ class Context(Generic[R]):
     def db(self) -> Database:
         return self.runtime.db
 
+    def act(self, action: str, incident_id: str | None = None, *object_ids: str) -> Act:
+        """The privileged act the caller is doing, for the audit log."""
+        return Act(self.caller.principal, self.caller.kind, action, incident_id, object_ids)
+
+    async def audited(self, act_of: Callable[[T], Act | None], fn: Callable[..., T], *args) -> T:
+        """`await ctx.db.run(fn, *args)`, recording `act_of(result)` (unless None: nothing
+        happened) in the audit log in the same transaction."""
+
+        def work(session):  # noqa: ANN001, ANN202
+            result = fn(session, *args)
+            if (act := act_of(result)) is not None:
+                audit.record(session, act)
+            return result
+
+        return await self.db.run(work)
+
 
 _INVALID = {
     "coordinator": "The coordinator token is not valid.",
     "agency": "The API key is not valid or has been revoked.",
 }
-
+STAFF_ROLES = frozenset(ROLES)
 
 CALLER_STATE = "panui_caller"  # request.state key: the caller services/common/inbound.py found
 
 
 def invalid_message(kind: str) -> str:
-    return _INVALID[kind]
+    return _INVALID["agency" if kind == "agency" else "coordinator"]
 
 
 def get_runtime(request: Request) -> ServiceRuntime:
     return request.app.state.runtime
 
 
-def context(*allowed: CallerKind) -> Callable[[Request], Awaitable[Context]]:
-    """A dependency giving a Context whose caller is one of `allowed` (none: anyone)."""
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may call a route: agencies and/or staff holding one of `roles`. `every_incident`:
+    a route without an incident in its path needs a token for every incident."""
+
+    agency: bool
+    roles: frozenset[str]
+    every_incident: bool = True
+
+
+def refusal(caller: Caller | None, access: Access, path_params: dict) -> ApiError | None:
+    """Why `caller` may not call a route with these path parameters, or None.
+    401: no valid credential, or the wrong kind (an agency key on a staff route);
+    403: a staff principal without the role, or scoped to some incidents on a route for all;
+    404: an incident outside the principal's scope, exactly as a missing one (no oracle)."""
+    kind = "agency" if access.agency else "coordinator"
+    unauthenticated = ApiError(401, "auth.invalid", invalid_message(kind),
+                               headers={"WWW-Authenticate": "Bearer"})
+    if caller is None:
+        return unauthenticated
+    if caller.kind == "agency":
+        return None if access.agency else unauthenticated
+    if not access.roles:
+        return unauthenticated
+    if not caller.roles & access.roles:
+        return ApiError(403, "auth.forbidden", "Your role may not do this.")
+    incident_id = path_params.get("incident_id")
+    if caller.incidents is not None:
+        if incident_id is not None and incident_id not in caller.incidents:
+            return ApiError(404, "incident.not_found", "No such incident.")
+        if incident_id is None and access.every_incident:
+            return ApiError(403, "auth.forbidden", "This needs a token for every incident.")
+    return None
+
+
+def context(*allowed: str, every_incident: bool = True) -> Callable[[Request], Awaitable[Context]]:
+    """A dependency giving a Context whose caller is one of `allowed` — "agency" and/or staff
+    roles (principals.ROLES) — or anyone when none is given."""
+    unknown = set(allowed) - STAFF_ROLES - {"agency"}
+    if unknown:
+        raise ValueError(f"unknown callers {sorted(unknown)}")
+    access = Access("agency" in allowed, frozenset(allowed) & STAFF_ROLES, every_incident)
 
     async def dependency(request: Request) -> Context:
         runtime = get_runtime(request)
@@ -86,15 +150,21 @@ def context(*allowed: CallerKind) -> Callable[[Request], Awaitable[Context]]:
         caller = getattr(request.state, CALLER_STATE, None)
         if caller is None:
             caller = await runtime.authenticate(bearer_token(request))
-        if caller is None or caller.kind not in allowed:
-            raise ApiError(401, "auth.invalid", _INVALID[allowed[0]],
-                           headers={"WWW-Authenticate": "Bearer"})
+        if (refused := refusal(caller, access, dict(request.path_params))) is not None:
+            raise refused
         return Context(runtime, caller)
 
-    dependency.callers = allowed  # type: ignore[attr-defined]  # read by services/common/inbound.py
-    dependency.__name__ = f"context_{'_'.join(allowed) or 'public'}"
+    dependency.access = access if allowed else None  # type: ignore[attr-defined]  # inbound.py
+    dependency.__name__ = f"context_{'_'.join(allowed) or 'public'}".replace("-", "_")
     return dependency
 
 
+def staff(*roles: str, every_incident: bool = True) -> type[Context]:
+    """`ctx: staff("coordinator", "reviewer")`: a route staff with one of these roles may call."""
+    return Annotated[Context, Depends(context(*roles, every_incident=every_incident))]  # type: ignore[return-value]
+
+
 PublicContext = Annotated[Context, Depends(context())]
-CoordinatorContext = Annotated[Context, Depends(context("coordinator"))]
+CoordinatorContext = staff("coordinator")
+# Every staff role may read progress and summaries.
+AnyStaffContext = staff(*ROLES)

@@ -7,6 +7,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+# The framework's own refusals (a body that is not JSON, no such route, a method the route does
+# not take), in the project's error shape.
+_HTTP_CODES = {400: "request.invalid", 404: "route.not_found", 405: "method.not_allowed"}
 
 
 class ErrorBody(BaseModel):
@@ -41,6 +46,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message, exc.details), exc.status, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "request.refused")
+        message = "The request body is not valid JSON." if exc.status_code == 400 else (
+            "No such endpoint." if exc.status_code == 404 else str(exc.detail)[:200])
+        return JSONResponse(error_body(code, message), exc.status_code, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -2,10 +2,12 @@
 byte of its body.
 
 For the route a request is for, in this order:
-1. authentication — the callers the route's `context(...)` dependency allows: a missing or bad
-   bearer token is a 401 with the body unread (FastAPI would otherwise parse a JSON body, of
+1. authentication and authorisation — the callers the route's `context(...)` dependency
+   allows (`deps.refusal`): a missing or bad bearer token is a 401, a staff role the route does
+   not take a 403, with the body unread (FastAPI would otherwise parse a JSON body, of
    any size, before it runs the dependency);
-2. the route's body limit (`body_limit("setting")` in its dependencies, else the service's
+2. strict query strings: a query parameter the route does not take is a 422;
+3. the route's body limit (`body_limit("setting")` in its dependencies, else the service's
    `max_body_bytes`): 413 from Content-Length before reading, and 413 while streaming as soon
    as a chunked body passes it (the app then sees a disconnect and stops reading).
 
@@ -25,7 +27,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.auth import bearer_token
-from services.common.deps import CALLER_STATE, invalid_message
+from services.common.deps import CALLER_STATE, Access, refusal
 from services.common.errors import ApiError, error_body
 
 if TYPE_CHECKING:
@@ -53,33 +55,38 @@ def too_large(limit: int, code: str = "request.too_large") -> ApiError:
 
 
 class _RouteRules:
-    __slots__ = ("callers", "limit_code", "limit_setting")
+    __slots__ = ("access", "limit_code", "limit_setting", "query")
 
-    def __init__(self, callers: tuple[str, ...] | None, limit_setting: str | None,
-                 limit_code: str = "request.too_large"):
-        self.callers = callers  # None: public
+    def __init__(self, access: Access | None, limit_setting: str | None,
+                 limit_code: str = "request.too_large", query: frozenset[str] | None = None):
+        self.access = access  # None: public
+        self.query = query  # the query parameters the route takes; None: not checked
         self.limit_setting = limit_setting
         self.limit_code = limit_code
 
 
 def _rules(route: Any) -> _RouteRules:
-    callers: tuple[str, ...] | None = None
+    access: Access | None = None
     setting: str | None = None
     code = "request.too_large"
-    stack = list(getattr(getattr(route, "dependant", None), "dependencies", []))
+    top = getattr(route, "dependant", None)
+    query = {q.alias for q in top.query_params} if top is not None else None
+    stack = list(getattr(top, "dependencies", []))
     while stack:
         dependant = stack.pop()
+        query |= {q.alias for q in dependant.query_params}
         call = dependant.call
-        callers = getattr(call, "callers", None) or callers
+        access = getattr(call, "access", None) or access
         if getattr(call, "body_limit_setting", None):
             setting, code = call.body_limit_setting, call.body_limit_code
         stack.extend(dependant.dependencies)
-    return _RouteRules(callers, setting, code)
+    return _RouteRules(access, setting, code, frozenset(query) if query is not None else None)
 
 
 def document(routes: Iterable[BaseRoute]) -> None:
     """Put the answers the guard gives into each route's OpenAPI responses (before the routers
-    are included): 401 where a caller is required, 400 and 413 where a body may come."""
+    are included): 401 where a caller is required, 403 where staff roles are, 404 where an
+    incident in the path may be outside a token's scope, 400 and 413 where a body may come."""
     from services.common.errors import ErrorResponse
 
     for route in routes:
@@ -87,7 +94,11 @@ def document(routes: Iterable[BaseRoute]) -> None:
         if responses is None:
             continue
         rules = _rules(route)
-        wanted = [401] if rules.callers else []
+        wanted = [401] if rules.access else []
+        if rules.access and rules.access.roles:
+            wanted.append(403)
+            if "{incident_id}" in getattr(route, "path", ""):
+                wanted.append(404)
         if set(getattr(route, "methods", ())) & {"POST", "PUT", "PATCH"}:
             wanted += [400, 413]
         for status in wanted:
@@ -102,25 +113,31 @@ class InboundGuard:
         # router holds them wrapped, its matching is not public).
         self._routes = [(route, _rules(route)) for route in routes]
 
-    def _route_rules(self, scope: Scope) -> _RouteRules:
+    def _route_rules(self, scope: Scope) -> tuple[_RouteRules, dict]:
         for route, rules in self._routes:
-            match, _ = route.matches(scope)
+            match, child = route.matches(scope)
             if match is Match.FULL:
-                return rules
-        return _RouteRules(None, None)  # the app answers 404/405
+                return rules, child.get("path_params", {})
+        return _RouteRules(None, None), {}  # the app answers 404/405
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rules = self._route_rules(scope)
+        rules, path_params = self._route_rules(scope)
         settings = self.runtime.settings
         limit = int(getattr(settings, rules.limit_setting) if rules.limit_setting
                     else settings.max_body_bytes)
         try:
-            if rules.callers:
-                await self._authenticate(scope, rules.callers)
-            declared = Request(scope).headers.get("content-length")
+            if rules.access:
+                await self._authenticate(scope, rules.access, path_params)
+            request = Request(scope)
+            if rules.query is not None and (unknown := set(request.query_params) - rules.query):
+                # Strict: a misspelt parameter is an error, not silently the default.
+                raise ApiError(422, "request.invalid", "Unknown query parameter(s).",
+                               details=[{"loc": ["query", name[:64]], "type": "extra_forbidden",
+                                         "msg": "Unknown query parameter"} for name in sorted(unknown)[:10]])
+            declared = request.headers.get("content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > limit):
                 raise too_large(limit, rules.limit_code) if declared.isdigit() else ApiError(
                     400, "request.invalid", "Content-Length is not a number.")
@@ -129,11 +146,10 @@ class InboundGuard:
             return
         await self._limited(scope, receive, send, limit, rules.limit_code)
 
-    async def _authenticate(self, scope: Scope, callers: tuple[str, ...]) -> None:
+    async def _authenticate(self, scope: Scope, access: Access, path_params: dict) -> None:
         caller = await self.runtime.authenticate(bearer_token(Request(scope)))
-        if caller is None or caller.kind not in callers:
-            raise ApiError(401, "auth.invalid", invalid_message(callers[0]),
-                           headers={"WWW-Authenticate": "Bearer"})
+        if (refused := refusal(caller, access, path_params)) is not None:
+            raise refused
         scope.setdefault("state", {})[CALLER_STATE] = caller
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int,

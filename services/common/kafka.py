@@ -45,11 +45,12 @@ from services.common.consuming import (
     is_transient,
 )
 from services.common.deadletters import DeadLetterPublisher
+from services.common.kafka_client import client_options
 from services.common.settings import ServiceSettings
 from services.common.tasks import RestartPolicy, SupervisedLoop, finish
 from services.common.topics import TopicSpec
 
-__all__ = ["BatchHandler", "Consumed", "ConsumerWorker", "Decoder", "PartitionBusy",
+__all__ = ["BatchHandler", "Consumed", "ConsumerWorker", "Decoder", "MissingTopics", "PartitionBusy",
            "TopicFollower", "ensure_topics", "kafka_reachable", "make_producer", "restart_policy"]
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,29 @@ PartitionsHook = Callable[[set[TopicPartition]], Awaitable[None]]
 TickHook = Callable[[set[TopicPartition]], Awaitable[None]]
 
 
+class MissingTopics(KafkaError):
+    """PANUI_KAFKA_CREATE_TOPICS=false and a topic the service uses does not exist."""
+
+    def __init__(self, topics: list[str]):
+        self.topics = topics
+        super().__init__(f"topic(s) missing on the cluster: {', '.join(topics)} (PANUI_KAFKA_"
+                         "CREATE_TOPICS=false: the platform must create them; see docs/operations.md)")
+
+
 async def ensure_topics(settings: ServiceSettings, specs: Iterable[TopicSpec]) -> None:
-    """Create the topics this service uses, if missing. Safe to call from every replica."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    """Create the topics this service uses, if missing. Safe to call from every replica. With
+    kafka_create_topics off (ACL'd clusters) only check that they exist: MissingTopics names
+    those that do not."""
+    specs = list(specs)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
+        if not settings.kafka_create_topics:
+            existing = set(await admin.list_topics())
+            missing = [n for spec in specs if (n := spec.full_name(settings.topic_prefix)) not in existing]
+            if missing:
+                raise MissingTopics(missing)
+            return
         new = [
             NewTopic(
                 name=spec.full_name(settings.topic_prefix),
@@ -85,7 +104,7 @@ async def ensure_topics(settings: ServiceSettings, specs: Iterable[TopicSpec]) -
 def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
     # Idempotence (implies acks=all) so a retried send never writes a message twice.
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **client_options(settings),
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
@@ -95,9 +114,7 @@ def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
 
 
 async def kafka_reachable(settings: ServiceSettings) -> None:
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=3000
-    )
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=3000)
     await admin.start()
     try:
         await admin.list_topics()
@@ -200,13 +217,16 @@ class ConsumerWorker:
     async def _connect(self) -> AIOKafkaConsumer:
         s = self.settings
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap_servers,
+            **client_options(s),
             group_id=self.group_id,
             client_id=f"{s.service_name}-{self.group_id}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",  # a new group must not skip records already published
             isolation_level="read_committed",
             max_poll_interval_ms=s.consumer_max_poll_interval_ms,
+            session_timeout_ms=s.consumer_session_timeout_ms,
+            heartbeat_interval_ms=min(s.consumer_heartbeat_interval_ms,
+                                      s.consumer_session_timeout_ms // 3),
             # The broker waits this long for a member still in on_partitions_revoked.
             rebalance_timeout_ms=int((s.consumer_revoke_wait_s + 30) * 1000),
         )
@@ -412,7 +432,7 @@ class TopicFollower:
 
     async def _connect(self) -> tuple[AIOKafkaConsumer, dict]:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            **client_options(self.settings),
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",

@@ -15,7 +15,15 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    TypeAdapter,
+    WithJsonSchema,
+)
 
 from services.common.ids import Id
 
@@ -246,6 +254,27 @@ DEFAULT_COMPLAINT_RIGHT = (
 )
 
 
+def _text_not_number(value: object) -> object:
+    """Dates and times come as ISO 8601 text (the schema's format), never as a number that lax
+    parsing would read as a Unix time."""
+    if isinstance(value, int | float):
+        raise ValueError("expected an ISO 8601 date or date-time string")
+    return value
+
+
+def _json_integer(value: object) -> object:
+    """A JSON Schema integer: a number with no fractional part (7.0 is one), never text ("7")
+    or a boolean."""
+    if isinstance(value, bool) or isinstance(value, str):
+        raise ValueError("expected an integer")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+
 class IncidentContent(BaseModel):
     """What every notice must say (Privacy Act 2020 s 117), supplied by the coordinator."""
 
@@ -256,23 +285,23 @@ class IncidentContent(BaseModel):
     suspected_holder_statement: str = Field(min_length=1, max_length=2000)
     steps_taken: str = Field(min_length=1, max_length=5000)
     mitigation_advice: list[str] = Field(min_length=1, max_length=20)
-    privacy_commissioner_notified: bool
-    privacy_commissioner_notified_on: date | None = None
+    privacy_commissioner_notified: StrictBool  # strict: 0 or "yes" is not a yes
+    privacy_commissioner_notified_on: Annotated[date | None, BeforeValidator(_text_not_number)] = None
     complaint_right: str = Field(default=DEFAULT_COMPLAINT_RIGHT, max_length=2000)
     contact: ContactPoint
     never_ask: list[str] = Field(default_factory=lambda: list(DEFAULT_NEVER_ASK), max_length=20)
     # Coordinator-supplied te reo Māori templates (Jinja2 source); English is the fallback.
     templates_mi: dict[str, str] = Field(default_factory=dict)
-    sms_segment_budget: int = Field(default=3, ge=1, le=10)
+    sms_segment_budget: JsonInt = Field(default=3, ge=1, le=10)
 
 
 class ReleasePolicy(BaseModel):
     model_config = _CONFIG
 
     # Release when every expected agency is complete, or at this deadline, whichever is first.
-    hold_deadline: datetime | None = None
+    hold_deadline: Annotated[datetime | None, BeforeValidator(_text_not_number)] = None
     # After release, a new person's notice waits this long for their other records to join.
-    settle_window_seconds: int = Field(default=300, ge=0, le=7 * 24 * 3600)
+    settle_window_seconds: JsonInt = Field(default=300, ge=0, le=7 * 24 * 3600)
     # After release, a joining record triggers an amendment when it adds:
     amend_on: Literal["new_agency_or_category", "new_agency", "never"] = "new_agency_or_category"
 
@@ -298,6 +327,9 @@ class IncidentMessage(_Message):
     release_policy: ReleasePolicy
     channel_policy: ChannelPolicy
     updated_at: datetime
+    # HMAC of every other field (services/common/signing.py), set by the producing service's
+    # outbox relay and checked by every consumer; absent only where no keyring is configured.
+    signature: str | None = Field(default=None, pattern=r"^v1\.[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{43}$")
 
 
 def decode_incident(value: bytes) -> IncidentMessage:
@@ -332,6 +364,9 @@ class NoticeMessage(_Message):
     # Sealed JSON: {"recipient": {given_names, family_name, email, mobile, address},
     # "representative": {...} | null}. Context: notice_sealing_context().
     sealed: str = Field(min_length=1)
+    # HMAC of every other field (services/common/signing.py), set by the producing service's
+    # outbox relay and checked by every consumer; absent only where no keyring is configured.
+    signature: str | None = Field(default=None, pattern=r"^v1\.[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{43}$")
 
 
 def notice_sealing_context(notice_id: str) -> str:
@@ -384,6 +419,7 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_VERSION = "unknown-version"  # a schema_version this code does not read
     UNEXPECTED_TOMBSTONE = "unexpected-tombstone"  # a null value on a topic that is not compacted
     APPLY_FAILED = "apply-failed"  # decoded, but applying it failed every time
+    UNAUTHENTICATED = "unauthenticated"  # a signed topic's message unsigned or tampered
 
 
 _INLINE_REASON = WithJsonSchema({"enum": [r.value for r in DeadLetterReason], "type": "string"})

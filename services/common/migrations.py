@@ -30,6 +30,7 @@ from sqlalchemy import MetaData, String, TypeDecorator, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
+from services.common.audit import SHARED_MODELS as _STAFF_MODELS
 from services.common.db import make_engine
 from services.common.keystore import DataKey
 from services.common.outbox import OutboxMessage
@@ -37,6 +38,9 @@ from services.common.retention import RetentionEvent
 
 # Tables every service has, defined in services/common: in each service's tree.
 SHARED_MODELS = (OutboxMessage, DataKey, RetentionEvent)
+
+# Tables every service has, defined once in services/common (each in the service's own database).
+SHARED_MODELS = (OutboxMessage, *_STAFF_MODELS)
 
 VERSION_TABLE_PREFIX = "alembic_version_"
 

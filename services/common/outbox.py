@@ -18,6 +18,7 @@ from sqlmodel import Field, Session, SQLModel  # noqa: I001
 from services.common import metrics
 from services.common.db import run_db
 from services.common.settings import ServiceSettings
+from services.common.signing import MessageSigner, signed_topics
 from services.common.tasks import RestartPolicy, SupervisedLoop, finish
 from services.common.topics import TopicSpec
 
@@ -44,8 +45,11 @@ def enqueue(session: Session, topic: TopicSpec, key: str, payload: bytes | None)
 
 class OutboxRelay:
     def __init__(self, settings: ServiceSettings, engine: Engine, producer,  # noqa: ANN001
-                 policy: RestartPolicy | None = None):
+                 policy: RestartPolicy | None = None, signer: MessageSigner | None = None):
         self.settings = settings
+        # Incident and notice messages are signed as they leave the service (signing.py).
+        self.signer = signer
+        self._signed = set(signed_topics())
         self.engine = engine
         self.producer = producer
         self._wake = asyncio.Event()
@@ -109,13 +113,19 @@ class OutboxRelay:
         if not batch:
             return 0
         prefix = self.settings.topic_prefix
-        futures = [await self.producer.send(f"{prefix}{topic}", value=payload, key=key.encode())
+        futures = [await self.producer.send(f"{prefix}{topic}", value=self._sign(topic, payload),
+                                            key=key.encode())
                    for _id, topic, key, payload in batch]
         await asyncio.gather(*futures)
         await run_db(self._delete, [row[0] for row in batch])
         for topic, count in Counter(row[1] for row in batch).items():
             metrics.OUTBOX_PUBLISHED.labels(service=self.settings.service_name, topic=topic).inc(count)
         return len(batch)
+
+    def _sign(self, topic: str, payload: bytes | None) -> bytes | None:
+        if payload is None or self.signer is None or topic not in self._signed:  # a tombstone
+            return payload
+        return self.signer.sign(payload)
 
     def _is_leader(self) -> bool:
         """On PostgreSQL, only the replica holding the relay's advisory lock publishes; the lock

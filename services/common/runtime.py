@@ -23,8 +23,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlmodel import SQLModel
 
-from services.common import db, inbound, metrics, migrations
-from services.common.auth import CoordinatorAuth
+from services.common import db, inbound, metrics, migrations, staffapi
+from services.common.auth import CONFIGURED_PRINCIPAL, CoordinatorAuth, StaffAuth
 from services.common.crypto import Sealer, Vault
 from services.common.deadletters import DeadLetterPublisher
 from services.common.deps import Caller
@@ -32,6 +32,7 @@ from services.common.errors import install_error_handlers
 from services.common.inbound import InboundGuard
 from services.common.kafka import (
     ConsumerWorker,
+    MissingTopics,
     TopicFollower,
     ensure_topics,
     kafka_reachable,
@@ -42,6 +43,7 @@ from services.common.keystore import DatabaseKeySource
 from services.common.logging import configure_logging
 from services.common.outbox import OutboxRelay
 from services.common.settings import ServiceSettings
+from services.common.signing import MessageSigner
 from services.common.tasks import SupervisedLoop
 from services.common.topics import DEAD_LETTERS, TopicSpec
 
@@ -93,6 +95,7 @@ class ServiceRuntime:
         self.engine = db.make_engine(settings.resolved_database_url())
         self.db = db.Database(self.engine)
         self.coordinators = CoordinatorAuth(settings.coordinator_tokens.get_secret_value())
+        self.staff = StaffAuth(settings)
         self.models = [*models, *migrations.SHARED_MODELS]
         self.migrations = migrations.MigrationTree.of(self.models)
         # A service that consumes may dead-letter what it cannot take.
@@ -101,6 +104,7 @@ class ServiceRuntime:
         self.keks = {purpose: Sealer(spec) for purpose, spec in settings.keyring_specs().items()}
         self.vault = Vault(self.keks, DatabaseKeySource(self.engine))
         self.sealer = self.vault
+        self.signer = MessageSigner(settings.message_signing_keys.get_secret_value())
         self._workers_factory = workers
         self._on_start = on_start
         self.producer = None
@@ -123,12 +127,16 @@ class ServiceRuntime:
         except migrations.SchemaNotCurrent as exc:
             log.error("not starting: %s", exc)
             raise
-        await ensure_topics(self.settings, self.topics)
+        try:
+            await ensure_topics(self.settings, self.topics)
+        except MissingTopics as exc:
+            log.error("not starting: %s", exc)
+            raise
         self.producer = make_producer(self.settings)
         await self.producer.start()
         self.dead_letters = DeadLetterPublisher(self.settings, self.producer)
         self.relay = OutboxRelay(self.settings, self.engine, self.producer,
-                                 restart_policy(self.settings))
+                                 restart_policy(self.settings), signer=self.signer)
         self.relay.start()
         if self._on_start:
             await self._on_start(self)
@@ -151,8 +159,9 @@ class ServiceRuntime:
         """The caller a bearer token belongs to, or None. Services with callers of their own
         (intake's agencies) extend this."""
         if self.coordinators.is_coordinator(token):
-            return Caller("coordinator", "coordinator")
-        return None
+            # PANUI_COORDINATOR_TOKENS: the bootstrap principal, coordinator of every incident.
+            return Caller("coordinator", CONFIGURED_PRINCIPAL, frozenset({"coordinator"}))
+        return await self.staff.authenticate(token, self.db)
 
     def loops(self) -> list[SupervisedLoop]:
         """Every supervised background loop of the service (subclasses add their own)."""
@@ -228,7 +237,7 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.state.runtime = runtime
     install_error_handlers(app)
-    routers = [_ops_router(), *routers]
+    routers = [_ops_router(), staffapi.router, *routers]
     for router in routers:
         inbound.document(router.routes)
         app.include_router(router)

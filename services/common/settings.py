@@ -9,7 +9,7 @@ each service for its own settings), naming each offending setting.
 """
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -61,6 +61,20 @@ class ServiceSettings(BaseSettings):
         default="127.0.0.1:9092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "PANUI_KAFKA_BOOTSTRAP_SERVERS"),
     )
+    # Transport security and authentication of every Kafka client (services/common/kafka_client.py).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: str = ""  # empty: the system's trust store
+    # Mutual TLS: the client's certificate chain and key (PEM); the alternative to SCRAM.
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+    kafka_ssl_key_password: SecretStr = SecretStr("")
+    kafka_ssl_check_hostname: bool = True
+    # False on a cluster whose ACLs give the service no Create: the topics must exist (made by
+    # the platform, e.g. Strimzi KafkaTopics) and start-up fails naming any that does not.
+    kafka_create_topics: bool = True
     # Tests give every test its own prefix, so topics never collide on the shared broker.
     topic_prefix: str = "panui."
     topic_partitions: int = 3
@@ -79,8 +93,20 @@ class ServiceSettings(BaseSettings):
     # The purposes this service holds keys for (each service says which).
     key_purposes: ClassVar[tuple[str, ...]] = ()
 
+    # Authenticates incident and notice messages end to end (services/common/signing.py):
+    # "kid:base64key[,kid:base64key…]"; the first signs, all verify (rotation). The producers
+    # and consumers of incidents.v1 and notices.v1 (every service) share it.
+    message_signing_keys: SecretStr = SecretStr("")
+
     # Coordinator bearer tokens: "token[,token…]" or "sha256:<hex>" entries.
     coordinator_tokens: SecretStr = SecretStr("")
+    # Named staff principals (services/common/principals.py): the HS256 key `panui token issue`
+    # signs with (shared by the services), and optionally an identity provider's JWKS (a file
+    # path or an https URL), issuer and audience.
+    token_signing_key: SecretStr = SecretStr("")
+    oidc_jwks: str = ""
+    oidc_issuer: str = ""
+    oidc_audience: str = "panui"
 
     # Body limit of every route that declares none of its own (services/common/inbound.py).
     max_body_bytes: int = 1024 * 1024
@@ -98,6 +124,14 @@ class ServiceSettings(BaseSettings):
     # timeout is set 30 s above it. Below max.poll.interval, which bounds one batch anyway.
     consumer_revoke_wait_s: float = Field(default=60.0, gt=0)
     consumer_max_poll_interval_ms: int = 300_000
+    # How long the coordinator waits for a heartbeat before evicting a member. aiokafka's 10 s
+    # evicted healthy consumers of a CPU-starved box (the incident benchmark: needless
+    # rebalances, each one a paused partition and a rebuild); 45 s is Kafka's own default
+    # since 3.0 (KIP-735). The cost: a SIGKILLed consumer's partitions wait up to this long
+    # for a new owner (a clean stop leaves the group at once). Heartbeats stay every 3 s, so
+    # a starved event loop misses fifteen before the member is lost.
+    consumer_session_timeout_ms: int = Field(default=45_000, ge=6_000)
+    consumer_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     # Supervised background loops (services/common/tasks.py): restart backoff, giving up (the
     # liveness probe then fails), and how long one unit of work may take before it is wedged.
     worker_restart_base_s: float = Field(default=1.0, gt=0)
@@ -130,15 +164,32 @@ class ServiceSettings(BaseSettings):
             problems.append("DATABASE_URL: points at the pod itself (localhost)")
         if any(is_loopback(b) for b in self.kafka_bootstrap_servers.split(",")):
             problems.append("KAFKA_BOOTSTRAP_SERVERS: the development default (localhost)")
-        protocol = getattr(self, "kafka_security_protocol", None)  # issue 18's Kafka TLS work
-        if protocol is not None and str(protocol).upper() not in ("SSL", "SASL_SSL"):
+        if self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
             problems.append(f"{env_name('kafka_security_protocol')}: Kafka without TLS "
                             "(use SSL or SASL_SSL)")
+        elif not self.kafka_ssl_check_hostname:
+            problems.append(f"{env_name('kafka_ssl_check_hostname')}: the broker's certificate "
+                            "is not checked against its host name")
+        if self.kafka_security_protocol == "SSL" and not self.kafka_ssl_certfile:
+            problems.append(f"{env_name('kafka_ssl_certfile')}: SSL without a client certificate "
+                            "authenticates nobody (use mutual TLS or SASL_SSL)")
+        if self.kafka_security_protocol == "SASL_SSL" and not (
+                self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()):
+            problems.append(f"{env_name('kafka_sasl_username')}/{env_name('kafka_sasl_password')}: "
+                            "SASL_SSL needs both")
+        if not self.message_signing_keys.get_secret_value().strip():
+            problems.append(f"{env_name('message_signing_keys')}: incident and notice messages "
+                            "would not be authenticated")
         problems += self._key_problems()
         tokens = [t.strip() for t in self.coordinator_tokens.get_secret_value().split(",") if t.strip()]
         if any(not t.startswith("sha256:") for t in tokens):
             problems.append(f"{env_name('coordinator_tokens')}: tokens in clear; give them as "
                             "sha256:<hex>")
+        signing_key = self.token_signing_key.get_secret_value()
+        if signing_key and len(signing_key) < 32:
+            problems.append(f"{env_name('token_signing_key')}: shorter than 32 characters")
+        if self.oidc_jwks.startswith("http://"):
+            problems.append(f"{env_name('oidc_jwks')}: identity-provider keys over plain HTTP")
         return problems
 
     def keyring_specs(self) -> dict[str, str]:

@@ -6,7 +6,7 @@ applies them on its next tick (pipeline.py)."""
 from fastapi import APIRouter
 
 from services.common.clock import utcnow
-from services.common.deps import CoordinatorContext, IdPath
+from services.common.deps import AnyStaffContext, CoordinatorContext, IdPath, staff
 from services.common.errors import ApiError, ErrorResponse
 from services.dedupe import store
 from services.dedupe.schemas import (
@@ -17,13 +17,15 @@ from services.dedupe.schemas import (
     ReviewView,
 )
 
+Reviewer = staff("coordinator", "reviewer")
+
 router = APIRouter(prefix="/v1", tags=["coordinator"],
                    responses={c: {"model": ErrorResponse} for c in (401, 404, 422)})
 
 
 @router.get("/incidents/{incident_id}/progress", response_model=Progress,
             summary="Records per agency, persons, pending release, notified, on hold, in review")
-async def progress(incident_id: IdPath, ctx: CoordinatorContext) -> Progress:
+async def progress(incident_id: IdPath, ctx: AnyStaffContext) -> Progress:
     found = await ctx.db.run(store.progress, incident_id)
     if found is None:
         raise ApiError(404, "incident.not_found", "No such incident.")
@@ -32,7 +34,7 @@ async def progress(incident_id: IdPath, ctx: CoordinatorContext) -> Progress:
 
 @router.get("/incidents/{incident_id}/reviews", response_model=list[ReviewView],
             summary="Uncertain pairs awaiting (or with) a decision")
-async def reviews(incident_id: IdPath, ctx: CoordinatorContext,
+async def reviews(incident_id: IdPath, ctx: Reviewer,
                   status: ReviewStatus = "open") -> list[ReviewView]:
     found = await ctx.db.run(store.reviews, incident_id, None if status == "all" else status)
     return [ReviewView.model_validate(r) for r in found]
@@ -41,9 +43,10 @@ async def reviews(incident_id: IdPath, ctx: CoordinatorContext,
 @router.post("/incidents/{incident_id}/reviews/{review_id}/decision", response_model=ReviewView,
              summary="Merge the pair into one person, or keep them apart")
 async def decide(incident_id: IdPath, review_id: IdPath, body: ReviewDecision,
-                 ctx: CoordinatorContext) -> ReviewView:
-    review = await ctx.db.run(store.decide_review, incident_id, review_id,
-                              body.decision == "merge", utcnow())
+                 ctx: Reviewer) -> ReviewView:
+    review = await ctx.audited(
+        lambda r: r and ctx.act("review.decide", incident_id, review_id, body.decision),
+        store.decide_review, incident_id, review_id, body.decision == "merge", utcnow())
     if review is None:
         raise ApiError(404, "review.not_found", "No such review item in this incident.")
     return ReviewView.model_validate(review)
@@ -52,7 +55,8 @@ async def decide(incident_id: IdPath, review_id: IdPath, body: ReviewDecision,
 @router.post("/incidents/{incident_id}/release", response_model=ReleaseRequested,
              summary="Release the incident's notices now (before completion or deadline)")
 async def release(incident_id: IdPath, ctx: CoordinatorContext) -> ReleaseRequested:
-    incident = await ctx.db.run(store.request_manual_release, incident_id, utcnow())
+    incident = await ctx.audited(lambda i: i and ctx.act("incident.release", incident_id),
+                                 store.request_manual_release, incident_id, utcnow())
     if incident is None:
         raise ApiError(404, "incident.not_found", "No such incident.")
     return ReleaseRequested.model_validate(incident)

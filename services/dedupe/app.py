@@ -11,6 +11,7 @@ from services.common.messages import (
     decode_incident_lifecycle,
 )
 from services.common.runtime import ServiceRuntime, create_service_app
+from services.common.signing import verifying
 from services.common.topics import (
     AFFECTED_RECORDS,
     DEDUPE_AFFECTED_RECORDS,
@@ -53,14 +54,16 @@ def _workers(runtime: DedupeRuntime) -> list:
     return [
         # Incidents first: agency names and release policy before their records.
         TopicFollower(settings, INCIDENTS, IncidentsHandler(runtime.pipeline, runtime.vault),
-                      decode=decode_incident, dead_letters=runtime.dead_letters),
+                      decode=verifying(decode_incident, runtime.signer),
+                      dead_letters=runtime.dead_letters),
         records.worker,
         # The records data keys from intake (a record whose key has not arrived waits for it)
         # and the purge of an incident.
         TopicFollower(settings, INCIDENT_LIFECYCLE,
                       LifecycleHandler(runtime.pipeline, runtime.db, tuple(runtime.keks),
                                        runtime.relay),
-                      decode=decode_incident_lifecycle, dead_letters=runtime.dead_letters),
+                      decode=verifying(decode_incident_lifecycle, runtime.signer),
+                      dead_letters=runtime.dead_letters),
     ]
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from services.common.deps import CoordinatorContext, IdPath, PublicContext
+from services.common.deps import AnyStaffContext, IdPath, PublicContext, staff
 from services.common.errors import ApiError, ErrorResponse
 from services.common.inbound import body_limit
 from services.dispatch import export, metrics, tracking
@@ -27,7 +27,8 @@ from services.dispatch.store import reports
 if TYPE_CHECKING:
     from services.dispatch.app import DispatchRuntime
 
-# Provider names the receipt endpoint accepts, and how each one's statuses map to ours.
+# Provider names the receipt endpoint accepts (settings.RECEIPT_PROVIDERS), and how each one's
+# statuses map to ours.
 RECEIPT_PROVIDERS = {
     "sms-primary": HttpSmsProvider.STATUS_MAP,
     "sms-secondary": HttpSmsProvider.STATUS_MAP,
@@ -35,13 +36,21 @@ RECEIPT_PROVIDERS = {
 }
 
 router = APIRouter()
+UnreachableReader = staff("coordinator", "call-centre")
+
+_REFUSED = {
+    ReceiptOutcome.UNKNOWN: (404, "receipt.reference_unknown", "No delivery has that reference."),
+    ReceiptOutcome.WRONG_PROVIDER: (409, "receipt.provider_mismatch",
+                                    "That delivery was not sent through this provider."),
+    ReceiptOutcome.REPLAYED: (409, "receipt.replayed", "This receipt was received already."),
+}
 
 
 @router.post(
     "/v1/receipts/{provider}", tags=["receipts"],
-    summary="Delivery receipt callback from a provider (HMAC-signed)",
+    summary="Delivery receipt callback from a provider (HMAC-signed with the provider's secret)",
     dependencies=[body_limit("receipt_max_bytes", "receipt.too_large")],
-    responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 413)},
+    responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413)},
 )
 async def receipt(request: Request, ctx: PublicContext,
                   provider: str = Path(max_length=64)) -> ReceiptResult:
@@ -57,7 +66,7 @@ async def receipt(request: Request, ctx: PublicContext,
         signed_header(request.headers, tolerance=settings.receipt_tolerance_s)
         body = await request.body()
         parsed = parse_receipt(
-            request.headers, body, settings.receipt_secret.get_secret_value(),
+            request.headers, body, settings.receipt_secret_for(provider), provider,
             tolerance=settings.receipt_tolerance_s, status_map=status_map,
         )
     except InvalidSignature as exc:
@@ -67,12 +76,13 @@ async def receipt(request: Request, ctx: PublicContext,
         metrics.RECEIPTS.labels(provider=provider, outcome="invalid").inc()
         raise ApiError(400, "receipt.invalid", str(exc)) from None
     outcome = await ctx.db.run(
-        tracking.record_receipt, runtime.book, provider, parsed, runtime.retry, runtime.quiet,
-        runtime.clock(), settings.email_deferral_timeout_s,
+        tracking.record_signed_receipt, runtime.book, provider, parsed, runtime.retry,
+        runtime.quiet, runtime.clock(), settings.email_deferral_timeout_s,
+        2.0 * settings.receipt_tolerance_s,
     )
     metrics.RECEIPTS.labels(provider=provider, outcome=outcome.value).inc()
-    if outcome is ReceiptOutcome.UNKNOWN:
-        raise ApiError(404, "receipt.reference_unknown", "No delivery has that reference.")
+    if outcome in _REFUSED:
+        raise ApiError(*_REFUSED[outcome])
     if outcome is ReceiptOutcome.UPDATED:
         runtime.wake()  # publish the events; a fallback or resend may be due now
     return ReceiptResult(outcome=outcome.value)
@@ -82,7 +92,7 @@ async def receipt(request: Request, ctx: PublicContext,
     "/v1/incidents/{incident_id}/deliveries/summary", tags=["coordinator"],
     summary="Delivery progress: counts by channel and status",
 )
-async def deliveries_summary(incident_id: IdPath, ctx: CoordinatorContext) -> DeliverySummary:
+async def deliveries_summary(incident_id: IdPath, ctx: AnyStaffContext) -> DeliverySummary:
     counts = await ctx.db.run(reports.summary, incident_id)
     return DeliverySummary(incident_id=counts.incident_id, notices=counts.notices,
                            awaiting_incident=counts.awaiting_incident, by_channel=counts.by_channel)
@@ -92,8 +102,10 @@ async def deliveries_summary(incident_id: IdPath, ctx: CoordinatorContext) -> De
     "/v1/incidents/{incident_id}/unreachable.csv", tags=["coordinator"], response_class=Response,
     summary="People to reach by post, or by the s 115 public notice (CSV)",
 )
-async def unreachable_csv(incident_id: IdPath, ctx: CoordinatorContext) -> Response:
-    rows = await ctx.db.run(reports.unreachable, incident_id)
+async def unreachable_csv(incident_id: IdPath, ctx: UnreachableReader) -> Response:
+    # Names and addresses: recorded in the audit log with the count, in the same transaction.
+    rows = await ctx.audited(lambda r: ctx.act("unreachable.download", incident_id, f"rows:{len(r)}"),
+                             reports.unreachable, incident_id)
     body = await asyncio.to_thread(export.unreachable_csv, ctx.runtime.sealer, rows)
     return Response(
         body, media_type="text/csv; charset=utf-8",

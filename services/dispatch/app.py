@@ -13,6 +13,7 @@ from services.common.clock import Clock, utcnow
 from services.common.kafka import ConsumerWorker, TopicFollower
 from services.common.messages import decode_incident, decode_incident_lifecycle, decode_notice
 from services.common.runtime import ServiceRuntime, create_service_app
+from services.common.signing import verifying
 from services.common.tasks import SupervisedLoop
 from services.common.topics import (
     DELIVERY_EVENTS,
@@ -89,18 +90,21 @@ class DispatchRuntime(ServiceRuntime):
             self.db, self.book, self.quiet, self.clock, self.wake, settings.max_pending
         )
         notices_worker = ConsumerWorker(settings, DISPATCH_NOTICES.name, DISPATCH_NOTICES.topics,
-                                        self.notice_handler, decode=decode_notice,
+                                        self.notice_handler,
+                                        decode=verifying(decode_notice, self.signer),
                                         dead_letters=self.dead_letters)
         self.notice_handler.worker = notices_worker
         if self.sender:
             self.sender.on_pending = self.notice_handler.update_pending
         lifecycle = LifecycleHandler(self.db, tuple(self.keks), self.vault.forget)
-        followers = [TopicFollower(settings, topic, lifecycle, decode=decode_incident_lifecycle,
+        followers = [TopicFollower(settings, topic, lifecycle,
+                                   decode=verifying(decode_incident_lifecycle, self.signer),
                                    dead_letters=self.dead_letters)
                      for topic in (NOTICE_KEYS, INCIDENT_LIFECYCLE)]
         incidents_worker = ConsumerWorker(settings, DISPATCH_INCIDENTS.name,
                                           DISPATCH_INCIDENTS.topics, incidents,
-                                          decode=decode_incident, dead_letters=self.dead_letters)
+                                          decode=verifying(decode_incident, self.signer),
+                                          dead_letters=self.dead_letters)
         return [incidents_worker, notices_worker, *followers]
 
     async def stop(self) -> None:

@@ -167,6 +167,8 @@ class ReceiptOutcome(StrEnum):
     DUPLICATE = "duplicate"  # the delivery already has the reported status
     STALE = "stale"  # contradicts a final state, or is for an earlier generation
     UNKNOWN = "unknown"  # no delivery has that reference
+    WRONG_PROVIDER = "wrong-provider"  # the delivery went through another provider
+    REPLAYED = "replayed"  # this signed receipt (its nonce) was taken already
 
 
 @dataclass(frozen=True)

@@ -127,4 +127,16 @@ class DispatchSender(SQLModel, table=True):
     heartbeat_at: float
 
 
-MODELS = [DispatchIncident, DispatchIncidentRevision, DispatchNotice, Delivery, DispatchSender]
+class ReceiptNonce(SQLModel, table=True):
+    """A receipt's nonce, seen once: a replay of a signed receipt within its tolerance is
+    refused (kept in the database, so across restarts and worker processes)."""
+
+    __tablename__ = "dispatch_receipt_nonce"
+
+    provider: str = Field(primary_key=True, max_length=64)
+    nonce: str = Field(primary_key=True, max_length=64)
+    seen_at: float = Field(index=True)  # unix seconds; forgotten after twice the tolerance
+
+
+MODELS = [DispatchIncident, DispatchIncidentRevision, DispatchNotice, Delivery, DispatchSender,
+          ReceiptNonce]

@@ -44,7 +44,7 @@ from services.dispatch.content.render import (
     uses_coordinator_templates,
 )
 from services.dispatch.flow import Permits
-from services.dispatch.incidents import IncidentBook
+from services.dispatch.incidents import IncidentBook, IncidentEntry
 from services.dispatch.policy import QuietHours, RetryPolicy
 from services.dispatch.providers.base import (
     EmailMessage,
@@ -107,6 +107,7 @@ class Sender:
         self._heartbeat: asyncio.Task | None = None
         self._stopping = False
         self._rotation = 0
+        self._content: dict[int, IncidentEntry | None] = {}  # claimed delivery -> its revision
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -190,9 +191,7 @@ class Sender:
                 await self._pause(s.sender_idle_poll_s if wait is None else wait)
                 continue
             try:
-                claimed = await self.db.run(
-                    tracking.claim, self.owner, s.sending_lease_s, now, taken, self._chooser(),
-                )
+                claimed = await self.db.run(self._claim, now, taken, self._chooser())
             except asyncio.CancelledError:
                 for channel, n in taken.items():
                     self.permits.give_back(channel, n)
@@ -217,6 +216,16 @@ class Sender:
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
 
+    def _claim(self, session, now, taken, chooser):  # noqa: ANN001, ANN202
+        """Claim, and in the same transaction load the incident revision each claim renders
+        with: once claimed, a send needs nothing from the database (a slow or absent database
+        cannot hold a claim outside the send deadline)."""
+        claimed = tracking.claim(session, self.owner, self.settings.sending_lease_s, now, taken,
+                                 chooser)
+        for c in claimed:
+            self._content[c.id] = self.book.revision(session, c.incident_id, c.content_revision)
+        return claimed
+
     def _rotate(self, channels: list[str]) -> list[str]:
         self._rotation = (self._rotation + 1) % max(len(channels), 1)
         return channels[self._rotation:] + channels[:self._rotation]
@@ -239,6 +248,7 @@ class Sender:
             outcome = SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
                                   detail="internal-error")
         finally:
+            self._content.pop(c.id, None)
             self.permits.done(c.channel)
             self._kick.set()
         outcome.answered_at = time.monotonic()
@@ -247,8 +257,7 @@ class Sender:
 
     async def _deliver(self, c: Claimed) -> SendOutcome:
         notice = decode_notice(c.notice_payload)
-        entry = self.book.cached_revision(notice.incident_id, c.content_revision) or \
-            await self.db.run(self.book.revision, notice.incident_id, c.content_revision)
+        entry = self._content.pop(c.id, None)  # loaded with the claim (_claim)
         if entry is None:  # cannot happen: deliveries are planned only for known incidents
             return SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
                                detail="incident-unknown")

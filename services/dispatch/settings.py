@@ -11,6 +11,7 @@ from pydantic import SecretStr, field_validator, model_validator
 
 from services.common.settings import ServiceSettings, env_name, is_loopback
 
+RECEIPT_PROVIDERS = ("sms-primary", "sms-secondary", "smtp")
 DEVELOPMENT_RECEIPT_SECRET = "dev-callback-secret"  # noqa: S105 - the laptop default, refused in production
 MIN_RECEIPT_SECRET_CHARS = 32
 
@@ -53,7 +54,10 @@ class DispatchSettings(ServiceSettings):
     sms_http_connections: int = 20  # httpx's pool gets slow with many
 
     # --- delivery receipts --------------------------------------------------------------------
-    # Shared secret the gateways sign callbacks with (X-Panui-Signature, HMAC-SHA256).
+    # The secret each provider signs its callbacks with (X-Panui-Signature, HMAC-SHA256):
+    # "provider=secret[,provider=secret…]" (providers: RECEIPT_PROVIDERS). A provider without one
+    # uses receipt_secret — for laptops and tests only: production wants one per provider.
+    receipt_secrets: SecretStr = SecretStr("")
     receipt_secret: SecretStr = SecretStr(DEVELOPMENT_RECEIPT_SECRET)
     receipt_tolerance_s: int = 300
     receipt_max_bytes: int = 64 * 1024  # a receipt is a few hundred bytes
@@ -108,6 +112,18 @@ class DispatchSettings(ServiceSettings):
             )
         return self
 
+    def receipt_providers(self) -> tuple[str, ...]:
+        """The providers whose receipts the endpoint takes (services/dispatch/api.py)."""
+        return tuple(p for p in RECEIPT_PROVIDERS if p != "sms-secondary" or self.sms_secondary_url)
+
+    def receipt_secret_map(self) -> dict[str, str]:
+        entries = (e.strip() for e in self.receipt_secrets.get_secret_value().split(","))
+        return {name.strip(): secret.strip() for name, _, secret in
+                (e.partition("=") for e in entries if e) if name.strip() and secret.strip()}
+
+    def receipt_secret_for(self, provider: str) -> str:
+        return self.receipt_secret_map().get(provider) or self.receipt_secret.get_secret_value()
+
     @property
     def heartbeat_s(self) -> float:
         return self.sender_heartbeat_s or self.sending_lease_s / 4
@@ -140,6 +156,13 @@ class DispatchSettings(ServiceSettings):
         if secret == DEVELOPMENT_RECEIPT_SECRET or len(secret) < MIN_RECEIPT_SECRET_CHARS:
             problems.append(f"{env_name('receipt_secret')}: the development secret or shorter than "
                             f"{MIN_RECEIPT_SECRET_CHARS} characters")
+        own = self.receipt_secret_map()
+        for provider in self.receipt_providers():
+            if len(own.get(provider, "")) < MIN_RECEIPT_SECRET_CHARS:
+                problems.append(f"{env_name('receipt_secrets')}: no secret of its own (of at least "
+                                f"{MIN_RECEIPT_SECRET_CHARS} characters) for provider {provider}")
+        if len(set(own.values())) < len(own):
+            problems.append(f"{env_name('receipt_secrets')}: providers share a secret")
         callback = self.receipt_callback_base_url
         if callback and (urlsplit(callback).scheme != "https" or is_loopback(callback)):
             problems.append(f"{env_name('receipt_callback_base_url')}: receipts must come over "

@@ -19,6 +19,7 @@ from services.dispatch.incidents import IncidentBook
 from services.dispatch.policy import QuietHours, RetryPolicy
 from services.dispatch.providers.receipts import Receipt
 from services.dispatch.store import deliveries, notices, senders
+from services.dispatch.store import receipts as receipt_nonces
 from services.dispatch.store.deliveries import KEEP, Change, Claimed, NewDelivery
 
 S = DeliveryStatus
@@ -215,6 +216,16 @@ def repin(session: Session, delivery_id: int, owner: str, attempt: int, gateway:
 # ------------------------------------------------------------------------------ receipts
 
 
+def record_signed_receipt(
+    session: Session, book: IncidentBook, provider: str, receipt: Receipt, retry: RetryPolicy,
+    quiet: QuietHours | None, now: datetime, deferral_timeout_s: float, nonce_keep_s: float,
+) -> ReceiptOutcome:
+    """record_receipt, once per signed receipt: its nonce is taken in the same transaction."""
+    if not receipt_nonces.claim_nonce(session, provider, receipt.nonce, now.timestamp(), nonce_keep_s):
+        return ReceiptOutcome.REPLAYED
+    return record_receipt(session, book, provider, receipt, retry, quiet, now, deferral_timeout_s)
+
+
 def record_receipt(
     session: Session, book: IncidentBook, provider: str, receipt: Receipt, retry: RetryPolicy,
     quiet: QuietHours | None, now: datetime, deferral_timeout_s: float = 5 * 86400.0,
@@ -227,6 +238,9 @@ def record_receipt(
     row = deliveries.lock_delivery(session, notice_id, channel)
     if row is None:
         return ReceiptOutcome.UNKNOWN
+    # The gateway an SMS is pinned to is the only one that may report on it.
+    if row.gateway is not None and row.gateway != provider:
+        return ReceiptOutcome.WRONG_PROVIDER
     deferral = delivery_state.is_deferral(channel, receipt.provider_status)
     decision = delivery_state.receipt_transition(
         row.status, receipt.status, channel, current_generation=row.reference == receipt.reference

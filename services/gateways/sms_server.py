@@ -29,7 +29,7 @@ Faults (tests/dev):
 Control (tests/dev), also available as Python methods on SmsGateway:
   POST /_control/behaviour {fail_next?, fail_status?, fail_after_store_next?,
                             fail_after_store_status?, reset_after_store_next?, delay_seconds?,
-                            rate_limit_next?, retry_after?, receipt_delay?}
+                            rate_limit_next?, retry_after?, receipt_delay?, hold_receipts?}
   POST /_control/outcomes {to: "+6421...", status: "delivered"|"failed"|"expired"}
   POST /_control/reset      GET /_control/receipts      GET /_control/stats
 """
@@ -53,7 +53,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.gateways.serving import AsgiServer, run_until_interrupted
-from services.gateways.signing import SIGNATURE_HEADER, signature_header
+from services.gateways.signing import SIGNATURE_HEADER, provider_of, signature_header
 
 E164 = r"^\+[1-9]\d{7,14}$"
 
@@ -75,6 +75,7 @@ class BehaviourRequest(BaseModel):
     rate_limit_next: int | None = Field(default=None, ge=0)
     retry_after: int | None = Field(default=None, ge=0)
     receipt_delay: float | None = Field(default=None, ge=0)
+    hold_receipts: bool | None = None
 
 
 class OutcomeRequest(BaseModel):
@@ -104,6 +105,9 @@ class Behaviour:
     rate_limit_next: int = 0  # answer the next N sends with 429
     retry_after: int = 1
     receipt_delay: float = 0.0
+    # Receipts wait (after receipt_delay) until this is cleared: a test decides when they
+    # arrive by a condition, not by racing a delay.
+    hold_receipts: bool = False
 
 
 @dataclass
@@ -212,6 +216,8 @@ class SmsGateway:
 
     async def _deliver_receipt(self, sms: StoredSms) -> None:
         await asyncio.sleep(self.behaviour.receipt_delay)
+        while self.behaviour.hold_receipts:  # noqa: ASYNC110 - a test gateway's gate
+            await asyncio.sleep(0.05)
         status = self.outcomes.get(sms.to, "delivered")
         sms.status = status
         body = json.dumps(
@@ -229,7 +235,8 @@ class SmsGateway:
             # Re-sign each attempt: the signature's timestamp must stay fresh.
             headers = {
                 "Content-Type": "application/json",
-                SIGNATURE_HEADER: signature_header(body, self.callback_secret),
+                SIGNATURE_HEADER: signature_header(body, self.callback_secret,
+                                                   provider_of(sms.callback_url)),
             }
             code: int | None = None
             try:

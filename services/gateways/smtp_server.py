@@ -53,7 +53,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from services.gateways.serving import AsgiServer, run_until_interrupted
-from services.gateways.signing import SIGNATURE_HEADER, signature_header
+from services.gateways.signing import SIGNATURE_HEADER, provider_of, signature_header
 
 Action = Literal["accept", "reject", "tempfail", "bounce", "defer", "defer-then-bounce",
                  "defer-then-deliver"]
@@ -338,7 +338,8 @@ class SmtpGateway:
         async with httpx.AsyncClient(timeout=5.0) as client:
             for _ in range(5):
                 headers = {"Content-Type": "application/json",
-                           SIGNATURE_HEADER: signature_header(body, self.webhook_secret)}
+                           SIGNATURE_HEADER: signature_header(
+                               body, self.webhook_secret, provider_of(self.bounce_webhook_url))}
                 code = None
                 try:
                     code = (await client.post(self.bounce_webhook_url, content=body,

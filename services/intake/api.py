@@ -15,7 +15,7 @@ from typing import Annotated, BinaryIO
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from services.common.clock import utcnow
-from services.common.deps import Context, CoordinatorContext, IdPath, context
+from services.common.deps import AnyStaffContext, Context, CoordinatorContext, IdPath, context
 from services.common.errors import ApiError, ErrorResponse
 from services.common.inbound import body_limit
 from services.intake import feeds, incidents, retention, store
@@ -50,7 +50,10 @@ def _no_incident() -> ApiError:
 @coordinator.post("/incidents", status_code=201, response_model=IncidentView,
                   summary="Create an incident with its notice content and expected agencies")
 async def create_incident(body: IncidentCreate, ctx: CoordinatorContext) -> IncidentView:
-    created = await ctx.db.run(incidents.create_incident, body)
+    created = await ctx.audited(
+        lambda c: c and ctx.act("incident.create", body.incident_id,
+                                *(f"{k.agency_id}/{k.key_id}" for k in c.issued_keys)),
+        incidents.create_incident, body)
     if created is None:
         raise ApiError(409, "incident.exists", "An incident with this id exists.")
     ctx.runtime.relay.wake()
@@ -58,7 +61,7 @@ async def create_incident(body: IncidentCreate, ctx: CoordinatorContext) -> Inci
 
 
 @coordinator.get("/incidents/{incident_id}", response_model=IncidentView, summary="An incident")
-async def get_incident(incident_id: IdPath, ctx: CoordinatorContext) -> IncidentView:
+async def get_incident(incident_id: IdPath, ctx: AnyStaffContext) -> IncidentView:
     found = await ctx.db.run(incidents.snapshot, incident_id)
     if found is None:
         raise _no_incident()
@@ -81,7 +84,9 @@ async def close_incident(incident_id: IdPath, ctx: CoordinatorContext) -> Incide
 @coordinator.post("/incidents/{incident_id}/agencies", status_code=201, response_model=IssuedKey,
                   summary="Enrol an agency in an incident and issue it an API key (shown once)")
 async def enrol(incident_id: IdPath, body: AgencyEnrol, ctx: CoordinatorContext) -> IssuedKey:
-    key = await ctx.db.run(incidents.enrol_agency, incident_id, body.agency_id, body.name, body.expected)
+    key = await ctx.audited(
+        lambda k: k and ctx.act("agency.enrol", incident_id, body.agency_id, f"{k.agency_id}/{k.key_id}"),
+        incidents.enrol_agency, incident_id, body.agency_id, body.name, body.expected)
     if key is None:
         raise _no_incident()
     ctx.runtime.relay.wake()
@@ -91,7 +96,8 @@ async def enrol(incident_id: IdPath, body: AgencyEnrol, ctx: CoordinatorContext)
 @coordinator.post("/agencies/{agency_id}/keys", status_code=201, response_model=IssuedKey,
                   summary="Issue another API key to an agency (for rotation)")
 async def new_key(agency_id: IdPath, ctx: CoordinatorContext) -> IssuedKey:
-    key = await ctx.db.run(incidents.issue_key, agency_id)
+    key = await ctx.audited(lambda k: k and ctx.act("key.issue", None, f"{k.agency_id}/{k.key_id}"),
+                            incidents.issue_key, agency_id)
     if key is None:
         raise ApiError(404, "agency.not_found", "No such agency.")
     return IssuedKey.of(key)
@@ -100,7 +106,10 @@ async def new_key(agency_id: IdPath, ctx: CoordinatorContext) -> IssuedKey:
 @coordinator.delete("/agencies/{agency_id}/keys/{key_id}", status_code=204,
                     summary="Revoke an agency's API key")
 async def delete_key(agency_id: IdPath, key_id: IdPath, ctx: CoordinatorContext) -> Response:
-    if not await ctx.db.run(store.revoke_api_key, agency_id, key_id):
+    revoked = await ctx.audited(
+        lambda done: ctx.act("key.revoke", None, f"{agency_id}/{key_id}") if done else None,
+        store.revoke_api_key, agency_id, key_id)
+    if not revoked:
         raise ApiError(404, "key.not_found", "No such key for this agency.")
     return Response(status_code=204)
 

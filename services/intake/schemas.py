@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from services.common.ids import Id
 from services.common.messages import ChannelPolicy, IncidentContent, ReleasePolicy
@@ -53,7 +53,8 @@ class AgencyEnrol(_StorableBody):
 
     agency_id: Id
     name: str = Field(min_length=1, max_length=200)
-    expected: bool = True  # expected agencies gate the incident's release
+    # Strict: 0 or "false" is not a boolean (the schema says boolean).
+    expected: StrictBool = True  # expected agencies gate the incident's release
 
 
 class IncidentCreate(_StorableBody):

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from services.common.crypto import generate_key_spec
 from services.common.settings import InsecureSettings
+from services.common.signing import generate_signing_key_spec
 from services.dedupe.settings import DedupeSettings
 from services.dispatch.app import create_app as create_dispatch
 from services.dispatch.settings import DispatchSettings, SmtpTls
@@ -21,6 +22,8 @@ SECURE_COMMON = {
     "environment": "production",
     "database_url": "postgresql://panui@db.internal.example.nz/intake",
     "kafka_bootstrap_servers": "kafka.internal.example.nz:9093",
+    "kafka_security_protocol": "SASL_SSL", "kafka_sasl_username": "panui-intake",
+    "kafka_sasl_password": "p" * 32, "message_signing_keys": generate_signing_key_spec("prod1"),
     "records_keys": generate_key_spec("prod-records1"),
     "notices_keys": generate_key_spec("prod-notices1"),
     "coordinator_tokens": "sha256:" + hashlib.sha256(b"x" * 32).hexdigest(),
@@ -30,6 +33,7 @@ SECURE_DISPATCH = {
     "smtp_host": "smtp-relay.example.nz", "smtp_tls": "starttls",
     "sms_primary_url": "https://sms.example.nz", "sms_primary_api_key": "k" * 32,
     "receipt_secret": "r" * 40, "receipt_callback_base_url": "https://receipts.example.nz",
+    "receipt_secrets": f"sms-primary={'p' * 40},smtp={'m' * 40}",
 }
 
 
@@ -43,7 +47,8 @@ def test_secure_settings_pass_and_development_ones_are_named(cls):
     text = str(refused.value)
     # The shared development keyring is no purpose's keyring in production.
     for setting in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "PANUI_RECORDS_KEYS: no keyring",
-                    "PANUI_COORDINATOR_TOKENS"):
+                    "PANUI_COORDINATOR_TOKENS", "PANUI_KAFKA_SECURITY_PROTOCOL",
+                    "PANUI_MESSAGE_SIGNING_KEYS"):
         assert setting in text
     assert "clear-token" not in text  # a setting is named, never its value
     with pytest.raises(InsecureSettings) as refused:
@@ -62,6 +67,12 @@ def test_secure_settings_pass_and_development_ones_are_named(cls):
     ({"receipt_secret": "dev-callback-secret"}, "PANUI_RECEIPT_SECRET"),
     ({"receipt_secret": "short"}, "PANUI_RECEIPT_SECRET"),
     ({"receipt_callback_base_url": "http://127.0.0.1:8003"}, "PANUI_RECEIPT_CALLBACK_BASE_URL"),
+    # A secret per provider: each one's own, long enough, none shared.
+    ({"receipt_secrets": f"sms-primary={'p' * 40}"}, "PANUI_RECEIPT_SECRETS"),
+    ({"receipt_secrets": f"sms-primary={'p' * 40},smtp=short"}, "PANUI_RECEIPT_SECRETS"),
+    ({"receipt_secrets": f"sms-primary={'p' * 40},smtp={'p' * 40}"}, "PANUI_RECEIPT_SECRETS"),
+    ({"sms_secondary_url": "https://sms2.example.nz", "sms_secondary_api_key": "k" * 32},
+     "PANUI_RECEIPT_SECRETS"),
     ({"database_url": "sqlite:///var/dispatch.db"}, "DATABASE_URL"),
 ])
 def test_dispatch_refuses_each_development_default(override, setting):

@@ -10,6 +10,7 @@ from services.common.db import make_engine, session_scope
 from services.dedupe.app import create_app
 from services.dedupe.models import IncidentState, PersonState, RecordState, ReviewState
 from services.dedupe.settings import DedupeSettings
+from testkit.staff import SIGNING_KEY, token
 from tests.conftest import COORDINATOR_TOKEN
 
 pytestmark = [pytest.mark.postgres]
@@ -43,7 +44,8 @@ async def client(pg_database, data_keys):  # noqa: ANN001, ANN201
                                     evidence=EVIDENCE, status=status))
     engine.dispose()
     app = create_app(DedupeSettings(database_url=url, data_keys=data_keys,
-                                    coordinator_tokens=COORDINATOR_TOKEN))
+                                    coordinator_tokens=COORDINATOR_TOKEN,
+                                    token_signing_key=SIGNING_KEY))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://test") as http:
         yield http
@@ -144,3 +146,29 @@ async def test_invalid_requests(client, method, path, body, loc, type_):
     error_ = response.json()["error"]
     assert (error_["code"], error_["message"]) == ("request.invalid", "The request is not valid.")
     assert [(d["loc"], d["type"]) for d in error_["details"]] == [(loc, type_)]
+
+
+async def test_decisions_and_releases_are_on_record_with_who_made_them(client):
+    reviewer = {"authorization": f"Bearer {token(['reviewer'], ['inc-1'], name='rita')[0]}"}
+    ops = {"authorization": f"Bearer {token(['ops'], name='oscar')[0]}"}
+    decided = await client.post("/v1/incidents/inc-1/reviews/rev-1/decision", headers=reviewer,
+                                json={"decision": "merge"})
+    assert decided.status_code == 200
+    # A reviewer may not release; the refusal changes nothing and records nothing.
+    assert (await client.post("/v1/incidents/inc-1/release", headers=reviewer)).status_code == 403
+    assert (await client.post("/v1/incidents/inc-1/release", headers=AUTH)).status_code == 200
+    assert (await client.post("/v1/incidents/inc-9/release", headers=AUTH)).status_code == 404
+    assert (await client.get("/v1/audit", headers=reviewer)).status_code == 403
+    page = (await client.get("/v1/audit", headers=ops)).json()
+    assert [(e["actor_kind"], e["actor"], e["action"], e["incident_id"], e["object_ids"])
+            for e in page["entries"]] == [
+        ("coordinator", "rita", "review.decide", "inc-1", ["rev-1", "merge"]),
+        ("coordinator", "configured", "incident.release", "inc-1", []),
+    ]
+    assert page["next_after_id"] is None
+    first = page["entries"][0]["id"]
+    after = (await client.get("/v1/audit", headers=ops, params={"after_id": first})).json()
+    assert [e["action"] for e in after["entries"]] == ["incident.release"]
+    # A token scoped to another incident sees none of them.
+    elsewhere = {"authorization": f"Bearer {token(['ops'], ['inc-2'])[0]}"}
+    assert (await client.get("/v1/audit", headers=elsewhere)).json()["entries"] == []

@@ -169,7 +169,8 @@ class ServiceFacts:
     service: str
     port: int
     routes: list[Route]
-    ensured_topics: set[str]  # created at start-up if missing
+    ensured_topics: set[str]  # created at start-up if missing (checked to exist when not creating)
+    creates_topics: bool = True  # PANUI_KAFKA_CREATE_TOPICS
     groups: dict[str, set[str]] = field(default_factory=dict)  # consumer group -> topics
     followed: set[str] = field(default_factory=set)  # read without a group
     transactional_id: str | None = None  # of its producer, when transactional
@@ -185,6 +186,12 @@ def build_runtime(service: str, env: dict[str, str], tmp: Path):
               for k, v in env.items() if k in known}
     # Production mode refuses SQLite; the engine connects lazily, so no server is needed.
     values["database_url"] = "postgresql://panui@postgres.invalid/" + service
+    if values.get("kafka_ssl_cafile"):
+        # The pod's mounted CA (a path inside the container): a throwaway one here, so the
+        # client's TLS context is built exactly as in the pod.
+        from testkit.tls import TestCA
+
+        values["kafka_ssl_cafile"] = str(TestCA(tmp / "kafka-ca").cert)
     settings = cls(**values)
     app = importlib.import_module(f"services.{service}.app").create_app(settings)
     return settings, app, app.state.runtime
@@ -200,6 +207,7 @@ def facts(service: str, env: dict[str, str], tmp: Path) -> ServiceFacts:
         service=service, port=settings.port,
         routes=app_routes(app),
         ensured_topics={t.full_name(prefix) for t in runtime.topics},
+        creates_topics=settings.kafka_create_topics,
     )
     factory = runtime._workers_factory  # the consumers the runtime would start
     workers = list(factory(runtime)) if factory else []
@@ -274,6 +282,10 @@ def realistic_secret(name: str) -> str:
 
     if name in ("PANUI_RECORDS_KEYS", "PANUI_NOTICES_KEYS"):  # one keyring per purpose
         return generate_key_spec(f"site-{name.split('_')[1].lower()}1")
+    if name == "PANUI_MESSAGE_SIGNING_KEYS":
+        from services.common.signing import generate_signing_key_spec
+
+        return generate_signing_key_spec("site1")
     if name == "PANUI_COORDINATOR_TOKENS":
         return "sha256:" + hashlib.sha256(secrets.token_bytes(32)).hexdigest()
     if name == "DATABASE_URL":

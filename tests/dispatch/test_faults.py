@@ -243,7 +243,13 @@ async def test_killed_mid_send_the_claims_are_recovered_at_the_same_gateway(
     """Dispatch (its own process) is killed -9 while ten SMS are at the primary gateway, which
     took them and has not answered. The primary is then down for a while. The next replica
     recovers the claims once the dead one's lease lapses and retries ONLY the primary (the
-    delivery rows say it may hold them): never the secondary, which would send them again."""
+    delivery rows say it may hold them): never the secondary, which would send them again.
+
+    The kill must land while all ten are unanswered. Under CPU starvation the ten sends can
+    start seconds apart, so the first sender holds its answers far longer (15 s) than that
+    spread can plausibly be, with a send deadline and lease to match; the recovering sender
+    keeps the short lease. Every wait is on a condition, with a timeout that a loaded box
+    (slow process start, slow group join) cannot reach."""
     primary_port = free_port()
     primary_log, secondary_log = tmp_path / "sms-primary.jsonl", tmp_path / "sms-secondary.jsonl"
     primary = SmsGateway(callback_secret=RECEIPT_SECRET, port=primary_port, message_log=primary_log)
@@ -252,17 +258,20 @@ async def test_killed_mid_send_the_claims_are_recovered_at_the_same_gateway(
     await secondary.start()
     db = pg_database("dispatch")
     common = dict(smtp_port=smtp.port, sms_url=primary.url, sms2_url=secondary.url,
-                  quiet_hours_enabled=False, sending_lease_s=4.0, send_deadline_s=3.5,
-                  sms_timeout_s=10.0, retry_base_s=0.2, retry_cap_s=0.5, retry_max_attempts=60)
-    first = dispatch_settings(service_env, db, port=free_port(), **common)
-    primary.slow_down(3.0)  # takes each message, answers 3 s later
+                  quiet_hours_enabled=False, sms_timeout_s=30.0, retry_base_s=0.2,
+                  retry_cap_s=0.5, retry_max_attempts=60)
+    # The killed sender: its claims lapse 20 s after its last heartbeat, and no send of it can
+    # end (answer or deadline) before 15 s — the kill comes as soon as the tenth is taken.
+    first = dispatch_settings(service_env, db, port=free_port(), sending_lease_s=20.0,
+                              send_deadline_s=18.0, **common)
+    primary.slow_down(15.0)  # takes each message, answers 15 s later
     proc = subprocess.Popen([sys.executable, "-m", "services.dispatch"], cwd=REPO,  # noqa: S603
                             env=_subprocess_env(first), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         sealer = Sealer(first.data_keys.get_secret_value())
         notices = [notice_message(sealer, n, person(n)) for n in range(1, 11)]
-        await _until(lambda: _healthy(first.port), "dispatch up", timeout=60)
+        await _until(lambda: _healthy(first.port), "dispatch up", timeout=180)
         producer = AIOKafkaProducer(bootstrap_servers=first.kafka_bootstrap_servers)
         await producer.start()
         try:
@@ -275,22 +284,23 @@ async def test_killed_mid_send_the_claims_are_recovered_at_the_same_gateway(
             await producer.flush()
         finally:
             await producer.stop()
-        await _until(lambda: len(primary.messages) == 10, "the primary took all ten", timeout=60)
+        await _until(lambda: len(primary.messages) == 10, "the primary took all ten", timeout=180)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         assert set(_statuses(db).values()) == {"sending"}  # nothing recorded
         await primary.stop()  # down: connections refused
         primary.slow_down(0.0)
-        second = dispatch_settings(service_env, db, port=free_port(), **common)
+        second = dispatch_settings(service_env, db, port=free_port(), sending_lease_s=4.0,
+                                   send_deadline_s=3.5, **common)
         async with running_dispatch(second):
             await _until(lambda: "lease-expired" in {r for *_, r in _rows(db)}
                          or any(s != "sending" for s in _statuses(db).values()),
-                         "claims recovered", timeout=30)
+                         "claims recovered", timeout=180)
             await asyncio.sleep(2.0)  # retries against the dead primary
             assert secondary.messages == {}  # never failed over: the primary may hold them
             primary.port = primary_port
             await primary.start()
-            await _until(lambda: _settled(db, 10), "all sent", timeout=60)
+            await _until(lambda: _settled(db, 10), "all sent", timeout=180)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -299,6 +309,51 @@ async def test_killed_mid_send_the_claims_are_recovered_at_the_same_gateway(
     recon = Reconciliation.of({n.person_id: {"sms": 1} for n in notices},
                               {n.notice_id: n.person_id for n in notices},
                               sms_logs=[primary_log, secondary_log])
+    recon.assert_exact()
+
+
+async def test_a_claim_waits_for_its_incident_revision_not_the_send(
+    service_env, pg_database, smtp, sms, tmp_path
+):
+    """A sender that has not seen the incident (another replica stored it) must load the
+    revision it renders with BEFORE its claim commits: read after the claim, a slow database
+    holds a committed claim outside the send deadline, its lease running, nothing sent. The
+    revision table is locked (a slow database, for that read only) while a fresh sender
+    starts on the queued SMS: it must block without a claim committed; once the lock goes,
+    each SMS goes out once."""
+    db = pg_database("dispatch")
+    night = datetime(2026, 3, 10, 23, 0, tzinfo=NZ).astimezone(UTC)
+    first = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
+                              sms_url=sms.url, quiet_hours_enabled=True)
+    notices: list = []
+    async with running_dispatch(first, clock=MutableClock(night)) as stack:
+        await stack.publish_incident(incident_message(mode="sms_else_email"))
+        notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 6)]
+        await stack.publish_notices(notices)
+        await _until(lambda: [s for *_, s, _r in _rows(db)] == ["queued"] * 5,
+                     "five SMS queued for the morning", timeout=120)
+    assert sms.messages == {}
+    with psycopg.connect(db) as lock:
+        lock.execute("LOCK TABLE dispatch_incident_revision IN ACCESS EXCLUSIVE MODE")
+
+        def blocked_on_the_revision() -> bool:
+            with psycopg.connect(db) as conn:
+                return conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = "
+                    "'dispatch_incident_revision'::regclass").fetchone()[0] > 0
+
+        morning = datetime(2026, 3, 11, 8, 1, tzinfo=NZ).astimezone(UTC)
+        second = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
+                                   sms_url=sms.url, quiet_hours_enabled=True)
+        async with running_dispatch(second, clock=MutableClock(morning)):
+            await _until(blocked_on_the_revision, "the sender reading the revision", timeout=120)
+            assert "sending" not in {s for *_, s, _r in _rows(db)}  # no claim without content
+            assert sms.messages == {}
+            lock.rollback()  # the database answers again
+            await _until(lambda: _settled(db, 5), "every SMS sent", timeout=120)
+    recon = Reconciliation.of({n.person_id: {"sms": 1} for n in notices},
+                              {n.notice_id: n.person_id for n in notices},
+                              sms_logs=[tmp_path / "sms-primary.jsonl"])
     recon.assert_exact()
 
 

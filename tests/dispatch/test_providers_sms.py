@@ -205,7 +205,8 @@ class ReceiptSink:
         async def receive(request: Request):
             body = await request.body()
             try:
-                self.receipts.append(parse_receipt(request.headers, body, secret))
+                provider = request.url.path.rpartition("/")[2]  # the callback URL's last segment
+                self.receipts.append(parse_receipt(request.headers, body, secret, provider))
             except ReceiptError as exc:
                 self.errors.append(exc)
             return {"ok": True}
@@ -265,27 +266,35 @@ def test_parse_receipt_rejects_bad_signature_and_replay():
             "occurred_at": "2026-03-05T01:02:03+00:00",
         }
     ).encode()
-    good = {"x-panui-signature": sign(body, "secret", timestamp=1_000_000)}
-    receipt = parse_receipt(good, body, "secret", now=1_000_010)
+    good = {"x-panui-signature": sign(body, "secret", "sms-primary", timestamp=1_000_000)}
+    receipt = parse_receipt(good, body, "secret", "sms-primary", now=1_000_010)
     assert receipt.status is S.DELIVERED and receipt.provider_status == "delivered"
     with pytest.raises(InvalidSignature, match="does not match"):
-        parse_receipt(good, body, "other-secret", now=1_000_010)
+        parse_receipt(good, body, "other-secret", "sms-primary", now=1_000_010)
+    with pytest.raises(InvalidSignature, match="does not match"):  # signed for another provider
+        parse_receipt(good, body, "secret", "sms-secondary", now=1_000_010)
     with pytest.raises(InvalidSignature, match="does not match"):
-        parse_receipt(good, body.replace(b"delivered", b"failed"), "secret", now=1_000_010)
+        parse_receipt(good, body.replace(b"delivered", b"failed"), "secret", "sms-primary",
+                      now=1_000_010)
     with pytest.raises(InvalidSignature, match="tolerance"):
-        parse_receipt(good, body, "secret", now=1_000_000 + 3600)
+        parse_receipt(good, body, "secret", "sms-primary", now=1_000_000 + 3600)
     with pytest.raises(InvalidSignature, match="missing"):
-        parse_receipt({}, body, "secret")
+        parse_receipt({}, body, "secret", "sms-primary")
     with pytest.raises(InvalidSignature, match="malformed"):
-        parse_receipt({"X-Panui-Signature": "garbage"}, body, "secret")
+        parse_receipt({"X-Panui-Signature": "garbage"}, body, "secret", "sms-primary")
+    unsigned_nonce = good["x-panui-signature"].replace(",n=", ",x=")
+    with pytest.raises(InvalidSignature, match="malformed"):
+        parse_receipt({"X-Panui-Signature": unsigned_nonce}, body, "secret", "sms-primary",
+                      now=1_000_010)
+    assert receipt.nonce and receipt.nonce in good["x-panui-signature"]
 
 
 def test_parse_receipt_rejects_unknown_status_and_bad_json():
     body = json.dumps({"id": "p", "reference": "r", "status": "vanished"}).encode()
     with pytest.raises(ReceiptError, match="unknown"):
-        parse_receipt({"X-Panui-Signature": sign(body, "k")}, body, "k")
+        parse_receipt({"X-Panui-Signature": sign(body, "k", "p")}, body, "k", "p")
     with pytest.raises(ReceiptError, match="JSON"):
-        parse_receipt({"X-Panui-Signature": sign(b"[", "k")}, b"[", "k")
+        parse_receipt({"X-Panui-Signature": sign(b"[", "k", "p")}, b"[", "k", "p")
 
 
 async def test_a_pinned_reference_never_leaves_its_gateway_even_when_it_is_down():

@@ -180,6 +180,10 @@ async def test_fallback_email_to_sms_to_postal_to_unreachable_and_csv(
         response = await stack.http.get("/v1/incidents/inc-1/unreachable.csv", headers=COORDINATOR)
         summary = (await stack.http.get("/v1/incidents/inc-1/deliveries/summary",
                                         headers=COORDINATOR)).json()
+        audit_log = (await stack.http.get("/v1/audit", headers=COORDINATOR)).json()["entries"]
+    # The download of names and addresses is on record (who, which incident, how many rows).
+    assert [(e["actor"], e["action"], e["incident_id"], e["object_ids"]) for e in audit_log] == [
+        ("configured", "unreachable.download", "inc-1", ["rows:3"])]
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
@@ -270,20 +274,32 @@ async def test_receipts_are_authenticated_and_idempotent(settings_for, sms_gw):
         [sms] = sms_gw.messages.values()
         body = json.dumps({"id": sms.id, "reference": sms.reference, "status": "delivered"}).encode()
         url = "/v1/receipts/sms-primary"
-        forged = await stack.http.post(url, content=body, headers={SIGNATURE_HEADER: sign(body, "wrong")})
+        forged = await stack.http.post(url, content=body, headers={SIGNATURE_HEADER: sign(body, "wrong", "sms-primary")})
         missing = await stack.http.post(url, content=body)
-        good = {SIGNATURE_HEADER: sign(body, RECEIPT_SECRET), "content-type": "application/json"}
+        good = {SIGNATURE_HEADER: sign(body, RECEIPT_SECRET, "sms-primary"),
+                "content-type": "application/json"}
         duplicate = await stack.http.post(url, content=body, headers=good)
+        replayed = await stack.http.post(url, content=body, headers=good)
         unknown_provider = await stack.http.post("/v1/receipts/nope", content=body, headers=good)
+        # Signed for sms-primary, posted to smtp's endpoint: the provider is in the signature.
+        elsewhere = await stack.http.post("/v1/receipts/smtp", content=body, headers={
+            SIGNATURE_HEADER: sign(body, RECEIPT_SECRET, "sms-primary")})
+        # Validly signed by another provider about a delivery sent through sms-primary.
+        other_provider = await stack.http.post("/v1/receipts/sms-secondary", content=body, headers={
+            SIGNATURE_HEADER: sign(body, RECEIPT_SECRET, "sms-secondary")})
         failed = json.dumps({"id": sms.id, "reference": sms.reference, "status": "failed"}).encode()
         late = await stack.http.post(
-            url, content=failed, headers={SIGNATURE_HEADER: sign(failed, RECEIPT_SECRET)})
+            url, content=failed, headers={SIGNATURE_HEADER: sign(failed, RECEIPT_SECRET, "sms-primary")})
         await asyncio.sleep(0.3)
         statuses = _statuses(stack, notice)
     assert forged.status_code == 401 and forged.json()["error"]["code"] == "receipt.signature_invalid"
     assert missing.status_code == 401
     assert duplicate.status_code == 200 and duplicate.json() == {"outcome": "duplicate"}
+    assert replayed.status_code == 409 and replayed.json()["error"]["code"] == "receipt.replayed"
     assert unknown_provider.status_code == 404
+    assert elsewhere.status_code == 401
+    assert other_provider.status_code == 409
+    assert other_provider.json()["error"]["code"] == "receipt.provider_mismatch"
     # delivered is final for SMS: a contradicting late receipt is ignored, not applied.
     assert late.json() == {"outcome": "stale"} and statuses == {"sms": "delivered"}
 
@@ -304,12 +320,12 @@ async def test_receipt_signature_headers_and_size_are_checked_before_the_body(se
         unsigned = await http.post(url, content=body(300))
         unsigned_pulled, pulled[:] = len(pulled), []
         stale = await http.post(url, content=body(300), headers={
-            SIGNATURE_HEADER: sign(b"", RECEIPT_SECRET, timestamp=1_000_000)})
+            SIGNATURE_HEADER: sign(b"", RECEIPT_SECRET, "sms-primary", timestamp=1_000_000)})
         stale_pulled, pulled[:] = len(pulled), []
         large = await http.post(url, content=body(300), headers={
-            SIGNATURE_HEADER: sign(b"", RECEIPT_SECRET)})
+            SIGNATURE_HEADER: sign(b"", RECEIPT_SECRET, "sms-primary")})
         declared = await http.post(url, content=b" " * (stack.settings.receipt_max_bytes + 1),
-                                         headers={SIGNATURE_HEADER: sign(b"", RECEIPT_SECRET)})
+                                         headers={SIGNATURE_HEADER: sign(b"", RECEIPT_SECRET, "sms-primary")})
     assert unsigned.status_code == 401 and unsigned.json()["error"]["code"] == "receipt.signature_invalid"
     assert stale.status_code == 401
     assert unsigned_pulled == 0 and stale_pulled == 0
@@ -396,21 +412,29 @@ async def test_restart_mid_send_sends_each_sms_once(service_env, pg_database, sm
     common = dict(port=port, smtp_port=smtp_gw.port, sms_url=sms_gw.url,
                   quiet_hours_enabled=False, sending_lease_s=2.0, send_deadline_s=1.5,
                   sms_timeout_s=30.0)
-    sms_gw.slow_down(3.0)  # the gateway stores each message, then answers slowly
-    sms_gw.behaviour.receipt_delay = 6.0  # and its receipts come later still: after recovery
+    # The gateway stores each message, then answers far later than the send deadline (a
+    # starved box cannot make an answer beat it), and holds every receipt until the test
+    # has seen the recovery re-send: the order is set by conditions, not by delays.
+    sms_gw.slow_down(20.0)
+    sms_gw.behaviour.hold_receipts = True
     first = dispatch_settings(service_env, database, sender_stop_grace_s=0.0, **common)
     async with running_dispatch(first) as stack:
         await stack.publish_incident(incident_message(mode="sms_else_email"))
         notices = [notice_message(stack.sealer, n, person(n)) for n in range(200, 210)]
         await stack.publish_notices(notices)
-        await stack.wait_until(lambda: len(sms_gw.messages) == 10, what="gateway accepted all")
+        await stack.wait_until(lambda: len(sms_gw.messages) == 10, what="gateway accepted all",
+                               timeout=120)
         assert set(stack.delivery_map().values()) == {"sending"}
     # "Crash": the app stopped without recording the gateway's answers.
     sms_gw.slow_down(0.0)
     second = dispatch_settings(service_env, database, **common)
     async with running_dispatch(second) as stack:
+        await stack.wait_until(lambda: sms_gw.send_attempts >= 20, what="each re-sent",
+                               timeout=120)
+        sms_gw.behaviour.hold_receipts = False
         await stack.wait_until(
-            lambda: set(stack.delivery_map().values()) == {"delivered"}, what="all delivered"
+            lambda: set(stack.delivery_map().values()) == {"delivered"}, what="all delivered",
+            timeout=120,
         )
         deliveries = stack.deliveries()
     assert len(sms_gw.messages) == 10  # exactly one message per notice at the gateway

@@ -80,7 +80,7 @@ async def test_email_deferred_receipts_while_the_provider_retries(make_system):
                            "occurred_at": datetime.now(UTC).isoformat()}).encode()
         r = await client.post("/v1/receipts/smtp", content=body, headers={
             "content-type": "application/json",
-            SIGNATURE_HEADER: signature_header(body, RECEIPT_SECRET)})
+            SIGNATURE_HEADER: signature_header(body, RECEIPT_SECRET, "smtp")})
         assert r.status_code == 200, r.text
 
     async with httpx.AsyncClient(base_url=system.dispatch_url(), timeout=30) as client:

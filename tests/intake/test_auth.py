@@ -51,7 +51,9 @@ async def test_runtime_authenticates_coordinators_and_live_agency_keys(pg_databa
             for k in (key, other):
                 store.add_api_key(session, "ag-1", k.key_id, k.secret_sha256)
 
-        assert await runtime.authenticate(COORDINATOR_TOKEN) == Caller("coordinator", "coordinator")
+        # The configured token is the bootstrap principal: coordinator of every incident.
+        assert await runtime.authenticate(COORDINATOR_TOKEN) == Caller(
+            "coordinator", "configured", frozenset({"coordinator"}), None, None)
         assert await runtime.authenticate(key.api_key) == Caller("agency", "ag-1")
         forged = f"pk_{key.key_id}.{other.api_key.partition('.')[2]}"  # a real secret, another key's
         for token in (forged, "pk_0000000000000000.nope", "not-a-token", key.api_key[:-1]):

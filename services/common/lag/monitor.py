@@ -19,6 +19,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from services.common.kafka_client import client_options
 from services.common.lag.rules import GroupHistory, GroupStatus, LagRules, Status, worst
 from services.common.lag.sampler import ExpectedGroups, LagSampler, LagUnavailable, system_groups
 from services.common.settings import ServiceSettings
@@ -66,7 +67,7 @@ class LagMonitor:
         """A monitor of the deployment's groups (prefix, broker, window from the settings)."""
         sampler = LagSampler(settings.kafka_bootstrap_servers, settings.topic_prefix,
                              system_groups(settings.topic_prefix) if expected is None else expected,
-                             groups=groups)
+                             groups=groups, security=client_options(settings))
         rules = LagRules(window=settings.lag_window_samples,
                          stop_after=timedelta(seconds=settings.lag_stop_after_s))
         return cls(sampler, rules, interval_s=settings.lag_interval_s)

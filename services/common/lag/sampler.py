@@ -79,8 +79,10 @@ class LagSampler:
 
     def __init__(self, bootstrap_servers: str, prefix: str, expected: ExpectedGroups | None = None, *,
                  groups: Collection[str] | None = None, clock: Clock = utcnow,
-                 request_timeout_ms: int = 10_000):
+                 request_timeout_ms: int = 10_000, security: dict | None = None):
         self.bootstrap_servers = bootstrap_servers
+        # Transport security and SASL options (services/common/kafka_client.client_options).
+        self.security = {k: v for k, v in (security or {}).items() if k != "bootstrap_servers"}
         self.prefix = prefix
         self.expected = dict(expected or {})
         self.only = set(groups) if groups else None  # report only these (full ids or names)
@@ -103,7 +105,7 @@ class LagSampler:
         await self.close()
 
     async def start(self) -> None:
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers,
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, **self.security,
                                           request_timeout_ms=self.request_timeout_ms,
                                           client_id="panui-lag")
         try:
@@ -210,7 +212,8 @@ class LagSampler:
             await self._close_offsets()
         if self._offsets is None:
             self._offsets = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap_servers, group_id=None, enable_auto_commit=False,
+                bootstrap_servers=self.bootstrap_servers, **self.security, group_id=None,
+                enable_auto_commit=False,
                 isolation_level="read_uncommitted", request_timeout_ms=self.request_timeout_ms,
                 client_id="panui-lag-offsets")
             await self._offsets.start()

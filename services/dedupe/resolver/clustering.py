@@ -24,6 +24,9 @@ class MatchEdge:
     # Both records agree exactly on everything both hold (an agency's duplicate, a W-2
     # per employer): such incomplete copies are one record's worth of evidence.
     copy: bool = False
+    # On a weak edge between two complete records (one goes by the other's middle name),
+    # the record whose identity is in doubt: it attaches only where all its weak edges lead.
+    loose: int = -1
 
     @property
     def order(self) -> tuple:
@@ -115,8 +118,8 @@ def split_by_guard(
             if ga == gb:
                 continue
             unambiguous = (
-                (incomplete is None or incomplete(edge.a)) and targets[ga] == {gb}
-            ) or ((incomplete is None or incomplete(edge.b)) and targets[gb] == {ga})
+                (incomplete is None or incomplete(edge.a) or edge.loose == edge.a) and targets[ga] == {gb}
+            ) or ((incomplete is None or incomplete(edge.b) or edge.loose == edge.b) and targets[gb] == {ga})
             ra, rb = find(edge.a), find(edge.b)
             if ra == rb:
                 continue

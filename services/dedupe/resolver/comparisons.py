@@ -64,7 +64,14 @@ class Levels(NamedTuple):
                 return True
             if self.nhi == DIFFERENT or self.personal_conflict:
                 return True
-        return (self.nhi == DIFFERENT or self.given == "related") and self.personal_conflict
+        if (self.nhi == DIFFERENT or self.given == "related") and self.personal_conflict:
+            return True
+        # A looser agreement (one side's first name is the other's middle name; a record
+        # without its date of birth or given name) does not outweigh a mobile AND an email
+        # that both differ: twins sharing a middle name, a parent and child of one name at
+        # one address, each with their own. (One changed contact is common; two rarely.)
+        loose = self.given == "token" or MISSING in (self.dob, self.given)
+        return loose and self.mobile == DIFFERENT and self.email == DIFFERENT
 
     @property
     def contact_agrees(self) -> bool:
@@ -87,9 +94,11 @@ class Levels(NamedTuple):
     @property
     def weak(self) -> bool:
         """A match on this evidence may attach a record to one person, never decide
-        between two: a missing date of birth or given name, or a given name that is only
-        an initial."""
-        return self.nhi != "same" and (MISSING in (self.dob, self.given) or self.given == "initial")
+        between two: a missing date of birth or given name, a given name that is only
+        an initial, or a first name that is the other's middle name ('Thomas' ~ 'Jack
+        Thomas': twins Jack Thomas and Oliver Thomas both fit)."""
+        return self.nhi != "same" and (
+            MISSING in (self.dob, self.given) or self.given in ("initial", "token"))
 
     @property
     def copy(self) -> bool:
@@ -166,8 +175,7 @@ def compare_given(a: PreparedRecord, b: PreparedRecord) -> str:
         return DIFFERENT
     if equivalent(fa, fb):
         return "equivalent"
-    if fa in b.given[1:] or fb in a.given[1:] or any(equivalent(fa, y) for y in b.given[1:]) \
-            or any(equivalent(x, fb) for x in a.given[1:]):
+    if goes_by_middle(a, b) or goes_by_middle(b, a):
         return "token"  # 'Anne' vs 'Mary Anne': goes by a middle name
     if related(fa, fb):
         return "related"
@@ -181,6 +189,12 @@ def compare_given(a: PreparedRecord, b: PreparedRecord) -> str:
     if near(fa, fb):
         return "near"
     return DIFFERENT
+
+
+def goes_by_middle(a: PreparedRecord, b: PreparedRecord) -> bool:
+    """a's first name is one of b's middle names (or a nickname of one)."""
+    fa = a.given_first
+    return fa in b.given[1:] or any(equivalent(fa, y) for y in b.given[1:])
 
 
 def compare_middle(a: PreparedRecord, b: PreparedRecord, given: str) -> str:

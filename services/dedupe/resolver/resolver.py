@@ -24,7 +24,7 @@ from typing import Any
 
 from services.dedupe.resolver.blocking import BlockIndex, index_keys, key_id
 from services.dedupe.resolver.clustering import MatchEdge, components, split_by_guard
-from services.dedupe.resolver.comparisons import Levels, compare, compare_unless_conflict
+from services.dedupe.resolver.comparisons import Levels, compare, compare_unless_conflict, goes_by_middle
 from services.dedupe.resolver.config import Guard, ResolverConfig
 from services.dedupe.resolver.explain import (
     Assignment,
@@ -505,6 +505,12 @@ class Resolver:
         record = self._records[rid]
         return record.dob is None or not record.given or len(record.given_first) == 1
 
+    def _loose_end(self, r: int, s: int, edge: _Edge) -> int:
+        """On a 'goes by a middle name' edge, the record using the other's middle name."""
+        if edge.levels.given != "token":
+            return -1
+        return r if goes_by_middle(self._records[r], self._records[s]) else s
+
     def _recluster(self, seeds: set[int]) -> None:
         """Recompute components and persons around records whose edges changed."""
         # Every change of edges seeds both its records, so the components reachable from
@@ -516,7 +522,7 @@ class Resolver:
                 continue
             edges = [
                 MatchEdge(e.weight, self._records[r].key, self._records[s].key, r, s,
-                          not e.pinned and _weak(e.levels), _copy(e.levels))
+                          not e.pinned and _weak(e.levels), _copy(e.levels), self._loose_end(r, s, e))
                 for r in component
                 for s, e in self._edges_of(r).items()
                 if r < s and e.decision == MATCH

@@ -74,6 +74,10 @@ def decide(levels: Levels, weight: float, config: ResolverConfig) -> tuple[str, 
             return NON_MATCH, "two different NHIs and different personal contacts"
         if levels.given == "related" and levels.dob != "different":
             return NON_MATCH, "two variants of a name, each with its own contacts"
+        if levels.given == "token" and levels.dob != "different":
+            return NON_MATCH, "a first name that is the other's middle name, and mobiles and emails differ"
+        if "missing" in (levels.given, levels.dob) and "different" not in (levels.given, levels.dob):
+            return NON_MATCH, "no date of birth or given name to compare, and mobiles and emails differ"
         guarded = ((levels.given == "different" and config.guard.given)
                    or (levels.dob == "different" and config.guard.dob))
         if guarded:

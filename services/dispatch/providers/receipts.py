@@ -1,8 +1,12 @@
-"""Delivery receipt callbacks from the SMS gateway: verify the signature, map the status.
+"""Delivery receipt callbacks from the gateways: verify the signature, map the status.
 
 Signature header (set by the gateway):
-    X-Panui-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, f"{t}.".encode() + body)>
-The timestamp is signed too so a captured callback cannot be replayed later.
+    X-Panui-Signature: t=<unix seconds>,n=<nonce>,v2=<hex HMAC-SHA256(secret,
+                                                    f"{t}.{n}.{provider}.".encode() + body)>
+Each provider has its own secret; the provider (the last segment of the callback URL) is signed,
+so one provider's receipt cannot be passed off as another's; the timestamp is signed so a
+captured callback cannot be replayed later, and the nonce (16-64 of [A-Za-z0-9_-], taken once:
+store/receipts.py) so it cannot be replayed within the tolerance either.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +26,7 @@ from services.dispatch.providers.sms_http import HttpSmsProvider
 
 SIGNATURE_HEADER = "X-Panui-Signature"
 DEFAULT_TOLERANCE_SECONDS = 300
+NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
 class ReceiptError(ValueError):
@@ -37,56 +44,73 @@ class Receipt:
     status: DeliveryStatus
     provider_status: str
     occurred_at: datetime | None
+    nonce: str = ""
 
 
-def sign(body: bytes, secret: bytes | str, timestamp: int | None = None) -> str:
-    """Header value for `body`; used by the local gateway and by tests."""
+@dataclass(frozen=True)
+class SignedHeader:
+    timestamp: int
+    nonce: str
+    mac: str
+
+
+def sign(body: bytes, secret: bytes | str, provider: str, timestamp: int | None = None,
+         nonce: str | None = None) -> str:
+    """Header value for `body` sent to `provider`'s endpoint; used by tests."""
     t = int(time.time()) if timestamp is None else timestamp
-    return f"t={t},v1={_mac(_key(secret), t, body)}"
+    n = nonce or secrets.token_urlsafe(18)
+    return f"t={t},n={n},v2={_mac(_key(secret), t, n, provider, body)}"
 
 
 def signed_header(headers: Mapping[str, str], *, now: float | None = None,
-                  tolerance: int = DEFAULT_TOLERANCE_SECONDS) -> tuple[int, str]:
-    """The signature header's (timestamp, MAC), checked for shape and freshness: what can be
-    checked before the body is read. Raises InvalidSignature."""
+                  tolerance: int = DEFAULT_TOLERANCE_SECONDS) -> SignedHeader:
+    """The signature header's timestamp, nonce and MAC, checked for shape and freshness: what
+    can be checked before the body is read. Raises InvalidSignature."""
     value = _header(headers, SIGNATURE_HEADER)
     if not value:
         raise InvalidSignature(f"missing {SIGNATURE_HEADER} header")
     parts = dict(p.split("=", 1) for p in value.split(",") if "=" in p)
     try:
         t = int(parts["t"])
-        given = parts["v1"]
+        nonce = parts["n"]
+        given = parts["v2"]
     except (KeyError, ValueError):
         raise InvalidSignature("malformed signature header") from None
+    if not NONCE_RE.match(nonce):
+        raise InvalidSignature("malformed signature nonce")
     if abs((time.time() if now is None else now) - t) > tolerance:
         raise InvalidSignature("signature timestamp outside tolerance")
-    return t, given
+    return SignedHeader(t, nonce, given)
 
 
 def verify_signature(
     headers: Mapping[str, str],
     body: bytes,
     secret: bytes | str,
+    provider: str,
     *,
     now: float | None = None,
     tolerance: int = DEFAULT_TOLERANCE_SECONDS,
-) -> None:
-    t, given = signed_header(headers, now=now, tolerance=tolerance)
-    if not hmac.compare_digest(_mac(_key(secret), t, body), given):
+) -> SignedHeader:
+    signed = signed_header(headers, now=now, tolerance=tolerance)
+    expected = _mac(_key(secret), signed.timestamp, signed.nonce, provider, body)
+    if not hmac.compare_digest(expected, signed.mac):
         raise InvalidSignature("signature does not match")
+    return signed
 
 
 def parse_receipt(
     headers: Mapping[str, str],
     body: bytes,
     secret: bytes | str,
+    provider: str,
     *,
     now: float | None = None,
     tolerance: int = DEFAULT_TOLERANCE_SECONDS,
     status_map: Mapping[str, DeliveryStatus] = HttpSmsProvider.STATUS_MAP,
 ) -> Receipt:
     """Verify and decode a receipt callback. Raises InvalidSignature / ReceiptError."""
-    verify_signature(headers, body, secret, now=now, tolerance=tolerance)
+    signed = verify_signature(headers, body, secret, provider, now=now, tolerance=tolerance)
     try:
         data = json.loads(body)
         provider_status = str(data["status"])
@@ -102,17 +126,16 @@ def parse_receipt(
             occurred_at = datetime.fromisoformat(data["occurred_at"]).astimezone(UTC)
         except (TypeError, ValueError):
             raise ReceiptError("receipt occurred_at is not ISO 8601") from None
-    return Receipt(
-        provider_reference, reference, status_map[provider_status], provider_status, occurred_at
-    )
+    return Receipt(provider_reference, reference, status_map[provider_status], provider_status,
+                   occurred_at, signed.nonce)
 
 
 def _key(secret: bytes | str) -> bytes:
     return secret.encode() if isinstance(secret, str) else secret
 
 
-def _mac(key: bytes, t: int, body: bytes) -> str:
-    return hmac.new(key, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+def _mac(key: bytes, t: int, nonce: str, provider: str, body: bytes) -> str:
+    return hmac.new(key, f"{t}.{nonce}.{provider}.".encode() + body, hashlib.sha256).hexdigest()
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

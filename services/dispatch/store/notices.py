@@ -30,12 +30,17 @@ def _is_postgres(session: Session) -> bool:
 
 
 def insert_ignore(session: Session, table: Table, rows: list[dict], key: str) -> set[str]:
-    """INSERT … ON CONFLICT DO NOTHING; returns the keys actually inserted."""
+    """INSERT … ON CONFLICT DO NOTHING; returns the keys actually inserted.
+
+    The rows go as executemany parameters (SQLAlchemy's "insertmanyvalues" batches them into
+    multi-row statements itself): one statement, compiled once and cached. `.values(rows)`
+    built and compiled a new statement for every batch — ~0.3 ms of CPU per row on
+    PostgreSQL, against ~0.1 ms this way (docs/decisions.md, throughput)."""
     if not rows:
         return set()
     make = pg_insert if _is_postgres(session) else sqlite_insert
-    stmt = make(table).values(rows).on_conflict_do_nothing().returning(table.c[key])
-    return {r[0] for r in session.execute(stmt)}
+    stmt = make(table).on_conflict_do_nothing().returning(table.c[key])
+    return {r[0] for r in session.execute(stmt, rows)}
 
 
 def insert_notices(session: Session, notices: Sequence[NewNotice], now: datetime) -> set[str]:

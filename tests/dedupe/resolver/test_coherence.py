@@ -155,3 +155,54 @@ def test_an_undated_record_with_a_typo_joins_the_person_at_its_address():
     r = Resolver()
     r.add_many([dated, undated])
     assert same_person(r, dated, undated)
+
+
+# ---------------------------------------------------------------- issue 11, round 3
+
+
+def test_a_record_by_a_middle_name_both_twins_share_joins_neither():
+    # Twins Jack Thomas and Oliver Thomas; 'Thomas' (one of them by his middle name) fits
+    # both, so it is a question, not a coin toss by weight.
+    jack = make("gp-1", given_names="Jack Thomas", family_name="Rāwiri", date_of_birth="2011-03-09", **HOME)
+    oliver = make("gp-1", given_names="Oliver Thomas", family_name="Rāwiri", date_of_birth="2011-03-09",
+                  **HOME)
+    thomas = make("portal-1", given_names="Thomas", family_name="Rawiri", date_of_birth="2011-03-09",
+                  **HOME)
+    r = Resolver()
+    r.add_many([jack, oliver, thomas])
+    assert len(r.persons()) == 3
+    assert any({i.a, i.b} & {thomas.key} for i in r.review_items())
+
+
+def test_a_record_by_its_middle_name_joins_the_one_person_it_fits():
+    full = make("gp-1", given_names="Jack Thomas", family_name="Rāwiri", date_of_birth="2011-03-09", **HOME)
+    by_middle = make("portal-1", given_names="Thomas", family_name="Rawiri", date_of_birth="2011-03-09",
+                     **HOME)
+    r = Resolver()
+    r.add(by_middle)
+    r.add(full)
+    assert same_person(r, full, by_middle)
+
+
+def test_an_undated_namesake_with_his_own_contacts_stays_apart():
+    # Father and son of one name at one address; the son's lab record has no date of
+    # birth, and each has his own mobile and email.
+    father = make("gp-1", given_names="Tama", family_name="Parata", date_of_birth="1961-07-02",
+                  mobile="+64211000021", email="tama.p@example.nz", **HOME)
+    son = make("lab-1", given_names="Tama", family_name="Parata", date_of_birth=None,
+               mobile="+64211000022", email="tama.parata@example.nz", **HOME)
+    r = Resolver()
+    r.add_many([father, son])
+    assert not same_person(r, father, son)
+    assert r.explain_pair(father.key, son.key).decision == "non-match"
+
+
+def test_a_middle_name_used_as_given_with_other_contacts_stays_apart():
+    # 'Thomas' with his own mobile and email is not 'Jack Thomas' going by his middle name.
+    jack = make("gp-1", given_names="Jack Thomas", family_name="Rāwiri", date_of_birth="2011-03-09",
+                mobile="+64211000031", email="jack.r@example.nz", **HOME)
+    thomas = make("portal-1", given_names="Thomas", family_name="Rawiri", date_of_birth="2011-03-09",
+                  mobile="+64211000032", email="thomas.r@example.nz", **HOME)
+    r = Resolver()
+    r.add_many([jack, thomas])
+    assert not same_person(r, jack, thomas)

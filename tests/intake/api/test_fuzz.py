@@ -2,7 +2,9 @@
 
 1. Schema-driven: schemathesis generates requests from intake's own OpenAPI document and
    sends them to a real intake (real PostgreSQL and Kafka) with valid credentials, so the
-   requests get past authentication into the handlers.
+   requests get past authentication into the handlers (aimed at an existing incident and
+   feed, so only the server-error check applies: every check, per credential, against all
+   three services is tests/security/test_fuzz_all_checks.py).
 2. Feed bodies: hypothesis posts random bytes and random JSON lines to the feeds endpoint.
 """
 

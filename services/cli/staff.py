@@ -1,0 +1,135 @@
+"""`panui token issue|revoke` and `panui audit` — named staff principals and the audit log.
+
+`token issue` mints a staff token offline with the deployment's PANUI_TOKEN_SIGNING_KEY (the
+key the services verify with): a principal's name, its roles, the incidents it covers (or all),
+an expiry. It prints the token once (a bearer token: `Authorization: Bearer <token>`, also what
+the coordinator console logs in with) and its id. `token revoke` revokes a token by its id in
+every service given (`--url`, repeated), each of which keeps its own revocation list and records
+the revocation in its audit log. `audit` prints a service's audit log (ids and names only).
+
+Exit codes: 0 done; 1 a service refused or did not answer; 2 usage.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+import httpx
+import typer
+
+from services.common import principals
+from services.common.settings import ServiceSettings
+
+token_app = typer.Typer(help="Named staff tokens (roles, incidents, expiry).", no_args_is_help=True)
+
+DEFAULT_URLS = ["http://127.0.0.1:8001", "http://127.0.0.1:8002", "http://127.0.0.1:8003"]
+TokenOption = Annotated[str, typer.Option(envvar="PANUI_TOKEN", help="A coordinator's bearer token.")]
+
+
+def _parse_ttl(text: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+    except (ValueError, IndexError):
+        raise typer.BadParameter("a duration like 900, 45m, 8h or 7d") from None
+
+
+@token_app.command("issue")
+def issue(
+    name: Annotated[str, typer.Option(help="Who the token is for (shown in the audit log).")],
+    role: Annotated[list[str], typer.Option(help=f"One of {', '.join(principals.ROLES)} (repeat).")],
+    incident: Annotated[list[str] | None, typer.Option(
+        help="An incident the token covers (repeat); none given: --all-incidents is needed.")] = None,
+    all_incidents: Annotated[bool, typer.Option(help="Cover every incident.")] = False,
+    ttl: Annotated[str, typer.Option(help="Lifetime (e.g. 8h, 7d; at most 30d).")] = "8h",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the token and its claims as JSON.")] = False,
+) -> None:
+    """Mint a staff token (needs PANUI_TOKEN_SIGNING_KEY, the services' key)."""
+    key = ServiceSettings().token_signing_key.get_secret_value()
+    if not key:
+        typer.echo("PANUI_TOKEN_SIGNING_KEY is not set: it is the key the services verify tokens with.",
+                   err=True)
+        raise typer.Exit(2)
+    if bool(incident) == all_incidents:
+        typer.echo("Give --incident (one or more) or --all-incidents.", err=True)
+        raise typer.Exit(2)
+    try:
+        token, claims = principals.mint(key.encode(), name, role, None if all_incidents else incident,
+                                        _parse_ttl(ttl), int(time.time()))
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps({"token": token, "claims": claims}))
+        return
+    expires = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(claims["exp"]))
+    typer.echo(f"token id {claims['jti']} for {name} ({', '.join(claims['roles'])}; incidents "
+               f"{', '.join(claims['incidents'])}), expires {expires}", err=True)
+    typer.echo(token)
+
+
+@token_app.command("revoke")
+def revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (jti), as `issue` printed it.")],
+    token: TokenOption,
+    url: Annotated[list[str] | None, typer.Option(help="A service to revoke it in (repeat).")] = None,
+) -> None:
+    """Revoke a staff token in every service (each keeps its own list)."""
+    failed = False
+    for base in url or DEFAULT_URLS:
+        try:
+            response = httpx.post(f"{base.rstrip('/')}/v1/tokens/{token_id}/revocation",
+                                  headers={"authorization": f"Bearer {token}"}, timeout=30)
+        except httpx.HTTPError as exc:
+            typer.echo(f"{base}: did not answer ({type(exc).__name__})", err=True)
+            failed = True
+            continue
+        if response.status_code != 200:
+            typer.echo(f"{base}: refused ({response.status_code} {_code(response)})", err=True)
+            failed = True
+            continue
+        typer.echo(f"{base}: {'revoked' if response.json()['revoked'] else 'revoked already'}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def audit_command(
+    token: TokenOption,
+    url: Annotated[str, typer.Option(help="The service whose audit log to read.")] = DEFAULT_URLS[0],
+    incident: Annotated[str | None, typer.Option(help="Only this incident's entries.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Print a service's audit log: who did which privileged act, to what, when."""
+    after = 0
+    while True:
+        params: dict = {"after_id": after, "limit": 1000}
+        if incident:
+            params["incident_id"] = incident
+        try:
+            response = httpx.get(f"{url.rstrip('/')}/v1/audit", params=params,
+                                 headers={"authorization": f"Bearer {token}"}, timeout=30)
+        except httpx.HTTPError as exc:
+            typer.echo(f"{url}: did not answer ({type(exc).__name__})", err=True)
+            raise typer.Exit(1) from None
+        if response.status_code != 200:
+            typer.echo(f"{url}: refused ({response.status_code} {_code(response)})", err=True)
+            raise typer.Exit(1)
+        page = response.json()
+        for entry in page["entries"]:
+            if as_json:
+                typer.echo(json.dumps(entry))
+            else:
+                typer.echo(f"{entry['at']}  {entry['actor_kind']}:{entry['actor']}  {entry['action']}  "
+                           f"{entry['incident_id'] or '-'}  {' '.join(entry['object_ids'])}")
+        if page["next_after_id"] is None:
+            return
+        after = page["next_after_id"]
+
+
+def _code(response: httpx.Response) -> str:
+    try:
+        return response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return "no error body"

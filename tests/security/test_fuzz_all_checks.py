@@ -1,0 +1,138 @@
+"""schemathesis with every check against the three live services (uvicorn, real PostgreSQL and
+Kafka), once per kind of credential: the configured coordinator, a token for each staff role,
+and an agency's key. Every check, not only server errors: status codes documented, responses
+matching their schemas and content types, schema-valid requests accepted and invalid ones
+refused (so every rule the code enforces is in the schema, with strict types), auth not ignored.
+"""
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import schemathesis
+import uvicorn
+from hypothesis import HealthCheck, settings
+
+from services.common.principals import ROLES
+from services.dedupe.app import create_app as create_dedupe
+from services.dedupe.settings import DedupeSettings
+from services.dispatch.app import create_app as create_dispatch
+from services.dispatch.settings import DispatchSettings
+from services.intake.app import create_app as create_intake
+from services.intake.settings import IntakeSettings
+from testkit import infra
+from testkit.factories import incident_body
+from testkit.infra import free_port
+from testkit.staff import SIGNING_KEY, token
+from tests.conftest import COORDINATOR_TOKEN
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+
+schemathesis.serializer.alias("application/x-ndjson", "text/plain")
+schemathesis.serializer.alias("text/csv", "text/plain")
+
+_KEYS = "k:" + "A" * 43 + "="
+FACTORIES = {"intake": (create_intake, IntakeSettings), "dedupe": (create_dedupe, DedupeSettings),
+             "dispatch": (create_dispatch, DispatchSettings)}
+CREDENTIALS = ["configured", *(f"role:{r}" for r in ROLES), "agency"]
+
+
+def schema_of(service: str):  # noqa: ANN201
+    make, settings_class = FACTORIES[service]
+    return schemathesis.openapi.from_dict(make(settings_class(data_keys=_KEYS)).openapi()) \
+        .include(path_regex="^/v1/")
+
+
+@contextmanager
+def serve(app, port: int) -> Iterator[str]:  # noqa: ANN001
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+                                           access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "service did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def live(pg_admin_url, kafka_bootstrap, data_keys):  # noqa: ANN001, ANN201
+    import asyncio
+
+    prefix = f"test-{uuid.uuid4().hex[:10]}."
+    databases = {s: infra.create_database(pg_admin_url, service=s) for s in FACTORIES}
+    urls = {}
+    try:
+        with _all_served(databases, kafka_bootstrap, prefix, data_keys, urls):
+            incident_id = f"inc-{uuid.uuid4().hex[:8]}"
+            made = httpx.post(f"{urls['intake']}/v1/incidents",
+                              json=incident_body(incident_id, [("ag-fz-1", "Fuzz Agency")]),
+                              headers={"authorization": f"Bearer {COORDINATOR_TOKEN}"}, timeout=30)
+            assert made.status_code == 201, made.text
+            credentials = {"configured": COORDINATOR_TOKEN,
+                           **{f"role:{r}": token([r], ttl_s=3600)[0] for r in ROLES},
+                           "agency": made.json()["issued_keys"][0]["api_key"]}
+            yield urls, credentials, incident_id
+    finally:
+        asyncio.run(infra.delete_topics_with_prefix(kafka_bootstrap, prefix))
+        for name, _ in databases.values():
+            infra.drop_database(pg_admin_url, name)
+
+
+@contextmanager
+def _all_served(databases, kafka_bootstrap, prefix, data_keys, urls) -> Iterator[None]:  # noqa: ANN001
+    common = {"kafka_bootstrap_servers": kafka_bootstrap, "topic_prefix": prefix,
+              "data_keys": data_keys, "coordinator_tokens": COORDINATOR_TOKEN,
+              "token_signing_key": SIGNING_KEY, "outbox_poll_interval_s": 0.05}
+    extra = {"intake": {"agency_requests_per_minute": 1_000_000, "max_request_bytes": 256 * 1024},
+             "dedupe": {}, "dispatch": {"receipt_callback_base_url": ""}}
+    with _serve_one("intake", databases, common, extra, urls), \
+            _serve_one("dedupe", databases, common, extra, urls), \
+            _serve_one("dispatch", databases, common, extra, urls):
+        yield
+
+
+@contextmanager
+def _serve_one(service, databases, common, extra, urls) -> Iterator[None]:  # noqa: ANN001
+    make, settings_class = FACTORIES[service]
+    port = free_port()
+    app = make(settings_class(**common, **extra[service], database_url=databases[service][1], port=port))
+    with serve(app, port) as url:
+        urls[service] = url
+        yield
+
+
+def _fuzz(service: str, case, live, credential: str) -> None:  # noqa: ANN001
+    urls, credentials, _ = live
+    case.headers = {**(case.headers or {}), "Authorization": f"Bearer {credentials[credential]}"}
+    case.call_and_validate(base_url=urls[service], timeout=30)
+
+
+@pytest.mark.parametrize("credential", CREDENTIALS)
+@schema_of("intake").parametrize()
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_intake_every_check(case, live, credential):  # noqa: ANN001
+    _fuzz("intake", case, live, credential)
+
+
+@pytest.mark.parametrize("credential", CREDENTIALS)
+@schema_of("dedupe").parametrize()
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_dedupe_every_check(case, live, credential):  # noqa: ANN001
+    _fuzz("dedupe", case, live, credential)
+
+
+@pytest.mark.parametrize("credential", CREDENTIALS)
+@schema_of("dispatch").parametrize()
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_dispatch_every_check(case, live, credential):  # noqa: ANN001
+    _fuzz("dispatch", case, live, credential)
