@@ -109,7 +109,7 @@ def test_production_refuses_a_shared_or_development_keyring():
     problems = IntakeSettings(**good, records_keys=generate_key_spec("dev1")).production_problems()
     assert any("PANUI_RECORDS_KEYS: a development keyring" in p for p in problems)
     assert not [p for p in IntakeSettings(**good, records_keys=shared).production_problems()
-                if "KEYS" in p]
+                if "RECORDS_KEYS" in p or "DATA_KEYS" in p]
 
 
 def _ingest(engine, vault, records: list[dict]) -> feeds.FeedOutcome:  # noqa: ANN001

@@ -245,7 +245,8 @@ async def test_after_the_purge_nothing_personal_remains_and_old_payloads_do_not_
     # 3. The audit trail: who closed it and when, what each service deleted, the notice ids and
     # their outcomes — and nothing personal (the scan above covered retention_event too).
     [(closed_action, actor, closed_detail), (purged_action, _, intake_counts)] = _events(urls["intake"])
-    assert (closed_action, actor, purged_action) == ("closed", "coordinator:coordinator", "purged")
+    assert (closed_action, purged_action) == ("closed", "purged")
+    assert actor.startswith("coordinator:")  # the principal who closed it (S3's principals)
     assert datetime.fromisoformat(closed_detail["purge_after"]) <= datetime.now(UTC)
     assert intake_counts["records"] == 2 and intake_counts["feeds_kept"] == 1
     assert intake_counts["data_keys_destroyed"] == 1

@@ -1,10 +1,9 @@
 """Retention: incident data keys (data_key: one per incident and purpose, wrapped by the
 purpose's KEK; wrapped NULL once destroyed), tombstones in the outbox (payload NULL) and the
-audit trail that outlives a purge (retention_event); an incident's closed_at, purge_after
-and purged_at.
+audit trail that outlives a purge (retention_event).
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01
 """
 
@@ -13,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002"
-down_revision: str | None = "0001"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -45,13 +44,9 @@ def upgrade() -> None:
     op.create_index("ix_retention_event_incident_id", "retention_event", ["incident_id"])
     with op.batch_alter_table("outbox_message") as batch:
         batch.alter_column("payload", existing_type=sa.LargeBinary(), nullable=True)
-    for column in ("closed_at", "purge_after", "purged_at"):
-        op.add_column("incident", sa.Column(column, sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    for column in ("purged_at", "purge_after", "closed_at"):
-        op.drop_column("incident", column)
     op.execute("DELETE FROM outbox_message WHERE payload IS NULL")
     with op.batch_alter_table("outbox_message") as batch:
         batch.alter_column("payload", existing_type=sa.LargeBinary(), nullable=False)
