@@ -12,7 +12,9 @@ if [[ ! -f var/dev.env ]]; then
   "$PY" - > var/dev.env <<'PYEOF'
 import secrets
 from services.common.crypto import generate_key_spec
-print(f"PANUI_DATA_KEYS={generate_key_spec('dev1')}")
+# One key-encryption keyring per purpose (records: intake, dedupe; notices: dedupe, dispatch).
+print(f"PANUI_RECORDS_KEYS={generate_key_spec('dev-records1')}")
+print(f"PANUI_NOTICES_KEYS={generate_key_spec('dev-notices1')}")
 print(f"PANUI_COORDINATOR_TOKENS=coord-{secrets.token_urlsafe(24)}")
 print(f"PANUI_RECEIPT_SECRET=rcpt-{secrets.token_urlsafe(24)}")
 print(f"PANUI_TOKEN_SIGNING_KEY=tsk-{secrets.token_urlsafe(32)}")

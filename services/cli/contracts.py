@@ -72,6 +72,26 @@ MESSAGE_SCHEMAS: dict[str, tuple[type, str, list[type]]] = {
         "Topic dead-letters.v1, key the origin message's key. No personal data.",
         [],
     ),
+    "incident-key.v1": (
+        m.IncidentKeyMessage,
+        "An incident's data key for one purpose (records: from intake on incident-lifecycle.v1; "
+        "notices: from dedupe on notice-keys.v1), wrapped (AES-256-GCM) by that purpose's "
+        "key-encryption key, which only the services of the purpose hold. Key "
+        "incident_id/key_id; tombstoned when the incident is purged. No personal data.",
+        [],
+    ),
+    "incident-closed.v1": (
+        m.IncidentClosedMessage,
+        "The coordinator closed an incident: nothing more is accepted for it, and it is purged "
+        "at purge_after. Topic incident-lifecycle.v1, key incident_id. No personal data.",
+        [],
+    ),
+    "incident-purged.v1": (
+        m.IncidentPurgedMessage,
+        "Intake purged an incident (rows deleted, data keys destroyed); dedupe and dispatch do "
+        "the same on reading it. Topic incident-lifecycle.v1, key incident_id. No personal data.",
+        [],
+    ),
 }
 
 

@@ -10,6 +10,8 @@ app.add_typer(contracts_app, name="contracts")
 def _register_commands() -> None:
     from services.cli.deadletters import dead_letters_app
     from services.cli.feeds import feed_app
+    from services.cli.incidents import incident_app
+    from services.cli.keys import keys_app
     from services.cli.lag import lag_command
     from services.cli.letters import letters_app
     from services.cli.resolve import resolve_command
@@ -18,6 +20,8 @@ def _register_commands() -> None:
     app.add_typer(feed_app, name="feed")
     app.add_typer(dead_letters_app, name="dead-letters")
     app.add_typer(letters_app, name="letters")
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(incident_app, name="incident")
     app.add_typer(token_app, name="token")
     app.command("audit", help="A service's audit log of privileged acts.")(audit_command)
     app.command("resolve", help="Resolve affected records to persons offline (preview a dedupe).")(

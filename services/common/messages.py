@@ -502,3 +502,62 @@ _dead_letters_adapter = TypeAdapter(DeadLettersTopicMessage,
 
 def decode_dead_letters_topic(value: bytes) -> DeadLettersTopicMessage:
     return _dead_letters_adapter.validate_json(value)
+
+
+# --- incident-lifecycle.v1 (intake and dedupe; compacted) ----------------------------------------
+# An incident's data keys (key "<incident_id>/<key_id>", tombstoned at the purge) and its
+# lifecycle: closed, then purged (key incident_id; the latest state wins). docs/decisions.md,
+# "Crypto-shredding".
+
+
+class IncidentKeyMessage(_Message):
+    """An incident's data key for one purpose, wrapped by that purpose's key-encryption key:
+    only the services holding the KEK can unwrap it. No personal data."""
+
+    type: Literal["incident-key"] = "incident-key"
+    incident_id: Id
+    purpose: Literal["records", "notices"]
+    key_id: str = Field(pattern=r"^dk[0-9a-f]{20}$")
+    kek_id: str = Field(min_length=1, max_length=64)
+    wrapped_key: str = Field(min_length=1, max_length=200)
+    created_at: datetime
+
+    def kafka_key(self) -> str:
+        return incident_key_kafka_key(self.incident_id, self.key_id)
+
+
+def incident_key_kafka_key(incident_id: str, key_id: str) -> str:
+    return f"{incident_id}/{key_id}"
+
+
+class IncidentClosedMessage(_Message):
+    """The coordinator closed the incident: nothing more is taken for it, and at `purge_after`
+    every service deletes its rows and destroys its data keys."""
+
+    type: Literal["incident-closed"] = "incident-closed"
+    incident_id: Id
+    closed_at: datetime
+    purge_after: datetime
+
+
+class IncidentPurgedMessage(_Message):
+    """Intake purged the incident: dedupe and dispatch delete their rows and destroy their data
+    keys on reading it (what remains is an audit summary without personal data)."""
+
+    type: Literal["incident-purged"] = "incident-purged"
+    incident_id: Id
+    purged_at: datetime
+
+
+IncidentLifecycleTopicMessage = Annotated[
+    IncidentKeyMessage | IncidentClosedMessage | IncidentPurgedMessage, Field(discriminator="type")
+]
+_lifecycle_adapter = TypeAdapter(IncidentLifecycleTopicMessage,
+                               config=ConfigDict(hide_input_in_errors=True))
+
+
+def decode_incident_lifecycle(value: bytes | None) -> IncidentLifecycleTopicMessage | None:
+    """None for a tombstone (a purged incident's destroyed key)."""
+    if value is None:
+        return None
+    return _lifecycle_adapter.validate_json(value)

@@ -32,10 +32,14 @@ from sqlmodel import SQLModel
 
 from services.common.audit import SHARED_MODELS as _STAFF_MODELS
 from services.common.db import make_engine
+from services.common.keystore import DataKey
 from services.common.outbox import OutboxMessage
+from services.common.retention import RetentionEvent
 
-# Tables every service has, defined once in services/common (each in the service's own database).
-SHARED_MODELS = (OutboxMessage, *_STAFF_MODELS)
+# Tables every service has, defined once in services/common (each in the service's own database):
+# the outbox, the staff audit log and revoked tokens, the incident data keys and the retention
+# audit trail.
+SHARED_MODELS = (OutboxMessage, *_STAFF_MODELS, DataKey, RetentionEvent)
 
 VERSION_TABLE_PREFIX = "alembic_version_"
 

@@ -34,11 +34,12 @@ class OutboxMessage(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     topic: str = Field(max_length=100)  # logical topic name, without the deployment prefix
     key: str = Field(max_length=200)  # never personal data
-    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # None: a tombstone (a purged incident's data key on the compacted lifecycle topic).
+    payload: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
-def enqueue(session: Session, topic: TopicSpec, key: str, payload: bytes) -> None:
+def enqueue(session: Session, topic: TopicSpec, key: str, payload: bytes | None) -> None:
     session.add(OutboxMessage(topic=topic.name, key=key, payload=payload))
 
 
@@ -121,8 +122,8 @@ class OutboxRelay:
             metrics.OUTBOX_PUBLISHED.labels(service=self.settings.service_name, topic=topic).inc(count)
         return len(batch)
 
-    def _sign(self, topic: str, payload: bytes) -> bytes:
-        if self.signer is None or topic not in self._signed:
+    def _sign(self, topic: str, payload: bytes | None) -> bytes | None:
+        if payload is None or self.signer is None or topic not in self._signed:  # a tombstone
             return payload
         return self.signer.sign(payload)
 

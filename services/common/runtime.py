@@ -26,7 +26,7 @@ from sqlmodel import SQLModel
 
 from services.common import access, db, inbound, metrics, migrations, staffapi
 from services.common.auth import CONFIGURED_PRINCIPAL, CoordinatorAuth, StaffAuth
-from services.common.crypto import Sealer
+from services.common.crypto import Sealer, Vault
 from services.common.deadletters import DeadLetterPublisher
 from services.common.deps import Caller
 from services.common.errors import install_error_handlers
@@ -40,6 +40,7 @@ from services.common.kafka import (
     make_producer,
     restart_policy,
 )
+from services.common.keystore import DatabaseKeySource
 from services.common.logging import configure_logging
 from services.common.outbox import OutboxRelay
 from services.common.settings import ServiceSettings
@@ -100,7 +101,10 @@ class ServiceRuntime:
         self.migrations = migrations.MigrationTree.of(self.models)
         # A service that consumes may dead-letter what it cannot take.
         self.topics = [*topics, DEAD_LETTERS] if workers else list(topics)
-        self.sealer = Sealer(settings.data_keys.get_secret_value())
+        # The KEKs of this service's purposes only, and its own store of incident data keys.
+        self.keks = {purpose: Sealer(spec) for purpose, spec in settings.keyring_specs().items()}
+        self.vault = Vault(self.keks, DatabaseKeySource(self.engine))
+        self.sealer = self.vault
         self.signer = MessageSigner(settings.message_signing_keys.get_secret_value())
         self._workers_factory = workers
         self._on_start = on_start

@@ -9,7 +9,7 @@ each service for its own settings), naming each offending setting.
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -20,6 +20,10 @@ PRODUCTION = "production"
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 # Key ids of the keyrings made for laptops and tests (scripts/run.sh, tests/conftest.py).
 _DEVELOPMENT_KEY_IDS = ("dev", "test")
+
+
+# Marks a setting a deployment must not give (a laptop convenience production refuses).
+DEVELOPMENT_ONLY = "panui_development_only"
 
 
 class InsecureSettings(ValueError):
@@ -80,9 +84,14 @@ class ServiceSettings(BaseSettings):
         default="", validation_alias=AliasChoices("DATABASE_URL", "PANUI_DATABASE_URL")
     )
 
-    # Keyring for personal fields at rest and in Kafka payloads: "kid:base64key[,kid:base64key…]".
-    # The first key encrypts; all of them decrypt (rotation).
-    data_keys: SecretStr = SecretStr("")
+    # Key-encryption keys (KEKs) per purpose, each a keyring "kid:base64key[,kid:base64key…]"
+    # (the first wraps new data keys; all unwrap: rotation, then `panui keys rewrap`), are
+    # settings of the services that hold the purpose: `records_keys` (intake, dedupe),
+    # `notices_keys` (dedupe, dispatch); services/common/crypto.py. An unset one falls back to
+    # `data_keys` — for laptops and tests only: production refuses it (DEVELOPMENT_ONLY).
+    data_keys: SecretStr = Field(default=SecretStr(""), json_schema_extra={DEVELOPMENT_ONLY: True})
+    # The purposes this service holds keys for (each service says which).
+    key_purposes: ClassVar[tuple[str, ...]] = ()
 
     # Authenticates incident and notice messages end to end (services/common/signing.py):
     # "kid:base64key[,kid:base64key…]"; the first signs, all verify (rotation). The producers
@@ -171,11 +180,7 @@ class ServiceSettings(BaseSettings):
         if not self.message_signing_keys.get_secret_value().strip():
             problems.append(f"{env_name('message_signing_keys')}: incident and notice messages "
                             "would not be authenticated")
-        keys = [p.strip() for p in self.data_keys.get_secret_value().split(",") if p.strip()]
-        if not keys:
-            problems.append(f"{env_name('data_keys')}: no keyring")
-        elif any(k.partition(":")[0].lower().startswith(_DEVELOPMENT_KEY_IDS) for k in keys):
-            problems.append(f"{env_name('data_keys')}: a development keyring (key id dev…/test…)")
+        problems += self._key_problems()
         tokens = [t.strip() for t in self.coordinator_tokens.get_secret_value().split(",") if t.strip()]
         if any(not t.startswith("sha256:") for t in tokens):
             problems.append(f"{env_name('coordinator_tokens')}: tokens in clear; give them as "
@@ -185,6 +190,30 @@ class ServiceSettings(BaseSettings):
             problems.append(f"{env_name('token_signing_key')}: shorter than 32 characters")
         if self.oidc_jwks.startswith("http://"):
             problems.append(f"{env_name('oidc_jwks')}: identity-provider keys over plain HTTP")
+        return problems
+
+    def keyring_specs(self) -> dict[str, str]:
+        """purpose → its KEK keyring spec, for the purposes this service holds."""
+        fallback = self.data_keys.get_secret_value()
+        return {p: getattr(self, f"{p}_keys").get_secret_value() or fallback
+                for p in self.key_purposes}
+
+    def _key_problems(self) -> list[str]:
+        problems = []
+        for purpose in self.key_purposes:
+            name = env_name(f"{purpose}_keys")
+            spec = getattr(self, f"{purpose}_keys").get_secret_value()
+            keys = [p.strip() for p in spec.split(",") if p.strip()]
+            if not keys:
+                shared = " (the shared PANUI_DATA_KEYS is for development)"
+                problems.append(f"{name}: no keyring"
+                                + (shared if self.data_keys.get_secret_value() else ""))
+            elif any(k.partition(":")[0].lower().startswith(_DEVELOPMENT_KEY_IDS) for k in keys):
+                problems.append(f"{name}: a development keyring (key id dev…/test…)")
+        specs = [getattr(self, f"{p}_keys").get_secret_value() for p in self.key_purposes]
+        if len(specs) == 2 and specs[0] and specs[0] == specs[1]:
+            problems.append(f"{env_name('notices_keys')}: the same keyring as the records "
+                            "purpose (dispatch could then open affected records)")
         return problems
 
     def check_production(self) -> None:

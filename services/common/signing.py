@@ -114,6 +114,7 @@ def verifying(decode: Callable[[bytes], Any], signer: MessageSigner) -> Callable
 
 def signed_topics() -> Collection[str]:
     """The topics (names without the prefix) whose messages are signed."""
-    from services.common.topics import INCIDENTS, NOTICES
+    from services.common.topics import INCIDENT_LIFECYCLE, INCIDENTS, NOTICE_KEYS, NOTICES
 
-    return (INCIDENTS.name, NOTICES.name)
+    # The lifecycle topics too: a forged incident-purged would purge an incident everywhere.
+    return (INCIDENTS.name, NOTICES.name, INCIDENT_LIFECYCLE.name, NOTICE_KEYS.name)

@@ -21,15 +21,20 @@ class TopicSpec:
         return base | self.configs
 
 
+# The pipeline topics keep 30 days (an incident's intake, review and delivery), set explicitly
+# rather than left to the broker's default; their personal fields are sealed with per-incident
+# data keys, so a purge shreds them sooner anyway (the deployment's KafkaTopics agree).
+PIPELINE_RETENTION = {"retention.ms": str(30 * 24 * 3600 * 1000)}
+
 # Keyed by incident: one incident's records, withdrawals and completions stay in order on one
 # partition, which the release policy relies on.
-AFFECTED_RECORDS = TopicSpec("affected-records.v1", key="incident_id")
+AFFECTED_RECORDS = TopicSpec("affected-records.v1", key="incident_id", configs=PIPELINE_RETENTION)
 # Latest state of each incident (content, expected agencies, release policy): compacted.
 INCIDENTS = TopicSpec("incidents.v1", key="incident_id", compacted=True)
 # One notice (or amendment) per person, keyed by the opaque person id.
-NOTICES = TopicSpec("notices.v1", key="person_id")
+NOTICES = TopicSpec("notices.v1", key="person_id", configs=PIPELINE_RETENTION)
 # Every delivery state change, keyed by notice id.
-DELIVERY_EVENTS = TopicSpec("delivery-events.v1", key="notice_id")
+DELIVERY_EVENTS = TopicSpec("delivery-events.v1", key="notice_id", configs=PIPELINE_RETENTION)
 
 # Messages a consumer could not decode or apply (services/common/deadletters.py), keyed like
 # their origin message. Kept 30 days — longer than the pipeline topics' broker default — so
@@ -37,7 +42,20 @@ DELIVERY_EVENTS = TopicSpec("delivery-events.v1", key="notice_id")
 DEAD_LETTERS = TopicSpec("dead-letters.v1", key="origin.key",
                          configs={"retention.ms": str(30 * 24 * 3600 * 1000)})
 
-ALL_TOPICS = (AFFECTED_RECORDS, INCIDENTS, NOTICES, DELIVERY_EVENTS, DEAD_LETTERS)
+# Incidents' data keys (wrapped by the purpose's KEK) and lifecycle: compacted, and compacted
+# soon — a purged incident's key messages are tombstoned, and the log cleaner must remove the
+# wrapped keys (then the tombstones) within hours, not after the broker's week-long segments.
+_SHRED_SOON = {"segment.ms": str(3600 * 1000), "min.cleanable.dirty.ratio": "0.01",
+               "delete.retention.ms": str(3600 * 1000)}
+# From intake: the records data keys (key incident_id/key_id), closed and purged (incident_id).
+INCIDENT_LIFECYCLE = TopicSpec("incident-lifecycle.v1", key="incident_id or incident_id/key_id",
+                               compacted=True, configs=_SHRED_SOON)
+# From dedupe: the notices data keys (key incident_id/key_id), for dispatch.
+NOTICE_KEYS = TopicSpec("notice-keys.v1", key="incident_id/key_id", compacted=True,
+                        configs=_SHRED_SOON)
+
+ALL_TOPICS = (AFFECTED_RECORDS, INCIDENTS, NOTICES, DELIVERY_EVENTS, DEAD_LETTERS,
+              INCIDENT_LIFECYCLE, NOTICE_KEYS)
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,24 @@ import logging
 from fastapi import FastAPI
 
 from services.common.kafka import ConsumerWorker, TopicFollower
-from services.common.messages import decode_affected_records_topic, decode_incident
+from services.common.messages import (
+    decode_affected_records_topic,
+    decode_incident,
+    decode_incident_lifecycle,
+)
 from services.common.runtime import ServiceRuntime, create_service_app
 from services.common.signing import verifying
-from services.common.topics import AFFECTED_RECORDS, DEDUPE_AFFECTED_RECORDS, INCIDENTS, NOTICES
+from services.common.topics import (
+    AFFECTED_RECORDS,
+    DEDUPE_AFFECTED_RECORDS,
+    INCIDENT_LIFECYCLE,
+    INCIDENTS,
+    NOTICE_KEYS,
+    NOTICES,
+)
 from services.dedupe import metrics, store
 from services.dedupe.api import router
-from services.dedupe.consumer import AffectedRecordsHandler, IncidentsHandler
+from services.dedupe.consumer import AffectedRecordsHandler, IncidentsHandler, LifecycleHandler
 from services.dedupe.models import MODELS
 from services.dedupe.pipeline import DedupePipeline
 from services.dedupe.settings import DedupeSettings
@@ -27,7 +38,8 @@ class DedupeRuntime(ServiceRuntime):
     settings: DedupeSettings
 
     def __init__(self, settings: DedupeSettings):
-        super().__init__(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS, NOTICES],
+        super().__init__(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS, NOTICES,
+                                   INCIDENT_LIFECYCLE, NOTICE_KEYS],
                          workers=_workers)
         self.pipeline = DedupePipeline(self.engine, self.sealer,
                                        review_sync_interval_s=settings.review_sync_interval_s,
@@ -53,10 +65,17 @@ def _workers(runtime: DedupeRuntime) -> list:
                                     tick_interval_s=settings.release_tick_s)
     return [
         # Incidents first: agency names and release policy before their records.
-        TopicFollower(settings, INCIDENTS, IncidentsHandler(runtime.pipeline),
+        TopicFollower(settings, INCIDENTS, IncidentsHandler(runtime.pipeline, runtime.vault),
                       decode=verifying(decode_incident, runtime.signer),
                       dead_letters=runtime.dead_letters),
         records.worker,
+        # The records data keys from intake (a record whose key has not arrived waits for it)
+        # and the purge of an incident.
+        TopicFollower(settings, INCIDENT_LIFECYCLE,
+                      LifecycleHandler(runtime.pipeline, runtime.db, tuple(runtime.keks),
+                                       runtime.relay),
+                      decode=verifying(decode_incident_lifecycle, runtime.signer),
+                      dead_letters=runtime.dead_letters),
     ]
 
 

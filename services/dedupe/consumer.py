@@ -15,8 +15,12 @@ import logging
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 
-from services.common.db import run_db
+from services.common.clock import utcnow
+from services.common.crypto import NOTICES, KeyUnavailable, Vault
+from services.common.db import Database, run_db
 from services.common.kafka import Consumed, PartitionBusy
+from services.common.keystore import IncidentKeysHandler, key_wait
+from services.common.messages import IncidentPurgedMessage
 from services.common.outbox import OutboxRelay
 from services.dedupe.pipeline import DedupePipeline, NotOwner
 
@@ -32,6 +36,11 @@ class AffectedRecordsHandler:
 
     async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
         messages = [c.message for c in batch]
+        # Messages of a purged incident (read after its purge): their keys are destroyed.
+        purged = await run_db(self.pipeline.purged, {m.incident_id for m in messages})
+        messages = [m for m in messages if m.incident_id not in purged]
+        if not messages:
+            return
         if tp.partition in self.warming:
             raise PartitionBusy(until=self.warming[tp.partition])
         cold = self.pipeline.cold(tp.partition, {m.incident_id for m in messages})
@@ -39,6 +48,8 @@ class AffectedRecordsHandler:
             raise PartitionBusy(until=self._warm(tp.partition, cold))
         try:
             released = await run_db(self.pipeline.apply_batch, tp.partition, messages)
+        except KeyUnavailable:  # the incident's data key is still on its way (lifecycle topic)
+            raise PartitionBusy(until=key_wait()) from None
         except NotOwner:  # another instance claimed it: leave it paused until revoked
             raise PartitionBusy() from None
         if released:
@@ -97,8 +108,31 @@ class AffectedRecordsHandler:
 
 
 class IncidentsHandler:
-    def __init__(self, pipeline: DedupePipeline):
+    def __init__(self, pipeline: DedupePipeline, vault: Vault | None = None):
         self.pipeline = pipeline
+        self.vault = vault
 
     async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
-        await run_db(self.pipeline.apply_incidents, [c.message for c in batch])
+        purged = await run_db(self.pipeline.purged, {c.message.incident_id for c in batch})
+        messages = [c.message for c in batch if c.message.incident_id not in purged]
+        if self.vault is not None:  # the notices data key, before a release seals with it
+            for incident_id in {m.incident_id for m in messages}:
+                await run_db(self.vault.ensure, incident_id, NOTICES)
+        await run_db(self.pipeline.apply_incidents, messages)
+
+
+class LifecycleHandler:
+    """incident-lifecycle.v1: the records data keys (stored), and the purge of an incident."""
+
+    def __init__(self, pipeline: DedupePipeline, db: Database, purposes: tuple[str, ...],
+                 relay: OutboxRelay):
+        self.pipeline, self.relay = pipeline, relay
+        self.keys = IncidentKeysHandler(db, purposes, on_purged=self._purged)
+
+    async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
+        await self.keys(tp, batch)
+
+    async def _purged(self, message: IncidentPurgedMessage) -> None:
+        await run_db(self.pipeline.purge, message.incident_id, utcnow())
+        log.info("incident purged", extra={"incident_id": message.incident_id})
+        self.relay.wake()  # the notices key's tombstone

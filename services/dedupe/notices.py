@@ -4,7 +4,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.common.crypto import Sealer
+from services.common.crypto import NOTICES, Sealer
 from services.common.ids import notice_id as make_notice_id
 from services.common.messages import (
     NoticeAgency,
@@ -110,6 +110,6 @@ def build_notice(
         agencies=agencies,
         sealed=sealer.seal(
             {"recipient": recipient, "representative": representative},
-            notice_sealing_context(notice_id),
+            notice_sealing_context(notice_id), incident_id=incident_id, purpose=NOTICES,
         ),
     )

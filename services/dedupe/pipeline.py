@@ -36,9 +36,10 @@ from functools import partial
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from services.common import keystore, retention
 from services.common.batching import chunks
 from services.common.clock import Clock, utcnow
-from services.common.crypto import Sealer
+from services.common.crypto import NOTICES, Sealer
 from services.common.db import session_scope
 from services.common.messages import (
     AffectedRecordMessage,
@@ -336,6 +337,31 @@ class DedupePipeline:
             for msg in messages:
                 if msg.revision > store.ensure_incident(session, msg.incident_id).revision:
                     store.save_definition(session, msg)
+
+    def purged(self, incident_ids: set[str]) -> set[str]:
+        """Which of these incidents this service has purged (their messages are ignored)."""
+        with Session(self.engine) as session:
+            return retention.purged_of(session, incident_ids)
+
+    def purge(self, incident_id: str, now: datetime) -> dict | None:
+        """Intake purged the incident: delete dedupe's rows of it, destroy its data keys (the
+        copy of the records key, and the notices key with its message tombstoned), forget its
+        state in memory. An audit summary without personal data stays (retention_event).
+        None when purged before (the lifecycle topic is read from its start at every start)."""
+        with session_scope(self.engine) as session:
+            if retention.happened(session, incident_id, "purged"):
+                return None
+            counts = store.purge_incident(session, incident_id)
+            notice_keys = keystore.destroy_incident(session, incident_id, NOTICES)
+            keystore.announce_tombstones(session, incident_id, NOTICES, notice_keys)
+            counts["data_keys_destroyed"] = len(notice_keys) + len(
+                keystore.destroy_incident(session, incident_id))
+            retention.record(session, incident_id, "purged", counts, actor="dedupe:purge", at=now)
+        self.identity.forget([incident_id])
+        forget = getattr(self.sealer, "forget", None)
+        if forget is not None:
+            forget(incident_id)
+        return counts
 
     def revoked(self, partitions: set[int]) -> None:
         # Another instance now owns these incidents; it rebuilds their identity state itself.

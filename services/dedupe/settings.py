@@ -1,8 +1,15 @@
+from typing import ClassVar
+
+from pydantic import SecretStr
+
 from services.common.settings import ServiceSettings
 
 
 class DedupeSettings(ServiceSettings):
     service_name: str = "dedupe"
+    key_purposes: ClassVar[tuple[str, ...]] = ("records", "notices")
+    records_keys: SecretStr = SecretStr("")  # the records KEK keyring (PANUI_RECORDS_KEYS)
+    notices_keys: SecretStr = SecretStr("")  # the notices KEK keyring (PANUI_NOTICES_KEYS)
     port: int = 8002
     # How often time-driven release work runs (deadlines, settle windows, manual release).
     release_tick_s: float = 1.0

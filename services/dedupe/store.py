@@ -489,3 +489,24 @@ def progress(session: Session, incident_id: str) -> IncidentProgress | None:
         on_hold=statuses.get("held", 0),
         in_review=in_review,
     )
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+def purge_incident(session: Session, incident_id: str) -> dict:
+    """Delete everything dedupe holds of the incident (records still sealed, persons, notices,
+    reviews, its state) and its unpublished notices; the counts, for the audit trail."""
+    persons = select(PersonState.person_id).where(PersonState.incident_id == incident_id)
+    notice_ids = sorted(session.scalars(select(NoticeState.notice_id).where(
+        NoticeState.incident_id == incident_id)))
+    box = outbox.OutboxMessage.__table__
+    unpublished = session.execute(box.delete().where(
+        box.c.topic == NOTICES.name, box.c.key.in_(persons.scalar_subquery()))).rowcount
+    counts: dict = {"notice_ids": notice_ids, "unpublished_notices_deleted": unpublished}
+    for name, table in (("records", RecordState), ("persons", PersonState),
+                        ("notices", NoticeState), ("reviews", ReviewState),
+                        ("incident_state", IncidentState)):
+        t = table.__table__
+        counts[name] = session.execute(t.delete().where(t.c.incident_id == incident_id)).rowcount
+    return counts

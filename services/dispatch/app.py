@@ -10,8 +10,8 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from services.common.clock import Clock, utcnow
-from services.common.kafka import ConsumerWorker
-from services.common.messages import decode_incident, decode_notice
+from services.common.kafka import ConsumerWorker, TopicFollower
+from services.common.messages import decode_incident, decode_incident_lifecycle, decode_notice
 from services.common.runtime import ServiceRuntime, create_service_app
 from services.common.signing import verifying
 from services.common.tasks import SupervisedLoop
@@ -19,13 +19,15 @@ from services.common.topics import (
     DELIVERY_EVENTS,
     DISPATCH_INCIDENTS,
     DISPATCH_NOTICES,
+    INCIDENT_LIFECYCLE,
     INCIDENTS,
+    NOTICE_KEYS,
     NOTICES,
 )
 from services.dispatch import api, mailout_api, notice_api
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.models import MODELS
-from services.dispatch.notices import IncidentHandler, NoticeHandler
+from services.dispatch.notices import IncidentHandler, LifecycleHandler, NoticeHandler
 from services.dispatch.policy import QuietHours, RetryPolicy
 from services.dispatch.providers.base import EmailProvider, SmsProvider
 from services.dispatch.providers.factory import build_email_provider, build_sms_provider
@@ -57,7 +59,8 @@ class DispatchRuntime(ServiceRuntime):
         self.notice_handler: NoticeHandler | None = None
         self._email, self._sms = email, sms
         super().__init__(
-            settings, MODELS, [INCIDENTS, NOTICES, DELIVERY_EVENTS], workers=self._make_workers,
+            settings, MODELS, [INCIDENTS, NOTICES, DELIVERY_EVENTS, NOTICE_KEYS, INCIDENT_LIFECYCLE],
+            workers=self._make_workers,
             on_start=self._start_sender,
         )
 
@@ -93,10 +96,16 @@ class DispatchRuntime(ServiceRuntime):
         self.notice_handler.worker = notices_worker
         if self.sender:
             self.sender.on_pending = self.notice_handler.update_pending
-        return [ConsumerWorker(settings, DISPATCH_INCIDENTS.name, DISPATCH_INCIDENTS.topics, incidents,
-                               decode=verifying(decode_incident, self.signer),
-                               dead_letters=self.dead_letters),
-                notices_worker]
+        lifecycle = LifecycleHandler(self.db, tuple(self.keks), self.vault.forget)
+        followers = [TopicFollower(settings, topic, lifecycle,
+                                   decode=verifying(decode_incident_lifecycle, self.signer),
+                                   dead_letters=self.dead_letters)
+                     for topic in (NOTICE_KEYS, INCIDENT_LIFECYCLE)]
+        incidents_worker = ConsumerWorker(settings, DISPATCH_INCIDENTS.name,
+                                          DISPATCH_INCIDENTS.topics, incidents,
+                                          decode=verifying(decode_incident, self.signer),
+                                          dead_letters=self.dead_letters)
+        return [incidents_worker, notices_worker, *followers]
 
     async def stop(self) -> None:
         # Stop taking notices first, then finish (or abandon) sends, then the shared parts.

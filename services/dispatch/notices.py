@@ -10,15 +10,22 @@
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 from aiokafka import TopicPartition
+from sqlmodel import Session
 
-from services.common.clock import Clock
+from services.common import keystore, retention
+from services.common.clock import Clock, utcnow
+from services.common.crypto import envelope_key_id
 from services.common.db import Database
-from services.common.kafka import Consumed, ConsumerWorker
+from services.common.kafka import Consumed, ConsumerWorker, PartitionBusy
+from services.common.keystore import IncidentKeysHandler, key_wait, missing_keys
+from services.common.messages import IncidentPurgedMessage
 from services.dispatch import metrics, tracking
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.policy import QuietHours
+from services.dispatch.store import retention as retention_store
 from services.dispatch.store.incidents import upsert_incident
 
 log = logging.getLogger(__name__)
@@ -59,6 +66,11 @@ class NoticeHandler:
 
     async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
         notices = [(c.message, c.record.value) for c in batch]
+        gone = await self.db.run(keystore.destroyed, [m.sealed for m, _ in notices])
+        if gone:  # of a purged incident, published before its purge: nothing to send
+            notices = [(m, v) for m, v in notices if envelope_key_id(m.sealed)[1] not in gone]
+        if await self.db.run(missing_keys, [m.sealed for m, _ in notices]):
+            raise PartitionBusy(until=key_wait())  # a data key still on its way (lifecycle topic)
         created = await self.db.run(
             tracking.record_notices, self.book, notices, self.quiet, self.clock()
         )
@@ -89,3 +101,31 @@ class NoticeHandler:
             log.info("dispatch: resuming notice consumption", extra={"count": self.pending})
             self.paused = False
         metrics.CONSUMPTION_PAUSED.set(1 if self.paused else 0)
+
+
+class LifecycleHandler:
+    """incident-lifecycle.v1: the purge of an incident (dispatch holds no records key, so it
+    keeps none of the records keys it reads there), and notice-keys.v1: the notices keys."""
+
+    def __init__(self, db: Database, purposes: tuple[str, ...], forget: Callable[[str], None]):
+        self.db, self.forget = db, forget
+        self.keys = IncidentKeysHandler(db, purposes, on_purged=self._purged)
+
+    async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
+        await self.keys(tp, batch)
+
+    async def _purged(self, message: IncidentPurgedMessage) -> None:
+        if await self.db.run(purge_incident, message.incident_id, utcnow()):
+            self.forget(message.incident_id)
+            log.info("incident purged", extra={"incident_id": message.incident_id})
+
+
+def purge_incident(session: Session, incident_id: str, now: datetime) -> bool:
+    """Delete dispatch's rows of the incident, destroy its notices data key, keep the audit
+    summary; False when done before (the lifecycle topic is read from its start)."""
+    if retention.happened(session, incident_id, "purged"):
+        return False
+    counts = retention_store.purge_incident(session, incident_id)
+    counts["data_keys_destroyed"] = len(keystore.destroy_incident(session, incident_id))
+    retention.record(session, incident_id, "purged", counts, actor="dispatch:purge", at=now)
+    return True

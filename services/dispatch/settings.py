@@ -4,6 +4,7 @@
 
 from datetime import time
 from enum import StrEnum
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr, field_validator, model_validator
@@ -23,6 +24,8 @@ class SmtpTls(StrEnum):
 
 class DispatchSettings(ServiceSettings):
     service_name: str = "dispatch"
+    key_purposes: ClassVar[tuple[str, ...]] = ("notices",)  # never the records KEK
+    notices_keys: SecretStr = SecretStr("")  # the notices KEK keyring (PANUI_NOTICES_KEYS)
     port: int = 8003
 
     # --- email over SMTP ---------------------------------------------------------------------

@@ -15,16 +15,18 @@ from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
+from services.common.clock import utcnow
 from services.common.deps import AnyStaffContext, Context, CoordinatorContext, IdPath, context
 from services.common.errors import ApiError, ErrorResponse
 from services.common.inbound import body_limit
-from services.intake import feeds, incidents, store
+from services.intake import feeds, incidents, retention, store
 from services.intake.parsing import detect_format
 from services.intake.runtime import IntakeRuntime
 from services.intake.schemas import (
     AgencyEnrol,
     Completion,
     FeedReceipt,
+    IncidentClosure,
     IncidentCreate,
     IncidentListItem,
     IncidentView,
@@ -93,6 +95,19 @@ async def get_incident(incident_id: IdPath, ctx: AnyStaffContext) -> IncidentVie
     return IncidentView.of(found.incident, found.agencies)  # keys are never shown again
 
 
+@coordinator.post("/incidents/{incident_id}/close", response_model=IncidentClosure,
+                  summary="Close an incident: no more feeds; purged in every service after the "
+                          "retention period")
+async def close_incident(incident_id: IdPath, ctx: CoordinatorContext) -> IncidentClosure:
+    closed = await ctx.db.run(retention.close, incident_id, utcnow(),
+                              ctx.runtime.settings.purge_after_s, f"{ctx.caller.kind}:{ctx.caller.principal}")
+    if closed is None:
+        raise _no_incident()
+    ctx.runtime.relay.wake()
+    return IncidentClosure(incident_id=incident_id, closed_at=closed.closed_at,
+                           purge_after=closed.purge_after, purged_at=closed.purged_at)
+
+
 @coordinator.post("/incidents/{incident_id}/agencies", status_code=201, response_model=IssuedKey,
                   summary="Enrol an agency in an incident and issue it an API key (shown once)")
 async def enrol(incident_id: IdPath, body: AgencyEnrol, ctx: CoordinatorContext) -> IssuedKey:
@@ -127,6 +142,11 @@ async def delete_key(agency_id: IdPath, key_id: IdPath, ctx: CoordinatorContext)
 
 
 # --- agency -------------------------------------------------------------------------------------
+
+
+async def _require_open(ctx: Context, incident_id: str) -> None:
+    if await ctx.db.run(store.is_closed, incident_id):
+        raise ApiError(409, "incident.closed", "The incident is closed: it takes no more records.")
 
 
 async def _require_access(ctx: Context, incident_id: str, feed_id: str | None = None) -> None:
@@ -185,6 +205,7 @@ async def submit_feed(
         raise ApiError(415, "feed.unsupported_format",
                        "Send application/x-ndjson, text/csv or application/json.")
     await _require_access(ctx, incident_id)
+    await _require_open(ctx, incident_id)
     try:
         outcome = None
         if idempotency_key:  # sent before: the original receipt, nothing stored again
@@ -243,6 +264,7 @@ async def complete(incident_id: IdPath, ctx: AgencyContext) -> Completion:
 async def withdraw(incident_id: IdPath, source_record_id: Annotated[str, Path(max_length=128)],
                    ctx: AgencyContext) -> Withdrawal:
     await _require_access(ctx, incident_id)
+    await _require_open(ctx, incident_id)
     outcome = await ctx.db.run(feeds.withdraw_record, incident_id, ctx.caller.agency_id, source_record_id)
     if outcome is None:
         raise ApiError(404, "record.not_found", "No such record from your agency.")

@@ -10,6 +10,7 @@ statement is in the store. Records are validated and written in chunks of
 `store_chunk_records`, so memory stays flat however long the feed; the one commit is at the end.
 """
 
+import asyncio
 import dataclasses
 import uuid
 from collections import Counter
@@ -23,7 +24,7 @@ from sqlmodel import Session
 
 from services.common.batching import chunks
 from services.common.clock import utcnow
-from services.common.crypto import Sealer
+from services.common.crypto import RECORDS, Sealer
 from services.common.db import Database
 from services.common.messages import (
     AffectedRecordMessage,
@@ -76,6 +77,7 @@ async def accept_feed(db: Database, sealer: Sealer, settings: IntakeSettings, *,
                       agency_id: str, fmt: FeedFormat, body: BinaryIO,
                       idempotency_key: str | None) -> FeedOutcome:
     """Store a request's feed (its body spooled in `body`) and return what its receipt shows."""
+    await asyncio.to_thread(sealer.ensure, incident_id, RECORDS)  # the incident's data key first
     try:
         outcome = await db.run(
             ingest_feed, sealer, incident_id=incident_id, agency_id=agency_id, fmt=fmt,
@@ -200,7 +202,7 @@ def _store_versions(session: Session, sealer: Sealer, feed: Feed, counts: _Count
     received_at = now.isoformat().replace("+00:00", "Z")
     for record in clean:
         srid = record["source_record_id"]
-        fingerprint = sealer.fingerprint(record)
+        fingerprint = sealer.fingerprint(record, incident_id=incident_id)
         previous = latest.get(srid)
         if previous is not None and previous.fingerprint == fingerprint and not previous.withdrawn:
             counts.unchanged += 1
@@ -208,7 +210,8 @@ def _store_versions(session: Session, sealer: Sealer, feed: Feed, counts: _Count
         version = previous.version + 1 if previous else 1
         latest[srid] = store.LatestVersion(version, fingerprint, False)
         personal = {k: v for k, v in record.items() if k not in _CLEAR_FIELDS}
-        sealed = sealer.seal(personal, record_sealing_context(incident_id, agency_id, srid, version))
+        sealed = sealer.seal(personal, record_sealing_context(incident_id, agency_id, srid, version),
+                             incident_id=incident_id, purpose=RECORDS)
         # The message is built as a dict (pydantic per record costs more than sealing it);
         # the first one of each chunk is checked against the contract model.
         payload = orjson.dumps({

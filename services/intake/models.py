@@ -40,6 +40,11 @@ class Incident(SQLModel, table=True):
     channel_policy: dict = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    # Retention: closed by the coordinator (no more feeds), purged at purge_after (its
+    # records deleted and data keys destroyed; this row, enrolments and feed counts remain).
+    closed_at: datetime | None = None
+    purge_after: datetime | None = None
+    purged_at: datetime | None = None
 
 
 class Enrolment(SQLModel, table=True):

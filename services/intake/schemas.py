@@ -206,3 +206,12 @@ class Withdrawal(BaseModel):
     incident_id: str
     source_record_id: str
     status: str = Field(description="withdrawn | already-withdrawn")
+
+
+class IncidentClosure(BaseModel):
+    """An incident's retention state: closed (no more feeds), purged at `purge_after`."""
+
+    incident_id: str
+    closed_at: datetime
+    purge_after: datetime
+    purged_at: datetime | None = None

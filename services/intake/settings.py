@@ -1,8 +1,14 @@
+from typing import ClassVar
+
+from pydantic import SecretStr
+
 from services.common.settings import ServiceSettings
 
 
 class IntakeSettings(ServiceSettings):
     service_name: str = "intake"
+    key_purposes: ClassVar[tuple[str, ...]] = ("records",)
+    records_keys: SecretStr = SecretStr("")  # the records KEK keyring (PANUI_RECORDS_KEYS)
     port: int = 8001
     max_request_bytes: int = 64 * 1024 * 1024
     max_records_per_request: int = 50_000
@@ -20,3 +26,7 @@ class IntakeSettings(ServiceSettings):
     dispatch_url: str = "http://127.0.0.1:8003"
     console_timeout_s: float = 30.0
     console_max_body_bytes: int = 64 * 1024
+    # A closed incident is purged this long after it was closed (rows deleted, data keys
+    # destroyed, in all three services); how often intake looks for incidents due.
+    purge_after_s: float = 30 * 24 * 3600.0
+    purge_check_interval_s: float = 60.0

@@ -24,7 +24,8 @@ SECURE_COMMON = {
     "kafka_bootstrap_servers": "kafka.internal.example.nz:9093",
     "kafka_security_protocol": "SASL_SSL", "kafka_sasl_username": "panui-intake",
     "kafka_sasl_password": "p" * 32, "message_signing_keys": generate_signing_key_spec("prod1"),
-    "data_keys": generate_key_spec("prod1"),
+    "records_keys": generate_key_spec("prod-records1"),
+    "notices_keys": generate_key_spec("prod-notices1"),
     "coordinator_tokens": "sha256:" + hashlib.sha256(b"x" * 32).hexdigest(),
 }
 SECURE_DISPATCH = {
@@ -44,11 +45,15 @@ def test_secure_settings_pass_and_development_ones_are_named(cls):
         cls(environment="production", data_keys=generate_key_spec("dev1"),
             coordinator_tokens="clear-token").check_production()
     text = str(refused.value)
-    for setting in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "PANUI_DATA_KEYS",
+    # The shared development keyring is no purpose's keyring in production.
+    for setting in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "PANUI_RECORDS_KEYS: no keyring",
                     "PANUI_COORDINATOR_TOKENS", "PANUI_KAFKA_SECURITY_PROTOCOL",
                     "PANUI_MESSAGE_SIGNING_KEYS"):
         assert setting in text
     assert "clear-token" not in text  # a setting is named, never its value
+    with pytest.raises(InsecureSettings) as refused:
+        cls(**{**SECURE_COMMON, "records_keys": generate_key_spec("dev1")}).check_production()
+    assert "PANUI_RECORDS_KEYS: a development keyring" in str(refused.value)
 
 
 @pytest.mark.parametrize("override, setting", [
@@ -85,7 +90,7 @@ def test_dispatch_defaults_are_refused_in_production():
         DispatchSettings(environment="production").check_production()
     text = str(refused.value)
     for setting in ("PANUI_SMTP_TLS", "PANUI_SMS_PRIMARY_URL", "PANUI_SMS_PRIMARY_API_KEY",
-                    "PANUI_RECEIPT_SECRET", "DATABASE_URL", "PANUI_DATA_KEYS"):
+                    "PANUI_RECEIPT_SECRET", "DATABASE_URL", "PANUI_NOTICES_KEYS"):
         assert setting in text
     assert "dev-callback-secret" not in text
 
@@ -111,4 +116,5 @@ def test_serve_exits_non_zero_naming_the_setting(service, tmp_path):
                           capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2, done.stderr
     assert "refuses to start in production" in done.stderr
-    assert "DATABASE_URL" in done.stderr and "PANUI_DATA_KEYS" in done.stderr
+    keys = "PANUI_RECORDS_KEYS" if service != "dispatch" else "PANUI_NOTICES_KEYS"
+    assert "DATABASE_URL" in done.stderr and keys in done.stderr

@@ -22,6 +22,8 @@ async def test_health_ready_and_metrics(service_env, pg_database):
         assert set(health.json()["loops"]) == {
             f"consumer:{settings.consumer_group('dispatch.incidents')}",
             f"consumer:{settings.consumer_group('dispatch.notices')}", "outbox-relay",
+            f"follow:{settings.topic_prefix}notice-keys.v1",
+            f"follow:{settings.topic_prefix}incident-lifecycle.v1",
             "dispatch-sender", "dispatch-results", "dispatch-maintenance"}
         assert all((loop["state"], loop["restarts"]) == ("running", 0)
                    for loop in health.json()["loops"].values())

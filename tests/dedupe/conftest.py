@@ -32,6 +32,10 @@ class DedupeHarness:
     settings: DedupeSettings
     bootstrap: str
     notices_reader: TopicReader
+    opener: object = None  # the service's vault: opens the notices it sealed (v2) as well
+
+    def open_notice(self, notice: NoticeMessage) -> dict:
+        return self.opener.open(notice.sealed, notice_sealing_context(notice.notice_id))
 
     @property
     def records_topic(self) -> str:
@@ -74,8 +78,7 @@ class DedupeHarness:
         return notices
 
     def recipient(self, notice: NoticeMessage) -> SealedRecipient:
-        return SealedRecipient.model_validate(
-            self.sealer.open(notice.sealed, notice_sealing_context(notice.notice_id)))
+        return SealedRecipient.model_validate(self.open_notice(notice))
 
     async def progress(self, incident_id: str) -> dict:
         response = await self.client.get(f"/v1/incidents/{incident_id}/progress",
@@ -89,11 +92,13 @@ async def dedupe(service_env, pg_database, kafka_bootstrap):
     settings = DedupeSettings(**service_env, database_url=pg_database("dedupe"), release_tick_s=0.2,
                               review_sync_interval_s=0.2)
     sealer = Sealer(settings.data_keys.get_secret_value())
-    async with running(create_app(settings)) as client:
+    app = create_app(settings)
+    async with running(app) as client:
         reader = TopicReader(kafka_bootstrap, f"{settings.topic_prefix}notices.v1")
         await reader.start()
         try:
-            yield DedupeHarness(client, sealer, settings, kafka_bootstrap, reader)
+            yield DedupeHarness(client, sealer, settings, kafka_bootstrap, reader,
+                                app.state.runtime.vault)
         finally:
             await reader.stop()
 

@@ -58,7 +58,7 @@ async def test_a_lost_record_holds_the_release_until_the_deadline(dedupe, caplog
     assert all(n.created_at >= deadline for n in notices)
     progress = await dedupe.progress("inc-lost")
     assert (progress["release_reason"], progress["records_missing"]) == ("deadline-missing", 1)
-    result = tally(dedupe.sealer, await dedupe.no_more_notices(3, settle=1.0),
+    result = tally(dedupe.opener, await dedupe.no_more_notices(3, settle=1.0),
                    [synthetic_person(i)["email"] for i in range(3)])
     assert result.once == result.expected and not (result.twice or result.unexpected)
 

@@ -16,6 +16,7 @@ from services.dedupe.app import create_app
 from services.dedupe.settings import DedupeSettings
 from testkit.factories import synthetic_person
 from testkit.infra import topic_reader
+from testkit.keys import service_vault
 from testkit.messages import incident_message, publish, record_message
 from tests.conftest import running
 from tests.dedupe.conftest import tally
@@ -51,7 +52,7 @@ async def test_a_late_consumer_releases_once_after_the_backlog(service_env, pg_d
             messages = await reader.drain(quiet_s=2.0)
 
     notices = [decode_notice(m.value) for m in messages]
-    result = tally(sealer, notices, [synthetic_person(i)["email"] for i in range(PERSONS)])
+    result = tally(service_vault(settings), notices, [synthetic_person(i)["email"] for i in range(PERSONS)])
     assert (result.never, result.twice, result.unexpected) == (set(), set(), set())
     assert {n.version for n in notices} == {1}, "amendments: released on partial data"
     assert {tuple(a.agency_id for a in n.agencies) for n in notices} == {("gp", "lab")}

@@ -69,9 +69,9 @@ async def test_a_replay_from_offset_0_keeps_the_resent_version(
                 await reader.wait_for(lambda m: len(m) >= PERSONS, timeout=30)
                 messages = await reader.drain(quiet_s=2.0)
 
-    from services.common.crypto import Sealer
     from services.common.messages import decode_notice
-    sealer = Sealer(dedupe_settings.data_keys.get_secret_value())
+    from testkit.keys import service_vault
+    sealer = service_vault(dedupe_settings)  # the notices are sealed with the incident's data key
     expected = [resent.get(i, synthetic_person(i)["email"]) for i in range(PERSONS)]
     result = tally(sealer, [decode_notice(m.value) for m in messages], expected)
     assert (result.never, result.twice, result.unexpected) == (set(), set(), set())

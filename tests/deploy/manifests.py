@@ -180,15 +180,12 @@ class ServiceFacts:
 def build_runtime(service: str, env: dict[str, str], tmp: Path):
     """The service's app and runtime built as production builds them, from `env` (nothing is
     started: no broker or database is contacted)."""
-    from services.common.crypto import generate_key_spec
-
     cls = settings_class(service)
     known = env_names(cls)
     values = {known[k]: realistic_secret(k) if v.startswith("synthetic-") else v
               for k, v in env.items() if k in known}
     # Production mode refuses SQLite; the engine connects lazily, so no server is needed.
     values["database_url"] = "postgresql://panui@postgres.invalid/" + service
-    values["data_keys"] = generate_key_spec("site1")
     if values.get("kafka_ssl_cafile"):
         # The pod's mounted CA (a path inside the container): a throwaway one here, so the
         # client's TLS context is built exactly as in the pod.
@@ -283,8 +280,8 @@ def realistic_secret(name: str) -> str:
 
     from services.common.crypto import generate_key_spec
 
-    if name == "PANUI_DATA_KEYS":
-        return generate_key_spec("site1")
+    if name in ("PANUI_RECORDS_KEYS", "PANUI_NOTICES_KEYS"):  # one keyring per purpose
+        return generate_key_spec(f"site-{name.split('_')[1].lower()}1")
     if name == "PANUI_MESSAGE_SIGNING_KEYS":
         from services.common.signing import generate_signing_key_spec
 

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from services.common.settings import DEVELOPMENT_ONLY
 from tests.deploy import manifests as m
 
 SERVICES = m.services()
@@ -41,6 +42,8 @@ def required_in_production(cls) -> dict[str, str]:
     for name, info in cls.model_fields.items():
         default = info.default
         text = default.get_secret_value() if isinstance(default, SecretStr) else default
+        if (info.json_schema_extra or {}).get(DEVELOPMENT_ONLY):
+            continue  # a laptop fallback: test_development_only_settings_are_not_given
         if name == "environment":
             required[name] = "the deployment says which environment it is"
         elif name == "database_url":
@@ -97,6 +100,17 @@ def test_required_settings_are_provided(objects, service):
             assert given[0]["value"] != str(default), f"{service}: {field} is left at its development default"
     assert not missing, f"{service} ({objects.overlay}) must be given: " + "; ".join(missing)
     assert env["PANUI_ENVIRONMENT"]["value"] == ("production" if objects.overlay == "prod" else "development")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_development_only_settings_are_not_given(objects, service):
+    cls = m.settings_class(service)
+    names = m.env_names(cls)
+    env = objects.container_env(m.main_container(objects.deployment(service)))
+    dev_only = {f for f, info in cls.model_fields.items()
+                if (info.json_schema_extra or {}).get(DEVELOPMENT_ONLY)}
+    assert dev_only, "the shared development keyring is marked development-only"
+    assert not [n for n in env if names.get(n) in dev_only], f"{service} is given a laptop fallback"
 
 
 @pytest.mark.parametrize("service", SERVICES)

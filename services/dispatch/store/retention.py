@@ -1,0 +1,19 @@
+"""The purge of an incident in dispatch: its notices (recipients sealed) and deliveries go; the
+audit trail keeps each notice's id and its deliveries' final outcomes, nothing personal."""
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from services.dispatch.models import Delivery, DispatchNotice
+
+
+def purge_incident(session: Session, incident_id: str) -> dict:
+    d, n = Delivery.__table__, DispatchNotice.__table__
+    outcomes: dict[str, dict[str, str]] = {}
+    for notice_id, channel, status in session.execute(
+            select(d.c.notice_id, d.c.channel, d.c.status).where(d.c.incident_id == incident_id)
+            .order_by(d.c.notice_id, d.c.channel)):
+        outcomes.setdefault(notice_id, {})[channel] = status
+    deliveries = session.execute(d.delete().where(d.c.incident_id == incident_id)).rowcount
+    notices = session.execute(n.delete().where(n.c.incident_id == incident_id)).rowcount
+    return {"notices": notices, "deliveries": deliveries, "outcomes": outcomes}
