@@ -99,8 +99,12 @@ async def get_incident(incident_id: IdPath, ctx: AnyStaffContext) -> IncidentVie
                   summary="Close an incident: no more feeds; purged in every service after the "
                           "retention period")
 async def close_incident(incident_id: IdPath, ctx: CoordinatorContext) -> IncidentClosure:
-    closed = await ctx.db.run(retention.close, incident_id, utcnow(),
-                              ctx.runtime.settings.purge_after_s, f"{ctx.caller.kind}:{ctx.caller.principal}")
+    now = utcnow()
+    # In the audit log only when this call closed it (a second close changes nothing).
+    closed = await ctx.audited(
+        lambda c: ctx.act("incident.close", incident_id) if c and c.closed_at == now else None,
+        retention.close, incident_id, now, ctx.runtime.settings.purge_after_s,
+        f"{ctx.caller.kind}:{ctx.caller.principal}")
     if closed is None:
         raise _no_incident()
     ctx.runtime.relay.wake()

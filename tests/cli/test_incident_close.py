@@ -34,6 +34,9 @@ def test_close_then_close_again_then_refusals(pg_admin_url, kafka_bootstrap, dat
                 (incident_id,)).fetchone()
             events = conn.execute("SELECT action, actor FROM retention_event WHERE incident_id = %s",
                                   (incident_id,)).fetchall()
+            audited = conn.execute("SELECT action FROM audit_log WHERE incident_id = %s "
+                                   "AND action = 'incident.close'", (incident_id,)).fetchall()
+        assert len(audited) == 1  # the close that closed it, not the second
         assert (purge_after - closed_at).total_seconds() == 3600 and purged_at is None
         assert [(a, actor.startswith("coordinator:")) for a, actor in events] == [("closed", True)]
 

@@ -81,6 +81,8 @@ RULES = {
         ("POST", "/v1/console/{service}/{path:path}"): staff("coordinator"),
         # Issue 17: approving the te reo templates previewed.
         ("POST", "/v1/incidents/{incident_id}/templates-mi/approval"): staff("coordinator"),
+        # Issue 18: closing an incident (purged everywhere after the retention period).
+        ("POST", "/v1/incidents/{incident_id}/close"): staff("coordinator"),
     },
     "dedupe": {
         **COMMON,
