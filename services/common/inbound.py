@@ -80,6 +80,8 @@ def _rules(route: Any) -> _RouteRules:
         if getattr(call, "body_limit_setting", None):
             setting, code = call.body_limit_setting, call.body_limit_code
         stack.extend(dependant.dependencies)
+    if getattr(getattr(route, "endpoint", None), "forwards_query", False):
+        query = None  # a pass-through: the service it forwards to checks its own parameters
     return _RouteRules(access, setting, code, frozenset(query) if query is not None else None)
 
 

@@ -58,3 +58,9 @@ async def console_get(service: Upstream, path: str, request: Request,
 async def console_post(service: Upstream, path: str, request: Request,
                        ctx: CoordinatorContext) -> Response:
     return await _forward(ctx, request, service, path)
+
+
+# The query string goes to the service behind, which refuses parameters it does not take
+# (services/common/inbound.py); intake does not know them.
+console_get.forwards_query = True  # type: ignore[attr-defined]
+console_post.forwards_query = True  # type: ignore[attr-defined]

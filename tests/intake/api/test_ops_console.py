@@ -104,9 +104,15 @@ async def test_console_pass_through_refuses_before_forwarding(intake):
     configured, upstream.base_url = upstream.base_url, "http://127.0.0.1:9"
     try:
         down = await intake.client.get(path, headers=COORDINATOR)
+        # The query string is the upstream's to check (the review queue asks ?status=open):
+        # forwarded, not refused by intake's strict-parameter guard.
+        queried = await intake.client.get(
+            f"/v1/console/dedupe/v1/incidents/{setup.incident_id}/reviews?status=open",
+            headers=COORDINATOR)
     finally:
         upstream.base_url = configured
     assert down.status_code == 502 and down.json()["error"]["code"] == "console.upstream_unavailable"
+    assert queried.status_code == 502, queried.text
 
 
 async def test_access_log_has_request_id_and_route_template_only(intake, caplog):
