@@ -52,7 +52,12 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "request.refused")
         message = "The request body is not valid JSON." if exc.status_code == 400 else (
             "No such endpoint." if exc.status_code == 404 else str(exc.detail)[:200])
-        return JSONResponse(error_body(code, message), exc.status_code, getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette's Allow names the first route on the path only; a path served by
+            # several routes (GET and POST apart) takes all of theirs.
+            headers["Allow"] = ", ".join(_allowed_methods(_request))
+        return JSONResponse(error_body(code, message), exc.status_code, headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -60,3 +65,14 @@ def install_error_handlers(app: FastAPI) -> None:
         details = [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")}
                    for e in exc.errors()]
         return JSONResponse(error_body("request.invalid", "The request is not valid.", details), 422)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)

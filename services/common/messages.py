@@ -298,7 +298,7 @@ class IncidentContent(BaseModel):
     # while it matches; any edit needs a new approval.
     templates_mi_approved: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     # Notices to te reo readers carry te reo (the approved templates) and English in one message.
-    bilingual: bool = False
+    bilingual: StrictBool = False  # strict: 0 or "yes" is not a yes
     sms_segment_budget: JsonInt = Field(default=3, ge=1, le=10)
 
 
@@ -521,6 +521,9 @@ class IncidentKeyMessage(_Message):
     kek_id: str = Field(min_length=1, max_length=64)
     wrapped_key: str = Field(min_length=1, max_length=200)
     created_at: datetime
+    # HMAC of every other field (services/common/signing.py), as on incidents and notices: a
+    # forged key or purge message must not be taken (a tombstone carries no value to sign).
+    signature: str | None = Field(default=None, pattern=r"^v1\.[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{43}$")
 
     def kafka_key(self) -> str:
         return incident_key_kafka_key(self.incident_id, self.key_id)
@@ -538,6 +541,9 @@ class IncidentClosedMessage(_Message):
     incident_id: Id
     closed_at: datetime
     purge_after: datetime
+    # HMAC of every other field (services/common/signing.py), as on incidents and notices: a
+    # forged key or purge message must not be taken (a tombstone carries no value to sign).
+    signature: str | None = Field(default=None, pattern=r"^v1\.[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{43}$")
 
 
 class IncidentPurgedMessage(_Message):
@@ -547,6 +553,9 @@ class IncidentPurgedMessage(_Message):
     type: Literal["incident-purged"] = "incident-purged"
     incident_id: Id
     purged_at: datetime
+    # HMAC of every other field (services/common/signing.py), as on incidents and notices: a
+    # forged key or purge message must not be taken (a tombstone carries no value to sign).
+    signature: str | None = Field(default=None, pattern=r"^v1\.[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{43}$")
 
 
 IncidentLifecycleTopicMessage = Annotated[
