@@ -265,6 +265,9 @@ async def test_killed_mid_send_the_claims_are_recovered_at_the_same_gateway(
     first = dispatch_settings(service_env, db, port=free_port(), sending_lease_s=20.0,
                               send_deadline_s=18.0, **common)
     primary.slow_down(15.0)  # takes each message, answers 15 s later
+    # ... and sends no delivery receipt meanwhile: a receipt racing the kill would record
+    # 'delivered' for a message the dead sender never heard back about (seen in CI).
+    primary.behaviour.hold_receipts = True
     proc = subprocess.Popen([sys.executable, "-m", "services.dispatch"], cwd=REPO,  # noqa: S603
                             env=_subprocess_env(first), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -288,8 +291,9 @@ async def test_killed_mid_send_the_claims_are_recovered_at_the_same_gateway(
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         assert set(_statuses(db).values()) == {"sending"}  # nothing recorded
-        await primary.stop()  # down: connections refused
+        await primary.stop()  # down: connections refused (the held receipts die with it)
         primary.slow_down(0.0)
+        primary.behaviour.hold_receipts = False
         second = dispatch_settings(service_env, db, port=free_port(), sending_lease_s=4.0,
                                    send_deadline_s=3.5, **common)
         async with running_dispatch(second):
