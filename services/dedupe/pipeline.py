@@ -299,7 +299,8 @@ class DedupePipeline:
             known = store.review_statuses(session, incident.incident_id)
             store.write_review_changes(
                 session, incident.incident_id,
-                review_changes(incident.incident_id, items, known), self.clock())
+                review_changes(incident.incident_id, items, known, identity.conflicts()),
+                self.clock())
         return released
 
     def _isolated(self, session: Session, incident_id: str, stage: str,
@@ -483,7 +484,7 @@ class DedupePipeline:
             for d in chunk:
                 notice = build_notice(self.sealer, incident.incident_id, d.notice_person_id,
                                       d.version, live.get(d.person_id, []),
-                                      incident.agency_names, self.clock())
+                                      incident.agency_names, self.clock(), d.route)
                 store.add_notice(session, notice, d.view)
                 self._released["amendment" if d.version > 1 else "first"] += 1
             store.flush(session)
