@@ -336,7 +336,10 @@ function classify(part) {
 }
 
 async function reviewsPage(id) {
-  let items = await api("GET", dedupe(`/incidents/${enc(id)}/reviews?status=open`));
+  const open = await api("GET", dedupe(`/incidents/${enc(id)}/reviews?status=open`));
+  // This page decides pairs; contact and hold conflicts (issue 18) take other decisions.
+  let items = open.filter((i) => (i.kind || "pair") === "pair");
+  const conflicts = open.length - items.length;
   let at = 0;
   const box = h("div", {});
   const counter = h("span", { id: "review-count" });
@@ -344,6 +347,7 @@ async function reviewsPage(id) {
     h("p", {}, h("a", { href: `#/incident/${enc(id)}` }, "← back to the incident"), " ", counter),
     h("p", { class: "muted" }, "Keys: ", h("kbd", {}, "m"), " merge · ", h("kbd", {}, "a"), " keep apart · ",
       h("kbd", {}, "j"), "/", h("kbd", {}, "k"), " next/previous. Values are masked: the evidence shows how each field compares, never its value."),
+    conflicts ? h("p", { id: "review-conflicts" }, `${conflicts} contact or hold conflict(s) open: decide them through dedupe's review API (use_contact / keep_fallback, release / keep_held).`) : "",
     box);
 
   async function decide(decision) {
