@@ -26,6 +26,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('chosen_agency_id', sa.String(length=128), nullable=True))
         batch_op.add_column(sa.Column('chosen_source_record_id', sa.String(length=128),
                                       nullable=True))
+    # The default filled the existing rows; the model sets the kind of every new one.
+    with op.batch_alter_table('review_state', schema=None) as batch_op:
+        batch_op.alter_column('kind', existing_type=sa.String(length=24), server_default=None)
 
 
 def downgrade() -> None:
