@@ -270,3 +270,21 @@ def test_identity_releases_the_other_agencies_part_of_a_held_person_and_amends_o
     state.settle(T0)
     (amend,) = state.release(T0, RELEASE_NOW, T0)
     assert amend.version == 2 and amend.view.agency_ids == {"gp", "lab"}
+
+
+def test_a_coordinators_contact_choice_survives_a_rebuild_from_stored_rows():
+    from services.dedupe.identity import IdentityState, RecordMeta, StoredIdentity, StoredRecord
+
+    messages = [record_message(SEALER, INC, "gp", "gp-1", **AROHA),
+                record_message(SEALER, INC, "lab", "lab-1", **{**AROHA, "mobile": "+64229998888"})]
+    live = _identity_with(*messages)
+    (conflict,) = live.conflicts()
+    decision = _decision(conflict, "use_contact", ("lab", "lab-1"))
+    person_id = live.records["gp", "gp-1"].person_id
+    stored = StoredIdentity(
+        [StoredRecord((m.agency_id, m.source_record_id),
+                      RecordMeta(1, person_id, False, False, tuple(m.data_categories)), m.sealed)
+         for m in messages], {}, [decision])
+    rebuilt = IdentityState(SEALER).build(INC, stored)
+    assert rebuilt.route(person_id).chosen == {"mobile": ("lab", "lab-1")}
+    assert rebuilt.resend == set()  # a rebuild's decisions are state, not news
