@@ -296,7 +296,10 @@ class IncidentContent(BaseModel):
     privacy_commissioner_notified_on: Annotated[date | None, BeforeValidator(_text_not_number)] = None
     complaint_right: str = Field(default=DEFAULT_COMPLAINT_RIGHT, max_length=2000)
     contact: ContactPoint
-    never_ask: list[str] = Field(default_factory=lambda: list(DEFAULT_NEVER_ASK), max_length=20)
+    # At least one: the never-ask list is what makes a notice phishing-resistant (dispatch
+    # cannot render without it; an empty list once passed intake and then 500'd the preview).
+    never_ask: list[str] = Field(default_factory=lambda: list(DEFAULT_NEVER_ASK), min_length=1,
+                                 max_length=20)
     # Coordinator-supplied te reo Māori templates (Jinja2 source); English is the fallback.
     templates_mi: dict[str, str] = Field(default_factory=dict)
     # The coordinator approves templates_mi after previewing them: the fingerprint
