@@ -12,7 +12,7 @@ Every contract model lives here, one section per topic, so this module mirrors c
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import orjson
 from pydantic import (
@@ -30,17 +30,6 @@ from services.common.ids import Id
 # The schema versions this code reads; a message with another is dead-lettered (see kafka.py).
 SCHEMA_VERSIONS = (1,)
 
-DATA_CATEGORIES = (
-    "clinical_notes",
-    "lab_results",
-    "referral_letters",
-    "discharge_summaries",
-    "prescriptions",
-    "identity_documents",
-    "images",
-    "contact_details",
-    "other",
-)
 DataCategory = Literal[
     "clinical_notes",
     "lab_results",
@@ -52,6 +41,7 @@ DataCategory = Literal[
     "contact_details",
     "other",
 ]
+DATA_CATEGORIES = get_args(DataCategory)
 Language = Literal["en", "mi"]
 
 
