@@ -296,6 +296,12 @@ class IncidentIdentity:
             elif d.a in self.resolver and d.b in self.resolver:
                 self.resolver.decide(d.a, d.b, same_person=d.same_person)
 
+    def awaits_resend(self, decision: ReviewDecision) -> bool:
+        """A contact confirmed for a notified person whose amendment has not gone yet."""
+        meta = self.records.get(decision.a)
+        return decision.kind == "contact_conflict" and meta is not None and \
+            meta.person_id in self.resend
+
     # --- the resolver's answer -------------------------------------------------------------------
 
     def settle(self, now: datetime) -> None:

@@ -288,12 +288,14 @@ class DedupePipeline:
         if decisions:
             self.identity.touch(incident.incident_id)
             identity.apply_decisions(decisions)
-            store.mark_applied(session, decisions)
         # The decisions' moves, and those of a rebuild whose resolver placed a record
         # differently from its stored row (identity.build): nothing if neither.
         identity.settle(now)
         self._write_state(session, incident.incident_id, identity, now)
         released = self._release_due(session, incident, identity, now)
+        # A confirmed contact whose amendment waits (a settle window) stays pending, so a
+        # rebuild meanwhile applies it again and the amendment is not lost.
+        store.mark_applied(session, [d for d in decisions if not identity.awaits_resend(d)])
         items = self.identity.reviews_due(identity)
         if items is not None:
             known = store.review_statuses(session, incident.incident_id)

@@ -231,9 +231,12 @@ def test_identity_sends_by_the_uncontested_channel_then_amends_once_a_contact_is
     assert due.version == 1 and due.route.excluded == {"mobile"}
     (conflict,) = state.conflicts()
     assert conflict.kind == "contact_conflict"
-    state.apply_decisions([_decision(conflict, "use_contact", ("lab", "lab-1"))])
+    decision = _decision(conflict, "use_contact", ("lab", "lab-1"))
+    state.apply_decisions([decision])
+    assert state.awaits_resend(decision)  # the pipeline keeps it pending until the amendment
     (again,) = state.release(T0, RELEASE_NOW, T0)
     assert again.version == 2 and again.route.chosen == {"mobile": ("lab", "lab-1")}
+    assert not state.awaits_resend(decision)
     assert state.release(T0, RELEASE_NOW, T0) == []  # once
 
 
