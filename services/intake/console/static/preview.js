@@ -26,7 +26,7 @@ function noticeView(p, { sample }) {
 
 async function previewPage(id, reference) {
   const incident = await api("GET", `/v1/incidents/${enc(id)}`);
-  let language = "en";
+  let language = reference ? null : "en";  // a person's notice: in their own language first
   const body = h("div", {});
   const approval = h("div", { id: "templates-mi" });
   const refInput = h("input", { id: "preview-reference", placeholder: "PAN-XXXX-XXXX or notice id", pattern: "[A-Za-z0-9._:-]+", value: reference || "" });
@@ -47,15 +47,19 @@ async function previewPage(id, reference) {
         h("a", { href: `#/incident/${enc(id)}/preview`, class: "button secondary" }, "Sample person"))))),
     approval, heading, body);
 
+  let latest = 0;  // a slower earlier answer never replaces a later one
   async function load() {
+    const mine = ++latest;
     for (const b of langButtons) b.setAttribute("aria-pressed", String(b.dataset.language === language));
     if (reference) {
-      const p = await api("GET", dispatch(`/incidents/${enc(id)}/notices/${enc(reference)}/preview?language=${language}`));
+      const p = await api("GET", dispatch(`/incidents/${enc(id)}/notices/${enc(reference)}/preview${language ? `?language=${language}` : ""}`));
+      if (mine !== latest) return;
       heading.textContent = `Notice ${p.notice_id} (version ${p.version}, incident revision ${p.incident_revision}) — ${p.sent ? "as it was sent" : "as it would be sent now"}`;
       approval.replaceChildren();
       body.replaceChildren(noticeView(p, { sample: false }));
     } else {
       const p = await api("GET", dispatch(`/incidents/${enc(id)}/notice-preview?language=${language}`));
+      if (mine !== latest) return;
       heading.textContent = "For a synthetic sample person (Aroha Tauira)";
       approval.replaceChildren(templatesApproval(id, p));
       body.replaceChildren(noticeView(p, { sample: true }));
