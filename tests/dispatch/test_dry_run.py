@@ -7,8 +7,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.dispatch.settings import DispatchSettings
-from services.gateways.smtp_server import SmtpGateway
 from services.gateways.sms_server import SmsGateway
+from services.gateways.smtp_server import SmtpGateway
 from testkit.infra import free_port
 from testkit.notices import incident_message, notice_message, person
 
@@ -42,6 +42,10 @@ async def test_a_dry_run_incident_reaches_only_the_simulated_gateways_marked(
                                            headers=COORDINATOR)).json()
             plain = (await stack.http.get("/v1/incidents/inc-1/notice-preview?language=en",
                                           headers=COORDINATOR)).json()
+            # No letter of a rehearsal is ever batched for the (real) print house.
+            letters = await stack.http.post("/v1/incidents/inc-dry/mailouts", json={},
+                                            headers=COORDINATOR)
+            assert (letters.status_code, letters.json()["error"]["code"]) == (409, "mailout.dry_run")
 
     # The rehearsal went to the simulated gateways only; the real incident to the real ones.
     assert dry_smtp.messages_to("person1@example.nz") and not smtp_gw.messages_to("person1@example.nz")
