@@ -24,8 +24,14 @@ from services.dispatch.store import reports
 router = APIRouter(tags=["coordinator"])
 
 
+def _unrenderable(exc: RenderError) -> ApiError:
+    # The request is well formed; the incident's content as it stands is what fails (the s 117
+    # checks, a te reo template): a conflict with the incident's state, not a bad request.
+    return ApiError(409, "preview.render_failed", f"The notice cannot be rendered: {exc}")
+
+
 @router.get("/v1/incidents/{incident_id}/notice-preview",
-            responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+            responses={c: {"model": ErrorResponse} for c in (404, 409, 422)},
             summary="The notice a sample person would get (email, SMS, letter text)")
 async def notice_preview(incident_id: IdPath, ctx: CoordinatorContext,
                          language: Literal["en", "mi"] = Query("mi")) -> NoticePreview:
@@ -36,7 +42,7 @@ async def notice_preview(incident_id: IdPath, ctx: CoordinatorContext,
         # Coordinator templates run in the sandbox (up to a second of CPU): off the loop.
         p = await asyncio.to_thread(preview_notice, entry.message, language)
     except RenderError as exc:
-        raise ApiError(422, "preview.render_failed", str(exc)) from None
+        raise _unrenderable(exc) from None
     return NoticePreview(
         language=p.language, bilingual=p.bilingual,
         templates_mi_fingerprint=p.templates_mi_fingerprint,
@@ -87,7 +93,7 @@ async def stored_notice_preview(
     try:
         notice, r = await asyncio.to_thread(render)
     except RenderError as exc:
-        raise ApiError(422, "preview.render_failed", str(exc)) from None
+        raise _unrenderable(exc) from None
     except SealError:  # its data key destroyed: purged (never the value in the message)
         raise ApiError(409, "notice.unavailable", "The notice cannot be opened (purged).") from None
     response.headers["Cache-Control"] = "no-store"

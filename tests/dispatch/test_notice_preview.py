@@ -2,6 +2,8 @@
 Kafka, PostgreSQL and the local SMTP and SMS gateways, the preview of a sent notice is what the
 person received, word for word; it shows personal data, so every preview is in the audit log."""
 
+import asyncio
+
 import pytest
 
 from services.dispatch.content.models import derive_reference_code
@@ -67,3 +69,18 @@ async def test_a_sent_notice_previews_as_the_person_received_it(settings, smtp_g
         assert [(e["action"], e["incident_id"], e["object_ids"]) for e in audit] == [
             ("notice.preview", "inc-1", [notice.notice_id])] * 3
         assert "Testperson1" not in str(audit)
+
+
+async def test_content_that_cannot_be_rendered_is_a_conflict_not_a_bad_request(settings):
+    """The incident schema allows content the renderer refuses (here: the Privacy Commissioner
+    not notified); a well-formed preview request then gets 409 with the reason, never a 5xx or
+    a 422 that would blame the request (schemathesis' positive-data check found the 422)."""
+    async with running_dispatch(settings) as stack:
+        await stack.publish_incident(incident_message("inc-3", privacy_commissioner_notified=False))
+        async with asyncio.timeout(30):
+            while (response := await stack.http.get("/v1/incidents/inc-3/notice-preview?language=en",
+                                                    headers=COORDINATOR)).status_code == 404:
+                await asyncio.sleep(0.1)  # dispatch has not read the incident yet
+        assert response.status_code == 409, response.text
+        body = response.json()["error"]
+        assert body["code"] == "preview.render_failed" and "Privacy Commissioner" in body["message"]
