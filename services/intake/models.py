@@ -39,7 +39,7 @@ class Incident(SQLModel, table=True):
     release_policy: dict = Field(sa_column=Column(JSON, nullable=False))
     channel_policy: dict = Field(sa_column=Column(JSON, nullable=False))
     # A rehearsal: dispatch delivers its notices only to the local simulated gateways.
-    dry_run: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
+    dry_run: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     # Retention: closed by the coordinator (no more feeds), purged at purge_after (its

@@ -18,9 +18,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column("incident", sa.Column("dry_run", sa.Boolean(), nullable=False,
-                                        server_default=sa.false()))
+    # The existing incidents are real ones; the default is only for them (the model sets it).
+    with op.batch_alter_table("incident") as batch:
+        batch.add_column(sa.Column("dry_run", sa.Boolean(), nullable=False, server_default=sa.false()))
+    with op.batch_alter_table("incident") as batch:
+        batch.alter_column("dry_run", server_default=None)
 
 
 def downgrade() -> None:
-    op.drop_column("incident", "dry_run")
+    with op.batch_alter_table("incident") as batch:
+        batch.drop_column("dry_run")
