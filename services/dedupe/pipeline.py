@@ -89,7 +89,7 @@ class DedupePipeline:
     def __init__(self, engine: Engine, sealer: Sealer, identity: IdentityState | None = None,
                  clock: Clock = utcnow, review_sync_interval_s: float = 30.0,
                  retry_first_delay_s: float = 1.0, retry_max_delay_s: float = 300.0,
-                 evict_after_s: float = 300.0, release_chunk: int = 1000):
+                 evict_after_s: float = 300.0, release_chunk: int | None = 1000):
         self.engine = engine
         self.sealer = sealer
         self.identity = identity or IdentityState(sealer,
@@ -110,7 +110,9 @@ class DedupePipeline:
         self._assignment: dict[int, int] = {}
         self._lock = threading.RLock()  # claims and revocations vs. a rebuild's thread
         self.evict_after_s = evict_after_s
-        self.release_chunk = release_chunk  # persons decided per release transaction
+        # Persons decided per release transaction (None: all in one, as before chunking;
+        # benchmarks/dedupe/release.py compares the two).
+        self.release_chunk = release_chunk
 
     def apply_batch(self, partition: int, messages: list[AffectedRecordsTopicMessage]) -> int:
         """Apply one partition batch in order; returns how many notices were released."""
