@@ -525,12 +525,14 @@ class DedupePipeline:
         due = identity.release(incident.released_at, policy, now, limit=self.release_chunk)
         for chunk in chunks(due, 1000):
             live = store.live_records(session, incident.incident_id, [d.person_id for d in chunk])
+            built = []
             for d in chunk:
                 notice = build_notice(self.sealer, incident.incident_id, d.notice_person_id,
                                       d.version, live.get(d.person_id, []),
                                       incident.agency_names, self.clock())
-                store.add_notice(session, notice, d.view)
+                built.append((notice, d.view))
                 self._released["amendment" if d.version > 1 else "first"] += 1
+            store.add_notices(session, built, self.clock())
             store.flush(session)
         return due
 
