@@ -76,11 +76,9 @@ async def _publish(bootstrap: str, prefix: str, keys: str, n: int, mix: str) -> 
 def _cpu_seconds(pid: int) -> float:
     """user + system CPU of the process and its live children (uvicorn workers: their CPU is
     not in the parent's until they are reaped), and of its reaped children, so far."""
-    from benchmarks.incident.stack import _children, _tree
-
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for p in _tree(pid, _children()):
+    for p in support.process_tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
