@@ -59,6 +59,21 @@ async def make_system(tmp_path, kafka_bootstrap, pg_admin_url) -> AsyncIterator[
         await system.close()
 
 
+@pytest.fixture(scope="module")
+async def shared_system(tmp_path_factory, kafka_bootstrap, pg_admin_url) -> AsyncIterator[System]:  # noqa: ANN001
+    """One system for every scenario of a module that injects nothing into the processes, the
+    broker or the database — only messages and feeds of its own incidents (each scenario's
+    truth has its own `incident_prefix`). Starting a system is most of such a scenario's time
+    on a loaded box (six Python processes importing the services)."""
+    system = System(tmp_path_factory.mktemp("shared-system"), kafka_bootstrap=kafka_bootstrap,
+                    pg_admin_url=pg_admin_url)
+    try:
+        await system.start()
+        yield system
+    finally:
+        await system.close()
+
+
 def driver_for(system: System, truth: GroundTruth, **kwargs) -> IncidentDriver:
     """A driver that uploads to every running intake process."""
     def urls() -> list[str]:
