@@ -1,5 +1,5 @@
 """The whole Pānui system as separate processes, the way production runs it: each service's
-database migrated first (`python -m services.<name> migrate`), then the local SMTP and SMS
+database migrated first (what `python -m services.<name> migrate` runs), then the local SMTP and SMS
 gateways, then intake, dedupe and dispatch, each with its own settings. Any process can be
 killed, stopped or restarted; extra replicas of a service share its database and consumer
 groups. Kafka and PostgreSQL are either the shared ones (isolated by topic prefix and fresh
