@@ -112,7 +112,7 @@ class Quiescence:
 class System:
     def __init__(self, run_dir: Path, *, kafka_bootstrap: str, pg_admin_url: str,
                  topic_prefix: str | None = None, env: dict[str, dict[str, str]] | None = None,
-                 sms_gateways: int = 1, sms_proxy: bool = False, start_timeout_s: float = 180.0):
+                 sms_gateways: int = 1, sms_proxy: bool = False, start_timeout_s: float = 300.0):
         self.run_dir = run_dir
         self.log_dir = run_dir / "logs"
         self.maildir = run_dir / "maildir"
