@@ -333,18 +333,21 @@ class DedupePipeline:
         if decisions:
             self.identity.touch(incident.incident_id)
             identity.apply_decisions(decisions)
-            store.mark_applied(session, decisions)
         # The decisions' moves, and those of a rebuild whose resolver placed a record
         # differently from its stored row (identity.build): nothing if neither.
         identity.settle(now)
         self._write_state(session, incident.incident_id, identity, now)
         released = self._release_due(session, incident, identity, now)
+        # A confirmed contact whose amendment waits (a settle window) stays pending, so a
+        # rebuild meanwhile applies it again and the amendment is not lost.
+        store.mark_applied(session, [d for d in decisions if not identity.awaits_resend(d)])
         items = self.identity.reviews_due(identity)
         if items is not None:
             known = store.review_statuses(session, incident.incident_id)
             store.write_review_changes(
                 session, incident.incident_id,
-                review_changes(incident.incident_id, items, known), self.clock())
+                review_changes(incident.incident_id, items, known, identity.conflicts()),
+                self.clock())
         return released
 
     def _isolated(self, session: Session, incident_id: str, stage: str,
@@ -529,7 +532,7 @@ class DedupePipeline:
             for d in chunk:
                 notice = build_notice(self.sealer, incident.incident_id, d.notice_person_id,
                                       d.version, live.get(d.person_id, []),
-                                      incident.agency_names, self.clock())
+                                      incident.agency_names, self.clock(), d.route)
                 built.append((notice, d.view))
                 self._released["amendment" if d.version > 1 else "first"] += 1
             store.add_notices(session, built, self.clock())
