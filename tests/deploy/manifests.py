@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from starlette.routing import Mount
 from pydantic import SecretStr
+from starlette.routing import Mount
 
 from services.common.settings import ServiceSettings
 
