@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 from services.common import retention
 from services.common.clock import utcnow
 from services.common.crypto import Sealer, generate_key_spec
+from services.dedupe import store
 from services.dedupe.models import IncidentState, NoticeState, PersonState, RecordState
 from services.dedupe.pipeline import DedupePipeline
 from testkit.interleave import Pause, Run, blocked_or_done
@@ -33,15 +34,15 @@ def dropped() -> float:
                                      {"service": "dedupe", "topic": "affected-records.v1"}) or 0.0
 
 
-def test_a_purge_waits_for_the_batch_in_flight_then_deletes_what_it_wrote(dedupe_engine):
+def test_a_purge_waits_for_the_batch_in_flight_then_deletes_what_it_wrote(dedupe_engine, monkeypatch):
     pipeline = DedupePipeline(dedupe_engine, SEALER, review_sync_interval_s=0)
     pipeline.apply_incidents([incident_message("inc-1", AGENCIES, ["gp", "lab"])])
     pipeline.apply_batch(0, [record_message(SEALER, "inc-1", "gp", "gp-1", **AROHA)])
 
     # The next batch (a new person, both agencies complete: a release) stops inside its
-    # transaction, its rows written and not committed.
-    pause = Pause(pipeline._write_state)
-    pipeline._write_state = pause
+    # transaction, its records and persons written and not committed.
+    pause = Pause(store.write_persons)
+    monkeypatch.setattr(store, "write_persons", pause)
     batch = Run(pipeline.apply_batch, 0, [
         record_message(SEALER, "inc-1", "lab", "lab-1", categories=("lab_results",), **HEMI),
         completion("inc-1", "gp", 1), completion("inc-1", "lab", 1)])

@@ -16,7 +16,7 @@ from services.dispatch import tracking
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.models import Delivery, DispatchNotice
 from services.dispatch.notices import purge_incident
-from services.dispatch.store import incidents
+from services.dispatch.store import incidents, notices
 from testkit.interleave import Pause, Run, blocked_or_done
 from testkit.notices import incident_message, notice_message, person
 
@@ -57,8 +57,8 @@ def received(*ns: int) -> list:
 
 def test_a_purge_waits_for_the_notices_in_flight_then_deletes_them(dispatch_engine, book, monkeypatch):
     assert _run(dispatch_engine, tracking.record_notices, book, received(1), None, NOW) == 1
-    pause = Pause(tracking._plan)  # the notices inserted, their deliveries planned: not committed
-    monkeypatch.setattr(tracking, "_plan", pause)
+    pause = Pause(notices.insert_notices)  # the notices inserted, not committed
+    monkeypatch.setattr(notices, "insert_notices", pause)
     batch = Run(_run, dispatch_engine, tracking.record_notices, book, received(2, 3), None, NOW)
     batch.start()
     assert pause.reached.wait(60)
