@@ -78,7 +78,7 @@ TokenIssuer = staff("coordinator", every_incident=False)
 
 
 class TokenRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
 
     name: Id  # who the token is for (the audit log's actor when it is used)
     roles: list[Literal[principals.ROLES]] = Field(min_length=1, max_length=len(principals.ROLES))
