@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = support.kafka_bootstrap()
     prefix = support.topic_prefix("dispatch")
     db_name, db_url = support.create_database("bench_dispatch", "dispatch")
-    keys = generate_key_spec("bench")
+    keys = generate_key_spec("bench-notices-1")  # the notices KEK: all dispatch holds
     log_dir = REPO / "var" / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         _wait_http(f"http://127.0.0.1:{sms_port}/_control/stats")
         env = {
             "PANUI_DATABASE_URL": db_url, "PANUI_TOPIC_PREFIX": prefix,
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PANUI_DATA_KEYS": keys,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PANUI_NOTICES_KEYS": keys,
             "PANUI_PORT": str(dispatch_port), "PANUI_LOG_LEVEL": "WARNING",
             "PANUI_SMTP_PORT": str(smtp_port),
             "PANUI_SMS_PRIMARY_URL": f"http://127.0.0.1:{sms_port}",

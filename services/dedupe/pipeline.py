@@ -42,6 +42,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from services.common import keystore, retention
+from services.common import metrics as common_metrics
 from services.common.batching import chunks
 from services.common.clock import Clock, utcnow
 from services.common.crypto import NOTICES, Sealer
@@ -54,6 +55,7 @@ from services.common.messages import (
     RecordWithdrawnMessage,
     ReleasePolicy,
 )
+from services.common.topics import AFFECTED_RECORDS
 from services.dedupe import metrics, store
 from services.dedupe.failures import IncidentFailures
 from services.dedupe.identity import (
@@ -124,6 +126,10 @@ class DedupePipeline:
             with session_scope(self.engine) as session:
                 if not self._fence(session, {partition}):
                     raise NotOwner(partition)
+                # Held against their purge until this commits; a purged one's are dropped.
+                purged = retention.hold(session, {m.incident_id for m in messages})
+                dropped = sum(m.incident_id in purged for m in messages)
+                messages = [m for m in messages if m.incident_id not in purged]
                 incidents: dict[str, store.Incident] = {}
                 changed: set[str] = set()  # incidents whose stream state must be saved
                 versions: dict[str, dict[RecordKey, store.RecordRow]] = {}
@@ -169,6 +175,8 @@ class DedupePipeline:
             raise
         self.stream.applied(partition, now)
         self._count_released()
+        if dropped:
+            common_metrics.PURGED_DROPPED.labels(service="dedupe", topic=AFFECTED_RECORDS.name).inc(dropped)
         return released
 
     def tick(self, partitions: set[int], caught_up: set[int] | None = None) -> int:
@@ -187,6 +195,8 @@ class DedupePipeline:
         try:
             with session_scope(self.engine) as session:
                 incidents = store.incidents_on(session, self._fence(session, judged))
+                purged = retention.hold(session, {i.incident_id for i in incidents})
+                incidents = [i for i in incidents if i.incident_id not in purged]
                 for incident in self._with_work(session, incidents):
                     if self.failures.waiting(incident.incident_id):
                         continue
@@ -382,7 +392,10 @@ class DedupePipeline:
         """Definitions from incidents.v1 (agency names, expected agencies, release policy);
         an older or equal revision changes nothing."""
         with session_scope(self.engine) as session:
+            purged = retention.hold(session, {m.incident_id for m in messages})
             for msg in messages:
+                if msg.incident_id in purged:  # a definition after the purge: nothing to keep
+                    continue
                 if msg.revision > store.ensure_incident(session, msg.incident_id).revision:
                     store.save_definition(session, msg)
 
@@ -397,6 +410,7 @@ class DedupePipeline:
         state in memory. An audit summary without personal data stays (retention_event).
         None when purged before (the lifecycle topic is read from its start at every start)."""
         with session_scope(self.engine) as session:
+            retention.hold_for_purge(session, incident_id)  # waits for a batch writing it
             if retention.happened(session, incident_id, "purged"):
                 return None
             counts = store.purge_incident(session, incident_id)

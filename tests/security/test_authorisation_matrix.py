@@ -83,6 +83,8 @@ RULES = {
         ("POST", "/v1/incidents/{incident_id}/templates-mi/approval"): staff("coordinator"),
         # Issue 18: closing an incident (purged everywhere after the retention period).
         ("POST", "/v1/incidents/{incident_id}/close"): staff("coordinator"),
+        # Issuing a staff token, audited (a scoped coordinator within its own incidents).
+        ("POST", "/v1/tokens"): staff("coordinator", every_incident=False),
         # Issue 14: editing an incident's content from the console.
         ("PUT", "/v1/incidents/{incident_id}/content"): staff("coordinator"),
     },
