@@ -231,9 +231,14 @@ class DedupePipeline:
         try:
             with session_scope(self.engine) as session:
                 owned = self._fence(session, set(judged))
-                for incident_id, partition in sorted(self.identity.held().items()):
+                releasing = {i: p for i, p in sorted(self.identity.held().items())
+                             if p in owned and (identity := self.identity.get(i)) is not None
+                             and identity.releasing}
+                # Held against their purge until this commits, like a batch or a tick.
+                purged = retention.hold(session, releasing)
+                for incident_id, partition in releasing.items():
                     identity = self.identity.get(incident_id)
-                    if partition not in owned or identity is None or not identity.releasing:
+                    if incident_id in purged or identity is None:
                         continue
                     incident = store.get_incident(session, incident_id)
                     if incident is None:

@@ -8,6 +8,7 @@ chunks, is test_exactly_once.py)."""
 import pytest
 from sqlmodel import Session, func, select
 
+from services.common.clock import utcnow
 from services.common.crypto import Sealer, generate_key_spec
 from services.common.outbox import OutboxMessage
 from services.dedupe import pipeline as pipeline_module
@@ -128,3 +129,15 @@ def test_a_chunk_that_fails_rolls_back_alone_and_is_released_on_retry(dedupe_eng
     assert pipeline.identity.get("inc-1") is None  # dropped: rebuilt from the database
     _finish(pipeline)
     _assert_one_notice_per_person(dedupe_engine)
+
+
+def test_a_chunk_after_the_incident_was_purged_writes_nothing(dedupe_engine):
+    """The purge (here from another replica) lands between two chunks: the next chunk finds
+    the incident purged in its own transaction and stores nothing of it again."""
+    pipeline = _pipeline(dedupe_engine)
+    pipeline.apply_incidents([incident_message("inc-1", AGENCIES, ["gp", "lab"])])
+    pipeline.apply_batch(0, _batch())
+    assert pipeline.releasing({0}) == {0}
+    assert _pipeline(dedupe_engine).purge("inc-1", utcnow()) is not None
+    assert pipeline.continue_release({0}) == 0
+    assert _notices(dedupe_engine) == [] and _dirty(dedupe_engine) == 0
