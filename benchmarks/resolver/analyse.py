@@ -10,6 +10,7 @@ import sys
 from collections import Counter
 
 from benchmarks.resolver.datasets import Dataset, load
+from benchmarks.resolver.metrics import accuracy
 from services.dedupe.resolver import Resolver
 
 
@@ -52,7 +53,11 @@ def main(argv: list[str]) -> int:
         same = true_of[item.a] == true_of[item.b]
         band = int(item.evidence.weight // 4 * 4) if item.evidence.weight < 1e9 else 999
         review[(item.why, same, band)] += 1
-    print(f"records {len(records)}, persons {len(set(person.values()))}, true {len(by_true)}")
+    acc = accuracy([person[r.key] for r in records], truth)
+    persons = len(set(person.values()))
+    print(f"records {len(records)}, persons {persons}, true {len(by_true)}")
+    print(f"precision {acc.precision:.4f} recall {acc.recall:.4f} F1 {acc.f1:.4f} "
+          f"review/1k {1000 * sum(review.values()) / persons:.1f}")
     print(f"missed pairs {sum(missed.values())}:")
     for k, n in missed.most_common(40):
         print(f"  {n:6d}  {k}")
