@@ -1,7 +1,8 @@
 """Where accuracy is lost, by kind: missed true pairs, false merges and review items grouped by
 the comparison levels and the decision's reason. A tuning aid; prints counts, never values.
 
-    .venv/bin/python -m benchmarks.resolver.analyse independent 20000 [seed] [--learn]   (--learn: EM level weights too)
+    .venv/bin/python -m benchmarks.resolver.analyse independent 20000 [seed] [noise] [--learn]
+    (--learn: EM level weights too; noise: the generator's noise / damage, default 1.0)
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def main(argv: list[str]) -> int:
     kind = argv[0] if argv else "independent"
     size = int(argv[1]) if len(argv) > 1 else 20_000
     seed = int(argv[2]) if len(argv) > 2 else {"nz": 7, "independent": 101}.get(kind, 0)
-    records, truth = load(Dataset(kind, kind, size, seed))
+    noise = float(argv[3]) if len(argv) > 3 else 1.0
+    records, truth = load(Dataset(kind, kind, size, seed, noise))
     resolver = Resolver()
     resolver.add_many(records)
     report = resolver.learn_weights(levels=learn)  # as the dedupe service does at release
