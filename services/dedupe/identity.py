@@ -188,6 +188,8 @@ class IncidentIdentity:
     reviews_stale: bool = True
     # The household test has run (`learn`): once, when the incident is released.
     learned: bool = False
+    # The last release() stopped at its limit: persons may still be due now (the next chunk).
+    releasing: bool = False
     # Records given or withdrawn since the last settle(), and what the transaction must write.
     _changed: set[RecordKey] = field(default_factory=set)
     _records_to_write: set[RecordKey] = field(default_factory=set)
@@ -353,16 +355,24 @@ class IncidentIdentity:
     # --- release ---------------------------------------------------------------------------------
 
     def release(self, released_at: datetime | None, policy: ReleasePolicy,
-                now: datetime) -> list[DueNotice]:
-        """Decide for every person awaiting a decision; returns the notices due now, in
-        person order, already counted as sent: the caller writes them in this transaction."""
+                now: datetime, limit: int | None = None) -> list[DueNotice]:
+        """Decide for the persons awaiting a decision — at most `limit` of them decided (a
+        chunk of the release: `releasing` stays True while more may be due); returns the
+        notices due now, in person order, already counted as sent: the caller writes them
+        in this transaction."""
         due: list[DueNotice] = []
+        decided = 0
+        self.releasing = False
         for person_id in sorted(self.dirty):
+            if limit is not None and decided >= limit:
+                self.releasing = True  # the rest in the next chunk's transaction
+                break
             person = self.persons[person_id]
             view = self.view(person_id)
             decision = decide(view, released_at, policy, now)
             if decision.action == Action.WAIT:
                 continue  # stays dirty; a later tick decides
+            decided += 1
             person.dirty = False
             self.dirty.discard(person_id)
             self._persons_to_write.add(person_id)

@@ -4,7 +4,12 @@ rules (release.py, reviews.py, notices.py) and the database (store.py).
 
 Everything one batch (or one tick) changes — records, person assignments, release state,
 notices and the outbox rows announcing them — commits in one transaction, before the consumer
-commits its offsets. If the transaction fails, the identity state of every incident it
+commits its offsets. A release is chunked: a transaction decides at most `release_chunk`
+persons (their notices, outbox rows and person state together); the rest stay marked dirty
+in the database and go out in the following transactions (`continue_release`, and every
+tick), so a crash between chunks loses nothing (the persons are still dirty after a rebuild)
+and duplicates nothing (a released person is no longer dirty, and notice ids are
+deterministic). If the transaction fails, the identity state of every incident it
 touched is dropped and rebuilt from the database when next needed: memory never runs ahead
 of what was committed. Replays change nothing: older or equal record versions are ignored,
 and notices have deterministic ids with one row per (incident, person, version).
@@ -84,7 +89,7 @@ class DedupePipeline:
     def __init__(self, engine: Engine, sealer: Sealer, identity: IdentityState | None = None,
                  clock: Clock = utcnow, review_sync_interval_s: float = 30.0,
                  retry_first_delay_s: float = 1.0, retry_max_delay_s: float = 300.0,
-                 evict_after_s: float = 300.0):
+                 evict_after_s: float = 300.0, release_chunk: int | None = 1000):
         self.engine = engine
         self.sealer = sealer
         self.identity = identity or IdentityState(sealer,
@@ -105,6 +110,9 @@ class DedupePipeline:
         self._assignment: dict[int, int] = {}
         self._lock = threading.RLock()  # claims and revocations vs. a rebuild's thread
         self.evict_after_s = evict_after_s
+        # Persons decided per release transaction (None: all in one, as before chunking;
+        # benchmarks/dedupe/release.py compares the two).
+        self.release_chunk = release_chunk
 
     def apply_batch(self, partition: int, messages: list[AffectedRecordsTopicMessage]) -> int:
         """Apply one partition batch in order; returns how many notices were released."""
@@ -191,6 +199,43 @@ class DedupePipeline:
             raise
         self._count_released()
         self._evict_finished(incidents)
+        return released
+
+    def releasing(self, partitions: set[int]) -> set[int]:
+        """Of these partitions, those with an incident whose release stopped at a chunk's
+        limit (more persons may be due now: `continue_release`)."""
+        held = self.identity.held()
+        return {p for i, p in held.items() if p in partitions and p not in self._fenced
+                and (identity := self.identity.get(i)) is not None and identity.releasing}
+
+    def continue_release(self, partitions: set[int]) -> int:
+        """The next chunk of each release in progress on these partitions, in a transaction
+        of its own (judged at the partition's stream time, as its last batch was); returns
+        how many notices it released."""
+        judged = {p: t for p in self.releasing(partitions)
+                  if (t := self.stream.for_tick(p, caught_up=False)) is not None}
+        if not judged:
+            return 0
+        released = 0
+        touched: list[str] = []
+        try:
+            with session_scope(self.engine) as session:
+                owned = self._fence(session, set(judged))
+                for incident_id, partition in sorted(self.identity.held().items()):
+                    identity = self.identity.get(incident_id)
+                    if partition not in owned or identity is None or not identity.releasing:
+                        continue
+                    incident = store.get_incident(session, incident_id)
+                    if incident is None:
+                        continue
+                    touched.append(incident_id)
+                    released += self._isolated(session, incident_id, "release", partial(
+                        self._release_due, session, incident, identity, judged[partition]))
+        except BaseException:
+            self.identity.forget(touched)  # memory must not run ahead of the database
+            self._released.clear()
+            raise
+        self._count_released()
         return released
 
     def _with_work(self, session: Session, incidents: list[store.Incident]
@@ -477,15 +522,17 @@ class DedupePipeline:
         # written with the release (its savepoint), before the notices covering them.
         identity.learn(now)
         store.write_records(session, incident.incident_id, identity.take_records(), {}, now)
-        due = identity.release(incident.released_at, policy, now)
+        due = identity.release(incident.released_at, policy, now, limit=self.release_chunk)
         for chunk in chunks(due, 1000):
             live = store.live_records(session, incident.incident_id, [d.person_id for d in chunk])
+            built = []
             for d in chunk:
                 notice = build_notice(self.sealer, incident.incident_id, d.notice_person_id,
                                       d.version, live.get(d.person_id, []),
                                       incident.agency_names, self.clock())
-                store.add_notice(session, notice, d.view)
+                built.append((notice, d.view))
                 self._released["amendment" if d.version > 1 else "first"] += 1
+            store.add_notices(session, built, self.clock())
             store.flush(session)
         return due
 

@@ -299,13 +299,20 @@ def mark_covered(session: Session, incident_id: str, person_ids: list[str]) -> N
 
 # --- notices -----------------------------------------------------------------------------------
 
-def add_notice(session: Session, notice: NoticeMessage, view: PersonView) -> None:
-    """The notice's row and, in the same transaction, the outbox row that publishes it."""
-    session.add(NoticeState(
-        notice_id=notice.notice_id, incident_id=notice.incident_id, person_id=notice.person_id,
-        version=notice.version, agency_ids=sorted(view.agency_ids),
-        data_categories=sorted(view.categories)))
-    outbox.enqueue(session, NOTICES, notice.person_id, notice.to_bytes())
+def add_notices(session: Session, notices: list[tuple[NoticeMessage, PersonView]],
+                now: datetime) -> None:
+    """The notices' rows and, in the same transaction, the outbox rows that publish them, in
+    this order: two executemany INSERTs, not an ORM object per row (that was half of a
+    release's CPU: benchmarks/dedupe/release.py)."""
+    if not notices:
+        return
+    session.flush()  # anything the session still holds goes first, as it was added
+    session.execute(insert(_NOTICES), [{
+        "notice_id": n.notice_id, "incident_id": n.incident_id, "person_id": n.person_id,
+        "version": n.version, "agency_ids": sorted(view.agency_ids),
+        "data_categories": sorted(view.categories), "created_at": now,
+    } for n, view in notices])
+    outbox.enqueue_many(session, NOTICES, [(n.person_id, n.to_bytes()) for n, _ in notices])
 
 
 def flush(session: Session) -> None:
@@ -365,6 +372,36 @@ def decide_review(session: Session, incident_id: str, review_id: str, same_perso
                     .values(status=status, decided_at=now, applied=False))
     review = _review(row)
     return Review(review.review_id, review.a, review.b, review.reason, status, review.evidence, now)
+
+
+@dataclass(frozen=True, slots=True)
+class SealedRecord:
+    """One record of a review pair as stored: `sealed` is "" for a tombstone."""
+
+    key: RecordKey
+    version: int
+    sealed: str
+    withdrawn: bool
+
+
+def review_records(session: Session, incident_id: str, review_id: str
+                   ) -> tuple[Review, SealedRecord | None, SealedRecord | None] | None:
+    """A review and its two records (a, b), still sealed; None when there is no such review
+    in the incident (a record no longer held: None in its place)."""
+    row = session.execute(select(*_REVIEW_COLUMNS).where(_REVIEWS.c.review_id == review_id)
+                          .where(_REVIEWS.c.incident_id == incident_id)).first()
+    if row is None:
+        return None
+    review, r = _review(row), _RECORDS
+    found = {(x.agency_id, x.source_record_id): SealedRecord(
+        (x.agency_id, x.source_record_id), x.record_version, x.sealed, x.withdrawn)
+        for x in session.execute(
+            select(r.c.agency_id, r.c.source_record_id, r.c.record_version, r.c.sealed,
+                   r.c.withdrawn)
+            .where(r.c.incident_id == incident_id,
+                   or_(*((r.c.agency_id == k[0]) & (r.c.source_record_id == k[1])
+                         for k in (review.a, review.b)))))}
+    return review, found.get(review.a), found.get(review.b)
 
 
 def _decisions(session: Session, incident_id: str, *where) -> list[ReviewDecision]:  # noqa: ANN002

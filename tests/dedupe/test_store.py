@@ -119,7 +119,7 @@ def test_a_notice_and_the_outbox_row_publishing_it_are_written_together(dedupe_e
     notice = build_notice(SEALER, "inc-1", "P-0", 2, records, {"gp": "Test GP"}, T0)
     view = PersonView(1, False, frozenset({"gp"}), frozenset({"clinical_notes"}), T0, T0, 1,
                       frozenset(), frozenset())
-    run(dedupe_engine, store.add_notice, notice, view)
+    run(dedupe_engine, store.add_notices, [(notice, view)], T0)
 
     def read(session):  # noqa: ANN001, ANN202
         return (session.exec(select(NoticeState)).one(), session.exec(select(OutboxMessage)).one())

@@ -83,6 +83,8 @@ RULES = {
         ("POST", "/v1/incidents/{incident_id}/templates-mi/approval"): staff("coordinator"),
         # Issue 18: closing an incident (purged everywhere after the retention period).
         ("POST", "/v1/incidents/{incident_id}/close"): staff("coordinator"),
+        # Issue 14: editing an incident's content from the console.
+        ("PUT", "/v1/incidents/{incident_id}/content"): staff("coordinator"),
     },
     "dedupe": {
         **COMMON,
@@ -91,6 +93,9 @@ RULES = {
         ("POST", "/v1/incidents/{incident_id}/reviews/{review_id}/decision"):
             staff("coordinator", "reviewer"),
         ("POST", "/v1/incidents/{incident_id}/release"): staff("coordinator"),
+        # Issue 14: the audited reveal of a review pair's masked values.
+        ("POST", "/v1/incidents/{incident_id}/reviews/{review_id}/reveal"):
+            staff("coordinator", "reviewer"),
     },
     "dispatch": {
         **COMMON,
@@ -107,6 +112,8 @@ RULES = {
             staff("coordinator"),
         ("POST", "/v1/incidents/{incident_id}/mailouts/{batch_id}/posted"): staff("coordinator"),
         ("POST", "/v1/incidents/{incident_id}/returned-mail"): staff("coordinator"),
+        # Issue 14: any stored notice rendered as sent (personal data: audited).
+        ("GET", "/v1/incidents/{incident_id}/notices/{reference}/preview"): staff("coordinator"),
     },
 }
 
@@ -219,6 +226,7 @@ async def deployment(pg_admin_url, kafka_bootstrap, data_keys, tmp_path_factory)
             params = {"incident_id": incident, "feed_id": feed.json()["feed_id"],
                       "agency_id": "ag-nobody", "key_id": "k-nobody", "review_id": "rev-nobody",
                       "source_record_id": "src-nobody", "token_id": "tok-nobody", "batch_id": "mob-nobody",
+                      "reference": "ntc-nobody",
                       "provider": "sms-primary", "service": "dedupe",
                       "path": f"v1/incidents/{incident}/progress"}
             yield Deployment(clients, credentials, params)

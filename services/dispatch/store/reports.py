@@ -3,6 +3,7 @@ by the s 115 public notice."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import exists, select, text
@@ -71,3 +72,38 @@ def unreachable(session: Session, incident_id: str) -> list[Unreachable]:
         .order_by(DT.c.id)
     ).all()
     return [Unreachable(channel, payload) for channel, payload in rows]
+
+
+@dataclass(frozen=True)
+class StoredNotice:
+    """A notice as stored (NoticeMessage JSON, still sealed) and what its deliveries were
+    pinned to at their first attempt (None: not sent yet — rendered as it would be now)."""
+
+    payload: bytes
+    content_revision: int | None
+    says_emailed: bool | None
+    says_update: bool | None
+
+
+def find_notice_id(session: Session, incident_id: str, matches: Callable[[str], bool]) -> str | None:
+    """The first of the incident's notice ids `matches` accepts (a scan: for the rare look-up
+    by the code printed on a notice, which is derived from the id and cannot be queried)."""
+    rows = session.execute(select(NT.c.notice_id).where(NT.c.incident_id == incident_id)
+                           .execution_options(stream_results=True, yield_per=5000))
+    return next((nid for (nid,) in rows if matches(nid)), None)
+
+
+def stored_notice(session: Session, incident_id: str, notice_id: str) -> StoredNotice | None:
+    payload = session.execute(select(NT.c.payload).where(
+        NT.c.notice_id == notice_id, NT.c.incident_id == incident_id)).scalar_one_or_none()
+    if payload is None:
+        return None
+    pinned = {row.channel: row for row in session.execute(
+        select(DT.c.channel, DT.c.content_revision, DT.c.says_emailed, DT.c.says_update)
+        .where(DT.c.notice_id == notice_id))}
+    email, sms = pinned.get("email"), pinned.get("sms")
+    first = next((row for row in (email, sms) if row is not None and row.content_revision), None)
+    return StoredNotice(
+        payload=bytes(payload), content_revision=first.content_revision if first else None,
+        says_emailed=sms.says_emailed if sms is not None else None,
+        says_update=first.says_update if first else None)
