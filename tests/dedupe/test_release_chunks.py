@@ -12,9 +12,11 @@ from services.common.clock import utcnow
 from services.common.crypto import Sealer, generate_key_spec
 from services.common.outbox import OutboxMessage
 from services.dedupe import pipeline as pipeline_module
+from services.dedupe import store
 from services.dedupe.models import NoticeState, PersonState
 from services.dedupe.pipeline import DedupePipeline
 from testkit.factories import synthetic_person
+from testkit.interleave import Pause, Run, blocked_or_done
 from testkit.messages import completion, incident_message, record_message
 
 pytestmark = [pytest.mark.postgres]
@@ -131,13 +133,25 @@ def test_a_chunk_that_fails_rolls_back_alone_and_is_released_on_retry(dedupe_eng
     _assert_one_notice_per_person(dedupe_engine)
 
 
-def test_a_chunk_after_the_incident_was_purged_writes_nothing(dedupe_engine):
-    """The purge (here from another replica) lands between two chunks: the next chunk finds
-    the incident purged in its own transaction and stores nothing of it again."""
+
+def test_a_purge_racing_a_chunk_waits_for_it_and_leaves_nothing(dedupe_engine, monkeypatch):
+    """The purge (another replica) comes while a chunk's transaction is open, its notices
+    written and not committed: it waits for the chunk, then deletes what the chunk wrote."""
     pipeline = _pipeline(dedupe_engine)
     pipeline.apply_incidents([incident_message("inc-1", AGENCIES, ["gp", "lab"])])
     pipeline.apply_batch(0, _batch())
-    assert pipeline.releasing({0}) == {0}
-    assert _pipeline(dedupe_engine).purge("inc-1", utcnow()) is not None
-    assert pipeline.continue_release({0}) == 0
+    pause = Pause(store.add_notices)
+    monkeypatch.setattr(store, "add_notices", pause)
+    chunk = Run(pipeline.continue_release, {0})
+    chunk.start()
+    assert pause.reached.wait(60)
+    purge = Run(_pipeline(dedupe_engine).purge, "inc-1", utcnow())
+    purge.start()
+    waited = blocked_or_done(dedupe_engine, purge)
+    pause.go()
+    assert chunk.outcome() == CHUNK
+    assert purge.outcome() is not None
+    assert waited
     assert _notices(dedupe_engine) == [] and _dirty(dedupe_engine) == 0
+    assert pipeline.continue_release({0}) == 0  # and the next chunk finds it purged
+    assert _notices(dedupe_engine) == []
