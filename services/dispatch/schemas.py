@@ -3,9 +3,10 @@
 The receipt callback's body ({id, reference, status, occurred_at?}) is read raw: its signature
 covers the exact bytes, so providers/receipts.py verifies and then parses it."""
 
-from typing import Literal
+from datetime import date
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 
 class ReceiptResult(BaseModel):
@@ -72,3 +73,52 @@ class NoticePreview(BaseModel):
     sms_segments: int
     sms_encoding: str
     letter_text: str
+
+
+# --- "is this notice genuine?" (public) -----------------------------------------------------
+
+
+def _iso_text(value: object) -> object:
+    # ISO 8601 text (the schema's format), never a number lax parsing would read as Unix time.
+    if not isinstance(value, str):
+        raise ValueError("expected a date as YYYY-MM-DD")
+    return value
+
+
+class NoticeCheck(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    reference: str = Field(min_length=1, max_length=40,
+                           description="the reference printed on the notice, e.g. PAN-7K3Q-9XWD-M2TR "
+                           "(case, spaces and dashes as typed)")
+    date_of_birth: Annotated[date, BeforeValidator(_iso_text)] = Field(
+        description="the person's date of birth (YYYY-MM-DD)")
+
+
+class CheckedAgency(BaseModel):
+    name: str
+    data_categories: list[str] = Field(description="the kinds of information it held")
+
+
+class CheckedContact(BaseModel):
+    organisation: str
+    phone: str
+    web_address: str
+    hours: str | None
+
+
+class CheckedNotice(BaseModel):
+    incident_title: str
+    sender_name: str
+    breach_description: str
+    agencies: list[CheckedAgency]
+    contact: CheckedContact
+    version: int = Field(description="1, or the number of the update")
+
+
+class NoticeCheckResult(BaseModel):
+    result: Literal["confirmed", "not-confirmed"] = Field(
+        description="not-confirmed: no notice has this reference, or the date of birth is not "
+        "the one it was sent for — the two are never told apart")
+    notice: CheckedNotice | None = Field(description="what the notice said; null unless confirmed")
+    advice: str

@@ -107,6 +107,10 @@ RULES = {
             staff("coordinator"),
         ("POST", "/v1/incidents/{incident_id}/mailouts/{batch_id}/posted"): staff("coordinator"),
         ("POST", "/v1/incidents/{incident_id}/returned-mail"): staff("coordinator"),
+        # Issue 16: "is this notice genuine?" — public (rate-limited), the API and its page.
+        ("POST", "/v1/notice-checks"): PUBLIC,
+        ("GET", "/check"): PUBLIC,
+        ("POST", "/check"): PUBLIC,
     },
 }
 
