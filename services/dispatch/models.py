@@ -163,5 +163,22 @@ class MailoutBatch(SQLModel, table=True):
 
 
 
+class DeliveryHistory(SQLModel, table=True):
+    """Every delivery-event.v1 as it was written to the outbox (which forgets it once
+    published): what the call centre reads as a notice's delivery history. Ids and statuses
+    only, no personal data."""
+
+    __tablename__ = "dispatch_delivery_history"
+
+    id: int | None = Field(default=None, primary_key=True)
+    notice_id: str = Field(index=True, max_length=128)
+    channel: str = Field(max_length=16)
+    status: str = Field(max_length=32)
+    attempt: int
+    provider: str | None = Field(default=None, max_length=64)
+    reason_code: str | None = Field(default=None, max_length=64)
+    at: datetime
+
+
 MODELS = [DispatchIncident, DispatchIncidentRevision, DispatchNotice, Delivery, DispatchSender,
-          ReceiptNonce, MailoutBatch]
+          ReceiptNonce, MailoutBatch, DeliveryHistory]

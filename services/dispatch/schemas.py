@@ -85,6 +85,10 @@ def _iso_text(value: object) -> object:
     return value
 
 
+def _iso_text_or_none(value: object) -> object:
+    return value if value is None else _iso_text(value)
+
+
 class NoticeCheck(BaseModel):
     model_config = {"extra": "forbid"}
 
@@ -122,3 +126,78 @@ class NoticeCheckResult(BaseModel):
         "the one it was sent for — the two are never told apart")
     notice: CheckedNotice | None = Field(description="what the notice said; null unless confirmed")
     advice: str
+
+
+# --- the call centre ------------------------------------------------------------------------
+
+
+class NoticeLookup(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    reference: str = Field(min_length=1, max_length=40, description="the reference the caller reads out")
+    date_of_birth: Annotated[date | None, BeforeValidator(_iso_text_or_none)] = Field(
+        default=None, description="the caller's date of birth (checked against the notice)")
+    verified_detail: Literal["name-and-address", "email", "mobile"] | None = Field(
+        default=None, description="instead of a date of birth: the detail the operator verified "
+        "with the caller (recorded in the audit log)")
+
+
+class LookupDelivery(BaseModel):
+    channel: str
+    status: str
+    attempts: int
+    provider: str | None
+    reason_code: str | None
+    created_at: str
+    updated_at: str
+
+
+class LookupEvent(BaseModel):
+    channel: str
+    status: str
+    attempt: int
+    provider: str | None
+    reason_code: str | None
+    at: str
+
+
+class LookupSent(BaseModel):
+    channel: str
+    revision: int = Field(description="the incident revision it was rendered with")
+    subject: str | None
+    text: str = Field(description="the message as sent (an SMS body, an email's text part, the "
+                      "letter's text)")
+    problem: str | None = Field(description="why it could not be rendered again; null: it was")
+
+
+class LookupVersion(BaseModel):
+    notice_id: str
+    version: int
+    reference: str | None
+    received_at: str
+
+
+class ScriptedAnswer(BaseModel):
+    id: str
+    question: str
+    answer: str
+
+
+class ScriptedAnswers(BaseModel):
+    answers: list[ScriptedAnswer]
+
+
+class NoticeLookupResult(BaseModel):
+    notice_id: str
+    reference: str
+    version: int
+    preferred_language: str
+    has_representative: bool
+    unreachable: bool = Field(description="no channel reached them: on the s 115 public-notice list")
+    agencies: list[CheckedAgency]
+    deliveries: list[LookupDelivery]
+    history: list[LookupEvent]
+    sent: list[LookupSent]
+    versions: list[LookupVersion] = Field(description="every version of the person's notice "
+                                          "(amendments), oldest first")
+    scripted_answers: list[ScriptedAnswer]

@@ -5,7 +5,6 @@ audit; and the rules behind it (references, constant-time comparison) without th
 import math
 import statistics
 import time
-from datetime import date
 
 import httpx
 import pytest

@@ -111,6 +111,9 @@ RULES = {
         ("POST", "/v1/notice-checks"): PUBLIC,
         ("GET", "/check"): PUBLIC,
         ("POST", "/check"): PUBLIC,
+        # Issue 16: the call centre's notice lookup (names, what was sent) and its scripts.
+        ("POST", "/v1/incidents/{incident_id}/notice-lookups"): staff("call-centre", "coordinator"),
+        ("GET", "/v1/call-centre/answers"): staff("call-centre", "coordinator", every_incident=False),
     },
 }
 

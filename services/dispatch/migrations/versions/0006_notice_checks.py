@@ -1,10 +1,12 @@
-"""notice checks
+"""notice checks and delivery history
 
 What the "is this notice genuine?" check and the call centre read (issue 16): each notice's
 printed reference (unique), the data key its digests are made with, and the keyed digests of the
 person's dates of birth. Notices stored before get the reference they printed (the legacy code,
 or the one their message carries) and no date-of-birth digests (they cannot be confirmed online;
-the call centre still finds them by reference).
+the call centre still finds them by reference). And dispatch_delivery_history: every
+delivery event as written to the outbox, which forgets it once published (the call centre's
+delivery history).
 
 Revision ID: 0006
 Revises: 0005
@@ -47,9 +49,25 @@ def upgrade() -> None:
         batch.alter_column("dob_checks", existing_type=sa.JSON(), nullable=False)
     op.create_index("ix_dispatch_notice_reference_code", "dispatch_notice", ["reference_code"],
                     unique=True)
+    op.create_table(
+        "dispatch_delivery_history",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("notice_id", sa.String(length=128), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=32), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("provider", sa.String(length=64), nullable=True),
+        sa.Column("reason_code", sa.String(length=64), nullable=True),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_dispatch_delivery_history_notice_id", "dispatch_delivery_history",
+                    ["notice_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_dispatch_delivery_history_notice_id", table_name="dispatch_delivery_history")
+    op.drop_table("dispatch_delivery_history")
     op.drop_index("ix_dispatch_notice_reference_code", table_name="dispatch_notice")
     with op.batch_alter_table("dispatch_notice") as batch:
         batch.drop_column("dob_checks")
