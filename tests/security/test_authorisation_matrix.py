@@ -83,6 +83,8 @@ RULES = {
         ("POST", "/v1/incidents/{incident_id}/templates-mi/approval"): staff("coordinator"),
         # Issue 18: closing an incident (purged everywhere after the retention period).
         ("POST", "/v1/incidents/{incident_id}/close"): staff("coordinator"),
+        # Issue 16: intake's part of the Privacy Commissioner's report.
+        ("GET", "/v1/incidents/{incident_id}/report"): staff("coordinator"),
     },
     "dedupe": {
         **COMMON,
@@ -91,6 +93,8 @@ RULES = {
         ("POST", "/v1/incidents/{incident_id}/reviews/{review_id}/decision"):
             staff("coordinator", "reviewer"),
         ("POST", "/v1/incidents/{incident_id}/release"): staff("coordinator"),
+        # Issue 16: each service's part of the Privacy Commissioner's report.
+        ("GET", "/v1/incidents/{incident_id}/report"): staff("coordinator"),
     },
     "dispatch": {
         **COMMON,
@@ -114,6 +118,7 @@ RULES = {
         # Issue 16: the call centre's notice lookup (names, what was sent) and its scripts.
         ("POST", "/v1/incidents/{incident_id}/notice-lookups"): staff("call-centre", "coordinator"),
         ("GET", "/v1/call-centre/answers"): staff("call-centre", "coordinator", every_incident=False),
+        ("GET", "/v1/incidents/{incident_id}/report"): staff("coordinator"),
     },
 }
 
