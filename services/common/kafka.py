@@ -18,11 +18,9 @@ A handler that cannot handle a partition's batch now (state being rebuilt) raise
 PartitionBusy: the worker seeks back, commits nothing for it and pauses that partition alone
 until the handler's awaitable is done, polling the rest meanwhile.
 
-A little over 400 lines: the worker's rebalance handling is one piece and reads best whole;
-what happens to the messages themselves already lives in consuming.py.
-
-Over 400 lines on purpose: the worker's poll, pause, commit and rebalance paths interlock;
-topics and the producer are small and sit with them.
+Over 400 lines on purpose: the worker's poll, pause, commit and rebalance paths interlock
+and read best whole; topics and the producer are small and sit with them, and what happens to
+the messages themselves already lives in consuming.py.
 """
 
 import asyncio

@@ -12,7 +12,7 @@ Every contract model lives here, one section per topic, so this module mirrors c
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import orjson
 from pydantic import (
@@ -31,17 +31,6 @@ from services.common.references import DIGEST_PATTERN, MAX_DOB_CHECKS, REFERENCE
 # The schema versions this code reads; a message with another is dead-lettered (see kafka.py).
 SCHEMA_VERSIONS = (1,)
 
-DATA_CATEGORIES = (
-    "clinical_notes",
-    "lab_results",
-    "referral_letters",
-    "discharge_summaries",
-    "prescriptions",
-    "identity_documents",
-    "images",
-    "contact_details",
-    "other",
-)
 DataCategory = Literal[
     "clinical_notes",
     "lab_results",
@@ -53,6 +42,7 @@ DataCategory = Literal[
     "contact_details",
     "other",
 ]
+DATA_CATEGORIES = get_args(DataCategory)
 Language = Literal["en", "mi"]
 
 
@@ -297,7 +287,10 @@ class IncidentContent(BaseModel):
     privacy_commissioner_notified_on: Annotated[date | None, BeforeValidator(_text_not_number)] = None
     complaint_right: str = Field(default=DEFAULT_COMPLAINT_RIGHT, max_length=2000)
     contact: ContactPoint
-    never_ask: list[str] = Field(default_factory=lambda: list(DEFAULT_NEVER_ASK), max_length=20)
+    # At least one: the never-ask list is what makes a notice phishing-resistant (dispatch
+    # cannot render without it; an empty list once passed intake and then 500'd the preview).
+    never_ask: list[str] = Field(default_factory=lambda: list(DEFAULT_NEVER_ASK), min_length=1,
+                                 max_length=20)
     # Coordinator-supplied te reo Māori templates (Jinja2 source); English is the fallback.
     templates_mi: dict[str, str] = Field(default_factory=dict)
     # The coordinator approves templates_mi after previewing them: the fingerprint

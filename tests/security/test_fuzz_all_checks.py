@@ -5,8 +5,6 @@ matching their schemas and content types, schema-valid requests accepted and inv
 refused (so every rule the code enforces is in the schema, with strict types), auth not ignored.
 """
 
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +12,6 @@ from contextlib import contextmanager
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 
 from services.common.principals import ROLES
@@ -27,6 +24,7 @@ from services.intake.settings import IntakeSettings
 from testkit import infra
 from testkit.factories import incident_body
 from testkit.infra import free_port
+from testkit.serving import serve_in_thread
 from testkit.staff import SIGNING_KEY, token
 from tests.conftest import COORDINATOR_TOKEN
 
@@ -45,23 +43,6 @@ def schema_of(service: str):  # noqa: ANN201
     make, settings_class = FACTORIES[service]
     return schemathesis.openapi.from_dict(make(settings_class(data_keys=_KEYS)).openapi()) \
         .include(path_regex="^/v1/")
-
-
-@contextmanager
-def serve(app, port: int) -> Iterator[str]:  # noqa: ANN001
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "service did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +92,8 @@ def _serve_one(service, databases, common, extra, urls) -> Iterator[None]:  # no
     make, settings_class = FACTORIES[service]
     port = free_port()
     app = make(settings_class(**common, **extra[service], database_url=databases[service][1], port=port))
-    with serve(app, port) as url:
-        urls[service] = url
+    with serve_in_thread(app, port, name=f"{service}-under-fuzz"):
+        urls[service] = f"http://127.0.0.1:{port}"
         yield
 
 

@@ -6,6 +6,7 @@ agency sees all of a record's problems in one report.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -65,9 +66,11 @@ def _validate(raw: object, line: int, today: date | None) -> ValidationResult:
     given_names = ctx.text(raw.get("given_names"), "given_names")
     family_name = ctx.text(raw.get("family_name"), "family_name")
     nhi = _nhi(raw.get("nhi"), ctx)
-    dob = _date_of_birth(raw.get("date_of_birth"), ctx, today)
-    email = _email(raw.get("email"), ctx)
-    mobile = _mobile(raw.get("mobile"), ctx)
+    on = today or cached_today()
+    dob = _normalised(raw.get("date_of_birth"), ctx, "date_of_birth",
+                      lambda text: parse_date_of_birth(text, on))
+    email = _normalised(raw.get("email"), ctx, "email", normalise_email)
+    mobile = _normalised(raw.get("mobile"), ctx, "mobile", normalise_mobile)
     address = _address(raw.get("address"), ctx)
     categories = _data_categories(raw.get("data_categories"), ctx)
     document_count = _document_count(raw.get("document_count"), ctx)
@@ -152,34 +155,16 @@ def _nhi(value: object, ctx: RecordContext) -> str | None:
     return nhi
 
 
-def _date_of_birth(value: object, ctx: RecordContext, today: date | None) -> str | None:
-    text = ctx.text(value, "date_of_birth")
+def _normalised(value: object, ctx: RecordContext, name: str,
+                normalise: Callable[[str], tuple[str | None, str | None]]) -> str | None:
+    """The field's text through its normaliser; a problem code from it is recorded."""
+    text = ctx.text(value, name)
     if text is None:
         return None
-    dob, code = parse_date_of_birth(text, today or cached_today())
+    normalised, code = normalise(text)
     if code:
-        ctx.add(code, "date_of_birth")
-    return dob
-
-
-def _email(value: object, ctx: RecordContext) -> str | None:
-    text = ctx.text(value, "email")
-    if text is None:
-        return None
-    email, code = normalise_email(text)
-    if code:
-        ctx.add(code, "email")
-    return email
-
-
-def _mobile(value: object, ctx: RecordContext) -> str | None:
-    text = ctx.text(value, "mobile")
-    if text is None:
-        return None
-    mobile, code = normalise_mobile(text)
-    if code:
-        ctx.add(code, "mobile")
-    return mobile
+        ctx.add(code, name)
+    return normalised
 
 
 def _address(value: object, ctx: RecordContext) -> dict | None:

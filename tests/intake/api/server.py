@@ -1,8 +1,6 @@
 """A real intake over real HTTP, for clients that are not async (schemathesis, the CLI):
 uvicorn serving the app in a background thread with its own event loop."""
 
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +14,7 @@ from services.intake.settings import IntakeSettings
 from testkit import infra
 from testkit.factories import incident_body
 from testkit.infra import free_port
+from testkit.serving import serve_in_thread
 from tests.conftest import COORDINATOR_TOKEN
 
 
@@ -46,19 +45,10 @@ def serve_intake(pg_admin_url: str, kafka_bootstrap: str, data_keys: str,
         kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, data_keys=data_keys,
         coordinator_tokens=COORDINATOR_TOKEN, outbox_poll_interval_s=0.05, database_url=url,
         port=port, **overrides)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_config=None, access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, name="intake-under-test", daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "intake did not start"
-            time.sleep(0.05)
-        yield ServedIntake(f"http://127.0.0.1:{port}", settings, url, server)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        with serve_in_thread(create_app(settings), port, name="intake-under-test") as server:
+            yield ServedIntake(f"http://127.0.0.1:{port}", settings, url, server)
+    finally:  # after the server has stopped: nothing is connected any more
         import asyncio
 
         asyncio.run(infra.delete_topics_with_prefix(kafka_bootstrap, prefix))

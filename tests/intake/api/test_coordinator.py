@@ -112,11 +112,14 @@ async def test_duplicate_incident_is_409(intake):
     lambda b: b["content"].pop("contact"),
     lambda b: b["content"].pop("privacy_commissioner_notified"),
     lambda b: b["content"].update(mitigation_advice=[]),
+    lambda b: b["content"].update(never_ask=[]),
+    lambda b: b["content"]["contact"].update(web_address="breach.example.nz/a\x85b"),
     lambda b: b["content"]["contact"].update(web_address="https://click.example.nz/<x>"),
     lambda b: b["content"].update(breach_description=""),
     lambda b: b.update(incident_id="has spaces"),
     lambda b: b.update(unexpected="field"),
-], ids=["no-contact", "no-commissioner", "no-advice", "link-not-address", "empty-description",
+], ids=["no-contact", "no-commissioner", "no-advice", "no-never-ask", "non-ascii-address",
+        "link-not-address", "empty-description",
         "bad-id", "extra-field"])
 async def test_invalid_incident_content_is_422(intake, mutate):
     body = copy.deepcopy(incident_body(_incident_id(), []))
