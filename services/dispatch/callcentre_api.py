@@ -30,16 +30,13 @@ def _iso(value) -> str:  # noqa: ANN001
     responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
 )
 async def notice_lookup(incident_id: IdPath, body: NoticeLookup, ctx: CallCentre) -> NoticeLookupResult:
-    if (body.date_of_birth is None) == (body.verified_detail is None):
-        raise ApiError(422, "lookup.verification_required",
-                       "Give the caller's date of birth, or the detail you verified (one of them).")
     runtime = ctx.runtime
-    verified = "date-of-birth" if body.date_of_birth is not None else body.verified_detail
+    born = getattr(body, "date_of_birth", None)
+    verified = "date-of-birth" if born is not None else body.verified_detail
     found = await ctx.audited(
         lambda f: ctx.act(callcentre.ACTION, incident_id, f.notice.notice_id if f else "-",
                           "found" if f else "not-found", f"verified:{verified}"),
-        callcentre.lookup, runtime.sealer, runtime.book, incident_id, body.reference,
-        body.date_of_birth)
+        callcentre.lookup, runtime.sealer, runtime.book, incident_id, body.reference, born)
     if found is None:
         raise ApiError(404, "notice.not_found",
                        "No notice of this incident has that reference and date of birth.")

@@ -85,10 +85,6 @@ def _iso_text(value: object) -> object:
     return value
 
 
-def _iso_text_or_none(value: object) -> object:
-    return value if value is None else _iso_text(value)
-
-
 class NoticeCheck(BaseModel):
     model_config = {"extra": "forbid"}
 
@@ -131,15 +127,25 @@ class NoticeCheckResult(BaseModel):
 # --- the call centre ------------------------------------------------------------------------
 
 
-class NoticeLookup(BaseModel):
+class NoticeLookupByDateOfBirth(BaseModel):
     model_config = {"extra": "forbid"}
 
     reference: str = Field(min_length=1, max_length=40, description="the reference the caller reads out")
-    date_of_birth: Annotated[date | None, BeforeValidator(_iso_text_or_none)] = Field(
-        default=None, description="the caller's date of birth (checked against the notice)")
-    verified_detail: Literal["name-and-address", "email", "mobile"] | None = Field(
-        default=None, description="instead of a date of birth: the detail the operator verified "
-        "with the caller (recorded in the audit log)")
+    date_of_birth: Annotated[date, BeforeValidator(_iso_text)] = Field(
+        description="the caller's date of birth (checked against the notice)")
+
+
+class NoticeLookupByDetail(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    reference: str = Field(min_length=1, max_length=40, description="the reference the caller reads out")
+    verified_detail: Literal["name-and-address", "email", "mobile"] = Field(
+        description="instead of a date of birth: the detail the operator verified with the caller "
+        "(recorded in the audit log)")
+
+
+# One or the other, never both or neither (the schema says so: each forbids the other's field).
+NoticeLookup = NoticeLookupByDateOfBirth | NoticeLookupByDetail
 
 
 class LookupDelivery(BaseModel):
