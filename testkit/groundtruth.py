@@ -110,13 +110,16 @@ def incident_ids(n: int, partitions: int = 3, prefix: str = "inc-faults") -> lis
 
 def ground_truth(records: int = 2000, *, agencies: int = 3, incidents: int = 1, seed: int = 1,
                  mode: str = "email_else_sms", mix: dict[tuple[str, ...], int] | None = None,
-                 records_per_person: tuple[int, ...] = (1, 2, 2, 3)) -> GroundTruth:
+                 records_per_person: tuple[int, ...] = (1, 2, 2, 3),
+                 incident_prefix: str = "inc-faults") -> GroundTruth:
     """About `records` affected records over `agencies` agencies (and `incidents` incidents),
-    persons held by 1–3 agencies each. Deterministic for a seed."""
+    persons held by 1–3 agencies each. Deterministic for a seed. Truths that share one running
+    system need incident ids of their own (`incident_prefix`): addresses repeat across truths,
+    so a shared system's messages are told apart by their notice's incident (System.observe)."""
     rng = random.Random(seed)
     mix = mix or DEFAULT_MIX
     agency_ids = [f"ag-{i}" for i in range(agencies)]
-    incident_list = incident_ids(incidents)
+    incident_list = incident_ids(incidents, prefix=incident_prefix)
     names = FeedGenerator(seed=seed).people(max(1, records))
     nhis = unique_nhis(rng)
     persons: list[TruePerson] = []

@@ -50,6 +50,9 @@ class Reconciliation:
     not_expected_notified: list[int]  # persons a scenario withdrew who were notified anyway
     unknown_messages: dict[str, int]  # channel -> messages to nobody in the truth
     received: dict[int, dict[str, Counter]] = field(default_factory=dict, repr=False)
+    # (person, notice version) -> {reference: copies} for every person who got that version's
+    # email more than once, whatever the references (a resend under a new reference included).
+    email_duplicates: dict[tuple[int, int], dict[str, int]] = field(default_factory=dict, repr=False)
 
     @property
     def lost(self) -> int:
@@ -65,6 +68,7 @@ class Reconciliation:
     def as_dict(self) -> dict:
         out = asdict(self)
         out.pop("received")
+        out.pop("email_duplicates")
         out["lost"], out["duplicated"] = self.lost, self.duplicated
         return out
 
@@ -107,8 +111,7 @@ class Reconciliation:
         for channel in ("sms", "postal"):
             if self.channels[channel].duplicate_copies:
                 problems.append(f"{self.channels[channel].duplicate_copies} duplicate {channel} copies")
-        outside = {r: n for r, n in self.duplicate_references.items()
-                   if ":email" in r and (r not in email_window or n > max_email_copies)}
+        outside = self.emails_outside_window(email_window, max_email_copies)
         if outside:
             problems.append(f"{len(outside)} email references sent twice outside the SMTP window "
                             f"(e.g. {sorted(outside.items())[:3]})")
@@ -123,6 +126,19 @@ class Reconciliation:
         assert not problems, "reconciliation failed: " + "; ".join(problems) + "\n" + self.table()
 
 
+    def emails_outside_window(self, window: set[str], max_copies: int = 2) -> dict[str, int]:
+        """References of the duplicate emails the SMTP window does not explain. A person's
+        second copy is explained only when every copy of that notice version carries ONE
+        reference, accepted-but-unrecorded at the crash (`window`), at most `max_copies`
+        times: a resend under a new reference is a duplicate whatever its reference."""
+        outside = {r: n for r, n in self.duplicate_references.items()
+                   if ":email" in r and (r not in window or n > max_copies)}
+        for refs in self.email_duplicates.values():
+            if not (len(refs) == 1 and all(r in window and n <= max_copies for r, n in refs.items())):
+                outside.update(refs)
+        return outside
+
+
 def _notice_id(reference: str) -> str:
     return reference.split(":", 1)[0]
 
@@ -135,6 +151,7 @@ def reconcile(truth: GroundTruth, observed: Observed) -> Reconciliation:
     channels = {c: ChannelRow() for c in CHANNELS}
     unknown: Counter = Counter()
     references: Counter = Counter()
+    email_refs: dict[tuple[int, int], Counter] = defaultdict(Counter)
 
     def arrived(channel: str, person, reference: str) -> None:  # noqa: ANN001
         channels[channel].messages += 1
@@ -142,7 +159,10 @@ def reconcile(truth: GroundTruth, observed: Observed) -> Reconciliation:
         if person is None:
             unknown[channel] += 1
             return
-        received[person.index][channel][versions.get(_notice_id(reference), 1)] += 1
+        version = versions.get(_notice_id(reference), 1)
+        received[person.index][channel][version] += 1
+        if channel == "email":
+            email_refs[(person.index, version)][reference] += 1
 
     for to, reference, _message_id in observed.emails:
         arrived("email", by_email.get(parseaddr(to)[1].lower()), reference)
@@ -202,6 +222,7 @@ def reconcile(truth: GroundTruth, observed: Observed) -> Reconciliation:
         not_expected_notified=sorted(p for p in truth.not_expected if received.get(p)),
         unknown_messages=dict(unknown),
         received={p: dict(c) for p, c in received.items()},
+        email_duplicates={k: dict(refs) for k, refs in email_refs.items() if sum(refs.values()) > 1},
     )
 
 

@@ -341,6 +341,9 @@ class IncidentMessage(_Message):
     release_policy: ReleasePolicy
     channel_policy: ChannelPolicy
     updated_at: datetime
+    # A rehearsal (like GOV.UK Notify's test keys), fixed at creation: everything runs, but
+    # dispatch delivers only to the local simulated gateways and marks every notice a dry run.
+    dry_run: StrictBool = False
     # HMAC of every other field (services/common/signing.py), set by the producing service's
     # outbox relay and checked by every consumer; absent only where no keyring is configured.
     signature: str | None = Field(default=None, pattern=r"^v1\.[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{43}$")

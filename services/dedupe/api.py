@@ -3,7 +3,9 @@
 Decisions and release requests are only recorded here; the owner of the incident's partition
 applies them on its next tick (pipeline.py)."""
 
-from fastapi import APIRouter
+import asyncio
+
+from fastapi import APIRouter, Response
 
 from services.common.clock import utcnow
 from services.common.crypto import SealError
@@ -12,9 +14,12 @@ from services.common.errors import ApiError, ErrorResponse
 from services.common.messages import record_sealing_context
 from services.common.report import ReportMilestone, ServiceReport, counts_of
 from services.dedupe import store
+from services.dedupe.reviews import revealed_values
 from services.dedupe.schemas import (
     Progress,
     ReleaseRequested,
+    RevealedPair,
+    RevealedRecord,
     ReviewDecision,
     ReviewStatus,
     ReviewView,
@@ -53,6 +58,37 @@ async def decide(incident_id: IdPath, review_id: IdPath, body: ReviewDecision,
     if review is None:
         raise ApiError(404, "review.not_found", "No such review item in this incident.")
     return ReviewView.model_validate(review)
+
+
+@router.post("/incidents/{incident_id}/reviews/{review_id}/reveal", response_model=RevealedPair,
+             responses={409: {"model": ErrorResponse}},
+             summary="The pair's masked values, for this pair only (recorded in the audit log)")
+async def reveal(incident_id: IdPath, review_id: IdPath, ctx: Reviewer,
+                 response: Response) -> RevealedPair:
+    # The audit entry is written with the read, in one transaction: no reveal goes unrecorded.
+    pair = await ctx.audited(lambda p: p and ctx.act("review.reveal", incident_id, review_id),
+                             store.review_records, incident_id, review_id)
+    if pair is None:
+        raise ApiError(404, "review.not_found", "No such review item in this incident.")
+    review, record_a, record_b = pair
+    sealer = ctx.runtime.sealer
+
+    def side(key: tuple[str, str], record: store.SealedRecord | None) -> RevealedRecord:
+        held = record is not None and bool(record.sealed) and not record.withdrawn
+        personal = sealer.open(record.sealed, record_sealing_context(
+            incident_id, key[0], key[1], record.version)) if held else None
+        return RevealedRecord(agency_id=key[0], source_record_id=key[1], held=held,
+                              values=revealed_values(personal))
+
+    # Opening may load the incident's data key (a query): off the loop.
+    try:
+        a, b = await asyncio.gather(asyncio.to_thread(side, review.a, record_a),
+                                    asyncio.to_thread(side, review.b, record_b))
+    except SealError:  # e.g. the incident's key destroyed: nothing to show (never the value)
+        raise ApiError(409, "review.values_unavailable",
+                       "The records' values cannot be opened (the incident was purged).") from None
+    response.headers["Cache-Control"] = "no-store"
+    return RevealedPair(review_id=review_id, a=a, b=b)
 
 
 @router.post("/incidents/{incident_id}/release", response_model=ReleaseRequested,

@@ -59,3 +59,22 @@ def review_changes(incident_id: str, items: Iterable[ReviewItem],
     changes.resolved = [rid for rid, (status, _) in known.items()
                         if status == "open" and rid not in current]
     return changes
+
+
+# What a reviewer may reveal of a pair's records, in this order: the fields the resolver
+# compares (the hold and its note are not for review).
+REVEALED_FIELDS = ("nhi", "given_names", "family_name", "date_of_birth", "email", "mobile",
+                   "address")
+
+
+def revealed_values(personal: dict | None) -> dict[str, str | None]:
+    """A record's personal fields as text for the side-by-side view (None: absent, or the
+    record is no longer held); an address is one line."""
+    personal = personal or {}
+    values: dict[str, str | None] = {}
+    for name in REVEALED_FIELDS:
+        value = personal.get(name)
+        if isinstance(value, dict):
+            value = ", ".join(str(v) for v in value.values() if v) or None
+        values[name] = None if value in (None, "") else str(value)
+    return values

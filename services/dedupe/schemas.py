@@ -61,3 +61,20 @@ class ReleaseRequested(BaseModel):
 
 
 ReviewStatus = Literal["open", "merge", "keep_apart", "resolved", "all"]
+
+
+class RevealedRecord(BaseModel):
+    agency_id: str
+    source_record_id: str
+    held: bool = Field(description="false: the record was withdrawn or is not held (no values)")
+    values: dict[str, str | None] = Field(
+        description="nhi, given_names, family_name, date_of_birth, email, mobile, address; "
+        "null: absent")
+
+
+class RevealedPair(BaseModel):
+    """The two records' values, for this pair only; the reveal is in the audit log."""
+
+    review_id: str
+    a: RevealedRecord
+    b: RevealedRecord

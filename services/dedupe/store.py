@@ -367,6 +367,36 @@ def decide_review(session: Session, incident_id: str, review_id: str, same_perso
     return Review(review.review_id, review.a, review.b, review.reason, status, review.evidence, now)
 
 
+@dataclass(frozen=True, slots=True)
+class SealedRecord:
+    """One record of a review pair as stored: `sealed` is "" for a tombstone."""
+
+    key: RecordKey
+    version: int
+    sealed: str
+    withdrawn: bool
+
+
+def review_records(session: Session, incident_id: str, review_id: str
+                   ) -> tuple[Review, SealedRecord | None, SealedRecord | None] | None:
+    """A review and its two records (a, b), still sealed; None when there is no such review
+    in the incident (a record no longer held: None in its place)."""
+    row = session.execute(select(*_REVIEW_COLUMNS).where(_REVIEWS.c.review_id == review_id)
+                          .where(_REVIEWS.c.incident_id == incident_id)).first()
+    if row is None:
+        return None
+    review, r = _review(row), _RECORDS
+    found = {(x.agency_id, x.source_record_id): SealedRecord(
+        (x.agency_id, x.source_record_id), x.record_version, x.sealed, x.withdrawn)
+        for x in session.execute(
+            select(r.c.agency_id, r.c.source_record_id, r.c.record_version, r.c.sealed,
+                   r.c.withdrawn)
+            .where(r.c.incident_id == incident_id,
+                   or_(*((r.c.agency_id == k[0]) & (r.c.source_record_id == k[1])
+                         for k in (review.a, review.b)))))}
+    return review, found.get(review.a), found.get(review.b)
+
+
 def _decisions(session: Session, incident_id: str, *where) -> list[ReviewDecision]:  # noqa: ANN002
     r = _REVIEWS
     return [ReviewDecision(row.review_id, (row.a_agency_id, row.a_source_record_id),

@@ -31,7 +31,11 @@ from services.dispatch.models import MODELS
 from services.dispatch.notices import IncidentHandler, LifecycleHandler, NoticeHandler
 from services.dispatch.policy import QuietHours, RetryPolicy
 from services.dispatch.providers.base import EmailProvider, SmsProvider
-from services.dispatch.providers.factory import build_email_provider, build_sms_provider
+from services.dispatch.providers.factory import (
+    build_dry_run_providers,
+    build_email_provider,
+    build_sms_provider,
+)
 from services.dispatch.sender import Sender
 from services.dispatch.settings import DispatchSettings
 
@@ -83,6 +87,7 @@ class DispatchRuntime(ServiceRuntime):
             settings, self.db, self.book, self.sealer,
             self._email or build_email_provider(settings), self._sms or build_sms_provider(settings),
             self.clock, self.quiet, self.retry, self._wake_relay,
+            dry_run=build_dry_run_providers(settings),
         )
         self.sender.start()
 

@@ -52,6 +52,11 @@ async def _batch(ctx: CoordinatorContext, incident_id: str, batch_id: str) -> Ba
              responses={409: {"model": ErrorResponse}})
 async def create_mailout(incident_id: IdPath, body: MailoutCreate,
                          ctx: CoordinatorContext) -> MailoutBatchView:
+    # A rehearsal's letters are never printed: there is no simulated print house.
+    entry = await ctx.db.run(ctx.runtime.book.get, incident_id)
+    if entry is not None and entry.message.dry_run:
+        raise ApiError(409, "mailout.dry_run", "This incident is a dry run: its letters are "
+                       "not put in a mail-out batch (they would go to a real print house).")
     batch = await ctx.db.run(mailouts.create_batch, incident_id, body.limit, body.large_print,
                              ctx.runtime.clock())
     if batch is None:

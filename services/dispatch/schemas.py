@@ -66,6 +66,7 @@ class NoticePreview(BaseModel):
         description="approve exactly these te reo templates with this value (intake); "
         "null: the incident has none")
     templates_mi_approved: bool = Field(description="whether dispatch uses them now")
+    dry_run: bool = Field(description="a rehearsal: marked, and sent only to the simulated gateways")
     email_subject: str
     email_text: str
     email_html: str
@@ -207,3 +208,21 @@ class NoticeLookupResult(BaseModel):
     versions: list[LookupVersion] = Field(description="every version of the person's notice "
                                           "(amendments), oldest first")
     scripted_answers: list[ScriptedAnswer]
+class StoredNoticePreview(BaseModel):
+    """A stored notice rendered as it was sent (with the incident revision and wording its
+    deliveries were pinned to) or would be sent now; shows the person's name and contacts."""
+
+    notice_id: str
+    version: int
+    incident_revision: int = Field(description="the incident revision it is rendered with")
+    language: Literal["en", "mi"]
+    sent: bool = Field(description="true: as it was sent (its deliveries' pinned revision); "
+                       "false: as it would be sent now")
+    dry_run: bool = Field(description="a rehearsal: marked, and sent only to the simulated gateways")
+    email_subject: str | None = Field(description="null: the addressee has no email address")
+    email_text: str | None
+    email_html: str | None
+    sms: str | None = Field(description="null: the addressee has no mobile number")
+    sms_segments: int | None
+    sms_encoding: str | None
+    letter_text: str

@@ -53,6 +53,14 @@ class DispatchSettings(ServiceSettings):
     sms_secondary_weight: int = 0
     sms_http_connections: int = 20  # httpx's pool gets slow with many
 
+    # --- dry-run incidents (issue 14) --------------------------------------------------------
+    # A dry-run incident's notices go only to the local simulated gateways (services/gateways,
+    # on this host or as a sidecar): SMTP on 127.0.0.1 at this port (no other host can be
+    # given) and this SMS gateway, which must be on the loopback (else dispatch refuses to
+    # start). Never to the real providers above, whatever those are.
+    dry_run_smtp_port: int = Field(default=1025, ge=1, le=65535)
+    dry_run_sms_url: str = "http://127.0.0.1:8025"
+
     # --- delivery receipts --------------------------------------------------------------------
     # The secret each provider signs its callbacks with (X-Panui-Signature, HMAC-SHA256):
     # "provider=secret[,provider=secret…]" (providers: RECEIPT_PROVIDERS). A provider without one
@@ -120,6 +128,14 @@ class DispatchSettings(ServiceSettings):
                 f"({self.sending_lease_s}): a send must end before its claim can be recovered"
             )
         return self
+
+    @field_validator("dry_run_sms_url")
+    @classmethod
+    def _dry_run_sms_is_local(cls, value: str) -> str:
+        if not is_loopback(value) or urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("dry_run_sms_url must be a local simulated gateway (http://127.0.0.1:…): "
+                             "a dry run never sends to a real provider")
+        return value
 
     def receipt_providers(self) -> tuple[str, ...]:
         """The providers whose receipts the endpoint takes (services/dispatch/api.py)."""

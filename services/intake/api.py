@@ -29,6 +29,7 @@ from services.intake.schemas import (
     FeedReceipt,
     IncidentClosure,
     IncidentCreate,
+    IncidentEdit,
     IncidentListItem,
     IncidentView,
     IssuedKey,
@@ -62,6 +63,26 @@ async def create_incident(body: IncidentCreate, ctx: CoordinatorContext) -> Inci
         raise ApiError(409, "incident.exists", "An incident with this id exists.")
     ctx.runtime.relay.wake()
     return IncidentView.of(created.incident, created.agencies, created.issued_keys)
+
+
+@coordinator.put("/incidents/{incident_id}/content", response_model=IncidentView,
+                 summary="Edit an incident's title and notice content (a new revision)")
+async def edit_content(incident_id: IdPath, body: IncidentEdit,
+                       ctx: CoordinatorContext) -> IncidentView:
+    try:
+        edited = await ctx.audited(
+            lambda e: e and ctx.act("incident.edit", incident_id, f"revision:{e.incident.revision}"),
+            incidents.edit_content, incident_id, body)
+    except incidents.RevisionConflict as exc:
+        raise ApiError(409, "incident.revision_conflict",
+                       f"The incident is at revision {exc.current} now: reload it and edit "
+                       "again.") from None
+    except incidents.IncidentClosed:
+        raise ApiError(409, "incident.closed", "The incident is closed: its content is final.") from None
+    if edited is None:
+        raise _no_incident()
+    ctx.runtime.relay.wake()
+    return IncidentView.of(edited.incident, edited.agencies)
 
 
 @coordinator.post("/incidents/{incident_id}/templates-mi/approval", response_model=IncidentView,

@@ -21,7 +21,7 @@ from services.common.messages import (
 from services.common.topics import AFFECTED_RECORDS, INCIDENTS
 from services.intake import auth, store
 from services.intake.models import Enrolment, Incident
-from services.intake.schemas import IncidentCreate
+from services.intake.schemas import IncidentCreate, IncidentEdit
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,8 @@ def create_incident(session: Session, setup: IncidentCreate) -> IncidentSnapshot
     content = setup.content.model_dump(mode="json") | {"templates_mi_approved": None}
     incident = store.add_incident(
         session, setup.incident_id, setup.title, content,
-        setup.release_policy.model_dump(mode="json"), setup.channel_policy.model_dump(mode="json"))
+        setup.release_policy.model_dump(mode="json"), setup.channel_policy.model_dump(mode="json"),
+        setup.dry_run)
     if incident is None:
         return None
     publish_incident(session, incident)
@@ -98,6 +99,7 @@ def publish_incident(session: Session, incident: Incident) -> IncidentMessage:
         release_policy=ReleasePolicy.model_validate(incident.release_policy),
         channel_policy=ChannelPolicy.model_validate(incident.channel_policy),
         updated_at=incident.updated_at,
+        dry_run=incident.dry_run,
     )
     store.enqueue(session, INCIDENTS, incident.incident_id, message.to_bytes())
     return message
@@ -119,6 +121,41 @@ def approve_templates_mi(session: Session, incident_id: str, fingerprint: str) -
     store.set_content(session, incident, incident.content | {"templates_mi_approved": fingerprint})
     publish_incident(session, incident)
     return incident
+
+
+class RevisionConflict(Exception):
+    """The incident changed since the revision the edit was made from."""
+
+    def __init__(self, current: int):
+        super().__init__(current)
+        self.current = current
+
+
+class IncidentClosed(Exception):
+    """A closed incident's content is final."""
+
+
+def edit_content(session: Session, incident_id: str, edit: IncidentEdit) -> IncidentSnapshot | None:
+    """Replace the title and notice content, made from `edit.revision` (else RevisionConflict:
+    someone else's edit would be lost); publishes the new revision, which dispatch renders
+    every notice sent from then on with. The te reo approval holds only while the templates
+    are exactly the ones approved. None when there is no incident."""
+    incident = store.lock_incident(session, incident_id)
+    if incident is None:
+        return None
+    if incident.closed_at is not None:
+        raise IncidentClosed
+    if incident.revision != edit.revision:
+        raise RevisionConflict(incident.revision)
+    content = edit.content.model_dump(mode="json")
+    approved = incident.content.get("templates_mi_approved")
+    templates = content.get("templates_mi") or {}
+    content["templates_mi_approved"] = (
+        approved if templates and approved == templates_fingerprint(templates) else None)
+    incident.title = edit.title
+    store.set_content(session, incident, content)
+    publish_incident(session, incident)
+    return snapshot(session, incident_id)
 
 
 def mark_complete(session: Session, incident_id: str, agency_id: str) -> Enrolment:

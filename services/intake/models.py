@@ -38,6 +38,8 @@ class Incident(SQLModel, table=True):
     content: dict = Field(sa_column=Column(JSON, nullable=False))
     release_policy: dict = Field(sa_column=Column(JSON, nullable=False))
     channel_policy: dict = Field(sa_column=Column(JSON, nullable=False))
+    # A rehearsal: dispatch delivers its notices only to the local simulated gateways.
+    dry_run: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     # Retention: closed by the coordinator (no more feeds), purged at purge_after (its

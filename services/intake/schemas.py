@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from services.common import readability
 from services.common.ids import Id
-from services.common.messages import ChannelPolicy, IncidentContent, ReleasePolicy
+from services.common.messages import ChannelPolicy, IncidentContent, JsonInt, ReleasePolicy
 
 if TYPE_CHECKING:  # what responses are shaped from
     from services.intake.auth import NewKey
@@ -71,6 +71,18 @@ class IncidentCreate(_StorableBody):
     release_policy: ReleasePolicy = ReleasePolicy()
     channel_policy: ChannelPolicy = ChannelPolicy()
     expected_agencies: list[AgencyEnrol] = []
+    # A rehearsal (like Notify's test keys), fixed here for good: everything runs, but
+    # dispatch delivers only to the local simulated gateways and marks each notice a dry run.
+    dry_run: StrictBool = False
+
+
+class IncidentEdit(_StorableBody):
+    """The incident's new title and notice content, edited from `revision`."""
+
+    revision: JsonInt = Field(ge=1, le=2**31 - 1,
+                          description="the revision the edit was made from (409 if it changed)")
+    title: str = Field(min_length=1, max_length=200)
+    content: IncidentContent
 
 
 # --- responses ----------------------------------------------------------------------------------
@@ -104,6 +116,7 @@ class IncidentView(BaseModel):
     content: IncidentContent
     release_policy: ReleasePolicy
     channel_policy: ChannelPolicy
+    dry_run: bool = Field(description="a rehearsal: notices go only to the simulated gateways")
     agencies: list[dict]
     issued_keys: list[IssuedKey] = []
     warnings: list[ContentWarning] = Field(
@@ -115,7 +128,7 @@ class IncidentView(BaseModel):
         return cls(
             incident_id=incident.incident_id, revision=incident.revision, title=incident.title,
             content=incident.content, release_policy=incident.release_policy,
-            channel_policy=incident.channel_policy,
+            channel_policy=incident.channel_policy, dry_run=incident.dry_run,
             issued_keys=[IssuedKey.of(k) for k in issued_keys],
             agencies=[{"agency_id": a.agency_id, "name": a.name, "expected": a.expected,
                        "completed_at": a.completed_at} for a in agencies],
@@ -140,6 +153,7 @@ class IncidentListItem(BaseModel):
     incident_id: str
     title: str
     revision: int
+    dry_run: bool
     created_at: datetime
     updated_at: datetime
     agencies: int = Field(description="Agencies enrolled")

@@ -50,6 +50,7 @@ class IncidentSummary:
     incident_id: str
     title: str
     revision: int
+    dry_run: bool
     created_at: datetime
     updated_at: datetime
     agencies: int
@@ -62,7 +63,8 @@ def list_incidents(session: Session, limit: int) -> list[IncidentSummary]:
                        func.count(Enrolment.completed_at).label("complete"))
                 .group_by(Enrolment.incident_id).subquery())
     rows = session.execute(
-        sa_select(Incident.incident_id, Incident.title, Incident.revision, Incident.created_at,
+        sa_select(Incident.incident_id, Incident.title, Incident.revision, Incident.dry_run,
+               Incident.created_at,
                Incident.updated_at, func.coalesce(enrolled.c.agencies, 0),
                func.coalesce(enrolled.c.complete, 0))
         .outerjoin(enrolled, enrolled.c.incident_id == Incident.incident_id)
@@ -71,15 +73,21 @@ def list_incidents(session: Session, limit: int) -> list[IncidentSummary]:
 
 
 def add_incident(session: Session, incident_id: str, title: str, content: dict,
-                 release_policy: dict, channel_policy: dict) -> Incident | None:
+                 release_policy: dict, channel_policy: dict, dry_run: bool = False) -> Incident | None:
     """The new incident (revision 1), or None when one with this id exists."""
     if session.get(Incident, incident_id) is not None:
         return None
     incident = Incident(incident_id=incident_id, title=title, content=content,
-                        release_policy=release_policy, channel_policy=channel_policy)
+                        release_policy=release_policy, channel_policy=channel_policy,
+                        dry_run=dry_run)
     session.add(incident)
     session.flush()
     return incident
+
+
+def lock_incident(session: Session, incident_id: str) -> Incident | None:
+    """The incident, its row locked until the transaction ends (edits compare revisions)."""
+    return session.get(Incident, incident_id, with_for_update=True)
 
 
 def bump_revision(session: Session, incident: Incident) -> None:

@@ -6,14 +6,19 @@ shared Kafka and PostgreSQL).
 A small incident: two agencies, three people — one seen by both agencies with the same NHI
 (merged without asking), and an uncertain pair ("J Tipene" and "Joseph Tipene", same date of
 birth, no NHI) that the resolver keeps apart for review. In the browser the coordinator logs
-in, opens the incident, keeps the pair apart with the keyboard, releases with the confirmation
-dialog and watches the notices be delivered; every number the page shows is checked against
-the services' APIs. Screenshots go to var/artifacts/console/.
+in, opens the incident, reveals the pair's masked values (audited) and keeps it apart with the
+keyboard, edits the incident's content (a new revision), previews the notice for the sample
+person in English and te reo, releases with the confirmation dialog, watches the notices be
+delivered and previews one person's notice by the code printed on it — word for word the email
+the SMTP gateway received; every number the page shows is checked against the services' APIs.
+Screenshots go to var/artifacts/console/.
 """
 
 import asyncio
+import email
 import shutil
 import subprocess
+from email import policy as email_policy
 
 import httpx
 import pytest
@@ -22,6 +27,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from services.dispatch.content.models import derive_reference_code
 from testkit import infra
 from testkit.factories import affected_record, incident_body, ndjson
 from testkit.system import COORDINATOR_TOKEN, System
@@ -35,6 +41,7 @@ J_TIPENE = {"nhi": None, "given_names": "J", "family_name": "Tipene", "date_of_b
 JOSEPH_TIPENE = {"nhi": None, "given_names": "Joseph", "family_name": "Tipene",
                  "date_of_birth": "1988-08-08", "email": None, "mobile": "+64219876543",
                  "data_categories": ["lab_results"]}
+EDITED_STEPS = "We shut the portal down and changed every password."
 AROHA = {"nhi": "ZZZ0016", "given_names": "Aroha", "family_name": "Testperson",
          "date_of_birth": "1980-04-12", "email": "aroha.testperson@example.nz", "mobile": None}
 
@@ -115,12 +122,26 @@ async def test_console_follows_an_incident_from_submission_to_delivered(system):
 
         browser = await asyncio.to_thread(_browser)
         try:
-            await _run(browser, client, intake, incident_id)
+            await _run(browser, client, intake, incident_id, system)
         finally:
             await asyncio.to_thread(browser.quit)
 
 
-async def _run(browser: webdriver.Chrome, client: httpx.AsyncClient, intake: str, incident_id: str) -> None:
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _sent_email_text(system: System, reference: str) -> str:
+    """The text part of the email the SMTP gateway filed under our reference."""
+    for path in sorted([*system.maildir.glob("new/*"), *system.maildir.glob("cur/*")]):
+        message = email.message_from_bytes(path.read_bytes(), policy=email_policy.default)
+        if message["X-Panui-Reference"] == reference:
+            return message.get_body(("plain",)).get_content()
+    raise AssertionError(f"no email with reference {reference}")
+
+
+async def _run(browser: webdriver.Chrome, client: httpx.AsyncClient, intake: str, incident_id: str,
+               system: System) -> None:
     dedupe = f"/v1/console/dedupe/v1/incidents/{incident_id}"
     dispatch = f"/v1/console/dispatch/v1/incidents/{incident_id}"
 
@@ -160,6 +181,23 @@ async def _run(browser: webdriver.Chrome, client: httpx.AsyncClient, intake: str
                 for r in browser.find_elements(By.CSS_SELECTOR, "#comparisons tr[data-field]")}
     assert compared["family"] == "agree" and compared["dob"] == "agree"
     await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "review.png"))
+    # Reveal (r): this pair's values, recorded in dedupe's audit log; r again masks them.
+    browser.find_element(By.TAG_NAME, "body").send_keys("r")
+    await _until(browser, lambda b: b.find_element(By.CSS_SELECTOR, "#side-b table.revealed"), "the values")
+    values = {side: {row.get_attribute("data-field"): row.find_element(By.TAG_NAME, "td").text
+                     for row in browser.find_elements(By.CSS_SELECTOR, f"#side-{side} tr[data-field]")}
+              for side in "ab"}
+    assert values["a"]["family_name"] == values["b"]["family_name"] == "Tipene"
+    assert {values["a"]["given_names"], values["b"]["given_names"]} == {"J", "Joseph"}
+    assert values["a"]["date_of_birth"] == values["b"]["date_of_birth"] == "1988-08-08"
+    assert {values["a"]["nhi"], values["b"]["nhi"]} == {"—"}  # neither gave one
+    audit = await _api(client, "/v1/console/dedupe/v1/audit")
+    assert [e["object_ids"] for e in audit["entries"] if e["action"] == "review.reveal"] == [
+        [open_item["review_id"]]]
+    await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "review-revealed.png"))
+    browser.find_element(By.TAG_NAME, "body").send_keys("r")
+    await _until(browser, lambda b: not b.find_elements(By.CSS_SELECTOR, "table.revealed"), "masked again")
+    assert "Tipene" not in browser.find_element(By.TAG_NAME, "main").text
     browser.find_element(By.TAG_NAME, "body").send_keys("a")  # keep apart
     await _until(browser, lambda b: b.find_element(By.ID, "review-empty"), "the queue emptied")
     decided = await _api(client, dedupe + "/reviews?status=keep_apart")
@@ -169,6 +207,49 @@ async def _run(browser: webdriver.Chrome, client: httpx.AsyncClient, intake: str
     browser.find_element(By.CSS_SELECTOR, '#main a[href$="/' + incident_id + '"]').click()
     release = await _until(browser, lambda b: b.find_element(By.ID, "release"), "the incident page")
     await _until(browser, lambda b: _stat(b, "in-review") == "0", "the decision applied")
+
+    # Edit the content before release: a new revision, the s 117 ticks still all there.
+    before = (await _api(client, f"/v1/incidents/{incident_id}"))["revision"]
+    browser.find_element(By.ID, "open-edit").click()
+    steps = await _until(browser, lambda b: b.find_element(By.ID, "f-steps_taken"), "the edit form")
+    steps.clear()
+    steps.send_keys(EDITED_STEPS)
+    browser.find_element(By.ID, "save-edit").click()
+    await _until(browser, lambda b: f"revision {before + 1}" in _text(b, "h1"), "the new revision")
+    edited = await _api(client, f"/v1/incidents/{incident_id}")
+    assert (edited["revision"], edited["content"]["steps_taken"]) == (before + 1, EDITED_STEPS)
+    assert {li.get_attribute("data-ok") for li in browser.find_elements(By.CSS_SELECTOR, "#s117 li")} == {"true"}
+
+    # The notice preview for the sample person, once dispatch has the new revision.
+    browser.find_element(By.ID, "open-preview").click()
+
+    def shows_edit(b: webdriver.Chrome) -> bool:
+        b.find_element(By.ID, "preview-lang-en").click()  # loads it again
+        return EDITED_STEPS in _text(b, "#preview-email-text")
+    await _until(browser, shows_edit, "the preview of the edited content")
+    sample = await _api(client, dispatch + "/notice-preview?language=en")
+    await _until(browser, lambda b: _words(_text(b, "#preview-email-text")) == _words(sample["email_text"]),
+                 "the sample email as dispatch renders it")
+    assert _text(browser, "#preview-email-subject") == sample["email_subject"]
+    assert _words(_text(browser, "#preview-sms")) == _words(sample["sms"])
+    shown = browser.find_element(By.ID, "preview-sms-segments").get_attribute("data-segments")
+    assert shown == str(sample["sms_segments"]) and 1 <= sample["sms_segments"] <= 3
+    browser.switch_to.frame(browser.find_element(By.ID, "preview-email-html"))
+    try:
+        assert EDITED_STEPS in browser.find_element(By.TAG_NAME, "body").text
+    finally:
+        browser.switch_to.default_content()
+    await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "preview.png"))
+    browser.find_element(By.ID, "preview-lang-mi").click()
+    await _until(browser, lambda b: b.find_element(By.CSS_SELECTOR, '#preview[data-language="mi"]'), "te reo")
+    mi = await _api(client, dispatch + "/notice-preview?language=mi")
+    assert _words(_text(browser, "#preview-email-text")) == _words(mi["email_text"]) != _words(sample["email_text"])
+    # No te reo templates in this incident: the page says the bundled wrapper is used.
+    assert browser.find_element(By.ID, "templates-mi-status").get_attribute("data-status") == "none"
+    assert mi["templates_mi_fingerprint"] is None
+
+    browser.find_element(By.CSS_SELECTOR, '#main a[href$="/' + incident_id + '"]').click()
+    release = await _until(browser, lambda b: b.find_element(By.ID, "release"), "the incident page")
     release.click()
     browser.find_element(By.ID, "release-confirm").click()
     # Dispatch has the three notices out: the SMS receipted as delivered, the two emails
@@ -204,5 +285,24 @@ async def _run(browser: webdriver.Chrome, client: httpx.AsyncClient, intake: str
     csv = await client.get(dispatch + "/unreachable.csv", headers=COORDINATOR)
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     assert csv.headers["content-disposition"] == f'attachment; filename="{incident_id}-unreachable.csv"'
-    for name in ("incident.png", "review.png"):
+
+    # One person's notice by the code printed on it: the email exactly as the gateway got it,
+    # with the edited content; the preview is in dispatch's audit log.
+    [(_, reference, _)] = [e for e in system.emails() if e[0] == AROHA["email"]]
+    notice_id = reference.rsplit(":", 1)[0]
+    code = derive_reference_code(notice_id)
+    browser.find_element(By.ID, "open-preview").click()
+    box = await _until(browser, lambda b: b.find_element(By.ID, "preview-reference"), "the preview page")
+    box.send_keys(code)
+    browser.find_element(By.CSS_SELECTOR, "#preview-by-reference button").click()
+    await _until(browser, lambda b: "as it was sent" in _text(b, "#preview-who"), "the notice by its code")
+    sent = _sent_email_text(system, reference)
+    assert EDITED_STEPS in sent and code in sent
+    assert _words(_text(browser, "#preview-email-text")) == _words(sent)
+    assert notice_id in _text(browser, "#preview-who")
+    assert browser.find_elements(By.ID, "preview-no-sms")  # Aroha gave no mobile
+    audit = await _api(client, "/v1/console/dispatch/v1/audit")
+    assert [e["object_ids"] for e in audit["entries"] if e["action"] == "notice.preview"] == [[notice_id]]
+    await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "preview-notice.png"))
+    for name in ("incident.png", "review.png", "review-revealed.png", "preview.png", "preview-notice.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000

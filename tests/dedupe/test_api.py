@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from services.common.crypto import Sealer
 from services.common.db import make_engine, session_scope
+from services.common.messages import record_sealing_context
 from services.dedupe.app import create_app
 from services.dedupe.models import IncidentState, PersonState, RecordState, ReviewState
 from services.dedupe.settings import DedupeSettings
@@ -172,3 +174,55 @@ async def test_decisions_and_releases_are_on_record_with_who_made_them(client):
     # A token scoped to another incident sees none of them.
     elsewhere = {"authorization": f"Bearer {token(['ops'], ['inc-2'])[0]}"}
     assert (await client.get("/v1/audit", headers=elsewhere)).json()["entries"] == []
+
+
+async def test_reveal_opens_the_pairs_values_only_and_is_on_record(client, data_keys):
+    """Masked by default (the queue carries levels and weights only); a reveal returns the
+    two records' values of that one pair, answers no-store and writes an audit entry."""
+    runtime = client._transport.app.state.runtime
+    sealer = Sealer(data_keys)
+    personal = {"r-0": ("gp", {"nhi": "ZZZ0016", "given_names": "Aroha", "family_name": "Tauira",
+                               "date_of_birth": "1980-02-03", "email": "aroha@example.invalid",
+                               "address": {"line1": "1 Tauira Street", "city": "Wellington"}}),
+                "rev-1": ("lab", {"given_names": "Arohanui", "family_name": "Tauira",
+                                  "mobile": "+64210000001"}),
+                "r-2": ("lab", {"given_names": "Someone", "family_name": "Else"})}
+    with session_scope(runtime.engine) as session:
+        session.execute(RecordState.__table__.delete().where(
+            RecordState.incident_id == "inc-1", RecordState.source_record_id == "r-2"))
+        session.execute(RecordState.__table__.update().where(
+            RecordState.source_record_id == "r-0").values(
+            sealed=sealer.seal(personal["r-0"][1], record_sealing_context("inc-1", "gp", "r-0", 1))))
+        for rid in ("rev-1", "r-2"):
+            agency, fields = personal[rid]
+            session.add(RecordState(incident_id="inc-1", agency_id=agency, source_record_id=rid,
+                                    record_version=1, message_id=f"m-{rid}", person_id="P-2",
+                                    data_categories=[], sealed=sealer.seal(
+                                        fields, record_sealing_context("inc-1", agency, rid, 1))))
+    queue = (await client.get("/v1/incidents/inc-1/reviews?status=all", headers=AUTH)).text
+    assert "Aroha" not in queue and "ZZZ0016" not in queue  # masked: no value in the queue
+
+    reviewer = {"authorization": f"Bearer {token(['reviewer'], ['inc-1'], name='rita')[0]}"}
+    response = await client.post("/v1/incidents/inc-1/reviews/rev-1/reveal", headers=reviewer)
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert body == {"review_id": "rev-1", "a": {
+        "agency_id": "gp", "source_record_id": "r-0", "held": True, "values": {
+            "nhi": "ZZZ0016", "given_names": "Aroha", "family_name": "Tauira",
+            "date_of_birth": "1980-02-03", "email": "aroha@example.invalid", "mobile": None,
+            "address": "1 Tauira Street, Wellington"}}, "b": {
+        "agency_id": "lab", "source_record_id": "rev-1", "held": True, "values": {
+            "nhi": None, "given_names": "Arohanui", "family_name": "Tauira",
+            "date_of_birth": None, "email": None, "mobile": "+64210000001", "address": None}}}
+    assert "Someone" not in response.text  # another record of the incident: never
+    # Not a review of this incident; the ops role may not reveal; neither is on record.
+    missing = await client.post("/v1/incidents/inc-2/reviews/rev-1/reveal", headers=AUTH)
+    assert (missing.status_code, missing.json()) == (404, error(
+        "review.not_found", "No such review item in this incident."))
+    ops = {"authorization": f"Bearer {token(['ops'], name='oscar')[0]}"}
+    assert (await client.post("/v1/incidents/inc-1/reviews/rev-1/reveal", headers=ops)).status_code == 403
+    page = (await client.get("/v1/audit", headers=ops)).json()
+    assert [(e["actor"], e["action"], e["incident_id"], e["object_ids"]) for e in page["entries"]] \
+        == [("rita", "review.reveal", "inc-1", ["rev-1"])]
+    assert "Aroha" not in str(page)

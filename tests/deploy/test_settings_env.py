@@ -34,6 +34,9 @@ _SAFE_KAFKA_DEFAULTS = {"kafka_sasl_mechanism", "kafka_ssl_certfile", "kafka_ssl
 # The shared receipt secret is the laptop fallback: production signs with one per provider
 # (receipt_secrets) and never falls back to it.
 _UNUSED_IN_PRODUCTION = {"receipt_secret"}
+# On the pod's own loopback by design, and refused anywhere else (dispatch's settings): a dry-run
+# incident's simulated SMS gateway is a sidecar, never a real provider.
+_LOCAL_BY_DESIGN = {"dry_run_sms_url"}
 
 
 def required_in_production(cls) -> dict[str, str]:
@@ -48,7 +51,7 @@ def required_in_production(cls) -> dict[str, str]:
             required[name] = "the deployment says which environment it is"
         elif name == "database_url":
             required[name] = "empty means a SQLite file inside the container"
-        elif name in _SAFE_KAFKA_DEFAULTS or name in _UNUSED_IN_PRODUCTION:
+        elif name in _SAFE_KAFKA_DEFAULTS or name in _UNUSED_IN_PRODUCTION or name in _LOCAL_BY_DESIGN:
             continue
         elif name.startswith("kafka_"):
             required[name] = "Kafka connection settings are the cluster's"

@@ -2,7 +2,9 @@
 every other person on it still gets their notice — and must not put personal values in the
 logs. Each kind is put on the topic in the middle of a small incident's stream; plus the
 record intake accepted but dedupe's contract model refused (an email that outgrows its length
-limit when lower-cased: 'İ' becomes two characters)."""
+limit when lower-cased: 'İ' becomes two characters). They share one running system
+(`shared_system`), each with incidents of its own: a poison message of one scenario left on a
+topic must not stall the next one either."""
 
 import json
 
@@ -41,10 +43,10 @@ async def _publish(system, topic: str, key: str, value: bytes | None) -> None:  
 
 
 @pytest.mark.parametrize("kind", ["undecodable", "schema-invalid", "unknown-version", "incident-tombstone"])
-async def test_a_poison_message_does_not_stall_its_partition(make_system, kind):
-    truth = ground_truth(300, agencies=2, seed=61)
+async def test_a_poison_message_does_not_stall_its_partition(shared_system, kind):
+    truth = ground_truth(300, agencies=2, seed=61, incident_prefix=f"inc-poison-{kind}")
     [incident] = truth.incidents
-    system = await make_system()
+    system = shared_system
     driver = driver_for(system, truth)
     if kind == "incident-tombstone":  # before the incident: its definition comes after it
         await _publish(system, "incidents.v1", incident, None)
@@ -65,10 +67,10 @@ async def test_a_poison_message_does_not_stall_its_partition(make_system, kind):
         assert proc.alive
 
 
-async def test_a_record_intake_accepts_is_one_dedupe_can_read(make_system):
-    truth = ground_truth(300, agencies=2, seed=62)
+async def test_a_record_intake_accepts_is_one_dedupe_can_read(shared_system):
+    truth = ground_truth(300, agencies=2, seed=62, incident_prefix="inc-poison-accepted")
     [incident] = truth.incidents
-    system = await make_system()
+    system = shared_system
     driver = driver_for(system, truth)
     await driver.create_incidents()
     await driver.upload_all()

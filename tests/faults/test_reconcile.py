@@ -67,6 +67,20 @@ def test_the_smtp_window_excuses_only_its_own_references(truth):
         result.assert_clean(email_window={"ntc-other:email"})
 
 
+def test_a_resend_under_a_new_reference_is_a_duplicate_whatever_the_window(truth):
+    """The window excuses a second copy of one accepted-but-unrecorded reference; a person's
+    second email under another reference (":g1") is a second notice, window or not."""
+    observed = _clean(truth)
+    to, reference, _ = observed.emails[0]
+    observed.emails.append((to, f"{reference}:g1", "<resent@x>"))
+    result = reconcile(truth, observed)
+    with pytest.raises(AssertionError, match="outside the SMTP window"):
+        result.assert_clean(email_window={reference, f"{reference}:g1"})
+    observed.emails.append(observed.emails[0])  # and the window's own copy, twice over
+    with pytest.raises(AssertionError, match="outside the SMTP window"):
+        reconcile(truth, observed).assert_clean(email_window={reference})
+
+
 def test_amendments_are_counted_apart_from_duplicates(truth):
     observed = _clean(truth)
     to, _ref, _ = observed.emails[0]

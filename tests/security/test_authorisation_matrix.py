@@ -85,6 +85,8 @@ RULES = {
         ("POST", "/v1/incidents/{incident_id}/close"): staff("coordinator"),
         # Issue 16: intake's part of the Privacy Commissioner's report.
         ("GET", "/v1/incidents/{incident_id}/report"): staff("coordinator"),
+        # Issue 14: editing an incident's content from the console.
+        ("PUT", "/v1/incidents/{incident_id}/content"): staff("coordinator"),
     },
     "dedupe": {
         **COMMON,
@@ -95,6 +97,9 @@ RULES = {
         ("POST", "/v1/incidents/{incident_id}/release"): staff("coordinator"),
         # Issue 16: each service's part of the Privacy Commissioner's report.
         ("GET", "/v1/incidents/{incident_id}/report"): staff("coordinator"),
+        # Issue 14: the audited reveal of a review pair's masked values.
+        ("POST", "/v1/incidents/{incident_id}/reviews/{review_id}/reveal"):
+            staff("coordinator", "reviewer"),
     },
     "dispatch": {
         **COMMON,
@@ -119,6 +124,8 @@ RULES = {
         ("POST", "/v1/incidents/{incident_id}/notice-lookups"): staff("call-centre", "coordinator"),
         ("GET", "/v1/call-centre/answers"): staff("call-centre", "coordinator", every_incident=False),
         ("GET", "/v1/incidents/{incident_id}/report"): staff("coordinator"),
+        # Issue 14: any stored notice rendered as sent (personal data: audited).
+        ("GET", "/v1/incidents/{incident_id}/notices/{reference}/preview"): staff("coordinator"),
     },
 }
 
@@ -231,6 +238,7 @@ async def deployment(pg_admin_url, kafka_bootstrap, data_keys, tmp_path_factory)
             params = {"incident_id": incident, "feed_id": feed.json()["feed_id"],
                       "agency_id": "ag-nobody", "key_id": "k-nobody", "review_id": "rev-nobody",
                       "source_record_id": "src-nobody", "token_id": "tok-nobody", "batch_id": "mob-nobody",
+                      "reference": "ntc-nobody",
                       "provider": "sms-primary", "service": "dedupe",
                       "path": f"v1/incidents/{incident}/progress"}
             yield Deployment(clients, credentials, params)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from services.common.messages import IncidentMessage, templates_fingerprint
-from services.dispatch.content.models import IncidentContent
+from services.dispatch.content.dry_run import mark_email, mark_letter, mark_sms
+from services.dispatch.content.models import IncidentContent, Notice
 from services.dispatch.content.render import (
     RenderedEmail,
     RenderedSms,
@@ -34,6 +35,7 @@ class Preview:
     bilingual: bool
     templates_mi_fingerprint: str | None  # what to approve; None: no te reo templates
     templates_mi_approved: bool
+    dry_run: bool
     email: RenderedEmail
     sms: RenderedSms
     letter_text: str
@@ -53,10 +55,39 @@ def preview_notice(incident: IncidentMessage, language: Literal["en", "mi"] = "m
         or [{"agency_id": "sample", "name": "Sample Health Provider", "document_count": None}],
     }
     templates = incident.content.templates_mi
+    email, sms = render_email(notice, content), render_sms(notice, content)
+    letter = render_letter_text(notice, content)
+    if incident.dry_run:  # as the simulated gateways will get it
+        email, sms, letter = mark_email(email), mark_sms(sms), mark_letter(letter)
     return Preview(
         language=language, bilingual=content.bilingual and language == "mi",
         templates_mi_fingerprint=templates_fingerprint(templates) if templates else None,
-        templates_mi_approved=approved,
-        email=render_email(notice, content), sms=render_sms(notice, content),
-        letter_text=render_letter_text(notice, content),
+        templates_mi_approved=approved, dry_run=incident.dry_run,
+        email=email, sms=sms, letter_text=letter,
     )
+
+
+@dataclass(frozen=True)
+class NoticeRendering:
+    language: str
+    email: RenderedEmail | None  # None: the addressee has no email address
+    sms: RenderedSms | None  # None: no mobile number
+    letter_text: str
+
+
+def render_stored(notice: Notice, content: IncidentContent, language: str | None,
+                  full_notice_via: Literal["email", "postal", "none"],
+                  dry_run: bool = False) -> NoticeRendering:
+    """A stored notice as the sender renders it (the same functions, the same inputs, the
+    dry-run mark), in its person's language unless `language` asks for the other one."""
+    if language is not None and language != notice.preferred_language:
+        notice = notice.model_copy(update={"preferred_language": language})
+    email = render_email(notice, content) if notice.addressee_email else None
+    sms = render_sms(notice, content, full_notice_via=full_notice_via) \
+        if notice.addressee_mobile else None
+    letter = render_letter_text(notice, content)
+    if dry_run:
+        email, sms = email and mark_email(email), sms and mark_sms(sms)
+        letter = mark_letter(letter)
+    return NoticeRendering(language=notice.preferred_language, email=email, sms=sms,
+                           letter_text=letter)

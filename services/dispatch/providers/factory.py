@@ -68,3 +68,23 @@ def build_sms_provider(settings: DispatchSettings) -> FailoverSmsProvider:
                                        pool_timeout=settings.sms_timeout_s)
         gateways.append((GatewaySms(inner, settings.receipt_callback_base_url), weight))
     return FailoverSmsProvider(gateways, cooldown=settings.sms_failover_cooldown_s)
+
+
+DRY_RUN_EMAIL, DRY_RUN_SMS = "smtp-dry-run", "sms-dry-run"
+_DRY_RUN_CONNECTIONS = 4  # a rehearsal is small
+
+
+def build_dry_run_providers(settings: DispatchSettings) -> tuple[EmailProvider, SmsProvider]:
+    """The only providers a dry-run incident's notices go to: the local simulated gateways
+    (SMTP on 127.0.0.1, the SMS gateway settings checked is on the loopback). No receipt
+    callback: a rehearsal's deliveries end at 'sent' (SMS) as the gateway accepted them."""
+    email = SmtpEmailProvider(SmtpConfig(
+        host="127.0.0.1", port=settings.dry_run_smtp_port, tls="none", validate_certs=False,
+        timeout=settings.smtp_timeout_s, pool_size=_DRY_RUN_CONNECTIONS,
+        message_id_domain=settings.message_id_domain), name=DRY_RUN_EMAIL)
+    client = httpx.AsyncClient(base_url=settings.dry_run_sms_url,
+                               timeout=httpx.Timeout(settings.sms_timeout_s),
+                               limits=httpx.Limits(max_connections=_DRY_RUN_CONNECTIONS))
+    sms = BoundedHttpSmsProvider(settings.dry_run_sms_url, name=DRY_RUN_SMS, client=client,
+                                 connections=_DRY_RUN_CONNECTIONS, pool_timeout=settings.sms_timeout_s)
+    return email, GatewaySms(sms, "")

@@ -130,3 +130,30 @@ def commissioner_counts(session: Session, incident_id: str) -> CommissionerCount
                                     ("deliveries.first_sent", first_sent),
                                     ("deliveries.last_delivered", last_delivered)) if v is not None}
     return CommissionerCounts(dict(incident), {a: dict(c) for a, c in by_agency.items()}, milestones)
+
+
+@dataclass(frozen=True)
+class StoredNotice:
+    """A notice as stored (NoticeMessage JSON, still sealed) and what its deliveries were
+    pinned to at their first attempt (None: not sent yet — rendered as it would be now)."""
+
+    payload: bytes
+    content_revision: int | None
+    says_emailed: bool | None
+    says_update: bool | None
+
+
+def stored_notice(session: Session, incident_id: str, notice_id: str) -> StoredNotice | None:
+    payload = session.execute(select(NT.c.payload).where(
+        NT.c.notice_id == notice_id, NT.c.incident_id == incident_id)).scalar_one_or_none()
+    if payload is None:
+        return None
+    pinned = {row.channel: row for row in session.execute(
+        select(DT.c.channel, DT.c.content_revision, DT.c.says_emailed, DT.c.says_update)
+        .where(DT.c.notice_id == notice_id))}
+    email, sms = pinned.get("email"), pinned.get("sms")
+    first = next((row for row in (email, sms) if row is not None and row.content_revision), None)
+    return StoredNotice(
+        payload=bytes(payload), content_revision=first.content_revision if first else None,
+        says_emailed=sms.says_emailed if sms is not None else None,
+        says_update=first.says_update if first else None)

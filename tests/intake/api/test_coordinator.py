@@ -100,6 +100,92 @@ async def test_te_reo_templates_are_approved_only_as_previewed(intake):
             and decode_incident(m.value).content.templates_mi_approved for m in ms))
 
 
+async def test_editing_the_content_publishes_a_new_revision_and_is_on_record(intake):
+    """The console's edit: made from a revision (a stale one is refused, nothing lost), the te
+    reo approval kept only for the very templates approved, audited, published for dispatch."""
+    from services.common.messages import templates_fingerprint
+
+    incident_id = _incident_id()
+    body = copy.deepcopy(incident_body(incident_id, [("gp-e", "GP E")]))
+    templates = {"email_text": "Tēnā koe {{ reference_code }}"}
+    body["content"]["templates_mi"] = templates
+    created = (await intake.client.post("/v1/incidents", headers=COORDINATOR, json=body)).json()
+    approved = await intake.client.post(f"/v1/incidents/{incident_id}/templates-mi/approval",
+                                        headers=COORDINATOR,
+                                        json={"fingerprint": templates_fingerprint(templates)})
+    revision = approved.json()["revision"]
+    assert revision == created["revision"] + 1
+    url = f"/v1/incidents/{incident_id}/content"
+    content = copy.deepcopy(body["content"]) | {"steps_taken": "We locked the server."}
+    edited = await intake.client.put(url, headers=COORDINATOR, json={
+        "revision": revision, "title": "Edited title", "content": content})
+    assert edited.status_code == 200, edited.text
+    view = edited.json()
+    assert (view["revision"], view["title"], view["content"]["steps_taken"]) == (
+        revision + 1, "Edited title", "We locked the server.")
+    assert view["content"]["templates_mi_approved"] == templates_fingerprint(templates)  # same
+    # Made from the old revision: refused, the first edit stands.
+    stale = await intake.client.put(url, headers=COORDINATOR, json={
+        "revision": revision, "title": "Lost?", "content": content})
+    assert stale.status_code == 409 and stale.json()["error"]["code"] == "incident.revision_conflict"
+    # The te reo templates changed: the approval no longer holds (whatever the body says).
+    changed = copy.deepcopy(content)
+    changed["templates_mi"] = {"email_text": "Kia ora {{ reference_code }}"}
+    changed["templates_mi_approved"] = templates_fingerprint(changed["templates_mi"])
+    again = await intake.client.put(url, headers=COORDINATOR, json={
+        "revision": revision + 1, "title": "Edited title", "content": changed})
+    assert again.status_code == 200, again.text
+    assert again.json()["content"]["templates_mi_approved"] is None
+    got = (await intake.client.get(f"/v1/incidents/{incident_id}", headers=COORDINATOR)).json()
+    assert (got["revision"], got["title"]) == (revision + 2, "Edited title")
+    for wrong, status in ((incident_id.replace("inc-", "inc-none-"), 404),):
+        missing = await intake.client.put(f"/v1/incidents/{wrong}/content", headers=COORDINATOR,
+                                          json={"revision": 1, "title": "x", "content": content})
+        assert missing.status_code == status
+    invalid = await intake.client.put(url, headers=COORDINATOR, json={
+        "revision": "3", "title": "x", "content": content})
+    assert invalid.status_code == 422
+    no_advice = copy.deepcopy(content) | {"mitigation_advice": []}
+    assert (await intake.client.put(url, headers=COORDINATOR, json={
+        "revision": revision + 2, "title": "x", "content": no_advice})).status_code == 422
+    audit = (await intake.client.get("/v1/audit", headers=COORDINATOR)).json()["entries"]
+    assert [(e["action"], e["object_ids"]) for e in audit if e["incident_id"] == incident_id
+            and e["action"] == "incident.edit"] == [
+        ("incident.edit", [f"revision:{revision + 1}"]), ("incident.edit", [f"revision:{revision + 2}"])]
+    async with infra.topic_reader(intake.kafka_bootstrap, intake.incidents_topic) as reader:
+        await reader.wait_for(lambda ms: any(
+            m.key == incident_id.encode() and decode_incident(m.value).revision == revision + 2
+            and decode_incident(m.value).title == "Edited title"
+            and decode_incident(m.value).content.steps_taken == "We locked the server."
+            and decode_incident(m.value).content.templates_mi_approved is None for m in ms))
+
+
+async def test_a_dry_run_is_set_at_creation_and_travels_in_the_incident_message(intake):
+    incident_id = _incident_id()
+    body = incident_body(incident_id, []) | {"dry_run": True}
+    created = await intake.client.post("/v1/incidents", headers=COORDINATOR, json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["dry_run"] is True
+    listed = (await intake.client.get("/v1/incidents", headers=COORDINATOR)).json()
+    assert next(i for i in listed if i["incident_id"] == incident_id)["dry_run"] is True
+    # An edit of the content keeps it (it is fixed at creation).
+    edited = await intake.client.put(f"/v1/incidents/{incident_id}/content", headers=COORDINATOR,
+                                     json={"revision": 1, "title": "Rehearsal",
+                                           "content": body["content"]})
+    assert edited.status_code == 200 and edited.json()["dry_run"] is True
+    plain = incident_body(_incident_id(), [])
+    assert (await intake.client.post("/v1/incidents", headers=COORDINATOR,
+                                     json=plain)).json()["dry_run"] is False
+    lax = incident_body(_incident_id(), []) | {"dry_run": "yes"}
+    assert (await intake.client.post("/v1/incidents", headers=COORDINATOR, json=lax)).status_code == 422
+    async with infra.topic_reader(intake.kafka_bootstrap, intake.incidents_topic) as reader:
+        await reader.wait_for(lambda ms: any(
+            m.key == incident_id.encode() and decode_incident(m.value).revision == 2
+            and decode_incident(m.value).dry_run is True for m in ms))
+        assert all(decode_incident(m.value).dry_run is False for m in reader.messages
+                   if m.key == plain["incident_id"].encode())
+
+
 async def test_duplicate_incident_is_409(intake):
     body = incident_body(_incident_id(), [])
     assert (await intake.client.post("/v1/incidents", headers=COORDINATOR, json=body)).status_code == 201

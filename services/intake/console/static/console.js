@@ -104,7 +104,7 @@ function checklist(content) {
 async function incidentsPage() {
   const list = await api("GET", "/v1/incidents");
   const rows = list.map((i) => h("tr", { "data-incident": i.incident_id },
-    h("td", {}, h("a", { href: `#/incident/${enc(i.incident_id)}` }, i.incident_id)),
+    h("td", {}, h("a", { href: `#/incident/${enc(i.incident_id)}` }, i.incident_id), i.dry_run ? [" ", dryRunBadge()] : null),
     h("td", {}, i.title), h("td", { class: "num" }, i.revision),
     h("td", { class: "num" }, `${i.agencies_complete} / ${i.agencies}`),
     h("td", {}, new Date(i.created_at).toLocaleString())));
@@ -113,68 +113,11 @@ async function incidentsPage() {
       h("thead", {}, h("tr", {}, h("th", {}, "Incident"), h("th", {}, "Title"), h("th", { class: "num" }, "Revision"),
         h("th", { class: "num" }, "Agencies complete"), h("th", {}, "Created"))),
       h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No incidents yet."))))),
-    createForm());
+    contentForm());
 }
 
-function createForm() {
-  const f = (name, label, kind = "input", extra = {}) => [h("label", { for: `f-${name}` }, label),
-    h(kind, { id: `f-${name}`, name, ...extra })];
-  const box = h("div", {});
-  const form = h("form", { id: "create" },
-    h("div", { class: "row" }, h("div", {}, f("incident_id", "Incident id", "input", { required: true, pattern: "[A-Za-z0-9._-]+" })),
-      h("div", {}, f("title", "Title", "input", { required: true }))),
-    f("sender_name", "Sender (who is notifying)"),
-    f("breach_description", "What happened", "textarea", { rows: 3 }),
-    f("suspected_holder_statement", "Who may hold the information", "textarea", { rows: 2 }),
-    f("steps_taken", "Steps taken", "textarea", { rows: 2 }),
-    f("mitigation_advice", "What the person can do (one per line)", "textarea", { rows: 3 }),
-    h("label", { class: "inline" }, h("input", { type: "checkbox", name: "privacy_commissioner_notified", id: "f-pc" }),
-      "Privacy Commissioner notified"),
-    h("div", { class: "row" }, h("div", {}, f("contact_organisation", "Contact organisation")),
-      h("div", {}, f("contact_phone", "Contact phone"))),
-    f("contact_web_address", "Contact web address (typed, not a link)"),
-    f("agencies", "Expected agencies (one per line: id, name)", "textarea", { rows: 3 }),
-    h("h2", {}, "s 117 checklist"), box,
-    h("p", {}, h("button", { type: "submit" }, "Create incident")));
-  const content = () => {
-    const v = (n) => (form.elements[n].value || "").trim();
-    return {
-      sender_name: v("sender_name"), breach_description: v("breach_description"),
-      suspected_holder_statement: v("suspected_holder_statement"), steps_taken: v("steps_taken"),
-      mitigation_advice: v("mitigation_advice").split("\n").map((s) => s.trim()).filter(Boolean),
-      privacy_commissioner_notified: form.elements.privacy_commissioner_notified.checked,
-      complaint_right: "You can complain to the Privacy Commissioner.",
-      contact: { organisation: v("contact_organisation"), phone: v("contact_phone"), web_address: v("contact_web_address") },
-    };
-  };
-  const refresh = () => box.replaceChildren(checklist(content()));
-  form.addEventListener("input", refresh);
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const c = content();
-    delete c.complaint_right;  // the service's default wording
-    const agencies = form.elements.agencies.value.split("\n").map((l) => l.trim()).filter(Boolean).map((l) => {
-      const [id, ...name] = l.split(",");
-      return { agency_id: id.trim(), name: (name.join(",") || id).trim() };
-    });
-    try {
-      const made = await api("POST", "/v1/incidents", {
-        incident_id: form.elements.incident_id.value.trim(), title: form.elements.title.value.trim(),
-        content: c, expected_agencies: agencies,
-      });
-      keysDialog(made);
-    } catch (err) { fail(`Not created: ${err.message}`); }
-  });
-  refresh();
-  return h("section", { class: "card" }, h("h2", {}, "Create an incident"), form);
-}
-
-function keysDialog(made) {
-  const rows = made.issued_keys.map((k) => h("tr", {}, h("td", {}, k.agency_id), h("td", {}, h("code", {}, k.api_key))));
-  show(h("h1", {}, `Incident ${made.incident_id} created`),
-    h("section", { class: "card" }, h("p", {}, "Each agency's API key is shown once; give it to the agency now."),
-      h("table", {}, h("tbody", {}, rows)),
-      h("p", {}, h("a", { class: "button", href: `#/incident/${enc(made.incident_id)}` }, "Open the incident"))));
+function dryRunBadge() {
+  return h("span", { class: "badge dry-run", title: "A rehearsal: notices go only to the local simulated gateways" }, "DRY RUN");
 }
 
 function stat(label, value, id) {
@@ -187,44 +130,6 @@ function lagTable(lag) {
   h("tbody", {}, lag.groups.map((g) => h("tr", { "data-group": g.group },
     h("td", {}, g.group), h("td", { class: g.status }, g.status),
     h("td", { class: "num", "data-lag": g.totallag }, g.totallag), h("td", { class: "muted" }, g.reason)))));
-}
-
-function lineChart(canvas, series, points) {
-  const ctx = canvas.getContext("2d");
-  const w = canvas.width = canvas.clientWidth * devicePixelRatio;
-  const hgt = canvas.height = canvas.clientHeight * devicePixelRatio;
-  ctx.clearRect(0, 0, w, hgt);
-  const pad = 30 * devicePixelRatio;
-  const max = Math.max(1, ...points.flatMap((p) => series.map((s) => p[s])));
-  ctx.strokeStyle = "#d0d4d9"; ctx.fillStyle = "#5f6368"; ctx.font = `${11 * devicePixelRatio}px system-ui`;
-  ctx.beginPath(); ctx.moveTo(pad, pad / 2); ctx.lineTo(pad, hgt - pad); ctx.lineTo(w - pad / 2, hgt - pad); ctx.stroke();
-  ctx.fillText(String(max), 2, pad / 2 + 8); ctx.fillText("0", 2, hgt - pad);
-  if (points.length < 1) return;
-  const x = (i) => pad + (w - 1.5 * pad) * (points.length === 1 ? 1 : i / (points.length - 1));
-  const y = (v) => hgt - pad - (hgt - 1.5 * pad) * (v / max);
-  for (const s of series) {
-    ctx.strokeStyle = COLOURS[s]; ctx.lineWidth = 2 * devicePixelRatio; ctx.beginPath();
-    points.forEach((p, i) => (i ? ctx.lineTo(x(i), y(p[s])) : ctx.moveTo(x(i), y(p[s]))));
-    ctx.stroke();
-  }
-}
-
-function barChart(canvas, counts) {
-  const ctx = canvas.getContext("2d");
-  const w = canvas.width = canvas.clientWidth * devicePixelRatio;
-  const hgt = canvas.height = canvas.clientHeight * devicePixelRatio;
-  ctx.clearRect(0, 0, w, hgt);
-  const keys = STATUSES.filter((s) => counts[s]);
-  const max = Math.max(1, ...keys.map((k) => counts[k]));
-  const bw = (w - 20) / Math.max(keys.length, 1);
-  ctx.font = `${11 * devicePixelRatio}px system-ui`;
-  keys.forEach((k, i) => {
-    const bh = (hgt - 40 * devicePixelRatio) * counts[k] / max;
-    ctx.fillStyle = k.includes("failure") ? COLOURS.failed : k === "delivered" ? COLOURS.delivered : "#0b3d59";
-    ctx.fillRect(10 + i * bw + 4, hgt - 20 * devicePixelRatio - bh, bw - 8, bh);
-    ctx.fillStyle = "#1f2328";
-    ctx.fillText(`${k} ${counts[k]}`, 10 + i * bw + 4, hgt - 6 * devicePixelRatio);
-  });
 }
 
 function totalsByStatus(summary) {
@@ -253,8 +158,11 @@ async function incidentPage(id) {
   const releaseButton = h("button", { id: "release", class: "danger", onclick: () => confirmRelease(id) }, "Release now…");
   const updated = h("span", { class: "muted", id: "updated" });
   show(
-    h("h1", {}, `${incident.title} `, h("span", { class: "muted" }, `(${incident.incident_id}, revision ${incident.revision})`)),
+    h("h1", {}, `${incident.title} `, h("span", { class: "muted" }, `(${incident.incident_id}, revision ${incident.revision})`),
+      incident.dry_run ? [" ", dryRunBadge()] : null),
     h("p", {}, h("a", { class: "button", href: `#/incident/${enc(id)}/reviews`, id: "open-reviews" }, "Review queue"), " ",
+      h("a", { class: "button", href: `#/incident/${enc(id)}/preview`, id: "open-preview" }, "Notice preview"), " ",
+      h("a", { class: "button secondary", href: `#/incident/${enc(id)}/edit`, id: "open-edit" }, "Edit content"), " ",
       h("button", { class: "secondary", id: "unreachable-csv", onclick: () => download(dispatch(`/incidents/${enc(id)}/unreachable.csv`), `${id}-unreachable.csv`).catch((e) => fail(e.message)) }, "Download unreachable (CSV)"), " ",
       releaseButton, " ", updated),
     statsBox,
@@ -338,13 +246,24 @@ function classify(part) {
 async function reviewsPage(id) {
   let items = await api("GET", dedupe(`/incidents/${enc(id)}/reviews?status=open`));
   let at = 0;
+  let revealed = null;  // the current pair's values, once revealed
   const box = h("div", {});
   const counter = h("span", { id: "review-count" });
   show(h("h1", {}, `Review queue — ${id}`),
     h("p", {}, h("a", { href: `#/incident/${enc(id)}` }, "← back to the incident"), " ", counter),
     h("p", { class: "muted" }, "Keys: ", h("kbd", {}, "m"), " merge · ", h("kbd", {}, "a"), " keep apart · ",
-      h("kbd", {}, "j"), "/", h("kbd", {}, "k"), " next/previous. Values are masked: the evidence shows how each field compares, never its value."),
+      h("kbd", {}, "j"), "/", h("kbd", {}, "k"), " next/previous · ", h("kbd", {}, "r"), " reveal/mask. Values are masked: the evidence shows how each field compares; a reveal shows this pair's values and is recorded in the audit log."),
     box);
+
+  async function reveal() {
+    const item = items[at];
+    if (!item) return;
+    try {
+      revealed = await api("POST", dedupe(`/incidents/${enc(id)}/reviews/${enc(item.review_id)}/reveal`));
+      fail("");
+      render();
+    } catch (e) { fail(`Not revealed: ${e.message}`); }
+  }
 
   async function decide(decision) {
     const item = items[at];
@@ -361,15 +280,21 @@ async function reviewsPage(id) {
   function render() {
     counter.textContent = items.length ? `${at + 1} of ${items.length} open` : "0 open";
     const item = items[at];
+    if (revealed && (!item || revealed.review_id !== item.review_id)) revealed = null;  // moved on: masked
     if (!item) { box.replaceChildren(h("section", { class: "card", id: "review-empty" }, "No open review items.")); return; }
     const ev = item.evidence || {};
     const parts = ev.comparisons || [];
-    const side = (label, key) => h("section", { class: "card" }, h("h2", {}, label),
+    // Masked by default; a reveal (audited by dedupe) shows this pair's values until the
+    // reviewer moves on: they are kept nowhere but in this page's elements.
+    const shown = revealed && revealed.review_id === item.review_id ? revealed : null;
+    const side = (label, key, which) => h("section", { class: "card", id: `side-${which}` }, h("h2", {}, label),
       h("p", {}, "Agency ", h("b", {}, key[0])), h("p", {}, "Record ", h("code", {}, key[1])),
-      h("table", {}, h("tbody", {}, parts.map((p) => h("tr", {}, h("th", {}, p.field),
-        h("td", { class: "masked" }, "••••••"))))));
+      shown ? h("table", { class: "revealed" }, h("tbody", {}, Object.entries(shown[which].values).map(([field, value]) =>
+        h("tr", { "data-field": field }, h("th", {}, field), h("td", { class: value === null ? "muted" : "" }, value === null ? "—" : value)))))
+        : h("table", {}, h("tbody", {}, parts.map((p) => h("tr", {}, h("th", {}, p.field),
+          h("td", { class: "masked" }, "••••••"))))));
     box.replaceChildren(h("div", { id: "review", "data-review": item.review_id },
-      h("div", { class: "side" }, side("Record A", item.a), side("Record B", item.b)),
+      h("div", { class: "side" }, side("Record A", item.a, "a"), side("Record B", item.b, "b")),
       h("section", { class: "card" }, h("h2", {}, "How the resolver compared them"),
         h("p", {}, `Reason: ${item.reason}. Total weight `, h("b", { id: "review-weight" }, ev.weight === undefined ? "–" : Number(ev.weight).toFixed(2)),
           ` (review from ${ev.review_threshold ?? "–"}, match from ${ev.match_threshold ?? "–"})`, ev.reason ? ` — ${ev.reason}` : ""),
@@ -377,12 +302,15 @@ async function reviewsPage(id) {
           h("tbody", {}, parts.map((p) => { const c = classify(p); return h("tr", { "data-field": p.field, "data-compared": c },
             h("td", {}, p.field), h("td", { class: c }, c), h("td", {}, String(p.level)), h("td", { class: "num" }, Number(p.weight).toFixed(2))); })))),
       h("p", {}, h("button", { id: "merge", onclick: () => decide("merge") }, "Merge (m)"), " ",
-        h("button", { id: "keep-apart", class: "secondary", onclick: () => decide("keep_apart") }, "Keep apart (a)"))));
+        h("button", { id: "keep-apart", class: "secondary", onclick: () => decide("keep_apart") }, "Keep apart (a)"), " ",
+        shown ? h("button", { id: "mask", class: "secondary", onclick: () => { revealed = null; render(); } }, "Mask again (r)")
+          : h("button", { id: "reveal", class: "secondary", onclick: reveal }, "Reveal values (r, recorded in the audit log)"))));
   }
   keyHandler = (e) => {
     if (e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement) return;
     if (e.key === "m") decide("merge");
     else if (e.key === "a") decide("keep_apart");
+    else if (e.key === "r") { if (revealed) { revealed = null; render(); } else reveal(); }
     else if (e.key === "j" || e.key === "ArrowDown") { at = Math.min(at + 1, Math.max(items.length - 1, 0)); render(); }
     else if (e.key === "k" || e.key === "ArrowUp") { at = Math.max(at - 1, 0); render(); }
   };
@@ -415,6 +343,8 @@ async function route() {
   const parts = hash.split("/").map(decodeURIComponent);
   try {
     if (parts[0] === "incident" && parts[1] && parts[2] === "reviews") await reviewsPage(parts[1]);
+    else if (parts[0] === "incident" && parts[1] && parts[2] === "edit") await editPage(parts[1]);
+    else if (parts[0] === "incident" && parts[1] && parts[2] === "preview") await previewPage(parts[1], parts[3]);
     else if (parts[0] === "incident" && parts[1]) await incidentPage(parts[1]);
     else if (parts[0] === "ops") await opsPage();
     else if (parts[0] === "login") loginPage();
