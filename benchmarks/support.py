@@ -3,6 +3,7 @@ prefix of its own, a free port — and the peak memory of a process. The databas
 helpers are the ones the test suite uses (testkit/infra.py)."""
 
 import asyncio
+import os
 import uuid
 from pathlib import Path
 
@@ -60,3 +61,22 @@ def table(headers: list[str], rows: list[list]) -> str:
         return "  ".join(str(c).rjust(w) for c, w in zip(cells, widths, strict=False))
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its live descendants (uvicorn workers are children of the service)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text()
+                children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(
+                    int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out

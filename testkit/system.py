@@ -27,9 +27,11 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common import migrations
-from services.common.crypto import generate_key_spec
+from services.common.kafka_client import client_options
 from services.common.lag import LagSampler, LagUnavailable, system_groups
+from services.common.settings import ServiceSettings, env_name
 from testkit import infra
+from testkit.keys import key_env, keyrings
 from testkit.processes import (
     HttpProcess,
     ServiceProcess,
@@ -119,7 +121,7 @@ class System:
         self.kafka_bootstrap = kafka_bootstrap
         self.pg_admin_url = pg_admin_url
         self.topic_prefix = topic_prefix or f"faults-{uuid.uuid4().hex[:10]}."
-        self.data_keys = generate_key_spec("faults1")
+        self.keyrings = keyrings("faults")  # one per purpose, as in production (testkit/keys.py)
         self.overrides = env or {}
         self.sms_gateway_count = sms_gateways
         self.sms_proxy = sms_proxy  # a proxy that loses answers in front of gateway sms-0
@@ -139,7 +141,7 @@ class System:
     def env_for(self, service: str) -> dict[str, str]:
         env = {**clean_environ(), **BASE_ENV, **SERVICE_ENV[service],
                "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
-               "PANUI_TOPIC_PREFIX": self.topic_prefix, "PANUI_DATA_KEYS": self.data_keys,
+               "PANUI_TOPIC_PREFIX": self.topic_prefix, **key_env(service, self.keyrings),
                "PANUI_COORDINATOR_TOKENS": COORDINATOR_TOKEN,
                "DATABASE_URL": self.databases[service][1]}
         if service == "dispatch":
@@ -248,12 +250,21 @@ class System:
         self.event(f"start {name}")
         await proc.wait_up(timeout=self.start_timeout_s)
 
+    def kafka_options(self) -> dict:
+        """The harness's own Kafka clients connect as the services do: the bootstrap and the
+        PANUI_KAFKA_* security settings given to dedupe (services/common/kafka_client.py)."""
+        env = self.overrides.get("dedupe", {})  # the runner's own PANUI_* never reach a service
+        fields = {name: env[env_name(name)] for name in ServiceSettings.model_fields
+                  if name.startswith("kafka_") and name != "kafka_bootstrap_servers"
+                  and env_name(name) in env}
+        return client_options(ServiceSettings(**fields, kafka_bootstrap_servers=self.kafka_bootstrap))
+
     async def rewind_group(self, group: str, topic: str, partitions: int = 3) -> None:
         """Commit offset 0 on every partition of `topic` for consumer group `group` (names
         without the prefix), as an operator replays a topic. The group must have no live
         member (stop its processes first)."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.kafka_bootstrap,
-                                    group_id=f"{self.topic_prefix}{group}", enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**self.kafka_options(), group_id=f"{self.topic_prefix}{group}",
+                                    enable_auto_commit=False)
         await consumer.start()
         try:
             tps = [TopicPartition(f"{self.topic_prefix}{topic}", p) for p in range(partitions)]

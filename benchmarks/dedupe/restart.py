@@ -24,7 +24,8 @@ from benchmarks import support
 from benchmarks.dedupe.run import INCIDENT, _count, _personal
 from benchmarks.resolver.generator import generate
 from services.common.clock import utcnow
-from services.common.crypto import Sealer, generate_key_spec
+from services.common.crypto import Sealer
+from testkit.keys import key_env, keyrings
 from testkit.messages import completion, incident_message, publish, record_message
 
 LIMIT_MB = 1024
@@ -68,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     size = 20_000 if args.quick else args.records
 
-    keys = generate_key_spec("bench")
-    sealer = Sealer(keys)
+    rings = keyrings("bench")  # records and notices apart, as in production
+    sealer = Sealer(rings["records"])  # the records as intake seals them
     prefix = support.topic_prefix("dedupe-restart")
     bootstrap = support.kafka_bootstrap()
     logs = tempfile.mkdtemp(prefix="dedupe-restart-")
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     db_name, db_url = support.create_database("bench_dedupe_restart", "dedupe")
 
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PANUI_TOPIC_PREFIX": prefix,
-           "PANUI_DATA_KEYS": keys, "DATABASE_URL": db_url, "PANUI_LOG_LEVEL": "INFO",
+           **key_env("dedupe", rings), "DATABASE_URL": db_url, "PANUI_LOG_LEVEL": "INFO",
            "PANUI_CONSUMER_BATCH_MAX_RECORDS": "2000",
            "PANUI_EVICT_FINISHED_AFTER_S": str(EVICT_AFTER_S),
            "PANUI_REVIEW_SYNC_INTERVAL_S": "5"}

@@ -21,7 +21,8 @@ import psycopg
 from benchmarks import support
 from benchmarks.resolver.generator import generate
 from services.common.clock import utcnow
-from services.common.crypto import Sealer, generate_key_spec
+from services.common.crypto import Sealer
+from testkit.keys import key_env, keyrings
 from testkit.messages import completion, incident_message, publish, record_message
 
 INCIDENT = "inc-bench"
@@ -53,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     size = 20_000 if args.quick else args.records
 
-    keys = generate_key_spec("bench")
-    sealer = Sealer(keys)
+    rings = keyrings("bench")  # records and notices apart, as in production
+    sealer = Sealer(rings["records"])  # the records as intake seals them
     prefix = support.topic_prefix("dedupe")
     bootstrap = support.kafka_bootstrap()
     db_name, db_url = support.create_database("bench_dedupe", "dedupe")
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     messages += [completion(INCIDENT, a, counts[a]) for a in agencies]
 
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PANUI_TOPIC_PREFIX": prefix,
-           "PANUI_DATA_KEYS": keys, "DATABASE_URL": db_url, "PANUI_PORT": str(support.free_port()),
+           **key_env("dedupe", rings), "DATABASE_URL": db_url, "PANUI_PORT": str(support.free_port()),
            "PANUI_LOG_LEVEL": "WARNING", "PANUI_CONSUMER_BATCH_MAX_RECORDS": "2000"}
     process = subprocess.Popen([sys.executable, "-m", "services.dedupe"], cwd=support.REPO,
                                env=env)

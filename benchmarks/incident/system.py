@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.incident.stack import Stack, module
-from services.common.crypto import generate_key_spec
 from testkit.infra import free_port
+from testkit.keys import key_env, keyrings
 
 SERVICES = ("intake", "dedupe", "dispatch")
 
@@ -59,7 +59,7 @@ def start(stack: Stack, options: Options) -> Endpoints:
 
     common = {
         "KAFKA_BOOTSTRAP_SERVERS": options.bootstrap, "PANUI_TOPIC_PREFIX": options.topic_prefix,
-        "PANUI_DATA_KEYS": generate_key_spec("run1"), "PANUI_COORDINATOR_TOKENS": token,
+        "PANUI_COORDINATOR_TOKENS": token,
         "PANUI_LOG_LEVEL": options.log_level,
     }
     per_service = {
@@ -74,8 +74,10 @@ def start(stack: Stack, options: Options) -> Endpoints:
             "PANUI_QUIET_HOURS_ENABLED": str(options.quiet_hours).lower(),
         },
     }
+    rings = keyrings("run")  # records and notices KEKs apart, each service only its own
     for service in SERVICES:
-        env = {**common, **per_service[service], **options.extra_env.get(service, {}),
+        env = {**common, **key_env(service, rings), **per_service[service],
+               **options.extra_env.get(service, {}),
                "DATABASE_URL": options.databases[service], "PANUI_PORT": str(ports[service]),
                "PANUI_WORKERS": str(options.workers.get(service, 1))}
         stack.start(service, module(f"services.{service}"), env=env,

@@ -28,6 +28,7 @@ import psycopg
 from benchmarks import support
 from services.common.crypto import generate_key_spec
 from services.common.nhi import LETTERS, check_character
+from testkit.keys import key_env, keyrings
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "bench-coordinator-token"  # noqa: S105 - local benchmark only
@@ -91,7 +92,7 @@ class Bench:
     def start(self) -> None:
         self.db_name, self.db_url = support.create_database("bench_intake", "intake")
         env = {**os.environ, "PANUI_PORT": str(self.port), "DATABASE_URL": self.db_url,
-               "PANUI_TOPIC_PREFIX": self.prefix, "PANUI_DATA_KEYS": generate_key_spec("bench"),
+               "PANUI_TOPIC_PREFIX": self.prefix, **key_env("intake", keyrings("bench")),
                "PANUI_COORDINATOR_TOKENS": TOKEN, "PANUI_LOG_LEVEL": "WARNING",
                "PANUI_MAX_RECORDS_PER_REQUEST": "1000000", "PANUI_MAX_REQUEST_BYTES": str(1 << 30),
                "PANUI_AGENCY_REQUESTS_PER_MINUTE": "100000"}

@@ -1,7 +1,8 @@
 """Where accuracy is lost, by kind: missed true pairs, false merges and review items grouped by
 the comparison levels and the decision's reason. A tuning aid; prints counts, never values.
 
-    .venv/bin/python -m benchmarks.resolver.analyse independent 20000 [seed] [--learn]   (--learn: EM level weights too)
+    .venv/bin/python -m benchmarks.resolver.analyse independent 20000 [seed] [noise] [--learn]
+    (--learn: EM level weights too; noise: the generator's noise / damage, default 1.0)
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from collections import Counter
 
 from benchmarks.resolver.datasets import Dataset, load
+from benchmarks.resolver.metrics import accuracy
 from services.dedupe.resolver import Resolver
 
 
@@ -20,7 +22,8 @@ def main(argv: list[str]) -> int:
     kind = argv[0] if argv else "independent"
     size = int(argv[1]) if len(argv) > 1 else 20_000
     seed = int(argv[2]) if len(argv) > 2 else {"nz": 7, "independent": 101}.get(kind, 0)
-    records, truth = load(Dataset(kind, kind, size, seed))
+    noise = float(argv[3]) if len(argv) > 3 else 1.0
+    records, truth = load(Dataset(kind, kind, size, seed, noise))
     resolver = Resolver()
     resolver.add_many(records)
     report = resolver.learn_weights(levels=learn)  # as the dedupe service does at release
@@ -52,7 +55,11 @@ def main(argv: list[str]) -> int:
         same = true_of[item.a] == true_of[item.b]
         band = int(item.evidence.weight // 4 * 4) if item.evidence.weight < 1e9 else 999
         review[(item.why, same, band)] += 1
-    print(f"records {len(records)}, persons {len(set(person.values()))}, true {len(by_true)}")
+    acc = accuracy([person[r.key] for r in records], truth)
+    persons = len(set(person.values()))
+    print(f"records {len(records)}, persons {persons}, true {len(by_true)}")
+    print(f"precision {acc.precision:.4f} recall {acc.recall:.4f} F1 {acc.f1:.4f} "
+          f"review/1k {1000 * sum(review.values()) / persons:.1f}")
     print(f"missed pairs {sum(missed.values())}:")
     for k, n in missed.most_common(40):
         print(f"  {n:6d}  {k}")

@@ -63,6 +63,11 @@ def held_back_sets(size: int) -> list[Dataset]:
         Dataset(f"independent {k} seed 303 damage 1.5", "independent", size, 303, 1.5, held_back=True),
         Dataset("census seed 1", "census", seed=1, held_back=True),
         Dataset("census seed 2", "census", seed=2, held_back=True),
+        # Made in round 4 (issue 11): 11, 12, 202 and 303 had each been looked at more than
+        # once (and 404, 505, 606 were used for tuning). Run once, at the end of that round.
+        Dataset(f"NZ gen {k} seed 13", "nz", size, 13, 1.0, held_back=True),
+        Dataset(f"independent {k} seed 707", "independent", size, 707, 1.0, held_back=True),
+        Dataset("census seed 3", "census", seed=3, held_back=True),
     ]
 
 

@@ -1,8 +1,11 @@
 """`panui token issue|revoke` and `panui audit` — named staff principals and the audit log.
 
-`token issue` mints a staff token offline with the deployment's PANUI_TOKEN_SIGNING_KEY (the
-key the services verify with): a principal's name, its roles, the incidents it covers (or all),
-an expiry. It prints the token once (a bearer token: `Authorization: Bearer <token>`, also what
+`token issue --url <intake>` asks intake to issue a staff token (`POST /v1/tokens`, as a
+coordinator: PANUI_TOKEN), which records the issuance in intake's audit log: a principal's name,
+its roles, the incidents it covers (or all), an expiry. Without `--url` it mints the token
+offline with the deployment's PANUI_TOKEN_SIGNING_KEY (the key the services verify with): for
+bootstrap only (before any coordinator token exists), and recorded NOWHERE — it says so on
+stderr. Either way it prints the token once (a bearer token: `Authorization: Bearer <token>`, also what
 the coordinator console logs in with) and its id. `token revoke` revokes a token by its id in
 every service given (`--url`, repeated), each of which keeps its own revocation list and records
 the revocation in its audit log. `audit` prints a service's audit log (ids and names only).
@@ -44,30 +47,66 @@ def issue(
         help="An incident the token covers (repeat); none given: --all-incidents is needed.")] = None,
     all_incidents: Annotated[bool, typer.Option(help="Cover every incident.")] = False,
     ttl: Annotated[str, typer.Option(help="Lifetime (e.g. 8h, 7d; at most 30d).")] = "8h",
+    url: Annotated[str | None, typer.Option(
+        help="Intake's URL: issue it there, on record in its audit log (needs PANUI_TOKEN). "
+             "Without it: minted offline, recorded nowhere (bootstrap only).")] = None,
+    token: Annotated[str | None, typer.Option(envvar="PANUI_TOKEN",
+                                              help="A coordinator's bearer token (with --url).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the token and its claims as JSON.")] = False,
 ) -> None:
-    """Mint a staff token (needs PANUI_TOKEN_SIGNING_KEY, the services' key)."""
+    """Issue a staff token: through intake (--url, audited) or offline (PANUI_TOKEN_SIGNING_KEY)."""
+    if bool(incident) == all_incidents:
+        typer.echo("Give --incident (one or more) or --all-incidents.", err=True)
+        raise typer.Exit(2)
+    ttl_s = _parse_ttl(ttl)
+    if url is not None:
+        issued, claims = _issue_online(url, token, name, role, None if all_incidents else incident, ttl_s)
+    else:
+        issued, claims = _issue_offline(name, role, None if all_incidents else incident, ttl_s)
+    if as_json:
+        typer.echo(json.dumps({"token": issued, "claims": claims}))
+        return
+    expires = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(claims["exp"]))
+    typer.echo(f"token id {claims['jti']} for {name} ({', '.join(claims['roles'])}; incidents "
+               f"{', '.join(claims['incidents'])}), expires {expires}", err=True)
+    typer.echo(issued)
+
+
+def _issue_online(url: str, token: str | None, name: str, roles: list[str], incidents: list[str] | None,
+                  ttl_s: int) -> tuple[str, dict]:
+    if not token:
+        typer.echo("PANUI_TOKEN (a coordinator's token) is needed to issue a token through --url.",
+                   err=True)
+        raise typer.Exit(2)
+    body = {"name": name, "roles": roles, "incidents": incidents, "ttl_s": ttl_s}
+    try:
+        response = httpx.post(f"{url.rstrip('/')}/v1/tokens", json=body,
+                              headers={"authorization": f"Bearer {token}"}, timeout=30)
+    except httpx.HTTPError as exc:
+        typer.echo(f"{url}: did not answer ({type(exc).__name__})", err=True)
+        raise typer.Exit(1) from None
+    if response.status_code != 201:
+        typer.echo(f"{url}: refused ({response.status_code} {_code(response)})", err=True)
+        raise typer.Exit(1)
+    issued = response.json()
+    return issued["token"], issued["claims"]
+
+
+def _issue_offline(name: str, roles: list[str], incidents: list[str] | None,
+                   ttl_s: int) -> tuple[str, dict]:
     key = ServiceSettings().token_signing_key.get_secret_value()
     if not key:
         typer.echo("PANUI_TOKEN_SIGNING_KEY is not set: it is the key the services verify tokens with.",
                    err=True)
         raise typer.Exit(2)
-    if bool(incident) == all_incidents:
-        typer.echo("Give --incident (one or more) or --all-incidents.", err=True)
-        raise typer.Exit(2)
     try:
-        token, claims = principals.mint(key.encode(), name, role, None if all_incidents else incident,
-                                        _parse_ttl(ttl), int(time.time()))
+        issued, claims = principals.mint(key.encode(), name, roles, incidents, ttl_s, int(time.time()))
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    if as_json:
-        typer.echo(json.dumps({"token": token, "claims": claims}))
-        return
-    expires = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(claims["exp"]))
-    typer.echo(f"token id {claims['jti']} for {name} ({', '.join(claims['roles'])}; incidents "
-               f"{', '.join(claims['incidents'])}), expires {expires}", err=True)
-    typer.echo(token)
+    typer.echo("warning: minted offline with the signing key: this issuance is in NO audit log. "
+               "Use it to bootstrap only; then issue with --url <intake> (audited).", err=True)
+    return issued, claims
 
 
 @token_app.command("revoke")

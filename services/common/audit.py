@@ -25,6 +25,7 @@ ACTIONS = (
     "review.decide", "incident.release",  # dedupe
     "unreachable.download", "notice.check", "notice.lookup",  # dispatch
     "token.revoke",  # every service
+    "token.issue",  # intake
 )
 
 

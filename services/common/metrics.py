@@ -52,6 +52,10 @@ CONSUMER_REVOKE_TIMEOUTS = Counter(
     "Revocations that stopped waiting for the batch in hand (it may overlap the new owner)",
     ["group"],
 )
+PURGED_DROPPED = Counter(
+    "panui_purged_incident_messages_dropped_total",
+    "Messages about an incident already purged, dropped without being stored", ["service", "topic"],
+)
 WORKER_RESTARTS = Counter(
     "panui_worker_restarts_total", "Background loops restarted after a crash", ["service", "worker"]
 )

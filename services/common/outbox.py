@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, LargeBinary, delete, text
+from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel  # noqa: I001
@@ -41,6 +42,16 @@ class OutboxMessage(SQLModel, table=True):
 
 def enqueue(session: Session, topic: TopicSpec, key: str, payload: bytes | None) -> None:
     session.add(OutboxMessage(topic=topic.name, key=key, payload=payload))
+
+
+def enqueue_many(session: Session, topic: TopicSpec, messages: list[tuple[str, bytes]]) -> None:
+    """Many messages (key, payload) in one executemany INSERT, in this order, without an ORM
+    object each. Flush the session first if it holds rows that must be published before."""
+    if messages:
+        now = datetime.now(UTC)
+        session.execute(sa_insert(OutboxMessage.__table__), [
+            {"topic": topic.name, "key": key, "payload": payload, "created_at": now}
+            for key, payload in messages])
 
 
 class OutboxRelay:

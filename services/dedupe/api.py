@@ -14,6 +14,7 @@ from services.common.errors import ApiError, ErrorResponse
 from services.common.messages import record_sealing_context
 from services.common.report import ReportMilestone, ServiceReport, counts_of
 from services.dedupe import store
+from services.dedupe.conflicts import DecisionRefused
 from services.dedupe.reviews import revealed_values
 from services.dedupe.schemas import (
     Progress,
@@ -41,7 +42,8 @@ async def progress(incident_id: IdPath, ctx: AnyStaffContext) -> Progress:
 
 
 @router.get("/incidents/{incident_id}/reviews", response_model=list[ReviewView],
-            summary="Uncertain pairs awaiting (or with) a decision")
+            summary="Review items (uncertain pairs, contact and hold conflicts) awaiting (or "
+                    "with) a decision")
 async def reviews(incident_id: IdPath, ctx: Reviewer,
                   status: ReviewStatus = "open") -> list[ReviewView]:
     found = await ctx.db.run(store.reviews, incident_id, None if status == "all" else status)
@@ -49,12 +51,19 @@ async def reviews(incident_id: IdPath, ctx: Reviewer,
 
 
 @router.post("/incidents/{incident_id}/reviews/{review_id}/decision", response_model=ReviewView,
-             summary="Merge the pair into one person, or keep them apart")
+             summary="Decide a review item: merge or keep apart a pair; use one agency's "
+                     "contact or keep the fallback; release or keep held a hold conflict")
 async def decide(incident_id: IdPath, review_id: IdPath, body: ReviewDecision,
                  ctx: Reviewer) -> ReviewView:
-    review = await ctx.audited(
-        lambda r: r and ctx.act("review.decide", incident_id, review_id, body.decision),
-        store.decide_review, incident_id, review_id, body.decision == "merge", utcnow())
+    # The audit line names the chosen record (ids), never a contact value.
+    chosen = list(body.record or ())
+    try:
+        review = await ctx.audited(
+            lambda r: r and ctx.act("review.decide", incident_id, review_id, body.decision,
+                                    *chosen),
+            store.decide_review, incident_id, review_id, body.decision, utcnow(), body.record)
+    except DecisionRefused as refused:
+        raise ApiError(422, refused.code, str(refused)) from None
     if review is None:
         raise ApiError(404, "review.not_found", "No such review item in this incident.")
     return ReviewView.model_validate(review)

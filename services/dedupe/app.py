@@ -43,7 +43,8 @@ class DedupeRuntime(ServiceRuntime):
                          workers=_workers)
         self.pipeline = DedupePipeline(self.engine, self.sealer,
                                        review_sync_interval_s=settings.review_sync_interval_s,
-                                       evict_after_s=settings.evict_finished_after_s)
+                                       evict_after_s=settings.evict_finished_after_s,
+                                       release_chunk=settings.release_chunk_persons)
 
     async def refresh_gauges(self) -> None:
         await super().refresh_gauges()
@@ -55,7 +56,7 @@ class DedupeRuntime(ServiceRuntime):
 
 def _workers(runtime: DedupeRuntime) -> list:
     settings = runtime.settings
-    records = AffectedRecordsHandler(runtime.pipeline, runtime.relay)
+    records = AffectedRecordsHandler(runtime.pipeline, runtime.relay, settings.release_budget_s)
     # The handler's tick reads the worker's consumer positions (is a partition caught up?).
     records.worker = ConsumerWorker(settings, DEDUPE_AFFECTED_RECORDS.name,
                                     DEDUPE_AFFECTED_RECORDS.topics, records,

@@ -11,6 +11,7 @@ group, drop the state and start the rebuild again)."""
 
 import asyncio
 import logging
+import time
 
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
@@ -28,9 +29,13 @@ log = logging.getLogger(__name__)
 
 
 class AffectedRecordsHandler:
-    def __init__(self, pipeline: DedupePipeline, relay: OutboxRelay):
+    def __init__(self, pipeline: DedupePipeline, relay: OutboxRelay,
+                 release_budget_s: float = 2.0):
         self.pipeline = pipeline
         self.relay = relay
+        # How long one handler call (or tick) goes on releasing chunks before it lets the
+        # consumer poll again; a release in progress goes on at the next batch or tick.
+        self.release_budget_s = release_budget_s
         self.worker = None  # the ConsumerWorker feeding it (app.py): for its positions
         self.warming: dict[int, asyncio.Task] = {}  # partition → its rebuild in progress
 
@@ -54,6 +59,15 @@ class AffectedRecordsHandler:
             raise PartitionBusy() from None
         if released:
             self.relay.wake()  # notices were released: publish them without waiting a poll
+        await self._continue_release({tp.partition})
+
+    async def _continue_release(self, partitions: set[int]) -> None:
+        """Release the next chunks of the releases in progress, each in its own transaction
+        (pipeline.continue_release), for up to the budget."""
+        deadline = time.monotonic() + self.release_budget_s
+        while (time.monotonic() < deadline and self.pipeline.releasing(partitions)
+               and await run_db(self.pipeline.continue_release, partitions)):
+            self.relay.wake()
 
     def _warm(self, partition: int, incident_ids: list[str]) -> asyncio.Task:
         """Rebuild these incidents in a thread; the partition waits for it (one at a time)."""
@@ -87,6 +101,7 @@ class AffectedRecordsHandler:
                      if tp.partition in partitions and await self._caught_up(tp)}
         if partitions and await run_db(self.pipeline.tick, partitions, caught_up):
             self.relay.wake()
+        await self._continue_release(partitions)
 
     async def _caught_up(self, tp: TopicPartition) -> bool:
         """At the end of the partition's log (as of the last fetch): nothing older waits, so

@@ -37,6 +37,8 @@ from services.common.messages import (
     SealedPersonalFields,
     record_sealing_context,
 )
+from services.dedupe import conflicts
+from services.dedupe.conflicts import Claim, Conflict, Route
 from services.dedupe.lineage import Lineage, assign_lineages, first_lineage_id
 from services.dedupe.release import Action, PersonView, decide
 from services.dedupe.resolver import MatchRecord, Resolver, ResolverConfig, ReviewItem
@@ -47,11 +49,25 @@ RecordKey = tuple[str, str]
 
 def match_record(sealer: Sealer, incident_id: str, agency_id: str, source_record_id: str,
                  version: int, sealed: str) -> MatchRecord:
+    return opened_record(sealer, incident_id, agency_id, source_record_id, version, sealed)[0]
+
+
+def opened_record(sealer: Sealer, incident_id: str, agency_id: str, source_record_id: str,
+                  version: int, sealed: str) -> tuple[MatchRecord, dict]:
+    """The record for the resolver, and its clean personal fields (for `note_contacts`)."""
     personal = sealer.open(sealed, record_sealing_context(incident_id, agency_id,
                                                           source_record_id, version))
     clean = SealedPersonalFields.model_validate(personal).model_dump(mode="json")
     clean["source_record_id"] = source_record_id
-    return MatchRecord.from_clean(agency_id, clean)
+    return MatchRecord.from_clean(agency_id, clean), clean
+
+
+def note_contacts(meta: "RecordMeta", clean: dict) -> None:
+    """Keep what conflicts.py compares of a record's contacts: keys, never the values."""
+    meta.email = conflicts.contact_key("email", clean.get("email"))
+    meta.mobile = conflicts.contact_key("mobile", clean.get("mobile"))
+    meta.reach = (1 if clean.get("address") else 0) | (
+        2 if (clean.get("hold") or {}).get("representative") else 0)
 
 
 class Withdrawn(StrEnum):
@@ -74,6 +90,10 @@ class RecordMeta:
     # The lineage whose notice covered this record, and the version it covered then.
     told_lineage: str | None = None
     told_version: int = 0
+    # What conflicts.py compares (note_contacts): in memory only, set when the record is opened.
+    email: int | None = None
+    mobile: int | None = None
+    reach: int = 0  # 1: an address; 2: a representative
 
     @property
     def told_by(self) -> str | None:
@@ -110,6 +130,9 @@ class ReviewDecision:
     a: RecordKey
     b: RecordKey
     same_person: bool
+    kind: str = "pair"  # pair | contact_conflict | hold_conflict (conflicts.py)
+    decision: str = ""  # merge | keep_apart | use_contact | keep_fallback | release | keep_held
+    chosen: RecordKey | None = None  # use_contact: the record whose contact to use
 
 
 @dataclass(slots=True)
@@ -169,6 +192,7 @@ class DueNotice:
     notice_person_id: str  # the id the notice carries: its lineage (lineage.py)
     version: int
     view: PersonView
+    route: Route = Route()  # which contacts and records the notice is built from
 
 
 @dataclass
@@ -188,6 +212,12 @@ class IncidentIdentity:
     reviews_stale: bool = True
     # The household test has run (`learn`): once, when the incident is released.
     learned: bool = False
+    # Coordinators' decisions on contact and hold conflicts: review id → (decision, record).
+    conflict_decisions: dict[str, tuple[str, RecordKey | None]] = field(default_factory=dict)
+    # Notified persons with a contact confirmed since: they get the notice again (amendment).
+    resend: set[str] = field(default_factory=set)
+    # The last release() stopped at its limit: persons may still be due now (the next chunk).
+    releasing: bool = False
     # Records given or withdrawn since the last settle(), and what the transaction must write.
     _changed: set[RecordKey] = field(default_factory=set)
     _records_to_write: set[RecordKey] = field(default_factory=set)
@@ -210,8 +240,10 @@ class IncidentIdentity:
         meta.withdrawn = False
         meta.on_hold = msg.on_hold
         meta.categories = categories
-        self.resolver.add(match_record(self.sealer, msg.incident_id, msg.agency_id,
-                                       msg.source_record_id, msg.record_version, msg.sealed))
+        record, clean = opened_record(self.sealer, msg.incident_id, msg.agency_id,
+                                      msg.source_record_id, msg.record_version, msg.sealed)
+        note_contacts(meta, clean)
+        self.resolver.add(record)
         self._records_to_write.add(key)
         self._changed.add(key)
         return True
@@ -248,10 +280,29 @@ class IncidentIdentity:
         self._changed.add(key)
         return outcome
 
-    def apply_decisions(self, decisions: Iterable[ReviewDecision]) -> None:
+    def apply_decisions(self, decisions: Iterable[ReviewDecision], fresh: bool = True) -> None:
+        """Coordinators' decisions: pairs go to the resolver; a contact or hold decision is
+        kept, and (`fresh`: just made, not a rebuild's) its person is decided again."""
         for d in decisions:
-            if d.a in self.resolver and d.b in self.resolver:
+            if d.kind != "pair":
+                self.conflict_decisions[d.review_id] = (d.decision, d.chosen)
+                meta = self.records.get(d.a)
+                person_id = meta.person_id if meta is not None else None
+                if fresh and person_id in self.persons:
+                    person = self.persons[person_id]
+                    if d.decision == "use_contact" and person.notified_version:
+                        self.resend.add(person_id)
+                    person.dirty = True
+                    self.dirty.add(person_id)
+                    self._persons_to_write.add(person_id)
+            elif d.a in self.resolver and d.b in self.resolver:
                 self.resolver.decide(d.a, d.b, same_person=d.same_person)
+
+    def awaits_resend(self, decision: ReviewDecision) -> bool:
+        """A contact confirmed for a notified person whose amendment has not gone yet."""
+        meta = self.records.get(decision.a)
+        return decision.kind == "contact_conflict" and meta is not None and \
+            meta.person_id in self.resend
 
     # --- the resolver's answer -------------------------------------------------------------------
 
@@ -353,16 +404,24 @@ class IncidentIdentity:
     # --- release ---------------------------------------------------------------------------------
 
     def release(self, released_at: datetime | None, policy: ReleasePolicy,
-                now: datetime) -> list[DueNotice]:
-        """Decide for every person awaiting a decision; returns the notices due now, in
-        person order, already counted as sent: the caller writes them in this transaction."""
+                now: datetime, limit: int | None = None) -> list[DueNotice]:
+        """Decide for the persons awaiting a decision — at most `limit` of them decided (a
+        chunk of the release: `releasing` stays True while more may be due); returns the
+        notices due now, in person order, already counted as sent: the caller writes them
+        in this transaction."""
         due: list[DueNotice] = []
+        decided = 0
+        self.releasing = False
         for person_id in sorted(self.dirty):
+            if limit is not None and decided >= limit:
+                self.releasing = True  # the rest in the next chunk's transaction
+                break
             person = self.persons[person_id]
             view = self.view(person_id)
             decision = decide(view, released_at, policy, now)
             if decision.action == Action.WAIT:
                 continue  # stays dirty; a later tick decides
+            decided += 1
             person.dirty = False
             self.dirty.discard(person_id)
             self._persons_to_write.add(person_id)
@@ -371,6 +430,8 @@ class IncidentIdentity:
                     person.status = "empty"
             elif decision.action == Action.HOLD:
                 person.status = "held"
+            elif decision.action == Action.HOLD_CONTACT:
+                person.status = "held_contact"
             else:
                 due.append(self._notify(person_id, person, view))
         return due
@@ -393,24 +454,44 @@ class IncidentIdentity:
         lineage.version, lineage.holder = version, person_id
         lineage.agency_ids = intern(lineage.agency_ids | view.agency_ids)
         lineage.categories = intern(lineage.categories | view.categories)
+        route = self.route(person_id)
         for key in self.members.get(person_id, ()):
+            if key in route.withheld:
+                continue  # left out of this notice: never told, so its hold's lifting amends
             meta = self.records[key]
             meta.told_lineage, meta.told_version = lineage_id, meta.version
-        return DueNotice(person_id, lineage_id, version, view)
+        self.resend.discard(person_id)
+        return DueNotice(person_id, lineage_id, version, view, route)
+
+    def route(self, person_id: str) -> Route:
+        """The person's contact and hold conflicts, and what their notice uses (conflicts.py)."""
+        keys = self.members.get(person_id, set())
+        if len({k[0] for k in keys}) < 2 and not any(self.records[k].on_hold for k in keys):
+            return Route()  # one agency and no hold: nothing to contradict
+        return conflicts.route(self.incident_id, [
+            Claim(k, (m := self.records[k]).version, m.email, m.mobile, bool(m.reach & 1),
+                  bool(m.reach & 2), m.on_hold) for k in sorted(keys)], self.conflict_decisions)
+
+    def conflicts(self) -> list[Conflict]:
+        """Every contact and hold conflict of the incident's persons now (the review queue)."""
+        return [c for person_id in sorted(self.members) for c in self.route(person_id).conflicts]
 
     def view(self, person_id: str) -> PersonView:
         person = self.persons[person_id]
-        keys = self.members.get(person_id, set())
+        route = self.route(person_id)
+        keys = self.members.get(person_id, set()) - route.withheld
         metas = [self.records[k] for k in keys]
         return PersonView(
             live_records=len(metas),
-            any_on_hold=any(m.on_hold for m in metas),
+            any_on_hold=route.held,
             agency_ids=frozenset(k[0] for k in keys),
             categories=frozenset(c for m in metas for c in m.categories),
             first_seen_at=person.first_seen_at, changed_at=person.changed_at,
             notified_version=person.notified_version,
             notified_agency_ids=person.notified_agency_ids,
             notified_categories=person.notified_categories,
+            held_for_contact=route.held_for_contact,
+            resend=person_id in self.resend,
         )
 
     def finished(self) -> bool:
@@ -484,15 +565,17 @@ class IdentityState:
             incident.records[key] = r.meta
             incident.seen[key[0]] = incident.seen.get(key[0], 0) + 1
             if not r.meta.withdrawn:
-                live.append(match_record(self.sealer, incident_id, *key, r.meta.version,
-                                         r.sealed))
+                record, clean = opened_record(self.sealer, incident_id, *key, r.meta.version,
+                                              r.sealed)
+                note_contacts(r.meta, clean)
+                live.append(record)
                 if r.meta.person_id:
                     incident.members.setdefault(r.meta.person_id, set()).add(key)
                 if len(live) >= chunk:
                     incident.resolver.add_many(live)
                     live = []
         incident.resolver.add_many(live)
-        incident.apply_decisions(stored.decisions)
+        incident.apply_decisions(stored.decisions, fresh=False)
         if released:
             incident.learned = True
             incident.resolver.learn_weights(levels=False)

@@ -102,8 +102,9 @@ class NoticeState(SQLModel, table=True):
 
 
 class ReviewState(SQLModel, table=True):
-    """An uncertain pair kept apart for a human decision, with the evidence (levels and
-    weights, never values)."""
+    """A question for a human: an uncertain pair kept apart, or a contact or hold that
+    agencies contradict for one person — with the evidence (levels and weights, records,
+    agencies and fields; never values)."""
 
     __tablename__ = "review_state"
 
@@ -113,9 +114,15 @@ class ReviewState(SQLModel, table=True):
     a_source_record_id: str = Field(max_length=128)
     b_agency_id: str = Field(max_length=128)
     b_source_record_id: str = Field(max_length=128)
-    reason: str = Field(max_length=16)  # uncertain|guard
+    # pair (the resolver's uncertain pair) | contact_conflict | hold_conflict (conflicts.py)
+    kind: str = Field(default="pair", max_length=24)
+    reason: str = Field(max_length=16)  # uncertain|guard|email_differs|mobile_differs|hold_not_shared
     evidence: dict = Field(sa_column=Column(JSON, nullable=False))
-    status: str = Field(default="open", max_length=16)  # open|merge|keep_apart|resolved
+    # open|resolved, or the decision: merge|keep_apart|use_contact|keep_fallback|release|keep_held
+    status: str = Field(default="open", max_length=16)
+    # use_contact: the record whose contact the coordinator confirmed
+    chosen_agency_id: str | None = Field(default=None, max_length=128)
+    chosen_source_record_id: str | None = Field(default=None, max_length=128)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     applied: bool = True  # decisions are applied by the partition owner's consumer loop
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -13,6 +13,7 @@ from services.common.messages import (
     notice_sealing_context,
     record_sealing_context,
 )
+from services.dedupe.conflicts import Route
 
 _CONTACT_FIELDS = ("given_names", "family_name", "email", "mobile", "address")
 
@@ -41,13 +42,19 @@ def open_record(sealer: Sealer, record: NoticeRecord) -> dict:
     )
 
 
-def merge_recipient(personal_fields: list[dict]) -> dict:
+def merge_recipient(personal_fields: list[dict], excluded: frozenset[str] = frozenset(),
+                    chosen: dict[str, dict] | None = None) -> dict:
     """The recipient's name and channels: the first value seen for each field, most recent
-    record first, so the freshest contact details are used."""
+    record first, so the freshest contact details are used — except a contact contested
+    between agencies (`excluded`: left out) or confirmed by a coordinator (`chosen`: field →
+    the personal fields of the record whose value to use), conflicts.py."""
     recipient: dict = {}
+    for name, fields in (chosen or {}).items():
+        if fields.get(name):
+            recipient[name] = fields[name]
     for fields in personal_fields:
         for name in _CONTACT_FIELDS:
-            if fields.get(name) and name not in recipient:
+            if fields.get(name) and name not in recipient and name not in excluded:
                 recipient[name] = fields[name]
     return recipient
 
@@ -60,15 +67,20 @@ def build_notice(
     records: list[NoticeRecord],
     agency_names: dict[str, str],
     created_at: datetime,
+    route: Route | None = None,
 ) -> NoticeMessage:
     # Freshest first. Records stored by one batch share updated_at: a re-sent version (a
     # correction) then goes before a first version, and the rest in a fixed order, so the
-    # contact chosen never depends on row order (different agencies' contacts that conflict
-    # are issue 18's review case).
-    records = sorted(records, key=lambda r: (r.updated_at, r.record_version, r.agency_id,
-                                             r.source_record_id), reverse=True)
+    # contact chosen never depends on row order. Records left out (`route.withheld`: a hold
+    # conflict released) are neither named nor used.
+    route = route or Route()
+    records = sorted((r for r in records if (r.agency_id, r.source_record_id) not in route.withheld),
+                     key=lambda r: (r.updated_at, r.record_version, r.agency_id,
+                                    r.source_record_id), reverse=True)
     personal = [open_record(sealer, r) for r in records]
-    recipient = merge_recipient(personal)
+    by_key = {(r.agency_id, r.source_record_id): p for r, p in zip(records, personal, strict=True)}
+    recipient = merge_recipient(personal, route.excluded, {
+        name: by_key[key] for name, key in route.chosen.items() if key in by_key})
     representative = next((p["hold"]["representative"] for p in personal
                            if (p.get("hold") or {}).get("representative")), None)
 

@@ -4,7 +4,12 @@ rules (release.py, reviews.py, notices.py) and the database (store.py).
 
 Everything one batch (or one tick) changes — records, person assignments, release state,
 notices and the outbox rows announcing them — commits in one transaction, before the consumer
-commits its offsets. If the transaction fails, the identity state of every incident it
+commits its offsets. A release is chunked: a transaction decides at most `release_chunk`
+persons (their notices, outbox rows and person state together); the rest stay marked dirty
+in the database and go out in the following transactions (`continue_release`, and every
+tick), so a crash between chunks loses nothing (the persons are still dirty after a rebuild)
+and duplicates nothing (a released person is no longer dirty, and notice ids are
+deterministic). If the transaction fails, the identity state of every incident it
 touched is dropped and rebuilt from the database when next needed: memory never runs ahead
 of what was committed. Replays change nothing: older or equal record versions are ignored,
 and notices have deterministic ids with one row per (incident, person, version).
@@ -37,6 +42,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from services.common import keystore, retention
+from services.common import metrics as common_metrics
 from services.common.batching import chunks
 from services.common.clock import Clock, utcnow
 from services.common.crypto import NOTICES, Sealer
@@ -49,6 +55,7 @@ from services.common.messages import (
     RecordWithdrawnMessage,
     ReleasePolicy,
 )
+from services.common.topics import AFFECTED_RECORDS
 from services.dedupe import metrics, store
 from services.dedupe.failures import IncidentFailures
 from services.dedupe.identity import (
@@ -84,7 +91,7 @@ class DedupePipeline:
     def __init__(self, engine: Engine, sealer: Sealer, identity: IdentityState | None = None,
                  clock: Clock = utcnow, review_sync_interval_s: float = 30.0,
                  retry_first_delay_s: float = 1.0, retry_max_delay_s: float = 300.0,
-                 evict_after_s: float = 300.0):
+                 evict_after_s: float = 300.0, release_chunk: int | None = 1000):
         self.engine = engine
         self.sealer = sealer
         self.identity = identity or IdentityState(sealer,
@@ -105,6 +112,9 @@ class DedupePipeline:
         self._assignment: dict[int, int] = {}
         self._lock = threading.RLock()  # claims and revocations vs. a rebuild's thread
         self.evict_after_s = evict_after_s
+        # Persons decided per release transaction (None: all in one, as before chunking;
+        # benchmarks/dedupe/release.py compares the two).
+        self.release_chunk = release_chunk
 
     def apply_batch(self, partition: int, messages: list[AffectedRecordsTopicMessage]) -> int:
         """Apply one partition batch in order; returns how many notices were released."""
@@ -116,6 +126,10 @@ class DedupePipeline:
             with session_scope(self.engine) as session:
                 if not self._fence(session, {partition}):
                     raise NotOwner(partition)
+                # Held against their purge until this commits; a purged one's are dropped.
+                purged = retention.hold(session, {m.incident_id for m in messages})
+                dropped = sum(m.incident_id in purged for m in messages)
+                messages = [m for m in messages if m.incident_id not in purged]
                 incidents: dict[str, store.Incident] = {}
                 changed: set[str] = set()  # incidents whose stream state must be saved
                 versions: dict[str, dict[RecordKey, store.RecordRow]] = {}
@@ -161,6 +175,8 @@ class DedupePipeline:
             raise
         self.stream.applied(partition, now)
         self._count_released()
+        if dropped:
+            common_metrics.PURGED_DROPPED.labels(service="dedupe", topic=AFFECTED_RECORDS.name).inc(dropped)
         return released
 
     def tick(self, partitions: set[int], caught_up: set[int] | None = None) -> int:
@@ -179,6 +195,8 @@ class DedupePipeline:
         try:
             with session_scope(self.engine) as session:
                 incidents = store.incidents_on(session, self._fence(session, judged))
+                purged = retention.hold(session, {i.incident_id for i in incidents})
+                incidents = [i for i in incidents if i.incident_id not in purged]
                 for incident in self._with_work(session, incidents):
                     if self.failures.waiting(incident.incident_id):
                         continue
@@ -191,6 +209,48 @@ class DedupePipeline:
             raise
         self._count_released()
         self._evict_finished(incidents)
+        return released
+
+    def releasing(self, partitions: set[int]) -> set[int]:
+        """Of these partitions, those with an incident whose release stopped at a chunk's
+        limit (more persons may be due now: `continue_release`)."""
+        held = self.identity.held()
+        return {p for i, p in held.items() if p in partitions and p not in self._fenced
+                and (identity := self.identity.get(i)) is not None and identity.releasing}
+
+    def continue_release(self, partitions: set[int]) -> int:
+        """The next chunk of each release in progress on these partitions, in a transaction
+        of its own (judged at the partition's stream time, as its last batch was); returns
+        how many notices it released."""
+        judged = {p: t for p in self.releasing(partitions)
+                  if (t := self.stream.for_tick(p, caught_up=False)) is not None}
+        if not judged:
+            return 0
+        released = 0
+        touched: list[str] = []
+        try:
+            with session_scope(self.engine) as session:
+                owned = self._fence(session, set(judged))
+                releasing = {i: p for i, p in sorted(self.identity.held().items())
+                             if p in owned and (identity := self.identity.get(i)) is not None
+                             and identity.releasing}
+                # Held against their purge until this commits, like a batch or a tick.
+                purged = retention.hold(session, releasing)
+                for incident_id, partition in releasing.items():
+                    identity = self.identity.get(incident_id)
+                    if incident_id in purged or identity is None:
+                        continue
+                    incident = store.get_incident(session, incident_id)
+                    if incident is None:
+                        continue
+                    touched.append(incident_id)
+                    released += self._isolated(session, incident_id, "release", partial(
+                        self._release_due, session, incident, identity, judged[partition]))
+        except BaseException:
+            self.identity.forget(touched)  # memory must not run ahead of the database
+            self._released.clear()
+            raise
+        self._count_released()
         return released
 
     def _with_work(self, session: Session, incidents: list[store.Incident]
@@ -288,18 +348,21 @@ class DedupePipeline:
         if decisions:
             self.identity.touch(incident.incident_id)
             identity.apply_decisions(decisions)
-            store.mark_applied(session, decisions)
         # The decisions' moves, and those of a rebuild whose resolver placed a record
         # differently from its stored row (identity.build): nothing if neither.
         identity.settle(now)
         self._write_state(session, incident.incident_id, identity, now)
         released = self._release_due(session, incident, identity, now)
+        # A confirmed contact whose amendment waits (a settle window) stays pending, so a
+        # rebuild meanwhile applies it again and the amendment is not lost.
+        store.mark_applied(session, [d for d in decisions if not identity.awaits_resend(d)])
         items = self.identity.reviews_due(identity)
         if items is not None:
             known = store.review_statuses(session, incident.incident_id)
             store.write_review_changes(
                 session, incident.incident_id,
-                review_changes(incident.incident_id, items, known), self.clock())
+                review_changes(incident.incident_id, items, known, identity.conflicts()),
+                self.clock())
         return released
 
     def _isolated(self, session: Session, incident_id: str, stage: str,
@@ -334,7 +397,10 @@ class DedupePipeline:
         """Definitions from incidents.v1 (agency names, expected agencies, release policy);
         an older or equal revision changes nothing."""
         with session_scope(self.engine) as session:
+            purged = retention.hold(session, {m.incident_id for m in messages})
             for msg in messages:
+                if msg.incident_id in purged:  # a definition after the purge: nothing to keep
+                    continue
                 if msg.revision > store.ensure_incident(session, msg.incident_id).revision:
                     store.save_definition(session, msg)
 
@@ -349,6 +415,7 @@ class DedupePipeline:
         state in memory. An audit summary without personal data stays (retention_event).
         None when purged before (the lifecycle topic is read from its start at every start)."""
         with session_scope(self.engine) as session:
+            retention.hold_for_purge(session, incident_id)  # waits for a batch writing it
             if retention.happened(session, incident_id, "purged"):
                 return None
             counts = store.purge_incident(session, incident_id)
@@ -477,15 +544,17 @@ class DedupePipeline:
         # written with the release (its savepoint), before the notices covering them.
         identity.learn(now)
         store.write_records(session, incident.incident_id, identity.take_records(), {}, now)
-        due = identity.release(incident.released_at, policy, now)
+        due = identity.release(incident.released_at, policy, now, limit=self.release_chunk)
         for chunk in chunks(due, 1000):
             live = store.live_records(session, incident.incident_id, [d.person_id for d in chunk])
+            built = []
             for d in chunk:
                 notice = build_notice(self.sealer, incident.incident_id, d.notice_person_id,
                                       d.version, live.get(d.person_id, []),
-                                      incident.agency_names, self.clock())
-                store.add_notice(session, notice, d.view)
+                                      incident.agency_names, self.clock(), d.route)
+                built.append((notice, d.view))
                 self._released["amendment" if d.version > 1 else "first"] += 1
+            store.add_notices(session, built, self.clock())
             store.flush(session)
         return due
 

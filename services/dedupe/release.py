@@ -5,7 +5,10 @@ complete, or its hold deadline passes — whichever comes first — or the coord
 by hand. After release, a new person gets a notice once their records have been quiet for
 the settle window; a person already notified gets an amendment only when a record adds an
 agency or data category they were not told about (per the incident's policy). A person with
-a record under an s 116 hold gets nothing until the hold is lifted. What a re-identified
+a record under an s 116 hold gets nothing until the hold is lifted (or a coordinator releases
+the other agencies' part, conflicts.py); a person whose only channels are contested between
+agencies waits for a coordinator's choice; a person whose contact a coordinator confirmed
+after their notice gets it again on that contact (an amendment). What a re-identified
 person (records merged or split) has been told is lineage.py's business.
 """
 
@@ -58,6 +61,7 @@ class Action(StrEnum):
     NOTHING = "nothing"  # no live records, or nothing new to say
     WAIT = "wait"  # incident not released yet, or inside the settle window
     HOLD = "hold"  # an s 116 hold on one of the person's records
+    HOLD_CONTACT = "hold_contact"  # every channel contested between agencies, undecided
     NOTIFY = "notify"  # first notice
     AMEND = "amend"  # amendment notice
 
@@ -73,6 +77,8 @@ class PersonView:
     notified_version: int
     notified_agency_ids: frozenset[str]
     notified_categories: frozenset[str]
+    held_for_contact: bool = False
+    resend: bool = False  # a contact confirmed since the last notice: send it again there
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,8 @@ def decide(person: PersonView, released_at: datetime | None, policy: ReleasePoli
         return Decision(Action.NOTHING)
     if person.any_on_hold:
         return Decision(Action.HOLD)
+    if person.held_for_contact:
+        return Decision(Action.HOLD_CONTACT)
     if released_at is None:
         return Decision(Action.WAIT)
     settle = timedelta(seconds=policy.settle_window_seconds)
@@ -96,7 +104,7 @@ def decide(person: PersonView, released_at: datetime | None, policy: ReleasePoli
         if now < settled_at:
             return Decision(Action.WAIT, settled_at)
         return Decision(Action.NOTIFY)
-    if not _adds_something(person, policy):
+    if not (person.resend or _adds_something(person, policy)):
         return Decision(Action.NOTHING)
     if now < settled_at:
         return Decision(Action.WAIT, settled_at)

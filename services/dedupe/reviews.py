@@ -1,19 +1,23 @@
 """The review queue as a plain function: given the resolver's uncertain pairs now and the
 review rows already stored, what to insert, what to revise and what to mark resolved.
 
-Only what changed is written: new pairs, pairs whose reason changed, pairs that no longer
-need a decision. A coordinator's decision (merge, keep_apart) is never overwritten. Evidence
-names comparison levels and weights, never values.
+The queue also holds the contact and hold conflicts between agencies (conflicts.py), with
+their own kinds and decisions.
+
+Only what changed is written: new items, items whose reason changed, items that no longer
+need a decision. A coordinator's decision is never overwritten. Evidence names comparison
+levels and weights, records, agencies and fields — never values.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from services.common.ids import stable_id
+from services.dedupe.conflicts import CONTACT_DECISIONS, HOLD_DECISIONS, Conflict
 from services.dedupe.resolver import ReviewItem
 
 RecordKey = tuple[str, str]
-DECIDED = ("merge", "keep_apart")
+DECIDED = ("merge", "keep_apart", *CONTACT_DECISIONS, *HOLD_DECISIONS)
 
 
 def review_id(incident_id: str, a: RecordKey, b: RecordKey) -> str:
@@ -27,8 +31,9 @@ class OpenReview:
     review_id: str
     a: RecordKey
     b: RecordKey
-    reason: str  # uncertain | guard
+    reason: str  # uncertain | guard; a conflict's: email_differs | mobile_differs | hold_not_shared
     evidence: dict
+    kind: str = "pair"  # pair | contact_conflict | hold_conflict
 
 
 @dataclass(slots=True)
@@ -42,19 +47,29 @@ class ReviewChanges:
 
 
 def review_changes(incident_id: str, items: Iterable[ReviewItem],
-                   known: dict[str, tuple[str, str]]) -> ReviewChanges:
-    """`items`: the resolver's review pairs now; `known`: review id → (status, reason) of the
-    rows stored for the incident."""
+                   known: dict[str, tuple[str, str]],
+                   conflicts: Iterable[Conflict] = ()) -> ReviewChanges:
+    """`items`: the resolver's review pairs now; `conflicts`: the contact and hold conflicts
+    now; `known`: review id → (status, reason) of the rows stored for the incident."""
     changes = ReviewChanges()
     current: set[str] = set()
+
+    def offer(rid: str, reason: str, make: Callable[[], OpenReview]) -> None:
+        if rid in current:
+            return
+        current.add(rid)
+        status, known_reason = known.get(rid, (None, None))
+        if status in DECIDED or (status == "open" and known_reason == reason):
+            return
+        (changes.revised if rid in known else changes.new).append(make())
+
     for item in items:
         rid = review_id(incident_id, item.a, item.b)
-        current.add(rid)
-        status, reason = known.get(rid, (None, None))
-        if status in DECIDED or (status == "open" and reason == item.why):
-            continue
-        review = OpenReview(rid, item.a, item.b, item.why, item.evidence.to_dict())
-        (changes.revised if rid in known else changes.new).append(review)
+        offer(rid, item.why, lambda i=item, r=rid: OpenReview(r, i.a, i.b, i.why,
+                                                               i.evidence.to_dict()))
+    for c in conflicts:
+        offer(c.review_id, c.reason, lambda c=c: OpenReview(c.review_id, c.a, c.b, c.reason,
+                                                            c.evidence, c.kind))
     # Merged anyway, or a record withdrawn: the pair no longer needs a decision.
     changes.resolved = [rid for rid, (status, _) in known.items()
                         if status == "open" and rid not in current]

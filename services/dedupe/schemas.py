@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.ids import Id
+
 
 class AgencyProgress(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -33,23 +35,50 @@ class Progress(BaseModel):
     pending_release: int
     notified: int
     on_hold: int
-    in_review: int
+    in_review: int = Field(description="Open review items of every kind")
+    held_for_contact: int = Field(description="Persons held because every channel they have "
+                                  "is contested between agencies: they wait for a decision")
+    contact_conflicts: int = Field(description="Open contact_conflict items (those persons' "
+                                   "notices go out on their uncontested channels meanwhile)")
+    hold_conflicts: int = Field(description="Open hold_conflict items (one agency's s 116 hold "
+                                "holds a person other agencies hold no hold for)")
+
+
+ReviewKind = Literal["pair", "contact_conflict", "hold_conflict"]
+Decision = Literal["merge", "keep_apart", "use_contact", "keep_fallback", "release", "keep_held"]
+RecordRef = tuple[Id, Id]
 
 
 class ReviewView(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     review_id: str
+    kind: ReviewKind = Field(description="pair: are these two records one person (merge | "
+                             "keep_apart); contact_conflict: agencies give this person different "
+                             "emails or mobiles (use_contact with `record` | keep_fallback); "
+                             "hold_conflict: one agency's s 116 hold holds a person other "
+                             "agencies hold no hold for (release | keep_held)")
     a: tuple[str, str] = Field(description="(agency_id, source_record_id)")
     b: tuple[str, str]
-    reason: str = Field(description="uncertain: between thresholds; guard: a match refused")
-    status: str
-    evidence: dict = Field(description="Comparison levels and weights — never values")
+    reason: str = Field(description="uncertain: between thresholds; guard: a match refused; "
+                        "email_differs, mobile_differs; hold_not_shared")
+    status: str = Field(description="open, resolved (no longer needed), or the decision")
+    evidence: dict = Field(description="Comparison levels and weights, or the records, agencies "
+                           "and field in conflict (records giving one value share a group) — "
+                           "never values")
+    chosen: tuple[str, str] | None = Field(
+        default=None, description="use_contact: the record whose contact is used")
     decided_at: datetime | None
 
 
 class ReviewDecision(BaseModel):
-    decision: Literal["merge", "keep_apart"]
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Decision = Field(description="One the item's kind takes (see ReviewView.kind); "
+                               "another is refused with 422")
+    record: RecordRef | None = Field(
+        default=None, description="use_contact only: (agency_id, source_record_id) of the "
+        "item's record whose contact to use")
 
 
 class ReleaseRequested(BaseModel):
@@ -60,7 +89,8 @@ class ReleaseRequested(BaseModel):
     released_at: datetime | None
 
 
-ReviewStatus = Literal["open", "merge", "keep_apart", "resolved", "all"]
+ReviewStatus = Literal["open", "resolved", "merge", "keep_apart", "use_contact", "keep_fallback",
+                       "release", "keep_held", "all"]
 
 
 class RevealedRecord(BaseModel):

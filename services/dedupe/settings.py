@@ -13,6 +13,11 @@ class DedupeSettings(ServiceSettings):
     port: int = 8002
     # How often time-driven release work runs (deadlines, settle windows, manual release).
     release_tick_s: float = 1.0
+    # A release is written in chunks of this many persons, a transaction each (their notices,
+    # outbox rows and state together), not in one transaction of the whole incident.
+    release_chunk_persons: int = 1000
+    # How long one batch or tick goes on releasing chunks before the consumer polls again.
+    release_budget_s: float = 2.0
     # How often an incident's review queue is refreshed from the resolver while records arrive.
     # Listing an incident's review pairs walks all its kept pairs: keep it infrequent.
     review_sync_interval_s: float = 30.0

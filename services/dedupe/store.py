@@ -22,6 +22,7 @@ from services.common.messages import (
     RecordWithdrawnMessage,
 )
 from services.common.topics import NOTICES
+from services.dedupe.conflicts import check_decision
 from services.dedupe.identity import (
     PersonMeta,
     RecordKey,
@@ -41,7 +42,7 @@ from services.dedupe.models import (
 )
 from services.dedupe.notices import NoticeRecord
 from services.dedupe.release import PersonView
-from services.dedupe.reviews import ReviewChanges
+from services.dedupe.reviews import DECIDED, ReviewChanges
 
 _INCIDENTS = IncidentState.__table__
 _RECORDS = RecordState.__table__
@@ -229,7 +230,7 @@ def load_identity(session: Session, incident_id: str, records: bool = True) -> S
     }
     # Coordinators' review decisions are part of the state: the resolver gets them again.
     # Not those still pending: the next tick applies them and writes what they change.
-    decisions = _decisions(session, incident_id, _REVIEWS.c.status.in_(("merge", "keep_apart")),
+    decisions = _decisions(session, incident_id, _REVIEWS.c.status.in_(DECIDED),
                            _REVIEWS.c.applied == True)  # noqa: E712
     issued = dict(session.execute(
         select(_NOTICES.c.person_id, func.max(_NOTICES.c.version))
@@ -299,13 +300,20 @@ def mark_covered(session: Session, incident_id: str, person_ids: list[str]) -> N
 
 # --- notices -----------------------------------------------------------------------------------
 
-def add_notice(session: Session, notice: NoticeMessage, view: PersonView) -> None:
-    """The notice's row and, in the same transaction, the outbox row that publishes it."""
-    session.add(NoticeState(
-        notice_id=notice.notice_id, incident_id=notice.incident_id, person_id=notice.person_id,
-        version=notice.version, agency_ids=sorted(view.agency_ids),
-        data_categories=sorted(view.categories)))
-    outbox.enqueue(session, NOTICES, notice.person_id, notice.to_bytes())
+def add_notices(session: Session, notices: list[tuple[NoticeMessage, PersonView]],
+                now: datetime) -> None:
+    """The notices' rows and, in the same transaction, the outbox rows that publish them, in
+    this order: two executemany INSERTs, not an ORM object per row (that was half of a
+    release's CPU: benchmarks/dedupe/release.py)."""
+    if not notices:
+        return
+    session.flush()  # anything the session still holds goes first, as it was added
+    session.execute(insert(_NOTICES), [{
+        "notice_id": n.notice_id, "incident_id": n.incident_id, "person_id": n.person_id,
+        "version": n.version, "agency_ids": sorted(view.agency_ids),
+        "data_categories": sorted(view.categories), "created_at": now,
+    } for n, view in notices])
+    outbox.enqueue_many(session, NOTICES, [(n.person_id, n.to_bytes()) for n, _ in notices])
 
 
 def flush(session: Session) -> None:
@@ -323,20 +331,26 @@ class Review:
     a: RecordKey
     b: RecordKey
     reason: str
-    status: str  # open | merge | keep_apart | resolved
+    status: str  # open | resolved | a decision (reviews.DECIDED)
     evidence: dict
     decided_at: datetime | None
+    kind: str = "pair"  # pair | contact_conflict | hold_conflict
+    chosen: RecordKey | None = None  # use_contact: the record whose contact is used
 
 
 _REVIEW_COLUMNS = (_REVIEWS.c.review_id, _REVIEWS.c.a_agency_id, _REVIEWS.c.a_source_record_id,
                    _REVIEWS.c.b_agency_id, _REVIEWS.c.b_source_record_id, _REVIEWS.c.reason,
-                   _REVIEWS.c.status, _REVIEWS.c.evidence, _REVIEWS.c.decided_at)
+                   _REVIEWS.c.status, _REVIEWS.c.evidence, _REVIEWS.c.decided_at,
+                   _REVIEWS.c.kind, _REVIEWS.c.chosen_agency_id,
+                   _REVIEWS.c.chosen_source_record_id)
 
 
 def _review(row) -> Review:  # noqa: ANN001 - a row of _REVIEW_COLUMNS
+    chosen = ((row.chosen_agency_id, row.chosen_source_record_id)
+              if row.chosen_agency_id is not None else None)
     return Review(row.review_id, (row.a_agency_id, row.a_source_record_id),
                   (row.b_agency_id, row.b_source_record_id), row.reason, row.status,
-                  row.evidence, row.decided_at)
+                  row.evidence, row.decided_at, row.kind, chosen)
 
 
 def open_review_count(session: Session) -> int:
@@ -353,18 +367,23 @@ def reviews(session: Session, incident_id: str, status: str | None) -> list[Revi
     return [_review(row) for row in session.execute(query.order_by(_REVIEWS.c.review_id))]
 
 
-def decide_review(session: Session, incident_id: str, review_id: str, same_person: bool,
-                  now: datetime) -> Review | None:
-    """Record a coordinator's decision; the partition owner applies it on its next tick."""
+def decide_review(session: Session, incident_id: str, review_id: str, decision: str,
+                  now: datetime, chosen: RecordKey | None = None) -> Review | None:
+    """Record a coordinator's decision; the partition owner applies it on its next tick.
+    Raises conflicts.DecisionRefused when the decision does not fit the item (nothing written)."""
     row = session.execute(select(*_REVIEW_COLUMNS).where(_REVIEWS.c.review_id == review_id)
                           .where(_REVIEWS.c.incident_id == incident_id)).first()
     if row is None:
         return None
-    status = "merge" if same_person else "keep_apart"
-    session.execute(update(_REVIEWS).where(_REVIEWS.c.review_id == review_id)
-                    .values(status=status, decided_at=now, applied=False))
     review = _review(row)
-    return Review(review.review_id, review.a, review.b, review.reason, status, review.evidence, now)
+    check_decision(review.kind, decision, chosen, review.evidence)
+    chosen = tuple(chosen) if chosen is not None else None  # type: ignore[assignment]
+    session.execute(update(_REVIEWS).where(_REVIEWS.c.review_id == review_id)
+                    .values(status=decision, decided_at=now, applied=False,
+                            chosen_agency_id=chosen[0] if chosen else None,
+                            chosen_source_record_id=chosen[1] if chosen else None))
+    return Review(review.review_id, review.a, review.b, review.reason, decision, review.evidence,
+                  now, review.kind, chosen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,10 +419,14 @@ def review_records(session: Session, incident_id: str, review_id: str
 def _decisions(session: Session, incident_id: str, *where) -> list[ReviewDecision]:  # noqa: ANN002
     r = _REVIEWS
     return [ReviewDecision(row.review_id, (row.a_agency_id, row.a_source_record_id),
-                           (row.b_agency_id, row.b_source_record_id), row.status == "merge")
+                           (row.b_agency_id, row.b_source_record_id), row.status == "merge",
+                           row.kind, row.status,
+                           (row.chosen_agency_id, row.chosen_source_record_id)
+                           if row.chosen_agency_id is not None else None)
             for row in session.execute(
                 select(r.c.review_id, r.c.a_agency_id, r.c.a_source_record_id, r.c.b_agency_id,
-                       r.c.b_source_record_id, r.c.status)
+                       r.c.b_source_record_id, r.c.status, r.c.kind, r.c.chosen_agency_id,
+                       r.c.chosen_source_record_id)
                 .where(r.c.incident_id == incident_id, *where))]
 
 
@@ -419,7 +442,8 @@ def mark_applied(session: Session, decisions: list[ReviewDecision]) -> None:
             update(_REVIEWS).where(_REVIEWS.c.review_id == bindparam("b_id"),
                                    _REVIEWS.c.status == bindparam("b_status"))
             .values(applied=True),
-            [{"b_id": d.review_id, "b_status": "merge" if d.same_person else "keep_apart"}
+            [{"b_id": d.review_id,
+              "b_status": d.decision or ("merge" if d.same_person else "keep_apart")}
              for d in decisions])
 
 
@@ -437,7 +461,7 @@ def write_review_changes(session: Session, incident_id: str, changes: ReviewChan
             "review_id": r.review_id, "incident_id": incident_id,
             "a_agency_id": r.a[0], "a_source_record_id": r.a[1],
             "b_agency_id": r.b[0], "b_source_record_id": r.b[1],
-            "reason": r.reason, "evidence": r.evidence, "status": "open",
+            "kind": r.kind, "reason": r.reason, "evidence": r.evidence, "status": "open",
             "applied": True, "updated_at": now,
         } for r in changes.new])
     if changes.revised:  # never over a decision a coordinator made meanwhile
@@ -484,6 +508,9 @@ class IncidentProgress:
     notified: int
     on_hold: int
     in_review: int
+    held_for_contact: int  # every channel contested between agencies, awaiting a coordinator
+    contact_conflicts: int  # open contact_conflict items (notices meanwhile on other channels)
+    hold_conflicts: int  # open hold_conflict items (the person held meanwhile)
 
 
 def progress(session: Session, incident_id: str) -> IncidentProgress | None:
@@ -501,8 +528,10 @@ def progress(session: Session, incident_id: str) -> IncidentProgress | None:
     statuses = dict(session.execute(
         select(_PERSONS.c.status, func.count()).where(_PERSONS.c.incident_id == incident_id)
         .group_by(_PERSONS.c.status)).all())
-    in_review = session.execute(select(func.count()).select_from(_REVIEWS).where(
-        _REVIEWS.c.incident_id == incident_id, _REVIEWS.c.status == "open")).scalar_one()
+    open_by_kind = dict(session.execute(
+        select(_REVIEWS.c.kind, func.count()).where(
+            _REVIEWS.c.incident_id == incident_id, _REVIEWS.c.status == "open")
+        .group_by(_REVIEWS.c.kind)).all())
     return IncidentProgress(
         incident_id=incident_id, released_at=incident.released_at,
         release_reason=incident.release_reason,
@@ -517,7 +546,10 @@ def progress(session: Session, incident_id: str) -> IncidentProgress | None:
         pending_release=statuses.get("pending", 0),
         notified=statuses.get("notified", 0),
         on_hold=statuses.get("held", 0),
-        in_review=in_review,
+        in_review=sum(open_by_kind.values()),
+        held_for_contact=statuses.get("held_contact", 0),
+        contact_conflicts=open_by_kind.get("contact_conflict", 0),
+        hold_conflicts=open_by_kind.get("hold_conflict", 0),
     )
 
 

@@ -123,6 +123,7 @@ class LifecycleHandler:
 def purge_incident(session: Session, incident_id: str, now: datetime) -> bool:
     """Delete dispatch's rows of the incident, destroy its notices data key, keep the audit
     summary; False when done before (the lifecycle topic is read from its start)."""
+    retention.hold_for_purge(session, incident_id)  # waits for a batch of notices storing it
     if retention.happened(session, incident_id, "purged"):
         return False
     counts = retention_store.purge_incident(session, incident_id)

@@ -12,7 +12,10 @@ from datetime import datetime
 
 from sqlmodel import Session
 
+from services.common import metrics as common_metrics
+from services.common import retention
 from services.common.messages import DeliveryStatus, NoticeMessage, decode_notice
+from services.common.topics import NOTICES
 from services.dispatch import delivery_state, policy
 from services.dispatch.delivery_state import ReceiptOutcome
 from services.dispatch.incidents import IncidentBook
@@ -36,7 +39,12 @@ def record_notices(
     A notice whose incident has not arrived yet is kept, unplanned, and planned when it does.
     Returns the number of new notices."""
     unique: dict[str, tuple[NoticeMessage, bytes]] = {}
+    # Held against their purge until this commits; a purged incident's notices are dropped.
+    purged = retention.hold(session, {n.incident_id for n, _ in received})
     for notice, raw in received:
+        if notice.incident_id in purged:
+            common_metrics.PURGED_DROPPED.labels(service="dispatch", topic=NOTICES.name).inc()
+            continue
         unique.setdefault(notice.notice_id, (notice, raw))
     if not unique:
         return 0

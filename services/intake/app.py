@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.common.lag.api import lag_router
 from services.common.runtime import create_service_app
+from services.common.staffapi import issuance_router
 from services.intake.api import routers
 from services.intake.console import mount_console
 from services.intake.console.api import router as console_router
@@ -42,7 +43,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         title="Pānui intake",
         description="Agencies submit affected-record feeds; the coordinator sets up incidents; "
                     "ops read consumer lag; the coordinator console is served at /console/.",
-        routers=[*routers, lag_router(runtime.lag), console_router],
+        routers=[*routers, issuance_router, lag_router(runtime.lag), console_router],
     )
     mount_console(app)
 

@@ -98,7 +98,7 @@ def test_a_review_decision_on_an_evicted_incident_is_applied(dedupe_engine):
         (review,) = session.exec(select(ReviewState)).all()
 
     with session_scope(dedupe_engine) as session:
-        store.decide_review(session, "inc-r", review.review_id, True, utcnow())
+        store.decide_review(session, "inc-r", review.review_id, "merge", utcnow())
     assert pipeline.cold_with_work({0}) == {0: ["inc-r"]}
     pipeline.tick({0})  # rebuilt, the merge applied and written: one person
     with Session(dedupe_engine) as session:

@@ -160,6 +160,66 @@ async def test_a_process_killed_mid_stream_resumes_with_one_notice_per_person(
     _assert_one_notice_per_person(messages)
 
 
+async def test_a_process_killed_between_release_chunks_resumes_with_one_notice_per_person(
+        service_env, pg_database, kafka_bootstrap, topic_prefix, data_keys):
+    """One incident of PERSONS persons released in chunks of 10 (a transaction each): the
+    process is killed once some chunks have committed and others not; after the restart the
+    release goes on from the persons still waiting, and each person has exactly one notice."""
+    database_url = pg_database("dedupe")
+    settings = DedupeSettings(**service_env, database_url=database_url)
+    sealer = Sealer(data_keys)
+    async with running(create_app(settings)):  # creates the topics
+        pass
+    await publish(kafka_bootstrap, f"{topic_prefix}incidents.v1",
+                  [incident_message("inc-0", AGENCIES, ["gp", "lab"])])
+    stream = []
+    for i in range(PERSONS):
+        stream.append(record_message(sealer, "inc-0", "gp", f"gp-{i}", **synthetic_person(i)))
+        stream.append(record_message(sealer, "inc-0", "lab", f"lab-{i}",
+                                     categories=("lab_results",), **synthetic_person(i)))
+    stream += [completion("inc-0", "gp", PERSONS), completion("inc-0", "lab", PERSONS)]
+    await publish(kafka_bootstrap, f"{topic_prefix}affected-records.v1", stream)
+
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "PANUI_TOPIC_PREFIX": topic_prefix, "PANUI_DATA_KEYS": data_keys,
+           "DATABASE_URL": database_url, "PANUI_PORT": "0",
+           "PANUI_RELEASE_TICK_S": "0.2", "PANUI_RELEASE_CHUNK_PERSONS": "10"}
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "services.dedupe"], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    engine = make_engine(database_url)
+    process = start()
+    try:
+        def notices() -> int:
+            with Session(engine) as session:
+                return session.exec(select(func.count()).select_from(NoticeState)).one()
+
+        # Without chunks the count goes from 0 to PERSONS in one commit and this never holds.
+        async with asyncio.timeout(120):
+            while not 0 < notices() < PERSONS:
+                await asyncio.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        assert 0 < notices() < PERSONS, "the kill must land mid-release"
+
+        process = start()
+        async with asyncio.timeout(120):
+            while notices() < PERSONS:
+                await asyncio.sleep(0.2)
+        async with TopicReaderContext(kafka_bootstrap, f"{topic_prefix}notices.v1") as reader:
+            await reader.wait_for(lambda m: len({x.key for x in m}) >= PERSONS, timeout=60)
+            await asyncio.sleep(1.5)
+            messages = await reader.drain()
+    finally:
+        process.kill()
+        process.wait(10)
+        engine.dispose()
+    assert _counts(database_url) == (2 * PERSONS, PERSONS)
+    _assert_one_notice_per_person(messages)
+
+
 class TopicReaderContext:
     def __init__(self, bootstrap: str, topic: str):
         self.reader = TopicReader(bootstrap, topic)

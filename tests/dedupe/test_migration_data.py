@@ -39,3 +39,21 @@ def test_0002_counts_records_of_notified_persons_as_covered_by_their_lineage(pg_
     engine.dispose()
     assert [tuple(r) for r in rows] == [("gone", None, 0), ("told", "P-first", 3),
                                         ("waiting", None, 0)]
+
+
+def test_0008_review_rows_from_before_are_the_resolvers_pairs(pg_database):
+    url = pg_database(None)
+    tree = migration_tree("dedupe")
+    migrations.upgrade(tree, url, "0007")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO review_state (review_id, incident_id, a_agency_id, a_source_record_id,"
+            " b_agency_id, b_source_record_id, reason, evidence, status, applied, updated_at)"
+            " VALUES ('rev-1', 'inc-1', 'gp', 'g', 'lab', 'l', 'uncertain', '{}', 'merge', true,"
+            " now())"))
+    migrations.upgrade(tree, url)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT kind, status, chosen_agency_id FROM review_state")).one()
+    engine.dispose()
+    assert tuple(row) == ("pair", "merge", None)

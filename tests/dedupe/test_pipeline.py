@@ -82,7 +82,7 @@ def test_a_decision_made_before_a_rebalance_still_reaches_the_persons(pipeline, 
     assert len(persons_of(dedupe_engine, "inc-1")) == 2
     with session_scope(dedupe_engine) as session:
         (review,) = store.reviews(session, "inc-1", "open")
-        store.decide_review(session, "inc-1", review.review_id, True, pipeline.clock())
+        store.decide_review(session, "inc-1", review.review_id, "merge", pipeline.clock())
 
     pipeline.revoked({0})  # a rebalance before the owner's tick; the partition comes back
     pipeline.tick({0})

@@ -36,7 +36,8 @@ def _notices(engine) -> list[NoticeMessage]:  # noqa: ANN001
 def _decide(pipeline: DedupePipeline, same_person: bool) -> None:
     with session_scope(pipeline.engine) as session:
         (review,) = store.reviews(session, "inc-s", None)
-        store.decide_review(session, "inc-s", review.review_id, same_person, pipeline.clock())
+        store.decide_review(session, "inc-s", review.review_id,
+                            "merge" if same_person else "keep_apart", pipeline.clock())
     pipeline.tick({0})
 
 

@@ -119,7 +119,7 @@ def test_a_notice_and_the_outbox_row_publishing_it_are_written_together(dedupe_e
     notice = build_notice(SEALER, "inc-1", "P-0", 2, records, {"gp": "Test GP"}, T0)
     view = PersonView(1, False, frozenset({"gp"}), frozenset({"clinical_notes"}), T0, T0, 1,
                       frozenset(), frozenset())
-    run(dedupe_engine, store.add_notice, notice, view)
+    run(dedupe_engine, store.add_notices, [(notice, view)], T0)
 
     def read(session):  # noqa: ANN001, ANN202
         return (session.exec(select(NoticeState)).one(), session.exec(select(OutboxMessage)).one())
@@ -144,10 +144,10 @@ def test_review_rows_from_queue_changes_to_decisions_applied(dedupe_engine):
     assert first == store.Review("rev-1", GP, LAB, "uncertain", "open",
                                  {"weight": 4.5, "comparisons": []}, None)
 
-    decided = run(dedupe_engine, store.decide_review, "inc-1", "rev-1", True, T0)
+    decided = run(dedupe_engine, store.decide_review, "inc-1", "rev-1", "merge", T0)
     assert (decided.status, decided.decided_at, decided.a) == ("merge", T0, GP)
-    assert run(dedupe_engine, store.decide_review, "inc-2", "rev-1", False, T0) is None
-    assert run(dedupe_engine, store.decide_review, "inc-1", "rev-9", False, T0) is None
+    assert run(dedupe_engine, store.decide_review, "inc-2", "rev-1", "keep_apart", T0) is None
+    assert run(dedupe_engine, store.decide_review, "inc-1", "rev-9", "keep_apart", T0) is None
     (pending,) = run(dedupe_engine, store.pending_decisions, "inc-1")
     assert (pending.review_id, pending.a, pending.b, pending.same_person) == ("rev-1", GP, LAB, True)
 
@@ -189,7 +189,7 @@ def test_progress_counts_records_persons_and_open_reviews(dedupe_engine):
         "P-3": PersonMeta(T0, T0, status="held"), "P-4": PersonMeta(T0, T0)})
     run(dedupe_engine, store.write_review_changes, "inc-1",
         ReviewChanges(new=[_open("rev-1", GP, LAB), _open("rev-2", GP, ("hosp", "h"))]), T0)
-    run(dedupe_engine, store.decide_review, "inc-1", "rev-2", False, T0)
+    run(dedupe_engine, store.decide_review, "inc-1", "rev-2", "keep_apart", T0)
 
     progress = run(dedupe_engine, store.progress, "inc-1")
     assert progress == store.IncidentProgress(
@@ -201,17 +201,18 @@ def test_progress_counts_records_persons_and_open_reviews(dedupe_engine):
                               missing=0),
             store.AgencyCount("lab", "Test Lab", True, False, records=1, withdrawn=0, missing=2),
         ],
-        records_missing=2, persons=3, pending_release=1, notified=1, on_hold=1, in_review=1)
+        records_missing=2, persons=3, pending_release=1, notified=1, on_hold=1, in_review=1,
+        held_for_contact=0, contact_conflicts=0, hold_conflicts=0)
 
 
 def test_a_decision_changed_while_the_owner_applies_the_old_one_stays_pending(dedupe_engine):
     run(dedupe_engine, store.write_review_changes, "inc-1",
         ReviewChanges(new=[_open("rev-1", GP, LAB)]), T0)
-    run(dedupe_engine, store.decide_review, "inc-1", "rev-1", True, T0)
+    run(dedupe_engine, store.decide_review, "inc-1", "rev-1", "merge", T0)
     with session_scope(dedupe_engine) as tick:  # the owner's tick applies "merge"…
         (seen,) = store.pending_decisions(tick, "inc-1")
         # …while the coordinator changes their mind, in a transaction of their own.
-        run(dedupe_engine, store.decide_review, "inc-1", "rev-1", False, T0 + timedelta(minutes=1))
+        run(dedupe_engine, store.decide_review, "inc-1", "rev-1", "keep_apart", T0 + timedelta(minutes=1))
         store.mark_applied(tick, [seen])
     (pending,) = run(dedupe_engine, store.pending_decisions, "inc-1")
     assert pending.same_person is False  # the next tick applies "keep apart"

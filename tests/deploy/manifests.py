@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 from pydantic import SecretStr
+from starlette.routing import Mount
 
 from services.common.settings import ServiceSettings
 
@@ -152,12 +153,14 @@ class Route:
 
 def app_routes(app) -> list[Route]:  # noqa: ANN001
     """Every route the app serves: its OpenAPI operations (with their tags) plus the plain routes
-    outside the schema (FastAPI's /docs, /openapi.json, ...), tagged "docs"."""
+    outside the schema (FastAPI's /docs, /openapi.json, ...), tagged "docs" — except the
+    coordinator console's page (intake's static mount named "console"), tagged "console"."""
     routes = [Route(path, frozenset(m.upper() for m in ops), frozenset(t for op in ops.values()
                                                                        for t in op.get("tags", [])))
               for path, ops in app.openapi()["paths"].items()]
     known = {r.path for r in routes}
-    routes += [Route(r.path, frozenset(getattr(r, "methods", None) or ()), frozenset({"docs"}))
+    routes += [Route(r.path, frozenset(getattr(r, "methods", None) or ()),
+                     frozenset({"console"} if isinstance(r, Mount) and r.name == "console" else {"docs"}))
                for r in app.routes if getattr(r, "path", None) and r.path not in known]
     return routes
 

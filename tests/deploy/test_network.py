@@ -1,8 +1,10 @@
 """Who may talk to whom. The Ingress exposes exactly the apps' public routes (agency,
 coordinator, receipts — read from the apps' route tables), never /healthz, /readyz, /metrics
-or the docs; the receipt webhook has a host of its own. NetworkPolicies deny by default, let in
-only the ingress controller and Prometheus, and let each service out only to Kafka, its own
-database and the gateways its settings name."""
+or the docs (the coordinator console's page, /console, is); the receipt webhook has a host of
+its own. NetworkPolicies deny by default, let in only the ingress controller and Prometheus,
+and let each service out only to Kafka, its own database and the gateways its settings name —
+plus the one call between services: the console's pass-through, intake → dedupe and dispatch
+(their HTTP port, from intake's pods only)."""
 
 from urllib.parse import urlsplit
 
@@ -93,7 +95,9 @@ def _selects(policy: dict, labels: dict) -> bool:
 def _peer(peer: dict) -> tuple:
     if "ipBlock" in peer:
         return ("ip", peer["ipBlock"]["cidr"])
-    assert "namespaceSelector" in peer, f"a peer in this namespace ({peer}): services never call each other"
+    if "namespaceSelector" not in peer:  # a pod in this namespace: the console's pass-through
+        assert set(peer) == {"podSelector"}, peer
+        return ("local", tuple(sorted(peer["podSelector"]["matchLabels"].items())))
     return ("pods", tuple(sorted(peer["namespaceSelector"].get("matchLabels", {}).items())),
             tuple(sorted(peer.get("podSelector", {}).get("matchLabels", {}).items())))
 
@@ -153,7 +157,7 @@ def test_egress_is_kafka_its_database_and_its_gateways(objects, service):
     assert (kafka, "TCP", int(port)) in egress, f"{service} cannot reach the Kafka brokers"
     database = [r for r in egress if r[2] == POSTGRES_PORT]
     assert len(database) == 1, f"{service}: one database"
-    gateways = {r for r in egress if r[0] != kafka and r[2] != POSTGRES_PORT}
+    gateways = {r for r in egress if r[0] != kafka and r[2] != POSTGRES_PORT and r[0][0] != "local"}
     assert {r[2] for r in gateways} == _gateway_ports(objects, service), f"{service}: {sorted(gateways)}"
     assert all(r[0][0] == "ip" for r in gateways)
 
@@ -171,7 +175,7 @@ def test_ingress_only_from_the_controller_and_prometheus(objects, service_facts,
     deployment = objects.deployment(service)
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     port = service_facts(objects, service).port
-    ingress = _rules(objects, labels, "Ingress")
+    ingress = {r for r in _rules(objects, labels, "Ingress") if r[0][0] != "local"}  # see below
     assert {(proto, p) for _peer_, proto, p in ingress} == {("TCP", port)}
     peers = {r[0] for r in ingress}
     prometheus = {p for p in peers if ("app.kubernetes.io/name", "prometheus") in p[2]}
@@ -187,5 +191,47 @@ def test_one_ingress_controller(objects):
     peers = set()
     for service in SERVICES:
         labels = objects.deployment(service)["spec"]["template"]["metadata"]["labels"]
-        peers |= {r[0] for r in _rules(objects, labels, "Ingress") if ("app.kubernetes.io/name", "prometheus") not in r[0][2]}
+        peers |= {r[0] for r in _rules(objects, labels, "Ingress")
+                  if r[0][0] != "local" and ("app.kubernetes.io/name", "prometheus") not in r[0][2]}
     assert len(peers) == 1, f"every service trusts the same ingress controller, not {sorted(peers)}"
+
+
+def _labels(objects, service: str) -> tuple:
+    return tuple(sorted(objects.deployment(service)["spec"]["template"]["metadata"]["labels"].items()))
+
+
+def _selected(objects, local_peer: tuple) -> set[str]:
+    """The Pānui services whose pods an in-namespace peer's podSelector selects."""
+    return {s for s in SERVICES if set(local_peer[1]) <= set(_labels(objects, s))}
+
+
+def test_the_console_pass_through_is_the_only_call_between_services(objects, service_facts):
+    """Intake's console pass-through (PANUI_DEDUPE_URL, PANUI_DISPATCH_URL) reaches dedupe's and
+    dispatch's pods on their HTTP port, allowed out of intake and into them from intake alone;
+    no other service calls another."""
+    intake_env = objects.container_env(m.main_container(objects.deployment("intake")))
+    for target in ("dedupe", "dispatch"):
+        url = urlsplit(intake_env[f"PANUI_{target.upper()}_URL"]["value"])
+        service = objects.get("Service", url.hostname.split(".")[0])
+        assert _service_of(objects, service["metadata"]["name"]) == target
+        assert (url.port or 80) in {p["port"] for p in service["spec"]["ports"]}
+    for service in SERVICES:
+        labels = objects.deployment(service)["spec"]["template"]["metadata"]["labels"]
+        out = {(frozenset(_selected(objects, r[0])), r[2])
+               for r in _rules(objects, labels, "Egress") if r[0][0] == "local"}
+        inn = {(frozenset(_selected(objects, r[0])), r[2])
+               for r in _rules(objects, labels, "Ingress") if r[0][0] == "local"}
+        if service == "intake":
+            assert out == {(frozenset({t}), service_facts(objects, t).port)
+                           for t in ("dedupe", "dispatch")}, out
+            assert inn == set()
+        else:
+            assert out == set(), f"{service} calls another service"
+            assert inn == {(frozenset({"intake"}), service_facts(objects, service).port)}, inn
+
+
+def test_the_console_page_is_routed(objects, service_facts):
+    """/console (the page; its API calls go to intake's /v1/console pass-through) on intake's host."""
+    reached = {(service, route.path) for _i, _h, service, route in _exposure(objects, service_facts)}
+    assert ("intake", "/console") in reached
+    assert any(s == "intake" and path.startswith("/v1/console/") for s, path in reached)

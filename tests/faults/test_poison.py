@@ -34,7 +34,7 @@ def _poison(kind: str, incident: str, data_keys: str) -> bytes:
 
 
 async def _publish(system, topic: str, key: str, value: bytes | None) -> None:  # noqa: ANN001
-    producer = AIOKafkaProducer(bootstrap_servers=system.kafka_bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(**system.kafka_options(), enable_idempotence=True)
     await producer.start()
     try:
         await producer.send_and_wait(f"{system.topic_prefix}{topic}", value, key=key.encode())
@@ -57,7 +57,7 @@ async def test_a_poison_message_does_not_stall_its_partition(shared_system, kind
         first = {k: v[: len(v) // 2] for k, v in truth.feeds.items()}
         for (i, a), records in first.items():
             await driver.upload(i, a, records, tag="a")
-        await _publish(system, "affected-records.v1", incident, _poison(kind, incident, system.data_keys))
+        await _publish(system, "affected-records.v1", incident, _poison(kind, incident, system.keyrings["records"]))
         for (i, a), records in truth.feeds.items():
             await driver.upload(i, a, records[len(records) // 2:], tag="b")
     await driver.complete_all()

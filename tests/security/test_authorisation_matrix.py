@@ -85,6 +85,8 @@ RULES = {
         ("POST", "/v1/incidents/{incident_id}/close"): staff("coordinator"),
         # Issue 16: intake's part of the Privacy Commissioner's report.
         ("GET", "/v1/incidents/{incident_id}/report"): staff("coordinator"),
+        # Issuing a staff token, audited (a scoped coordinator within its own incidents).
+        ("POST", "/v1/tokens"): staff("coordinator", every_incident=False),
         # Issue 14: editing an incident's content from the console.
         ("PUT", "/v1/incidents/{incident_id}/content"): staff("coordinator"),
     },

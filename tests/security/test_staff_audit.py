@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from services.cli.main import app as cli
 from testkit.staff import SIGNING_KEY
+from testkit.staff import token as staff_token
 from tests.conftest import COORDINATOR_TOKEN
 from tests.intake.api.server import serve_intake
 
@@ -85,3 +86,64 @@ def test_issue_refuses_without_a_key_or_a_scope():
     too_long = runner.invoke(cli, ["token", "issue", "--name", "x", "--role", "ops",
                                    "--all-incidents", "--ttl", "90d"], env=ENV)
     assert too_long.exit_code == 2
+
+
+def test_issued_through_intake_the_issuance_is_on_record(pg_admin_url, kafka_bootstrap, data_keys):  # noqa: ANN001
+    """`panui token issue --url` asks intake, which records who issued what to whom (roles,
+    incidents, lifetime, token id — never the token); a scoped coordinator cannot issue beyond
+    its own incidents, a reviewer cannot issue at all; offline minting warns that it is on no
+    record."""
+    with serve_intake(pg_admin_url, kafka_bootstrap, data_keys, token_signing_key=SIGNING_KEY) as intake:
+        incident_id, _keys = intake.new_incident(1)
+        args = ["token", "issue", "--json", "--url", intake.url, "--name", "rita", "--role", "reviewer",
+                "--role", "call-centre", "--incident", incident_id, "--ttl", "2h"]
+        result = runner.invoke(cli, args, env={"PANUI_TOKEN": COORDINATOR_TOKEN})
+        assert result.exit_code == 0, result.output
+        assert "NO audit log" not in result.output
+        rita = json.loads(result.stdout)
+        assert rita["claims"]["sub"] == "rita" and rita["claims"]["incidents"] == [incident_id]
+        assert rita["claims"]["roles"] == ["call-centre", "reviewer"]
+        assert rita["claims"]["exp"] - rita["claims"]["iat"] == 7200
+        # The issued token works (a reviewer reads the incident).
+        seen = httpx.get(f"{intake.url}/v1/incidents/{incident_id}",
+                         headers={"authorization": f"Bearer {rita['token']}"}, timeout=30)
+        assert seen.status_code == 200
+
+        audit = runner.invoke(cli, ["audit", "--url", intake.url, "--json"],
+                              env={"PANUI_TOKEN": COORDINATOR_TOKEN})
+        assert audit.exit_code == 0, audit.output
+        entries = [json.loads(line) for line in audit.stdout.splitlines()]
+        issued = [e for e in entries if e["action"] == "token.issue"]
+        assert [(e["actor"], e["actor_kind"], e["incident_id"]) for e in issued] == [
+            ("configured", "coordinator", incident_id)]
+        assert issued[0]["object_ids"] == [
+            rita["claims"]["jti"], "principal:rita", "role:call-centre", "role:reviewer",
+            f"incident:{incident_id}", "ttl_s:7200"]
+        assert rita["token"].split(".")[2] not in audit.stdout  # never the token itself
+
+        # A coordinator scoped to this incident: may delegate within it, not beyond it.
+        cora, _ = staff_token(["coordinator"], [incident_id], name="cora")
+        headers = {"authorization": f"Bearer {cora}"}
+        body = {"name": "x", "roles": ["ops"], "ttl_s": 60}
+        within = httpx.post(f"{intake.url}/v1/tokens", json={**body, "incidents": [incident_id]},
+                            headers=headers, timeout=30)
+        assert within.status_code == 201, within.text
+        for beyond in ([incident_id, "inc-other"], None):
+            refused = httpx.post(f"{intake.url}/v1/tokens", json={**body, "incidents": beyond},
+                                 headers=headers, timeout=30)
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "auth.forbidden"
+        reviewer = httpx.post(f"{intake.url}/v1/tokens", json={**body, "incidents": [incident_id]},
+                              headers={"authorization": f"Bearer {rita['token']}"}, timeout=30)
+        assert reviewer.status_code == 403
+        bad = httpx.post(f"{intake.url}/v1/tokens", json={**body, "roles": ["root"]},
+                         headers={"authorization": f"Bearer {COORDINATOR_TOKEN}"}, timeout=30)
+        assert bad.status_code == 422
+        with psycopg.connect(intake.database_url, autocommit=True) as conn:
+            actors = conn.execute("SELECT actor, object_ids FROM audit_log WHERE action = 'token.issue'"
+                                  " ORDER BY id").fetchall()
+        assert [(a, o[0]) for a, o in actors] == [("configured", rita["claims"]["jti"]),
+                                                  ("cora", within.json()["claims"]["jti"])]
+
+    offline = runner.invoke(cli, ["token", "issue", "--name", "x", "--role", "ops", "--all-incidents"],
+                            env=ENV)
+    assert offline.exit_code == 0 and "NO audit log" in offline.stderr

@@ -58,6 +58,38 @@ def test_initials_with_a_shared_contact_merge():
     assert same_person(r, full, initials)
 
 
+def _namesakes_in_part(given: str, family: str, n: int = 16) -> list:
+    """n distinct people sharing the given name (other surnames) and n sharing the surname
+    (other given names), so neither name alone is rare."""
+    others = [make("gp-9", given_names=given, family_name=f"Fam{chr(97 + i)}x{chr(97 + i)}",
+                   date_of_birth=f"19{50 + i}-01-{10 + i}") for i in range(n)]
+    others += [make("gp-9", given_names=f"Giv{chr(97 + i)}y{chr(97 + i)}", family_name=family,
+                    date_of_birth=f"19{50 + i}-02-{10 + i}") for i in range(n)]
+    return others
+
+
+def test_a_name_only_pair_with_a_consistent_middle_initial_merges():
+    # Census-style: a wage record (no date of birth) gives the middle initial, a benefits
+    # record (no address) spells it out. First name and surname are each common, so they
+    # alone stay short of the unplaced threshold; the agreeing initial (~3.5 bits) is what
+    # carries the pair, and the record attaches to the one person it fits.
+    wage = make("w2-1", given_names="Janine L", family_name="Okafor", date_of_birth=None,
+                address_line1="12 Rimu Street")
+    benefits = make("ss-1", given_names="Janine Louise", family_name="Okafor", date_of_birth="1971-05-06")
+    r = Resolver()
+    r.add_many([*_namesakes_in_part("Janine", "Okafor"), wage, benefits])
+    assert same_person(r, wage, benefits)
+
+
+def test_a_name_only_pair_with_another_middle_initial_stays_apart():
+    wage = make("w2-1", given_names="Janine K", family_name="Okafor", date_of_birth=None,
+                address_line1="12 Rimu Street")
+    benefits = make("ss-1", given_names="Janine Louise", family_name="Okafor", date_of_birth="1971-05-06")
+    r = Resolver()
+    r.add_many([*_namesakes_in_part("Janine", "Okafor"), wage, benefits])
+    assert not same_person(r, wage, benefits)
+
+
 def test_surname_change_merges_with_strong_other_evidence():
     # Full given names (middle name too) and date of birth agree; only the surname changed.
     maiden = make("gp-1", given_names="Aroha Mere", family_name="Ngata", date_of_birth="1985-09-17")

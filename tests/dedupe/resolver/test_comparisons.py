@@ -145,6 +145,15 @@ def test_middle_names_are_compared_when_both_have_one():
     assert compare_middle(prep(given_names="Aroha"), prep(given_names="Aroha Mere"), "exact") == "missing"
 
 
+def test_a_consistent_middle_initial_weighs_like_the_chance_of_two_initials_agreeing():
+    # u of agreeing initials is ~0.06-0.08 (sum of squared initial shares), m ~0.95: ~3.5 bits;
+    # a spelled-out shared middle name tells at least as much.
+    from services.dedupe.resolver.config import LEVEL_WEIGHTS
+
+    assert 3.0 <= LEVEL_WEIGHTS["middle"]["initial"] <= 4.0
+    assert LEVEL_WEIGHTS["middle"]["exact"] >= LEVEL_WEIGHTS["middle"]["initial"]
+
+
 def test_dob_errors_in_any_position():
     base = prep(date_of_birth=date(1985, 3, 4))
     assert compare_dob(base, prep(date_of_birth=date(1986, 3, 4))) == "one_digit"  # the year

@@ -244,7 +244,10 @@ function classify(part) {
 }
 
 async function reviewsPage(id) {
-  let items = await api("GET", dedupe(`/incidents/${enc(id)}/reviews?status=open`));
+  const open = await api("GET", dedupe(`/incidents/${enc(id)}/reviews?status=open`));
+  // This page decides pairs; contact and hold conflicts (issue 18) take other decisions.
+  let items = open.filter((i) => (i.kind || "pair") === "pair");
+  const conflicts = open.length - items.length;
   let at = 0;
   let revealed = null;  // the current pair's values, once revealed
   const box = h("div", {});
@@ -253,6 +256,7 @@ async function reviewsPage(id) {
     h("p", {}, h("a", { href: `#/incident/${enc(id)}` }, "← back to the incident"), " ", counter),
     h("p", { class: "muted" }, "Keys: ", h("kbd", {}, "m"), " merge · ", h("kbd", {}, "a"), " keep apart · ",
       h("kbd", {}, "j"), "/", h("kbd", {}, "k"), " next/previous · ", h("kbd", {}, "r"), " reveal/mask. Values are masked: the evidence shows how each field compares; a reveal shows this pair's values and is recorded in the audit log."),
+    conflicts ? h("p", { id: "review-conflicts" }, `${conflicts} contact or hold conflict(s) open: decide them through dedupe's review API (use_contact / keep_fallback, release / keep_held).`) : "",
     box);
 
   async function reveal() {
