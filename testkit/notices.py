@@ -15,6 +15,7 @@ from services.common.messages import (
     ReleasePolicy,
     notice_sealing_context,
 )
+from services.common.references import notice_checks
 
 CONTENT = IncidentContent(
     sender_name="Example Health",
@@ -59,17 +60,27 @@ def person(n: int, email: bool = True, mobile: bool = True, address: bool = True
 
 
 def notice_message(sealer: Sealer, n: int, recipient: dict, incident_id: str = "inc-1",
-                   version: int = 1, language: str = "en") -> NoticeMessage:
+                   version: int = 1, language: str = "en",
+                   dates_of_birth: list[str] | None = None) -> NoticeMessage:
+    """A notice as dedupe makes it. With `dates_of_birth`, it carries a keyed reference and
+    the digests the genuine-notice check compares with (as dedupe's build_notice does);
+    without, no reference (dispatch prints the legacy code)."""
     person_id = f"prs-{n:06d}"
     nid = make_notice_id(incident_id, person_id, version)
     channels = [c for c, k in (("email", "email"), ("sms", "mobile"), ("postal", "address"))
                 if recipient.get(k)]
+    sealed = sealer.seal({"recipient": recipient, "representative": None},
+                         notice_sealing_context(nid))
+    checks = {}
+    if dates_of_birth is not None:
+        reference, dob_checks = notice_checks(sealer, nid, sealed, dates_of_birth)
+        checks = {"reference_code": reference, "dob_checks": dob_checks}
     return NoticeMessage(
         notice_id=nid, incident_id=incident_id, person_id=person_id, version=version,
         created_at=datetime.now(UTC), preferred_language=language, channels=channels,
         agencies=[NoticeAgency(agency_id="gp-1", name="Example Medical Centre",
                                data_categories=["clinical_notes", "lab_results"],
                                document_count=3)],
-        sealed=sealer.seal({"recipient": recipient, "representative": None},
-                           notice_sealing_context(nid)),
+        sealed=sealed,
+        **checks,
     )

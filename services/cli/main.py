@@ -14,6 +14,7 @@ def _register_commands() -> None:
     from services.cli.keys import keys_app
     from services.cli.lag import lag_command
     from services.cli.letters import letters_app
+    from services.cli.report import report_command
     from services.cli.resolve import resolve_command
     from services.cli.staff import audit_command, token_app
 
@@ -26,6 +27,8 @@ def _register_commands() -> None:
     app.command("audit", help="A service's audit log of privileged acts.")(audit_command)
     app.command("resolve", help="Resolve affected records to persons offline (preview a dedupe).")(
         resolve_command)
+    app.command("report", help="The Privacy Commissioner's report: counts per incident and "
+                "agency, no personal data (JSON, CSV, table).")(report_command)
     app.command("lag", help="Consumer group lag and status from Kafka (for ops, cron and probes).")(
         lag_command)
 

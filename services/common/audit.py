@@ -23,7 +23,7 @@ from services.common.clock import utcnow
 ACTIONS = (
     "incident.create", "agency.enrol", "key.issue", "key.revoke",  # intake
     "review.decide", "incident.release",  # dedupe
-    "unreachable.download",  # dispatch
+    "unreachable.download", "notice.check", "notice.lookup",  # dispatch
     "token.revoke",  # every service
     "token.issue",  # intake
 )
@@ -35,7 +35,7 @@ class AuditEntry(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, index=True)
     actor: str = Field(max_length=128)  # a principal's name, or an agency id
-    actor_kind: str = Field(max_length=16)  # "coordinator" (staff) or "agency"
+    actor_kind: str = Field(max_length=16)  # "coordinator" (staff), "agency" or "public"
     action: str = Field(max_length=64)
     incident_id: str | None = Field(default=None, max_length=128, index=True)
     object_ids: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

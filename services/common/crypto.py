@@ -71,6 +71,7 @@ class Sealer:
 
     def __init__(self, key_spec: str):
         self._keys: dict[str, AESGCM] = {}
+        self._raw: dict[str, bytes] = {}
         self._active: str | None = None
         for part in filter(None, (p.strip() for p in key_spec.split(","))):
             key_id, _, encoded = part.partition(":")
@@ -78,6 +79,7 @@ class Sealer:
             if not key_id or len(raw) != 32 or "." in key_id:
                 raise ValueError("each key must be 'id:base64url(32 bytes)' (no dot in the id)")
             self._keys[key_id] = AESGCM(raw)
+            self._raw[key_id] = raw
             self._active = self._active or key_id
             if self._active == key_id:
                 # Only for v1 values and tests; services fingerprint with the incident's data key.
@@ -116,6 +118,12 @@ class Sealer:
     def fingerprint(self, value: dict, **_where: str) -> str:
         return _fingerprint(self._fingerprint_key, value)
 
+    def digest(self, data: str, *, label: str, key_id: str) -> str:
+        """Keyed digest (see Vault.digest) under a v1 keyring key."""
+        if key_id not in self._raw:
+            raise SealError("unknown key id")
+        return _digest(self._raw[key_id], label, data)
+
     def wrap(self, data_key: bytes, key_id: str) -> tuple[str, str]:
         """(KEK id, wrapped) of a data key, bound to its key id."""
         nonce = os.urandom(12)
@@ -130,6 +138,12 @@ class Sealer:
             return self._keys[kek_id].decrypt(blob[:12], blob[12:], f"data-key|{key_id}".encode())
         except Exception as exc:
             raise SealError("data key could not be unwrapped") from exc
+
+
+def _digest(raw: bytes, label: str, data: str) -> str:
+    # A subkey per label, so a digest made for one purpose is never valid for another.
+    subkey = hmac.new(raw, f"panui-digest|{label}".encode(), hashlib.sha256).digest()
+    return hmac.new(subkey, data.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def _fingerprint(key: bytes, value: dict) -> str:
@@ -253,6 +267,17 @@ class Vault:
         replaces, a data key), and shredded with the incident."""
         _key_id, _aead, raw = self._data_key(incident_id, RECORDS)
         return _fingerprint(hmac.new(raw, b"panui-fingerprint", hashlib.sha256).digest(), value)
+
+    def digest(self, data: str, *, label: str, key_id: str) -> str:
+        """HMAC-SHA256 of `data` under a subkey (per `label`) of the data key `key_id` (the key
+        a notice was sealed with: services.common.crypto.envelope_key_id). What a notice's
+        reference and date-of-birth checks are made of: useless without the key, and gone
+        with it when the incident is purged. Raises KeyUnavailable / KeyDestroyed."""
+        for kek in self.keks.values():  # a v1 value's keyring key
+            if kek.has(key_id):
+                return kek.digest(data, label=label, key_id=key_id)
+        self._open_key(key_id)
+        return _digest(self._by_id[key_id][2], label, data)
 
     def forget(self, incident_id: str) -> None:
         with self._lock:

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from services.common.ids import Id
+from services.common.references import DIGEST_PATTERN, MAX_DOB_CHECKS, REFERENCE_PATTERN
 
 # The schema versions this code reads; a message with another is dead-lettered (see kafka.py).
 SCHEMA_VERSIONS = (1,)
@@ -381,6 +382,14 @@ class NoticeMessage(_Message):
     # Sealed JSON: {"recipient": {given_names, family_name, email, mobile, address},
     # "representative": {...} | null}. Context: notice_sealing_context().
     sealed: str = Field(min_length=1)
+    # The reference printed on the notice: a keyed digest of notice_id under the data key that
+    # sealed `sealed` (services/common/references.py). None on notices made before it existed:
+    # they printed references.legacy_reference(notice_id).
+    reference_code: str | None = Field(default=None, pattern=REFERENCE_PATTERN)
+    # Keyed digests (same key) of each date of birth the person's records hold, never the date:
+    # what the "is this notice genuine?" check compares a typed date of birth with.
+    dob_checks: list[Annotated[str, Field(pattern=DIGEST_PATTERN)]] = Field(
+        default_factory=list, max_length=MAX_DOB_CHECKS)
     # HMAC of every other field (services/common/signing.py), set by the producing service's
     # outbox relay and checked by every consumer; absent only where no keyring is configured.
     signature: str | None = Field(default=None, pattern=r"^v1\.[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{43}$")

@@ -83,15 +83,23 @@ class KeyedRateLimiter:
     each keep their own."""
 
     def __init__(self, per_minute: int, burst: int | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, max_keys: int | None = None):
         self.rate = per_minute / 60.0
         self.burst = float(burst or max(per_minute // 4, 1))
         self.clock = clock
+        # Keys from the public (client addresses) are unbounded: past max_keys, buckets that
+        # have refilled (they limit nothing) are forgotten.
+        self.max_keys = max_keys
         self._buckets: dict[str, TokenBucket] = {}
 
     def wait_time(self, key: str) -> float:
         """0 when the request may go ahead, else the seconds until it may."""
         bucket = self._buckets.get(key)
         if bucket is None:
+            if self.max_keys is not None and len(self._buckets) >= self.max_keys:
+                self._buckets = {k: b for k, b in self._buckets.items() if b.available < b.burst}
             bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, self.clock)
         return bucket.wait_time()
+
+    def __len__(self) -> int:
+        return len(self._buckets)

@@ -12,6 +12,7 @@ from services.common.crypto import SealError
 from services.common.deps import AnyStaffContext, CoordinatorContext, IdPath, staff
 from services.common.errors import ApiError, ErrorResponse
 from services.common.messages import record_sealing_context
+from services.common.report import ReportMilestone, ServiceReport, counts_of
 from services.dedupe import store
 from services.dedupe.conflicts import DecisionRefused
 from services.dedupe.reviews import revealed_values
@@ -107,3 +108,30 @@ async def release(incident_id: IdPath, ctx: CoordinatorContext) -> ReleaseReques
     if incident is None:
         raise ApiError(404, "incident.not_found", "No such incident.")
     return ReleaseRequested.model_validate(incident)
+
+
+@router.get("/incidents/{incident_id}/report", response_model=ServiceReport,
+            summary="Dedupe's part of the Privacy Commissioner's report (counts, no personal data)")
+async def commissioner_report(incident_id: IdPath, ctx: CoordinatorContext) -> ServiceReport:
+    found = await ctx.db.run(store.commissioner_counts, incident_id)
+    if found is None:
+        raise ApiError(404, "incident.not_found", "No such incident.")
+    incident, by_agency = dict(found.incident), {a: dict(c) for a, c in found.by_agency.items()}
+    # The s 116 ground is inside each held record's sealed fields: opened here, counted, and
+    # only the count leaves (the grounds are a fixed list: health_prejudice, representative, other).
+    for held in found.held:
+        try:
+            fields = ctx.runtime.sealer.open(held.sealed, record_sealing_context(
+                incident_id, held.agency_id, held.source_record_id, held.record_version))
+            ground = ((fields.get("hold") or {}).get("reason")) or "unstated"
+        except SealError:
+            ground = "unreadable"
+        measure = f"held.{ground}"
+        incident[measure] = incident.get(measure, 0) + 1
+        agency = by_agency.setdefault(held.agency_id, {})
+        agency[measure] = agency.get(measure, 0) + 1
+    return ServiceReport(
+        service="dedupe", incident_id=incident_id, generated_at=utcnow(),
+        counts=counts_of(incident, by_agency),
+        milestones=[ReportMilestone(agency_id=None, milestone=m, at=at)
+                    for m, at in sorted(found.milestones.items(), key=lambda kv: kv[1])])

@@ -4,6 +4,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.common import references
 from services.common.crypto import NOTICES, Sealer
 from services.common.ids import notice_id as make_notice_id
 from services.common.messages import (
@@ -110,6 +111,14 @@ def build_notice(
     channels = [c for c, f in (("email", "email"), ("sms", "mobile"), ("postal", "address"))
                 if addressee.get(f)]
     notice_id = make_notice_id(incident_id, person_id, version)
+    sealed = sealer.seal(
+        {"recipient": recipient, "representative": representative},
+        notice_sealing_context(notice_id), incident_id=incident_id, purpose=NOTICES,
+    )
+    # The reference and the date-of-birth checks are keyed by the data key that sealed the
+    # recipient: dispatch holds it too, and the purge destroys it (services/common/references.py).
+    reference, dob_checks = references.notice_checks(
+        sealer, notice_id, sealed, [p.get("date_of_birth") for p in personal])
     return NoticeMessage(
         notice_id=notice_id,
         incident_id=incident_id,
@@ -120,8 +129,7 @@ def build_notice(
         channels=channels,  # type: ignore[arg-type]
         has_representative=representative is not None,
         agencies=agencies,
-        sealed=sealer.seal(
-            {"recipient": recipient, "representative": representative},
-            notice_sealing_context(notice_id), incident_id=incident_id, purpose=NOTICES,
-        ),
+        sealed=sealed,
+        reference_code=reference,
+        dob_checks=dob_checks,
     )

@@ -553,6 +553,73 @@ def progress(session: Session, incident_id: str) -> IncidentProgress | None:
     )
 
 
+# --- the Privacy Commissioner's report (services/common/report.py) ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRecord:
+    """A live record on hold (s 116): its ground is inside `sealed` (Hold.reason)."""
+
+    agency_id: str
+    source_record_id: str
+    record_version: int
+    sealed: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommissionerCounts:
+    incident: dict[str, int]
+    by_agency: dict[str, dict[str, int]]
+    held: list[HeldRecord]
+    milestones: dict[str, datetime]
+
+
+def commissioner_counts(session: Session, incident_id: str) -> CommissionerCounts | None:
+    incident = get_incident(session, incident_id)
+    if incident is None:
+        return None
+    counts: dict[str, int] = {}
+    by_agency: dict[str, dict[str, int]] = {}
+    for agency_id, withdrawn, n, persons in session.execute(
+            select(_RECORDS.c.agency_id, _RECORDS.c.withdrawn, func.count(),
+                   func.count(_RECORDS.c.person_id.distinct()))
+            .where(_RECORDS.c.incident_id == incident_id)
+            .group_by(_RECORDS.c.agency_id, _RECORDS.c.withdrawn)):
+        mine = by_agency.setdefault(agency_id, {})
+        mine["records.withdrawn" if withdrawn else "records.live"] = n
+        if not withdrawn:
+            mine["persons.resolved"] = persons
+    for status, n in session.execute(
+            select(_PERSONS.c.status, func.count()).where(_PERSONS.c.incident_id == incident_id)
+            .group_by(_PERSONS.c.status)):
+        if status != "empty":
+            counts[f"persons.{status}"] = n
+    counts["persons.resolved"] = sum(counts.values())
+    for status, n in session.execute(
+            select(_REVIEWS.c.status, func.count()).where(_REVIEWS.c.incident_id == incident_id)
+            .group_by(_REVIEWS.c.status)):
+        counts["reviews.open" if status == "open" else f"reviews.decided.{status}"] = n
+    for version, n in session.execute(
+            select(_NOTICES.c.version, func.count()).where(_NOTICES.c.incident_id == incident_id)
+            .group_by(_NOTICES.c.version)):
+        kind = "notices.amendments" if version > 1 else "notices.first"
+        counts[kind] = counts.get(kind, 0) + n
+    held = [HeldRecord(*row) for row in session.execute(
+        select(_RECORDS.c.agency_id, _RECORDS.c.source_record_id, _RECORDS.c.record_version,
+               _RECORDS.c.sealed)
+        .where(_RECORDS.c.incident_id == incident_id, _RECORDS.c.on_hold.is_(True),
+               _RECORDS.c.withdrawn.is_(False)))]
+    first_notice, last_decision = session.execute(select(
+        select(func.min(_NOTICES.c.created_at)).where(_NOTICES.c.incident_id == incident_id)
+        .scalar_subquery(),
+        select(func.max(_REVIEWS.c.decided_at)).where(_REVIEWS.c.incident_id == incident_id)
+        .scalar_subquery())).one()
+    milestones = {k: v for k, v in (("release", incident.released_at),
+                                    ("notices.first_made", first_notice),
+                                    ("reviews.last_decided", last_decision)) if v is not None}
+    return CommissionerCounts(counts, by_agency, held, milestones)
+
+
 # --- retention ---------------------------------------------------------------------------------
 
 

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from services.common.deps import AnyStaffContext, IdPath, PublicContext, staff
+from services.common.clock import utcnow
+from services.common.deps import AnyStaffContext, CoordinatorContext, IdPath, PublicContext, staff
 from services.common.errors import ApiError, ErrorResponse
 from services.common.inbound import body_limit
+from services.common.report import ReportMilestone, ServiceReport, counts_of
 from services.dispatch import export, metrics, tracking
 from services.dispatch.delivery_state import ReceiptOutcome
 from services.dispatch.providers.receipts import (
@@ -114,3 +116,16 @@ async def unreachable_csv(incident_id: IdPath, ctx: UnreachableReader) -> Respon
             "Cache-Control": "no-store",
         },
     )
+
+
+@router.get(
+    "/v1/incidents/{incident_id}/report", tags=["coordinator"],
+    summary="Dispatch's part of the Privacy Commissioner's report (counts, no personal data)",
+)
+async def commissioner_report(incident_id: IdPath, ctx: CoordinatorContext) -> ServiceReport:
+    found = await ctx.db.run(reports.commissioner_counts, incident_id)
+    return ServiceReport(
+        service="dispatch", incident_id=incident_id, generated_at=utcnow(),
+        counts=counts_of(found.incident, found.by_agency),
+        milestones=[ReportMilestone(agency_id=None, milestone=m, at=at)
+                    for m, at in sorted(found.milestones.items(), key=lambda kv: kv[1])])

@@ -24,7 +24,8 @@ from services.common.topics import (
     NOTICE_KEYS,
     NOTICES,
 )
-from services.dispatch import api, mailout_api, notice_api
+from services.dispatch import api, callcentre_api, check_api, mailout_api, notice_api
+from services.dispatch.genuine import CheckLimits
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.models import MODELS
 from services.dispatch.notices import IncidentHandler, LifecycleHandler, NoticeHandler
@@ -59,6 +60,8 @@ class DispatchRuntime(ServiceRuntime):
             max_total=timedelta(seconds=settings.retry_max_total_s),
         )
         self.book = IncidentBook()
+        self.check_limits = CheckLimits(settings.check_requests_per_minute, settings.check_burst,
+                                        settings.check_global_per_s, settings.check_global_burst)
         self.sender: Sender | None = None  # built at start: its providers open connections
         self.notice_handler: NoticeHandler | None = None
         self._email, self._sms = email, sms
@@ -139,5 +142,6 @@ def create_app(
         runtime,
         title="Pānui dispatch",
         description="Renders and delivers the one notice per person; tracks delivery.",
-        routers=[api.router, mailout_api.router, notice_api.router],
+        routers=[api.router, mailout_api.router, notice_api.router, check_api.router,
+                 callcentre_api.router],
     )

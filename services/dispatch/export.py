@@ -7,7 +7,7 @@ import logging
 from services.common.crypto import Sealer, SealError
 from services.common.csvsafe import SafeWriter
 from services.common.messages import decode_notice, notice_sealing_context
-from services.dispatch.content.models import derive_reference_code
+from services.dispatch.content.models import reference_of
 from services.dispatch.store.reports import Unreachable
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def unreachable_csv(sealer: Sealer, rows: list[Unreachable]) -> str:
         person = " ".join(p for p in (recipient.get("given_names"), recipient.get("family_name")) if p)
         address = (recipient.get("address") or {}) if not rep else {}
         writer.writerow((
-            derive_reference_code(notice.notice_id),
+            reference_of(notice),
             notice.notice_id,
             "postal" if row.channel == "postal" else "public-notice",
             notice.preferred_language,

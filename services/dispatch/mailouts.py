@@ -18,14 +18,15 @@ from sqlmodel import Session
 
 from services.common.crypto import Sealer
 from services.common.messages import DeliveryStatus, decode_notice, notice_sealing_context
+from services.common.references import normalise_reference
 from services.dispatch import tracking
-from services.dispatch.content.models import Notice, derive_reference_code
+from services.dispatch.content.models import Notice
 from services.dispatch.content.render import RenderError
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.letters import layout
 from services.dispatch.letters.pack import Pack, PackedLetter, build_pack
 from services.dispatch.policy import NZ, QuietHours
-from services.dispatch.store import mailouts
+from services.dispatch.store import mailouts, notices
 from services.dispatch.store.deliveries import Change
 from services.dispatch.store.mailouts import Batch
 
@@ -102,10 +103,11 @@ def record_returned(session: Session, book: IncidentBook, incident_id: str, refe
                     quiet: QuietHours | None, now: datetime) -> str:
     """A letter came back undelivered. `reference` is the code printed on it (PAN-XXXX-XXXX)
     or its notice id (from the manifest)."""
-    wanted = reference.strip().upper()
+    code = normalise_reference(reference)
+    printed = notices.by_reference(session, code) if code else None
     match = None
     for delivery_id, notice_id in mailouts.incident_letters(session, incident_id):
-        if notice_id == reference.strip() or derive_reference_code(notice_id) == wanted:
+        if notice_id == reference.strip() or (printed is not None and printed.notice_id == notice_id):
             match = delivery_id
             break
     if match is None:

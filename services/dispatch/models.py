@@ -18,7 +18,7 @@
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from services.common.clock import utcnow
@@ -52,6 +52,12 @@ class DispatchNotice(SQLModel, table=True):
     planned: bool = Field(default=False)
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # NoticeMessage JSON
     created_at: datetime = Field(default_factory=utcnow)
+    # What the "is this notice genuine?" check reads (services/dispatch/genuine.py): the
+    # reference printed on the notice, the data key its digests are made with, and the keyed
+    # digests of the person's dates of birth (never a date).
+    reference_code: str | None = Field(default=None, max_length=20, unique=True, index=True)
+    check_key_id: str | None = Field(default=None, max_length=64)
+    dob_checks: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
 class Delivery(SQLModel, table=True):
@@ -157,5 +163,22 @@ class MailoutBatch(SQLModel, table=True):
 
 
 
+class DeliveryHistory(SQLModel, table=True):
+    """Every delivery-event.v1 as it was written to the outbox (which forgets it once
+    published): what the call centre reads as a notice's delivery history. Ids and statuses
+    only, no personal data."""
+
+    __tablename__ = "dispatch_delivery_history"
+
+    id: int | None = Field(default=None, primary_key=True)
+    notice_id: str = Field(index=True, max_length=128)
+    channel: str = Field(max_length=16)
+    status: str = Field(max_length=32)
+    attempt: int
+    provider: str | None = Field(default=None, max_length=64)
+    reason_code: str | None = Field(default=None, max_length=64)
+    at: datetime
+
+
 MODELS = [DispatchIncident, DispatchIncidentRevision, DispatchNotice, Delivery, DispatchSender,
-          ReceiptNonce, MailoutBatch]
+          ReceiptNonce, MailoutBatch, DeliveryHistory]

@@ -5,7 +5,6 @@ person's name and contacts)."""
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Literal
 
 from fastapi import APIRouter, Query, Response
@@ -14,12 +13,13 @@ from services.common.crypto import SealError
 from services.common.deps import CoordinatorContext, IdPath
 from services.common.errors import ApiError, ErrorResponse
 from services.common.messages import decode_notice, notice_sealing_context
+from services.common.references import normalise_reference
 from services.dispatch import policy
-from services.dispatch.content.models import Notice, derive_reference_code
+from services.dispatch.content.models import Notice
 from services.dispatch.content.preview import preview_notice, render_stored
 from services.dispatch.content.render import RenderError
 from services.dispatch.schemas import NoticePreview, StoredNoticePreview
-from services.dispatch.store import reports
+from services.dispatch.store import notices, reports
 
 router = APIRouter(tags=["coordinator"])
 
@@ -53,7 +53,6 @@ async def notice_preview(incident_id: IdPath, ctx: CoordinatorContext,
     )
 
 
-_CODE = re.compile(r"PAN-[0-9A-Z]{4}-[0-9A-Z]{4}")
 
 
 @router.get("/v1/incidents/{incident_id}/notices/{reference}/preview",
@@ -65,12 +64,12 @@ async def stored_notice_preview(
         language: Literal["en", "mi"] | None = Query(None, description="default: the person's"),
 ) -> StoredNoticePreview:
     notice_id: str | None = reference
-    if _CODE.fullmatch(reference.upper()):
-        code = reference.upper()
-        notice_id = await ctx.db.run(reports.find_notice_id, incident_id,
-                                     lambda nid: derive_reference_code(nid) == code)
-        if notice_id is None:
+    if (code := normalise_reference(reference)) is not None:
+        # The printed code (keyed, or a legacy one): dispatch_notice.reference_code, indexed.
+        printed = await ctx.db.run(notices.by_reference, code)
+        if printed is None or printed.incident_id != incident_id:
             raise ApiError(404, "notice.not_found", "No such notice in this incident.")
+        notice_id = printed.notice_id
     # Read and audit entry in one transaction: nobody sees a person's notice unrecorded.
     stored = await ctx.audited(lambda n: n and ctx.act("notice.preview", incident_id, notice_id),
                                reports.stored_notice, incident_id, notice_id)

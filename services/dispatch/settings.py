@@ -72,6 +72,15 @@ class DispatchSettings(ServiceSettings):
     # Where providers send receipts: <base>/v1/receipts/<provider>. Empty: no callbacks.
     receipt_callback_base_url: str = "http://127.0.0.1:8003"
 
+    # --- "is this notice genuine?" (public, services/dispatch/genuine.py) ---------------------
+    # Per client (its address as the service sees it: behind a proxy, the proxy's — so set the
+    # proxy to pass the client on, or rate-limit there too) and for everyone together.
+    check_requests_per_minute: int = Field(default=10, ge=1)
+    check_burst: int = Field(default=5, ge=1)
+    check_global_per_s: float = Field(default=20.0, gt=0)
+    check_global_burst: int = Field(default=40, ge=1)
+    check_max_bytes: int = 2048  # a reference and a date
+
     # --- policy -------------------------------------------------------------------------------
     quiet_hours_enabled: bool = True
     quiet_hours_start: time = time(21, 0)  # Pacific/Auckland wall clock

@@ -19,6 +19,7 @@ from services.common.clock import utcnow
 from services.common.deps import AnyStaffContext, Context, CoordinatorContext, IdPath, context
 from services.common.errors import ApiError, ErrorResponse
 from services.common.inbound import body_limit
+from services.common.report import ReportMilestone, ServiceReport, counts_of
 from services.intake import feeds, incidents, retention, store
 from services.intake.parsing import detect_format
 from services.intake.runtime import IntakeRuntime
@@ -296,6 +297,18 @@ async def withdraw(incident_id: IdPath, source_record_id: Annotated[str, Path(ma
     ctx.runtime.relay.wake()
     return Withdrawal(incident_id=incident_id, source_record_id=source_record_id,
                       status="withdrawn" if outcome else "already-withdrawn")
+
+
+@coordinator.get("/incidents/{incident_id}/report", response_model=ServiceReport,
+                 summary="Intake's part of the Privacy Commissioner's report (counts, no personal data)")
+async def commissioner_report(incident_id: IdPath, ctx: CoordinatorContext) -> ServiceReport:
+    found = await ctx.db.run(store.commissioner_counts, incident_id)
+    if found is None:
+        raise _no_incident()
+    return ServiceReport(
+        service="intake", incident_id=incident_id, generated_at=utcnow(),
+        counts=counts_of(found.incident, found.by_agency),
+        milestones=[ReportMilestone(agency_id=a, milestone=m, at=at) for a, m, at in found.milestones])
 
 
 routers = [coordinator, agency]

@@ -465,3 +465,57 @@ def _append(session: Session, table: type[SQLModel], columns: Sequence[str], row
                 copy.write_row(row)
     else:
         session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+
+
+# --- the Privacy Commissioner's report (services/common/report.py) ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommissionerCounts:
+    incident: dict[str, int]
+    by_agency: dict[str, dict[str, int]]
+    milestones: list[tuple[str | None, str, datetime]]  # (agency or None, milestone, at)
+
+
+def commissioner_counts(session: Session, incident_id: str) -> CommissionerCounts | None:
+    """Records received, accepted, unchanged and rejected (by problem code), and withdrawn, per
+    agency and in all; when the incident was made, each agency's first feed and completion."""
+    incident = session.get(Incident, incident_id)
+    if incident is None:
+        return None
+    by_agency: dict[str, dict[str, int]] = {}
+    feed, problem, record = Feed.__table__, FeedProblem.__table__, AffectedRecord.__table__
+    milestones: list[tuple[str | None, str, datetime]] = [(None, "incident.created", incident.created_at)]
+    for agency_id, n, received, accepted, unchanged, rejected, first in session.execute(
+            sa_select(feed.c.agency_id, func.count(), func.sum(feed.c.received),
+                      func.sum(feed.c.accepted), func.sum(feed.c.unchanged),
+                      func.sum(feed.c.rejected), func.min(feed.c.created_at))
+            .where(feed.c.incident_id == incident_id).group_by(feed.c.agency_id)):
+        by_agency[agency_id] = {"feeds": n, "records.received": int(received or 0),
+                                "records.accepted": int(accepted or 0),
+                                "records.unchanged": int(unchanged or 0),
+                                "records.rejected": int(rejected or 0)}
+        milestones.append((agency_id, "feed.first", first))
+    for agency_id, code, n in session.execute(
+            sa_select(feed.c.agency_id, problem.c.code, func.count())
+            .join(feed, feed.c.feed_id == problem.c.feed_id)
+            .where(feed.c.incident_id == incident_id, problem.c.severity == "error")
+            .group_by(feed.c.agency_id, problem.c.code)):
+        by_agency.setdefault(agency_id, {})[f"rejected.{code}"] = n
+    for agency_id, n in session.execute(
+            sa_select(record.c.agency_id, func.count(record.c.source_record_id.distinct()))
+            .where(record.c.incident_id == incident_id, record.c.withdrawn_at.is_not(None))
+            .group_by(record.c.agency_id)):
+        by_agency.setdefault(agency_id, {})["records.withdrawn"] = n
+    for enrolment in session.exec(select(Enrolment).where(Enrolment.incident_id == incident_id)):
+        by_agency.setdefault(enrolment.agency_id, {})
+        if enrolment.completed_at is not None:
+            milestones.append((enrolment.agency_id, "contribution.complete", enrolment.completed_at))
+    if incident.closed_at is not None:
+        milestones.append((None, "incident.closed", incident.closed_at))
+    totals: dict[str, int] = {}
+    for counts in by_agency.values():
+        for measure, value in counts.items():
+            totals[measure] = totals.get(measure, 0) + value
+    totals["agencies"] = len(by_agency)
+    return CommissionerCounts(totals, by_agency, sorted(milestones, key=lambda m: m[2]))

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from services.common.crypto import Sealer, generate_key_spec
 from services.common.ids import notice_id
 from services.common.messages import SealedRecipient, notice_sealing_context, record_sealing_context
+from services.common.references import legacy_reference
 from services.dedupe.notices import NoticeRecord, build_notice, merge_recipient
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -105,3 +106,20 @@ def test_a_representative_from_a_hold_is_carried_sealed():
     sealed = SealedRecipient.model_validate(
         SEALER.open(notice.sealed, notice_sealing_context(notice.notice_id)))
     assert sealed.representative.email == "whanau@example.nz"
+
+
+def test_the_notice_carries_a_keyed_reference_and_digests_of_the_persons_dates_of_birth():
+    records = [record("gp", "gp-1", T0, given_names="Aroha", date_of_birth="1980-04-12",
+                      email="a@example.nz"),
+               record("lab", "lab-1", T0 - timedelta(minutes=1), date_of_birth="1980-12-04"),
+               record("xray", "x-1", T0 - timedelta(minutes=2), date_of_birth="1980-04-12")]
+    notice = build_notice(SEALER, "inc-1", "P-1", 1, records, {}, created_at=T0)
+    again = build_notice(SEALER, "inc-1", "P-1", 1, list(reversed(records)), {}, created_at=T0)
+    assert notice.reference_code == again.reference_code  # deterministic under the key
+    assert notice.dob_checks == again.dob_checks and len(notice.dob_checks) == 2  # distinct dates
+    # Keyed (another key gives another reference: tests/dispatch/test_genuine.py), not the
+    # unkeyed code anyone could compute from the notice id.
+    assert notice.reference_code != legacy_reference(notice.notice_id)
+    wire = notice.model_dump_json()
+    assert "1980-04-12" not in wire and "1980-12-04" not in wire
+    assert len(notice.reference_code) == len("PAN-XXXX-XXXX-XXXX")

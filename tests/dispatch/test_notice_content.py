@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from services.common.references import LENGTH, reference_from_digest
 from services.dispatch.content.render import SmsTooLong, render_email, render_letter_text, render_sms
 from services.dispatch.content.sms_segments import SmsEncoding, count_segments
 
@@ -60,6 +61,7 @@ LONGEST_PERSON = {
     "given_names": "Wharekauri Tūmanako Hinewairangi",
     "family_name": "Te Rangitākuku-Pōtae",
 }
+LONGEST_REFERENCE = reference_from_digest("f" * 64)
 MANY_AGENCIES = [
     {"agency_id": f"AG-{i}", "name": f"Ngā Kaitiaki o te Ora Hauora Medical Centre {i}",
      "data_categories": ["clinical_notes", "lab_results", "prescriptions"], "document_count": 99}
@@ -72,7 +74,9 @@ REP = {"name": "Hinemoa Tūmanako-Whāngārei", "relationship": "parent",
 def _worst_case(incident: dict, language: str, *, email: bool, address: bool, rep: bool,
                 version: int) -> tuple[dict, dict]:
     incident = incident | LONGEST
-    notice = make_notice(version=version, preferred_language=language, agencies=MANY_AGENCIES)
+    # The reference as dedupe makes it now (12 characters, PAN-XXXX-XXXX-XXXX: the longest).
+    notice = make_notice(version=version, preferred_language=language, agencies=MANY_AGENCIES,
+                         reference_code=LONGEST_REFERENCE)
     notice["recipient"] |= LONGEST_PERSON
     if not email:
         notice["recipient"]["email"] = None
@@ -110,7 +114,8 @@ def test_every_sms_variant_fits_its_budget_at_the_longest_realistic_values(
     assert sms.segments.segments == (1 if len(sms.body) <= 70 else -(-len(sms.body) // 67))
     # Nothing personal, whatever the name and agency list.
     assert "Wharekauri" not in sms.body and "Kaitiaki" not in sms.body
-    assert sms.reference_code in sms.body
+    assert sms.reference_code == LONGEST_REFERENCE and LONGEST_REFERENCE in sms.body
+    assert len(LONGEST_REFERENCE) == len("PAN-") + LENGTH + 2
 
 
 @pytest.mark.parametrize("language", ["en", "mi"])

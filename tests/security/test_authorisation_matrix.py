@@ -83,6 +83,8 @@ RULES = {
         ("POST", "/v1/incidents/{incident_id}/templates-mi/approval"): staff("coordinator"),
         # Issue 18: closing an incident (purged everywhere after the retention period).
         ("POST", "/v1/incidents/{incident_id}/close"): staff("coordinator"),
+        # Issue 16: intake's part of the Privacy Commissioner's report.
+        ("GET", "/v1/incidents/{incident_id}/report"): staff("coordinator"),
         # Issuing a staff token, audited (a scoped coordinator within its own incidents).
         ("POST", "/v1/tokens"): staff("coordinator", every_incident=False),
         # Issue 14: editing an incident's content from the console.
@@ -95,6 +97,8 @@ RULES = {
         ("POST", "/v1/incidents/{incident_id}/reviews/{review_id}/decision"):
             staff("coordinator", "reviewer"),
         ("POST", "/v1/incidents/{incident_id}/release"): staff("coordinator"),
+        # Issue 16: each service's part of the Privacy Commissioner's report.
+        ("GET", "/v1/incidents/{incident_id}/report"): staff("coordinator"),
         # Issue 14: the audited reveal of a review pair's masked values.
         ("POST", "/v1/incidents/{incident_id}/reviews/{review_id}/reveal"):
             staff("coordinator", "reviewer"),
@@ -114,6 +118,14 @@ RULES = {
             staff("coordinator"),
         ("POST", "/v1/incidents/{incident_id}/mailouts/{batch_id}/posted"): staff("coordinator"),
         ("POST", "/v1/incidents/{incident_id}/returned-mail"): staff("coordinator"),
+        # Issue 16: "is this notice genuine?" — public (rate-limited), the API and its page.
+        ("POST", "/v1/notice-checks"): PUBLIC,
+        ("GET", "/check"): PUBLIC,
+        ("POST", "/check"): PUBLIC,
+        # Issue 16: the call centre's notice lookup (names, what was sent) and its scripts.
+        ("POST", "/v1/incidents/{incident_id}/notice-lookups"): staff("call-centre", "coordinator"),
+        ("GET", "/v1/call-centre/answers"): staff("call-centre", "coordinator", every_incident=False),
+        ("GET", "/v1/incidents/{incident_id}/report"): staff("coordinator"),
         # Issue 14: any stored notice rendered as sent (personal data: audited).
         ("GET", "/v1/incidents/{incident_id}/notices/{reference}/preview"): staff("coordinator"),
     },

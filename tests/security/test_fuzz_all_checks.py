@@ -75,7 +75,12 @@ def _all_served(databases, kafka_bootstrap, prefix, data_keys, urls) -> Iterator
               "data_keys": data_keys, "coordinator_tokens": COORDINATOR_TOKEN,
               "token_signing_key": SIGNING_KEY, "outbox_poll_interval_s": 0.05}
     extra = {"intake": {"agency_requests_per_minute": 1_000_000, "max_request_bytes": 256 * 1024},
-             "dedupe": {}, "dispatch": {"receipt_callback_base_url": ""}}
+             "dedupe": {}, "dispatch": {"receipt_callback_base_url": "",
+                          # The public check's limits, raised as intake's agency limit is: the
+                          # fuzzer is one client sending thousands (429 is tested in
+                          # tests/dispatch/test_genuine.py).
+                          "check_requests_per_minute": 1_000_000, "check_burst": 100_000,
+                          "check_global_per_s": 1_000_000, "check_global_burst": 100_000}}
     with _serve_one("intake", databases, common, extra, urls), \
             _serve_one("dedupe", databases, common, extra, urls), \
             _serve_one("dispatch", databases, common, extra, urls):

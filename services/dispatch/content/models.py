@@ -12,7 +12,6 @@ without breaking dispatch.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from services.common.messages import templates_fingerprint
+from services.common.references import legacy_reference
 
 # Plain language (grade 5.5, tests/dispatch/test_plain_language.py).
 DEFAULT_COMPLAINT_RIGHT = (
@@ -39,19 +39,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 
-# Reference alphabet without look-alikes (0/O, 1/I/L, U) so it can be read out over the phone.
-_REF_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
 def derive_reference_code(notice_id: str) -> str:
-    """Deterministic short code, e.g. 'PAN-7K3Q-9XWD' (~39 bits from SHA-256 of notice_id)."""
-    n = int.from_bytes(hashlib.sha256(notice_id.encode("utf-8")).digest(), "big")
-    chars = []
-    for _ in range(8):
-        n, r = divmod(n, len(_REF_ALPHABET))
-        chars.append(_REF_ALPHABET[r])
-    code = "".join(chars)
-    return f"PAN-{code[:4]}-{code[4:]}"
+    """The reference of a notice that carries none (made before references were keyed, and
+    test fixtures): services.common.references.legacy_reference."""
+    return legacy_reference(notice_id)
+
+
+def reference_of(notice: NoticeMessage) -> str:
+    """The reference a notice prints: its own (keyed, made by dedupe), else the legacy code."""
+    return notice.reference_code or legacy_reference(notice.notice_id)
 
 
 class _Model(BaseModel):
@@ -177,6 +173,7 @@ class Notice(_Model):
             representative=opened.get("representative"),
             preferred_language=notice.preferred_language,
             agencies=[a.model_dump(mode="json") for a in notice.agencies],
+            reference_code=notice.reference_code,
             updates_earlier=updates_earlier,
         )
 

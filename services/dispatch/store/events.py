@@ -15,8 +15,11 @@ from sqlmodel import Session
 from services.common.outbox import OutboxMessage
 from services.common.topics import DELIVERY_EVENTS
 from services.dispatch import metrics
+from services.dispatch.models import DeliveryHistory
 
 OT = OutboxMessage.__table__
+HT = DeliveryHistory.__table__
+_HISTORY = "history"  # the key of an event row's history entry (not an outbox column)
 
 
 class DeliveryKey(Protocol):
@@ -62,9 +65,16 @@ def event_row(
         "key": d.notice_id,
         "payload": orjson.dumps(event),
         "created_at": now,
+        _HISTORY: {"notice_id": d.notice_id, "channel": d.channel, "status": str(status),
+                   "attempt": attempt, "provider": event.get("provider"),
+                   "reason_code": event.get("reason_code"), "at": now},
     }
 
 
 def publish(session: Session, rows: list[dict]) -> None:
+    """The events into the outbox, and each into the delivery history (kept: the outbox
+    forgets an event once it is published)."""
     if rows:
+        history = [row.pop(_HISTORY) for row in rows]
         session.execute(insert(OT), rows)
+        session.execute(insert(HT), history)

@@ -12,8 +12,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from services.common.crypto import envelope_key_id
 from services.common.messages import NoticeMessage, decode_notice
-from services.dispatch.models import DispatchNotice
+from services.common.references import legacy_reference
+from services.dispatch.models import Delivery, DispatchNotice
 
 NT = DispatchNotice.__table__
 
@@ -54,6 +56,9 @@ def insert_notices(session: Session, notices: Sequence[NewNotice], now: datetime
             "planned": n.planned,
             "payload": n.payload,
             "created_at": now,
+            "reference_code": n.notice.reference_code or legacy_reference(n.notice.notice_id),
+            "check_key_id": envelope_key_id(n.notice.sealed)[1],
+            "dob_checks": list(n.notice.dob_checks),
         }
         for n in notices
     ]
@@ -110,3 +115,38 @@ def lock_notices(session: Session, notice_ids: Collection[str]) -> None:
             select(NT.c.notice_id).where(NT.c.notice_id.in_(sorted(set(notice_ids))))
             .order_by(NT.c.notice_id).with_for_update()
         ).all()
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRow:
+    """What the genuine-notice check reads about the notice printed with a reference."""
+
+    notice_id: str
+    incident_id: str
+    person_id: str
+    key_id: str | None
+    dob_checks: list[str]
+
+
+def by_reference(session: Session, reference_code: str) -> CheckRow | None:
+    """The notice printed with this reference, or None (one indexed look-up either way)."""
+    row = session.execute(
+        select(NT.c.notice_id, NT.c.incident_id, NT.c.person_id, NT.c.check_key_id,
+               NT.c.dob_checks).where(NT.c.reference_code == reference_code)
+    ).first()
+    return None if row is None else CheckRow(row[0], row[1], row[2], row[3], list(row[4] or []))
+
+
+def notice_payload(session: Session, notice_id: str) -> bytes | None:
+    return session.execute(select(NT.c.payload).where(NT.c.notice_id == notice_id)).scalar()
+
+
+def pinned_revision(session: Session, notice_id: str) -> int | None:
+    """The incident revision the notice's first rendered delivery was pinned to (what the
+    person was sent), or None when nothing has been rendered yet."""
+    table = Delivery.__table__
+    return session.execute(
+        select(table.c.content_revision).where(table.c.notice_id == notice_id,
+                                               table.c.content_revision.is_not(None))
+        .order_by(table.c.id).limit(1)
+    ).scalar()

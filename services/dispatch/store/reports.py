@@ -3,7 +3,6 @@ by the s 115 public notice."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import exists, select, text
@@ -75,6 +74,65 @@ def unreachable(session: Session, incident_id: str) -> list[Unreachable]:
 
 
 @dataclass(frozen=True)
+class CommissionerCounts:
+    """Dispatch's part of the Privacy Commissioner's report (services/common/report.py):
+    counts for the incident and per agency the notices cover; no personal data."""
+
+    incident: dict[str, int]
+    by_agency: dict[str, dict[str, int]]
+    milestones: dict[str, object]  # milestone -> datetime
+
+
+def commissioner_counts(session: Session, incident_id: str) -> CommissionerCounts:
+    from collections import Counter
+
+    import orjson
+
+    from services.dispatch.models import DeliveryHistory
+
+    incident: Counter = Counter()
+    by_agency: dict[str, Counter] = {}
+    agencies_of: dict[str, list[str]] = {}
+    persons: set[str] = set()
+    agency_persons: dict[str, set[str]] = {}
+    for notice_id, person_id, version, payload in session.execute(
+            select(NT.c.notice_id, NT.c.person_id, NT.c.version, NT.c.payload)
+            .where(NT.c.incident_id == incident_id)):
+        ids = sorted({a["agency_id"] for a in orjson.loads(payload)["agencies"]})
+        agencies_of[notice_id] = ids
+        persons.add(person_id)
+        kind = "notices.amendments" if version > 1 else "notices.first"
+        incident[kind] += 1
+        for agency_id in ids:
+            by_agency.setdefault(agency_id, Counter())[kind] += 1
+            agency_persons.setdefault(agency_id, set()).add(person_id)
+    incident["persons.notified"] = len(persons)
+    for agency_id, people in agency_persons.items():
+        by_agency[agency_id]["persons.notified"] = len(people)
+    for notice_id, channel, status in session.execute(
+            select(DT.c.notice_id, DT.c.channel, DT.c.status).where(DT.c.incident_id == incident_id)):
+        measure = "unreachable" if channel == "none" else f"deliveries.{channel}.{status}"
+        incident[measure] += 1
+        for agency_id in agencies_of.get(notice_id, ()):
+            by_agency[agency_id][measure] += 1
+    ht = DeliveryHistory.__table__
+    in_incident = ht.c.notice_id.in_(select(NT.c.notice_id).where(NT.c.incident_id == incident_id)
+                                     .scalar_subquery())
+    first_notice = session.execute(select(text("min(created_at)")).select_from(NT)
+                                   .where(NT.c.incident_id == incident_id)).scalar()
+    first_sent, last_delivered = session.execute(
+        select(
+            select(ht.c.at).where(in_incident, ht.c.status == "sent").order_by(ht.c.at).limit(1)
+            .scalar_subquery(),
+            select(ht.c.at).where(in_incident, ht.c.status == "delivered")
+            .order_by(ht.c.at.desc()).limit(1).scalar_subquery())).one()
+    milestones = {k: v for k, v in (("notices.first_received", first_notice),
+                                    ("deliveries.first_sent", first_sent),
+                                    ("deliveries.last_delivered", last_delivered)) if v is not None}
+    return CommissionerCounts(dict(incident), {a: dict(c) for a, c in by_agency.items()}, milestones)
+
+
+@dataclass(frozen=True)
 class StoredNotice:
     """A notice as stored (NoticeMessage JSON, still sealed) and what its deliveries were
     pinned to at their first attempt (None: not sent yet — rendered as it would be now)."""
@@ -83,14 +141,6 @@ class StoredNotice:
     content_revision: int | None
     says_emailed: bool | None
     says_update: bool | None
-
-
-def find_notice_id(session: Session, incident_id: str, matches: Callable[[str], bool]) -> str | None:
-    """The first of the incident's notice ids `matches` accepts (a scan: for the rare look-up
-    by the code printed on a notice, which is derived from the id and cannot be queried)."""
-    rows = session.execute(select(NT.c.notice_id).where(NT.c.incident_id == incident_id)
-                           .execution_options(stream_results=True, yield_per=5000))
-    return next((nid for (nid,) in rows if matches(nid)), None)
 
 
 def stored_notice(session: Session, incident_id: str, notice_id: str) -> StoredNotice | None:

@@ -4,7 +4,7 @@ audit trail keeps each notice's id and its deliveries' final outcomes, nothing p
 from sqlalchemy import select
 from sqlmodel import Session
 
-from services.dispatch.models import Delivery, DispatchNotice
+from services.dispatch.models import Delivery, DeliveryHistory, DispatchNotice
 
 
 def purge_incident(session: Session, incident_id: str) -> dict:
@@ -14,6 +14,9 @@ def purge_incident(session: Session, incident_id: str) -> dict:
             select(d.c.notice_id, d.c.channel, d.c.status).where(d.c.incident_id == incident_id)
             .order_by(d.c.notice_id, d.c.channel)):
         outcomes.setdefault(notice_id, {})[channel] = status
+    h = DeliveryHistory.__table__
+    session.execute(h.delete().where(h.c.notice_id.in_(
+        select(n.c.notice_id).where(n.c.incident_id == incident_id).scalar_subquery())))
     deliveries = session.execute(d.delete().where(d.c.incident_id == incident_id)).rowcount
     notices = session.execute(n.delete().where(n.c.incident_id == incident_id)).rowcount
     return {"notices": notices, "deliveries": deliveries, "outcomes": outcomes}

@@ -1,0 +1,42 @@
+"""Dispatch's data migrations on PostgreSQL: notices stored before a revision mean the same
+after the upgrade."""
+
+import pytest
+from sqlalchemy import text
+
+from services.common import migrations
+from services.common.crypto import Sealer
+from services.common.db import make_engine
+from services.common.references import legacy_reference
+from testkit.infra import migration_tree
+from testkit.notices import notice_message, person
+
+pytestmark = [pytest.mark.postgres]
+
+
+def test_0006_gives_stored_notices_the_reference_they_printed(pg_database, data_keys):
+    url = pg_database(None)
+    tree = migration_tree("dispatch")
+    migrations.upgrade(tree, url, "0005")
+    sealer = Sealer(data_keys)
+    old = notice_message(sealer, 1, person(1))  # made before references were keyed
+    new = notice_message(sealer, 2, person(2), dates_of_birth=["1980-04-12"])
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO dispatch_notice (notice_id, incident_id, person_id, version, planned,"
+            " payload, created_at) VALUES (:id, 'inc-1', :person, 1, true, :payload, now())"), [
+            {"id": n.notice_id, "person": n.person_id, "payload": n.model_dump_json().encode()}
+            for n in (old, new)])
+    migrations.upgrade(tree, url)
+    with engine.connect() as conn:
+        rows = dict(conn.execute(text(
+            "SELECT notice_id, reference_code FROM dispatch_notice")).all())
+        checks = dict(conn.execute(text(
+            "SELECT notice_id, dob_checks::text FROM dispatch_notice")).all())
+        key_ids = set(conn.execute(text("SELECT check_key_id FROM dispatch_notice")).scalars())
+    engine.dispose()
+    assert rows == {old.notice_id: legacy_reference(old.notice_id),
+                    new.notice_id: new.reference_code}
+    assert checks[old.notice_id] == "[]" and new.dob_checks[0] in checks[new.notice_id]
+    assert key_ids == {old.sealed.split(".")[1]}
