@@ -16,7 +16,9 @@ SERVICES = m.services()
 # "staff": the audit log and token revocation, for signed-in staff (roles checked per route).
 # "console": intake's pass-through for the coordinator console (coordinator token required,
 # like "coordinator"; tagged apart so the fuzz test does not send it to services it lacks).
-PUBLIC_TAGS = {"agency", "coordinator", "receipts", "staff", "console"}
+# "call centre": staff with that role (lookups, scripted answers). "public": the notice check,
+# unauthenticated and rate-limited, on a host of its own (test below).
+PUBLIC_TAGS = {"agency", "coordinator", "receipts", "staff", "console", "call centre", "public"}
 POSTGRES_PORT = 5432  # DATABASE_URL is a secret: the policy assumes PostgreSQL's port
 
 
@@ -74,6 +76,15 @@ def test_receipts_have_a_host_of_their_own(objects, service_facts):
         hosts.setdefault(host, set()).update(route.tags)
     receipt_hosts = [h for h, tags in hosts.items() if "receipts" in tags]
     assert receipt_hosts and all(hosts[h] == {"receipts"} for h in receipt_hosts), hosts
+
+
+def test_the_public_notice_check_has_a_host_of_its_own(objects, service_facts):
+    """People type this address: nothing staff-facing answers beside it, and it is routed."""
+    hosts: dict[str, set[str]] = {}
+    for _ingress, host, _service, route in _exposure(objects, service_facts):
+        hosts.setdefault(host, set()).update(route.tags)
+    check_hosts = [h for h, tags in hosts.items() if "public" in tags]
+    assert check_hosts and all(hosts[h] == {"public"} for h in check_hosts), hosts
 
 
 def test_ingress_is_tls_only(objects):
