@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
+import hashlib
 import json
 import os
 import uuid
@@ -124,6 +125,9 @@ class SmsGateway:
     receipts_sent: list[dict] = field(default_factory=list)  # {id, status, http_status}
     send_attempts: int = 0
     message_log: Path | None = None  # JSON Lines: every message taken
+    # False (dry-run sidecars in a real deployment): keep a digest of the number and text, not
+    # them — enough to answer a re-send by reference, nothing personal held.
+    keep_content: bool = True
 
     def __post_init__(self) -> None:
         self.app = _ExposeTransport(create_app(self))
@@ -186,6 +190,10 @@ class SmsGateway:
             with self.message_log.open("a") as log:
                 log.write(json.dumps({"id": sms.id, "reference": sms.reference, "to": sms.to,
                                       "created_at": sms.created_at}) + "\n")
+
+    def kept(self, text: str) -> str:
+        """What is stored of a number or a text: itself, or only its digest."""
+        return text if self.keep_content else "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
     def set_outcome(self, to: str, status: str) -> None:
         self.outcomes[to] = status
@@ -293,10 +301,11 @@ def create_app(gw: SmsGateway) -> FastAPI:
         if b.fail_next > 0:
             b.fail_next -= 1
             return JSONResponse({"error": "simulated failure"}, status_code=b.fail_status)
+        to, body = gw.kept(req.to), gw.kept(req.body)
         existing_id = gw.by_reference.get(req.reference)
         if existing_id:
             existing = gw.messages[existing_id]
-            if (existing.to, existing.body) != (req.to, req.body):
+            if (existing.to, existing.body) != (to, body):
                 raise HTTPException(
                     status_code=409, detail="reference reused with different message"
                 )
@@ -304,8 +313,8 @@ def create_app(gw: SmsGateway) -> FastAPI:
         else:
             sms = StoredSms(
                 id=str(uuid.uuid4()),
-                to=req.to,
-                body=req.body,
+                to=to,
+                body=body,
                 reference=req.reference,
                 callback_url=req.callback_url,
                 status="accepted",
@@ -387,10 +396,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key", default=os.environ.get("PANUI_SMS_API_KEY"))
     parser.add_argument("--message-log", type=Path, default=None,
                         help="append every message taken to this JSON Lines file")
+    parser.add_argument("--digests-only", action="store_true",
+                        help="keep a digest of each number and text, not them")
     args = parser.parse_args(argv)
     gw = SmsGateway(
         callback_secret=args.callback_secret, api_key=args.api_key, host=args.host, port=args.port,
-        message_log=args.message_log,
+        message_log=args.message_log, keep_content=not args.digests_only,
     )
     run_until_interrupted(gw, lambda g: f"SMS gateway listening on {g.url}")
 

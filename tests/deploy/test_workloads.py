@@ -164,3 +164,24 @@ def test_one_autoscaler_owns_the_replica_count(objects, service_facts, service):
     low = hpas[0]["spec"]["minReplicas"] if hpas else scaled[0]["spec"]["minReplicaCount"]
     if objects.shared_config["PANUI_ENVIRONMENT"] == "production":
         assert low >= 2, f"{name}: at least two replicas in production"
+
+
+def test_dispatch_rehearses_on_simulated_gateways_beside_it(objects):
+    """Dry-run incidents go only to simulated gateways on the pod's loopback (the settings refuse
+    anything else): the pod must run them, where the settings point, keeping nothing personal
+    and reachable from nowhere else."""
+    pod = _pod(objects, "dispatch")
+    env = objects.container_env(m.main_container(objects.deployment("dispatch")))
+    fields = m.settings_class("dispatch").model_fields
+    smtp_port = env.get("PANUI_DRY_RUN_SMTP_PORT", {}).get("value") or fields["dry_run_smtp_port"].default
+    sms_url = env.get("PANUI_DRY_RUN_SMS_URL", {}).get("value") or fields["dry_run_sms_url"].default
+    sidecars = {c["name"]: c for c in pod.get("initContainers", []) if c.get("restartPolicy") == "Always"}
+    smtp, sms = sidecars["dry-run-smtp"]["command"], sidecars["dry-run-sms"]["command"]
+    assert smtp[:4] == ["python", "-m", "services.gateways", "smtp"]
+    assert sms[:4] == ["python", "-m", "services.gateways", "sms"]
+    for command, option in ((smtp, "--count-only"), (sms, "--digests-only")):
+        assert command[command.index("--host") + 1] == "127.0.0.1" and option in command
+    assert smtp[smtp.index("--port") + 1] == str(smtp_port)
+    assert sms_url == f"http://127.0.0.1:{sms[sms.index('--port') + 1]}"
+    assert smtp[smtp.index("--bounce-webhook-url") + 1] == ""  # no shared receipt secret
+    assert all("ports" not in c for c in sidecars.values())

@@ -110,20 +110,39 @@ def _wait_port(port, proc, timeout=15.0):
     raise AssertionError("gateway did not start")
 
 
+async def test_sms_digests_only_keeps_nothing_personal_and_still_dedupes():
+    """The dry-run sidecar's mode: a re-send by reference is answered as before, a reference
+    reused for another message is still refused, and neither number nor text is held."""
+    async with SmsGateway(keep_content=False) as gw, httpx.AsyncClient(base_url=gw.url) as http:
+        payload = {"to": "+64210000001", "body": "hi PAN-TEST", "reference": "R1:sms"}
+        first = await http.post("/v1/messages", json=payload)
+        again = await http.post("/v1/messages", json=payload)
+        assert first.status_code == again.status_code == 202
+        assert first.json()["id"] == again.json()["id"]
+        other = await http.post("/v1/messages", json={**payload, "body": "another"})
+        assert other.status_code == 409
+        stored = json.dumps((await http.get("/v1/messages")).json())
+        assert "+64210000001" not in stored and "PAN-TEST" not in stored
+        assert len(gw.messages) == 1
+
+
 @pytest.mark.parametrize(
-    "module", ["services.gateways.smtp_server", "services.gateways.sms_server"]
-)
-async def test_cli_starts_and_serves(module):
+    "command", [["services.gateways.smtp_server"], ["services.gateways.sms_server"],
+                ["services.gateways", "smtp", "--count-only"],
+                ["services.gateways", "sms", "--digests-only"]],
+    ids=["smtp_server", "sms_server", "gateways-smtp", "gateways-sms"])
+async def test_cli_starts_and_serves(command):
+    smtp = "smtp" in " ".join(command)
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, "--port", str(port)],
+        [sys.executable, "-m", *command, "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
         await asyncio.to_thread(_wait_port, port, proc)
-        if module.endswith("smtp_server"):
+        if smtp:
             await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=port)
         else:
             async with httpx.AsyncClient() as http:
