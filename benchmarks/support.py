@@ -63,8 +63,8 @@ def table(headers: list[str], rows: list[list]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def process_tree(pid: int) -> list[int]:
-    """The process and its live descendants (uvicorn workers are children of the service)."""
+def process_children() -> dict[int, list[int]]:
+    """Every live process's children, by parent pid (one scan of /proc)."""
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -74,6 +74,13 @@ def process_tree(pid: int) -> list[int]:
                     int(entry.name))
             except (OSError, IndexError, ValueError):
                 continue
+    return children
+
+
+def process_tree(pid: int, children: dict[int, list[int]] | None = None) -> list[int]:
+    """The process and its live descendants (uvicorn workers are children of the service);
+    `children` from process_children() when several trees are read at once."""
+    children = process_children() if children is None else children
     out, todo = [], [pid]
     while todo:
         p = todo.pop()

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.support import process_children, process_tree
+
 _PR_SET_PDEATHSIG = 1
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -105,10 +107,10 @@ class Stack:
     # --- resources ------------------------------------------------------------------------------
 
     def sample(self) -> None:
-        children = _children()
+        children = process_children()
         with self._lock:
             for process in self.processes:
-                for pid in _tree(process.pid, children):
+                for pid in process_tree(process.pid, children):
                     stat = _cpu_and_peak(pid)
                     if stat:
                         process.cpu_s[pid], peak = stat
@@ -160,27 +162,6 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)  # the process leads its own session: its group is its tree
     except ProcessLookupError:
         pass
-
-
-def _children() -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                ppid = int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            out.setdefault(ppid, []).append(int(entry.name))
-    return out
-
-
-def _tree(pid: int, children: dict[int, list[int]]) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, ()))
-    return out
 
 
 def _cpu_and_peak(pid: int) -> tuple[float, int] | None:
