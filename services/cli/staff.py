@@ -79,14 +79,8 @@ def _issue_online(url: str, token: str | None, name: str, roles: list[str], inci
                    err=True)
         raise typer.Exit(2)
     body = {"name": name, "roles": roles, "incidents": incidents, "ttl_s": ttl_s}
-    try:
-        response = httpx.post(f"{url.rstrip('/')}/v1/tokens", json=body,
-                              headers={"authorization": f"Bearer {token}"}, timeout=30)
-    except httpx.HTTPError as exc:
-        typer.echo(f"{url}: did not answer ({type(exc).__name__})", err=True)
-        raise typer.Exit(1) from None
-    if response.status_code != 201:
-        typer.echo(f"{url}: refused ({response.status_code} {_code(response)})", err=True)
+    response = _call("POST", url, "/v1/tokens", token, 201, json=body)
+    if response is None:
         raise typer.Exit(1)
     issued = response.json()
     return issued["token"], issued["claims"]
@@ -118,15 +112,8 @@ def revoke(
     """Revoke a staff token in every service (each keeps its own list)."""
     failed = False
     for base in url or DEFAULT_URLS:
-        try:
-            response = httpx.post(f"{base.rstrip('/')}/v1/tokens/{token_id}/revocation",
-                                  headers={"authorization": f"Bearer {token}"}, timeout=30)
-        except httpx.HTTPError as exc:
-            typer.echo(f"{base}: did not answer ({type(exc).__name__})", err=True)
-            failed = True
-            continue
-        if response.status_code != 200:
-            typer.echo(f"{base}: refused ({response.status_code} {_code(response)})", err=True)
+        response = _call("POST", base, f"/v1/tokens/{token_id}/revocation", token, 200)
+        if response is None:
             failed = True
             continue
         typer.echo(f"{base}: {'revoked' if response.json()['revoked'] else 'revoked already'}")
@@ -146,14 +133,8 @@ def audit_command(
         params: dict = {"after_id": after, "limit": 1000}
         if incident:
             params["incident_id"] = incident
-        try:
-            response = httpx.get(f"{url.rstrip('/')}/v1/audit", params=params,
-                                 headers={"authorization": f"Bearer {token}"}, timeout=30)
-        except httpx.HTTPError as exc:
-            typer.echo(f"{url}: did not answer ({type(exc).__name__})", err=True)
-            raise typer.Exit(1) from None
-        if response.status_code != 200:
-            typer.echo(f"{url}: refused ({response.status_code} {_code(response)})", err=True)
+        response = _call("GET", url, "/v1/audit", token, 200, params=params)
+        if response is None:
             raise typer.Exit(1)
         page = response.json()
         for entry in page["entries"]:
@@ -165,6 +146,22 @@ def audit_command(
         if page["next_after_id"] is None:
             return
         after = page["next_after_id"]
+
+
+def _call(method: str, base: str, path: str, token: str | None, expect: int,
+          **kwargs) -> httpx.Response | None:
+    """The service's answer if it is `expect`; None, said on stderr, if the service refused or
+    did not answer (the caller decides whether to go on)."""
+    try:
+        response = httpx.request(method, f"{base.rstrip('/')}{path}",
+                                 headers={"authorization": f"Bearer {token}"}, timeout=30, **kwargs)
+    except httpx.HTTPError as exc:
+        typer.echo(f"{base}: did not answer ({type(exc).__name__})", err=True)
+        return None
+    if response.status_code != expect:
+        typer.echo(f"{base}: refused ({response.status_code} {_code(response)})", err=True)
+        return None
+    return response
 
 
 def _code(response: httpx.Response) -> str:
