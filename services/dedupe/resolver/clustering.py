@@ -27,6 +27,8 @@ class MatchEdge:
     # On a weak edge between two complete records (one goes by the other's middle name),
     # the record whose identity is in doubt: it attaches only where all its weak edges lead.
     loose: int = -1
+    # The two records agree on more than names: a mobile, an email, or the dwelling.
+    placed: bool = False
 
     @property
     def order(self) -> tuple:
@@ -141,12 +143,13 @@ def _settle_incomplete_sets(
 ) -> None:
     """Judge incomplete records that point at each other as one set (in place, on targets).
 
-    One person's W-2s from several employers (no date of birth, each at another address)
-    each match the person's complete records and each other, so each sees two targets and
-    none attaches. Groups made only of incomplete records and linked by weak edges form a
-    set; when every target outside the set is one group, each member with its own edge to
-    that group points there alone. A set that reaches two outside groups bridges nobody:
-    its members keep all their targets and stay ambiguous.
+    One person's W-2s from several employers (no date of birth) each match the person's
+    complete records and each other, so each sees two targets and none attaches. Groups
+    made only of incomplete records, linked by weak edges that agree on more than names (a
+    contact or the dwelling), form a set; when every target outside the set is one group,
+    each member with its own edge to that group points there alone. A namesake's W-2 at
+    another address shares only names with the set, so it is not in it. A set that reaches
+    two outside groups bridges nobody: its members keep all their targets.
     """
     weak_only = {g for g in targets if all(incomplete(m) for m in groups[g])}
     if len(weak_only) < 2:
@@ -161,7 +164,7 @@ def _settle_incomplete_sets(
 
     for edge in weak:
         ga, gb = home[edge.a], home[edge.b]
-        if ga != gb and ga in weak_only and gb in weak_only:
+        if edge.placed and ga != gb and ga in weak_only and gb in weak_only:
             parent[find(ga)] = find(gb)
     sets: dict[int, list[int]] = {}
     for g in weak_only:
@@ -169,8 +172,8 @@ def _settle_incomplete_sets(
     for group_set in sets.values():
         if len(group_set) < 2:
             continue
-        inside = set(group_set)
-        outside = set().union(*(targets[g] for g in group_set)) - inside
+        # Other incomplete records the set matches on names alone are not a second person.
+        outside = set().union(*(targets[g] for g in group_set)) - weak_only
         if len(outside) != 1:
             continue
         for g in group_set:
