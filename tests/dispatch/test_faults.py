@@ -155,10 +155,11 @@ async def test_a_relay_slow_to_answer_the_final_dot_gets_each_email_once(
 async def test_a_send_past_its_deadline_ends_and_is_retried(
     service_env, pg_database, smtp, sms, mail
 ):
-    """A relay holding DATA past the per-send deadline: the attempt is cut off (ambiguous,
-    same reference next time) well inside the lease, instead of running on past it."""
+    """A relay holding its answer to RCPT past the per-send deadline: the attempt is cut off
+    before DATA (the relay has nothing of it) well inside the lease, instead of running on
+    past it, and retried with the same reference. (A started DATA is never cut: above.)"""
     db = pg_database("dispatch")
-    smtp.hold("DATA", 3.0)
+    smtp.hold("RCPT", 3.0)
     settings = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
                                  sms_url=sms.url, quiet_hours_enabled=False,
                                  sending_lease_s=4.0, send_deadline_s=1.0)
@@ -167,7 +168,8 @@ async def test_a_send_past_its_deadline_ends_and_is_retried(
         notice = notice_message(stack.sealer, 1, person(1))
         await stack.publish_notices([notice])
         await _until(lambda: any(r == "deadline" for *_, r in _rows(db)), "the deadline", 15)
-        smtp.hold("DATA", 0.0)
+        assert smtp.data_received == 0  # cut before DATA
+        smtp.hold("RCPT", 0.0)
         await _until(lambda: _settled(db, 1), "sent on the retry")
         [row] = stack.deliveries()
     assert (row.status, row.reference) == ("sent", f"{notice.notice_id}:email")
