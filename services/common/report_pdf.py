@@ -72,10 +72,10 @@ _TABLE = TableStyle([
 ])
 
 
-def _table(header: tuple[str, str], rows: list[tuple[str, str]], styles: dict,
-           widths: tuple[float, float]) -> LongTable:
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], styles: dict,
+           widths: tuple[float, ...]) -> LongTable:
     cells = [[Paragraph(escape(h), styles["head"]) for h in header]]
-    cells += [[Paragraph(escape(a), styles["cell"]), Paragraph(escape(b), styles["cell"])] for a, b in rows]
+    cells += [[Paragraph(escape(text), styles["cell"]) for text in row] for row in rows]
     table = LongTable(cells, colWidths=widths, repeatRows=1, hAlign="LEFT")
     table.setStyle(_TABLE)
     return table
@@ -84,8 +84,9 @@ def _table(header: tuple[str, str], rows: list[tuple[str, str]], styles: dict,
 def _counts_table(counts: list[ReportCount], styles: dict) -> Flowable:
     if not counts:
         return Paragraph("No counts.", styles["small"])
-    return _table(("Measure", "Value"), [(c.measure, f"{c.value:,}") for c in counts], styles,
-                  (120 * mm, 40 * mm))
+    return _table(("Measure", "Counted by", "Value"),
+                  [(c.measure, c.service or "", f"{c.value:,}") for c in counts], styles,
+                  (95 * mm, 30 * mm, 35 * mm))
 
 
 def render_report_pdf(report: Report) -> bytes:
