@@ -16,6 +16,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
+from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
@@ -57,7 +58,10 @@ def _styles() -> dict[str, ParagraphStyle]:
         "h2": ParagraphStyle("h2", parent=base, fontName=FONT_BOLD, fontSize=12, leading=15,
                              spaceBefore=5 * mm, spaceAfter=2 * mm),
         "cell": ParagraphStyle("cell", parent=base, fontSize=9, leading=11),
+        "number": ParagraphStyle("number", parent=base, fontSize=9, leading=11, alignment=TA_RIGHT),
         "head": ParagraphStyle("head", parent=base, fontName=FONT_BOLD, fontSize=9, leading=11),
+        "head_number": ParagraphStyle("head_number", parent=base, fontName=FONT_BOLD, fontSize=9,
+                                      leading=11, alignment=TA_RIGHT),
     }
 
 
@@ -65,7 +69,6 @@ _TABLE = TableStyle([
     ("FONT", (0, 0), (-1, -1), FONT, 9),
     ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.black),
     ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.HexColor("#bbbbbb")),
-    ("ALIGN", (-1, 1), (-1, -1), "RIGHT"),
     ("VALIGN", (0, 0), (-1, -1), "TOP"),
     ("TOPPADDING", (0, 0), (-1, -1), 2),
     ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
@@ -73,9 +76,16 @@ _TABLE = TableStyle([
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], styles: dict,
-           widths: tuple[float, ...]) -> LongTable:
-    cells = [[Paragraph(escape(h), styles["head"]) for h in header]]
-    cells += [[Paragraph(escape(text), styles["cell"]) for text in row] for row in rows]
+           widths: tuple[float, ...], numbers_last: bool = False) -> LongTable:
+    """A table of text; `numbers_last`: the last column holds numbers (right-aligned)."""
+    last = len(header) - 1
+
+    def style(i: int) -> ParagraphStyle:
+        return styles["number"] if numbers_last and i == last else styles["cell"]
+
+    cells = [[Paragraph(escape(h), styles["head_number" if numbers_last and i == last else "head"])
+              for i, h in enumerate(header)]]
+    cells += [[Paragraph(escape(text), style(i)) for i, text in enumerate(row)] for row in rows]
     table = LongTable(cells, colWidths=widths, repeatRows=1, hAlign="LEFT")
     table.setStyle(_TABLE)
     return table
@@ -86,7 +96,7 @@ def _counts_table(counts: list[ReportCount], styles: dict) -> Flowable:
         return Paragraph("No counts.", styles["small"])
     return _table(("Measure", "Counted by", "Value"),
                   [(c.measure, c.service or "", f"{c.value:,}") for c in counts], styles,
-                  (95 * mm, 30 * mm, 35 * mm))
+                  (95 * mm, 30 * mm, 35 * mm), numbers_last=True)
 
 
 def render_report_pdf(report: Report) -> bytes:
