@@ -13,14 +13,17 @@ const VERIFIED = [["date-of-birth", "Date of birth"], ["name-and-address", "Name
 
 function checkExplainer(content) {
   const typed = content && content.contact ? content.contact.web_address : null;
-  const url = typed ? (/^https?:\/\//i.test(typed) ? typed : `https://${typed}`) : null;
+  // A link for staff (notices never carry one); only an http(s) address becomes one.
+  let url = null;
+  try { url = typed ? new URL(/^[a-z][a-z0-9+.-]*:/i.test(typed) ? typed : "https:" + "//" + typed) : null; } catch { url = null; }
+  if (url && url.protocol !== "https:" && url.protocol !== "http:") url = null;
   return h("section", { class: "card", id: "check-explainer" }, h("h2", {}, "“Is this notice genuine?” — the public check"),
     h("p", {}, "Every notice tells people to type ", typed ? h("b", { id: "check-address" }, typed) : "the incident's web address",
       " into their browser (the notices never link to it, so a look-alike message cannot either). There they enter the reference ",
       "from their notice and their date of birth; a match shows the incident, the agencies, the kinds of information involved and ",
       "the contact line — nothing else. A wrong date and an unknown reference get the same answer, and tries are limited."),
     h("p", {}, "Tell callers to type the address themselves. ",
-      url ? h("a", { href: url, id: "check-link", target: "_blank", rel: "noopener noreferrer" }, "Open the check page") : ""));
+      url ? h("a", { href: url.href, id: "check-link", target: "_blank", rel: "noopener noreferrer" }, "Open the check page") : ""));
 }
 
 function lookupResult(r) {
