@@ -15,8 +15,9 @@ from tests.deploy import manifests as m
 
 SERVICES = m.services()
 # "staff": the audit log and token revocation, for signed-in staff (roles checked per route).
-# "console": intake's pass-through for the coordinator console (coordinator token required,
-# like "coordinator"; tagged apart so the fuzz test does not send it to services it lacks).
+# "console": intake's pass-through for the console and its combined Commissioner's report
+# (staff token required, like "coordinator"; tagged apart so the fuzz test of intake alone
+# does not send it to services it lacks).
 # "call centre": staff with that role (lookups, scripted answers). "public": the notice check,
 # unauthenticated and rate-limited, on a host of its own (test below).
 PUBLIC_TAGS = {"agency", "coordinator", "receipts", "staff", "console", "call centre", "public"}

@@ -5,7 +5,8 @@ as the pass-through does), combined by the same function as `panui report`
 
 Counts and dates only — no personal data — so the CSV and PDF are downloads like any other:
 no audit entry (the per-service reports make none either). A service that does not answer is
-a 502 `console.upstream_unavailable`; one that refuses, a 502 `report.upstream_refused` naming it.
+a 502 `console.upstream_unavailable`; one that has not had the incident yet (it travels on
+Kafka), a 409 `report.not_ready`; one that refuses otherwise, a 502 `report.upstream_refused`.
 """
 
 import asyncio
@@ -20,8 +21,10 @@ from services.common.report import Report, ServiceReport, combine, report_csv
 from services.common.report_pdf import render_report_pdf
 from services.intake.api import own_report
 
-router = APIRouter(prefix="/v1/incidents", tags=["coordinator"],
-                   responses={c: {"model": ErrorResponse} for c in (401, 404, 502)})
+# Tagged "console" like the pass-through: it needs dedupe and dispatch behind it (a fuzzer of
+# intake alone would only see them down); the coordinator's token is still required.
+router = APIRouter(prefix="/v1/incidents", tags=["console"],
+                   responses={c: {"model": ErrorResponse} for c in (401, 404, 409, 502)})
 
 
 async def _part(ctx: CoordinatorContext, request: Request, service: str, incident_id: str) -> ServiceReport:
@@ -33,6 +36,9 @@ async def _part(ctx: CoordinatorContext, request: Request, service: str, inciden
     except httpx.HTTPError as exc:
         raise ApiError(502, "console.upstream_unavailable",
                        f"{service} did not answer ({type(exc).__name__}).") from None
+    if answer.status_code == 404:  # made at intake, not yet arrived there (incidents.v1)
+        raise ApiError(409, "report.not_ready",
+                       f"{service} does not know this incident yet; try again in a moment.")
     if answer.status_code != 200:
         raise ApiError(502, "report.upstream_refused",
                        f"{service} answered HTTP {answer.status_code} for its part of the report.")
