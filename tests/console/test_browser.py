@@ -394,12 +394,16 @@ async def _call_centre(browser: webdriver.Chrome, client: httpx.AsyncClient, inc
     await _until(browser, lambda b: b.find_element(By.ID, "cc-form"), "the call-centre page")
     # Its only page: the coordinator's links are hidden and their routes lead back here.
     assert not browser.find_element(By.CSS_SELECTOR, '#nav a[href="#/incidents"]').is_displayed()
+    browser.execute_script("document.getElementById('cc-form').dataset.old = 'yes'")  # this render
     browser.execute_script(f"location.hash = '#/incident/{incident_id}'")
-    await _until(browser, lambda b: b.find_element(By.ID, "cc-form") and "#/call-centre" in b.current_url,
-                 "the coordinator page refused")
-    answers = await _api(client, "/v1/console/dispatch/v1/call-centre/answers")
-    shown = [d.get_attribute("data-answer") for d in browser.find_elements(By.CSS_SELECTOR, "#scripted-answers details")]
-    assert shown == [a["id"] for a in answers["answers"]] and len(shown) == 8
+    await _until(browser, lambda b: "#/call-centre" in b.current_url
+                 and b.find_element(By.ID, "cc-form").get_attribute("data-old") is None,
+                 "the coordinator page refused, the call centre's drawn again")
+    answers = [a["id"] for a in (await _api(client, "/v1/console/dispatch/v1/call-centre/answers"))["answers"]]
+    assert len(answers) == 8
+    await _until(browser, lambda b: [d.get_attribute("data-answer") for d in
+                                     b.find_elements(By.CSS_SELECTOR, "#scripted-answers details")] == answers,
+                 "the scripted answers")
 
     async def look_up(dob: str) -> None:
         for field, value in (("cc-incident", incident_id), ("cc-reference", code)):
