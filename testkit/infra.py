@@ -6,7 +6,6 @@ per run: the first request for, say, a dedupe database migrates a template datab
 (`tpl_dedupe_<random>`), and every later one is `CREATE DATABASE … TEMPLATE` of it (a file copy,
 much faster than migrating again). Template names are random, so concurrent pytest runs on the
 same server (other worktrees) never share or race on one; `drop_templates` removes this run's.
-A test's database commits without waiting for the WAL flush (`synchronous_commit=False`).
 """
 
 import asyncio
@@ -61,29 +60,15 @@ def migration_tree(service: str) -> migrations.MigrationTree:
     return migrations.MigrationTree.of(importlib.import_module(f"services.{service}.models").MODELS)
 
 
-def create_database(admin_url: str, prefix: str = "t", service: str | None = None,
-                    synchronous_commit: bool = True) -> tuple[str, str]:
+def create_database(admin_url: str, prefix: str = "t", service: str | None = None) -> tuple[str, str]:
     """A new database on the shared server: (name, url). With `service`, it holds that service's
     schema at its head revision (as `python -m services.<service> migrate` leaves it); without,
-    it is empty.
-
-    `synchronous_commit=False` (tests): a commit returns before its WAL is flushed to disk. What
-    other sessions see is the same; only a crash of the PostgreSQL server itself could lose the
-    last commits, and no test crashes the shared server. Never for a server a test kills
-    (testkit.system's scenarios, which may run on a private one, keep the default). It saves the
-    ~5-10 ms flush of every commit on a loaded box. Benchmarks keep the default, as production."""
+    it is empty."""
     template = _template(admin_url, service) if service else None
     name = f"{prefix}_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-        if not synchronous_commit:
-            no_flush_wait(conn, name)
     return name, database_url(admin_url, name)
-
-
-def no_flush_wait(conn: psycopg.Connection, name: str) -> None:
-    """New sessions of database `name` commit without waiting for the WAL flush (tests only)."""
-    conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
 
 
 def database_url(admin_url: str, name: str) -> str:
@@ -105,7 +90,7 @@ def sqlite_database(path: Path, service: str) -> str:
 def _template(admin_url: str, service: str) -> str:
     key = (admin_url, service)
     if key not in _templates:
-        name, url = create_database(admin_url, f"tpl_{service}", synchronous_commit=False)  # tests only
+        name, url = create_database(admin_url, f"tpl_{service}")
         try:
             # upgrade() disposes its engine: no session stays to block CREATE DATABASE … TEMPLATE.
             migrations.upgrade(migration_tree(service), url)

@@ -45,7 +45,7 @@ def pg_database(pg_admin_url: str):  # noqa: ANN201
     created: list[str] = []
 
     def make(service: str | None) -> str:
-        name, url = infra.create_database(pg_admin_url, service=service, synchronous_commit=False)
+        name, url = infra.create_database(pg_admin_url, service=service)
         created.append(name)
         return url
 

@@ -28,7 +28,7 @@ def _count(text: str) -> float:
 
 @pytest.mark.timeout(300)
 async def test_every_scrape_counts_the_requests_of_every_worker(tmp_path, kafka_bootstrap, pg_admin_url):
-    name, url = infra.create_database(pg_admin_url, service="intake", synchronous_commit=False)
+    name, url = infra.create_database(pg_admin_url, service="intake")
     prefix = f"workers-{uuid.uuid4().hex[:10]}."
     env = {**clean_environ(), "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "PANUI_TOPIC_PREFIX": prefix,
            "PANUI_DATA_KEYS": generate_key_spec("workers1"), "PANUI_COORDINATOR_TOKENS": TOKEN,

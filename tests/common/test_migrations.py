@@ -33,7 +33,7 @@ def empty_database(request, pg_admin_url, tmp_path) -> Iterator[Callable[[], str
     def make() -> str:
         if request.param == "sqlite":
             return f"sqlite:///{tmp_path / f'db{len(created)}.sqlite'}"
-        name, url = infra.create_database(pg_admin_url, "mig", synchronous_commit=False)
+        name, url = infra.create_database(pg_admin_url, "mig")
         created.append(name)
         return url
 

@@ -84,7 +84,7 @@ def schedules(draw, n: int) -> tuple[list[int], list[int]]:  # noqa: ANN001
 @pytest.fixture(scope="module")
 def engine(pg_admin_url):  # noqa: ANN001, ANN201
     """One database for every example: each example is its own incident."""
-    name, url = infra.create_database(pg_admin_url, service="dedupe", synchronous_commit=False)
+    name, url = infra.create_database(pg_admin_url, service="dedupe")
     engine = make_engine(url)
     yield engine
     engine.dispose()

@@ -181,7 +181,7 @@ async def deployment(pg_admin_url, kafka_bootstrap, data_keys, tmp_path_factory)
     common = {"kafka_bootstrap_servers": kafka_bootstrap, "topic_prefix": prefix, "data_keys": data_keys,
               "coordinator_tokens": COORDINATOR_TOKEN, "token_signing_key": SIGNING_KEY,
               "outbox_poll_interval_s": 0.05, **idp.settings()}
-    databases = {s: infra.create_database(pg_admin_url, service=s, synchronous_commit=False) for s in RULES}
+    databases = {s: infra.create_database(pg_admin_url, service=s) for s in RULES}
     incident, elsewhere = f"inc-m-{uuid.uuid4().hex[:6]}", f"inc-o-{uuid.uuid4().hex[:6]}"
     engine = make_engine(databases["dedupe"][1])
     with session_scope(engine) as session:

@@ -50,7 +50,7 @@ def live(pg_admin_url, kafka_bootstrap, data_keys):  # noqa: ANN001, ANN201
     import asyncio
 
     prefix = f"test-{uuid.uuid4().hex[:10]}."
-    databases = {s: infra.create_database(pg_admin_url, service=s, synchronous_commit=False) for s in FACTORIES}
+    databases = {s: infra.create_database(pg_admin_url, service=s) for s in FACTORIES}
     urls = {}
     try:
         with _all_served(databases, kafka_bootstrap, prefix, data_keys, urls):

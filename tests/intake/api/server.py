@@ -38,7 +38,7 @@ class ServedIntake:
 @contextmanager
 def serve_intake(pg_admin_url: str, kafka_bootstrap: str, data_keys: str,
                  **overrides: object) -> Iterator[ServedIntake]:
-    name, url = infra.create_database(pg_admin_url, service="intake", synchronous_commit=False)
+    name, url = infra.create_database(pg_admin_url, service="intake")
     prefix = f"test-{uuid.uuid4().hex[:10]}."
     port = free_port()
     settings = IntakeSettings(
