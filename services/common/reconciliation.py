@@ -43,6 +43,8 @@ class DedupeRecordStatus(BaseModel):
     other_agencies: int = Field(ge=0, description="how many other agencies' records are merged "
                                 "into this record's person (never which)")
     notice_id: str | None = Field(description="notified: the newest notice covering the record")
+    review_open: bool = Field(description="an open review item names the record (a notice may "
+                              "already have gone: reviews never hold a release)")
 
 
 class NoticeDelivery(BaseModel):
@@ -134,6 +136,8 @@ def row_of(intake: IntakeRecordStatus | None, dedupe: DedupeRecordStatus | None,
         return StatusRow(source_record_id=source_id, outcome="received", record_version=version,
                          detail=_DETAIL["received"])
     details = [_merged(merged)]
+    if dedupe.review_open and dedupe.state != "in_review":
+        details.append(_DETAIL["in_review"])
     if dedupe.state != "notified":
         return StatusRow(source_record_id=source_id, outcome=dedupe.state, record_version=version,
                          merged_with_other_agencies=merged,

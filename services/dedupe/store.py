@@ -650,6 +650,7 @@ class RecordOutcome:
     state: str  # pending | in_review | held | notified | withdrawn
     other_agencies: int  # other agencies' records in the same person (never which)
     notice_id: str | None
+    review_open: bool  # an open review item names the record (even once notified)
 
 
 def record_outcomes(session: Session, incident_id: str, agency_id: str, after: str,
@@ -659,7 +660,7 @@ def record_outcomes(session: Session, incident_id: str, agency_id: str, after: s
     r, p, n, v = _RECORDS, _PERSONS, _NOTICES, _REVIEWS
     rows = session.execute(
         select(r.c.source_record_id, r.c.record_version, r.c.withdrawn, r.c.person_id,
-               r.c.told_lineage, p.c.status)
+               r.c.told_lineage, r.c.on_hold, p.c.status)
         .outerjoin(p, (p.c.incident_id == r.c.incident_id) & (p.c.person_id == r.c.person_id))
         .where(r.c.incident_id == incident_id, r.c.agency_id == agency_id,
                r.c.source_record_id > after)
@@ -696,15 +697,16 @@ def record_outcomes(session: Session, incident_id: str, agency_id: str, after: s
             state = "withdrawn"
         elif notice is not None:
             state = "notified"
-        elif row.status == "held":
+        elif row.status == "held" or row.on_hold:  # its own hold holds it before the release too
             state = "held"
-        elif row.source_record_id in in_review:
-            state = "in_review"
+        elif row.source_record_id in in_review or row.status == "held_contact":
+            state = "in_review"  # held_contact: a coordinator picks between contested contacts
         else:
             state = "pending"
         # Notified: the agencies the notice named; else the person's agencies as resolved now.
         agencies = set(notice[2]) if notice else agencies_of.get(row.person_id or "", set())
         outcomes.append(RecordOutcome(row.source_record_id, row.record_version, state,
                                       len(agencies - {agency_id}),
-                                      notice[1] if notice and state == "notified" else None))
+                                      notice[1] if notice and state == "notified" else None,
+                                      row.source_record_id in in_review))
     return outcomes, (page[-1].source_record_id if more else None)
