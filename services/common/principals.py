@@ -97,7 +97,7 @@ def mint(signing_key: bytes, name: str, roles: Iterable[str], incidents: Iterabl
         raise ValueError("a token covers at least one incident (or every incident)")
     claims = {"iss": PANUI_ISSUER, "sub": name, "roles": roles, "incidents": scope,
               "iat": now, "exp": now + ttl_s, "jti": token_id or secrets.token_hex(12)}
-    return _signed(signing_key, claims), claims
+    return sign_claims(signing_key, claims), claims
 
 
 def mint_agency_ticket(signing_key: bytes, agency_id: str, incident_id: str, now: int,
@@ -109,10 +109,11 @@ def mint_agency_ticket(signing_key: bytes, agency_id: str, incident_id: str, now
         raise ValueError("a ticket needs an agency and an incident")
     claims = {"iss": PANUI_ISSUER, "sub": agency_id, "agency": agency_id, "incidents": [incident_id],
               "iat": now, "exp": now + ttl_s, "jti": secrets.token_hex(12)}
-    return _signed(signing_key, claims), claims
+    return sign_claims(signing_key, claims), claims
 
 
-def _signed(signing_key: bytes, claims: dict) -> str:
+def sign_claims(signing_key: bytes, claims: dict) -> str:
+    """A compact HS256 JWS of `claims` (what the verifier checks is their shape, after this)."""
     header = {"alg": "HS256", "typ": "JWT"}
     signing_input = (_b64(json.dumps(header, separators=(",", ":")).encode()) + "."
                      + _b64(json.dumps(claims, separators=(",", ":")).encode()))

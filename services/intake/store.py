@@ -357,7 +357,15 @@ def record_outcomes(session: Session, incident_id: str, agency_id: str, after: s
         .limit(limit + 1)))
     ids = sorted(set(accepted_ids) | set(rejected_ids))
     page, more = ids[:limit], len(ids) > limit
-    latest = latest_versions(session, incident_id, agency_id, [i for i in page if i not in rejected_ids])
+    latest: dict[str, LatestVersion] = {}
+    if page:  # the page's versions in one range scan, not an IN list of up to 10,000 ids
+        for srid, version, withdrawn_at in session.execute(
+                sa_select(AffectedRecord.source_record_id, AffectedRecord.version,
+                          AffectedRecord.withdrawn_at)
+                .where(*mine, AffectedRecord.source_record_id > after,
+                       AffectedRecord.source_record_id <= page[-1])):
+            if srid not in latest or version > latest[srid].version:
+                latest[srid] = LatestVersion(version, "", withdrawn_at is not None)
     codes: dict[str, set[str]] = {}
     rejected = [i for i in page if i not in latest]
     if rejected:

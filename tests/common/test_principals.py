@@ -135,7 +135,7 @@ def test_a_ticket_out_of_shape_is_refused_even_when_signed(change):
     _, claims = principals.mint_agency_ticket(KEY, "gp-1", "inc-1", NOW)
     claims.update(change)
     # Re-signed with the right key: the shape alone must be refused.
-    forged = principals._signed(KEY, claims)  # noqa: SLF001 - signing a hand-made claim set
+    forged = principals.sign_claims(KEY, claims)
     with pytest.raises(TokenRefused):
         TokenVerifier(KEY).verify(forged, NOW + 1)
 
