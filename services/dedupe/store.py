@@ -639,3 +639,74 @@ def purge_incident(session: Session, incident_id: str) -> dict:
         t = table.__table__
         counts[name] = session.execute(t.delete().where(t.c.incident_id == incident_id)).rowcount
     return counts
+
+
+# --- agency reconciliation (services/common/reconciliation.py) ---------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RecordOutcome:
+    source_record_id: str
+    record_version: int
+    state: str  # pending | in_review | held | notified | withdrawn
+    other_agencies: int  # other agencies' records in the same person (never which)
+    notice_id: str | None
+    review_open: bool  # an open review item names the record (even once notified)
+
+
+def record_outcomes(session: Session, incident_id: str, agency_id: str, after: str,
+                    limit: int) -> tuple[list[RecordOutcome], str | None]:
+    """One agency's records after `after` by source_record_id and what became of each; the
+    next cursor or None. Other agencies appear only as a count."""
+    r, p, n, v = _RECORDS, _PERSONS, _NOTICES, _REVIEWS
+    rows = session.execute(
+        select(r.c.source_record_id, r.c.record_version, r.c.withdrawn, r.c.person_id,
+               r.c.told_lineage, r.c.on_hold, p.c.status)
+        .outerjoin(p, (p.c.incident_id == r.c.incident_id) & (p.c.person_id == r.c.person_id))
+        .where(r.c.incident_id == incident_id, r.c.agency_id == agency_id,
+               r.c.source_record_id > after)
+        .order_by(r.c.source_record_id).limit(limit + 1)).all()
+    page, more = rows[:limit], len(rows) > limit
+    ids = [row.source_record_id for row in page]
+    in_review: set[str] = set()
+    for a_agency, a_id, b_agency, b_id in session.execute(
+            select(v.c.a_agency_id, v.c.a_source_record_id, v.c.b_agency_id, v.c.b_source_record_id)
+            .where(v.c.incident_id == incident_id, v.c.status == "open",
+                   or_((v.c.a_agency_id == agency_id) & v.c.a_source_record_id.in_(ids),
+                       (v.c.b_agency_id == agency_id) & v.c.b_source_record_id.in_(ids)))):
+        in_review |= {i for ag, i in ((a_agency, a_id), (b_agency, b_id)) if ag == agency_id}
+    lineages = sorted({row.told_lineage for row in page if row.told_lineage})
+    newest: dict[str, tuple[int, str, list[str]]] = {}
+    for chunk in chunks(lineages, 1000):
+        for lineage, version, notice_id, agencies in session.execute(
+                select(n.c.person_id, n.c.version, n.c.notice_id, n.c.agency_ids)
+                .where(n.c.incident_id == incident_id, n.c.person_id.in_(chunk))):
+            if lineage not in newest or version > newest[lineage][0]:
+                newest[lineage] = (version, notice_id, agencies)
+    persons = sorted({row.person_id for row in page if row.person_id})
+    agencies_of: dict[str, set[str]] = {}
+    for chunk in chunks(persons, 1000):
+        for person_id, other in session.execute(
+                select(r.c.person_id, r.c.agency_id).distinct()
+                .where(r.c.incident_id == incident_id, r.c.person_id.in_(chunk),
+                       r.c.withdrawn == False)):  # noqa: E712
+            agencies_of.setdefault(person_id, set()).add(other)
+    outcomes = []
+    for row in page:
+        notice = newest.get(row.told_lineage) if row.told_lineage else None
+        if row.withdrawn:
+            state = "withdrawn"
+        elif notice is not None:
+            state = "notified"
+        elif row.status == "held" or row.on_hold:  # its own hold holds it before the release too
+            state = "held"
+        elif row.source_record_id in in_review or row.status == "held_contact":
+            state = "in_review"  # held_contact: a coordinator picks between contested contacts
+        else:
+            state = "pending"
+        # Notified: the agencies the notice named; else the person's agencies as resolved now.
+        agencies = set(notice[2]) if notice else agencies_of.get(row.person_id or "", set())
+        outcomes.append(RecordOutcome(row.source_record_id, row.record_version, state,
+                                      len(agencies - {agency_id}),
+                                      notice[1] if notice and state == "notified" else None,
+                                      row.source_record_id in in_review))
+    return outcomes, (page[-1].source_record_id if more else None)
