@@ -11,6 +11,9 @@ keyboard, edits the incident's content (a new revision), previews the notice for
 person in English and te reo, releases with the confirmation dialog, watches the notices be
 delivered and previews one person's notice by the code printed on it — word for word the email
 the SMTP gateway received; every number the page shows is checked against the services' APIs.
+Then the lab withdraws Aroha's record after her notice named it: the retraction shows on the
+incident page and on its own page, where the coordinator sends a correction notice (confirmed
+in a dialog) that reaches the SMTP gateway, and the decision is in dedupe's audit log.
 Screenshots go to var/artifacts/console/.
 """
 
@@ -124,6 +127,7 @@ async def test_console_follows_an_incident_from_submission_to_delivered(system):
         browser = await asyncio.to_thread(_browser)
         try:
             await _run(browser, client, intake, incident_id, system)
+            await _retract(browser, client, intake, incident_id, system, keys["lab"])
         finally:
             await asyncio.to_thread(browser.quit)
 
@@ -308,3 +312,42 @@ async def _run(browser: webdriver.Chrome, client: httpx.AsyncClient, intake: str
     await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "preview-notice.png"))
     for name in ("incident.png", "review.png", "review-revealed.png", "preview.png", "preview-notice.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000
+
+
+async def _retract(browser: webdriver.Chrome, client: httpx.AsyncClient, intake: str,
+                   incident_id: str, system: System, lab_key: str) -> None:
+    dedupe = f"/v1/console/dedupe/v1/incidents/{incident_id}"
+    withdrawn = await client.delete(f"/v1/incidents/{incident_id}/records/lab-2",
+                                    headers={"authorization": f"Bearer {lab_key}"})
+    assert withdrawn.status_code == 200, withdrawn.text
+    await asyncio.to_thread(browser.get, f"{intake}/console/#/incident/{incident_id}")
+    # The review queue is refreshed every 30 s at most (dedupe's review_sync_interval_s).
+    await _until(browser, lambda b: _stat(b, "retractions") == "1", "the retraction counted",
+                 timeout=120)
+    browser.find_element(By.ID, "open-retractions").click()
+    card = await _until(browser, lambda b: b.find_element(
+        By.CSS_SELECTOR, '.retraction[data-status="open"]'), "the retraction")
+    (item,) = [i for i in await _api(client, dedupe + "/reviews") if i["kind"] == "retraction"]
+    assert card.get_attribute("data-review") == item["review_id"]
+    assert card.find_element(By.CSS_SELECTOR, "td.withdrawn").text == "lab"
+    assert card.find_element(By.CSS_SELECTOR, "td.standing").text == "gp"
+    page = browser.find_element(By.TAG_NAME, "main").text
+    assert "Aroha" not in page and AROHA["email"] not in page  # agencies and ids only
+    card.find_element(By.CSS_SELECTOR, "button.send-correction").click()
+    browser.find_element(By.ID, "correction-confirm").click()
+    link = await _until(browser, lambda b: b.find_element(
+        By.CSS_SELECTOR, '.retraction[data-status="send_correction"] a.correction-notice'),
+        "the decision and its correction notice")
+    notice_id = link.text
+    await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "retraction.png"))
+    async with asyncio.timeout(120):
+        while not [e for e in system.emails() if e[0] == AROHA["email"]
+                   and e[1].startswith(notice_id + ":")]:
+            await asyncio.sleep(0.5)
+    [(_, reference, _)] = [e for e in system.emails() if e[0] == AROHA["email"]
+                           and e[1].startswith(notice_id + ":")]
+    sent = _sent_email_text(system, reference)
+    assert "Test Laboratory was not involved" in sent and "Test GP Practice" in sent
+    audit = await _api(client, "/v1/console/dedupe/v1/audit")
+    assert [e["object_ids"] for e in audit["entries"] if e["action"] == "review.decide"][-1] == [
+        item["review_id"], "send_correction"]
