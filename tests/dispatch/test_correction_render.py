@@ -3,10 +3,13 @@ and what stands, and pass the checks every notice passes: the reference, no link
 never-ask list, the typed-in web address and the contact line."""
 
 import re
+from datetime import date
 
 import pytest
 
 from services.dispatch.content.render import render_email, render_letter_text, render_sms
+from services.dispatch.letters import layout
+from testkit.rendering import pdf_text
 
 from .conftest import make_notice
 
@@ -69,3 +72,13 @@ def test_te_reo_preference_gets_the_english_correction(incident, kind):
                                      **({"agencies": [LAB]} if kind == "sent_in_error" else {})),
                          incident)
     assert email.language == "en" and "CORRECTION TO AN EARLIER NOTICE" in email.text
+
+
+def test_a_correction_letter_says_what_the_correction_email_says(incident):
+    """Read back from the real PDF (poppler), as the other letters are."""
+    notice = _correction("sent_in_error", agencies=[LAB])
+    letter = layout.render_letter_pdf(notice, incident, letter_date=date(2026, 12, 2))
+    text = " ".join(pdf_text(letter.pdf).split())
+    assert "sent to you by mistake" in text and "Test Community Lab" in text
+    assert letter.reference_code == render_email(notice, incident).reference_code
+    assert f"Reference {letter.reference_code}" in text
