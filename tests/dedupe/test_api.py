@@ -71,7 +71,7 @@ async def test_progress(client):
              "records": 1, "withdrawn": 0, "missing": 0},
         ],
         "records_missing": 1, "persons": 1, "pending_release": 1, "notified": 0, "on_hold": 0, "in_review": 1,
-        "held_for_contact": 0, "contact_conflicts": 0, "hold_conflicts": 0,
+        "held_for_contact": 0, "contact_conflicts": 0, "hold_conflicts": 0, "retractions": 0,
     }
 
 
