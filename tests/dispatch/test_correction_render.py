@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 
+from services.common.readability import MAX_GRADE, measure
 from services.dispatch.content.render import render_email, render_letter_text, render_sms
 from services.dispatch.letters import layout
 from testkit.rendering import pdf_text
@@ -82,3 +83,17 @@ def test_a_correction_letter_says_what_the_correction_email_says(incident):
     assert "sent to you by mistake" in text and "Test Community Lab" in text
     assert letter.reference_code == render_email(notice, incident).reference_code
     assert f"Reference {letter.reference_code}" in text
+
+
+@pytest.mark.parametrize("kind", ["sent_in_error", "agency_not_involved"])
+def test_a_correction_reads_at_or_below_the_stated_grade(incident, kind):
+    """The Plain Language Act bound every bundled template meets (test_plain_language.py)."""
+    extra = {"agencies": [LAB]} if kind == "sent_in_error" else {}
+    notice = _correction(kind, **extra)
+    email = render_email(notice, incident)
+    texts = {"text": email.text, "sms": render_sms(notice, incident).body}
+    for name, text in texts.items():
+        prose = "\n".join(line for line in text.splitlines()
+                          if not re.fullmatch(r"[A-ZĀĒĪŌŪ ,']{4,}", line.strip())
+                          and not line.lstrip().startswith("- "))
+        assert measure(prose).grade <= MAX_GRADE, (name, measure(prose).grade)
