@@ -79,7 +79,8 @@ async def test_reviews_by_status_and_a_decision(client):
     open_ = (await client.get("/v1/incidents/inc-1/reviews", headers=AUTH)).json()
     assert open_ == [{"review_id": "rev-1", "a": ["gp", "r-0"], "b": ["lab", "rev-1"],
                       "reason": "uncertain", "status": "open", "evidence": EVIDENCE,
-                      "kind": "pair", "chosen": None, "decided_at": None}]
+                      "kind": "pair", "chosen": None, "decided_at": None,
+                      "correction_notice_id": None}]
     everything = await client.get("/v1/incidents/inc-1/reviews?status=all", headers=AUTH)
     assert [r["review_id"] for r in everything.json()] == ["rev-1", "rev-2"]
     resolved = await client.get("/v1/incidents/inc-1/reviews?status=resolved", headers=AUTH)
