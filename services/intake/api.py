@@ -303,6 +303,11 @@ async def withdraw(incident_id: IdPath, source_record_id: Annotated[str, Path(ma
 @coordinator.get("/incidents/{incident_id}/report", response_model=ServiceReport,
                  summary="Intake's part of the Privacy Commissioner's report (counts, no personal data)")
 async def commissioner_report(incident_id: IdPath, ctx: CoordinatorContext) -> ServiceReport:
+    return await own_report(ctx, incident_id)
+
+
+async def own_report(ctx: Context, incident_id: str) -> ServiceReport:
+    """Intake's part of the report (also what the console's combined report starts from)."""
     found = await ctx.db.run(store.commissioner_counts, incident_id)
     if found is None:
         raise _no_incident()

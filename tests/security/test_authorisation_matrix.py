@@ -77,14 +77,19 @@ RULES = {
         # coordinator's today; the service behind checks the forwarded token again).
         ("GET", "/v1/incidents"): staff("coordinator"),
         ("GET", "/v1/ops/lag"): staff("coordinator"),
-        ("GET", "/v1/console/{service}/{path:path}"): staff("coordinator"),
-        ("POST", "/v1/console/{service}/{path:path}"): staff("coordinator"),
+        # Issue 16: the call centre's console page reaches dispatch's lookup through it.
+        ("GET", "/v1/console/{service}/{path:path}"): staff("coordinator", "call-centre"),
+        ("POST", "/v1/console/{service}/{path:path}"): staff("coordinator", "call-centre"),
         # Issue 17: approving the te reo templates previewed.
         ("POST", "/v1/incidents/{incident_id}/templates-mi/approval"): staff("coordinator"),
         # Issue 18: closing an incident (purged everywhere after the retention period).
         ("POST", "/v1/incidents/{incident_id}/close"): staff("coordinator"),
         # Issue 16: intake's part of the Privacy Commissioner's report.
         ("GET", "/v1/incidents/{incident_id}/report"): staff("coordinator"),
+        # Issue 16: the three services' parts combined, for the console (JSON, CSV, PDF).
+        ("GET", "/v1/incidents/{incident_id}/commissioner-report"): staff("coordinator"),
+        ("GET", "/v1/incidents/{incident_id}/commissioner-report.csv"): staff("coordinator"),
+        ("GET", "/v1/incidents/{incident_id}/commissioner-report.pdf"): staff("coordinator"),
         # Issuing a staff token, audited (a scoped coordinator within its own incidents).
         ("POST", "/v1/tokens"): staff("coordinator", every_incident=False),
         # Issue 14: editing an incident's content from the console.

@@ -74,23 +74,28 @@ def _all_served(databases, kafka_bootstrap, prefix, data_keys, urls) -> Iterator
     common = {"kafka_bootstrap_servers": kafka_bootstrap, "topic_prefix": prefix,
               "data_keys": data_keys, "coordinator_tokens": COORDINATOR_TOKEN,
               "token_signing_key": SIGNING_KEY, "outbox_poll_interval_s": 0.05}
-    extra = {"intake": {"agency_requests_per_minute": 1_000_000, "max_request_bytes": 256 * 1024},
+    ports = {s: free_port() for s in FACTORIES}
+    # Intake's console routes (the pass-through, the combined report) reach the dedupe and
+    # dispatch served here, so they are fuzzed through to real services, not to nothing.
+    extra = {"intake": {"agency_requests_per_minute": 1_000_000, "max_request_bytes": 256 * 1024,
+                        "dedupe_url": f"http://127.0.0.1:{ports['dedupe']}",
+                        "dispatch_url": f"http://127.0.0.1:{ports['dispatch']}"},
              "dedupe": {}, "dispatch": {"receipt_callback_base_url": "",
                           # The public check's limits, raised as intake's agency limit is: the
                           # fuzzer is one client sending thousands (429 is tested in
                           # tests/dispatch/test_genuine.py).
                           "check_requests_per_minute": 1_000_000, "check_burst": 100_000,
                           "check_global_per_s": 1_000_000, "check_global_burst": 100_000}}
-    with _serve_one("intake", databases, common, extra, urls), \
-            _serve_one("dedupe", databases, common, extra, urls), \
-            _serve_one("dispatch", databases, common, extra, urls):
+    with _serve_one("intake", databases, common, extra, urls, ports), \
+            _serve_one("dedupe", databases, common, extra, urls, ports), \
+            _serve_one("dispatch", databases, common, extra, urls, ports):
         yield
 
 
 @contextmanager
-def _serve_one(service, databases, common, extra, urls) -> Iterator[None]:  # noqa: ANN001
+def _serve_one(service, databases, common, extra, urls, ports) -> Iterator[None]:  # noqa: ANN001
     make, settings_class = FACTORIES[service]
-    port = free_port()
+    port = ports[service]
     app = make(settings_class(**common, **extra[service], database_url=databases[service][1], port=port))
     with serve_in_thread(app, port, name=f"{service}-under-fuzz"):
         urls[service] = f"http://127.0.0.1:{port}"
