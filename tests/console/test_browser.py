@@ -405,7 +405,7 @@ async def _call_centre(browser: webdriver.Chrome, client: httpx.AsyncClient, inc
                  and b.find_element(By.ID, "cc-form").get_attribute("data-old") is None,
                  "the coordinator page refused, the call centre's drawn again")
     answers = [a["id"] for a in (await _api(client, "/v1/console/dispatch/v1/call-centre/answers"))["answers"]]
-    assert len(answers) == 8
+    assert len(answers) == 9  # eight, and the answer about a correction notice (retractions)
     await _until(browser, lambda b: [d.get_attribute("data-answer") for d in
                                      b.find_elements(By.CSS_SELECTOR, "#scripted-answers details")] == answers,
                  "the scripted answers")
