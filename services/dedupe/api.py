@@ -18,7 +18,7 @@ from services.common.messages import record_sealing_context
 from services.common.reconciliation import PAGE_LIMIT_MAX, DedupeRecordPage, DedupeRecordStatus
 from services.common.report import ReportMilestone, ServiceReport, counts_of
 from services.dedupe import store
-from services.dedupe.conflicts import DecisionRefused
+from services.dedupe.conflicts import RETRACTION_DECISIONS, DecisionRefused
 from services.dedupe.reviews import revealed_values
 from services.dedupe.schemas import (
     Progress,
@@ -55,19 +55,27 @@ async def reviews(incident_id: IdPath, ctx: Reviewer,
 
 
 @router.post("/incidents/{incident_id}/reviews/{review_id}/decision", response_model=ReviewView,
+             responses={403: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
              summary="Decide a review item: merge or keep apart a pair; use one agency's "
-                     "contact or keep the fallback; release or keep held a hold conflict")
+                     "contact or keep the fallback; release or keep held a hold conflict; "
+                     "send a correction notice or take no action on a retraction "
+                     "(coordinator only, once)")
 async def decide(incident_id: IdPath, review_id: IdPath, body: ReviewDecision,
                  ctx: Reviewer) -> ReviewView:
     # The audit line names the chosen record (ids), never a contact value.
     chosen = list(body.record or ())
+    # Whether to write to a person again (a correction notice) is the coordinator's call,
+    # not a reviewer's: refused before anything is written or audited.
+    if body.decision in RETRACTION_DECISIONS and "coordinator" not in ctx.caller.roles:
+        raise ApiError(403, "auth.forbidden",
+                       "Only a coordinator may decide a retraction.")
     try:
         review = await ctx.audited(
             lambda r: r and ctx.act("review.decide", incident_id, review_id, body.decision,
                                     *chosen),
             store.decide_review, incident_id, review_id, body.decision, utcnow(), body.record)
     except DecisionRefused as refused:
-        raise ApiError(422, refused.code, str(refused)) from None
+        raise ApiError(refused.status, refused.code, str(refused)) from None
     if review is None:
         raise ApiError(404, "review.not_found", "No such review item in this incident.")
     return ReviewView.model_validate(review)

@@ -294,7 +294,8 @@ async def complete(incident_id: IdPath, ctx: AgencyContext) -> Completion:
 
 
 @agency.delete("/incidents/{incident_id}/records/{source_record_id}", response_model=Withdrawal,
-               summary="Withdraw a record sent by mistake (before its person's notice is released)")
+               summary="Withdraw a record sent by mistake (after its person's notice, the "
+                       "coordinator decides on a correction notice)")
 async def withdraw(incident_id: IdPath, source_record_id: Annotated[str, Path(max_length=128)],
                    ctx: AgencyContext) -> Withdrawal:
     await _require_access(ctx, incident_id)

@@ -15,7 +15,11 @@ and CSV (read back: the same counts, no personal data). Then a call-centre opera
 with a token of that role, finds that person's notice by the code and her date of birth (the
 email as sent, its delivery history, the scripted answers, how the public check works), and a
 wrong date finds nothing; both lookups are audited. Every number a page shows is checked
-against the services' APIs. Screenshots go to var/artifacts/console/.
+against the services' APIs.
+Then the lab withdraws Aroha's record after her notice named it: the retraction shows on the
+incident page and on its own page, where the coordinator (logged in again) sends a correction
+notice (confirmed in a dialog) that reaches the SMTP gateway; the decision is audited.
+Screenshots go to var/artifacts/console/.
 """
 
 import asyncio
@@ -139,6 +143,7 @@ async def test_console_follows_an_incident_from_submission_to_delivered(system):
         browser = await asyncio.to_thread(_browser)
         try:
             await _run(browser, client, intake, incident_id, system)
+            await _retract(browser, client, intake, incident_id, system, keys["lab"])
         finally:
             await asyncio.to_thread(browser.quit)
 
@@ -400,7 +405,7 @@ async def _call_centre(browser: webdriver.Chrome, client: httpx.AsyncClient, inc
                  and b.find_element(By.ID, "cc-form").get_attribute("data-old") is None,
                  "the coordinator page refused, the call centre's drawn again")
     answers = [a["id"] for a in (await _api(client, "/v1/console/dispatch/v1/call-centre/answers"))["answers"]]
-    assert len(answers) == 8
+    assert len(answers) == 9  # eight, and the answer about a correction notice (retractions)
     await _until(browser, lambda b: [d.get_attribute("data-answer") for d in
                                      b.find_elements(By.CSS_SELECTOR, "#scripted-answers details")] == answers,
                  "the scripted answers")
@@ -442,3 +447,49 @@ async def _call_centre(browser: webdriver.Chrome, client: httpx.AsyncClient, inc
     lookups = [(e["actor"], e["object_ids"]) for e in audit["entries"] if e["action"] == "notice.lookup"]
     assert sorted(lookups) == sorted([("cc-operator", [notice_id, "found", "verified:date-of-birth"]),
                                       ("cc-operator", ["-", "not-found", "verified:date-of-birth"])])
+
+
+async def _retract(browser: webdriver.Chrome, client: httpx.AsyncClient, intake: str,
+                   incident_id: str, system: System, lab_key: str) -> None:
+    dedupe = f"/v1/console/dedupe/v1/incidents/{incident_id}"
+    withdrawn = await client.delete(f"/v1/incidents/{incident_id}/records/lab-2",
+                                    headers={"authorization": f"Bearer {lab_key}"})
+    assert withdrawn.status_code == 200, withdrawn.text
+    # The call-centre operator logged in last: the coordinator logs in again.
+    browser.find_element(By.ID, "logout").click()
+    await _until(browser, lambda b: b.find_element(By.ID, "token"), "the login form")
+    browser.find_element(By.ID, "token").send_keys(COORDINATOR_TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "#login button").click()
+    await _until(browser, lambda b: b.find_element(By.CSS_SELECTOR, f'tr[data-incident="{incident_id}"]'),
+                 "the incident list")
+    await asyncio.to_thread(browser.get, f"{intake}/console/#/incident/{incident_id}")
+    # The review queue is refreshed every 30 s at most (dedupe's review_sync_interval_s).
+    await _until(browser, lambda b: _stat(b, "retractions") == "1", "the retraction counted",
+                 timeout=120)
+    browser.find_element(By.ID, "open-retractions").click()
+    card = await _until(browser, lambda b: b.find_element(
+        By.CSS_SELECTOR, '.retraction[data-status="open"]'), "the retraction")
+    (item,) = [i for i in await _api(client, dedupe + "/reviews") if i["kind"] == "retraction"]
+    assert card.get_attribute("data-review") == item["review_id"]
+    assert card.find_element(By.CSS_SELECTOR, "td.withdrawn").text == "lab"
+    assert card.find_element(By.CSS_SELECTOR, "td.standing").text == "gp"
+    page = browser.find_element(By.TAG_NAME, "main").text
+    assert "Aroha" not in page and AROHA["email"] not in page  # agencies and ids only
+    card.find_element(By.CSS_SELECTOR, "button.send-correction").click()
+    browser.find_element(By.ID, "correction-confirm").click()
+    link = await _until(browser, lambda b: b.find_element(
+        By.CSS_SELECTOR, '.retraction[data-status="send_correction"] a.correction-notice'),
+        "the decision and its correction notice")
+    notice_id = link.text
+    await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "retraction.png"))
+    async with asyncio.timeout(120):
+        while not [e for e in system.emails() if e[0] == AROHA["email"]
+                   and e[1].startswith(notice_id + ":")]:
+            await asyncio.sleep(0.5)
+    [(_, reference, _)] = [e for e in system.emails() if e[0] == AROHA["email"]
+                           and e[1].startswith(notice_id + ":")]
+    sent = _sent_email_text(system, reference)
+    assert "Test Laboratory was not involved" in sent and "Test GP Practice" in sent
+    audit = await _api(client, "/v1/console/dedupe/v1/audit")
+    assert [e["object_ids"] for e in audit["entries"] if e["action"] == "review.decide"][-1] == [
+        item["review_id"], "send_correction"]

@@ -179,6 +179,7 @@ async function incidentPage(id) {
       h("a", { class: "button", href: `#/incident/${enc(id)}/preview`, id: "open-preview" }, "Notice preview"), " ",
       h("a", { class: "button", href: `#/incident/${enc(id)}/report`, id: "open-report" }, "Commissioner's report"), " ",
       h("a", { class: "button secondary", href: `#/call-centre/${enc(id)}`, id: "open-call-centre" }, "Call-centre lookup"), " ",
+      h("a", { class: "button", href: `#/incident/${enc(id)}/retractions`, id: "open-retractions" }, "Retractions"), " ",
       h("a", { class: "button secondary", href: `#/incident/${enc(id)}/edit`, id: "open-edit" }, "Edit content"), " ",
       h("button", { class: "secondary", id: "unreachable-csv", onclick: () => download(dispatch(`/incidents/${enc(id)}/unreachable.csv`), `${id}-unreachable.csv`).catch((e) => fail(e.message)) }, "Download unreachable (CSV)"), " ",
       releaseButton, " ", updated),
@@ -209,6 +210,7 @@ async function incidentPage(id) {
       stat("notified", p ? p.notified : "–", "stat-notified"),
       stat("on hold", p ? p.on_hold : "–", "stat-on-hold"),
       stat("in review", p ? p.in_review : "–", "stat-in-review"),
+      stat("retractions to decide", p ? p.retractions : "–", "stat-retractions"),
       stat("notices at dispatch", s.notices, "stat-notices"),
       stat("sent (no receipt yet)", totals.sent || 0, "stat-sent"),
       stat("delivered", totals.delivered || 0, "stat-delivered"),
@@ -262,9 +264,10 @@ function classify(part) {
 
 async function reviewsPage(id) {
   const open = await api("GET", dedupe(`/incidents/${enc(id)}/reviews?status=open`));
-  // This page decides pairs; contact and hold conflicts (issue 18) take other decisions.
+  // This page decides pairs; contact and hold conflicts (issue 18) take other decisions, and
+  // retractions (issue 16) have a page of their own.
   let items = open.filter((i) => (i.kind || "pair") === "pair");
-  const conflicts = open.length - items.length;
+  const conflicts = open.filter((i) => i.kind === "contact_conflict" || i.kind === "hold_conflict").length;
   let at = 0;
   let revealed = null;  // the current pair's values, once revealed
   const box = h("div", {});
@@ -369,6 +372,7 @@ async function route() {
     if (parts[0] === "login") { loginPage(); return; }
     if (role() === "call-centre") { location.hash = "#/call-centre"; return; }  // its only page
     if (parts[0] === "incident" && parts[1] && parts[2] === "reviews") await reviewsPage(parts[1]);
+    else if (parts[0] === "incident" && parts[1] && parts[2] === "retractions") await retractionsPage(parts[1]);
     else if (parts[0] === "incident" && parts[1] && parts[2] === "edit") await editPage(parts[1]);
     else if (parts[0] === "incident" && parts[1] && parts[2] === "report") await reportPage(parts[1]);
     else if (parts[0] === "incident" && parts[1] && parts[2] === "preview") await previewPage(parts[1], parts[3]);
