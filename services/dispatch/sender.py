@@ -284,6 +284,7 @@ class Sender:
             return await asyncio.to_thread(fn, *args, **kwargs) if offload else fn(*args, **kwargs)
 
         dry = entry.message.dry_run
+        moved: dict[str, str] = {}  # SMS: the gateway a failover moved it to (_send_sms)
         if dry and self.dry_run is None:
             return SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
                                detail="dry-run-no-simulated-gateway")
@@ -319,7 +320,7 @@ class Sender:
                     sending = self._send_sms(c, SmsMessage(
                         reference=c.reference, to=rendered.to, body=rendered.body,
                         gateway=c.gateway, pinned=c.may_hold,
-                    ))
+                    ), moved)
         except RenderError as exc:
             # About the template/content, never the person: safe to log. Retried on the
             # backoff schedule, so a corrected incident revision is picked up.
@@ -334,9 +335,11 @@ class Sender:
                                        self.settings.send_deadline_s):
                 result = await sending
         except TimeoutError:
-            # Cut off mid-request: it may have been taken (ambiguous), same gateway next time.
-            result = ProviderResult(None, DeliveryStatus.TECHNICAL_FAILURE, provider_name,
-                                    "deadline", ambiguous=True)
+            # Cut off mid-request: it may have been taken (ambiguous), same gateway next time —
+            # the one it last went to, which after a failover is not the claim's.
+            result = ProviderResult(None, DeliveryStatus.TECHNICAL_FAILURE,
+                                    moved.get("gateway", provider_name), "deadline",
+                                    ambiguous=True)
         provider = result.provider or provider_name
         metrics.SEND_SECONDS.labels(channel=c.channel, provider=provider) \
             .observe(time.perf_counter() - started)
@@ -346,16 +349,23 @@ class Sender:
             result.retry_after, result.ambiguous, gateway, channel=c.channel,
         )
 
-    async def _send_sms(self, c: Claimed, message: SmsMessage) -> ProviderResult:
+    async def _send_sms(self, c: Claimed, message: SmsMessage,
+                        moved: dict[str, str]) -> ProviderResult:
         if not isinstance(self.sms, FailoverSmsProvider):
             return await self.sms.send(message)
 
         async def repin(gateway: str) -> bool:
+            # Once the move is recorded the SMS may be at that gateway and at no other (every
+            # one before it answered "certainly not taken"): a send cut off by the deadline
+            # from then on is recorded there, or its retry at the claim's gateway sends it twice.
             try:
-                return await self.db.run(tracking.repin, c.id, self.owner, c.attempt, gateway)
+                done = await self.db.run(tracking.repin, c.id, self.owner, c.attempt, gateway)
             except Exception:  # unrecorded: do not send where nothing says it went
                 log.warning("dispatch sender: could not record a failover; not failing over")
                 return False
+            if done:
+                moved["gateway"] = gateway
+            return done
 
         return await self.sms.send(message, repin=repin)
 
