@@ -280,3 +280,51 @@ def test_a_middle_name_used_as_given_with_other_contacts_stays_apart():
     r = Resolver()
     r.add_many([jack, thomas])
     assert not same_person(r, jack, thomas)
+
+
+def test_an_undated_namesake_with_his_own_mobile_stays_apart_from_every_record_of_the_person():
+    # Round 6 (held-back seed 202): an undated 'Tama Hēnare' with his own mobile and email at
+    # the address of the Tama Hēnare born 1943, whose GP record has another mobile and no
+    # email; his hospital records hold no contact at all. One contact differs and none agrees:
+    # not a conflict, but not a match either, and the contact-less records must not carry the
+    # undated record into the person (the whole person's evidence counts, not one link).
+    elder = [
+        make("gp-1", given_names="Tama", family_name="Hēnare", date_of_birth="1943-02-09",
+             nhi="ZZZ0016", mobile="+64211000041", **HOME),
+        make("hosp-1", given_names="Tama", family_name="Hēnare", date_of_birth="1943-02-09",
+             nhi="ZZZ0016", **HOME),
+        make("hosp-2", given_names="Tama", family_name="Hēnare", date_of_birth="1943-02-09",
+             nhi="ZZZ0016", **HOME),
+    ]
+    younger = make("portal-1", given_names="Tama", family_name="Henare", date_of_birth=None,
+                   mobile="+64211000042", email="tama.h@example.nz", **HOME)
+    r = Resolver()
+    r.add_many([*elder, younger])
+    assert same_person(r, *elder)
+    assert not same_person(r, elder[0], younger)
+    assert r.explain_pair(elder[0].key, younger.key).decision == "review"
+    assert any({i.a, i.b} & {younger.key} for i in r.review_items())
+
+
+def test_a_record_by_the_middle_name_with_another_mobile_is_a_question_not_a_match():
+    # 'Thomas' (born the same day, his own mobile) is not taken to be 'Jack Thomas' going by
+    # his middle name when their mobiles differ and no contact agrees: a review.
+    jack = make("gp-1", given_names="Jack Thomas", family_name="Rāwiri", date_of_birth="2011-03-09",
+                mobile="+64211000051", **HOME)
+    thomas = make("portal-1", given_names="Thomas", family_name="Rawiri", date_of_birth="2011-03-09",
+                  mobile="+64211000052", **HOME)
+    r = Resolver()
+    r.add_many([jack, thomas])
+    assert not same_person(r, jack, thomas)
+    assert r.explain_pair(jack.key, thomas.key).decision == "review"
+
+
+def test_an_undated_record_with_the_persons_mobile_still_joins():
+    # The rule above needs a contact that differs: the same mobile still places the record.
+    full = make("gp-1", given_names="Tama", family_name="Hēnare", date_of_birth="1943-02-09",
+                mobile="+64211000061", **HOME)
+    undated = make("portal-1", given_names="Tama", family_name="Henare", date_of_birth=None,
+                   mobile="+64211000061", email="tama.h@example.nz", **HOME)
+    r = Resolver()
+    r.add_many([full, undated])
+    assert same_person(r, full, undated)
