@@ -87,18 +87,6 @@ class Levels(NamedTuple):
         )
 
     @property
-    def contact_doubt(self) -> bool:
-        """A loose agreement (one record goes by the other's middle name, or lacks its date
-        of birth or given name) where a personal contact differs and none agrees: 'Tama
-        Hēnare' with no date of birth and his own mobile, at the address of the Tama Hēnare
-        born 1943. Not a conflict (people change mobiles) but never a match either: on the
-        independent generator such matched pairs were one person about two times in three
-        (round 6), so they go to review, and no person may hold both records unless a
-        reviewer says so."""
-        loose = self.given == "token" or MISSING in (self.dob, self.given)
-        return loose and self.nhi != "same" and self.personal_conflict
-
-    @property
     def incomplete(self) -> bool:
         """One side lacks its date of birth or given name (and no shared NHI vouches)."""
         return self.nhi != "same" and MISSING in (self.dob, self.given)
@@ -123,7 +111,7 @@ class Levels(NamedTuple):
 
     def guard_conflicts(self, guard: Guard) -> bool:
         """Conflicts that stop two groups of records being joined into one person."""
-        return self.conflicts(guard) or self.second_nhi_doubt or self.contact_doubt
+        return self.conflicts(guard) or self.second_nhi_doubt
 
 
 def typo_close(a: str, b: str) -> bool:

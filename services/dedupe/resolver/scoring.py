@@ -96,8 +96,6 @@ def decide(levels: Levels, weight: float, config: ResolverConfig) -> tuple[str, 
             return REVIEW, "two different NHIs without exact names and a shared contact"
         if levels.given == "near":
             return REVIEW, "above match threshold but given names only loosely agree"
-        if levels.contact_doubt:
-            return REVIEW, "a first name that is the other's middle name, and a personal contact differs"
         if levels.given == "initial":
             # The name weighs next to nothing: like a record without a given name, it
             # needs its date of birth exact and something placing it.
@@ -131,10 +129,6 @@ def _decide_incomplete(levels: Levels, weight: float, config: ResolverConfig) ->
             levels.given in ("close", "prefix") and levels.family == EXACT and placed)  # Scot at Scott's
     else:
         ok = levels.dob == EXACT and levels.family in FAMILY_AGREES
-    if ok and levels.contact_doubt:
-        if weight >= config.review_threshold:
-            return REVIEW, "a date of birth or given name is missing, and a personal contact differs"
-        return NON_MATCH, "weight below review threshold"
     if ok and not levels.second_nhi_doubt and levels.middle != "different" and (
         (placed and weight >= config.incomplete_match_threshold)
         or (levels.given == EXACT and levels.family == EXACT
