@@ -323,3 +323,92 @@ class TopicReaderContext:
 
     async def __aexit__(self, *exc) -> None:
         await self.reader.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("then", ["commits", "killed"])
+async def test_a_release_chunk_longer_than_the_stop_grace_loses_and_doubles_nobody(
+        service_env, pg_database, kafka_bootstrap, topic_prefix, data_keys, tmp_path, then):
+    """SIGTERM while a release chunk is in hand and cannot finish within the records worker's
+    30 s stop grace (made to wait on a purge's lock on the incident). The worker's task is
+    cancelled at the grace; the chunk's thread goes on, in its transaction. Either the lock
+    goes and the chunk ends before the process exits (`commits`), or the pod's grace runs out
+    too and it is SIGKILLed (`killed`: the transaction rolls back). Either way the next start
+    releases whoever is left: exactly one notice per person, nobody lost."""
+    chunk = 100
+    database_url = pg_database("dedupe")
+    settings = DedupeSettings(**service_env, database_url=database_url)
+    sealer = Sealer(data_keys)
+    async with running(create_app(settings)):  # creates the topics
+        pass
+    await publish(kafka_bootstrap, f"{topic_prefix}incidents.v1",
+                  [incident_message("inc-0", AGENCIES, ["gp", "lab"])])
+    stream = []
+    for i in range(PERSONS):
+        stream.append(record_message(sealer, "inc-0", "gp", f"gp-{i}", **synthetic_person(i)))
+        stream.append(record_message(sealer, "inc-0", "lab", f"lab-{i}",
+                                     categories=("lab_results",), **synthetic_person(i)))
+    stream += [completion("inc-0", "gp", PERSONS), completion("inc-0", "lab", PERSONS)]
+    await publish(kafka_bootstrap, f"{topic_prefix}affected-records.v1", stream)
+
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "PANUI_TOPIC_PREFIX": topic_prefix, "PANUI_DATA_KEYS": data_keys,
+           "DATABASE_URL": database_url, "PANUI_PORT": "0", "PANUI_LOG_LEVEL": "INFO",
+           "PANUI_RELEASE_TICK_S": "0.2", "PANUI_RELEASE_CHUNK_PERSONS": str(chunk),
+           "PANUI_RELEASE_BUDGET_S": "3600"}
+    log_path = tmp_path / "dedupe.log"
+
+    def start() -> subprocess.Popen:
+        with open(log_path, "ab") as out:
+            return subprocess.Popen([sys.executable, "-m", "services.dedupe"], cwd=REPO,
+                                    env=env, stdout=out, stderr=out)
+
+    def logged(text: str) -> bool:
+        return text in log_path.read_text(errors="replace")
+
+    engine = make_engine(database_url)
+    process = start()
+    try:
+        def notices() -> int:
+            with Session(engine) as session:
+                return session.exec(select(func.count()).select_from(NoticeState)).one()
+
+        async with asyncio.timeout(180):
+            while not 0 < notices() < PERSONS:
+                await asyncio.sleep(0.01)
+        with psycopg.connect(database_url) as purge:
+            purge.execute("SELECT pg_advisory_xact_lock(hashtextextended('purge|inc-0', 0))")
+            async with asyncio.timeout(120):  # the next unit of work is in hand, waiting
+                while not purge.execute("SELECT count(*) FROM pg_locks WHERE "
+                                        "locktype = 'advisory' AND NOT granted").fetchone()[0]:
+                    await asyncio.sleep(0.05)
+            before = notices()
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(180):  # past the worker's grace: its task is cancelled
+                while not logged('"service stopped"'):
+                    await asyncio.sleep(0.1)
+            assert process.poll() is None, "the chunk's thread keeps the process up"
+            if then == "killed":
+                process.kill()
+                process.wait(10)
+            purge.rollback()  # `commits`: the chunk in hand goes on, then the process exits
+        rc = await asyncio.to_thread(process.wait, 120)
+        after = notices()
+        print(f"SIGTERM at {before}/{PERSONS} notices; {then}: rc={rc}, {after}/{PERSONS} in the "
+              "database")
+        if then == "commits":
+            assert rc == 0
+        process = start()
+        async with asyncio.timeout(240):
+            while notices() < PERSONS:
+                await asyncio.sleep(0.2)
+        async with TopicReaderContext(kafka_bootstrap, f"{topic_prefix}notices.v1") as reader:
+            await reader.wait_for(lambda m: len({x.key for x in m}) >= PERSONS, timeout=60)
+            await asyncio.sleep(1.5)
+            messages = await reader.drain()
+    finally:
+        process.kill()
+        process.wait(10)
+        engine.dispose()
+    assert _counts(database_url) == (2 * PERSONS, PERSONS)
+    _assert_one_notice_per_person(messages)
