@@ -463,7 +463,6 @@ class Sender:
                 metrics.PENDING.set(self.pending)
                 if self.on_pending:
                     self.on_pending(self.pending)
-                metrics.HOUSEKEEPING_PASSES.inc()
             except asyncio.CancelledError:
                 raise
             except Exception:

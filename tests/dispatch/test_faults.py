@@ -25,8 +25,8 @@ from services.gateways.sms_server import SmsGateway
 from services.gateways.smtp_server import SmtpGateway
 from testkit.infra import WAIT_S, free_port
 from testkit.notices import incident_message, notice_message, person
-from testkit.tcpproxy import TcpProxy
 
+from .faults import TcpProxy
 from .reconcile import Reconciliation
 from .stack import RECEIPT_SECRET, MutableClock, dispatch_settings, running_dispatch
 

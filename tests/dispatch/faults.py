@@ -1,6 +1,6 @@
-"""A TCP proxy in front of a PostgreSQL server, so a test can take "the database" away from one
-process (every connection cut, new ones refused) and give it back — without touching the
-server, which other tests (or the other processes of the same test) keep using."""
+"""Fault harness for dispatch tests: a TCP proxy in front of the shared PostgreSQL, so a test
+can take "the database" away from dispatch (every connection cut, new ones refused) and give it
+back — without touching the shared server other tests use."""
 
 from __future__ import annotations
 
