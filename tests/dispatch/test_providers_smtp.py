@@ -169,21 +169,17 @@ async def test_the_send_deadline_cuts_what_comes_before_data_as_certainly_not_se
     assert again.status is S.SENT and smtp_gw.data_received == 1
 
 
-async def test_the_hand_over_is_reported_when_data_starts_and_never_when_cut_before(smtp_gw):
-    """The sender's stop relies on it: a send reported handed over is never cancelled."""
-    import asyncio
-
+async def test_the_hand_over_is_reported_when_data_starts_and_never_before(smtp_gw):
+    """The sender's stop relies on it: a send reported handed over is never cancelled. A
+    recipient refused at RCPT never reaches DATA; an accepted one reports it once."""
     handed: list[str] = []
-    smtp_gw.hold("RCPT", 2.0)
+    smtp_gw.set_recipient("refused@example.nz", "reject")
     provider = _provider(smtp_gw, timeout=10.0)
-    loop = asyncio.get_running_loop()
-    cut = await provider.send(_msg(), deadline=loop.time() + 0.3,
-                              on_handover=lambda: handed.append("cut"))
-    smtp_gw.hold("RCPT", 0.0)
-    sent = await provider.send(_msg(), deadline=loop.time() + 5,
-                               on_handover=lambda: handed.append("sent"))
+    refused = await provider.send(_msg(to="refused@example.nz"),
+                                  on_handover=lambda: handed.append("refused"))
+    sent = await provider.send(_msg(), on_handover=lambda: handed.append("sent"))
     await provider.close()
-    assert (cut.detail, sent.status) == ("deadline", S.SENT)
+    assert (refused.status, sent.status) == (S.PERMANENT_FAILURE, S.SENT)
     assert handed == ["sent"]
 
 
