@@ -131,7 +131,7 @@ def seed(urls: dict[str, str], n: int) -> None:
                           "document_count": 2} for a in agencies],
             "sealed": "v1." + "s" * 700, "reference_code": None,
             "dob_checks": ["d" * 43]})
-        reference = f"PAN-{notice_id[:4].upper()}-{notice_id[4:8].upper()}"
+        reference = f"PAN-{notice_id[:4]}-{notice_id[4:8]}-{notice_id[8:12]}".upper()
         rows["dispatch_notice"].append((notice_id, INCIDENT, person, 1, True, payload, now,
                                         reference, "k1", '["' + "d" * 43 + '"]'))
         channels = ["none"] if k % 100 == 0 else (["email", "sms"] if k % 10 == 0 else ["email"])

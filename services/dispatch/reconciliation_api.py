@@ -10,11 +10,14 @@ from fastapi import APIRouter, Depends
 from services.common.deps import Context, IdPath, PageAfter, PageLimit, context
 from services.common.errors import ErrorResponse
 from services.common.reconciliation import (
+    DispatchNoticeList,
+    DispatchNoticeLookup,
     DispatchNoticePage,
     DispatchNoticeStatus,
     NoticeDelivery,
 )
 from services.dispatch.store import reconciliation
+from services.dispatch.store.reconciliation import NoticeOutcome
 
 router = APIRouter(tags=["agency"], responses={c: {"model": ErrorResponse} for c in (401, 404, 422)})
 AgencyTicket = Annotated[Context, Depends(context("agency-ticket"))]
@@ -32,7 +35,23 @@ async def reconciliation_notices(
     outcomes, next_after = await ctx.db.run(reconciliation.notice_outcomes, incident_id, agency_id,
                                             after, limit)
     return DispatchNoticePage(incident_id=incident_id, agency_id=agency_id, next_after=next_after,
-                              notices=[DispatchNoticeStatus(
-                                  notice_id=o.notice_id, version=o.version, reference=o.reference,
-                                  deliveries=[NoticeDelivery(channel=c, status=s) for c, s in o.deliveries])
-                                  for o in outcomes])
+                              notices=_statuses(outcomes))
+
+
+@router.post("/v1/incidents/{incident_id}/reconciliation/notices/lookup",
+             response_model=DispatchNoticeList,
+             summary="The same for the notices you name (ids from dedupe's part): those naming your "
+             "agency; others are left out as if there were none")
+async def reconciliation_notice_lookup(
+    incident_id: IdPath, ctx: AgencyTicket, body: DispatchNoticeLookup,
+) -> DispatchNoticeList:
+    # A query, not a change: POST only because up to 10,000 ids do not fit in a URL.
+    agency_id = ctx.caller.agency_id
+    outcomes = await ctx.db.run(reconciliation.notices_by_id, incident_id, agency_id, body.notice_ids)
+    return DispatchNoticeList(incident_id=incident_id, agency_id=agency_id, notices=_statuses(outcomes))
+
+
+def _statuses(outcomes: list[NoticeOutcome]) -> list[DispatchNoticeStatus]:
+    return [DispatchNoticeStatus(notice_id=o.notice_id, version=o.version, reference=o.reference,
+                                 deliveries=[NoticeDelivery(channel=c, status=s) for c, s in o.deliveries])
+            for o in outcomes]
