@@ -101,7 +101,7 @@ def test_merging_page_by_page_gives_exactly_what_combine_gives():
     for intake_size, dedupe_size in ((1, 1), (7, 50), (50, 7), (240, 3), (1000, 1000)):
         asked: list[list[str]] = []
 
-        def notices_of(ids: list[str]) -> list:
+        def notices_of(ids: list[str], asked: list = asked) -> list:
             asked.append(ids)
             return [notices[i] for i in ids if i in notices]
 

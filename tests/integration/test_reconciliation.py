@@ -240,7 +240,8 @@ async def _same_as_joining_the_whole_parts(http: httpx.AsyncClient, urls: dict[s
     while True:
         result = await _status(urls, key, out)
         assert result.exit_code == 0, result.output
-        streamed = out.read_bytes().decode("utf-8")  # as written: csv's \r\n line ends
+        # As written: csv's \r\n line ends, which read_text would turn into \n.
+        streamed = (await asyncio.to_thread(out.read_bytes)).decode("utf-8")
         whole = await _whole_parts_csv(http, urls, key)
         if streamed == whole:
             return

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from services.common.batching import chunks
+from services.common.db import one_of
 from services.dispatch.models import Delivery, DispatchNotice
 
 DT = Delivery.__table__
@@ -30,10 +31,10 @@ def notices_by_id(session: Session, incident_id: str, agency_id: str,
     no notice, are left out alike), by notice id: what `panui feed status` asks for the notices
     a stretch of dedupe's records names. Primary-key lookups, so a page costs its own size."""
     found = []
-    for chunk in chunks(sorted(set(notice_ids)), 1000):
+    for chunk in chunks(sorted(set(notice_ids)), 5000):  # SQLite: at most 32,766 parameters
         found += session.execute(
             select(NT.c.notice_id, NT.c.version, NT.c.reference_code, NT.c.payload)
-            .where(NT.c.incident_id == incident_id, NT.c.notice_id.in_(chunk))).all()
+            .where(NT.c.incident_id == incident_id, one_of(session, NT.c.notice_id, chunk))).all()
     found.sort(key=lambda row: row.notice_id)
     return _with_deliveries(session, incident_id, agency_id, found)
 
@@ -43,10 +44,10 @@ def _with_deliveries(session: Session, incident_id: str, agency_id: str, rows: l
     mine = [row for row in rows
             if any(a["agency_id"] == agency_id for a in orjson.loads(row.payload)["agencies"])]
     deliveries: dict[str, list[tuple[str, str]]] = {row.notice_id: [] for row in mine}
-    for chunk in chunks(list(deliveries), 1000):
+    for chunk in chunks(list(deliveries), 5000):
         for notice_id, channel, status in session.execute(
                 select(DT.c.notice_id, DT.c.channel, DT.c.status)
-                .where(DT.c.notice_id.in_(chunk)).order_by(DT.c.id)):
+                .where(one_of(session, DT.c.notice_id, chunk)).order_by(DT.c.id)):
             deliveries[notice_id].append((channel, status))
     return [NoticeOutcome(row.notice_id, row.version, row.reference_code, deliveries[row.notice_id])
             for row in mine]
