@@ -132,7 +132,9 @@ def status(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(exc.code) from None
     except OutOfOrder as exc:
-        console.print(f"[red]error:[/red] {exc}: the services' database collations differ?")
+        # Paging by source_record_id assumes byte (code point) order: a C or C.UTF-8 database.
+        console.print(f"[red]error:[/red] {exc} (code point order): is a service's database "
+                      "collation other than C or C.UTF-8?")
         raise typer.Exit(EXIT_REJECTED) from None
     if out is not None:
         console.print(f"wrote {out}: {sum(counts.values())} record(s) — "
