@@ -206,6 +206,24 @@ def measure(urls: dict[str, str], base: dict[str, str], key: str, page_size: int
             took = time.perf_counter() - started
             out.append([f"{service} GET {route}", pages, n, f"{took:.1f}"])
             print(out[-1], flush=True)
+        # Dispatch as the streaming CLI asks it: the notices each page of dedupe's part names.
+        lookups, pages, found, after = 0.0, 0, 0, ""
+        while True:
+            page = client.get(f"{base['dedupe']}{path}/reconciliation/records",
+                              params={"after": after, "limit": page_size},
+                              headers={"authorization": f"Bearer {token}"}).json()
+            ids = [r["notice_id"] for r in page["records"] if r["notice_id"]]
+            t = time.perf_counter()
+            looked = client.post(f"{base['dispatch']}{path}/reconciliation/notices/lookup",
+                                 json={"notice_ids": ids}, headers={"authorization": f"Bearer {token}"})
+            looked.raise_for_status()
+            lookups += time.perf_counter() - t  # only the lookups' own time counts
+            pages, found = pages + 1, found + len(looked.json()["notices"])
+            if page["next_after"] is None:
+                break
+            after = page["next_after"]
+        out.append(["dispatch POST reconciliation/notices/lookup", pages, found, f"{lookups:.1f}"])
+        print(out[-1], flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = Path(tmp) / "status.csv"
         started = time.perf_counter()
