@@ -385,7 +385,7 @@ async def _report(browser: webdriver.Chrome, client: httpx.AsyncClient, incident
     assert not [p for p in PERSONAL if p in words]
     browser.find_element(By.ID, "report-csv").click()
     csv = (await _downloaded(f"{incident_id}-commissioner-report.csv")).decode()
-    assert f"{incident_id},count,gp,records.received,2" in csv.splitlines()
+    assert f"{incident_id},count,gp,records.received,2,intake" in csv.splitlines()
     assert not [p for p in PERSONAL if p in csv]
 
 
