@@ -15,7 +15,12 @@ from sqlmodel import Session
 
 from services.common import metrics as common_metrics
 from services.common import retention
-from services.common.messages import DeliveryStatus, NoticeMessage, decode_notice
+from services.common.messages import (
+    DeliveryStatus,
+    NoticeHoldMessage,
+    NoticeMessage,
+    decode_notice,
+)
 from services.common.topics import NOTICES
 from services.dispatch import delivery_state, policy
 from services.dispatch.delivery_state import ReceiptOutcome
@@ -23,6 +28,7 @@ from services.dispatch.incidents import IncidentBook
 from services.dispatch.policy import QuietHours, RetryPolicy
 from services.dispatch.providers.receipts import Receipt
 from services.dispatch.store import deliveries, notices, senders
+from services.dispatch.store import holds as holds_store
 from services.dispatch.store import receipts as receipt_nonces
 from services.dispatch.store.deliveries import KEEP, Change, Claimed, NewDelivery
 
@@ -58,6 +64,13 @@ def record_notices(
     plannable = [n for n, _ in unique.values() if n.notice_id in inserted and known[n.incident_id]]
     _plan(session, plannable, book, quiet, now)
     return len(inserted)
+
+
+def record_holds(session: Session, holds: Sequence[NoticeHoldMessage]) -> None:
+    """Whether notified persons are held under s 116 now (for the call centre); nothing is
+    kept of a purged incident."""
+    purged = retention.hold(session, {h.incident_id for h in holds})
+    holds_store.record_holds(session, [h for h in holds if h.incident_id not in purged])
 
 
 def plan_waiting(
