@@ -19,6 +19,7 @@ from services.common.db import upsert
 from services.common.messages import (
     AffectedRecordMessage,
     IncidentMessage,
+    NoticeHoldMessage,
     NoticeMessage,
     RecordWithdrawnMessage,
 )
@@ -337,6 +338,16 @@ def add_notices(session: Session, notices: list[tuple[NoticeMessage, PersonView]
         "correction": n.correction.kind if n.correction else None,
     } for n, view in notices])
     outbox.enqueue_many(session, NOTICES, [(n.person_id, n.to_bytes()) for n, _ in notices])
+
+
+def add_hold_changes(session: Session, incident_id: str, changes: list[tuple[str, bool]],
+                     now: datetime) -> None:
+    """Outbox rows announcing notified persons' s 116 holds starting or ending (notice-hold on
+    notices.v1, keyed like their notices, so ordered with them)."""
+    if changes:
+        outbox.enqueue_many(session, NOTICES, [(person_id, NoticeHoldMessage(
+            incident_id=incident_id, person_id=person_id, held=held, changed_at=now).to_bytes())
+            for person_id, held in changes])
 
 
 def flush(session: Session) -> None:

@@ -21,6 +21,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.common.crypto import Sealer
+from services.common.messages import NoticeAgency, NoticeCorrection
 from services.gateways.sms_server import SmsGateway
 from services.gateways.smtp_server import SmtpGateway
 from testkit.infra import WAIT_S, free_port
@@ -612,6 +613,65 @@ async def test_an_amendment_supersedes_the_version_still_queued_in_quiet_hours(
                     if m.message["X-Panui-Reference"].startswith(email_v2.notice_id)]
     assert "updates the notice we sent you" in amended_mail[0].message.get_body(
         ("plain",)).get_content()
+
+
+def _correcting(notice, kind: str):  # noqa: ANN001, ANN202 - a NoticeMessage
+    """`notice` (a later version) as dedupe's correction of the version before it: the lab's
+    records were withdrawn; the GP's stand (agency_not_involved) or nothing does (sent_in_error)."""
+    lab = NoticeAgency(agency_id="lab-1", name="Test Community Lab",
+                       data_categories=["lab_results"], document_count=1)
+    correction = NoticeCorrection(
+        kind=kind, review_id="rev-1",
+        agencies=[lab] if kind == "agency_not_involved" else list(notice.agencies))
+    return notice.model_copy(update={"correction": correction})
+
+
+async def test_a_correction_says_only_what_corrects_what_the_person_was_sent(
+    service_env, pg_database, smtp, sms, mail
+):
+    """At night version 1 of two SMS-only people's notices is queued for the morning; a
+    correction (version 2) arrives before morning. Nobody got version 1, so: sent in error —
+    nothing is sent at all (version 1 superseded unsent, the correction has nothing to correct);
+    an agency named wrongly — the correction goes out as the person's first notice, never
+    "correction to the notice we sent you". A person emailed at once that night gets the
+    correction, as before."""
+    db = pg_database("dispatch")
+    clock = MutableClock(datetime(2026, 3, 10, 23, 0, tzinfo=NZ).astimezone(UTC))
+    settings = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
+                                 sms_url=sms.url, quiet_hours_enabled=True)
+    async with running_dispatch(settings, clock=clock) as stack:
+        await stack.publish_incident(incident_message())
+        in_error, wrong_agency = (notice_message(stack.sealer, n, person(n, email=False))
+                                  for n in (1, 2))
+        emailed = notice_message(stack.sealer, 3, person(3))
+        await stack.publish_notices([in_error, wrong_agency, emailed])
+        await _until(lambda: smtp.accepted == 1, "the email at night")
+        corrections = [
+            _correcting(notice_message(stack.sealer, 1, person(1, email=False), version=2),
+                        "sent_in_error"),
+            _correcting(notice_message(stack.sealer, 2, person(2, email=False), version=2),
+                        "agency_not_involved"),
+            _correcting(notice_message(stack.sealer, 3, person(3), version=2), "sent_in_error")]
+        await stack.publish_notices(corrections)
+        await _until(lambda: smtp.accepted == 2, "the correction email")
+        await _until(lambda: len(_rows(db)) == 5, "all planned")  # 3 first + 2 corrections
+        clock.now = datetime(2026, 3, 11, 8, 1, tzinfo=NZ).astimezone(UTC)
+        await _until(lambda: _settled(db, 5) and sms.send_attempts >= 1, "morning sends")
+        await asyncio.sleep(1.0)
+        statuses = _statuses(db)
+    assert statuses[(in_error.notice_id, "sms")] == "superseded"
+    assert statuses[(wrong_agency.notice_id, "sms")] == "superseded"
+    assert not [k for k in statuses if k[0] == corrections[0].notice_id]  # nothing to correct
+    person_of = {n.notice_id: n.person_id for n in [in_error, wrong_agency, emailed, *corrections]}
+    Reconciliation.of({wrong_agency.person_id: {"sms": 1}, emailed.person_id: {"email": 2}},
+                      person_of, maildir=mail, sms_logs=[sms.message_log]).assert_exact()
+    [first] = sms.messages.values()
+    assert first.reference.split(":")[0] == corrections[1].notice_id
+    assert "correction" not in first.body.lower() and "Test Community Lab" not in first.body
+    assert "notice about" in first.body
+    [mailed] = [m for m in smtp.messages
+                if m.message["X-Panui-Reference"].startswith(corrections[2].notice_id)]
+    assert "sent to you by mistake" in mailed.message.get_body(("plain",)).get_content()
 
 
 # ------------------------------------------------------------------------------- item 6
