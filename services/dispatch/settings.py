@@ -52,6 +52,10 @@ class DispatchSettings(ServiceSettings):
     sms_primary_weight: int = 1
     sms_secondary_weight: int = 0
     sms_http_connections: int = 20  # httpx's pool gets slow with many
+    # SMS sent per request to a gateway's bulk API (POST /v1/messages/batch), each answered on
+    # its own; 1: one request per SMS (a gateway without a bulk API). Per request, httpx and
+    # the gateway's HTTP stack cost more than the message itself (docs/benchmarks.md).
+    sms_batch_size: int = 50
 
     # --- dry-run incidents (issue 14) --------------------------------------------------------
     # A dry-run incident's notices go only to the local simulated gateways (services/gateways,

@@ -4,6 +4,11 @@ API (what HttpSmsProvider talks to):
   POST /v1/messages {to, body, reference, callback_url?} -> 202 {id, status}
        idempotent on `reference`: the same reference returns the original message (no resend);
        the same reference with a different to/body -> 409.
+  POST /v1/messages/batch {messages: [{to, body, reference, callback_url?}, ...]} (up to 500)
+       -> 200 {results: [{reference, code, id?, status?, error?, retry_after?}, ...]}: each
+       message answered on its own, in order, with the code a single send would get (202,
+       409, 422, 429, the faults below), like a provider's bulk API (one request, per-message
+       status). Faults count per message; a reset or a delay applies to the whole answer.
   GET  /v1/messages[?reference=...]        inspect what was "sent"
   GET  /v1/messages/{id}
 Delivery receipts are POSTed to callback_url as JSON {id, reference, status, occurred_at} with
@@ -32,6 +37,9 @@ Control (tests/dev), also available as Python methods on SmsGateway:
                             rate_limit_next?, retry_after?, receipt_delay?, hold_receipts?}
   POST /_control/outcomes {to: "+6421...", status: "delivered"|"failed"|"expired"}
   POST /_control/reset      GET /_control/receipts      GET /_control/stats
+
+Over 400 lines: one simulated provider (API, faults, receipts, control) a test reads in one
+place; dev/test only.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ from typing import Literal
 import httpx
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from services.gateways.serving import AsgiServer, run_until_interrupted
 from services.gateways.signing import SIGNATURE_HEADER, provider_of, signature_header
@@ -64,6 +72,14 @@ class SendRequest(BaseModel):
     body: str = Field(min_length=1, max_length=1600)
     reference: str = Field(min_length=1, max_length=200)
     callback_url: str | None = None
+
+
+BATCH_MAX = 500
+
+
+class BatchRequest(BaseModel):
+    # Each message is validated on its own (one bad number fails only itself).
+    messages: list[dict] = Field(min_length=1, max_length=BATCH_MAX)
 
 
 class BehaviourRequest(BaseModel):
@@ -82,6 +98,17 @@ class BehaviourRequest(BaseModel):
 class OutcomeRequest(BaseModel):
     to: str = Field(pattern=E164)
     status: Literal["delivered", "failed", "expired"]
+
+
+@dataclass
+class Answer:
+    """What one message is answered: HTTP-like code and body; `reset`: drop the connection
+    instead of answering (the message was taken)."""
+
+    code: int
+    body: dict
+    retry_after: int | None = None
+    reset: bool = False
 
 
 @dataclass
@@ -214,6 +241,42 @@ class SmsGateway:
                 await asyncio.sleep(0.01)
         return self.receipts_sent
 
+    # ---------------------------------------------------------------- taking a message
+    def take(self, req: SendRequest) -> Answer:
+        """One message: what a single send (and each message of a batch) is answered."""
+        self.send_attempts += 1
+        b = self.behaviour
+        if b.rate_limit_next > 0:
+            b.rate_limit_next -= 1
+            return Answer(429, {"error": "rate limited"}, retry_after=b.retry_after)
+        if b.fail_next > 0:
+            b.fail_next -= 1
+            return Answer(b.fail_status, {"error": "simulated failure"})
+        to, body = self.kept(req.to), self.kept(req.body)
+        existing_id = self.by_reference.get(req.reference)
+        if existing_id:
+            existing = self.messages[existing_id]
+            if (existing.to, existing.body) != (to, body):
+                return Answer(409, {"detail": "reference reused with different message"})
+            sms = existing
+        else:
+            sms = StoredSms(
+                id=str(uuid.uuid4()), to=to, body=body, reference=req.reference,
+                callback_url=req.callback_url, status="accepted",
+                created_at=datetime.now(UTC).isoformat(),
+            )
+            self.messages[sms.id] = sms
+            self.by_reference[sms.reference] = sms.id
+            self._log(sms)
+            self._schedule_receipt(sms)
+        if b.fail_after_store_next > 0:
+            b.fail_after_store_next -= 1
+            return Answer(b.fail_after_store_status, {"error": "upstream failure (simulated)"})
+        if b.reset_after_store_next > 0:
+            b.reset_after_store_next -= 1
+            return Answer(202, {"id": sms.id, "status": "accepted"}, reset=True)
+        return Answer(202, {"id": sms.id, "status": "accepted"})
+
     # ---------------------------------------------------------------- receipts
     def _schedule_receipt(self, sms: StoredSms) -> None:
         if not sms.callback_url:
@@ -263,6 +326,12 @@ class SmsGateway:
 _transport: contextvars.ContextVar = contextvars.ContextVar("transport", default=None)
 
 
+def _reset_connection() -> None:
+    transport = _transport.get()
+    if transport is not None:
+        transport.abort()  # RST: the client gets no answer at all
+
+
 class _ExposeTransport:
     """ASGI wrapper giving the request's connection to the endpoint (for reset_after_store).
     uvicorn's `send` is a method of its request cycle, which holds the transport; test gateway
@@ -289,54 +358,42 @@ def create_app(gw: SmsGateway) -> FastAPI:
     @app.post("/v1/messages", status_code=202)
     async def send(req: SendRequest, authorization: str | None = Header(default=None)):
         check_auth(authorization)
-        gw.send_attempts += 1
-        b = gw.behaviour
-        if b.rate_limit_next > 0:
-            b.rate_limit_next -= 1
-            return JSONResponse(
-                {"error": "rate limited"},
-                status_code=429,
-                headers={"Retry-After": str(b.retry_after)},
-            )
-        if b.fail_next > 0:
-            b.fail_next -= 1
-            return JSONResponse({"error": "simulated failure"}, status_code=b.fail_status)
-        to, body = gw.kept(req.to), gw.kept(req.body)
-        existing_id = gw.by_reference.get(req.reference)
-        if existing_id:
-            existing = gw.messages[existing_id]
-            if (existing.to, existing.body) != (to, body):
-                raise HTTPException(
-                    status_code=409, detail="reference reused with different message"
-                )
-            sms = existing
-        else:
-            sms = StoredSms(
-                id=str(uuid.uuid4()),
-                to=to,
-                body=body,
-                reference=req.reference,
-                callback_url=req.callback_url,
-                status="accepted",
-                created_at=datetime.now(UTC).isoformat(),
-            )
-            gw.messages[sms.id] = sms
-            gw.by_reference[sms.reference] = sms.id
-            gw._log(sms)
-            gw._schedule_receipt(sms)
-        if b.fail_after_store_next > 0:
-            b.fail_after_store_next -= 1
-            return JSONResponse({"error": "upstream failure (simulated)"},
-                                status_code=b.fail_after_store_status)
-        if b.reset_after_store_next > 0:
-            b.reset_after_store_next -= 1
-            transport = _transport.get()
-            if transport is not None:
-                transport.abort()  # RST: the client gets no answer at all
-                await asyncio.sleep(0)
-        if b.delay_seconds:
-            await asyncio.sleep(b.delay_seconds)
-        return JSONResponse({"id": sms.id, "status": "accepted"}, status_code=202)
+        answer = gw.take(req)
+        if answer.reset:
+            _reset_connection()
+            await asyncio.sleep(0)
+        if gw.behaviour.delay_seconds:
+            await asyncio.sleep(gw.behaviour.delay_seconds)
+        headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after is not None else None
+        return JSONResponse(answer.body, status_code=answer.code, headers=headers)
+
+    @app.post("/v1/messages/batch", status_code=200)
+    async def send_batch(req: BatchRequest, authorization: str | None = Header(default=None)):
+        """Up to BATCH_MAX messages in one request, each answered on its own in the order
+        sent ({reference, code, ...} with the code and body a single send would get): one bad
+        message fails only itself. Faults count per message, as for single sends; a reset
+        (reset_after_store) drops the whole answer, and a delay delays it."""
+        check_auth(authorization)
+        results, reset = [], False
+        for raw in req.messages:
+            try:
+                one = SendRequest.model_validate(raw)
+            except ValidationError:
+                results.append({"reference": str(raw.get("reference", ""))[:200], "code": 422,
+                                "error": "invalid message"})
+                continue
+            answer = gw.take(one)
+            reset = reset or answer.reset
+            item = {"reference": one.reference, "code": answer.code, **answer.body}
+            if answer.retry_after is not None:
+                item["retry_after"] = answer.retry_after
+            results.append(item)
+        if reset:
+            _reset_connection()
+            await asyncio.sleep(0)
+        if gw.behaviour.delay_seconds:
+            await asyncio.sleep(gw.behaviour.delay_seconds)
+        return {"results": results}
 
     @app.get("/v1/messages")
     async def list_messages(

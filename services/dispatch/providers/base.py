@@ -7,8 +7,9 @@ statuses in receipts map to our DeliveryStatus through STATUS_MAP."""
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
@@ -119,6 +120,11 @@ class SmsProvider(ABC):
 
     @abstractmethod
     async def send(self, message: SmsMessage) -> ProviderResult: ...
+
+    async def send_batch(self, messages: Sequence[SmsMessage]) -> list[ProviderResult]:
+        """Each message's answer, in order. A provider with a bulk API sends them in one
+        request (HttpSmsProvider); by default, one send each, at once."""
+        return list(await asyncio.gather(*(self.send(m) for m in messages)))
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass

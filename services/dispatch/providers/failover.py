@@ -15,6 +15,7 @@ message. Then:
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -99,16 +100,62 @@ class FailoverSmsProvider(SmsProvider):
     async def send(self, message: SmsMessage, repin: Repin | None = None) -> ProviderResult:
         """Send through the pinned gateway, failing over only while the reference is held
         nowhere. `repin` records a move first (the sender's; None: moves need no record)."""
+        candidates = self._candidates(message)
+        if isinstance(candidates, ProviderResult):
+            return candidates
+        return await self._try(message, candidates, message.gateway, repin, None)
+
+    async def send_batch(  # type: ignore[override]
+        self, messages: Sequence[SmsMessage], repins: Sequence[Repin | None] | None = None,
+    ) -> list[ProviderResult]:
+        """send() for each message, the first try of those going to the same gateway in one
+        request (its bulk API). A message answered "certainly not taken" there goes on alone,
+        exactly as send() would (unhealthy mark, the pin, a recorded move). One whose first
+        gateway is not its pin (the pin is unhealthy: a move to record first) goes alone."""
+        repins = list(repins) if repins is not None else [None] * len(messages)
+        results: list[ProviderResult | None] = [None] * len(messages)
+        groups: dict[str, list[tuple[int, list[SmsProvider]]]] = {}
+        alone: list[int] = []
+        for i, message in enumerate(messages):
+            candidates = self._candidates(message)
+            if isinstance(candidates, ProviderResult):
+                results[i] = candidates
+            elif message.gateway is not None and candidates[0].name != message.gateway:
+                alone.append(i)
+            else:
+                groups.setdefault(candidates[0].name, []).append((i, candidates))
+
+        async def batch(members: list[tuple[int, list[SmsProvider]]]) -> None:
+            first = members[0][1][0]
+            answers = await first.send_batch([messages[i] for i, _ in members])
+            for (i, candidates), answer in zip(members, answers, strict=True):
+                if answer.ambiguous or answer.status is not DeliveryStatus.TECHNICAL_FAILURE:
+                    results[i] = answer
+                    continue
+                self.mark_unhealthy(first.name)
+                results[i] = answer if messages[i].pinned else await self._try(
+                    messages[i], candidates[1:], first.name, repins[i], answer)
+
+        async def one(i: int) -> None:
+            results[i] = await self.send(messages[i], repins[i])
+
+        await asyncio.gather(*(batch(m) for m in groups.values()), *(one(i) for i in alone))
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
+
+    def _candidates(self, message: SmsMessage) -> list[SmsProvider] | ProviderResult:
+        """The gateways to try, in order: only the pin once it may hold the reference."""
         if message.pinned and message.gateway:
             try:
-                candidates = [self._entry(message.gateway).provider]
+                return [self._entry(message.gateway).provider]
             except KeyError:  # the gateway holding it is no longer configured
                 return ProviderResult(None, DeliveryStatus.TECHNICAL_FAILURE, message.gateway,
                                       "gateway-unknown")
-        else:
-            candidates = self.order(message.gateway)
-        current = message.gateway
-        result: ProviderResult | None = None
+        return self.order(message.gateway)
+
+    async def _try(self, message: SmsMessage, candidates: Sequence[SmsProvider],
+                   current: str | None, repin: Repin | None,
+                   result: ProviderResult | None) -> ProviderResult:
         for provider in candidates:
             if provider.name != current:
                 if current is not None and repin is not None and not await repin(provider.name):

@@ -8,6 +8,7 @@ goes to the same gateway with the same body (ANSWERS says which answers leave th
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from types import MappingProxyType
 
 import httpx
@@ -101,11 +102,8 @@ class HttpSmsProvider(SmsProvider):
         return ProviderResult.of(self.ANSWERS[key], self.name, detail, **extra)
 
     async def send(self, message: SmsMessage) -> ProviderResult:
-        payload = {"to": message.to, "body": message.body, "reference": message.reference}
-        if message.callback_url:
-            payload["callback_url"] = message.callback_url
         try:
-            response = await self._client.post("/v1/messages", json=payload)
+            response = await self._client.post("/v1/messages", json=_payload(message))
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
             return self._answer("connect-error", "connect-error")  # never reached it
         except httpx.TimeoutException:
@@ -127,9 +125,63 @@ class HttpSmsProvider(SmsProvider):
         return ProviderResult.of(self.verdict_for_http(code), self.name, f"http-{code}",
                                  retry_after=_retry_after(response))
 
+    async def send_batch(self, messages: Sequence[SmsMessage]) -> list[ProviderResult]:
+        """Several messages in one request (POST /v1/messages/batch), each answered on its own
+        with the code a single send would get — so each is classified by the same ANSWERS. An
+        answer for the request as a whole (no connection, timeout, 5xx, an unreadable body)
+        is every message's answer: what it means (not taken / maybe taken) holds for each."""
+        payload = {"messages": [_payload(m) for m in messages]}
+        try:
+            response = await self._client.post("/v1/messages/batch", json=payload)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
+            return self._all(messages, "connect-error", "connect-error")
+        except httpx.TimeoutException:
+            return self._all(messages, "timeout", "timeout")
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            return self._all(messages, "connection-lost", "connection-lost")
+        except httpx.HTTPError:
+            return self._all(messages, "http-error", "http-error")
+        code = response.status_code
+        if code != 200:
+            verdict = self.verdict_for_http(code) if code >= 300 else self.ANSWERS["bad-response"]
+            one = ProviderResult.of(verdict, self.name, f"http-{code}",
+                                    retry_after=_retry_after(response))
+            return [one] * len(messages)
+        try:
+            items = response.json()["results"]
+            if len(items) != len(messages) or any(
+                    i["reference"] != m.reference for i, m in zip(items, messages, strict=True)):
+                raise ValueError("answers do not match the messages")
+            return [self._item(item) for item in items]
+        except (ValueError, KeyError, TypeError):
+            # Maybe taken, every one of them: retry there with the same references.
+            return self._all(messages, "bad-response", "bad-response")
+
+    def _all(self, messages: Sequence[SmsMessage], key: str, detail: str) -> list[ProviderResult]:
+        return [self._answer(key, detail)] * len(messages)
+
+    def _item(self, item: dict) -> ProviderResult:
+        code = int(item["code"])
+        if code in (200, 201, 202):
+            try:
+                return ProviderResult(str(item["id"]), self.STATUS_MAP[item["status"]], self.name,
+                                      f"http-{code}")
+            except (KeyError, TypeError):
+                return self._answer("bad-response", "bad-response")
+        after = item.get("retry_after")
+        return ProviderResult.of(self.verdict_for_http(code), self.name, f"http-{code}",
+                                 retry_after=max(float(after), 0.0) if after is not None else None)
+
     async def close(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+
+
+def _payload(message: SmsMessage) -> dict:
+    payload = {"to": message.to, "body": message.body, "reference": message.reference}
+    if message.callback_url:
+        payload["callback_url"] = message.callback_url
+    return payload
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -157,16 +209,29 @@ class BoundedHttpSmsProvider(HttpSmsProvider):
         self._pool_timeout = pool_timeout
 
     async def send(self, message: SmsMessage) -> ProviderResult:
+        if not await self._enter():
+            return self._answer("connect-error", "connect-error")
+        try:
+            return await super().send(message)
+        finally:
+            self._gate.release()
+
+    async def send_batch(self, messages: Sequence[SmsMessage]) -> list[ProviderResult]:
+        if not await self._enter():  # one connection for the whole batch
+            return self._all(messages, "connect-error", "connect-error")
+        try:
+            return await super().send_batch(messages)
+        finally:
+            self._gate.release()
+
+    async def _enter(self) -> bool:
         gate = self._gate
         if gate.locked():
             try:
                 async with asyncio.timeout(self._pool_timeout):
                     await gate.acquire()
             except TimeoutError:
-                return self._answer("connect-error", "connect-error")
+                return False
         else:
             await gate.acquire()  # free: returns at once
-        try:
-            return await super().send(message)
-        finally:
-            gate.release()
+        return True
