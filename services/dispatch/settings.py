@@ -55,7 +55,7 @@ class DispatchSettings(ServiceSettings):
     # SMS sent per request to a gateway's bulk API (POST /v1/messages/batch), each answered on
     # its own; 1: one request per SMS (a gateway without a bulk API). Per request, httpx and
     # the gateway's HTTP stack cost more than the message itself (docs/benchmarks.md).
-    sms_batch_size: int = 50
+    sms_batch_size: int = Field(default=50, ge=1, le=500)  # the local gateway takes up to 500
 
     # --- dry-run incidents (issue 14) --------------------------------------------------------
     # A dry-run incident's notices go only to the local simulated gateways (services/gateways,

@@ -75,6 +75,7 @@ class SendRequest(BaseModel):
 
 
 BATCH_MAX = 500
+RECEIPT_CONNECTIONS = 50
 
 
 class BatchRequest(BaseModel):
@@ -161,6 +162,10 @@ class SmsGateway:
         self._server: AsgiServer | None = None
         self._tasks: set[asyncio.Task] = set()
         self._http: httpx.AsyncClient | None = None
+        # Receipts wait for a connection here, not in httpcore's pool, which re-scans every
+        # queued request per connection whenever one starts or ends: a batch's burst of
+        # receipts (hundreds at once) made that quadratic and starved the gateway's loop.
+        self._receipt_gate = asyncio.Semaphore(RECEIPT_CONNECTIONS)
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> int:
@@ -181,7 +186,8 @@ class SmsGateway:
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             self._http = httpx.AsyncClient(
-                timeout=5.0, limits=httpx.Limits(max_connections=50, max_keepalive_connections=50)
+                timeout=5.0, limits=httpx.Limits(max_connections=RECEIPT_CONNECTIONS,
+                                                 max_keepalive_connections=RECEIPT_CONNECTIONS)
             )
         return self._http
 
@@ -311,9 +317,10 @@ class SmsGateway:
             }
             code: int | None = None
             try:
-                code = (
-                    await client.post(sms.callback_url, content=body, headers=headers)
-                ).status_code
+                async with self._receipt_gate:
+                    code = (
+                        await client.post(sms.callback_url, content=body, headers=headers)
+                    ).status_code
             except httpx.HTTPError:
                 pass
             self.receipts_sent.append({"id": sms.id, "status": status, "http_status": code})
