@@ -41,6 +41,18 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
+        @event.listens_for(engine, "before_cursor_execute")
+        def _sqlite_for_update(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001, ARG001
+            # SQLite drops FOR UPDATE, and pysqlite BEGINs only at the first write: the rows a
+            # store "locks" were read outside any transaction, and a change committed between
+            # that read and the write was overwritten (a receipt's 'delivered' lost under the
+            # sender's 'sent'). A locking read takes SQLite's write lock first, so the other
+            # writer waits, as a row lock would make it on PostgreSQL.
+            stmt = getattr(getattr(context, "compiled", None), "statement", None)
+            if (getattr(stmt, "_for_update_arg", None) is not None
+                    and not conn.connection.dbapi_connection.in_transaction):
+                cursor.execute("BEGIN IMMEDIATE")
+
         return engine
     engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
                            hide_parameters=True)

@@ -193,8 +193,12 @@ class ConsumerWorker:
         self.loop.start()
 
     async def stop(self, grace_s: float = 30.0) -> None:
-        """Finish the batch in hand (so its offsets are committed), then leave the group."""
+        """Finish the batch in hand (so its offsets are committed), then leave the group. A
+        handler doing long work in steps checks `stopping` between them (dedupe's release
+        chunks): work in a thread goes on after its task is cancelled, past the grace."""
         self._stopping.set()
+        log.info("consumer %s: stopping; the work in hand finishes", self.group_id,
+                 extra={"group": self.group_id})
         await finish(self.loop.task, grace_s)
         if self._connected is not None:  # started but the loop never took it
             await self._connected.stop()
@@ -203,6 +207,10 @@ class ConsumerWorker:
     @property
     def running(self) -> bool:
         return self.loop.running
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def owns(self, tp: TopicPartition) -> bool:
         """True while this worker owns `tp` and no revocation of it has begun (a handler may
@@ -271,7 +279,8 @@ class ConsumerWorker:
                 await self._commit(consumer, tp, records[-1].offset + 1)
             elif self.owns(tp) and not self._stopping.is_set():
                 await self._seek_to_committed(consumer, tp)
-        await self._tick()
+        if not self._stopping.is_set():  # time-driven work waits for the next start
+            await self._tick()
 
     def _pause(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int,
                until: Awaitable | None) -> None:

@@ -63,11 +63,17 @@ class AffectedRecordsHandler:
 
     async def _continue_release(self, partitions: set[int]) -> None:
         """Release the next chunks of the releases in progress, each in its own transaction
-        (pipeline.continue_release), for up to the budget."""
+        (pipeline.continue_release), for up to the budget — and not one more once the service
+        is stopping: the chunk in hand commits, the persons left stay dirty for the next start.
+        (Cancelling this task would not stop a chunk's thread, only lose track of it.)"""
         deadline = time.monotonic() + self.release_budget_s
-        while (time.monotonic() < deadline and self.pipeline.releasing(partitions)
+        while (not self._stopping() and time.monotonic() < deadline
+               and self.pipeline.releasing(partitions)
                and await run_db(self.pipeline.continue_release, partitions)):
             self.relay.wake()
+
+    def _stopping(self) -> bool:
+        return bool(getattr(self.worker, "stopping", False))
 
     def _warm(self, partition: int, incident_ids: list[str]) -> asyncio.Task:
         """Rebuild these incidents in a thread; the partition waits for it (one at a time)."""

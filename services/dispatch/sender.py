@@ -10,7 +10,9 @@ Per delivery:
   3. render (content/) with what the reference is pinned to (the incident revision, what the
      text says), so every attempt under one reference is the same message, and send through
      the channel's provider within `send_deadline_s`, with the reference "<notice_id>:<channel>"
-     — the SMS gateway dedupes on it, the email's Message-ID is derived from it;
+     — the SMS gateway dedupes on it, the email's Message-ID is derived from it. For email the
+     deadline cuts only what comes before DATA: a relay does not dedupe, so a started DATA
+     runs to its answer (bounded by the SMTP command timeout, the lease kept by the heartbeat);
   4. record the answer (sent / failure with backoff / fallback) and its event in one
      transaction, as soon as the previous commit is done (tracking.record_results).
 A crash between 3 and 4 leaves the row in 'sending' under a lease nobody renews; once it has
@@ -306,7 +308,8 @@ class Sender:
                         from_addr=self.settings.email_from_address, subject=rendered.subject,
                         text=rendered.text, html=rendered.html,
                         reply_to=self.settings.email_reply_to,
-                    )
+                    ),
+                    deadline=asyncio.get_running_loop().time() + self.settings.send_deadline_s,
                 )
             else:
                 via = policy.sms_full_notice_via(
@@ -333,10 +336,13 @@ class Sender:
                                detail="render-error")
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self.settings.send_deadline_s):
+            # Email: the provider applies the deadline itself, up to DATA (above). SMS: the
+            # whole request — a retry under the same reference is de-duplicated there.
+            async with asyncio.timeout(None if c.channel == "email" else
+                                       self.settings.send_deadline_s):
                 result = await sending
         except TimeoutError:
-            # Cut off mid-exchange: it may have been taken (ambiguous), same gateway next time.
+            # Cut off mid-request: it may have been taken (ambiguous), same gateway next time.
             result = ProviderResult(None, DeliveryStatus.TECHNICAL_FAILURE, provider_name,
                                     "deadline", ambiguous=True)
         provider = result.provider or provider_name

@@ -112,9 +112,11 @@ class DispatchSettings(ServiceSettings):
     # same reference) only once it has not renewed for this long: presumed dead.
     sending_lease_s: float = 120.0
     sender_heartbeat_s: float = 0.0
-    # Every send ends within this (then: an ambiguous technical failure, retried at the same
-    # gateway). Shorter than the lease, so a sender cut off from the database has finished its
-    # sends before anyone may recover them.
+    # An SMS request ends within this (then: ambiguous, retried at the same gateway); an email
+    # is handed over (DATA started) within this or not at all (then: certainly not sent,
+    # retried) — a started DATA is never cut, only bounded by `smtp_timeout_s` per command.
+    # Shorter than the lease, so a sender cut off from the database starts no hand-over after
+    # anyone may recover its claims.
     send_deadline_s: float = 60.0
     sender_stop_grace_s: float = 10.0
     # Backpressure: stop taking notices off Kafka while this many deliveries are unfinished.

@@ -13,6 +13,8 @@ recipient or for the next N messages:
   hold      -> {"MAIL"|"RCPT"|"DATA": seconds}: that command's answer is held that long (a
                slow relay; for DATA before the message is taken: a client that gives up while
                held leaves nothing behind)
+  answer_after_taking -> every message is taken (stored) at the final dot, and its 250 is
+               held this many seconds: a client that gives up meanwhile has still sent it
   drop_after_accept_next -> the next N messages are taken (stored), then the connection is
                dropped before the 250 is sent: the client cannot know it got through
   fail_next -> the next N messages get `fail_code` at DATA (e.g. 421, 554)
@@ -24,7 +26,7 @@ Control: Python methods on SmtpGateway, or the HTTP control API (FastAPI) when s
 control port:
   GET  /_control/messages     POST /_control/recipients {address, action}
   POST /_control/behaviour {delay_seconds?, fail_next?, fail_code?, hold?,
-                            drop_after_accept_next?, defer_seconds?}
+                            drop_after_accept_next?, defer_seconds?, answer_after_taking_s?}
   POST /_control/reset        GET /_control/bounces        GET /_control/stats
 
 Over 400 lines on purpose: every fault mode the fault suite needs lives beside the
@@ -83,6 +85,7 @@ class SmtpBehaviour:
     hold: dict[str, float] = field(default_factory=dict)  # command -> seconds before answering
     drop_after_accept_next: int = 0
     defer_seconds: float = 1.0  # defer-then-*: how long the relay keeps trying
+    answer_after_taking_s: float = 0.0  # the 250 for a message already stored comes this late
 
 
 class _Handler:
@@ -138,6 +141,8 @@ class _Handler:
             gw.dropped_after_accept += 1
             server.transport.abort()  # taken, and the client never hears it
             await asyncio.sleep(0)
+        if gw.behaviour.answer_after_taking_s:
+            await asyncio.sleep(gw.behaviour.answer_after_taking_s)  # taken; the answer is late
         return "250 2.0.0 OK: queued"
 
 
@@ -223,6 +228,10 @@ class SmtpGateway:
     def hold(self, command: str, seconds: float) -> None:
         """Hold the answer to MAIL, RCPT or DATA for `seconds` (0: answer at once)."""
         self.behaviour.hold[command.upper()] = seconds
+
+    def answer_after_taking(self, seconds: float) -> None:
+        """Store each message at its final dot, then hold the 250 for `seconds` (0: at once)."""
+        self.behaviour.answer_after_taking_s = seconds
 
     def drop_after_accept_next(self, n: int) -> None:
         self.behaviour.drop_after_accept_next = n
@@ -366,6 +375,7 @@ class BehaviourUpdate(BaseModel):
     hold: dict[Literal["MAIL", "RCPT", "DATA"], float] | None = None
     drop_after_accept_next: int | None = None
     defer_seconds: float | None = None
+    answer_after_taking_s: float | None = None
 
 
 def _summary(m: ReceivedMessage) -> dict:

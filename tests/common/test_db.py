@@ -35,3 +35,41 @@ def test_postgresql_errors_hide_bound_parameters(pg_database):
     assert "hidden due to hide_parameters" in message
     assert "duplicate key" in message
     assert SECRET not in message  # nor the server's DETAIL line, which repeats the key
+
+
+def test_sqlite_locking_reads_do_not_lose_updates(tmp_path):
+    """SQLite drops FOR UPDATE and pysqlite starts a transaction only at the first write: a
+    delivery "locked" and read as 'sending' by the sender was overwritten with 'sent' after a
+    receipt had recorded 'delivered' in between (CI saw `make run`'s SQLite lose that receipt).
+    A locking read takes SQLite's write lock, so the receipt waits for the sender."""
+    import threading
+
+    from sqlalchemy import Integer, select, update
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'rmw.db'}")
+    table = Table("d", MetaData(), Column("id", Integer, primary_key=True), Column("status", String))
+    locked = select(table.c.status).where(table.c.id == 1).with_for_update()
+    try:
+        table.metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(insert(table), {"id": 1, "status": "sending"})
+        receipt_done = threading.Event()
+
+        def receipt() -> None:  # sending or sent → delivered, as a receipt does
+            with engine.begin() as conn:
+                if conn.execute(locked).scalar_one() in ("sending", "sent"):
+                    conn.execute(update(table).values(status="delivered"))
+            receipt_done.set()
+
+        with engine.begin() as conn:  # the sender recording its answer
+            seen = conn.execute(locked).scalar_one()
+            other = threading.Thread(target=receipt)
+            other.start()
+            receipt_done.wait(2.0)  # without the lock the receipt commits in this gap
+            if seen == "sending":
+                conn.execute(update(table).values(status="sent"))
+        other.join(30)
+        with engine.connect() as conn:
+            assert conn.execute(select(table.c.status)).scalar_one() == "delivered"
+    finally:
+        engine.dispose()

@@ -73,6 +73,10 @@ async def test_a_rebalance_mid_batch_never_lets_two_members_write_at_once(
         await worker(first).start()
         await asyncio.to_thread(first.in_batch.wait, 30)  # the first member is mid-batch
         await worker(second).start()  # joins: the group rebalances now
+        # The first member stays slow until the second has a batch of its own: on a loaded box
+        # the join can take longer than the first member needs to drain everything at speed
+        # (CI saw it finish alone), and then no hand-over is tested at all.
+        await asyncio.to_thread(second.in_batch.wait, 90)
         first.pause_s = 0.2
 
         def applied() -> int:

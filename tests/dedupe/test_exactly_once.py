@@ -5,8 +5,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 
+import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlmodel import Session, func, select
@@ -14,6 +16,7 @@ from sqlmodel import Session, func, select
 from services.common.crypto import Sealer
 from services.common.db import make_engine
 from services.common.messages import decode_notice
+from services.common.topics import DEDUPE_AFFECTED_RECORDS
 from services.dedupe.app import create_app
 from services.dedupe.models import NoticeState, RecordState
 from services.dedupe.settings import DedupeSettings
@@ -206,6 +209,93 @@ async def test_a_process_killed_between_release_chunks_resumes_with_one_notice_p
 
         process = start()
         async with asyncio.timeout(120):
+            while notices() < PERSONS:
+                await asyncio.sleep(0.2)
+        async with TopicReaderContext(kafka_bootstrap, f"{topic_prefix}notices.v1") as reader:
+            await reader.wait_for(lambda m: len({x.key for x in m}) >= PERSONS, timeout=60)
+            await asyncio.sleep(1.5)
+            messages = await reader.drain()
+    finally:
+        process.kill()
+        process.wait(10)
+        engine.dispose()
+    assert _counts(database_url) == (2 * PERSONS, PERSONS)
+    _assert_one_notice_per_person(messages)
+
+
+async def test_sigterm_mid_release_stops_between_chunks_and_the_restart_finishes_it(
+        service_env, pg_database, kafka_bootstrap, topic_prefix, data_keys, tmp_path):
+    """SIGTERM while an incident is being released in chunks (with a budget that would let one
+    handler call release it all): the chunk in hand commits, no further chunk starts, the
+    process exits by itself within the pod's grace, and the persons left stay dirty; the next
+    start releases them — exactly one notice per person. The chunk in hand is made to wait
+    for the stop (a purge's lock on the incident, as a purge would hold it) so the stop lands
+    between two chunks however fast the box is."""
+    grace_s, chunk = 45.0, 25
+    database_url = pg_database("dedupe")
+    settings = DedupeSettings(**service_env, database_url=database_url)
+    sealer = Sealer(data_keys)
+    async with running(create_app(settings)):  # creates the topics
+        pass
+    await publish(kafka_bootstrap, f"{topic_prefix}incidents.v1",
+                  [incident_message("inc-0", AGENCIES, ["gp", "lab"])])
+    stream = []
+    for i in range(PERSONS):
+        stream.append(record_message(sealer, "inc-0", "gp", f"gp-{i}", **synthetic_person(i)))
+        stream.append(record_message(sealer, "inc-0", "lab", f"lab-{i}",
+                                     categories=("lab_results",), **synthetic_person(i)))
+    stream += [completion("inc-0", "gp", PERSONS), completion("inc-0", "lab", PERSONS)]
+    await publish(kafka_bootstrap, f"{topic_prefix}affected-records.v1", stream)
+
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "PANUI_TOPIC_PREFIX": topic_prefix, "PANUI_DATA_KEYS": data_keys,
+           "DATABASE_URL": database_url, "PANUI_PORT": "0", "PANUI_LOG_LEVEL": "INFO",
+           "PANUI_RELEASE_TICK_S": "0.2", "PANUI_RELEASE_CHUNK_PERSONS": str(chunk),
+           "PANUI_RELEASE_BUDGET_S": "3600"}
+    log_path = tmp_path / "dedupe.log"
+
+    def start() -> subprocess.Popen:
+        with open(log_path, "ab") as out:
+            return subprocess.Popen([sys.executable, "-m", "services.dedupe"], cwd=REPO,
+                                    env=env, stdout=out, stderr=out)
+
+    def stopping_logged() -> bool:  # the records consumer has been told to stop
+        return any("stopping; the work in hand finishes" in line
+                   and DEDUPE_AFFECTED_RECORDS.name in line
+                   for line in log_path.read_text(errors="replace").splitlines())
+
+    engine = make_engine(database_url)
+    process = start()
+    try:
+        def notices() -> int:
+            with Session(engine) as session:
+                return session.exec(select(func.count()).select_from(NoticeState)).one()
+
+        async with asyncio.timeout(180):
+            while not 0 < notices() < PERSONS:
+                await asyncio.sleep(0.01)
+        with psycopg.connect(database_url) as purge:
+            # Waits for the chunk committing now; the next one waits for this.
+            purge.execute("SELECT pg_advisory_xact_lock(hashtextextended('purge|inc-0', 0))")
+            before = notices()
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(120):
+                while not stopping_logged():
+                    assert process.poll() is None, "exited before stopping its consumer"
+                    await asyncio.sleep(0.05)
+            purge.rollback()  # the chunk in hand goes on
+        rc = await asyncio.to_thread(process.wait, grace_s + 30)
+        took = time.monotonic() - signalled
+        after = notices()
+        print(f"SIGTERM at {before}/{PERSONS} notices; exited rc={rc} after {took:.1f}s "
+              f"with {after}/{PERSONS}")
+        assert rc == 0 and took < grace_s, (rc, took)
+        assert before < after <= before + chunk, "one chunk (the one in hand) after the stop"
+        assert after < PERSONS
+
+        process = start()
+        async with asyncio.timeout(180):
             while notices() < PERSONS:
                 await asyncio.sleep(0.2)
         async with TopicReaderContext(kafka_bootstrap, f"{topic_prefix}notices.v1") as reader:

@@ -123,13 +123,43 @@ async def test_slow_or_rate_limited_smtp_beyond_the_lease_sends_each_email_once(
     assert {s for _, _, s, _ in _rows(db)} == {"sent"}
 
 
+async def test_a_relay_slow_to_answer_the_final_dot_gets_each_email_once(
+    service_env, pg_database, smtp, sms, mail
+):
+    """The relay takes each message at its final dot and answers 250 only after the send
+    deadline (and after the lease: the heartbeat keeps it), within the SMTP command timeout.
+    Cut there, the send was recorded ambiguous and sent again with the same reference — an
+    SMTP relay does not de-duplicate, so every person got the email twice or more. No crash,
+    so no window: once DATA has started it runs to its answer."""
+    db = pg_database("dispatch")
+    smtp.answer_after_taking(4.0)
+    settings = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
+                                 sms_url=sms.url, quiet_hours_enabled=False,
+                                 send_deadline_s=0.5, sending_lease_s=3.0, smtp_timeout_s=20.0,
+                                 smtp_pool_size=4)
+    async with running_dispatch(settings) as stack:
+        await stack.publish_incident(incident_message())
+        notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 9)]
+        await stack.publish_notices(notices)
+        await _until(lambda: _settled(db, 8), "every email answered", timeout=120)
+        attempts = [row.attempts for row in stack.deliveries()]
+    recon = Reconciliation.of({n.person_id: {"email": 1} for n in notices},
+                              {n.notice_id: n.person_id for n in notices}, maildir=mail)
+    print("emails at the gateway per person:", sorted(s["email"] for s in recon.sends.values()),
+          "attempts:", attempts, "statuses:", sorted(_statuses(db).values()))
+    recon.assert_exact()
+    assert set(_statuses(db).values()) == {"sent"}
+    assert attempts == [1] * 8
+
+
 async def test_a_send_past_its_deadline_ends_and_is_retried(
     service_env, pg_database, smtp, sms, mail
 ):
-    """A relay holding DATA past the per-send deadline: the attempt is cut off (ambiguous,
-    same reference next time) well inside the lease, instead of running on past it."""
+    """A relay holding its answer to RCPT past the per-send deadline: the attempt is cut off
+    before DATA (the relay has nothing of it) well inside the lease, instead of running on
+    past it, and retried with the same reference. (A started DATA is never cut: above.)"""
     db = pg_database("dispatch")
-    smtp.hold("DATA", 3.0)
+    smtp.hold("RCPT", 3.0)
     settings = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
                                  sms_url=sms.url, quiet_hours_enabled=False,
                                  sending_lease_s=4.0, send_deadline_s=1.0)
@@ -138,7 +168,8 @@ async def test_a_send_past_its_deadline_ends_and_is_retried(
         notice = notice_message(stack.sealer, 1, person(1))
         await stack.publish_notices([notice])
         await _until(lambda: any(r == "deadline" for *_, r in _rows(db)), "the deadline", 15)
-        smtp.hold("DATA", 0.0)
+        assert smtp.data_received == 0  # cut before DATA
+        smtp.hold("RCPT", 0.0)
         await _until(lambda: _settled(db, 1), "sent on the retry")
         [row] = stack.deliveries()
     assert (row.status, row.reference) == ("sent", f"{notice.notice_id}:email")

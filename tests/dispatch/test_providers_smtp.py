@@ -1,5 +1,7 @@
 import socket
 
+import pytest
+
 from services.dispatch.content.render import render_email
 from services.dispatch.delivery_state import DeliveryStatus as S
 from services.dispatch.providers.base import EmailMessage
@@ -137,6 +139,36 @@ async def test_a_connection_dropped_after_the_message_was_taken_is_ambiguous(smt
     assert len(smtp_gw.messages) == 2  # SMTP cannot de-duplicate: the documented window
 
 
+async def test_the_send_deadline_never_cuts_a_started_data(smtp_gw):
+    """The relay stores the message at its final dot and answers after the deadline: the send
+    waits for the answer (bounded by the command timeout) instead of giving up on a message
+    the relay holds — a retry would be a second copy."""
+    import asyncio
+
+    smtp_gw.answer_after_taking(1.0)
+    provider = _provider(smtp_gw, timeout=10.0)
+    result = await provider.send(_msg(), deadline=asyncio.get_running_loop().time() + 0.2)
+    await provider.close()
+    assert result.status is S.SENT and not result.ambiguous
+    assert len(smtp_gw.messages) == 1
+
+
+@pytest.mark.parametrize("command", ["MAIL", "RCPT"])
+async def test_the_send_deadline_cuts_what_comes_before_data_as_certainly_not_sent(
+        smtp_gw, command):
+    import asyncio
+
+    smtp_gw.hold(command, 2.0)
+    provider = _provider(smtp_gw, timeout=10.0)
+    result = await provider.send(_msg(), deadline=asyncio.get_running_loop().time() + 0.3)
+    smtp_gw.hold(command, 0.0)
+    again = await provider.send(_msg())  # the cut connection was not put back in the pool
+    await provider.close()
+    assert (result.status, result.detail, result.ambiguous) == (
+        S.TECHNICAL_FAILURE, "deadline", False)
+    assert again.status is S.SENT and smtp_gw.data_received == 1
+
+
 def test_every_smtp_answer_is_classified_and_only_the_unseen_ones_are_ambiguous():
     from services.dispatch.providers.base import Answer
 
@@ -148,4 +180,5 @@ def test_every_smtp_answer_is_classified_and_only_the_unseen_ones_are_ambiguous(
     assert answers["5xx"].answer is Answer.PERMANENT and answers["5xx"].status is S.PERMANENT_FAILURE
     assert answers["4xx"].status is S.TEMPORARY_FAILURE and not answers["4xx"].ambiguous
     assert answers["connect-error"].answer is Answer.TEMPORARY  # never reached the relay
+    assert answers["deadline"].answer is Answer.TEMPORARY  # cut before DATA
     assert answers["2xx"].status is S.SENT

@@ -176,6 +176,22 @@ async def test_smtp_hold_on_data_takes_nothing_from_a_client_that_gives_up():
         assert gw.messages == []
 
 
+async def test_smtp_answer_after_taking_keeps_a_message_whose_client_gave_up(tmp_path):
+    """Slow to answer the final dot after storing the message (set through the control API):
+    a client that stops waiting has still sent it — the gateway's log holds it."""
+    async with SmtpGateway(maildir=tmp_path / "mail", control_port=0) as gw:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.control_port}") as http:
+            r = await http.post("/_control/behaviour", json={"answer_after_taking_s": 1.0})
+            assert r.status_code == 200 and r.json()["answer_after_taking_s"] == 1.0
+        with pytest.raises(aiosmtplib.SMTPTimeoutError):
+            await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=gw.port, timeout=0.3)
+        assert len(gw.messages) == 1  # stored before the (late) answer
+        gw.answer_after_taking(0.0)
+        await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=gw.port, timeout=5)
+        assert len(gw.messages) == 2
+    assert len(list((tmp_path / "mail" / "new").iterdir())) == 2
+
+
 async def test_smtp_drop_after_accept_takes_the_message_and_never_answers(tmp_path):
     async with SmtpGateway(maildir=tmp_path / "mail") as gw:
         gw.drop_after_accept_next(1)

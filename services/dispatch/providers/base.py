@@ -107,7 +107,11 @@ class EmailProvider(ABC):
     ANSWERS: ClassVar[Mapping[str, Verdict]]
 
     @abstractmethod
-    async def send(self, message: EmailMessage) -> ProviderResult: ...
+    async def send(self, message: EmailMessage, deadline: float | None = None
+                   ) -> ProviderResult:
+        """`deadline` (event-loop time) bounds the send up to the hand-over of the message
+        and never after it: email has no idempotency, so an exchange cut once the relay may
+        have the message would make the retry a second copy."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -9,6 +9,7 @@ import functools
 import hashlib
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage as MimeMessage
 from email.utils import formatdate
@@ -102,6 +103,23 @@ def smtp_status_key(code: int) -> str:
     return f"{code // 100}xx"
 
 
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client, saying when DATA starts: from then on the relay may take the
+    message, so the send deadline must no longer cut the exchange (SmtpEmailProvider.send)."""
+
+    handing_over: Callable[[], None] | None = None
+
+    async def data(self, message: str | bytes, /, **kwargs) -> aiosmtplib.SMTPResponse:
+        if self.handing_over is not None:
+            self.handing_over()
+        return await super().data(message, **kwargs)
+
+
+def _lift(deadline: asyncio.Timeout) -> None:
+    if not deadline.expired():  # expired: its cancellation lands before the message is sent
+        deadline.reschedule(None)
+
+
 class SmtpEmailProvider(EmailProvider):
     # A pooled connection idle longer than this is checked with NOOP before reuse; one in
     # constant use is not (a NOOP per message was a fifth of the round trips).
@@ -109,13 +127,14 @@ class SmtpEmailProvider(EmailProvider):
 
     # SMTP reply classes (RFC 5321 §4.2.1) and client-side failures. The relay takes the
     # message when it answers the end of DATA with 2xx; a reply that never came (timeout, the
-    # connection dropped) leaves that open.
+    # connection dropped) leaves that open. The send deadline never cuts a started DATA.
     ANSWERS = MappingProxyType(
         {
             "2xx": accepted(),  # accepted by the relay, not yet delivered
             "4xx": temporary(DeliveryStatus.TEMPORARY_FAILURE),
             "5xx": permanent(),
             "connect-error": temporary(),
+            "deadline": temporary(),  # the send deadline passed before DATA: nothing was sent
             "disconnected": ambiguous(),
             "timeout": ambiguous(),
             "tls-error": temporary(),
@@ -128,16 +147,16 @@ class SmtpEmailProvider(EmailProvider):
     def __init__(self, config: SmtpConfig, *, name: str = "smtp") -> None:
         self.config = config
         self.name = name
-        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
+        self._idle: asyncio.LifoQueue[_Client] = asyncio.LifoQueue()
         self._last_used: dict[int, float] = {}
         self._slots = asyncio.Semaphore(config.pool_size)
         self._closed = False
 
     # ---- pool: at most pool_size live connections, reused while healthy
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> _Client:
         c = self.config
-        client = aiosmtplib.SMTP(
+        client = _Client(
             hostname=c.host,
             port=c.port,
             use_tls=c.tls == "tls",
@@ -151,11 +170,11 @@ class SmtpEmailProvider(EmailProvider):
         await client.connect()
         return client
 
-    def _release(self, client: aiosmtplib.SMTP) -> None:
+    def _release(self, client: _Client) -> None:
         self._last_used[id(client)] = time.monotonic()
         self._idle.put_nowait(client)
 
-    async def _checkout(self) -> aiosmtplib.SMTP:
+    async def _checkout(self) -> _Client:
         while not self._idle.empty():
             client = self._idle.get_nowait()
             if client.is_connected:
@@ -170,52 +189,77 @@ class SmtpEmailProvider(EmailProvider):
             await _quietly_close(client)
         return await self._connect()
 
-    async def send(self, message: EmailMessage) -> ProviderResult:
+    async def send(self, message: EmailMessage, deadline: float | None = None) -> ProviderResult:
+        """Send one message. `deadline` (event-loop time) bounds only what comes before the
+        hand-over: the connection slot, connect/EHLO/STARTTLS/AUTH, MAIL and RCPT — cut there,
+        the relay certainly has nothing ("deadline", retried). Once DATA has started the
+        exchange runs to the relay's answer, bounded by the command timeout alone: the relay
+        may already hold the message, and giving up on its answer would not unsend it — it
+        would only turn the retry into a second copy (SMTP does not de-duplicate)."""
         if self._closed:
             raise RuntimeError("provider is closed")
         message_id = self.message_id(message.reference)
         raw = self.build_raw(message, message_id)
-        async with self._slots:
-            client: aiosmtplib.SMTP | None = None
-            try:
-                client = await self._checkout()
-                errors, response = await client.sendmail(message.from_addr, [message.to], raw)
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                code = exc.recipients[0].code if exc.recipients else 550
-                return self._result(smtp_status_key(code), f"smtp-{code}", client, reuse=True)
-            except aiosmtplib.SMTPAuthenticationError as exc:
-                # Our credentials, not the recipient's address: never a permanent failure.
-                return self._result("auth-error", f"smtp-{exc.code}", client)
-            except aiosmtplib.SMTPSenderRefused as exc:
-                # MAIL FROM refused (e.g. 530 STARTTLS required): our setup, not the recipient.
-                return self._result("sender-refused", f"smtp-{exc.code}", client)
-            except aiosmtplib.SMTPConnectTimeoutError:
-                return self._result("connect-error", "connect-timeout", client)
-            except aiosmtplib.SMTPResponseException as exc:
-                return self._result(smtp_status_key(exc.code), f"smtp-{exc.code}", client)
-            except aiosmtplib.SMTPConnectError:
-                return self._result("connect-error", "connect-error", client)
-            except aiosmtplib.SMTPTimeoutError:
-                # Possibly accepted; the deterministic Message-ID lets receivers de-duplicate.
-                return self._result("timeout", "timeout", client)
-            except aiosmtplib.SMTPServerDisconnected:
-                return self._result("disconnected", "disconnected", client)
-            except ssl.SSLError:
-                return self._result("tls-error", "tls-error", client)
-            except OSError:
-                return self._result("connect-error", "connect-error", client)
-            except aiosmtplib.SMTPException:
-                return self._result("smtp-error", "smtp-error", client)
-            except asyncio.CancelledError:
-                # The sender's deadline (or shutdown): the session is mid-command, unusable.
-                if client is not None:
-                    client.close()
-                raise
-            self._release(client)
-            return ProviderResult.of(
-                self.ANSWERS["2xx"], self.name,
-                f"smtp-{response.split()[0] if response else '250'}", provider_reference=message_id,
-            )
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        except TimeoutError:
+            return ProviderResult.of(self.ANSWERS["deadline"], self.name, "deadline")
+        try:
+            return await self._send_raw(message.from_addr, message.to, raw, message_id, deadline)
+        finally:
+            self._slots.release()
+
+    async def _send_raw(self, from_addr: str, to: str, raw: bytes, message_id: str,
+                        deadline: float | None) -> ProviderResult:
+        client: _Client | None = None
+        try:
+            async with asyncio.timeout_at(deadline) as cut:
+                try:
+                    client = await self._checkout()
+                    client.handing_over = functools.partial(_lift, cut)
+                    errors, response = await client.sendmail(from_addr, [to], raw)
+                except aiosmtplib.SMTPRecipientsRefused as exc:
+                    code = exc.recipients[0].code if exc.recipients else 550
+                    return self._result(smtp_status_key(code), f"smtp-{code}", client, reuse=True)
+                except aiosmtplib.SMTPAuthenticationError as exc:
+                    # Our credentials, not the recipient's address: never a permanent failure.
+                    return self._result("auth-error", f"smtp-{exc.code}", client)
+                except aiosmtplib.SMTPSenderRefused as exc:
+                    # MAIL FROM refused (e.g. 530 STARTTLS required): our setup, not the recipient.
+                    return self._result("sender-refused", f"smtp-{exc.code}", client)
+                except aiosmtplib.SMTPConnectTimeoutError:
+                    return self._result("connect-error", "connect-timeout", client)
+                except aiosmtplib.SMTPResponseException as exc:
+                    return self._result(smtp_status_key(exc.code), f"smtp-{exc.code}", client)
+                except aiosmtplib.SMTPConnectError:
+                    return self._result("connect-error", "connect-error", client)
+                except aiosmtplib.SMTPTimeoutError:
+                    # Possibly accepted; the deterministic Message-ID lets receivers de-duplicate.
+                    return self._result("timeout", "timeout", client)
+                except aiosmtplib.SMTPServerDisconnected:
+                    return self._result("disconnected", "disconnected", client)
+                except ssl.SSLError:
+                    return self._result("tls-error", "tls-error", client)
+                except OSError:
+                    return self._result("connect-error", "connect-error", client)
+                except aiosmtplib.SMTPException:
+                    return self._result("smtp-error", "smtp-error", client)
+                except asyncio.CancelledError:
+                    # The deadline (before DATA) or shutdown: the session is mid-command.
+                    if client is not None:
+                        client.close()
+                    raise
+                finally:
+                    if client is not None:
+                        client.handing_over = None
+        except TimeoutError:  # the deadline, before DATA: the relay has nothing of it
+            return ProviderResult.of(self.ANSWERS["deadline"], self.name, "deadline")
+        self._release(client)
+        return ProviderResult.of(
+            self.ANSWERS["2xx"], self.name,
+            f"smtp-{response.split()[0] if response else '250'}", provider_reference=message_id,
+        )
 
     def _result(
         self,
