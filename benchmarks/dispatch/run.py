@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
         dispatch = spawn("dispatch", [PY, *profile, "-m", "services.dispatch"], env)
-        _wait_http(f"http://127.0.0.1:{dispatch_port}/healthz")
+        _wait_http(f"http://127.0.0.1:{dispatch_port}/healthz", timeout=240)  # start-up at load 40
         ready_s = time.perf_counter() - started
         peak, samples, accepted, pending = 0.0, [], 0, 0
         first_at: float | None = None
