@@ -391,7 +391,13 @@ class Sender:
         try:
             ready: list[tuple[Claimed, SmsMessage]] = []
             for c in claims:
-                prepared = await self._prepare_sms(c)
+                try:
+                    prepared = await self._prepare_sms(c)
+                except Exception as exc:  # this notice only: its batch goes on without it
+                    log.error("dispatch sender: unexpected %s", type(exc).__name__,
+                              extra={"notice_id": c.notice_id})
+                    prepared = SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
+                                           detail="internal-error")
                 if isinstance(prepared, SendOutcome):
                     outcomes[c.id] = prepared
                 else:
