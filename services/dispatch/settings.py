@@ -55,7 +55,9 @@ class DispatchSettings(ServiceSettings):
     # SMS sent per request to a gateway's bulk API (POST /v1/messages/batch), each answered on
     # its own; 1: one request per SMS (a gateway without a bulk API). Per request, httpx and
     # the gateway's HTTP stack cost more than the message itself (docs/benchmarks.md).
-    sms_batch_size: int = Field(default=50, ge=1, le=500)  # the local gateway takes up to 500
+    # OFF (1) by default: with 50, the fault test test_sms_409_when_the_retried_body_differs sent
+    # 9 of 219 SMS through both gateways (session 6, not yet explained; docs/decisions.md).
+    sms_batch_size: int = Field(default=1, ge=1, le=500)  # the local gateway takes up to 500
 
     # --- dry-run incidents (issue 14) --------------------------------------------------------
     # A dry-run incident's notices go only to the local simulated gateways (services/gateways,
