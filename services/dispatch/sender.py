@@ -292,6 +292,7 @@ class Sender:
             return await asyncio.to_thread(fn, *args, **kwargs) if offload else fn(*args, **kwargs)
 
         dry = entry.message.dry_run
+        moved: dict[int, str] = {}  # SMS: the gateway a failover moved it to (_repin)
         if dry and self.dry_run is None:
             return SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
                                detail="dry-run-no-simulated-gateway")
@@ -327,7 +328,7 @@ class Sender:
                     sending = self._send_sms(c, SmsMessage(
                         reference=c.reference, to=rendered.to, body=rendered.body,
                         gateway=c.gateway, pinned=c.may_hold,
-                    ))
+                    ), moved)
         except RenderError as exc:
             # About the template/content, never the person: safe to log. Retried on the
             # backoff schedule, so a corrected incident revision is picked up.
@@ -342,9 +343,10 @@ class Sender:
                                        self.settings.send_deadline_s):
                 result = await sending
         except TimeoutError:
-            # Cut off mid-request: it may have been taken (ambiguous), same gateway next time.
-            result = ProviderResult(None, DeliveryStatus.TECHNICAL_FAILURE, provider_name,
-                                    "deadline", ambiguous=True)
+            # Cut off mid-request: it may have been taken (ambiguous), same gateway next time —
+            # the one it last went to, which after a failover is not the claim's.
+            result = ProviderResult(None, DeliveryStatus.TECHNICAL_FAILURE,
+                                    moved.get(c.id, provider_name), "deadline", ambiguous=True)
         provider = result.provider or provider_name
         metrics.SEND_SECONDS.labels(channel=c.channel, provider=provider) \
             .observe(time.perf_counter() - started)
@@ -354,18 +356,11 @@ class Sender:
             result.retry_after, result.ambiguous, gateway, channel=c.channel,
         )
 
-    async def _send_sms(self, c: Claimed, message: SmsMessage) -> ProviderResult:
+    async def _send_sms(self, c: Claimed, message: SmsMessage,
+                        moved: dict[int, str]) -> ProviderResult:
         if not isinstance(self.sms, FailoverSmsProvider):
             return await self.sms.send(message)
-
-        async def repin(gateway: str) -> bool:
-            try:
-                return await self.db.run(tracking.repin, c.id, self.owner, c.attempt, gateway)
-            except Exception:  # unrecorded: do not send where nothing says it went
-                log.warning("dispatch sender: could not record a failover; not failing over")
-                return False
-
-        return await self.sms.send(message, repin=repin)
+        return await self.sms.send(message, repin=self._repin(c, moved))
 
     def _is_gateway(self, name: str) -> bool:
         return isinstance(self.sms, FailoverSmsProvider) and name in self.sms.gateways
@@ -452,13 +447,17 @@ class Sender:
         ambiguous technical failure (it may have been taken: same gateway next time)."""
         assert isinstance(self.sms, FailoverSmsProvider)
         started = time.perf_counter()
+        moved: dict[int, str] = {}
         try:
             async with asyncio.timeout(self.settings.send_deadline_s):
                 results = await self.sms.send_batch([m for _, m in ready],
-                                                    [self._repin(c) for c, _ in ready])
+                                                    [self._repin(c, moved) for c, _ in ready])
         except TimeoutError:
+            # As _deliver: each at the gateway it last went to (a batch's refused messages
+            # fail over one by one, so the cut often comes after some have moved).
             results = [ProviderResult(None, DeliveryStatus.TECHNICAL_FAILURE,
-                                      c.gateway or self.sms.name, "deadline", ambiguous=True)
+                                      moved.get(c.id, c.gateway or self.sms.name), "deadline",
+                                      ambiguous=True)
                        for c, _ in ready]
         elapsed = time.perf_counter() - started
         for (c, _), result in zip(ready, results, strict=True):
@@ -474,13 +473,20 @@ class Sender:
             result.retry_after, result.ambiguous, gateway, channel=c.channel,
         )
 
-    def _repin(self, c: Claimed):  # noqa: ANN202
+    def _repin(self, c: Claimed, moved: dict[int, str]):  # noqa: ANN202
+        """The failover's `repin` for this claim: records the move, then notes it in `moved`
+        — from then on the SMS may be at that gateway and at no other (every gateway before
+        it answered "certainly not taken"), so an attempt cut off by the deadline must be
+        recorded there, not at the claim's gateway: a retry there would send it again."""
         async def repin(gateway: str) -> bool:
             try:
-                return await self.db.run(tracking.repin, c.id, self.owner, c.attempt, gateway)
+                done = await self.db.run(tracking.repin, c.id, self.owner, c.attempt, gateway)
             except Exception:  # unrecorded: do not send where nothing says it went
                 log.warning("dispatch sender: could not record a failover; not failing over")
                 return False
+            if done:
+                moved[c.id] = gateway
+            return done
         return repin
 
     # ------------------------------------------------------------------ results
