@@ -594,7 +594,6 @@ async def test_both_channels_failing_together_still_put_everyone_on_a_list(
     recon.assert_exact()  # and nobody got anything twice
 
 
-
 @pytest.mark.parametrize("batch", [1, 8], ids=["single", "batched"])
 async def test_an_sms_cut_off_by_the_deadline_after_a_failover_stays_at_the_gateway_it_moved_to(
     batch, service_env, pg_database, smtp, sms, sms2
