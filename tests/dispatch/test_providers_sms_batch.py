@@ -2,6 +2,7 @@
 message of a batch is answered, classified and failed over exactly as if it had been sent
 alone — the batch shares a request, never an outcome."""
 
+import asyncio
 import random
 from dataclasses import replace
 
@@ -152,4 +153,34 @@ async def test_a_batch_to_a_gateway_that_is_down_keeps_pinned_messages_there():
         # a is marked down now: a batch whose pin is a goes one by one, moves recorded first.
         later = await fo.send_batch([replace(_sms(4), gateway="a")], [repin])
         assert (later[0].status, later[0].provider, moves) == (S.SENT, "b", ["b", "b"])
+        await fo.close()
+
+
+async def test_a_batch_refused_by_the_primary_fails_over_all_at_once_not_one_by_one():
+    """A whole batch refused (say, its connection wait timed out) moves at once: one after
+    another, 50 moves and sends under load outran the batch's send deadline, whose cut then
+    comes after some have moved. Each move here waits until every message's move has been
+    asked for: one by one, the first would wait for ever (the guard below fails it)."""
+    async with SmsGateway() as a, SmsGateway() as b:
+        fo = FailoverSmsProvider(
+            [(HttpSmsProvider(a.url, name="a"), 100), (HttpSmsProvider(b.url, name="b"), 0)],
+            rng=random.Random(0))
+        messages = [replace(_sms(n), gateway="a") for n in range(1, 6)]
+        asked: list[str] = []
+        everyone = asyncio.Event()
+
+        def repin_for(m):
+            async def repin(gateway):
+                asked.append(m.reference)
+                if len(asked) == len(messages):
+                    everyone.set()
+                await asyncio.wait_for(everyone.wait(), 30)  # guard: TimeoutError, not a hang
+                return True
+            return repin
+
+        a.fail_next(5, 503)  # refused before a took any: certainly not sent
+        results = await fo.send_batch(messages, [repin_for(m) for m in messages])
+        assert [(r.status, r.provider) for r in results] == [(S.SENT, "b")] * 5
+        assert sorted(asked) == sorted(m.reference for m in messages)
+        assert set(b.by_reference) == {m.reference for m in messages} and a.messages == {}
         await fo.close()

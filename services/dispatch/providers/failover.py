@@ -110,8 +110,9 @@ class FailoverSmsProvider(SmsProvider):
     ) -> list[ProviderResult]:
         """send() for each message, the first try of those going to the same gateway in one
         request (its bulk API). A message answered "certainly not taken" there goes on alone,
-        exactly as send() would (unhealthy mark, the pin, a recorded move). One whose first
-        gateway is not its pin (the pin is unhealthy: a move to record first) goes alone."""
+        exactly as send() would (unhealthy mark, the pin, a recorded move), all such messages
+        at once. One whose first gateway is not its pin (the pin is unhealthy: a move to record
+        first) goes alone."""
         repins = list(repins) if repins is not None else [None] * len(messages)
         results: list[ProviderResult | None] = [None] * len(messages)
         groups: dict[str, list[tuple[int, list[SmsProvider]]]] = {}
@@ -128,13 +129,23 @@ class FailoverSmsProvider(SmsProvider):
         async def batch(members: list[tuple[int, list[SmsProvider]]]) -> None:
             first = members[0][1][0]
             answers = await first.send_batch([messages[i] for i, _ in members])
+            moving = []
             for (i, candidates), answer in zip(members, answers, strict=True):
                 if answer.ambiguous or answer.status is not DeliveryStatus.TECHNICAL_FAILURE:
                     results[i] = answer
                     continue
                 self.mark_unhealthy(first.name)
-                results[i] = answer if messages[i].pinned else await self._try(
-                    messages[i], candidates[1:], first.name, repins[i], answer)
+                if messages[i].pinned:
+                    results[i] = answer
+                else:
+                    moving.append(move(i, candidates[1:], first.name, answer))
+            # All at once, not one after another: the batch's deadline covers them all, and a
+            # whole batch refused (a connection wait that timed out) is up to sms_batch_size.
+            await asyncio.gather(*moving)
+
+        async def move(i: int, candidates: list[SmsProvider], current: str,
+                       answer: ProviderResult) -> None:
+            results[i] = await self._try(messages[i], candidates, current, repins[i], answer)
 
         async def one(i: int) -> None:
             results[i] = await self.send(messages[i], repins[i])
