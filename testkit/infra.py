@@ -27,6 +27,10 @@ from services.common import migrations
 REPO = Path(__file__).resolve().parents[1]
 SERVICES = ("intake", "dedupe", "dispatch")
 _templates: dict[tuple[str, str], str] = {}  # (admin url, service) -> template database name
+# How long a test waits for a condition that should come true (a message, a row, a state) before
+# it fails. A wait returns as soon as the condition holds, so a passing test pays nothing for a
+# long bound; a short one fails on a busy 2-core CI box (several tests timed out at 20-30 s there).
+WAIT_S = 120.0
 
 
 def free_port() -> int:
@@ -145,14 +149,13 @@ class TopicReader:
 
     async def start(self) -> None:
         await self.consumer.start()
-        for _ in range(50):
-            partitions = self.consumer.partitions_for_topic(self.topic)
-            if partitions:
-                break
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_S  # a service under test may still be creating it
+        while not (partitions := self.consumer.partitions_for_topic(self.topic)):
+            if loop.time() > deadline:
+                raise AssertionError(f"topic {self.topic} does not exist")
             await self.consumer._client.force_metadata_update()  # topic may be brand new
             await asyncio.sleep(0.1)
-        else:
-            raise AssertionError(f"topic {self.topic} does not exist")
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self.consumer.assign(tps)
         await self.consumer.seek_to_beginning(*tps)
@@ -160,7 +163,7 @@ class TopicReader:
     async def stop(self) -> None:
         await self.consumer.stop()
 
-    async def wait_for(self, predicate, timeout: float = 30.0) -> list:  # noqa: ANN001
+    async def wait_for(self, predicate, timeout: float = WAIT_S) -> list:  # noqa: ANN001
         """Read until predicate(all messages so far) is true; returns the messages."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

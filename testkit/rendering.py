@@ -34,9 +34,11 @@ def axe_path() -> Path:
     return Path(out)
 
 
-def pdf_text(pdf: bytes, first: int | None = None, last: int | None = None) -> str:
+def pdf_text(pdf: bytes, first: int | None = None, last: int | None = None,
+             layout: bool = False) -> str:
+    """The PDF's text; `layout`: as laid out (a table's row on one line), not in reading blocks."""
     ensure_tools()
-    args = ["pdftotext", "-enc", "UTF-8"]
+    args = ["pdftotext", "-enc", "UTF-8", *(["-layout"] if layout else [])]
     if first:
         args += ["-f", str(first)]
     if last:

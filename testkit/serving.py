@@ -15,8 +15,10 @@ import uvicorn
 def serve_in_thread(app, port: int, name: str = "app-under-test",  # noqa: ANN001
                     start_timeout_s: float = 60.0) -> Iterator[uvicorn.Server]:
     """Yields the running server (lifespan run) once it accepts connections; stops it after."""
+    # proxy_headers off as in services/common/runtime.serve: the app trusts proxies itself
+    # (PANUI_FORWARDED_ALLOW_IPS), uvicorn's default would believe any X-Forwarded-For from 127.0.0.1.
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False, lifespan="on"))
+                                           access_log=False, lifespan="on", proxy_headers=False))
     thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()
     try:

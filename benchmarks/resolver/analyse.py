@@ -34,6 +34,11 @@ def main(argv: list[str]) -> int:
     for r, t in zip(records, truth, strict=True):
         by_true.setdefault(t, []).append(r.key)
     missed, merged = Counter(), Counter()
+    unblocked = Counter()  # missed pairs blocking never compared, by the levels they would have
+
+    def never_compared(a, b) -> bool:
+        ra, rb = resolver._rid_of(a), resolver._rid_of(b)
+        return not resolver._index.shares_usable_block(resolver._key_ids(ra), resolver._key_ids(rb))
     for keys in by_true.values():
         for i, a in enumerate(keys):
             for b in keys[i + 1:]:
@@ -41,6 +46,8 @@ def main(argv: list[str]) -> int:
                     ev = resolver.explain_pair(a, b)
                     levels = tuple(f"{p.field}={p.level}" for p in ev.parts if p.level not in ("missing",))
                     missed[(ev.decision, ev.reason[:40], levels)] += 1
+                    if never_compared(a, b):
+                        unblocked[(ev.decision, levels)] += 1
     by_person: dict = {}
     for key, pid in person.items():
         by_person.setdefault(pid, []).append(key)
@@ -60,8 +67,17 @@ def main(argv: list[str]) -> int:
     print(f"records {len(records)}, persons {persons}, true {len(by_true)}")
     print(f"precision {acc.precision:.4f} recall {acc.recall:.4f} F1 {acc.f1:.4f} "
           f"review/1k {1000 * sum(review.values()) / persons:.1f}")
+    index, pairs = resolver._index, set()
+    for kid, held in index._members.items():
+        if not isinstance(held, int) and index.usable(kid):
+            members = sorted(held)
+            pairs.update((x, y) for i, x in enumerate(members) for y in members[i + 1:])
+    print(f"candidate pairs (distinct, in usable blocks) {len(pairs)}")
     print(f"missed pairs {sum(missed.values())}:")
     for k, n in missed.most_common(40):
+        print(f"  {n:6d}  {k}")
+    print(f"of which never compared (no usable block shared) {sum(unblocked.values())}:")
+    for k, n in unblocked.most_common(15):
         print(f"  {n:6d}  {k}")
     print(f"falsely merged pairs {sum(merged.values())}:")
     for k, n in merged.most_common(20):

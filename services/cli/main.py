@@ -8,6 +8,7 @@ app.add_typer(contracts_app, name="contracts")
 
 
 def _register_commands() -> None:
+    from services.cli import feed_status  # noqa: F401 - registers `panui feed status`
     from services.cli.deadletters import dead_letters_app
     from services.cli.feeds import feed_app
     from services.cli.incidents import incident_app

@@ -106,5 +106,8 @@ class StaffAuth:
             return None
         if principal.token_id and await db.run(audit.is_revoked, principal.token_id):
             return None
+        if principal.agency_id is not None:  # an agency status ticket (principals.py)
+            return Caller("agency", principal.agency_id, frozenset(), principal.incidents,
+                          principal.token_id, ticket=True)
         return Caller("coordinator", principal.name, principal.roles, principal.incidents,
                       principal.token_id)

@@ -6,7 +6,9 @@ service's runtime, its database and the authenticated caller.
         return await ctx.db.run(store.progress, incident_id)
 
 Who may call is declared by the dependency: staff roles (`staff("coordinator", "reviewer")`,
-`CoordinatorContext`), agencies (`context("agency")`), or anyone (`context()`, for callers
+`CoordinatorContext`), agencies by their API key (`context("agency")`, intake) or by a status
+ticket intake minted for one incident (`context("agency-ticket")`, dedupe's and dispatch's
+reconciliation routes), or anyone (`context()`, for callers
 such as signed provider receipts). The runtime authenticates the bearer token
 (`ServiceRuntime.authenticate`); `refusal` decides 401/403/404 from the caller's kind, roles and
 incident scope. Routes never reach into `request.app.state` themselves. A privileged act is
@@ -48,6 +50,7 @@ class Caller:
     roles: frozenset[str] = field(default_factory=frozenset)
     incidents: frozenset[str] | None = None  # a staff token's incidents; None: every incident
     token_id: str | None = None  # a named staff token's id (what revocation names)
+    ticket: bool = False  # an agency status ticket, not the agency's API key (principals.py)
 
     @property
     def agency_id(self) -> str:
@@ -107,6 +110,7 @@ class Access:
     agency: bool
     roles: frozenset[str]
     every_incident: bool = True
+    agency_ticket: bool = False
 
 
 def refusal(caller: Caller | None, access: Access, path_params: dict) -> ApiError | None:
@@ -114,13 +118,17 @@ def refusal(caller: Caller | None, access: Access, path_params: dict) -> ApiErro
     401: no valid credential, or the wrong kind (an agency key on a staff route);
     403: a staff principal without the role, or scoped to some incidents on a route for all;
     404: an incident outside the principal's scope, exactly as a missing one (no oracle)."""
-    kind = "agency" if access.agency else "coordinator"
+    kind = "agency" if access.agency or access.agency_ticket else "coordinator"
     unauthenticated = ApiError(401, "auth.invalid", invalid_message(kind),
                                headers={"WWW-Authenticate": "Bearer"})
     if caller is None:
         return unauthenticated
     if caller.kind == "agency":
-        return None if access.agency else unauthenticated
+        if not (access.agency_ticket if caller.ticket else access.agency):
+            return unauthenticated  # a ticket is no API key, and a key no ticket
+        if caller.incidents is not None and path_params.get("incident_id") not in caller.incidents:
+            return ApiError(404, "incident.not_found", "No such incident.")
+        return None
     if not access.roles:
         return unauthenticated
     if not caller.roles & access.roles:
@@ -137,10 +145,11 @@ def refusal(caller: Caller | None, access: Access, path_params: dict) -> ApiErro
 def context(*allowed: str, every_incident: bool = True) -> Callable[[Request], Awaitable[Context]]:
     """A dependency giving a Context whose caller is one of `allowed` — "agency" and/or staff
     roles (principals.ROLES) — or anyone when none is given."""
-    unknown = set(allowed) - STAFF_ROLES - {"agency"}
+    unknown = set(allowed) - STAFF_ROLES - {"agency", "agency-ticket"}
     if unknown:
         raise ValueError(f"unknown callers {sorted(unknown)}")
-    access = Access("agency" in allowed, frozenset(allowed) & STAFF_ROLES, every_incident)
+    access = Access("agency" in allowed, frozenset(allowed) & STAFF_ROLES, every_incident,
+                    agency_ticket="agency-ticket" in allowed)
 
     async def dependency(request: Request) -> Context:
         runtime = get_runtime(request)

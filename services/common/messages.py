@@ -366,8 +366,23 @@ class NoticeAgency(BaseModel):
     document_count: int | None = Field(ge=0)
 
 
+class NoticeCorrection(BaseModel):
+    """Set on a correction notice: a coordinator decided (a `retraction` review item) that an
+    earlier notice of this person's must be corrected, after records it was about were
+    withdrawn. `sent_in_error`: every record it was about was withdrawn (the person was not
+    affected; `agencies` are the ones the earlier notice named). `agency_not_involved`:
+    `agencies` were named wrongly; the notice's own `agencies` are the ones that stand."""
+
+    model_config = _CONFIG
+
+    kind: Literal["sent_in_error", "agency_not_involved"]
+    agencies: list[NoticeAgency] = Field(min_length=1)
+    review_id: Id  # the coordinator's decision it carries out
+
+
 class NoticeMessage(_Message):
-    """The one notice (version 1) or an amendment (version > 1) for one person."""
+    """The one notice (version 1) or an amendment (version > 1) for one person; with
+    `correction`, a correction notice (a later version of the same lineage)."""
 
     type: Literal["notice"] = "notice"
     notice_id: Id  # deterministic: stable across replays
@@ -390,6 +405,7 @@ class NoticeMessage(_Message):
     # what the "is this notice genuine?" check compares a typed date of birth with.
     dob_checks: list[Annotated[str, Field(pattern=DIGEST_PATTERN)]] = Field(
         default_factory=list, max_length=MAX_DOB_CHECKS)
+    correction: NoticeCorrection | None = None
     # HMAC of every other field (services/common/signing.py), set by the producing service's
     # outbox relay and checked by every consumer; absent only where no keyring is configured.
     signature: str | None = Field(default=None, pattern=r"^v1\.[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{43}$")

@@ -8,6 +8,11 @@ Two kinds of token, both JWTs (compact JWS), told apart by their issuer:
 - An identity provider's (OIDC), when a deployment has one: signed RS256 or ES256 by a key in
   the configured JWKS (a file or an https URL), `iss` and `aud` checked, roles and incidents
   read from the same claims.
+A third kind, an *agency status ticket*, is Pānui's too: intake mints it for an agency that
+showed its API key (`POST /v1/incidents/{id}/status-ticket`), for one incident, for at most
+AGENCY_TICKET_TTL_S, with an `agency` claim and no roles, so dedupe and dispatch — which hold no
+agency keys — can answer that agency's reconciliation routes and nothing else (docs/decisions.md,
+"Agency reconciliation"). An identity provider's token can never be one.
 The algorithm follows the issuer, never the token's header alone: a token claiming to be
 Pānui's must be HS256 under the signing key, an IdP's must use a JWKS key of the declared alg
 (no "alg: none", no HS256 with a public key as the secret).
@@ -33,6 +38,7 @@ ALL_INCIDENTS = "*"
 PANUI_ISSUER = "panui"
 MAX_TTL_S = 30 * 24 * 3600  # a Pānui token lives at most 30 days
 LEEWAY_S = 30  # clock skew allowed on exp/nbf
+AGENCY_TICKET_TTL_S = 15 * 60  # long enough to page through 100k records, short enough to lapse
 
 
 class TokenRefused(ValueError):
@@ -46,6 +52,7 @@ class Principal:
     incidents: frozenset[str] | None  # None: every incident
     token_id: str | None  # jti; None for tokens from configuration
     expires_at: int | None = None
+    agency_id: str | None = None  # an agency status ticket's agency (then no roles)
 
     def may_see(self, incident_id: str) -> bool:
         return self.incidents is None or incident_id in self.incidents
@@ -90,10 +97,27 @@ def mint(signing_key: bytes, name: str, roles: Iterable[str], incidents: Iterabl
         raise ValueError("a token covers at least one incident (or every incident)")
     claims = {"iss": PANUI_ISSUER, "sub": name, "roles": roles, "incidents": scope,
               "iat": now, "exp": now + ttl_s, "jti": token_id or secrets.token_hex(12)}
+    return sign_claims(signing_key, claims), claims
+
+
+def mint_agency_ticket(signing_key: bytes, agency_id: str, incident_id: str, now: int,
+                       ttl_s: int = AGENCY_TICKET_TTL_S) -> tuple[str, dict]:
+    """An agency status ticket: the agency's own reconciliation rows of one incident, briefly."""
+    if not 0 < ttl_s <= AGENCY_TICKET_TTL_S:
+        raise ValueError(f"a ticket lives between 1 s and {AGENCY_TICKET_TTL_S} s")
+    if not agency_id or len(agency_id) > 128 or not incident_id or len(incident_id) > 128:
+        raise ValueError("a ticket needs an agency and an incident")
+    claims = {"iss": PANUI_ISSUER, "sub": agency_id, "agency": agency_id, "incidents": [incident_id],
+              "iat": now, "exp": now + ttl_s, "jti": secrets.token_hex(12)}
+    return sign_claims(signing_key, claims), claims
+
+
+def sign_claims(signing_key: bytes, claims: dict) -> str:
+    """A compact HS256 JWS of `claims` (what the verifier checks is their shape, after this)."""
     header = {"alg": "HS256", "typ": "JWT"}
     signing_input = (_b64(json.dumps(header, separators=(",", ":")).encode()) + "."
                      + _b64(json.dumps(claims, separators=(",", ":")).encode()))
-    return signing_input + "." + _b64(_hs256(signing_key, signing_input.encode())), claims
+    return signing_input + "." + _b64(_hs256(signing_key, signing_input.encode()))
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -134,6 +158,10 @@ class TokenVerifier:
                 raise TokenRefused("token not for this audience")
         else:
             raise TokenRefused("unknown issuer")
+        if "agency" in claims:
+            if issuer != PANUI_ISSUER:
+                raise TokenRefused("only Pānui issues agency tickets")
+            return _agency_principal(claims, now)
         return _principal(claims, now)
 
     def _verify_oidc(self, header: dict, signing_input: bytes, signature: bytes) -> None:
@@ -162,7 +190,7 @@ def _int(b64: str) -> int:
     return int.from_bytes(_unb64(b64))
 
 
-def _principal(claims: dict, now: float) -> Principal:
+def _check_times(claims: dict, now: float) -> int:
     exp, nbf = claims.get("exp"), claims.get("nbf", 0)
     if not isinstance(exp, int) or not isinstance(nbf, int):
         raise TokenRefused("token without a valid expiry")
@@ -170,6 +198,30 @@ def _principal(claims: dict, now: float) -> Principal:
         raise TokenRefused("token expired")
     if now + LEEWAY_S < nbf:
         raise TokenRefused("token not valid yet")
+    return exp
+
+
+def _agency_principal(claims: dict, now: float) -> Principal:
+    """An agency ticket: no roles at all, one incident, a short life — or refused."""
+    exp = _check_times(claims, now)
+    agency, incidents, jti = claims.get("agency"), claims.get("incidents"), claims.get("jti")
+    if not isinstance(agency, str) or not agency or claims.get("sub") != agency or len(agency) > 128:
+        raise TokenRefused("ticket without an agency")
+    if "roles" in claims:
+        raise TokenRefused("a ticket carries no roles")
+    if not isinstance(incidents, list) or len(incidents) != 1 or not isinstance(incidents[0], str) \
+            or incidents[0] in ("", ALL_INCIDENTS):
+        raise TokenRefused("ticket without its one incident")
+    iat = claims.get("iat")
+    if not isinstance(iat, int) or exp - iat > AGENCY_TICKET_TTL_S:
+        raise TokenRefused("ticket lives too long")
+    if not isinstance(jti, str) or not jti:
+        raise TokenRefused("token without subject or id")
+    return Principal(agency, frozenset(), frozenset(incidents), jti[:128], exp, agency_id=agency)
+
+
+def _principal(claims: dict, now: float) -> Principal:
+    exp = _check_times(claims, now)
     name, roles, incidents = claims.get("sub"), claims.get("roles"), claims.get("incidents")
     jti = claims.get("jti")
     if not isinstance(name, str) or not name or not isinstance(jti, str) or not jti:

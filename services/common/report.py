@@ -28,6 +28,9 @@ class ReportCount(BaseModel):
     measure: str = Field(description="what is counted, e.g. records.received, "
                          "deliveries.email.delivered, held.health_prejudice")
     value: int = Field(ge=0)
+    service: str | None = Field(default=None, description="which service counted it: set in the "
+                                "combined report (two services may count under one name, e.g. "
+                                "persons.notified: dedupe's released, dispatch's received)")
 
 
 class ReportMilestone(BaseModel):
@@ -72,7 +75,7 @@ def combine(parts: Iterable[ServiceReport], generated_at: datetime) -> Report:
     return Report(
         incident_id=incident_ids.pop(), generated_at=generated_at,
         services=[p.service for p in parts],
-        counts=[c for p in parts for c in p.counts],
+        counts=[c.model_copy(update={"service": p.service}) for p in parts for c in p.counts],
         milestones=sorted((m for p in parts for m in p.milestones), key=lambda m: m.at),
     )
 

@@ -23,6 +23,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlmodel import SQLModel
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from services.common import access, db, inbound, metrics, migrations, staffapi
 from services.common.auth import CONFIGURED_PRINCIPAL, CoordinatorAuth, StaffAuth
@@ -291,6 +292,12 @@ def create_service_app(
                                                 route=route).observe(elapsed)
             access.log_request(service, request_id, request.method, route, status, elapsed)
 
+    # Outermost: the client address every layer inside sees (logs, the check's per-client
+    # rate limit) is the forwarded one only when the TCP peer is a trusted proxy.
+    if runtime.settings.forwarded_allow_ips.strip():
+        app.add_middleware(ProxyHeadersMiddleware,
+                           trusted_hosts=[h.strip() for h in runtime.settings.forwarded_allow_ips.split(",")
+                                          if h.strip()])
     return app
 
 
@@ -316,7 +323,8 @@ def serve(factory: str, settings: ServiceSettings) -> None:
         os.environ[metrics.MULTIPROC_ENV] = made_dir
     try:
         uvicorn.run(factory, factory=True, host=settings.host, port=settings.port,
-                    workers=settings.workers, log_config=None, access_log=False)
+                    workers=settings.workers, log_config=None, access_log=False,
+                    proxy_headers=False)  # the app reads them itself (forwarded_allow_ips)
     finally:
         if made_dir:
             shutil.rmtree(made_dir, ignore_errors=True)

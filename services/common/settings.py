@@ -56,6 +56,13 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"  # deployments set 0.0.0.0
     port: int = 8000
     workers: int = 1  # uvicorn worker processes
+    # The proxies (addresses or CIDR ranges, comma-separated; "*" every peer) whose
+    # X-Forwarded-For / X-Forwarded-Proto name the real client: behind the k8s ingress, the
+    # controller's pod range. Empty: no peer is believed, the client is the TCP peer. Applied
+    # by the app itself (runtime.create_service_app), not by uvicorn, so every way of serving
+    # it (tests included) trusts the same peers; uvicorn's own reading is turned off.
+    forwarded_allow_ips: str = Field(
+        default="", validation_alias=AliasChoices("FORWARDED_ALLOW_IPS", "PANUI_FORWARDED_ALLOW_IPS"))
 
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",

@@ -1,20 +1,24 @@
-"""Dedupe's coordinator API (/v1): incident progress, the review queue, release now.
+"""Dedupe's coordinator API (/v1): incident progress, the review queue, release now; and an
+agency's own reconciliation rows (`agency_router`, by an agency status ticket from intake).
 
 Decisions and release requests are only recorded here; the owner of the incident's partition
 applies them on its next tick (pipeline.py)."""
 
 import asyncio
+from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from services.common.clock import utcnow
 from services.common.crypto import SealError
-from services.common.deps import AnyStaffContext, CoordinatorContext, IdPath, staff
+from services.common.deps import AnyStaffContext, Context, CoordinatorContext, IdPath, context, staff
 from services.common.errors import ApiError, ErrorResponse
 from services.common.messages import record_sealing_context
+from services.common.reconciliation import PAGE_LIMIT_MAX, DedupeRecordPage, DedupeRecordStatus
 from services.common.report import ReportMilestone, ServiceReport, counts_of
 from services.dedupe import store
-from services.dedupe.conflicts import DecisionRefused
+from services.dedupe.conflicts import RETRACTION_DECISIONS, DecisionRefused
 from services.dedupe.reviews import revealed_values
 from services.dedupe.schemas import (
     Progress,
@@ -51,19 +55,27 @@ async def reviews(incident_id: IdPath, ctx: Reviewer,
 
 
 @router.post("/incidents/{incident_id}/reviews/{review_id}/decision", response_model=ReviewView,
+             responses={403: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
              summary="Decide a review item: merge or keep apart a pair; use one agency's "
-                     "contact or keep the fallback; release or keep held a hold conflict")
+                     "contact or keep the fallback; release or keep held a hold conflict; "
+                     "send a correction notice or take no action on a retraction "
+                     "(coordinator only, once)")
 async def decide(incident_id: IdPath, review_id: IdPath, body: ReviewDecision,
                  ctx: Reviewer) -> ReviewView:
     # The audit line names the chosen record (ids), never a contact value.
     chosen = list(body.record or ())
+    # Whether to write to a person again (a correction notice) is the coordinator's call,
+    # not a reviewer's: refused before anything is written or audited.
+    if body.decision in RETRACTION_DECISIONS and "coordinator" not in ctx.caller.roles:
+        raise ApiError(403, "auth.forbidden",
+                       "Only a coordinator may decide a retraction.")
     try:
         review = await ctx.audited(
             lambda r: r and ctx.act("review.decide", incident_id, review_id, body.decision,
                                     *chosen),
             store.decide_review, incident_id, review_id, body.decision, utcnow(), body.record)
     except DecisionRefused as refused:
-        raise ApiError(422, refused.code, str(refused)) from None
+        raise ApiError(refused.status, refused.code, str(refused)) from None
     if review is None:
         raise ApiError(404, "review.not_found", "No such review item in this incident.")
     return ReviewView.model_validate(review)
@@ -135,3 +147,25 @@ async def commissioner_report(incident_id: IdPath, ctx: CoordinatorContext) -> S
         counts=counts_of(incident, by_agency),
         milestones=[ReportMilestone(agency_id=None, milestone=m, at=at)
                     for m, at in sorted(found.milestones.items(), key=lambda kv: kv[1])])
+
+
+AgencyTicket = Annotated[Context, Depends(context("agency-ticket"))]
+agency_router = APIRouter(prefix="/v1", tags=["agency"],
+                          responses={c: {"model": ErrorResponse} for c in (401, 404, 422)})
+
+
+@agency_router.get(
+    "/incidents/{incident_id}/reconciliation/records", response_model=DedupeRecordPage,
+    summary="Dedupe's part of your reconciliation: each of your records pending, in review, held, "
+    "notified or withdrawn, and with how many other agencies' records it was merged")
+async def reconciliation_records(
+    incident_id: IdPath, ctx: AgencyTicket,
+    after: Annotated[str, Query(max_length=128, description="the previous page's next_after")] = "",
+    limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)] = 5000,
+) -> DedupeRecordPage:
+    # The ticket names the agency and its one incident (deps.refusal checked the path's): an
+    # incident dedupe has not heard of yet has no records, an empty page.
+    agency_id = ctx.caller.agency_id
+    outcomes, next_after = await ctx.db.run(store.record_outcomes, incident_id, agency_id, after, limit)
+    return DedupeRecordPage(incident_id=incident_id, agency_id=agency_id, next_after=next_after,
+                            records=[DedupeRecordStatus(**asdict(o)) for o in outcomes])

@@ -23,7 +23,7 @@ from services.common.topics import (
     NOTICES,
 )
 from services.dedupe import metrics, store
-from services.dedupe.api import router
+from services.dedupe.api import agency_router, router
 from services.dedupe.consumer import AffectedRecordsHandler, IncidentsHandler, LifecycleHandler
 from services.dedupe.models import MODELS
 from services.dedupe.pipeline import DedupePipeline
@@ -86,5 +86,5 @@ def create_app(settings: DedupeSettings | None = None) -> FastAPI:
         runtime,
         title="Pānui dedupe",
         description="Resolves patient identity across feeds and releases one notice per person.",
-        routers=[router],
+        routers=[router, agency_router],
     )

@@ -36,6 +36,7 @@ CONTACT_FIELDS = ("email", "mobile")
 CHANNEL_OF = {"email": "email", "mobile": "sms"}
 CONTACT_DECISIONS = ("use_contact", "keep_fallback")
 HOLD_DECISIONS = ("release", "keep_held")
+RETRACTION_DECISIONS = ("send_correction", "no_action")  # retractions.py
 
 
 def contact_key(name: str, value: object) -> int | None:
@@ -68,7 +69,7 @@ class Conflict:
     """One question for a coordinator about one person."""
 
     review_id: str
-    kind: str  # contact_conflict | hold_conflict
+    kind: str  # contact_conflict | hold_conflict | retraction (retractions.py)
     field: str | None  # email | mobile for a contact conflict
     a: RecordKey
     b: RecordKey
@@ -183,15 +184,22 @@ def _contact_conflict(rid: str, name: str, giving: list[Claim]) -> Conflict:
 class DecisionRefused(ValueError):
     """A decision that does not fit the review item (its kind, or a record not among it)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, status: int = 422):
         super().__init__(message)
         self.code = code
+        self.status = status
 
 
-def check_decision(kind: str, decision: str, record: RecordKey | None, evidence: dict) -> None:
-    """Raise DecisionRefused unless `decision` is one a coordinator can make on this item."""
+def check_decision(kind: str, decision: str, record: RecordKey | None, evidence: dict,
+                   status: str = "open") -> None:
+    """Raise DecisionRefused unless `decision` is one a coordinator can make on this item
+    (`status`: the item's now). A retraction is decided once: a correction notice, once
+    made, cannot be unsent, so neither decision is changed afterwards."""
+    if kind == "retraction" and status in RETRACTION_DECISIONS:
+        raise DecisionRefused("review.already_decided",
+                              "This retraction was decided already; it is decided once.", 409)
     allowed = {"pair": ("merge", "keep_apart"), "contact_conflict": CONTACT_DECISIONS,
-               "hold_conflict": HOLD_DECISIONS}[kind]
+               "hold_conflict": HOLD_DECISIONS, "retraction": RETRACTION_DECISIONS}[kind]
     if decision not in allowed:
         raise DecisionRefused("review.decision_not_applicable",
                               f"A {kind} review item takes one of: {', '.join(allowed)}.")

@@ -42,6 +42,7 @@ from services.dedupe.conflicts import Claim, Conflict, Route
 from services.dedupe.lineage import Lineage, assign_lineages, first_lineage_id
 from services.dedupe.release import Action, PersonView, decide
 from services.dedupe.resolver import MatchRecord, Resolver, ResolverConfig, ReviewItem
+from services.dedupe.retractions import Retraction, Told, retractions
 
 log = logging.getLogger(__name__)
 RecordKey = tuple[str, str]
@@ -216,6 +217,8 @@ class IncidentIdentity:
     conflict_decisions: dict[str, tuple[str, RecordKey | None]] = field(default_factory=dict)
     # Notified persons with a contact confirmed since: they get the notice again (amendment).
     resend: set[str] = field(default_factory=set)
+    # Retractions a coordinator decided send_correction for, not yet made (`correction`).
+    corrections: list[str] = field(default_factory=list)
     # The last release() stopped at its limit: persons may still be due now (the next chunk).
     releasing: bool = False
     # Records given or withdrawn since the last settle(), and what the transaction must write.
@@ -284,7 +287,10 @@ class IncidentIdentity:
         """Coordinators' decisions: pairs go to the resolver; a contact or hold decision is
         kept, and (`fresh`: just made, not a rebuild's) its person is decided again."""
         for d in decisions:
-            if d.kind != "pair":
+            if d.kind == "retraction":
+                if fresh and d.decision == "send_correction":
+                    self.corrections.append(d.review_id)
+            elif d.kind != "pair":
                 self.conflict_decisions[d.review_id] = (d.decision, d.chosen)
                 meta = self.records.get(d.a)
                 person_id = meta.person_id if meta is not None else None
@@ -475,6 +481,35 @@ class IncidentIdentity:
     def conflicts(self) -> list[Conflict]:
         """Every contact and hold conflict of the incident's persons now (the review queue)."""
         return [c for person_id in sorted(self.members) for c in self.route(person_id).conflicts]
+
+    def retractions(self) -> list[Retraction]:
+        """Notices some of whose records were withdrawn after they told about them
+        (retractions.py); one pass over the records, when the review queue is refreshed."""
+        return retractions(self.incident_id, (
+            Told(m.told_lineage, k, m.version, m.withdrawn) for k, m in self.records.items()
+            if m.told_lineage is not None))
+
+    def correction(self, review_id: str) -> tuple[Retraction, int] | None:
+        """Count the correction notice a coordinator decided as sent: the retraction it
+        corrects (None when it no longer stands, e.g. a record given again meanwhile) and
+        the lineage version it carries. The withdrawn agencies are no longer what the person
+        was told, so a record of theirs given later amends as a new agency would."""
+        found = next((r for r in self.retractions() if r.review_id == review_id), None)
+        if found is None:
+            return None
+        lineage = self.lineages.get(found.lineage_id)
+        if lineage is None:
+            lineage = self.lineages[found.lineage_id] = Lineage(0, frozenset(), frozenset())
+        version = lineage.version + 1
+        gone = frozenset(found.withdrawn_agencies)
+        lineage.version = version
+        lineage.agency_ids = intern(lineage.agency_ids - gone)
+        for person_id, person in self.persons.items():
+            if person.notice_person_id == found.lineage_id:
+                person.notified_version = max(person.notified_version, version)
+                person.notified_agency_ids = intern(person.notified_agency_ids - gone)
+                self._persons_to_write.add(person_id)
+        return found, version
 
     def view(self, person_id: str) -> PersonView:
         person = self.persons[person_id]

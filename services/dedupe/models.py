@@ -99,6 +99,8 @@ class NoticeState(SQLModel, table=True):
     agency_ids: list[str] = Field(sa_column=Column(JSON, nullable=False))
     data_categories: list[str] = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # A correction notice (retractions.py): sent_in_error | agency_not_involved
+    correction: str | None = Field(default=None, max_length=24)
 
 
 class ReviewState(SQLModel, table=True):
@@ -115,15 +117,20 @@ class ReviewState(SQLModel, table=True):
     b_agency_id: str = Field(max_length=128)
     b_source_record_id: str = Field(max_length=128)
     # pair (the resolver's uncertain pair) | contact_conflict | hold_conflict (conflicts.py)
+    # | retraction (retractions.py)
     kind: str = Field(default="pair", max_length=24)
-    reason: str = Field(max_length=16)  # uncertain|guard|email_differs|mobile_differs|hold_not_shared
+    # uncertain|guard|email_differs|mobile_differs|hold_not_shared|all_withdrawn|agency_withdrawn
+    reason: str = Field(max_length=16)
     evidence: dict = Field(sa_column=Column(JSON, nullable=False))
     # open|resolved, or the decision: merge|keep_apart|use_contact|keep_fallback|release|keep_held
+    # |send_correction|no_action
     status: str = Field(default="open", max_length=16)
     # use_contact: the record whose contact the coordinator confirmed
     chosen_agency_id: str | None = Field(default=None, max_length=128)
     chosen_source_record_id: str | None = Field(default=None, max_length=128)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # retraction decided send_correction: the correction notice it made
+    correction_notice_id: str | None = Field(default=None, max_length=128)
     applied: bool = True  # decisions are applied by the partition owner's consumer loop
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

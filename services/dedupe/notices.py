@@ -9,6 +9,7 @@ from services.common.crypto import NOTICES, Sealer
 from services.common.ids import notice_id as make_notice_id
 from services.common.messages import (
     NoticeAgency,
+    NoticeCorrection,
     NoticeMessage,
     notice_sealing_context,
     record_sealing_context,
@@ -68,6 +69,7 @@ def build_notice(
     agency_names: dict[str, str],
     created_at: datetime,
     route: Route | None = None,
+    correction: NoticeCorrection | None = None,
 ) -> NoticeMessage:
     # Freshest first. Records stored by one batch share updated_at: a re-sent version (a
     # correction) then goes before a first version, and the rest in a fixed order, so the
@@ -84,26 +86,7 @@ def build_notice(
     representative = next((p["hold"]["representative"] for p in personal
                            if (p.get("hold") or {}).get("representative")), None)
 
-    categories: dict[str, set[str]] = defaultdict(set)
-    # An agency's count is known only if every one of its records gave one: a partial sum
-    # would read as the whole number.
-    documents: dict[str, int | None] = defaultdict(int)
-    for record in records:
-        categories[record.agency_id].update(record.data_categories)
-        known = documents[record.agency_id]
-        documents[record.agency_id] = (
-            None if known is None or record.document_count is None
-            else known + record.document_count
-        )
-    agencies = [
-        NoticeAgency(
-            agency_id=agency_id,
-            name=agency_names.get(agency_id, agency_id),
-            data_categories=sorted(categories[agency_id]),
-            document_count=documents[agency_id],
-        )
-        for agency_id in sorted(categories)
-    ]
+    agencies = notice_agencies(records, agency_names)
     # The channels of whoever the notice goes to: a representative (an under-16's parent, s 116)
     # is reached on their own contacts, never the person's (a representative has no postal
     # address in the contract, so no letter).
@@ -132,4 +115,30 @@ def build_notice(
         sealed=sealed,
         reference_code=reference,
         dob_checks=dob_checks,
+        correction=correction,
     )
+
+
+def notice_agencies(records: list[NoticeRecord], agency_names: dict[str, str]
+                    ) -> list[NoticeAgency]:
+    """What a notice says of each agency: the categories and documents of its records."""
+    categories: dict[str, set[str]] = defaultdict(set)
+    # An agency's count is known only if every one of its records gave one: a partial sum
+    # would read as the whole number.
+    documents: dict[str, int | None] = defaultdict(int)
+    for record in records:
+        categories[record.agency_id].update(record.data_categories)
+        known = documents[record.agency_id]
+        documents[record.agency_id] = (
+            None if known is None or record.document_count is None
+            else known + record.document_count
+        )
+    return [
+        NoticeAgency(
+            agency_id=agency_id,
+            name=agency_names.get(agency_id, agency_id),
+            data_categories=sorted(categories[agency_id]),
+            document_count=documents[agency_id],
+        )
+        for agency_id in sorted(categories)
+    ]

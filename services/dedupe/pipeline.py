@@ -52,6 +52,8 @@ from services.common.messages import (
     AffectedRecordsTopicMessage,
     ContributionCompleteMessage,
     IncidentMessage,
+    NoticeAgency,
+    NoticeCorrection,
     RecordWithdrawnMessage,
     ReleasePolicy,
 )
@@ -65,8 +67,8 @@ from services.dedupe.identity import (
     RecordKey,
     Withdrawn,
 )
-from services.dedupe.notices import build_notice
-from services.dedupe.release import incident_release_reason, missing_records
+from services.dedupe.notices import build_notice, notice_agencies
+from services.dedupe.release import PersonView, incident_release_reason, missing_records
 from services.dedupe.reviews import review_changes
 from services.dedupe.streamtime import StreamClock
 
@@ -348,6 +350,7 @@ class DedupePipeline:
         if decisions:
             self.identity.touch(incident.incident_id)
             identity.apply_decisions(decisions)
+            self._correct(session, incident, identity)
         # The decisions' moves, and those of a rebuild whose resolver placed a record
         # differently from its stored row (identity.build): nothing if neither.
         identity.settle(now)
@@ -361,9 +364,53 @@ class DedupePipeline:
             known = store.review_statuses(session, incident.incident_id)
             store.write_review_changes(
                 session, incident.incident_id,
-                review_changes(incident.incident_id, items, known, identity.conflicts()),
+                review_changes(incident.incident_id, items, known, identity.conflicts() + [
+                    r.conflict() for r in identity.retractions()]),
                 self.clock())
         return released
+
+    def _correct(self, session: Session, incident: store.Incident,
+                 identity: IncidentIdentity) -> None:
+        """The correction notices coordinators decided (retractions.py), in the decision's
+        transaction: the next version of the lineage, to whoever the notice it corrects was
+        built for — the standing agencies' records (an agency named wrongly) or the withdrawn
+        ones (sent in error: their sealed fields are still held). A decision applies once
+        (its row is marked applied with it), so a replay or rebuild makes no second notice."""
+        while identity.corrections:
+            review_id = identity.corrections.pop(0)
+            due = identity.correction(review_id)
+            if due is None:  # a withdrawn record given again since: nothing to correct
+                continue
+            retraction, version = due
+            withdrawn = store.told_records(session, incident.incident_id,
+                                           list(retraction.withdrawn))
+            standing = store.told_records(session, incident.incident_id,
+                                          list(retraction.standing))
+            built_from = standing or withdrawn
+            if not built_from:  # only tombstones: no one to write to (left on the item)
+                log.warning("correction notice not made: no record of its person is held",
+                            extra={"incident_id": incident.incident_id, "review_id": review_id})
+                continue
+            correction = NoticeCorrection(
+                kind=retraction.kind, review_id=review_id,
+                agencies=notice_agencies(withdrawn, incident.agency_names) or [NoticeAgency(
+                    agency_id=a, name=incident.agency_names.get(a, a), data_categories=[],
+                    document_count=None) for a in retraction.withdrawn_agencies])
+            notice = build_notice(self.sealer, incident.incident_id, retraction.lineage_id,
+                                  version, built_from, incident.agency_names, self.clock(),
+                                  correction=correction)
+            view = PersonView(
+                live_records=len(standing), any_on_hold=False,
+                agency_ids=frozenset(a.agency_id for a in notice.agencies),
+                categories=frozenset(c for a in notice.agencies for c in a.data_categories),
+                first_seen_at=self.clock(), changed_at=self.clock(), notified_version=version,
+                notified_agency_ids=frozenset(), notified_categories=frozenset())
+            store.add_notices(session, [(notice, view)], self.clock())
+            store.set_correction_notice(session, review_id, notice.notice_id)
+            self._released["correction"] += 1
+            log.info("correction notice made", extra={
+                "incident_id": incident.incident_id, "review_id": review_id,
+                "notice_id": notice.notice_id, "correction": retraction.kind})
 
     def _isolated(self, session: Session, incident_id: str, stage: str,
                   work: Callable[[], int]) -> int:

@@ -1,8 +1,9 @@
 """The review queue as a plain function: given the resolver's uncertain pairs now and the
 review rows already stored, what to insert, what to revise and what to mark resolved.
 
-The queue also holds the contact and hold conflicts between agencies (conflicts.py), with
-their own kinds and decisions.
+The queue also holds the contact and hold conflicts between agencies (conflicts.py) and the
+retractions of notices whose records were withdrawn (retractions.py), with their own kinds
+and decisions.
 
 Only what changed is written: new items, items whose reason changed, items that no longer
 need a decision. A coordinator's decision is never overwritten. Evidence names comparison
@@ -13,11 +14,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from services.common.ids import stable_id
-from services.dedupe.conflicts import CONTACT_DECISIONS, HOLD_DECISIONS, Conflict
+from services.dedupe.conflicts import (
+    CONTACT_DECISIONS,
+    HOLD_DECISIONS,
+    RETRACTION_DECISIONS,
+    Conflict,
+)
 from services.dedupe.resolver import ReviewItem
 
 RecordKey = tuple[str, str]
-DECIDED = ("merge", "keep_apart", *CONTACT_DECISIONS, *HOLD_DECISIONS)
+DECIDED = ("merge", "keep_apart", *CONTACT_DECISIONS, *HOLD_DECISIONS, *RETRACTION_DECISIONS)
 
 
 def review_id(incident_id: str, a: RecordKey, b: RecordKey) -> str:
@@ -33,7 +39,7 @@ class OpenReview:
     b: RecordKey
     reason: str  # uncertain | guard; a conflict's: email_differs | mobile_differs | hold_not_shared
     evidence: dict
-    kind: str = "pair"  # pair | contact_conflict | hold_conflict
+    kind: str = "pair"  # pair | contact_conflict | hold_conflict | retraction
 
 
 @dataclass(slots=True)

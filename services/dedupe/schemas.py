@@ -42,10 +42,13 @@ class Progress(BaseModel):
                                    "notices go out on their uncontested channels meanwhile)")
     hold_conflicts: int = Field(description="Open hold_conflict items (one agency's s 116 hold "
                                 "holds a person other agencies hold no hold for)")
+    retractions: int = Field(description="Open retraction items (records withdrawn after a "
+                             "notice told the person about them)")
 
 
-ReviewKind = Literal["pair", "contact_conflict", "hold_conflict"]
-Decision = Literal["merge", "keep_apart", "use_contact", "keep_fallback", "release", "keep_held"]
+ReviewKind = Literal["pair", "contact_conflict", "hold_conflict", "retraction"]
+Decision = Literal["merge", "keep_apart", "use_contact", "keep_fallback", "release", "keep_held",
+                   "send_correction", "no_action"]
 RecordRef = tuple[Id, Id]
 
 
@@ -57,11 +60,15 @@ class ReviewView(BaseModel):
                              "keep_apart); contact_conflict: agencies give this person different "
                              "emails or mobiles (use_contact with `record` | keep_fallback); "
                              "hold_conflict: one agency's s 116 hold holds a person other "
-                             "agencies hold no hold for (release | keep_held)")
+                             "agencies hold no hold for (release | keep_held); retraction: "
+                             "records a notice told the person about were withdrawn "
+                             "(send_correction | no_action; coordinator only, once)")
     a: tuple[str, str] = Field(description="(agency_id, source_record_id)")
     b: tuple[str, str]
     reason: str = Field(description="uncertain: between thresholds; guard: a match refused; "
-                        "email_differs, mobile_differs; hold_not_shared")
+                        "email_differs, mobile_differs; hold_not_shared; all_withdrawn (the "
+                        "notice was sent in error), agency_withdrawn (an agency was named "
+                        "wrongly)")
     status: str = Field(description="open, resolved (no longer needed), or the decision")
     evidence: dict = Field(description="Comparison levels and weights, or the records, agencies "
                            "and field in conflict (records giving one value share a group) — "
@@ -69,6 +76,9 @@ class ReviewView(BaseModel):
     chosen: tuple[str, str] | None = Field(
         default=None, description="use_contact: the record whose contact is used")
     decided_at: datetime | None
+    correction_notice_id: str | None = Field(
+        default=None, description="send_correction: the correction notice made (its delivery "
+        "is dispatch's: the notice's deliveries)")
 
 
 class ReviewDecision(BaseModel):
@@ -90,7 +100,7 @@ class ReleaseRequested(BaseModel):
 
 
 ReviewStatus = Literal["open", "resolved", "merge", "keep_apart", "use_contact", "keep_fallback",
-                       "release", "keep_held", "all"]
+                       "release", "keep_held", "send_correction", "no_action", "all"]
 
 
 class RevealedRecord(BaseModel):

@@ -285,6 +285,27 @@ def live_records(session: Session, incident_id: str, person_ids: list[str]
     return grouped
 
 
+def told_records(session: Session, incident_id: str, keys: list[RecordKey]
+                 ) -> list[NoticeRecord]:
+    """These records as a notice is built from them, withdrawn or not (a correction notice
+    goes to whoever the notice it corrects was built for); a tombstone (no personal fields
+    kept) is left out."""
+    r = _RECORDS
+    if not keys:
+        return []
+    return [NoticeRecord(*row) for row in session.execute(
+        select(r.c.incident_id, r.c.agency_id, r.c.source_record_id, r.c.record_version,
+               r.c.sealed, r.c.data_categories, r.c.document_count, r.c.preferred_language,
+               r.c.updated_at)
+        .where(r.c.incident_id == incident_id, r.c.sealed != "",
+               or_(*((r.c.agency_id == k[0]) & (r.c.source_record_id == k[1]) for k in keys))))]
+
+
+def set_correction_notice(session: Session, review_id: str, notice_id: str) -> None:
+    session.execute(update(_REVIEWS).where(_REVIEWS.c.review_id == review_id)
+                    .values(correction_notice_id=notice_id))
+
+
 def mark_covered(session: Session, incident_id: str, person_ids: list[str]) -> None:
     """The live records of these persons are covered by the notice just released to each:
     its lineage (the person's notice person id, written before) at the record's version."""
@@ -312,6 +333,7 @@ def add_notices(session: Session, notices: list[tuple[NoticeMessage, PersonView]
         "notice_id": n.notice_id, "incident_id": n.incident_id, "person_id": n.person_id,
         "version": n.version, "agency_ids": sorted(view.agency_ids),
         "data_categories": sorted(view.categories), "created_at": now,
+        "correction": n.correction.kind if n.correction else None,
     } for n, view in notices])
     outbox.enqueue_many(session, NOTICES, [(n.person_id, n.to_bytes()) for n, _ in notices])
 
@@ -334,15 +356,16 @@ class Review:
     status: str  # open | resolved | a decision (reviews.DECIDED)
     evidence: dict
     decided_at: datetime | None
-    kind: str = "pair"  # pair | contact_conflict | hold_conflict
+    kind: str = "pair"  # pair | contact_conflict | hold_conflict | retraction
     chosen: RecordKey | None = None  # use_contact: the record whose contact is used
+    correction_notice_id: str | None = None  # send_correction: the notice it made
 
 
 _REVIEW_COLUMNS = (_REVIEWS.c.review_id, _REVIEWS.c.a_agency_id, _REVIEWS.c.a_source_record_id,
                    _REVIEWS.c.b_agency_id, _REVIEWS.c.b_source_record_id, _REVIEWS.c.reason,
                    _REVIEWS.c.status, _REVIEWS.c.evidence, _REVIEWS.c.decided_at,
                    _REVIEWS.c.kind, _REVIEWS.c.chosen_agency_id,
-                   _REVIEWS.c.chosen_source_record_id)
+                   _REVIEWS.c.chosen_source_record_id, _REVIEWS.c.correction_notice_id)
 
 
 def _review(row) -> Review:  # noqa: ANN001 - a row of _REVIEW_COLUMNS
@@ -350,7 +373,7 @@ def _review(row) -> Review:  # noqa: ANN001 - a row of _REVIEW_COLUMNS
               if row.chosen_agency_id is not None else None)
     return Review(row.review_id, (row.a_agency_id, row.a_source_record_id),
                   (row.b_agency_id, row.b_source_record_id), row.reason, row.status,
-                  row.evidence, row.decided_at, row.kind, chosen)
+                  row.evidence, row.decided_at, row.kind, chosen, row.correction_notice_id)
 
 
 def open_review_count(session: Session) -> int:
@@ -376,14 +399,14 @@ def decide_review(session: Session, incident_id: str, review_id: str, decision: 
     if row is None:
         return None
     review = _review(row)
-    check_decision(review.kind, decision, chosen, review.evidence)
+    check_decision(review.kind, decision, chosen, review.evidence, review.status)
     chosen = tuple(chosen) if chosen is not None else None  # type: ignore[assignment]
     session.execute(update(_REVIEWS).where(_REVIEWS.c.review_id == review_id)
                     .values(status=decision, decided_at=now, applied=False,
                             chosen_agency_id=chosen[0] if chosen else None,
                             chosen_source_record_id=chosen[1] if chosen else None))
     return Review(review.review_id, review.a, review.b, review.reason, decision, review.evidence,
-                  now, review.kind, chosen)
+                  now, review.kind, chosen, review.correction_notice_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,6 +534,7 @@ class IncidentProgress:
     held_for_contact: int  # every channel contested between agencies, awaiting a coordinator
     contact_conflicts: int  # open contact_conflict items (notices meanwhile on other channels)
     hold_conflicts: int  # open hold_conflict items (the person held meanwhile)
+    retractions: int  # open retraction items (a notified person's records withdrawn)
 
 
 def progress(session: Session, incident_id: str) -> IncidentProgress | None:
@@ -550,6 +574,7 @@ def progress(session: Session, incident_id: str) -> IncidentProgress | None:
         held_for_contact=statuses.get("held_contact", 0),
         contact_conflicts=open_by_kind.get("contact_conflict", 0),
         hold_conflicts=open_by_kind.get("hold_conflict", 0),
+        retractions=open_by_kind.get("retraction", 0),
     )
 
 
@@ -599,11 +624,18 @@ def commissioner_counts(session: Session, incident_id: str) -> CommissionerCount
             select(_REVIEWS.c.status, func.count()).where(_REVIEWS.c.incident_id == incident_id)
             .group_by(_REVIEWS.c.status)):
         counts["reviews.open" if status == "open" else f"reviews.decided.{status}"] = n
-    for version, n in session.execute(
-            select(_NOTICES.c.version, func.count()).where(_NOTICES.c.incident_id == incident_id)
-            .group_by(_NOTICES.c.version)):
-        kind = "notices.amendments" if version > 1 else "notices.first"
+    for version, correction, n in session.execute(
+            select(_NOTICES.c.version, _NOTICES.c.correction, func.count())
+            .where(_NOTICES.c.incident_id == incident_id)
+            .group_by(_NOTICES.c.version, _NOTICES.c.correction)):
+        kind = (f"notices.corrections.{correction}" if correction else
+                "notices.amendments" if version > 1 else "notices.first")
         counts[kind] = counts.get(kind, 0) + n
+    for status, n in session.execute(
+            select(_REVIEWS.c.status, func.count())
+            .where(_REVIEWS.c.incident_id == incident_id, _REVIEWS.c.kind == "retraction")
+            .group_by(_REVIEWS.c.status)):
+        counts[f"retractions.{status}"] = n
     held = [HeldRecord(*row) for row in session.execute(
         select(_RECORDS.c.agency_id, _RECORDS.c.source_record_id, _RECORDS.c.record_version,
                _RECORDS.c.sealed)
@@ -639,3 +671,74 @@ def purge_incident(session: Session, incident_id: str) -> dict:
         t = table.__table__
         counts[name] = session.execute(t.delete().where(t.c.incident_id == incident_id)).rowcount
     return counts
+
+
+# --- agency reconciliation (services/common/reconciliation.py) ---------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RecordOutcome:
+    source_record_id: str
+    record_version: int
+    state: str  # pending | in_review | held | notified | withdrawn
+    other_agencies: int  # other agencies' records in the same person (never which)
+    notice_id: str | None
+    review_open: bool  # an open review item names the record (even once notified)
+
+
+def record_outcomes(session: Session, incident_id: str, agency_id: str, after: str,
+                    limit: int) -> tuple[list[RecordOutcome], str | None]:
+    """One agency's records after `after` by source_record_id and what became of each; the
+    next cursor or None. Other agencies appear only as a count."""
+    r, p, n, v = _RECORDS, _PERSONS, _NOTICES, _REVIEWS
+    rows = session.execute(
+        select(r.c.source_record_id, r.c.record_version, r.c.withdrawn, r.c.person_id,
+               r.c.told_lineage, r.c.on_hold, p.c.status)
+        .outerjoin(p, (p.c.incident_id == r.c.incident_id) & (p.c.person_id == r.c.person_id))
+        .where(r.c.incident_id == incident_id, r.c.agency_id == agency_id,
+               r.c.source_record_id > after)
+        .order_by(r.c.source_record_id).limit(limit + 1)).all()
+    page, more = rows[:limit], len(rows) > limit
+    ids = [row.source_record_id for row in page]
+    in_review: set[str] = set()
+    for a_agency, a_id, b_agency, b_id in session.execute(
+            select(v.c.a_agency_id, v.c.a_source_record_id, v.c.b_agency_id, v.c.b_source_record_id)
+            .where(v.c.incident_id == incident_id, v.c.status == "open",
+                   or_((v.c.a_agency_id == agency_id) & v.c.a_source_record_id.in_(ids),
+                       (v.c.b_agency_id == agency_id) & v.c.b_source_record_id.in_(ids)))):
+        in_review |= {i for ag, i in ((a_agency, a_id), (b_agency, b_id)) if ag == agency_id}
+    lineages = sorted({row.told_lineage for row in page if row.told_lineage})
+    newest: dict[str, tuple[int, str, list[str]]] = {}
+    for chunk in chunks(lineages, 1000):
+        for lineage, version, notice_id, agencies in session.execute(
+                select(n.c.person_id, n.c.version, n.c.notice_id, n.c.agency_ids)
+                .where(n.c.incident_id == incident_id, n.c.person_id.in_(chunk))):
+            if lineage not in newest or version > newest[lineage][0]:
+                newest[lineage] = (version, notice_id, agencies)
+    persons = sorted({row.person_id for row in page if row.person_id})
+    agencies_of: dict[str, set[str]] = {}
+    for chunk in chunks(persons, 1000):
+        for person_id, other in session.execute(
+                select(r.c.person_id, r.c.agency_id).distinct()
+                .where(r.c.incident_id == incident_id, r.c.person_id.in_(chunk),
+                       r.c.withdrawn == False)):  # noqa: E712
+            agencies_of.setdefault(person_id, set()).add(other)
+    outcomes = []
+    for row in page:
+        notice = newest.get(row.told_lineage) if row.told_lineage else None
+        if row.withdrawn:
+            state = "withdrawn"
+        elif notice is not None:
+            state = "notified"
+        elif row.status == "held" or row.on_hold:  # its own hold holds it before the release too
+            state = "held"
+        elif row.source_record_id in in_review or row.status == "held_contact":
+            state = "in_review"  # held_contact: a coordinator picks between contested contacts
+        else:
+            state = "pending"
+        # Notified: the agencies the notice named; else the person's agencies as resolved now.
+        agencies = set(notice[2]) if notice else agencies_of.get(row.person_id or "", set())
+        outcomes.append(RecordOutcome(row.source_record_id, row.record_version, state,
+                                      len(agencies - {agency_id}),
+                                      notice[1] if notice and state == "notified" else None,
+                                      row.source_record_id in in_review))
+    return outcomes, (page[-1].source_record_id if more else None)

@@ -24,7 +24,7 @@ from services.common.topics import (
     NOTICE_KEYS,
     NOTICES,
 )
-from services.dispatch import api, callcentre_api, check_api, mailout_api, notice_api
+from services.dispatch import api, callcentre_api, check_api, mailout_api, notice_api, reconciliation_api
 from services.dispatch.genuine import CheckLimits
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.models import MODELS
@@ -143,5 +143,5 @@ def create_app(
         title="Pānui dispatch",
         description="Renders and delivers the one notice per person; tracks delivery.",
         routers=[api.router, mailout_api.router, notice_api.router, check_api.router,
-                 callcentre_api.router],
+                 callcentre_api.router, reconciliation_api.router],
     )

@@ -20,7 +20,9 @@ class AsgiServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False)
+        # proxy_headers off: an app that serves behind a proxy trusts it itself (forwarded_allow_ips).
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False,
+                                proxy_headers=False)
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:

@@ -9,16 +9,24 @@ does not exist, another agency's feed → 404 exactly as for no feed (no existen
 import dataclasses
 import io
 import math
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
+from services.common import audit, principals
 from services.common.clock import utcnow
 from services.common.deps import AnyStaffContext, Context, CoordinatorContext, IdPath, context
 from services.common.errors import ApiError, ErrorResponse
 from services.common.inbound import body_limit
+from services.common.reconciliation import (
+    PAGE_LIMIT_MAX,
+    IntakeRecordPage,
+    IntakeRecordStatus,
+    StatusTicket,
+)
 from services.common.report import ReportMilestone, ServiceReport, counts_of
 from services.intake import feeds, incidents, retention, store
 from services.intake.parsing import detect_format
@@ -286,7 +294,8 @@ async def complete(incident_id: IdPath, ctx: AgencyContext) -> Completion:
 
 
 @agency.delete("/incidents/{incident_id}/records/{source_record_id}", response_model=Withdrawal,
-               summary="Withdraw a record sent by mistake (before its person's notice is released)")
+               summary="Withdraw a record sent by mistake (after its person's notice, the "
+                       "coordinator decides on a correction notice)")
 async def withdraw(incident_id: IdPath, source_record_id: Annotated[str, Path(max_length=128)],
                    ctx: AgencyContext) -> Withdrawal:
     await _require_access(ctx, incident_id)
@@ -302,6 +311,11 @@ async def withdraw(incident_id: IdPath, source_record_id: Annotated[str, Path(ma
 @coordinator.get("/incidents/{incident_id}/report", response_model=ServiceReport,
                  summary="Intake's part of the Privacy Commissioner's report (counts, no personal data)")
 async def commissioner_report(incident_id: IdPath, ctx: CoordinatorContext) -> ServiceReport:
+    return await own_report(ctx, incident_id)
+
+
+async def own_report(ctx: Context, incident_id: str) -> ServiceReport:
+    """Intake's part of the report (also what the console's combined report starts from)."""
     found = await ctx.db.run(store.commissioner_counts, incident_id)
     if found is None:
         raise _no_incident()
@@ -309,6 +323,45 @@ async def commissioner_report(incident_id: IdPath, ctx: CoordinatorContext) -> S
         service="intake", incident_id=incident_id, generated_at=utcnow(),
         counts=counts_of(found.incident, found.by_agency),
         milestones=[ReportMilestone(agency_id=a, milestone=m, at=at) for a, m, at in found.milestones])
+
+
+# --- agency reconciliation (services/common/reconciliation.py) --------------------------------
+
+
+@agency.get("/incidents/{incident_id}/reconciliation/records", response_model=IntakeRecordPage,
+            summary="Intake's part of your reconciliation: each of your records accepted, "
+            "withdrawn or rejected, by source_record_id")
+async def reconciliation_records(
+    incident_id: IdPath, ctx: AgencyContext,
+    after: Annotated[str, Query(max_length=128, description="the previous page's next_after")] = "",
+    limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)] = 5000,
+) -> IntakeRecordPage:
+    await _require_access(ctx, incident_id)
+    agency_id = ctx.caller.agency_id
+    outcomes, next_after = await ctx.db.run(store.record_outcomes, incident_id, agency_id, after, limit)
+    return IntakeRecordPage(incident_id=incident_id, agency_id=agency_id, next_after=next_after,
+                            records=[IntakeRecordStatus(**o._asdict()) for o in outcomes])
+
+
+@agency.post("/incidents/{incident_id}/status-ticket", status_code=201, response_model=StatusTicket,
+             summary="A short-lived ticket for your reconciliation rows at dedupe and dispatch")
+async def status_ticket(incident_id: IdPath, ctx: AgencyContext) -> StatusTicket:
+    """Dedupe and dispatch hold no agency keys: intake, which does, vouches for the agency for
+    one incident and a few minutes (services/common/principals.py). Audited."""
+    await _require_access(ctx, incident_id)
+    key = ctx.runtime.settings.token_signing_key.get_secret_value()
+    if not key:
+        raise ApiError(409, "token.no_signing_key",
+                       "This deployment has no PANUI_TOKEN_SIGNING_KEY: it cannot issue tickets.")
+    agency_id = ctx.caller.agency_id
+    ticket, claims = principals.mint_agency_ticket(key.encode(), agency_id, incident_id, int(time.time()))
+
+    def record(session) -> None:  # noqa: ANN001 - the audit entry alone is the transaction
+        audit.record(session, ctx.act("status_ticket.issue", incident_id, claims["jti"]))
+
+    await ctx.db.run(record)
+    return StatusTicket(ticket=ticket, incident_id=incident_id, agency_id=agency_id,
+                        expires_at=claims["exp"])
 
 
 routers = [coordinator, agency]

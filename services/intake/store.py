@@ -328,6 +328,60 @@ def latest_versions(session: Session, incident_id: str, agency_id: str,
     return latest
 
 
+class RecordOutcome(NamedTuple):
+    """Intake's part of an agency's reconciliation (services/common/reconciliation.py)."""
+
+    source_record_id: str
+    state: str  # accepted | withdrawn | rejected
+    record_version: int | None
+    rejection_codes: list[str]
+
+
+def record_outcomes(session: Session, incident_id: str, agency_id: str, after: str,
+                    limit: int) -> tuple[list[RecordOutcome], str | None]:
+    """The agency's records after `after` by source_record_id: accepted (newest version) or
+    withdrawn, and those only ever rejected (with their error codes); the next cursor or None."""
+    mine = (AffectedRecord.incident_id == incident_id, AffectedRecord.agency_id == agency_id)
+    accepted_ids = list(session.scalars(
+        sa_select(AffectedRecord.source_record_id).where(*mine, AffectedRecord.source_record_id > after)
+        .group_by(AffectedRecord.source_record_id).order_by(AffectedRecord.source_record_id)
+        .limit(limit + 1)))
+    ever_accepted = sa_select(AffectedRecord.source_record_id).where(
+        *mine, AffectedRecord.source_record_id == FeedProblem.source_record_id)
+    rejected_ids = list(session.scalars(
+        sa_select(FeedProblem.source_record_id).join(Feed, Feed.feed_id == FeedProblem.feed_id)
+        .where(Feed.incident_id == incident_id, Feed.agency_id == agency_id,
+               FeedProblem.severity == "error", FeedProblem.source_record_id > after,
+               ~ever_accepted.exists())
+        .group_by(FeedProblem.source_record_id).order_by(FeedProblem.source_record_id)
+        .limit(limit + 1)))
+    ids = sorted(set(accepted_ids) | set(rejected_ids))
+    page, more = ids[:limit], len(ids) > limit
+    latest: dict[str, LatestVersion] = {}
+    if page:  # the page's versions in one range scan, not an IN list of up to 10,000 ids
+        for srid, version, withdrawn_at in session.execute(
+                sa_select(AffectedRecord.source_record_id, AffectedRecord.version,
+                          AffectedRecord.withdrawn_at)
+                .where(*mine, AffectedRecord.source_record_id > after,
+                       AffectedRecord.source_record_id <= page[-1])):
+            if srid not in latest or version > latest[srid].version:
+                latest[srid] = LatestVersion(version, "", withdrawn_at is not None)
+    codes: dict[str, set[str]] = {}
+    rejected = [i for i in page if i not in latest]
+    if rejected:
+        for srid, code in session.execute(
+                sa_select(FeedProblem.source_record_id, FeedProblem.code)
+                .join(Feed, Feed.feed_id == FeedProblem.feed_id)
+                .where(Feed.incident_id == incident_id, Feed.agency_id == agency_id,
+                       FeedProblem.severity == "error", FeedProblem.source_record_id.in_(rejected))):
+            codes.setdefault(srid, set()).add(code)
+    outcomes = [
+        RecordOutcome(i, "withdrawn" if latest[i].withdrawn else "accepted", latest[i].version, [])
+        if i in latest else RecordOutcome(i, "rejected", None, sorted(codes.get(i, ())))
+        for i in page]
+    return outcomes, (page[-1] if more else None)
+
+
 class RecordVersion(NamedTuple):
     """One new version of an affected record, in `affected_record`'s column order."""
 

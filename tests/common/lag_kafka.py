@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
+from testkit.infra import WAIT_S
+
 
 class ManualClock:
     def __init__(self, start: datetime | None = None):
@@ -83,7 +85,7 @@ class Member:
     async def stop(self) -> None:
         await self.consumer.stop()
 
-    async def consume(self, counts: dict[int, int], timeout: float = 20.0) -> None:
+    async def consume(self, counts: dict[int, int], timeout: float = WAIT_S) -> None:
         """Read until at least counts[partition] records of each partition are in hand."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

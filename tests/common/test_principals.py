@@ -109,3 +109,56 @@ def test_es256_identity_provider_keys():
     assert verifier.verify(token, NOW).roles == {"ops"}
     with pytest.raises(TokenRefused):
         verifier.verify(reshape(token, roles=["coordinator"]), NOW)
+
+
+# --- agency status tickets (agency reconciliation, issue 16) -------------------------------------
+
+
+def test_an_agency_ticket_names_its_agency_and_one_incident_and_no_role():
+    ticket, claims = principals.mint_agency_ticket(KEY, "gp-1", "inc-1", NOW)
+    found = TokenVerifier(KEY).verify(ticket, NOW + 1)
+    assert found.agency_id == "gp-1" and found.name == "gp-1" and found.roles == frozenset()
+    assert found.incidents == {"inc-1"} and found.token_id == claims["jti"]
+    assert claims["exp"] - claims["iat"] == principals.AGENCY_TICKET_TTL_S
+    # A staff token is never an agency's.
+    staff, _ = principals.mint(KEY, "alice", ["coordinator"], None, 600, NOW)
+    assert TokenVerifier(KEY).verify(staff, NOW).agency_id is None
+
+
+@pytest.mark.parametrize("change", [
+    {"roles": ["coordinator"]},  # a ticket that also claims a role
+    {"incidents": ["*"]}, {"incidents": ["inc-1", "inc-2"]}, {"incidents": []},
+    {"sub": "gp-2"}, {"agency": ""}, {"agency": 7},
+    {"exp": NOW + 2 * principals.AGENCY_TICKET_TTL_S},  # lives too long
+])
+def test_a_ticket_out_of_shape_is_refused_even_when_signed(change):
+    _, claims = principals.mint_agency_ticket(KEY, "gp-1", "inc-1", NOW)
+    claims.update(change)
+    # Re-signed with the right key: the shape alone must be refused.
+    forged = principals.sign_claims(KEY, claims)
+    with pytest.raises(TokenRefused):
+        TokenVerifier(KEY).verify(forged, NOW + 1)
+
+
+def test_a_ticket_expires_and_needs_this_deployments_key():
+    ticket, claims = principals.mint_agency_ticket(KEY, "gp-1", "inc-1", NOW)
+    with pytest.raises(TokenRefused):
+        TokenVerifier(KEY).verify(ticket, claims["exp"] + principals.LEEWAY_S + 1)
+    with pytest.raises(TokenRefused):
+        TokenVerifier(b"another-key-" + b"x" * 30).verify(ticket, NOW)
+    with pytest.raises(ValueError):
+        principals.mint_agency_ticket(KEY, "gp-1", "inc-1", NOW, ttl_s=principals.AGENCY_TICKET_TTL_S + 1)
+
+
+def test_an_identity_providers_token_can_never_be_an_agency_ticket(tmp_path):
+    idp = LocalIdp(tmp_path)
+    verifier = TokenVerifier(KEY, OidcConfig(IDP_ISSUER, IDP_AUDIENCE, load_jwks(str(idp.jwks_path))))
+    header = {"alg": "RS256", "typ": "JWT", "kid": idp.kid}
+    claims = {"iss": IDP_ISSUER, "aud": IDP_AUDIENCE, "sub": "gp-1", "agency": "gp-1",
+              "incidents": ["inc-1"], "iat": NOW, "exp": NOW + 60, "jti": "idp-t"}
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    signature = idp.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    with pytest.raises(TokenRefused, match="agency tickets"):
+        verifier.verify(f"{signing_input}.{b64(signature)}", NOW)

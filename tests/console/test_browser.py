@@ -10,7 +10,15 @@ in, opens the incident, reveals the pair's masked values (audited) and keeps it 
 keyboard, edits the incident's content (a new revision), previews the notice for the sample
 person in English and te reo, releases with the confirmation dialog, watches the notices be
 delivered and previews one person's notice by the code printed on it — word for word the email
-the SMTP gateway received; every number the page shows is checked against the services' APIs.
+the SMTP gateway received; then opens the Privacy Commissioner's report and downloads its PDF
+and CSV (read back: the same counts, no personal data). Then a call-centre operator logs in
+with a token of that role, finds that person's notice by the code and her date of birth (the
+email as sent, its delivery history, the scripted answers, how the public check works), and a
+wrong date finds nothing; both lookups are audited. Every number a page shows is checked
+against the services' APIs.
+Then the lab withdraws Aroha's record after her notice named it: the retraction shows on the
+incident page and on its own page, where the coordinator (logged in again) sends a correction
+notice (confirmed in a dialog) that reaches the SMTP gateway; the decision is audited.
 Screenshots go to var/artifacts/console/.
 """
 
@@ -31,11 +39,15 @@ from selenium.webdriver.support.ui import WebDriverWait
 from services.common.references import REFERENCE_PATTERN
 from testkit import infra
 from testkit.factories import affected_record, incident_body, ndjson
+from testkit.rendering import pdf_text
+from testkit.staff import SIGNING_KEY
+from testkit.staff import token as staff_token
 from testkit.system import COORDINATOR_TOKEN, System
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
 ARTIFACTS = infra.REPO / "var" / "artifacts" / "console"
+DOWNLOADS = ARTIFACTS / "downloads"
 COORDINATOR = {"authorization": f"Bearer {COORDINATOR_TOKEN}"}
 J_TIPENE = {"nhi": None, "given_names": "J", "family_name": "Tipene", "date_of_birth": "1988-08-08",
             "email": "j.tipene@example.nz", "mobile": None}
@@ -59,7 +71,12 @@ def _browser() -> webdriver.Chrome:
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--no-first-run", "--window-size=1400,1100"):
         options.add_argument(flag)
-    return webdriver.Chrome(service=Service(driver), options=options)
+    browser = webdriver.Chrome(service=Service(driver), options=options)
+    # What the console's download buttons save lands here (headless Chromium asks no one).
+    shutil.rmtree(DOWNLOADS, ignore_errors=True)
+    DOWNLOADS.mkdir(parents=True)
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(DOWNLOADS)})
+    return browser
 
 
 def _text(browser: webdriver.Chrome, css: str) -> str:
@@ -93,7 +110,9 @@ async def _api(client: httpx.AsyncClient, path: str) -> dict | list:
 async def system(kafka_bootstrap, pg_admin_url):  # noqa: ANN001, ANN201
     run_dir = ARTIFACTS / "system"  # the processes' logs, kept next to the screenshots
     shutil.rmtree(run_dir, ignore_errors=True)
-    running = System(run_dir, kafka_bootstrap=kafka_bootstrap, pg_admin_url=pg_admin_url)
+    # Staff tokens (the call-centre operator's) verify in every service under one signing key.
+    running = System(run_dir, kafka_bootstrap=kafka_bootstrap, pg_admin_url=pg_admin_url,
+                     env={s: {"PANUI_TOKEN_SIGNING_KEY": SIGNING_KEY} for s in ("intake", "dedupe", "dispatch")})
     try:
         await running.start()
         yield running
@@ -124,6 +143,7 @@ async def test_console_follows_an_incident_from_submission_to_delivered(system):
         browser = await asyncio.to_thread(_browser)
         try:
             await _run(browser, client, intake, incident_id, system)
+            await _retract(browser, client, intake, incident_id, system, keys["lab"])
         finally:
             await asyncio.to_thread(browser.quit)
 
@@ -306,5 +326,170 @@ async def _run(browser: webdriver.Chrome, client: httpx.AsyncClient, intake: str
     audit = await _api(client, "/v1/console/dispatch/v1/audit")
     assert [e["object_ids"] for e in audit["entries"] if e["action"] == "notice.preview"] == [[notice_id]]
     await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "preview-notice.png"))
-    for name in ("incident.png", "review.png", "review-revealed.png", "preview.png", "preview-notice.png"):
+
+    await _report(browser, client, incident_id)
+    await _call_centre(browser, client, incident_id, code, notice_id, sent)
+    for name in ("incident.png", "review.png", "review-revealed.png", "preview.png", "preview-notice.png",
+                 "report.png", "call-centre.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000
+
+
+PERSONAL = ("Aroha", "Testperson", "Tipene", "Joseph", "1980-04-12", "1988-08-08", "@example.nz",
+            "+6421", "ZZZ0016")
+
+
+async def _downloaded(name: str) -> bytes:
+    path = DOWNLOADS / name
+    async with asyncio.timeout(60):
+        while not path.exists() or path.stat().st_size == 0 or list(DOWNLOADS.glob("*.crdownload")):
+            await asyncio.sleep(0.2)
+    return path.read_bytes()
+
+
+async def _report(browser: webdriver.Chrome, client: httpx.AsyncClient, incident_id: str) -> None:
+    """The Privacy Commissioner's report page: its counts are the combined report's (intake's
+    with dedupe's and dispatch's parts), which says what the incident did; PDF and CSV download."""
+    browser.find_element(By.CSS_SELECTOR, '#main a[href$="/' + incident_id + '"]').click()
+    await _until(browser, lambda b: b.find_element(By.ID, "open-report"), "the incident page")
+    browser.find_element(By.ID, "open-report").click()
+    await _until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#report-incident tr[data-measure]"), "the report")
+    combined = await _api(client, f"/v1/incidents/{incident_id}/commissioner-report")
+    count = {(c["measure"], c["service"], c["agency_id"]): c["value"] for c in combined["counts"]}
+    assert count[("records.received", "intake", None)] == 4
+    assert (count[("records.received", "intake", "gp")], count[("records.received", "intake", "lab")]) == (2, 2)
+    assert count[("persons.resolved", "dedupe", None)] == 3
+    assert count[("persons.notified", "dedupe", None)] == count[("persons.notified", "dispatch", None)] == 3
+    assert count[("reviews.decided.keep_apart", "dedupe", None)] == 1
+    assert (count[("deliveries.email.sent", "dispatch", None)], count[("deliveries.sms.delivered", "dispatch", None)]) == (2, 1)
+    shown = sorted((r.get_attribute("data-measure"), r.get_attribute("data-service"),
+                    int(r.find_element(By.CSS_SELECTOR, "td[data-value]").get_attribute("data-value")))
+                   for r in browser.find_elements(By.CSS_SELECTOR, "#report-incident tr[data-measure]"))
+    assert shown == sorted((c["measure"], c["service"], c["value"]) for c in combined["counts"] if c["agency_id"] is None)
+    cells = browser.find_elements(By.CSS_SELECTOR, "#report-agencies td[data-agency]")
+    assert {c.get_attribute("data-agency") for c in cells} == {"gp", "lab"}
+    for cell in cells:
+        row = cell.find_element(By.XPATH, "..")
+        key = (row.get_attribute("data-measure"), row.get_attribute("data-service"), cell.get_attribute("data-agency"))
+        assert cell.get_attribute("data-value") == (str(count[key]) if key in count else ""), key
+    milestones = {r.get_attribute("data-milestone") for r in browser.find_elements(By.CSS_SELECTOR, "#report-milestones tr")}
+    assert {"incident.created", "release", "deliveries.first_sent"} <= milestones
+    page = browser.find_element(By.TAG_NAME, "main").text
+    assert not [p for p in PERSONAL if p in page]
+    await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "report.png"))
+    browser.find_element(By.ID, "report-pdf").click()
+    pdf = await _downloaded(f"{incident_id}-commissioner-report.pdf")
+    words = " ".join(pdf_text(pdf, layout=True).split())
+    assert pdf.startswith(b"%PDF-") and f"Incident {incident_id}" in words
+    assert "records.received intake 4" in words and "persons.resolved dedupe 3" in words
+    assert "deliveries.sms.delivered dispatch 1" in words
+    assert not [p for p in PERSONAL if p in words]
+    browser.find_element(By.ID, "report-csv").click()
+    csv = (await _downloaded(f"{incident_id}-commissioner-report.csv")).decode()
+    assert f"{incident_id},count,gp,records.received,2" in csv.splitlines()
+    assert not [p for p in PERSONAL if p in csv]
+
+
+async def _call_centre(browser: webdriver.Chrome, client: httpx.AsyncClient, incident_id: str,
+                       code: str, notice_id: str, sent: str) -> None:
+    operator, _ = staff_token(["call-centre"], name="cc-operator")
+    browser.find_element(By.ID, "logout").click()
+    await _until(browser, lambda b: b.find_element(By.ID, "token"), "the login form")
+    browser.find_element(By.ID, "token").send_keys(operator)
+    browser.find_element(By.CSS_SELECTOR, "#login button").click()
+    await _until(browser, lambda b: b.find_element(By.ID, "cc-form"), "the call-centre page")
+    # Its only page: the coordinator's links are hidden and their routes lead back here.
+    assert not browser.find_element(By.CSS_SELECTOR, '#nav a[href="#/incidents"]').is_displayed()
+    browser.execute_script("document.getElementById('cc-form').dataset.old = 'yes'")  # this render
+    browser.execute_script(f"location.hash = '#/incident/{incident_id}'")
+    await _until(browser, lambda b: "#/call-centre" in b.current_url
+                 and b.find_element(By.ID, "cc-form").get_attribute("data-old") is None,
+                 "the coordinator page refused, the call centre's drawn again")
+    answers = [a["id"] for a in (await _api(client, "/v1/console/dispatch/v1/call-centre/answers"))["answers"]]
+    assert len(answers) == 9  # eight, and the answer about a correction notice (retractions)
+    await _until(browser, lambda b: [d.get_attribute("data-answer") for d in
+                                     b.find_elements(By.CSS_SELECTOR, "#scripted-answers details")] == answers,
+                 "the scripted answers")
+
+    async def look_up(dob: str) -> None:
+        for field, value in (("cc-incident", incident_id), ("cc-reference", code)):
+            box = browser.find_element(By.ID, field)
+            box.clear()
+            box.send_keys(value)
+        # A date input types in the browser's locale: set the ISO value it submits instead.
+        browser.execute_script("arguments[0].value = arguments[1]", browser.find_element(By.ID, "cc-dob"), dob)
+        browser.find_element(By.ID, "cc-lookup").click()
+
+    await look_up(AROHA["date_of_birth"])
+    result = await _until(browser, lambda b: b.find_element(By.ID, "lookup-result"), "Aroha's notice")
+    assert result.get_attribute("data-notice") == notice_id
+    assert _words(_text(browser, "#lookup-sent-email")) == _words(sent)  # what the gateway got
+    assert browser.find_element(By.ID, "cc-dob").get_attribute("value") == ""  # not kept
+    statuses = [(r.get_attribute("data-channel"), r.get_attribute("data-status"))
+                for r in browser.find_elements(By.CSS_SELECTOR, "#lookup-deliveries tr[data-channel]")]
+    assert statuses == [("email", "sent")]
+    history = [(r.get_attribute("data-channel"), r.get_attribute("data-status"))
+               for r in browser.find_elements(By.CSS_SELECTOR, "#lookup-history tr[data-channel]")]
+    assert ("email", "sent") in history
+    assert [r.get_attribute("data-version") for r in browser.find_elements(By.CSS_SELECTOR, "#lookup-versions tr[data-version]")] == ["1"]
+    assert browser.find_elements(By.ID, "lookup-reachable")
+    agencies = _text(browser, "#lookup-agencies")
+    assert "Test GP Practice" in agencies and "Test Laboratory" in agencies
+    # How the public check works, with the address the notices tell people to type.
+    assert _text(browser, "#check-address") == "breach.example.nz"
+    assert browser.find_element(By.ID, "check-link").get_attribute("href") == "https://breach.example.nz/"
+    await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "call-centre.png"))
+
+    await look_up("1980-04-13")  # a day out: nothing, and nothing of hers stays on the page
+    await _until(browser, lambda b: b.find_element(By.ID, "lookup-none"), "no notice found")
+    assert not browser.find_elements(By.ID, "lookup-result")
+    assert "Aroha" not in browser.find_element(By.TAG_NAME, "main").text
+    audit = await _api(client, "/v1/console/dispatch/v1/audit")
+    lookups = [(e["actor"], e["object_ids"]) for e in audit["entries"] if e["action"] == "notice.lookup"]
+    assert sorted(lookups) == sorted([("cc-operator", [notice_id, "found", "verified:date-of-birth"]),
+                                      ("cc-operator", ["-", "not-found", "verified:date-of-birth"])])
+
+
+async def _retract(browser: webdriver.Chrome, client: httpx.AsyncClient, intake: str,
+                   incident_id: str, system: System, lab_key: str) -> None:
+    dedupe = f"/v1/console/dedupe/v1/incidents/{incident_id}"
+    withdrawn = await client.delete(f"/v1/incidents/{incident_id}/records/lab-2",
+                                    headers={"authorization": f"Bearer {lab_key}"})
+    assert withdrawn.status_code == 200, withdrawn.text
+    # The call-centre operator logged in last: the coordinator logs in again.
+    browser.find_element(By.ID, "logout").click()
+    await _until(browser, lambda b: b.find_element(By.ID, "token"), "the login form")
+    browser.find_element(By.ID, "token").send_keys(COORDINATOR_TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "#login button").click()
+    await _until(browser, lambda b: b.find_element(By.CSS_SELECTOR, f'tr[data-incident="{incident_id}"]'),
+                 "the incident list")
+    await asyncio.to_thread(browser.get, f"{intake}/console/#/incident/{incident_id}")
+    # The review queue is refreshed every 30 s at most (dedupe's review_sync_interval_s).
+    await _until(browser, lambda b: _stat(b, "retractions") == "1", "the retraction counted",
+                 timeout=120)
+    browser.find_element(By.ID, "open-retractions").click()
+    card = await _until(browser, lambda b: b.find_element(
+        By.CSS_SELECTOR, '.retraction[data-status="open"]'), "the retraction")
+    (item,) = [i for i in await _api(client, dedupe + "/reviews") if i["kind"] == "retraction"]
+    assert card.get_attribute("data-review") == item["review_id"]
+    assert card.find_element(By.CSS_SELECTOR, "td.withdrawn").text == "lab"
+    assert card.find_element(By.CSS_SELECTOR, "td.standing").text == "gp"
+    page = browser.find_element(By.TAG_NAME, "main").text
+    assert "Aroha" not in page and AROHA["email"] not in page  # agencies and ids only
+    card.find_element(By.CSS_SELECTOR, "button.send-correction").click()
+    browser.find_element(By.ID, "correction-confirm").click()
+    link = await _until(browser, lambda b: b.find_element(
+        By.CSS_SELECTOR, '.retraction[data-status="send_correction"] a.correction-notice'),
+        "the decision and its correction notice")
+    notice_id = link.text
+    await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "retraction.png"))
+    async with asyncio.timeout(120):
+        while not [e for e in system.emails() if e[0] == AROHA["email"]
+                   and e[1].startswith(notice_id + ":")]:
+            await asyncio.sleep(0.5)
+    [(_, reference, _)] = [e for e in system.emails() if e[0] == AROHA["email"]
+                           and e[1].startswith(notice_id + ":")]
+    sent = _sent_email_text(system, reference)
+    assert "Test Laboratory was not involved" in sent and "Test GP Practice" in sent
+    audit = await _api(client, "/v1/console/dedupe/v1/audit")
+    assert [e["object_ids"] for e in audit["entries"] if e["action"] == "review.decide"][-1] == [
+        item["review_id"], "send_correction"]

@@ -75,6 +75,12 @@ INVALID = [
      "web address is typed, not a link"),
     ("notice.v1", lambda d: d.update(agencies=[]), "a notice names at least one agency"),
     ("notice.v1", lambda d: d.update(channels=["fax"]), "known channels"),
+    ("notice.v1", lambda d: d.update(correction={"kind": "sent_in_error", "agencies": [],
+                                                 "review_id": "rev-1"}),
+     "a correction names the agencies it corrects"),
+    ("notice.v1", lambda d: d.update(correction={"kind": "oops", "agencies": [
+        {"agency_id": "gp-1", "name": "Test GP", "data_categories": [], "document_count": None}],
+        "review_id": "rev-1"}), "known correction kinds"),
     ("delivery-event.v1", lambda d: d.update(status="lost"), "known delivery states"),
     ("delivery-event.v1", lambda d: d.update(type="notice"), "type is fixed per schema"),
     ("dead-letter.v1", lambda d: d.update(reason="bad-luck"), "known dead-letter reasons"),

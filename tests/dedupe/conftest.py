@@ -14,7 +14,7 @@ from services.common.messages import NoticeMessage, SealedRecipient, decode_noti
 from services.dedupe.app import create_app
 from services.dedupe.models import RecordState
 from services.dedupe.settings import DedupeSettings
-from testkit.infra import TopicReader
+from testkit.infra import WAIT_S, TopicReader
 from testkit.messages import publish
 from tests.conftest import COORDINATOR_TOKEN, running
 
@@ -60,12 +60,12 @@ class DedupeHarness:
         finally:
             engine.dispose()
 
-    async def wait_applied(self, incident_id: str, count: int, timeout: float = 30) -> None:
+    async def wait_applied(self, incident_id: str, count: int, timeout: float = WAIT_S) -> None:
         async with asyncio.timeout(timeout):
             while self.applied(incident_id) < count:
                 await asyncio.sleep(0.1)
 
-    async def notices(self, count: int, timeout: float = 30) -> list[NoticeMessage]:
+    async def notices(self, count: int, timeout: float = WAIT_S) -> list[NoticeMessage]:
         messages = await self.notices_reader.wait_for(lambda m: len(m) >= count, timeout)
         return [decode_notice(m.value) for m in messages]
 
@@ -173,7 +173,7 @@ async def rewind_group(bootstrap: str, group: str, topic: str, partitions: int) 
         await rewind.stop()
 
 
-async def wait_caught_up(worker, topic: str, partitions: int, timeout: float = 60) -> None:  # noqa: ANN001
+async def wait_caught_up(worker, topic: str, partitions: int, timeout: float = WAIT_S) -> None:  # noqa: ANN001
     """Until `worker` (a running ConsumerWorker) has committed up to the end of `topic`."""
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     async with asyncio.timeout(timeout):

@@ -71,7 +71,7 @@ async def test_progress(client):
              "records": 1, "withdrawn": 0, "missing": 0},
         ],
         "records_missing": 1, "persons": 1, "pending_release": 1, "notified": 0, "on_hold": 0, "in_review": 1,
-        "held_for_contact": 0, "contact_conflicts": 0, "hold_conflicts": 0,
+        "held_for_contact": 0, "contact_conflicts": 0, "hold_conflicts": 0, "retractions": 0,
     }
 
 
@@ -79,7 +79,8 @@ async def test_reviews_by_status_and_a_decision(client):
     open_ = (await client.get("/v1/incidents/inc-1/reviews", headers=AUTH)).json()
     assert open_ == [{"review_id": "rev-1", "a": ["gp", "r-0"], "b": ["lab", "rev-1"],
                       "reason": "uncertain", "status": "open", "evidence": EVIDENCE,
-                      "kind": "pair", "chosen": None, "decided_at": None}]
+                      "kind": "pair", "chosen": None, "decided_at": None,
+                      "correction_notice_id": None}]
     everything = await client.get("/v1/incidents/inc-1/reviews?status=all", headers=AUTH)
     assert [r["review_id"] for r in everything.json()] == ["rev-1", "rev-2"]
     resolved = await client.get("/v1/incidents/inc-1/reviews?status=resolved", headers=AUTH)

@@ -17,7 +17,7 @@ from services.dedupe.app import create_app
 from services.dedupe.settings import DedupeSettings
 from testkit.deadletters import assert_no_clear_values, dead_letters, payload
 from testkit.factories import synthetic_person
-from testkit.infra import TopicReader
+from testkit.infra import WAIT_S, TopicReader
 from testkit.messages import completion, incident_message, publish, publish_raw, record_message
 from tests.conftest import running
 
@@ -119,7 +119,7 @@ async def test_a_poison_record_is_dead_lettered_and_the_partition_moves_on(
 
 
 
-async def _wait_for_revision(app, revision: int, timeout: float = 30.0) -> None:  # noqa: ANN001
+async def _wait_for_revision(app, revision: int, timeout: float = WAIT_S) -> None:  # noqa: ANN001
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         incident = await app.state.runtime.db.run(store.get_incident, INCIDENT)

@@ -202,7 +202,7 @@ def test_progress_counts_records_persons_and_open_reviews(dedupe_engine):
             store.AgencyCount("lab", "Test Lab", True, False, records=1, withdrawn=0, missing=2),
         ],
         records_missing=2, persons=3, pending_release=1, notified=1, on_hold=1, in_review=1,
-        held_for_contact=0, contact_conflicts=0, hold_conflicts=0)
+        held_for_contact=0, contact_conflicts=0, hold_conflicts=0, retractions=0)
 
 
 def test_a_decision_changed_while_the_owner_applies_the_old_one_stays_pending(dedupe_engine):

@@ -12,7 +12,7 @@ from services.dedupe.settings import DedupeSettings
 from services.intake.app import create_app as create_intake
 from services.intake.settings import IntakeSettings
 from testkit.factories import affected_record, incident_body, ndjson, synthetic_person
-from testkit.infra import topic_reader
+from testkit.infra import WAIT_S, topic_reader
 from tests.conftest import COORDINATOR_TOKEN, running
 from tests.dedupe.conftest import rewind_group, tally, wait_caught_up
 
@@ -66,7 +66,7 @@ async def test_a_replay_from_offset_0_keeps_the_resent_version(
             done = await client.post("/v1/incidents/inc-wr/completion", headers=agency)
             assert done.json()["record_count"] == PERSONS, done.text
             async with topic_reader(kafka_bootstrap, f"{topic_prefix}notices.v1") as reader:
-                await reader.wait_for(lambda m: len(m) >= PERSONS, timeout=30)
+                await reader.wait_for(lambda m: len(m) >= PERSONS, timeout=WAIT_S)
                 messages = await reader.drain(quiet_s=2.0)
 
     from services.common.messages import decode_notice

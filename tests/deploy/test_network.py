@@ -6,6 +6,7 @@ and let each service out only to Kafka, its own database and the gateways its se
 plus the one call between services: the console's pass-through, intake → dedupe and dispatch
 (their HTTP port, from intake's pods only)."""
 
+import ipaddress
 from urllib.parse import urlsplit
 
 import pytest
@@ -14,8 +15,9 @@ from tests.deploy import manifests as m
 
 SERVICES = m.services()
 # "staff": the audit log and token revocation, for signed-in staff (roles checked per route).
-# "console": intake's pass-through for the coordinator console (coordinator token required,
-# like "coordinator"; tagged apart so the fuzz test does not send it to services it lacks).
+# "console": intake's pass-through for the console and its combined Commissioner's report
+# (staff token required, like "coordinator"; tagged apart so the fuzz test of intake alone
+# does not send it to services it lacks).
 # "call centre": staff with that role (lookups, scripted answers). "public": the notice check,
 # unauthenticated and rate-limited, on a host of its own (test below).
 PUBLIC_TAGS = {"agency", "coordinator", "receipts", "staff", "console", "call centre", "public"}
@@ -246,3 +248,15 @@ def test_the_console_page_is_routed(objects, service_facts):
     reached = {(service, route.path) for _i, _h, service, route in _exposure(objects, service_facts)}
     assert ("intake", "/console") in reached
     assert any(s == "intake" and path.startswith("/v1/console/") for s, path in reached)
+
+
+def test_dispatch_believes_forwarded_for_only_from_a_bounded_range(objects):
+    """Behind the ingress the per-client limit of the notice check needs the controller's
+    X-Forwarded-For; believing it from everyone ("*", 0.0.0.0/0) would let any client dodge
+    the limit by naming a new address each time (tests/dispatch/test_genuine.py)."""
+    env = m.synthetic_env(objects, m.main_container(objects.deployment("dispatch")))
+    ranges = [r.strip() for r in env.get("FORWARDED_ALLOW_IPS", "").split(",") if r.strip()]
+    assert ranges, f"{objects.overlay}: dispatch sets no FORWARDED_ALLOW_IPS"
+    for text in ranges:
+        network = ipaddress.ip_network(text, strict=True)  # an address or a range, never "*"
+        assert network.prefixlen >= 8 and network.is_private, text

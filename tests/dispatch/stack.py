@@ -22,6 +22,7 @@ from services.dispatch.app import create_app
 from services.dispatch.models import Delivery
 from services.dispatch.settings import DispatchSettings
 from services.gateways.serving import AsgiServer
+from testkit.infra import WAIT_S
 from tests.conftest import COORDINATOR_TOKEN
 
 RECEIPT_SECRET = "test-secret"  # noqa: S105 - test-only
@@ -66,7 +67,7 @@ class Stack:
     def delivery_map(self) -> dict[tuple[str, str], str]:
         return {(d.notice_id, d.channel): d.status for d in self.deliveries()}
 
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0,
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = WAIT_S,
                          what: str = "condition") -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

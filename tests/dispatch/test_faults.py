@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from services.common.crypto import Sealer
 from services.gateways.sms_server import SmsGateway
 from services.gateways.smtp_server import SmtpGateway
-from testkit.infra import free_port
+from testkit.infra import WAIT_S, free_port
 from testkit.notices import incident_message, notice_message, person
 
 from .faults import TcpProxy
@@ -72,7 +72,7 @@ def _statuses(db_url: str) -> dict[tuple[str, str], str]:
     return {(n, c): s for n, c, s, _ in _rows(db_url)}
 
 
-async def _until(predicate, what: str, timeout: float = 60.0) -> None:  # noqa: ANN001
+async def _until(predicate, what: str, timeout: float = WAIT_S) -> None:  # noqa: ANN001
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not await asyncio.to_thread(predicate):

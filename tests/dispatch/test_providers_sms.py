@@ -36,8 +36,10 @@ async def test_send_accepted_is_sent(sms_gw):
 
 
 async def test_retry_after_timeout_does_not_double_send(sms_gw):
-    sms_gw.slow_down(0.5)  # the gateway stores the SMS, then answers slowly
-    p = HttpSmsProvider(sms_gw.url, timeout=0.2)
+    # The gateway stores the SMS, then answers slowly. The retry must succeed within the same
+    # timeout: 1 s (not 0.2 s) so a loaded box's round trip fits, well short of the 3 s delay.
+    sms_gw.slow_down(3.0)
+    p = HttpSmsProvider(sms_gw.url, timeout=1.0)
     first = await p.send(_sms())
     assert first.status is S.TECHNICAL_FAILURE and first.ambiguous
     sms_gw.slow_down(0)

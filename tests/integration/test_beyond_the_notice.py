@@ -1,7 +1,8 @@
 """Issue 16 on the whole path (real broker, real PostgreSQL, the three services): the
 reference and date-of-birth digests dedupe makes are the ones dispatch checks (the notices data
 key travels between them on the key topic), and the Privacy Commissioner's report adds up
-across the three services with no personal data in it."""
+across the three services with no personal data in it — as CSV and as the PDF (read back with
+pdftotext)."""
 
 import csv
 import io
@@ -11,6 +12,7 @@ import pytest
 from services.common.clock import utcnow
 from services.common.messages import decode_delivery_event, decode_notice
 from services.common.report import ServiceReport, combine, report_csv
+from services.common.report_pdf import render_report_pdf
 from services.dedupe.app import create_app as create_dedupe
 from services.dedupe.settings import DedupeSettings
 from services.dispatch.app import create_app as create_dispatch
@@ -20,6 +22,7 @@ from services.intake.app import create_app as create_intake
 from services.intake.settings import IntakeSettings
 from testkit.factories import affected_record, incident_body, ndjson, synthetic_nhi
 from testkit.infra import topic_reader
+from testkit.rendering import pdf_text
 from tests.conftest import COORDINATOR_TOKEN, running
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
@@ -98,6 +101,7 @@ async def test_the_check_confirms_a_real_notice_and_the_report_adds_up(
 
     report = combine(parts, utcnow())
     assert report.services == ["intake", "dedupe", "dispatch"]
+    assert {c.service for c in report.counts} == {"intake", "dedupe", "dispatch"}
     agency = "gp-kowhai"
     assert _count(report, "records.received", agency) == 4
     assert _count(report, "records.accepted", agency) == 3
@@ -118,6 +122,18 @@ async def test_the_check_confirms_a_real_notice_and_the_report_adds_up(
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["incident_id", "section", "agency_id", "measure", "value"]
     assert ["inc-beyond", "count", agency, "records.received", "4"] in rows
+    # The PDF to send, read back with poppler: the same numbers, and no personal data either.
+    pdf = " ".join(pdf_text(render_report_pdf(report), layout=True).split())
+    assert f"Incident {INCIDENT}" in pdf and "from: intake, dedupe, dispatch" in pdf
+    whole, agency_part = pdf.split(f"Agency {agency}", 1)
+    assert "persons.resolved dedupe 3" in whole and "held.health_prejudice dedupe 1" in whole
+    assert "deliveries.email.sent dispatch 2" in whole
+    assert "persons.notified dedupe 2" in whole and "persons.notified dispatch 2" in whole
+    for row in ("records.received intake 4", "records.accepted intake 3", "records.rejected intake 1",
+                "rejected.hold.reason_unknown intake 1", "held.health_prejudice dedupe 1"):
+        assert row in agency_part.split("Milestones")[0], row
+    assert "release" in agency_part.split("Milestones")[1]
     for personal in ("Aroha", "Mere", "Hemi", "Testperson", "Testwhānau", "Testhold", "@example.nz",
                      "1980-04-12", "+6421", synthetic_nhi(1), aroha.reference_code):
         assert personal not in text and personal not in report.model_dump_json(), personal
+        assert personal not in pdf, personal

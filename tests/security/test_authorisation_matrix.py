@@ -6,7 +6,8 @@ Credentials: none, a garbage token, the configured coordinator token, a Pānui t
 staff role, an identity provider's token (RS256, a locally generated key) and one for another
 audience, tokens scoped to this incident and to another one, expired, revoked and forged (another
 signing key) staff tokens, the agency's key, another agency's key (enrolled elsewhere), a
-revoked agency key. Answers: 401 (no valid credential of a kind the route takes), 403 (a staff
+revoked agency key, agency status tickets (minted by intake from an agency's key) for this incident
+and for another one. Answers: 401 (no valid credential of a kind the route takes), 403 (a staff
 role the route does not take, or a token for some incidents on a route for all), 404
 incident.not_found (an incident outside the caller's reach, exactly as a missing one), and
 "handled" (past authorisation: whatever the handler says). The receipt endpoint's signatures
@@ -45,7 +46,7 @@ RECEIPT_SECRETS = {"sms-primary": "p" * 40, "sms-secondary": "q" * 40, "smtp": "
 
 @dataclass(frozen=True)
 class Rule:
-    kind: str  # "staff", "agency", "public", "receipt"
+    kind: str  # "staff", "agency", "agency-ticket", "public", "receipt"
     roles: frozenset[str] = frozenset()
     every_incident: bool = True
 
@@ -55,6 +56,7 @@ def staff(*roles: str, every_incident: bool = True) -> Rule:
 
 
 AGENCY, PUBLIC, RECEIPT = Rule("agency"), Rule("public"), Rule("receipt")
+TICKET = Rule("agency-ticket")  # dedupe's and dispatch's reconciliation rows: a ticket, no key
 COMMON = {
     ("GET", "/healthz"): PUBLIC, ("GET", "/readyz"): PUBLIC, ("GET", "/metrics"): PUBLIC,
     ("GET", "/v1/audit"): staff("coordinator", "ops", every_incident=False),
@@ -77,18 +79,26 @@ RULES = {
         # coordinator's today; the service behind checks the forwarded token again).
         ("GET", "/v1/incidents"): staff("coordinator"),
         ("GET", "/v1/ops/lag"): staff("coordinator"),
-        ("GET", "/v1/console/{service}/{path:path}"): staff("coordinator"),
-        ("POST", "/v1/console/{service}/{path:path}"): staff("coordinator"),
+        # Issue 16: the call centre's console page reaches dispatch's lookup through it.
+        ("GET", "/v1/console/{service}/{path:path}"): staff("coordinator", "call-centre"),
+        ("POST", "/v1/console/{service}/{path:path}"): staff("coordinator", "call-centre"),
         # Issue 17: approving the te reo templates previewed.
         ("POST", "/v1/incidents/{incident_id}/templates-mi/approval"): staff("coordinator"),
         # Issue 18: closing an incident (purged everywhere after the retention period).
         ("POST", "/v1/incidents/{incident_id}/close"): staff("coordinator"),
         # Issue 16: intake's part of the Privacy Commissioner's report.
         ("GET", "/v1/incidents/{incident_id}/report"): staff("coordinator"),
+        # Issue 16: the three services' parts combined, for the console (JSON, CSV, PDF).
+        ("GET", "/v1/incidents/{incident_id}/commissioner-report"): staff("coordinator"),
+        ("GET", "/v1/incidents/{incident_id}/commissioner-report.csv"): staff("coordinator"),
+        ("GET", "/v1/incidents/{incident_id}/commissioner-report.pdf"): staff("coordinator"),
         # Issuing a staff token, audited (a scoped coordinator within its own incidents).
         ("POST", "/v1/tokens"): staff("coordinator", every_incident=False),
         # Issue 14: editing an incident's content from the console.
         ("PUT", "/v1/incidents/{incident_id}/content"): staff("coordinator"),
+        # Issue 16: agency reconciliation — intake's part, and the ticket for the others'.
+        ("GET", "/v1/incidents/{incident_id}/reconciliation/records"): AGENCY,
+        ("POST", "/v1/incidents/{incident_id}/status-ticket"): AGENCY,
     },
     "dedupe": {
         **COMMON,
@@ -102,6 +112,8 @@ RULES = {
         # Issue 14: the audited reveal of a review pair's masked values.
         ("POST", "/v1/incidents/{incident_id}/reviews/{review_id}/reveal"):
             staff("coordinator", "reviewer"),
+        # Issue 16: an agency's own reconciliation rows.
+        ("GET", "/v1/incidents/{incident_id}/reconciliation/records"): TICKET,
     },
     "dispatch": {
         **COMMON,
@@ -128,11 +140,14 @@ RULES = {
         ("GET", "/v1/incidents/{incident_id}/report"): staff("coordinator"),
         # Issue 14: any stored notice rendered as sent (personal data: audited).
         ("GET", "/v1/incidents/{incident_id}/notices/{reference}/preview"): staff("coordinator"),
+        # Issue 16: an agency's own reconciliation rows.
+        ("GET", "/v1/incidents/{incident_id}/reconciliation/notices"): TICKET,
     },
 }
 
 BAD_CREDENTIALS = ("none", "garbage", "expired", "revoked", "forged", "idp-other-audience")
-AGENCY_CREDENTIALS = ("agency", "other-agency", "revoked-agency")
+AGENCY_CREDENTIALS = ("agency", "other-agency", "revoked-agency", "agency-ticket",
+                      "other-agency-ticket")
 
 
 def expected(rule: Rule, credential: str, path: str) -> str:
@@ -143,8 +158,11 @@ def expected(rule: Rule, credential: str, path: str) -> str:
         return "unauthenticated"  # a bearer token is no signature
     if credential in BAD_CREDENTIALS or credential == "revoked-agency":
         return "unauthenticated"
-    if rule.kind == "agency":
+    if rule.kind == "agency":  # a ticket is no API key
         return {"agency": "handled", "other-agency": "hidden"}.get(credential, "unauthenticated")
+    if rule.kind == "agency-ticket":  # and an API key no ticket
+        return {"agency-ticket": "handled", "other-agency-ticket": "hidden"}.get(
+            credential, "unauthenticated")
     if credential in AGENCY_CREDENTIALS:
         return "unauthenticated"
     role = credential.removeprefix("role:") if credential.startswith("role:") else "coordinator"
@@ -218,6 +236,12 @@ async def deployment(pg_admin_url, kafka_bootstrap, data_keys, tmp_path_factory)
                                      headers={"authorization": f"Bearer {agency_key}",
                                               "content-type": "application/x-ndjson"})
             assert feed.status_code == 202, feed.text
+            tickets = []
+            for inc, key in ((incident, agency_key), (elsewhere, other.json()["issued_keys"][0]["api_key"])):
+                minted = await intake.post(f"/v1/incidents/{inc}/status-ticket",
+                                           headers={"authorization": f"Bearer {key}"})
+                assert minted.status_code == 201, minted.text
+                tickets.append(minted.json()["ticket"])
             revoked, revoked_id = token(["coordinator"])
             for client in clients.values():
                 answer = await client.post(f"/v1/tokens/{revoked_id}/revocation", headers=configured)
@@ -236,6 +260,7 @@ async def deployment(pg_admin_url, kafka_bootstrap, data_keys, tmp_path_factory)
                 "agency": agency_key,
                 "other-agency": other.json()["issued_keys"][0]["api_key"],
                 "revoked-agency": gone["api_key"],
+                "agency-ticket": tickets[0], "other-agency-ticket": tickets[1],
             }
             params = {"incident_id": incident, "feed_id": feed.json()["feed_id"],
                       "agency_id": "ag-nobody", "key_id": "k-nobody", "review_id": "rev-nobody",

@@ -27,6 +27,8 @@ class MatchEdge:
     # On a weak edge between two complete records (one goes by the other's middle name),
     # the record whose identity is in doubt: it attaches only where all its weak edges lead.
     loose: int = -1
+    # The two records agree on more than names: a mobile, an email, or the dwelling.
+    placed: bool = False
 
     @property
     def order(self) -> tuple:
@@ -113,6 +115,8 @@ def split_by_guard(
                 targets.setdefault(ra, set()).add(rb)
                 targets.setdefault(rb, set()).add(ra)
         home = {m: find(m) for m in members}
+        if incomplete is not None:
+            _settle_incomplete_sets(weak, targets, home, groups, incomplete)
         for edge in weak:
             ga, gb = home[edge.a], home[edge.b]
             if ga == gb:
@@ -128,3 +132,50 @@ def split_by_guard(
                 continue
             join(ra, rb)
     return list(groups.values()), refused
+
+
+def _settle_incomplete_sets(
+    weak: list[MatchEdge],
+    targets: dict[int, set[int]],
+    home: dict[int, int],
+    groups: dict[int, list[int]],
+    incomplete: Callable[[int], bool],
+) -> None:
+    """Judge incomplete records that point at each other as one set (in place, on targets).
+
+    One person's W-2s from several employers (no date of birth) each match the person's
+    complete records and each other, so each sees two targets and none attaches. Groups
+    made only of incomplete records, linked by weak edges that agree on more than names (a
+    contact or the dwelling), form a set; when every target outside the set is one group,
+    each member with its own edge to that group points there alone. A namesake's W-2 at
+    another address shares only names with the set, so it is not in it. A set that reaches
+    two outside groups bridges nobody: its members keep all their targets.
+    """
+    weak_only = {g for g in targets if all(incomplete(m) for m in groups[g])}
+    if len(weak_only) < 2:
+        return
+    parent = {g: g for g in weak_only}
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for edge in weak:
+        ga, gb = home[edge.a], home[edge.b]
+        if edge.placed and ga != gb and ga in weak_only and gb in weak_only:
+            parent[find(ga)] = find(gb)
+    sets: dict[int, list[int]] = {}
+    for g in weak_only:
+        sets.setdefault(find(g), []).append(g)
+    for group_set in sets.values():
+        if len(group_set) < 2:
+            continue
+        # Other incomplete records the set matches on names alone are not a second person.
+        outside = set().union(*(targets[g] for g in group_set)) - weak_only
+        if len(outside) != 1:
+            continue
+        for g in group_set:
+            if outside <= targets[g]:
+                targets[g] = set(outside)

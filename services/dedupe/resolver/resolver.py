@@ -76,6 +76,11 @@ def _weak(levels: Levels) -> bool:  # per distinct level tuple: clustering asks 
 @lru_cache(maxsize=4096)
 def _copy(levels: Levels) -> bool:
     return levels.weak and levels.copy
+
+
+@lru_cache(maxsize=4096)
+def _placed(levels: Levels) -> bool:
+    return levels.contact_agrees
 _NO_EDGES: dict[int, _Edge] = {}
 # Which index key lists the holders of a frequency-weighted value.
 _HOLDER_KIND = {"nhi": "nhi", "given": "given", "family": "family", "dob": "dob",
@@ -522,7 +527,8 @@ class Resolver:
                 continue
             edges = [
                 MatchEdge(e.weight, self._records[r].key, self._records[s].key, r, s,
-                          not e.pinned and _weak(e.levels), _copy(e.levels), self._loose_end(r, s, e))
+                          not e.pinned and _weak(e.levels), _copy(e.levels), self._loose_end(r, s, e),
+                          _placed(e.levels))
                 for r in component
                 for s, e in self._edges_of(r).items()
                 if r < s and e.decision == MATCH

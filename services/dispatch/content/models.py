@@ -111,6 +111,18 @@ class AgencyEntry(_Model):
     document_count: int | None = Field(default=None, ge=0)  # None: not known, never zero
 
 
+class Correction(_Model):
+    """A correction notice's correction (NoticeCorrection in the contract)."""
+
+    kind: Literal["sent_in_error", "agency_not_involved"]
+    agencies: list[AgencyEntry] = Field(min_length=1)  # the agencies named wrongly
+
+    @property
+    def names(self) -> str:
+        names = [a.name for a in self.agencies]
+        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 class Notice(_Model):
     notice_id: str
     incident_id: str
@@ -126,6 +138,7 @@ class Notice(_Model):
     # earlier version still unsent when this one came was superseded, never sent). None: any
     # version after the first is taken to update one.
     updates_earlier: bool | None = None
+    correction: Correction | None = None  # a correction notice (render.py renders it apart)
 
     @property
     def effective_reference_code(self) -> str:
@@ -175,6 +188,7 @@ class Notice(_Model):
             agencies=[a.model_dump(mode="json") for a in notice.agencies],
             reference_code=notice.reference_code,
             updates_earlier=updates_earlier,
+            correction=notice.correction.model_dump(mode="json") if notice.correction else None,
         )
 
 

@@ -307,7 +307,7 @@ def render_part(name: str, language: Language, ctx: dict[str, Any], incident: In
 def render_bundled(name: str, language: Language, ctx: dict[str, Any]) -> str:
     """A bundled template rendered directly, without skeletons: the reference `render_part`
     must equal byte for byte (tests compare them)."""
-    ext = "html.j2" if name == "email_html" else "j2"
+    ext = "html.j2" if name.endswith("email_html") else "j2"
     return _bundled.get_template(f"{name}.{language}.{ext}").render(ctx).strip()
 
 
@@ -320,6 +320,8 @@ def render_email(
     notice, incident = as_models(notice, incident)
     if not notice.addressee_email:
         raise RenderError("addressee has no email address")
+    if notice.correction is not None:
+        return _correction_email(notice, incident)
     language = _language(notice)
     ctx = template_context(notice, incident, language)
     subject = " ".join(render_part("email_subject", language, ctx, incident).split())
@@ -345,6 +347,8 @@ def render_letter_text(
 ) -> str:
     """Plain-text body for the postal channel (same content as the email text part)."""
     notice, incident = as_models(notice, incident)
+    if notice.correction is not None:
+        return _correction_email(notice, incident, letter=True).text
     language = _language(notice)
     ctx = template_context(notice, incident, language)
     text = render_part("email_text", language, ctx, incident) + "\n"
@@ -377,12 +381,18 @@ def render_sms(
         )
     language = _language(notice)
     ctx = template_context(notice, incident, language) | {"full_notice_via": full_notice_via}
+    variants = (("full", "sms"), ("short", "sms_short"), ("minimal", "sms_minimal"))
+    if notice.correction is not None:
+        language, ctx = "en", _correction_context(notice, incident) | {
+            "full_notice_via": full_notice_via}
+        variants = (("full", "correction_sms"), ("minimal", "correction_sms_minimal"))
     budget = incident.sms_segment_budget
     tried: list[str] = []
     # Longest first; the minimal one drops the title, so a long sender name, web address and
     # phone number still fit (tests/dispatch/test_notice_content.py: the longest realistic).
-    for variant, name in (("full", "sms"), ("short", "sms_short"), ("minimal", "sms_minimal")):
-        body = _sms_text(render_part(name, language, ctx, incident))
+    for variant, name in variants:
+        body = _sms_text(render_bundled(name, language, ctx) if notice.correction is not None
+                         else render_part(name, language, ctx, incident))
         check_safe(f"sms ({variant})", body, ctx["reference_code"])
         segments = count_segments(body)
         if segments.segments <= budget:
@@ -391,6 +401,43 @@ def render_sms(
             )
         tried.append(f"{variant}={segments.segments} ({segments.encoding})")
     raise SmsTooLong(f"SMS exceeds the incident budget of {budget} segment(s): " + ", ".join(tried))
+
+
+# --------------------------------------------------------------------- correction notices
+#
+# A correction notice (issue 16's retractions; NoticeCorrection) corrects an earlier notice:
+# it says what was wrong (sent in error, or an agency named wrongly) and what stands, with
+# the reference, the never-ask list, the typed-in web address and the contact line, and passes
+# the same safety checks. Bundled English templates only, rendered in full (corrections are
+# few): a coordinator's te reo templates know nothing of corrections, and a te reo wording
+# needs an approved translation first (docs/decisions.md).
+
+
+def _correction_context(notice: Notice, incident: IncidentContent) -> dict[str, Any]:
+    correction = notice.correction
+    assert correction is not None  # noqa: S101 - callers check
+    return template_context(notice, incident, "en") | {"correction": {
+        "kind": correction.kind, "names": correction.names,
+        "agencies": [a.name for a in correction.agencies]}}
+
+
+def _correction_email(notice: Notice, incident: IncidentContent,
+                      letter: bool = False) -> RenderedEmail:
+    ctx = _correction_context(notice, incident)
+    ref = ctx["reference_code"]
+    subject = " ".join(render_bundled("correction_email_subject", "en", ctx).split())
+    text = render_bundled("correction_email_text", "en", ctx) + "\n"
+    html = "" if letter else render_bundled("correction_email_html", "en", ctx) + "\n"
+    check_safe("letter" if letter else "email text", text, ref)
+    for agency in [*ctx["agencies"], *({"name": n} for n in ctx["correction"]["agencies"])]:
+        if agency["name"] not in text:  # what was wrong and what stands: every agency named
+            raise RenderError("correction does not name every agency")
+    check_s117("letter" if letter else "email text", text, ctx)
+    if not letter:
+        check_safe("email subject", subject, ref)
+        check_safe("email html", html, ref, html=True)
+        check_s117("email html", re.sub(r"<span>\.</span>", ".", html), ctx)
+    return RenderedEmail(notice.addressee_email or "", subject, text, html, "en", ref)
 
 
 def _sms_text(rendered: str) -> str:

@@ -18,15 +18,12 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import (
     BaseDocTemplate,
     Frame,
@@ -37,6 +34,7 @@ from reportlab.platypus import (
     Spacer,
 )
 
+from services.common.pdffonts import FONT, FONT_BOLD, register_fonts
 from services.dispatch.content.models import IncidentContent, Notice
 from services.dispatch.content.render import RenderError, as_models, render_letter_text
 
@@ -68,14 +66,6 @@ ADDRESS_WINDOW = Rect(left=20, top=50, width=90, height=40)
 _ADDRESS_PAD = 4  # mm inside the window on each side
 FOLD = 99  # mm: the first fold; the letter text starts below it
 
-_FONT_DIR = Path(__file__).with_name("fonts")
-FONT, FONT_BOLD = "PanuiSans", "PanuiSans-Bold"  # DejaVu Sans: covers macrons (ā ē ī ō ū)
-
-
-def _register_fonts() -> None:
-    if FONT not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(TTFont(FONT, str(_FONT_DIR / "DejaVuSans.ttf")))
-        pdfmetrics.registerFont(TTFont(FONT_BOLD, str(_FONT_DIR / "DejaVuSans-Bold.ttf")))
 
 
 @dataclass(frozen=True)
@@ -230,7 +220,7 @@ def render_letter_pdf(
     window = address_lines(notice)
     reference = notice.effective_reference_code
     size = LARGE if large_print else STANDARD
-    _register_fonts()
+    register_fonts()
 
     def first_page(canvas: Any, _doc: Any) -> None:
         _draw_header(canvas, incident.sender_name, letter_date, reference, size)

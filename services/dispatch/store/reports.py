@@ -95,13 +95,19 @@ def commissioner_counts(session: Session, incident_id: str) -> CommissionerCount
     agencies_of: dict[str, list[str]] = {}
     persons: set[str] = set()
     agency_persons: dict[str, set[str]] = {}
+    corrections: set[str] = set()
     for notice_id, person_id, version, payload in session.execute(
             select(NT.c.notice_id, NT.c.person_id, NT.c.version, NT.c.payload)
             .where(NT.c.incident_id == incident_id)):
-        ids = sorted({a["agency_id"] for a in orjson.loads(payload)["agencies"]})
+        message = orjson.loads(payload)
+        ids = sorted({a["agency_id"] for a in message["agencies"]})
         agencies_of[notice_id] = ids
         persons.add(person_id)
-        kind = "notices.amendments" if version > 1 else "notices.first"
+        correction = (message.get("correction") or {}).get("kind")
+        if correction:  # a correction notice (retractions): its deliveries are counted apart
+            corrections.add(notice_id)
+        kind = (f"notices.corrections.{correction}" if correction else
+                "notices.amendments" if version > 1 else "notices.first")
         incident[kind] += 1
         for agency_id in ids:
             by_agency.setdefault(agency_id, Counter())[kind] += 1
@@ -113,6 +119,8 @@ def commissioner_counts(session: Session, incident_id: str) -> CommissionerCount
             select(DT.c.notice_id, DT.c.channel, DT.c.status).where(DT.c.incident_id == incident_id)):
         measure = "unreachable" if channel == "none" else f"deliveries.{channel}.{status}"
         incident[measure] += 1
+        if notice_id in corrections:
+            incident[f"corrections.{channel}.{status}"] += 1
         for agency_id in agencies_of.get(notice_id, ()):
             by_agency[agency_id][measure] += 1
     ht = DeliveryHistory.__table__

@@ -1,11 +1,13 @@
 """`/v1/console/{dedupe|dispatch}/v1/...`: the console's way to dedupe's and dispatch's
 coordinator APIs through intake (the page's only origin), forwarding the caller's bearer token.
 
-Only a coordinator may pass (checked here before anything is forwarded, and again by the
-service behind), only GET and POST, only paths under the service's /v1/, with the query string
-and a JSON body of at most `console_max_body_bytes`. What comes back is returned unchanged —
-status, body and content type (the unreachable CSV keeps its attachment headers) — and an
-unreachable service is a 502 `console.upstream_unavailable`.
+Only a coordinator or the call centre may pass (checked here before anything is forwarded;
+the service behind checks the forwarded token again, route by route — so a call-centre token
+reaches only what dispatch and dedupe let the call centre do: the notice lookup, the
+scripted answers, progress and summaries), only GET and POST, only paths under the service's
+/v1/, with the query string and a JSON body of at most `console_max_body_bytes`. What comes
+back is returned unchanged — status, body and content type (the unreachable CSV keeps its
+attachment headers) — and an unreachable service is a 502 `console.upstream_unavailable`.
 """
 
 import re
@@ -14,7 +16,7 @@ from typing import Annotated
 import httpx
 from fastapi import APIRouter, Path, Request, Response
 
-from services.common.deps import CoordinatorContext
+from services.common.deps import staff
 from services.common.errors import ApiError, ErrorResponse
 from services.common.inbound import body_limit
 
@@ -24,10 +26,12 @@ router = APIRouter(prefix="/v1/console", tags=["console"],
 _PATH = re.compile(r"v1/[A-Za-z0-9._~/-]{1,500}")  # no "..", no scheme, no host
 _PASSED_HEADERS = ("content-type", "content-disposition", "cache-control")
 
+# The console's two kinds of user: the coordinator, and the call centre (its lookup page).
+ConsoleContext = staff("coordinator", "call-centre")
 Upstream = Annotated[str, Path(pattern="^(dedupe|dispatch)$", description="dedupe or dispatch")]
 
 
-async def _forward(ctx: CoordinatorContext, request: Request, service: str, path: str) -> Response:
+async def _forward(ctx: ConsoleContext, request: Request, service: str, path: str) -> Response:
     if not _PATH.fullmatch(path) or ".." in path.split("/"):
         raise ApiError(404, "console.path_unknown", "Only the services' /v1/ APIs can be reached.")
     client: httpx.AsyncClient = ctx.runtime.upstreams[service]
@@ -49,14 +53,14 @@ async def _forward(ctx: CoordinatorContext, request: Request, service: str, path
 @router.get("/{service}/{path:path}", summary="GET a dedupe or dispatch coordinator API",
             response_class=Response)
 async def console_get(service: Upstream, path: str, request: Request,
-                      ctx: CoordinatorContext) -> Response:
+                      ctx: ConsoleContext) -> Response:
     return await _forward(ctx, request, service, path)
 
 
 @router.post("/{service}/{path:path}", summary="POST to a dedupe or dispatch coordinator API",
              response_class=Response, dependencies=[body_limit("console_max_body_bytes")])
 async def console_post(service: Upstream, path: str, request: Request,
-                       ctx: CoordinatorContext) -> Response:
+                       ctx: ConsoleContext) -> Response:
     return await _forward(ctx, request, service, path)
 
 

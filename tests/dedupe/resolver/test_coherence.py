@@ -90,6 +90,48 @@ def test_a_name_only_pair_with_another_middle_initial_stays_apart():
     assert not same_person(r, wage, benefits)
 
 
+def _wages(*names):
+    # W-2s (no date of birth) at one address, each spelling the middle name its own way,
+    # so no two are exact copies.
+    return [make(f"w2-{i}", given_names=n, family_name="Okafor", date_of_birth=None,
+                 address_line1="12 Rimu Street") for i, n in enumerate(names)]
+
+
+def test_one_persons_wage_records_attach_together():
+    # Census-style: two W-2s and a benefits record (no address). Each W-2 matches the
+    # benefits record and the other W-2, so alone each points at two groups; as a set
+    # (they share the address) they point at one person.
+    benefits = make("ss-1", given_names="Janine Louise", family_name="Okafor", date_of_birth="1971-05-06")
+    wages = _wages("Janine L", "Janine Louise")
+    r = Resolver()
+    r.add_many([*_namesakes_in_part("Janine", "Okafor"), benefits, *wages])
+    assert same_person(r, benefits, *wages)
+
+
+def test_a_namesakes_wage_record_at_another_address_does_not_join_through_the_set():
+    benefits = make("ss-1", given_names="Janine Louise", family_name="Okafor", date_of_birth="1971-05-06")
+    wages = _wages("Janine L", "Janine Louise")
+    namesake = make("w2-9", given_names="Janine L", family_name="Okafor", date_of_birth=None,
+                    address_line1="3 Kauri Road")
+    r = Resolver()
+    r.add_many([*_namesakes_in_part("Janine", "Okafor"), benefits, *wages, namesake])
+    assert same_person(r, benefits, *wages)
+    assert not same_person(r, benefits, namesake)
+
+
+def test_wage_records_pointing_at_two_namesakes_join_neither():
+    # The same two W-2s, but two complete Janine L. Okafors born on different days: the set
+    # reaches two persons, so it bridges nobody.
+    first = make("ss-1", given_names="Janine Louise", family_name="Okafor", date_of_birth="1971-05-06")
+    second = make("ss-1", given_names="Janine Lee", family_name="Okafor", date_of_birth="1988-11-23")
+    wages = _wages("Janine L", "Janine L.")
+    r = Resolver()
+    r.add_many([*_namesakes_in_part("Janine", "Okafor"), first, second, *wages])
+    assert not same_person(r, first, second)
+    for wage in wages:
+        assert not same_person(r, wage, first) and not same_person(r, wage, second)
+
+
 def test_surname_change_merges_with_strong_other_evidence():
     # Full given names (middle name too) and date of birth agree; only the surname changed.
     maiden = make("gp-1", given_names="Aroha Mere", family_name="Ngata", date_of_birth="1985-09-17")

@@ -84,7 +84,7 @@ class Intake:
         with psycopg.connect(self.database_url) as conn:
             return conn.execute(sql, params).fetchall()
 
-    async def drained(self, timeout: float = 20.0) -> None:
+    async def drained(self, timeout: float = infra.WAIT_S) -> None:
         """Wait until the outbox relay has published everything."""
         import asyncio
 
@@ -94,7 +94,7 @@ class Intake:
             assert loop.time() < deadline, "outbox not drained"
             await asyncio.sleep(0.05)
 
-    async def messages(self, incident_id: str, predicate, timeout: float = 20.0) -> list:  # noqa: ANN001
+    async def messages(self, incident_id: str, predicate, timeout: float = infra.WAIT_S) -> list:  # noqa: ANN001
         """Decoded affected-records.v1 messages of one incident, once predicate(list) holds."""
         async with infra.topic_reader(self.kafka_bootstrap, self.records_topic) as reader:
             def mine(raw: list) -> list:

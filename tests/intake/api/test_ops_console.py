@@ -79,7 +79,8 @@ async def test_console_page_is_served_whole_and_offline(intake):
     page = await intake.client.get("/console/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assets = re.findall(r'(?:src|href)="([^"#]+)"', page.text)
-    assert set(assets) == {"console.css", "charts.js", "content.js", "preview.js", "console.js"}
+    assert set(assets) == {"console.css", "charts.js", "content.js", "preview.js", "report.js",
+                           "callcentre.js", "retractions.js", "console.js"}
     for asset in assets:
         served = await intake.client.get(f"/console/{asset}")
         assert served.status_code == 200, asset
@@ -113,6 +114,29 @@ async def test_console_pass_through_refuses_before_forwarding(intake):
         upstream.base_url = configured
     assert down.status_code == 502 and down.json()["error"]["code"] == "console.upstream_unavailable"
     assert queried.status_code == 502, queried.text
+
+
+async def test_the_combined_report_needs_the_incident_and_says_which_service_is_down(intake):
+    """The whole report (intake's part with dedupe's and dispatch's) for the console: an unknown
+    incident is intake's 404 before anything is asked; a service that does not answer is a 502
+    with the project's body, in every format. (Its numbers and the PDF's: tests/console.)"""
+    missing = await intake.client.get("/v1/incidents/inc-nobody/commissioner-report.pdf",
+                                      headers=COORDINATOR)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "incident.not_found"
+    setup = await intake.new_incident(1)
+    upstreams = intake.app.state.runtime.upstreams
+    configured = {name: client.base_url for name, client in upstreams.items()}
+    for client in upstreams.values():
+        client.base_url = "http://127.0.0.1:9"
+    try:
+        answers = [await intake.client.get(f"/v1/incidents/{setup.incident_id}/commissioner-report{ext}",
+                                           headers=COORDINATOR) for ext in ("", ".csv", ".pdf")]
+    finally:
+        for name, url in configured.items():
+            upstreams[name].base_url = url
+    for answer in answers:
+        assert answer.status_code == 502, answer.text
+        assert answer.json()["error"]["code"] == "console.upstream_unavailable"
 
 
 async def test_access_log_has_request_id_and_route_template_only(intake, caplog):

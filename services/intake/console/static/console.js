@@ -5,6 +5,7 @@
 "use strict";
 
 const TOKEN_KEY = "panui.coordinator.token";
+const ROLE_KEY = "panui.console.role";  // "coordinator" or "call-centre": which pages to show
 const POLL_MS = 5000;
 const STATUSES = ["queued", "sending", "sent", "delivered", "temporary-failure",
   "permanent-failure", "technical-failure", "unreachable", "superseded"];
@@ -83,16 +84,30 @@ function loginPage() {
       e.preventDefault();
       sessionStorage.setItem(TOKEN_KEY, input.value.trim());
       try {
-        await api("GET", "/v1/incidents?limit=1", undefined, { loggingIn: true });
+        sessionStorage.setItem(ROLE_KEY, await roleOf());
         fail("");
-        if (location.hash === "#/incidents") route(); else location.hash = "#/incidents";  // hashchange routes
+        const home = role() === "call-centre" ? "#/call-centre" : "#/incidents";
+        if (location.hash === home) route(); else location.hash = home;  // hashchange routes
       } catch (err) { sessionStorage.removeItem(TOKEN_KEY); fail(`Not logged in: ${err.message}`); }
     },
-  }, h("label", { for: "token" }, "Coordinator token"), input, h("p", {}, h("button", { type: "submit" }, "Log in")));
+  }, h("label", { for: "token" }, "Coordinator or call-centre token"), input, h("p", {}, h("button", { type: "submit" }, "Log in")));
   show(h("h1", {}, "Log in"), h("section", { class: "card" },
     h("p", { class: "muted" }, "The token stays in this browser tab only."), form));
   input.focus();
 }
+
+// A coordinator lists incidents; a call-centre token may not, but reads the scripted answers.
+async function roleOf() {
+  try {
+    await api("GET", "/v1/incidents?limit=1", undefined, { loggingIn: true });
+    return "coordinator";
+  } catch (err) {
+    if (err.status !== 403) throw err;
+    await api("GET", dispatch("/call-centre/answers"), undefined, { loggingIn: true });
+    return "call-centre";
+  }
+}
+function role() { return sessionStorage.getItem(ROLE_KEY) || "coordinator"; }
 
 function checklist(content) {
   return h("ul", { class: "checklist", id: "s117" }, S117.map(([label, ok]) => {
@@ -162,6 +177,9 @@ async function incidentPage(id) {
       incident.dry_run ? [" ", dryRunBadge()] : null),
     h("p", {}, h("a", { class: "button", href: `#/incident/${enc(id)}/reviews`, id: "open-reviews" }, "Review queue"), " ",
       h("a", { class: "button", href: `#/incident/${enc(id)}/preview`, id: "open-preview" }, "Notice preview"), " ",
+      h("a", { class: "button", href: `#/incident/${enc(id)}/report`, id: "open-report" }, "Commissioner's report"), " ",
+      h("a", { class: "button secondary", href: `#/call-centre/${enc(id)}`, id: "open-call-centre" }, "Call-centre lookup"), " ",
+      h("a", { class: "button", href: `#/incident/${enc(id)}/retractions`, id: "open-retractions" }, "Retractions"), " ",
       h("a", { class: "button secondary", href: `#/incident/${enc(id)}/edit`, id: "open-edit" }, "Edit content"), " ",
       h("button", { class: "secondary", id: "unreachable-csv", onclick: () => download(dispatch(`/incidents/${enc(id)}/unreachable.csv`), `${id}-unreachable.csv`).catch((e) => fail(e.message)) }, "Download unreachable (CSV)"), " ",
       releaseButton, " ", updated),
@@ -192,6 +210,7 @@ async function incidentPage(id) {
       stat("notified", p ? p.notified : "–", "stat-notified"),
       stat("on hold", p ? p.on_hold : "–", "stat-on-hold"),
       stat("in review", p ? p.in_review : "–", "stat-in-review"),
+      stat("retractions to decide", p ? p.retractions : "–", "stat-retractions"),
       stat("notices at dispatch", s.notices, "stat-notices"),
       stat("sent (no receipt yet)", totals.sent || 0, "stat-sent"),
       stat("delivered", totals.delivered || 0, "stat-delivered"),
@@ -245,9 +264,10 @@ function classify(part) {
 
 async function reviewsPage(id) {
   const open = await api("GET", dedupe(`/incidents/${enc(id)}/reviews?status=open`));
-  // This page decides pairs; contact and hold conflicts (issue 18) take other decisions.
+  // This page decides pairs; contact and hold conflicts (issue 18) take other decisions, and
+  // retractions (issue 16) have a page of their own.
   let items = open.filter((i) => (i.kind || "pair") === "pair");
-  const conflicts = open.length - items.length;
+  const conflicts = open.filter((i) => i.kind === "contact_conflict" || i.kind === "hold_conflict").length;
   let at = 0;
   let revealed = null;  // the current pair's values, once revealed
   const box = h("div", {});
@@ -335,6 +355,7 @@ async function opsPage() {
 
 function logout() {
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(ROLE_KEY);
   location.hash = "#/login";
 }
 
@@ -344,14 +365,19 @@ async function route() {
   const hash = location.hash.replace(/^#\/?/, "");
   if (!token()) { loginPage(); return; }
   document.getElementById("nav").hidden = false;
+  for (const link of document.querySelectorAll("#nav [data-coordinator]")) link.hidden = role() !== "coordinator";
   const parts = hash.split("/").map(decodeURIComponent);
   try {
+    if (parts[0] === "call-centre") { await callCentrePage(parts[1]); return; }
+    if (parts[0] === "login") { loginPage(); return; }
+    if (role() === "call-centre") { location.hash = "#/call-centre"; return; }  // its only page
     if (parts[0] === "incident" && parts[1] && parts[2] === "reviews") await reviewsPage(parts[1]);
+    else if (parts[0] === "incident" && parts[1] && parts[2] === "retractions") await retractionsPage(parts[1]);
     else if (parts[0] === "incident" && parts[1] && parts[2] === "edit") await editPage(parts[1]);
+    else if (parts[0] === "incident" && parts[1] && parts[2] === "report") await reportPage(parts[1]);
     else if (parts[0] === "incident" && parts[1] && parts[2] === "preview") await previewPage(parts[1], parts[3]);
     else if (parts[0] === "incident" && parts[1]) await incidentPage(parts[1]);
     else if (parts[0] === "ops") await opsPage();
-    else if (parts[0] === "login") loginPage();
     else await incidentsPage();
   } catch (err) { fail(err.message); }
 }

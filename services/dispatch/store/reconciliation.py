@@ -1,0 +1,47 @@
+"""An agency's reconciliation rows (services/common/reconciliation.py): the notices that name the
+agency, with their reference and each delivery's channel and status — ids and statuses only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import select
+from sqlmodel import Session
+
+from services.dispatch.models import Delivery, DispatchNotice
+
+DT = Delivery.__table__
+NT = DispatchNotice.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeOutcome:
+    notice_id: str
+    version: int
+    reference: str | None
+    deliveries: list[tuple[str, str]]  # (channel, status), oldest first
+
+
+def notice_outcomes(session: Session, incident_id: str, agency_id: str, after: str,
+                    limit: int) -> tuple[list[NoticeOutcome], str | None]:
+    """Of the incident's next `limit` notices after `after` by notice id, those naming the
+    agency; the cursor to go on from, or None. Which agencies a notice names is in its payload
+    (not a column), so a page scans a fixed number of notices and may keep fewer."""
+    scanned = session.execute(
+        select(NT.c.notice_id, NT.c.version, NT.c.reference_code, NT.c.payload)
+        .where(NT.c.incident_id == incident_id, NT.c.notice_id > after)
+        .order_by(NT.c.notice_id).limit(limit + 1)).all()
+    page, more = scanned[:limit], len(scanned) > limit
+    mine = [row for row in page
+            if any(a["agency_id"] == agency_id for a in orjson.loads(row.payload)["agencies"])]
+    deliveries: dict[str, list[tuple[str, str]]] = {row.notice_id: [] for row in mine}
+    if mine:
+        for notice_id, channel, status in session.execute(
+                select(DT.c.notice_id, DT.c.channel, DT.c.status)
+                .where(DT.c.incident_id == incident_id, DT.c.notice_id.in_(list(deliveries)))
+                .order_by(DT.c.id)):
+            deliveries[notice_id].append((channel, status))
+    outcomes = [NoticeOutcome(row.notice_id, row.version, row.reference_code, deliveries[row.notice_id])
+                for row in mine]
+    return outcomes, (page[-1].notice_id if more else None)

@@ -1,0 +1,243 @@
+"""Agency reconciliation on the whole path (issue 16): real broker, real PostgreSQL, the three
+services over real HTTP, the local SMTP gateway, and `panui feed status` writing the CSV.
+
+Two agencies share an incident. Every outcome appears for the right records of agency A —
+rejected, withdrawn, in review (before the release), held (s 116), notified with its reference
+and channel, merged with the other agency's record (a count, never who), unreachable — and
+neither agency sees anything of the other's: its key, its ticket and its rows stay its own."""
+
+import asyncio
+import csv
+import io
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from services.cli.main import app as cli
+from services.dedupe.app import create_app as create_dedupe
+from services.dedupe.settings import DedupeSettings
+from services.dispatch.app import create_app as create_dispatch
+from services.dispatch.settings import DispatchSettings
+from services.gateways.smtp_server import SmtpGateway
+from services.intake.app import create_app as create_intake
+from services.intake.settings import IntakeSettings
+from testkit.factories import affected_record, incident_body, ndjson, synthetic_nhi
+from testkit.infra import free_port
+from testkit.serving import serve_in_thread
+from testkit.staff import SIGNING_KEY
+from tests.conftest import COORDINATOR_TOKEN
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+
+COORDINATOR = {"authorization": f"Bearer {COORDINATOR_TOKEN}"}
+INCIDENT, OTHER_INCIDENT = "inc-recon", "inc-recon-other"
+A, B = "gp-kowhai", "lab-rata"
+
+
+def person(n: int, **fields) -> dict:
+    """Distinct people: no two share a name, date of birth, NHI or contact."""
+    given = ["Aroha", "Hemi", "Mere", "Tama", "Sione", "Mele", "Wei", "Priya"][n]
+    return {"nhi": synthetic_nhi(n), "given_names": given, "family_name": f"Recon{n}test",
+            "date_of_birth": f"19{50 + n}-0{1 + n % 9}-1{n}", "email": f"recon{n}@example.nz",
+            "mobile": None, **fields}
+
+
+# Agency A's records, each meant for one outcome; B's share a person with A's first.
+A_RECORDS = [
+    affected_record("a-merged", **person(0)),
+    affected_record("a-alone", **person(1)),
+    affected_record("a-held", **person(2, hold={"reason": "health_prejudice"})),
+    affected_record("a-rejected", **person(3, hold={"reason": "whim"})),  # unknown ground
+    affected_record("a-withdrawn", **person(4)),
+    affected_record("a-nowhere", **person(5, email=None)),  # an NHI, nothing to reach them by
+    # A surname change with nothing else to back it: uncertain against B's b-review.
+    affected_record("a-review", nhi=None, given_names="Ngaio", family_name="Reconngata",
+                    date_of_birth="1985-09-17", email="ngaio.one@example.nz", mobile=None),
+]
+B_RECORDS = [
+    affected_record("b-merged", **person(0, email="recon0@example.nz")),
+    affected_record("b-only", **person(6)),
+    affected_record("b-review", nhi=None, given_names="Ngaio", family_name="Reconwilson",
+                    date_of_birth="1985-09-17", email="ngaio.two@example.nz", mobile=None),
+]
+PERSONAL = [v for r in A_RECORDS + B_RECORDS for k, v in r.items()
+            if k in ("nhi", "given_names", "family_name", "date_of_birth", "email")]
+
+
+def _rows(text: str) -> dict[str, dict]:
+    return {r["source_record_id"]: r for r in csv.DictReader(io.StringIO(text))}
+
+
+async def _status(urls: dict[str, str], key: str, out: Path, incident: str = INCIDENT):
+    """`panui feed status` as an agency runs it (in a thread: the test's loop serves SMTP)."""
+    args = ["feed", "status", "--incident", incident, "--out", str(out), "--url", urls["intake"],
+            "--dedupe-url", urls["dedupe"], "--dispatch-url", urls["dispatch"], "--page-size", "2"]
+    return await asyncio.to_thread(CliRunner().invoke, cli, args, env={"PANUI_API_KEY": key})
+
+
+async def _until(urls, key, out, done, what: str, timeout_s: float = 180) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await _status(urls, key, out)
+        assert result.exit_code == 0, result.output
+        rows = _rows(out.read_text(encoding="utf-8"))
+        if done(rows):
+            return rows
+        assert time.monotonic() < deadline, f"not reached: {what}: {rows}"
+        await asyncio.sleep(0.5)
+
+
+async def test_each_agency_downloads_what_became_of_each_of_its_records(
+    service_env, pg_database, tmp_path
+):
+    env = {**service_env, "token_signing_key": SIGNING_KEY}
+    smtp = SmtpGateway()
+    await smtp.start()
+    ports = {s: free_port() for s in ("intake", "dedupe", "dispatch")}
+    urls = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
+    apps = {
+        "intake": create_intake(IntakeSettings(**env, database_url=pg_database("intake"))),
+        "dedupe": create_dedupe(DedupeSettings(**env, database_url=pg_database("dedupe"))),
+        "dispatch": create_dispatch(DispatchSettings(
+            **env, database_url=pg_database("dispatch"), smtp_port=smtp.port,
+            quiet_hours_enabled=False, receipt_callback_base_url="")),
+    }
+    try:
+        with serve_in_thread(apps["intake"], ports["intake"], "intake"), \
+                serve_in_thread(apps["dedupe"], ports["dedupe"], "dedupe"), \
+                serve_in_thread(apps["dispatch"], ports["dispatch"], "dispatch"):
+            async with httpx.AsyncClient(timeout=60) as http:
+                await _scenario(http, urls, tmp_path, smtp)
+    finally:
+        await smtp.stop()
+
+
+async def _scenario(http: httpx.AsyncClient, urls: dict[str, str], tmp_path: Path,
+                    smtp: SmtpGateway) -> None:
+    intake = urls["intake"]
+    created = await http.post(f"{intake}/v1/incidents", headers=COORDINATOR, json=incident_body(
+        INCIDENT, [(A, "Kōwhai Medical Centre"), (B, "Rātā Laboratories")]))
+    assert created.status_code == 201, created.text
+    keys = {k["agency_id"]: k["api_key"] for k in created.json()["issued_keys"]}
+    other = await http.post(f"{intake}/v1/incidents", headers=COORDINATOR, json=incident_body(
+        OTHER_INCIDENT, [("gp-elsewhere", "Elsewhere Health")]))
+    assert other.status_code == 201, other.text
+    auth = {a: {"authorization": f"Bearer {k}"} for a, k in keys.items()}
+    for agency, records in ((A, A_RECORDS), (B, B_RECORDS)):
+        fed = await http.post(f"{intake}/v1/incidents/{INCIDENT}/feeds", content=ndjson(records),
+                              headers=auth[agency] | {"content-type": "application/x-ndjson"})
+        assert fed.status_code == 202, fed.text
+    withdrawn = await http.delete(f"{intake}/v1/incidents/{INCIDENT}/records/a-withdrawn",
+                                  headers=auth[A])
+    assert withdrawn.status_code == 200, withdrawn.text
+
+    # Before the release: nothing notified; the uncertain pair is in review, the hold held.
+    out = tmp_path / "status.csv"
+    before = await _until(urls, keys[A], out, lambda r: r.get("a-review", {}).get("outcome")
+                          == "in_review" and r.get("a-held", {}).get("outcome") == "held",
+                          "the review item and the hold")
+    assert before["a-alone"]["outcome"] == "pending"
+    assert before["a-merged"]["merged_with_other_agencies"] == "1"
+
+    for agency in (A, B):
+        done = await http.post(f"{intake}/v1/incidents/{INCIDENT}/completion", headers=auth[agency])
+        assert done.status_code == 200, done.text
+
+    rows = await _until(urls, keys[A], out, lambda r: r["a-nowhere"]["outcome"] == "unreachable" and all(
+        r[s]["outcome"] == "notified" and r[s]["delivery_status"] in ("sent", "delivered")
+        for s in ("a-merged", "a-alone", "a-review")), "the notices sent")
+    text = out.read_text(encoding="utf-8")
+    assert set(rows) == {r["source_record_id"] for r in A_RECORDS}  # A's own, every one, no B's
+    assert list(rows) == sorted(rows)
+    assert rows["a-rejected"]["outcome"] == "rejected"
+    assert "hold.reason_unknown" in rows["a-rejected"]["detail"]
+    assert rows["a-rejected"]["record_version"] == ""
+    assert rows["a-withdrawn"]["outcome"] == "withdrawn"
+    assert rows["a-held"]["outcome"] == "held" and rows["a-held"]["notice_reference"] == ""
+    assert rows["a-nowhere"]["outcome"] == "unreachable" and rows["a-nowhere"]["channels"] == ""
+    assert rows["a-nowhere"]["notice_reference"].startswith("PAN-")
+    for sid in ("a-merged", "a-alone", "a-review"):
+        row = rows[sid]
+        assert row["outcome"] == "notified" and row["channels"] == "email", row
+        assert row["notice_reference"].startswith("PAN-") and row["record_version"] == "1"
+    references = [rows[s]["notice_reference"] for s in ("a-merged", "a-alone", "a-review", "a-nowhere")]
+    assert len(set(references)) == 4
+    sent_text = "\n".join(m.data.decode(errors="replace") for m in smtp.messages)
+    for sid in ("a-merged", "a-alone", "a-review"):  # the reference the person was sent
+        assert rows[sid]["notice_reference"] in sent_text
+    assert rows["a-merged"]["merged_with_other_agencies"] == "1"
+    assert "merged with records from 1 other agency" in rows["a-merged"]["detail"]
+    assert rows["a-alone"]["merged_with_other_agencies"] == "0" and rows["a-alone"]["detail"] == ""
+    assert "reviewer is deciding" in rows["a-review"]["detail"]  # reviews never hold a release
+    # Nothing personal, nothing of the other agency (its id, name or record ids).
+    for leak in (*PERSONAL, B, "Rātā", "b-merged", "b-only", "b-review", "@example.nz"):
+        assert leak not in text, leak
+
+    # B sees its own records only; the person it shares with A is merged "with 1 other agency".
+    b_out = tmp_path / "b.csv"
+    result = await _status(urls, keys[B], b_out)
+    assert result.exit_code == 0, result.output
+    b_rows = _rows(b_out.read_text(encoding="utf-8"))
+    assert set(b_rows) == {"b-merged", "b-only", "b-review"}
+    assert b_rows["b-merged"]["notice_reference"] == rows["a-merged"]["notice_reference"]
+    assert b_rows["b-merged"]["merged_with_other_agencies"] == "1"
+    assert A not in b_out.read_text(encoding="utf-8")
+
+    await _isolation(http, urls, keys)
+
+    # The CLI's refusals: an incident the agency is not in, no key.
+    refused = await _status(urls, keys[A], tmp_path / "x.csv", incident=OTHER_INCIDENT)
+    assert refused.exit_code == 1 and "incident.not_found" in refused.output
+    assert not (tmp_path / "x.csv").exists()
+    no_key = await asyncio.to_thread(CliRunner().invoke, cli, ["feed", "status", "--incident", INCIDENT],
+                                     env={"PANUI_API_KEY": ""})
+    assert no_key.exit_code == 2 and "PANUI_API_KEY" in no_key.output
+
+
+async def _isolation(http: httpx.AsyncClient, urls: dict[str, str], keys: dict[str, str]) -> None:
+    """A's key and ticket reach A's rows of this incident and nothing else."""
+    intake, dedupe, dispatch = urls["intake"], urls["dedupe"], urls["dispatch"]
+    key_a = {"authorization": f"Bearer {keys[A]}"}
+    minted = await http.post(f"{intake}/v1/incidents/{INCIDENT}/status-ticket", headers=key_a)
+    assert minted.status_code == 201 and minted.json()["agency_id"] == A
+    ticket_a = {"authorization": f"Bearer {minted.json()['ticket']}"}
+
+    def refused(response: httpx.Response, status: int, code: str) -> None:
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["code"] == code and response.json()["error"]["message"]
+
+    # Another incident: hidden exactly as a missing one, with the key and with the ticket.
+    for url, headers in ((f"{intake}/v1/incidents/{OTHER_INCIDENT}/reconciliation/records", key_a),
+                         (f"{intake}/v1/incidents/{OTHER_INCIDENT}/status-ticket", key_a),
+                         (f"{dedupe}/v1/incidents/{OTHER_INCIDENT}/reconciliation/records", ticket_a),
+                         (f"{dispatch}/v1/incidents/{OTHER_INCIDENT}/reconciliation/notices", ticket_a)):
+        method = http.post if url.endswith("ticket") else http.get
+        refused(await method(url, headers=headers), 404, "incident.not_found")
+    # A key is no ticket (dedupe and dispatch know no agency keys), a ticket no key or staff token.
+    refused(await http.get(f"{dedupe}/v1/incidents/{INCIDENT}/reconciliation/records",
+                           headers=key_a), 401, "auth.invalid")
+    refused(await http.post(f"{intake}/v1/incidents/{INCIDENT}/feeds", headers=ticket_a | {
+        "content-type": "application/x-ndjson"}, content=ndjson([affected_record("a-9")])),
+        401, "auth.invalid")
+    refused(await http.get(f"{dedupe}/v1/incidents/{INCIDENT}/reviews", headers=ticket_a),
+            401, "auth.invalid")
+    refused(await http.get(f"{dedupe}/v1/incidents/{INCIDENT}/reconciliation/records",
+                           headers=COORDINATOR), 401, "auth.invalid")
+    # The rows a ticket gets are its agency's; no query names another.
+    refused(await http.get(f"{dedupe}/v1/incidents/{INCIDENT}/reconciliation/records",
+                           params={"agency_id": B}, headers=ticket_a), 422, "request.invalid")
+    answer = await http.get(f"{dedupe}/v1/incidents/{INCIDENT}/reconciliation/records",
+                            params={"limit": 100}, headers=ticket_a)
+    assert answer.status_code == 200, answer.text
+    page = answer.json()
+    assert page["agency_id"] == A and {r["source_record_id"] for r in page["records"]} == {
+        r["source_record_id"] for r in A_RECORDS if r["source_record_id"] != "a-rejected"}
+    notices = (await http.get(f"{dispatch}/v1/incidents/{INCIDENT}/reconciliation/notices",
+                              params={"limit": 100}, headers=ticket_a)).json()["notices"]
+    assert len(notices) == 4  # A's four notified persons; B's own two are not there
+    bad = await http.get(f"{dedupe}/v1/incidents/{INCIDENT}/reconciliation/records",
+                         params={"limit": 0}, headers=ticket_a)
+    assert bad.status_code == 422 and "error" in bad.json()
