@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Generic, Literal, TypeVar
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 
 from services.common import audit
 from services.common.audit import Act
@@ -29,6 +29,7 @@ from services.common.auth import bearer_token
 from services.common.errors import ApiError
 from services.common.ids import ID_MAX_LENGTH, ID_PATTERN
 from services.common.principals import ROLES
+from services.common.reconciliation import PAGE_LIMIT_MAX
 
 if TYPE_CHECKING:
     from services.common.db import Database
@@ -39,6 +40,9 @@ R = TypeVar("R", bound="ServiceRuntime")
 T = TypeVar("T")
 
 IdPath = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+# The cursor paging each service's reconciliation part takes (services/common/reconciliation.py).
+PageAfter = Annotated[str, Query(max_length=128, description="the previous page's next_after")]
+PageLimit = Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,14 +8,23 @@ import asyncio
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Response
 
 from services.common.clock import utcnow
 from services.common.crypto import SealError
-from services.common.deps import AnyStaffContext, Context, CoordinatorContext, IdPath, context, staff
+from services.common.deps import (
+    AnyStaffContext,
+    Context,
+    CoordinatorContext,
+    IdPath,
+    PageAfter,
+    PageLimit,
+    context,
+    staff,
+)
 from services.common.errors import ApiError, ErrorResponse
 from services.common.messages import record_sealing_context
-from services.common.reconciliation import PAGE_LIMIT_MAX, DedupeRecordPage, DedupeRecordStatus
+from services.common.reconciliation import DedupeRecordPage, DedupeRecordStatus
 from services.common.report import ReportMilestone, ServiceReport, counts_of
 from services.dedupe import store
 from services.dedupe.conflicts import RETRACTION_DECISIONS, DecisionRefused
@@ -160,8 +169,8 @@ agency_router = APIRouter(prefix="/v1", tags=["agency"],
     "notified or withdrawn, and with how many other agencies' records it was merged")
 async def reconciliation_records(
     incident_id: IdPath, ctx: AgencyTicket,
-    after: Annotated[str, Query(max_length=128, description="the previous page's next_after")] = "",
-    limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)] = 5000,
+    after: PageAfter = "",
+    limit: PageLimit = 5000,
 ) -> DedupeRecordPage:
     # The ticket names the agency and its one incident (deps.refusal checked the path's): an
     # incident dedupe has not heard of yet has no records, an empty page.

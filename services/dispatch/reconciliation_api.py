@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
-from services.common.deps import Context, IdPath, context
+from services.common.deps import Context, IdPath, PageAfter, PageLimit, context
 from services.common.errors import ErrorResponse
 from services.common.reconciliation import (
-    PAGE_LIMIT_MAX,
     DispatchNoticePage,
     DispatchNoticeStatus,
     NoticeDelivery,
@@ -26,8 +25,8 @@ AgencyTicket = Annotated[Context, Depends(context("agency-ticket"))]
             "reference and each channel's delivery status")
 async def reconciliation_notices(
     incident_id: IdPath, ctx: AgencyTicket,
-    after: Annotated[str, Query(max_length=128, description="the previous page's next_after")] = "",
-    limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)] = 5000,
+    after: PageAfter = "",
+    limit: PageLimit = 5000,
 ) -> DispatchNoticePage:
     agency_id = ctx.caller.agency_id
     outcomes, next_after = await ctx.db.run(reconciliation.notice_outcomes, incident_id, agency_id,

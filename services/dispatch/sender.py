@@ -292,7 +292,7 @@ class Sender:
             return await asyncio.to_thread(fn, *args, **kwargs) if offload else fn(*args, **kwargs)
 
         dry = entry.message.dry_run
-        moved: dict[int, str] = {}  # SMS: the gateway a failover moved it to (_repin)
+        moved: dict[str, str] = {}  # SMS: the gateway a failover moved it to (_repin)
         if dry and self.dry_run is None:
             return SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
                                detail="dry-run-no-simulated-gateway")
@@ -346,7 +346,8 @@ class Sender:
             # Cut off mid-request: it may have been taken (ambiguous), same gateway next time —
             # the one it last went to, which after a failover is not the claim's.
             result = ProviderResult(None, DeliveryStatus.TECHNICAL_FAILURE,
-                                    moved.get(c.id, provider_name), "deadline", ambiguous=True)
+                                    moved.get("gateway", provider_name), "deadline",
+                                    ambiguous=True)
         provider = result.provider or provider_name
         metrics.SEND_SECONDS.labels(channel=c.channel, provider=provider) \
             .observe(time.perf_counter() - started)
@@ -357,7 +358,7 @@ class Sender:
         )
 
     async def _send_sms(self, c: Claimed, message: SmsMessage,
-                        moved: dict[int, str]) -> ProviderResult:
+                        moved: dict[str, str]) -> ProviderResult:
         if not isinstance(self.sms, FailoverSmsProvider):
             return await self.sms.send(message)
         return await self.sms.send(message, repin=self._repin(c, moved))
@@ -447,18 +448,19 @@ class Sender:
         ambiguous technical failure (it may have been taken: same gateway next time)."""
         assert isinstance(self.sms, FailoverSmsProvider)
         started = time.perf_counter()
-        moved: dict[int, str] = {}
+        moved: list[dict[str, str]] = [{} for _ in ready]  # per message, as _deliver's
         try:
             async with asyncio.timeout(self.settings.send_deadline_s):
-                results = await self.sms.send_batch([m for _, m in ready],
-                                                    [self._repin(c, moved) for c, _ in ready])
+                results = await self.sms.send_batch(
+                    [m for _, m in ready],
+                    [self._repin(c, into) for (c, _), into in zip(ready, moved, strict=True)])
         except TimeoutError:
             # As _deliver: each at the gateway it last went to (a batch's refused messages
             # fail over one by one, so the cut often comes after some have moved).
             results = [ProviderResult(None, DeliveryStatus.TECHNICAL_FAILURE,
-                                      moved.get(c.id, c.gateway or self.sms.name), "deadline",
-                                      ambiguous=True)
-                       for c, _ in ready]
+                                      into.get("gateway", c.gateway or self.sms.name),
+                                      "deadline", ambiguous=True)
+                       for (c, _), into in zip(ready, moved, strict=True)]
         elapsed = time.perf_counter() - started
         for (c, _), result in zip(ready, results, strict=True):
             metrics.SEND_SECONDS.labels(channel="sms", provider=result.provider or c.gateway
@@ -473,9 +475,9 @@ class Sender:
             result.retry_after, result.ambiguous, gateway, channel=c.channel,
         )
 
-    def _repin(self, c: Claimed, moved: dict[int, str]):  # noqa: ANN202
-        """The failover's `repin` for this claim: records the move, then notes it in `moved`
-        — from then on the SMS may be at that gateway and at no other (every gateway before
+    def _repin(self, c: Claimed, moved: dict[str, str]):  # noqa: ANN202
+        """The failover's `repin` for this claim: records the move, then notes it in
+        `moved["gateway"]` — from then on the SMS may be at that gateway and at no other (every gateway before
         it answered "certainly not taken"), so an attempt cut off by the deadline must be
         recorded there, not at the claim's gateway: a retry there would send it again."""
         async def repin(gateway: str) -> bool:
@@ -485,7 +487,7 @@ class Sender:
                 log.warning("dispatch sender: could not record a failover; not failing over")
                 return False
             if done:
-                moved[c.id] = gateway
+                moved["gateway"] = gateway
             return done
         return repin
 

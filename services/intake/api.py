@@ -18,11 +18,18 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from services.common import audit, principals
 from services.common.clock import utcnow
-from services.common.deps import AnyStaffContext, Context, CoordinatorContext, IdPath, context
+from services.common.deps import (
+    AnyStaffContext,
+    Context,
+    CoordinatorContext,
+    IdPath,
+    PageAfter,
+    PageLimit,
+    context,
+)
 from services.common.errors import ApiError, ErrorResponse
 from services.common.inbound import body_limit
 from services.common.reconciliation import (
-    PAGE_LIMIT_MAX,
     IntakeRecordPage,
     IntakeRecordStatus,
     StatusTicket,
@@ -333,8 +340,8 @@ async def own_report(ctx: Context, incident_id: str) -> ServiceReport:
             "withdrawn or rejected, by source_record_id")
 async def reconciliation_records(
     incident_id: IdPath, ctx: AgencyContext,
-    after: Annotated[str, Query(max_length=128, description="the previous page's next_after")] = "",
-    limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)] = 5000,
+    after: PageAfter = "",
+    limit: PageLimit = 5000,
 ) -> IntakeRecordPage:
     await _require_access(ctx, incident_id)
     agency_id = ctx.caller.agency_id

@@ -73,3 +73,22 @@ def test_sqlite_locking_reads_do_not_lose_updates(tmp_path):
             assert conn.execute(select(table.c.status)).scalar_one() == "delivered"
     finally:
         engine.dispose()
+
+
+def test_dispatchs_delivery_locks_take_sqlites_write_lock(tmp_path):
+    """The store's locking reads must reach the mechanism above on SQLite too: they asked for
+    FOR UPDATE only on PostgreSQL, so the receipt/sender race stayed open on `make run`."""
+    from sqlalchemy.orm import Session
+
+    from services.dispatch.store import deliveries
+    from testkit.infra import sqlite_database
+
+    engine = make_engine(sqlite_database(tmp_path / "dispatch.db", "dispatch"))
+    try:
+        for lock in (lambda s: deliveries.lock_delivery(s, "ntc-none", "sms"),
+                     lambda s: deliveries.lock_deliveries(s, [1])):
+            with Session(engine) as session:
+                lock(session)
+                assert session.connection().connection.dbapi_connection.in_transaction
+    finally:
+        engine.dispose()

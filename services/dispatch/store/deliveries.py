@@ -275,18 +275,18 @@ _ROW_COLUMNS = [DT.c[f] for f in DeliveryRow.__dataclass_fields__]
 
 
 def lock_deliveries(session: Session, ids: Collection[int]) -> dict[int, DeliveryRow]:
-    """The deliveries with these ids, locked (PostgreSQL) until the transaction ends."""
+    """The deliveries with these ids, locked until the transaction ends."""
     query = select(*_ROW_COLUMNS).where(DT.c.id.in_(list(ids)))
-    if _is_postgres(session):
-        query = query.with_for_update()
+    # Also on SQLite, where it takes the database's write lock (services/common/db.py).
+    query = query.with_for_update()
     return {r.id: DeliveryRow(*r) for r in session.execute(query)}
 
 
 def lock_delivery(session: Session, notice_id: str, channel: str) -> DeliveryRow | None:
-    """The delivery of `notice_id` on `channel`, locked (PostgreSQL), or None."""
+    """The delivery of `notice_id` on `channel`, locked, or None."""
     query = select(*_ROW_COLUMNS).where(DT.c.notice_id == notice_id, DT.c.channel == channel)
-    if _is_postgres(session):
-        query = query.with_for_update()
+    # Also on SQLite, where it takes the database's write lock (services/common/db.py).
+    query = query.with_for_update()
     row = session.execute(query).first()
     return DeliveryRow(*row) if row is not None else None
 
