@@ -9,6 +9,8 @@ API (what HttpSmsProvider talks to):
        message answered on its own, in order, with the code a single send would get (202,
        409, 422, 429, the faults below), like a provider's bulk API (one request, per-message
        status). Faults count per message; a reset or a delay applies to the whole answer.
+       A 4xx answer to the request as a whole (401 key, 422 envelope) refuses it before any
+       message is looked at: none was taken. A 5xx may come after some were (fail_batch_next).
   GET  /v1/messages[?reference=...]        inspect what was "sent"
   GET  /v1/messages/{id}
 Delivery receipts are POSTed to callback_url as JSON {id, reference, status, occurred_at} with
@@ -27,6 +29,10 @@ Faults (tests/dev):
                                   the gateway gave up, but the gateway sent it)
   reset_after_store_next N     -> the next N sends are taken, then the connection is reset
                                   before any answer
+  fail_batch_next N, fail_batch_after_taking K, fail_batch_status
+                               -> the next N batch requests take their first K messages (as
+                                  usual, faults counted), then answer the WHOLE request with
+                                  that status (default 500): a gateway failing mid-batch
   delay_seconds                -> every answer is slow, AFTER storing (a timeout is ambiguous)
   rate_limit_next N, retry_after -> 429 with Retry-After
   409 comes by itself when a reference is reused with another to/body.
@@ -34,6 +40,7 @@ Faults (tests/dev):
 Control (tests/dev), also available as Python methods on SmsGateway:
   POST /_control/behaviour {fail_next?, fail_status?, fail_after_store_next?,
                             fail_after_store_status?, reset_after_store_next?, delay_seconds?,
+                            fail_batch_next?, fail_batch_after_taking?, fail_batch_status?,
                             rate_limit_next?, retry_after?, receipt_delay?, hold_receipts?}
   POST /_control/outcomes {to: "+6421...", status: "delivered"|"failed"|"expired"}
   POST /_control/reset      GET /_control/receipts      GET /_control/stats
@@ -89,6 +96,9 @@ class BehaviourRequest(BaseModel):
     fail_after_store_next: int | None = Field(default=None, ge=0)
     fail_after_store_status: int | None = Field(default=None, ge=400, le=599)
     reset_after_store_next: int | None = Field(default=None, ge=0)
+    fail_batch_next: int | None = Field(default=None, ge=0)
+    fail_batch_after_taking: int | None = Field(default=None, ge=0)
+    fail_batch_status: int | None = Field(default=None, ge=400, le=599)
     delay_seconds: float | None = Field(default=None, ge=0)
     rate_limit_next: int | None = Field(default=None, ge=0)
     retry_after: int | None = Field(default=None, ge=0)
@@ -130,6 +140,9 @@ class Behaviour:
     fail_after_store_next: int = 0  # take the next N, then answer fail_after_store_status
     fail_after_store_status: int = 502
     reset_after_store_next: int = 0  # take the next N, then reset the connection
+    fail_batch_next: int = 0  # the next N batch requests: take the first K, then fail it all
+    fail_batch_after_taking: int = 0
+    fail_batch_status: int = 500
     delay_seconds: float = 0.0  # answer slowly - AFTER storing, like a provider that accepted
     rate_limit_next: int = 0  # answer the next N sends with 429
     retry_after: int = 1
@@ -217,6 +230,10 @@ class SmsGateway:
 
     def reset_after_store_next(self, n: int) -> None:
         self.behaviour.reset_after_store_next = n
+
+    def fail_batch_next(self, n: int, after_taking: int, status: int = 500) -> None:
+        b = self.behaviour
+        b.fail_batch_next, b.fail_batch_after_taking, b.fail_batch_status = n, after_taking, status
 
     def _log(self, sms: StoredSms) -> None:
         if self.message_log is not None:
@@ -379,10 +396,17 @@ def create_app(gw: SmsGateway) -> FastAPI:
         """Up to BATCH_MAX messages in one request, each answered on its own in the order
         sent ({reference, code, ...} with the code and body a single send would get): one bad
         message fails only itself. Faults count per message, as for single sends; a reset
-        (reset_after_store) drops the whole answer, and a delay delays it."""
+        (reset_after_store) drops the whole answer, a delay delays it, and fail_batch_next
+        fails the whole request after taking its first messages."""
         check_auth(authorization)
         results, reset = [], False
-        for raw in req.messages:
+        b = gw.behaviour
+        fail_midway = b.fail_batch_next > 0
+        if fail_midway:
+            b.fail_batch_next -= 1
+        for n, raw in enumerate(req.messages):
+            if fail_midway and n >= b.fail_batch_after_taking:
+                break
             try:
                 one = SendRequest.model_validate(raw)
             except ValidationError:
@@ -395,6 +419,9 @@ def create_app(gw: SmsGateway) -> FastAPI:
             if answer.retry_after is not None:
                 item["retry_after"] = answer.retry_after
             results.append(item)
+        if fail_midway:  # the ones taken above stay taken (receipts and all)
+            return JSONResponse({"error": "simulated failure mid-batch"},
+                                status_code=b.fail_batch_status)
         if reset:
             _reset_connection()
             await asyncio.sleep(0)

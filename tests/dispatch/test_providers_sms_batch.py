@@ -7,6 +7,7 @@ import random
 from dataclasses import replace
 
 import httpx
+import pytest
 
 from services.dispatch.delivery_state import DeliveryStatus as S
 from services.dispatch.delivery_state import reference_for
@@ -183,4 +184,91 @@ async def test_a_batch_refused_by_the_primary_fails_over_all_at_once_not_one_by_
         assert [(r.status, r.provider) for r in results] == [(S.SENT, "b")] * 5
         assert sorted(asked) == sorted(m.reference for m in messages)
         assert set(b.by_reference) == {m.reference for m in messages} and a.messages == {}
+        await fo.close()
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+async def test_a_batch_failed_as_a_whole_midway_is_maybe_taken_for_every_message(status):
+    """The primary takes the first two messages of a batch, then fails the whole request. No
+    message may move to the secondary: any of them may be at the primary, which alone can
+    dedupe on the reference. Retried there (pinned), each is sent once across both gateways.
+    (A whole-request 500/503 used to mean "certainly not taken": all five moved, and the two
+    the primary had taken were texted twice.)"""
+    async with SmsGateway() as a, SmsGateway() as b:
+        fo = FailoverSmsProvider(
+            [(HttpSmsProvider(a.url, name="a"), 100), (HttpSmsProvider(b.url, name="b"), 0)],
+            rng=random.Random(0))
+        moves: list[str] = []
+
+        async def repin(gateway):
+            moves.append(gateway)
+            return True
+
+        messages = [replace(_sms(n), gateway="a") for n in range(1, 6)]
+        a.fail_batch_next(1, after_taking=2, status=status)
+        first = await fo.send_batch(messages, [repin] * 5)
+        assert [(r.status, r.provider, r.ambiguous) for r in first] == [
+            (S.TECHNICAL_FAILURE, "a", True)] * 5
+        assert moves == [] and b.messages == {} and len(a.messages) == 2
+        assert fo.healthy("a")  # maybe taken is not "refused": no failover mark either
+        # What the sender does with an ambiguous answer: the next try is pinned there.
+        again = await fo.send_batch([replace(m, pinned=True) for m in messages], [repin] * 5)
+        assert [(r.status, r.provider) for r in again] == [(S.SENT, "a")] * 5
+        assert len(a.messages) == 5 and b.messages == {} and moves == []
+        await fo.close()
+
+
+async def test_only_a_whole_request_answer_that_proves_nothing_was_taken_fails_over():
+    """A 4xx the bulk API defines as refusing the request before it looks at any message (a
+    wrong key here) moves the batch; a 5xx for the whole request never does."""
+    answers = HttpSmsProvider.BATCH_ANSWERS
+    assert not any(answers[code].ambiguous for code in (400, 401, 403, 413, 422, 429))
+    assert all(answers[code].ambiguous for code in (409, 500, 502, 503, 504, "other-5xx",
+                                                    "other-4xx", "timeout", "connection-lost"))
+    assert not answers["connect-error"].ambiguous and answers["pool-timeout"].unsent
+    async with SmsGateway(api_key="right") as a, SmsGateway() as b:
+        fo = FailoverSmsProvider(
+            [(HttpSmsProvider(a.url, api_key="wrong", name="a"), 100),
+             (HttpSmsProvider(b.url, name="b"), 0)], rng=random.Random(0))
+
+        async def repin(gateway):
+            return True
+
+        results = await fo.send_batch([replace(_sms(n), gateway="a") for n in (1, 2)],
+                                      [repin, repin])
+        assert [(r.status, r.provider) for r in results] == [(S.SENT, "b")] * 2
+        assert a.messages == {} and not fo.healthy("a")
+        await fo.close()
+
+
+async def test_our_own_connection_wait_timing_out_is_neither_a_refusal_nor_maybe_taken():
+    """The one connection to the primary is busy (a slow answer); the next batch's wait for it
+    times out. Nothing left us: the gateway is not marked unhealthy, nothing moves to the
+    secondary, and the answer is not "maybe taken" (it would pin the messages there). It used
+    to be "connect-error": the primary marked down and the batch moved."""
+    async with SmsGateway() as a, SmsGateway() as b:
+        bounded = BoundedHttpSmsProvider(a.url, name="a", client=httpx.AsyncClient(base_url=a.url),
+                                         connections=1, pool_timeout=0.2)
+        fo = FailoverSmsProvider([(bounded, 100), (HttpSmsProvider(b.url, name="b"), 0)],
+                                 rng=random.Random(0))
+        moves: list[str] = []
+
+        async def repin(gateway):
+            moves.append(gateway)
+            return True
+
+        a.slow_down(2.0)
+        busy = asyncio.create_task(fo.send_batch([replace(_sms(1), gateway="a")], [repin]))
+        while not a.messages:  # the slow request holds the connection
+            await asyncio.sleep(0.01)
+        waited = await fo.send_batch([replace(_sms(n), gateway="a") for n in (2, 3)],
+                                     [repin, repin])
+        single = await fo.send(replace(_sms(4), gateway="a"), repin)
+        for r in (*waited, single):
+            assert (r.status, r.provider, r.detail) == (S.TECHNICAL_FAILURE, "a", "pool-timeout")
+            assert r.unsent and not r.ambiguous
+        assert fo.healthy("a") and fo.choose() == "a"
+        assert moves == [] and b.messages == {}
+        a.slow_down(0)
+        assert [r.status for r in await busy] == [S.SENT]
         await fo.close()

@@ -3,7 +3,9 @@ map (ANSWERS), as GOV.UK Notify's clients do, so "what does a 502 mean for us" i
 reading one dict: accepted, permanent (this message will never be accepted here: fall back),
 temporary (certainly not taken: retry later; another gateway may be tried) or ambiguous (it may
 have been taken: retry only this gateway, with the same reference and the same body). Message
-statuses in receipts map to our DeliveryStatus through STATUS_MAP."""
+statuses in receipts map to our DeliveryStatus through STATUS_MAP. One more class is ours, not
+the provider's: unsent (our own wait for a connection timed out — nothing left this process,
+and nothing was learnt about the provider: retry later, same gateway, no health mark)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ class Answer(StrEnum):
     PERMANENT = "permanent"
     TEMPORARY = "temporary"
     AMBIGUOUS = "ambiguous"
+    UNSENT = "unsent"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,10 @@ class Verdict:
     @property
     def ambiguous(self) -> bool:
         return self.answer is Answer.AMBIGUOUS
+
+    @property
+    def unsent(self) -> bool:
+        return self.answer is Answer.UNSENT
 
 
 def accepted(status: DeliveryStatus = DeliveryStatus.SENT) -> Verdict:
@@ -52,6 +59,11 @@ def temporary(status: DeliveryStatus = DeliveryStatus.TECHNICAL_FAILURE) -> Verd
 
 def ambiguous() -> Verdict:
     return Verdict(Answer.AMBIGUOUS, DeliveryStatus.TECHNICAL_FAILURE)
+
+
+def unsent() -> Verdict:
+    """Never left us (our own connection wait timed out): not the provider's answer at all."""
+    return Verdict(Answer.UNSENT, DeliveryStatus.TECHNICAL_FAILURE)
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,9 @@ class ProviderResult:
     # True when the request may have reached the provider (timeout after sending): retry the
     # SAME provider with the same reference, never fail over (that could double-send).
     ambiguous: bool = False
+    # True when it never left this process (our own connection wait timed out): says nothing
+    # about the provider's health, so no failover mark and no move (retried there later).
+    unsent: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -99,7 +114,7 @@ class ProviderResult:
     def of(cls, verdict: Verdict, provider: str, detail: str, provider_reference: str | None = None,
            retry_after: float | None = None) -> ProviderResult:
         return cls(provider_reference, verdict.status, provider, detail, retry_after,
-                   verdict.ambiguous)
+                   verdict.ambiguous, verdict.unsent)
 
 
 class EmailProvider(ABC):

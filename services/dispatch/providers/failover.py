@@ -10,7 +10,11 @@ message. Then:
 - An ambiguous answer (timeout, connection lost after sending, 502/504, 409) never fails over:
   that gateway may have the message and only it can de-duplicate on our reference. The sender
   records that it may hold it; every later attempt goes there only, across restarts.
+- Our own wait for a connection timing out (`unsent`: nothing left this process) is returned
+  as it is: no unhealthy mark (it says nothing about the gateway), no move (retried there).
 - Recipient-side outcomes (sent, permanent/temporary failure) are returned as they are.
+A bulk request failed as a whole (5xx, timeout, reset) is ambiguous for each of its messages
+(HttpSmsProvider.BATCH_ANSWERS): the gateway may have taken some before failing.
 """
 
 from __future__ import annotations
@@ -131,7 +135,7 @@ class FailoverSmsProvider(SmsProvider):
             answers = await first.send_batch([messages[i] for i, _ in members])
             moving = []
             for (i, candidates), answer in zip(members, answers, strict=True):
-                if answer.ambiguous or answer.status is not DeliveryStatus.TECHNICAL_FAILURE:
+                if _stays(answer):
                     results[i] = answer
                     continue
                 self.mark_unhealthy(first.name)
@@ -173,7 +177,7 @@ class FailoverSmsProvider(SmsProvider):
                     break  # the move could not be recorded: do not send where nothing says so
                 current = provider.name
             result = await provider.send(message)
-            if result.ambiguous or result.status is not DeliveryStatus.TECHNICAL_FAILURE:
+            if _stays(result):
                 return result
             self.mark_unhealthy(provider.name)
             if message.pinned:
@@ -192,3 +196,10 @@ class FailoverSmsProvider(SmsProvider):
     async def close(self) -> None:
         for e in self._entries:
             await e.provider.close()
+
+
+def _stays(result: ProviderResult) -> bool:
+    """An answer that ends the try here: anything but "certainly not taken, the gateway's
+    fault" (maybe taken, our own connection wait, accepted, the recipient's failure)."""
+    return (result.ambiguous or result.unsent
+            or result.status is not DeliveryStatus.TECHNICAL_FAILURE)
