@@ -179,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                        "--bounce-webhook-url", ""])
         spawn("sms", [PY, "-m", "services.gateways.sms_server", "--port", str(sms_port),
                       "--callback-secret", secret])
-        _wait_http(f"http://127.0.0.1:{smtp_ctl}/_control/stats")
-        _wait_http(f"http://127.0.0.1:{sms_port}/_control/stats")
+        _wait_http(f"http://127.0.0.1:{smtp_ctl}/_control/stats", timeout=240)  # load 40+
+        _wait_http(f"http://127.0.0.1:{sms_port}/_control/stats", timeout=240)
         env = {
             "PANUI_DATABASE_URL": db_url, "PANUI_TOPIC_PREFIX": prefix,
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PANUI_NOTICES_KEYS": keys,
