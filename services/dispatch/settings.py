@@ -55,10 +55,9 @@ class DispatchSettings(ServiceSettings):
     # SMS sent per request to a gateway's bulk API (POST /v1/messages/batch), each answered on
     # its own; 1: one request per SMS (a gateway without a bulk API). Per request, httpx and
     # the gateway's HTTP stack cost more than the message itself (docs/benchmarks.md).
-    # OFF (1) by default: with 50, the fault test test_sms_409_when_the_retried_body_differs sent
-    # 9 of 219 SMS through both gateways (session 6). Cause found and fixed since (a send cut
-    # off by the deadline after a failover was recorded at the claim's gateway; decisions.md);
-    # left off until the lead decides, with the fault suite at 50 under load.
+    # OFF (1) by default: the duplicates found with 50 in session 6 are fixed, and a bulk
+    # request failed as a whole is now "maybe taken" for each message (session 7), but the
+    # dispatch fault suite has not yet run green at 50 (decisions.md, session 7).
     sms_batch_size: int = Field(default=1, ge=1, le=500)  # the local gateway takes up to 500
 
     # --- dry-run incidents (issue 14) --------------------------------------------------------
