@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -115,6 +116,7 @@ class Sender:
         self._results: list[SendOutcome] = []
         self._results_ready = asyncio.Event()
         self._inflight: set[asyncio.Task] = set()
+        self._handed_over: set[asyncio.Task] = set()  # emails whose DATA has started: never cut
         self._tasks: list[asyncio.Task] = []
         self.loops: list[SupervisedLoop] = []
         self._heartbeat: asyncio.Task | None = None
@@ -144,7 +146,9 @@ class Sender:
         """Stop claiming; let sends in flight finish for `grace_s` and record them. Sends still
         running after that are abandoned as a crash would abandon them: their rows stay in
         'sending' and — this sender's lease given up — are sent again by the next sender, with
-        the same reference."""
+        the same reference. Except an email whose DATA has started: the relay may have taken
+        it, and SMTP does not de-duplicate, so cut it would go out twice. It runs to its
+        answer, bounded by the SMTP command timeout (DATA, then the final dot: two commands)."""
         grace = self.settings.sender_stop_grace_s if grace_s is None else grace_s
         self._stopping = True
         self.wake()
@@ -154,8 +158,15 @@ class Sender:
         if self._inflight:
             if grace > 0:
                 await asyncio.wait(set(self._inflight), timeout=grace)
-            for task in list(self._inflight):
-                task.cancel()
+            for task in list(self._inflight):  # not yet handed over: the relay has nothing
+                if task not in self._handed_over:
+                    task.cancel()
+            if handing := [t for t in self._inflight if t in self._handed_over]:
+                log.info("dispatch sender: stopping; %d emails mid-DATA run to their answer",
+                         len(handing))
+                _, late = await asyncio.wait(handing, timeout=2 * self.settings.smtp_timeout_s + 5)
+                for task in late:  # past the protocol's own bound: the documented window
+                    task.cancel()
             await asyncio.gather(*self._inflight, return_exceptions=True)
         if maintenance:
             maintenance.cancel()
@@ -270,6 +281,7 @@ class Sender:
                                   detail="internal-error")
         finally:
             self._content.pop(c.id, None)
+            self._handed_over.discard(asyncio.current_task())
             self.permits.done(c.channel)
             self._kick.set()
         outcome.answered_at = time.monotonic()
@@ -311,6 +323,7 @@ class Sender:
                         reply_to=self.settings.email_reply_to,
                     ),
                     deadline=asyncio.get_running_loop().time() + self.settings.send_deadline_s,
+                    on_handover=functools.partial(self._handed_over.add, asyncio.current_task()),
                 )
             else:
                 via = policy.sms_full_notice_via(

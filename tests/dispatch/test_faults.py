@@ -256,7 +256,8 @@ def _subprocess_env(settings) -> dict[str, str]:  # noqa: ANN001
            "PANUI_DATABASE_URL": settings.database_url, "PANUI_LOG_LEVEL": "WARNING"}
     for name in ("topic_prefix", "port", "smtp_port", "sms_primary_url", "sms_secondary_url",
                  "receipt_callback_base_url", "quiet_hours_enabled", "sending_lease_s",
-                 "send_deadline_s", "sms_timeout_s", "retry_base_s", "retry_cap_s",
+                 "send_deadline_s", "sms_timeout_s", "smtp_timeout_s", "smtp_pool_size",
+                 "sender_stop_grace_s", "retry_base_s", "retry_cap_s",
                  "retry_max_attempts", "sender_idle_poll_s", "consumer_poll_timeout_ms",
                  "outbox_poll_interval_s"):
         env[f"PANUI_{name.upper()}"] = str(getattr(settings, name))
@@ -345,6 +346,61 @@ async def test_killed_mid_send_the_claims_are_recovered_at_the_same_gateway(
                               {n.notice_id: n.person_id for n in notices},
                               sms_logs=[primary_log, secondary_log])
     recon.assert_exact()
+
+
+@pytest.mark.slow
+async def test_sigterm_while_data_waits_for_its_answer_past_the_grace_sends_each_email_once(
+    service_env, pg_database, smtp, sms, mail
+):
+    """Dispatch (its own process) gets SIGTERM while eight emails are mid-DATA: the relay
+    took each at its final dot and answers 250 only 8 s later — past the 1 s stop grace,
+    within the SMTP command timeout. Cancelled at the grace, the sends were abandoned as
+    'sending' and the next sender sent them again with the same Message-ID, which a relay
+    does not de-duplicate. A started DATA runs to its answer; the stop still cuts the rest."""
+    db = pg_database("dispatch")
+    smtp.answer_after_taking(8.0)
+    common = dict(smtp_port=smtp.port, sms_url=sms.url, quiet_hours_enabled=False,
+                  sending_lease_s=30.0, send_deadline_s=20.0, smtp_timeout_s=30.0,
+                  smtp_pool_size=8)
+    first = dispatch_settings(service_env, db, port=free_port(), sender_stop_grace_s=1.0,
+                              **common)
+    proc = subprocess.Popen([sys.executable, "-m", "services.dispatch"], cwd=REPO,  # noqa: S603
+                            env=_subprocess_env(first), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        sealer = Sealer(first.data_keys.get_secret_value())
+        notices = [notice_message(sealer, n, person(n)) for n in range(1, 9)]
+        await _until(lambda: _healthy(first.port), "dispatch up", timeout=180)
+        producer = AIOKafkaProducer(bootstrap_servers=first.kafka_bootstrap_servers)
+        await producer.start()
+        try:
+            incident = incident_message()
+            await producer.send_and_wait(f"{first.topic_prefix}incidents.v1", incident.to_bytes(),
+                                         key=incident.incident_id.encode())
+            for notice in notices:
+                await producer.send(f"{first.topic_prefix}notices.v1", notice.to_bytes(),
+                                    key=notice.person_id.encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+        await _until(lambda: smtp.accepted == 8, "the relay took all eight", timeout=180)
+        assert set(_statuses(db).values()) == {"sending"}  # every answer still to come
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.to_thread(proc.wait, 120)
+        smtp.answer_after_taking(0.0)
+        second = dispatch_settings(service_env, db, port=free_port(), **common)
+        async with running_dispatch(second):
+            # anything the stop abandoned is recovered at once (its lease was given up)
+            await _until(lambda: _settled(db, 8), "all sent", timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    recon = Reconciliation.of({n.person_id: {"email": 1} for n in notices},
+                              {n.notice_id: n.person_id for n in notices}, maildir=mail)
+    print("exit", rc, "emails at the gateway per person:",
+          sorted(s["email"] for s in recon.sends.values()))
+    recon.assert_exact()
+    assert rc == 0
 
 
 async def test_a_claim_waits_for_its_incident_revision_not_the_send(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
@@ -122,11 +122,12 @@ class EmailProvider(ABC):
     ANSWERS: ClassVar[Mapping[str, Verdict]]
 
     @abstractmethod
-    async def send(self, message: EmailMessage, deadline: float | None = None
-                   ) -> ProviderResult:
+    async def send(self, message: EmailMessage, deadline: float | None = None,
+                   on_handover: Callable[[], None] | None = None) -> ProviderResult:
         """`deadline` (event-loop time) bounds the send up to the hand-over of the message
         and never after it: email has no idempotency, so an exchange cut once the relay may
-        have the message would make the retry a second copy."""
+        have the message would make the retry a second copy. `on_handover` is called when
+        the hand-over starts (SMTP: DATA), so the caller cuts nothing from then on either."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass
