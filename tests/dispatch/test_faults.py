@@ -710,22 +710,23 @@ async def test_both_channels_failing_together_still_put_everyone_on_a_list(
     recon.assert_exact()  # and nobody got anything twice
 
 
-
+@pytest.mark.parametrize("batch", [1, 8], ids=["single", "batched"])
 async def test_an_sms_cut_off_by_the_deadline_after_a_failover_stays_at_the_gateway_it_moved_to(
-    service_env, pg_database, smtp, sms, sms2
+    batch, service_env, pg_database, smtp, sms, sms2
 ):
     """The primary refuses each SMS before taking it (503: certainly not taken), so it moves to
     the secondary (the move recorded first), which takes it and answers after the send
     deadline. Cut off there, the SMS may be at the secondary — and only there. It was recorded
     as maybe held by the primary (the claim's gateway, not the one it moved to), so the retry
-    went to the primary, which sent a second SMS (8 of 8 people texted twice)."""
+    went to the primary, which sent a second SMS (8 of 8 people texted twice). With batches (up
+    to 8 per request) the cut also comes while a batch's refused messages are failing over."""
     db = pg_database("dispatch")
     sms.fail_next(8, 503)
     sms2.slow_down(3.0)  # takes it, answers after the deadline
     sms2.behaviour.hold_receipts = True  # and reports on it only after the retry
     settings = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
                                  sms_url=sms.url, sms2_url=sms2.url, quiet_hours_enabled=False,
-                                 send_deadline_s=1.5, sending_lease_s=4.0,
+                                 sms_batch_size=batch, send_deadline_s=1.5, sending_lease_s=4.0,
                                  retry_base_s=0.2, retry_cap_s=0.5, retry_max_attempts=60,
                                  sms_failover_cooldown_s=0.0)  # each new SMS tries the primary
     async with running_dispatch(settings) as stack:
@@ -746,6 +747,42 @@ async def test_an_sms_cut_off_by_the_deadline_after_a_failover_stays_at_the_gate
     recon = Reconciliation.of({n.person_id: {"sms": 1} for n in notices},
                               {n.notice_id: n.person_id for n in notices},
                               sms_logs=[sms.message_log, sms2.message_log])
+    print("primary:", len(sms.messages), "secondary:", len(sms2.messages),
+          "statuses:", sorted(_statuses(db).values()))
     recon.assert_exact()
     assert not set(sms.by_reference) & set(sms2.by_reference)  # no reference at both
     assert set(_statuses(db).values()) == {"delivered"}
+
+
+async def test_an_sms_batch_failed_as_a_whole_midway_is_retried_where_it_may_be_held(
+    service_env, pg_database, smtp, sms, sms2
+):
+    """The primary takes the first four messages of the first batch, then answers the whole
+    request 500. Every message of that batch may be at the primary: each is retried there
+    (pinned, same reference — it dedupes), none moves to the secondary. A whole-request 500 used
+    to mean "certainly not taken": the batch moved, and the ones the primary had taken were
+    texted twice."""
+    db = pg_database("dispatch")
+    sms.fail_batch_next(1, after_taking=4, status=500)
+    sms.behaviour.hold_receipts = True  # receipts only after the retries: they cannot hide one
+    settings = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
+                                 sms_url=sms.url, sms2_url=sms2.url, quiet_hours_enabled=False,
+                                 sms_batch_size=8, retry_base_s=0.2, retry_cap_s=0.5,
+                                 retry_max_attempts=60, sms_failover_cooldown_s=0.0)
+    async with running_dispatch(settings) as stack:
+        await stack.publish_incident(incident_message(mode="sms_else_email"))
+        notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 9)]
+        await stack.publish_notices(notices)
+
+        await _until(lambda: _settled(db, 8), "every SMS sent (the failed batch retried)")
+        sms.behaviour.hold_receipts = False
+        await _until(lambda: set(_statuses(db).values()) == {"delivered"}, "every receipt in")
+        await asyncio.sleep(1.0)  # a second copy sent anywhere would show now
+        attempts = [d.attempts for d in stack.deliveries()]
+    recon = Reconciliation.of({n.person_id: {"sms": 1} for n in notices},
+                              {n.notice_id: n.person_id for n in notices},
+                              sms_logs=[sms.message_log, sms2.message_log])
+    recon.assert_exact()
+    assert not set(sms.by_reference) & set(sms2.by_reference)  # no reference at both
+    assert sms2.messages == {}  # nothing moved: none of them was certainly not taken
+    assert max(attempts) >= 2  # the failed batch was retried there
