@@ -172,6 +172,11 @@ def release_database(admin_url: str, name: str) -> None:
         drop_database(admin_url, pooled)
 
 
+def idle_databases(admin_url: str, service: str) -> list[str]:
+    """The names of the reset databases of `service` waiting for a lease (a copy)."""
+    return list(_idle.get((admin_url, service), []))
+
+
 def _disconnect_and_rename(admin_url: str, name: str, new_name: str) -> None:
     """End every session still on `name` (as DROP DATABASE … WITH (FORCE) does), then rename it:
     a rename needs the database to have no session, so it also proves none came back."""
