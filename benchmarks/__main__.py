@@ -17,7 +17,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ("resolver", "intake", "dedupe", "dispatch")
+BENCHMARKS = ("resolver", "intake", "dedupe", "dispatch", "reconciliation")
 
 
 def main() -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
 import sys
 import time
 import uuid
@@ -151,6 +152,10 @@ class System:
                 "PANUI_SMS_SECONDARY_URL": self.gateways["sms-1"].url if "sms-1" in self.gateways else "",
                 "PANUI_RECEIPT_SECRET": RECEIPT_SECRET,
             })
+            # The whole fault suite at another SMS batch size (`FAULTS_SMS_BATCH_SIZE=1` for
+            # single sends): the runner's own PANUI_* never reach a service, so not that name.
+            if batch := os.environ.get("FAULTS_SMS_BATCH_SIZE"):
+                env["PANUI_SMS_BATCH_SIZE"] = batch
         env.update(self.overrides.get(service, {}))
         return env
 

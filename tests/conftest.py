@@ -40,18 +40,21 @@ def drop_migrated_templates() -> Iterator[None]:
 
 @pytest.fixture
 def pg_database(pg_admin_url: str):  # noqa: ANN201
-    """Fresh PostgreSQL databases for this test, dropped after it: `pg_database("dedupe")` is
-    the URL of a new database at dedupe's head revision (`pg_database(None)`: an empty one)."""
+    """PostgreSQL databases for this test alone: `pg_database("dedupe")` is the URL of a
+    database at dedupe's head revision holding no data, under a name no test had before (one a
+    finished test gave back, provably reset to the template's state, or a new copy: see
+    testkit/infra.py); `pg_database(None)`: a new empty one, dropped after the test."""
     created: list[str] = []
 
     def make(service: str | None) -> str:
-        name, url = infra.create_database(pg_admin_url, service=service)
+        name, url = (infra.lease_database(pg_admin_url, service) if service
+                     else infra.create_database(pg_admin_url))
         created.append(name)
         return url
 
     yield make
     for name in created:
-        infra.drop_database(pg_admin_url, name)
+        infra.release_database(pg_admin_url, name)
 
 
 @pytest.fixture(scope="session")

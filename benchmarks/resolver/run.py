@@ -20,7 +20,13 @@ import sys
 import time
 import traceback
 
-from benchmarks.resolver.datasets import Dataset, accuracy_sets, held_back_sets, load
+from benchmarks.resolver.datasets import (
+    Dataset,
+    accuracy_sets,
+    fresh_held_back_sets,
+    held_back_sets,
+    load,
+)
 from benchmarks.resolver.metrics import accuracy
 
 
@@ -213,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="generated sets at 5k")
     parser.add_argument("--full", action="store_true", help="also 400k throughput and 1M memory")
     parser.add_argument("--held-back", action="store_true", help="only the held-back sets")
+    parser.add_argument("--fresh-held-back", action="store_true",
+                        help="only round 6's held-back sets (run once, on the final rule)")
     parser.add_argument("--only", default=None, help="data sets whose name contains this")
     parser.add_argument("--no-splink", action="store_true")
     parser.add_argument("--no-em", action="store_true", help="skip the panui+EM rows")
@@ -226,7 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     size = args.size or (5_000 if args.quick else 20_000)
-    sets = held_back_sets(size) if args.held_back else accuracy_sets(size, args.seed, args.noise)
+    if args.fresh_held_back:
+        sets = fresh_held_back_sets(size)
+    elif args.held_back:
+        sets = held_back_sets(size)
+    else:
+        sets = accuracy_sets(size, args.seed, args.noise)
     if args.only:
         sets = [d for d in sets if args.only.lower() in d.name.lower()]
     print("rec/s: panui = incremental, one record at a time, one core; splink = batch (train + "

@@ -49,6 +49,13 @@ MESSAGE_SCHEMAS: dict[str, tuple[type, str, list[type]]] = {
         "its plaintext shape is #/$defs/SealedRecipient.",
         [m.SealedRecipient],
     ),
+    "notice-hold.v1": (
+        m.NoticeHoldMessage,
+        "Whether dedupe holds a notified person under s 116 now (a hold that came after their "
+        "notice: nothing more is sent), for the call centre. Topic notices.v1, key person_id. "
+        "No ground, agency or record: a hold is there so the person is not told.",
+        [],
+    ),
     "delivery-event.v1": (
         m.DeliveryEventMessage,
         "A delivery of one notice on one channel changed state. Topic delivery-events.v1, key "

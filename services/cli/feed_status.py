@@ -2,8 +2,11 @@
 of each of its records, keyed by its own source_record_id (services/common/reconciliation.py).
 
 With the agency's API key (PANUI_API_KEY) it asks intake for a status ticket (dedupe and dispatch
-hold no agency keys), then pages through intake's, dedupe's and dispatch's part and joins them
-into one formula-safe CSV row per record. Nothing personal is in it but the agency's own ids.
+hold no agency keys), then pages through intake's and dedupe's parts side by side (both by
+source_record_id), looks up at dispatch the notices each stretch names, and writes one
+formula-safe CSV row per record as it goes (`merge_pages`): memory stays about one page per
+service. With --out the CSV is written next to it and renamed into place once complete, so a
+failed download never leaves a partial file. Nothing personal is in it but the agency's own ids.
 
 Exit codes: 0 written; 1 a service refused (its error is printed); 2 usage or configuration
 error; 3 a service could not be reached.
@@ -12,6 +15,8 @@ error; 3 a service could not be reached.
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,10 +27,12 @@ from rich.console import Console
 from services.cli.feeds import API_KEY_ENV, EXIT_INCOMPLETE, EXIT_REJECTED, EXIT_USAGE, feed_app
 from services.common.reconciliation import (
     DedupeRecordStatus,
+    DispatchNoticeList,
     DispatchNoticeStatus,
     IntakeRecordStatus,
-    combine,
-    status_csv,
+    OutOfOrder,
+    merge_pages,
+    write_status_csv,
 )
 
 
@@ -43,9 +50,12 @@ class StatusFailed(Exception):
         self.code = code
 
 
-def _status_get(client: httpx.Client, service: str, url: str, token: str, params: dict) -> dict:
+def _status_call(client: httpx.Client, service: str, url: str, token: str, params: dict | None = None,
+                 body: dict | None = None) -> dict:
+    headers = {"authorization": f"Bearer {token}"}
     try:
-        response = client.get(url, params=params, headers={"authorization": f"Bearer {token}"})
+        response = (client.get(url, params=params, headers=headers) if body is None
+                    else client.post(url, json=body, headers=headers))
     except httpx.HTTPError as exc:
         raise StatusFailed(f"{service} could not be reached ({type(exc).__name__})",
                            EXIT_INCOMPLETE) from None
@@ -54,12 +64,13 @@ def _status_get(client: httpx.Client, service: str, url: str, token: str, params
     return response.json()
 
 
-def _pages(client: httpx.Client, service: str, url: str, token: str, key: str,
-           page_size: int) -> Iterator[dict]:
+def _pages(client: httpx.Client, service: str, url: str, token: str, model: type,
+           page_size: int) -> Iterator[list]:
+    """One service's records, a page at a time, fetched only when the merge asks for the next."""
     after = ""
     while True:
-        page = _status_get(client, service, url, token, {"after": after, "limit": page_size})
-        yield from page[key]
+        page = _status_call(client, service, url, token, {"after": after, "limit": page_size})
+        yield [model.model_validate(r) for r in page["records"]]
         if page["next_after"] is None:
             return
         after = page["next_after"]
@@ -104,25 +115,42 @@ def status(
             if ticket.status_code != 201:
                 raise StatusFailed(_refusal("intake", ticket), EXIT_REJECTED)
             token = ticket.json()["ticket"]
-            intake = [IntakeRecordStatus.model_validate(r) for r in _pages(
-                client, "intake", f"{base}{path}/reconciliation/records", api_key, "records", page_size)]
-            dedupe = [DedupeRecordStatus.model_validate(r) for r in _pages(
-                client, "dedupe", f"{dedupe_url.rstrip('/')}{path}/reconciliation/records", token,
-                "records", page_size)]
-            notices = [DispatchNoticeStatus.model_validate(n) for n in _pages(
-                client, "dispatch", f"{dispatch_url.rstrip('/')}{path}/reconciliation/notices", token,
-                "notices", page_size)]
+            lookup = f"{dispatch_url.rstrip('/')}{path}/reconciliation/notices/lookup"
+
+            def notices_of(notice_ids: list[str]) -> list[DispatchNoticeStatus]:
+                return DispatchNoticeList.model_validate(_status_call(
+                    client, "dispatch", lookup, token, body={"notice_ids": notice_ids})).notices
+
+            rows = merge_pages(
+                _pages(client, "intake", f"{base}{path}/reconciliation/records", api_key,
+                       IntakeRecordStatus, page_size),
+                _pages(client, "dedupe", f"{dedupe_url.rstrip('/')}{path}/reconciliation/records",
+                       token, DedupeRecordStatus, page_size),
+                notices_of)
+            counts = _write(rows, out)
     except StatusFailed as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(exc.code) from None
-    rows = combine(intake, dedupe, notices)
-    text = status_csv(rows)
+    except OutOfOrder as exc:
+        # Paging by source_record_id assumes byte (code point) order: a C or C.UTF-8 database.
+        console.print(f"[red]error:[/red] {exc} (code point order): is a service's database "
+                      "collation other than C or C.UTF-8?")
+        raise typer.Exit(EXIT_REJECTED) from None
+    if out is not None:
+        console.print(f"wrote {out}: {sum(counts.values())} record(s) — "
+                      + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
+
+
+def _write(rows: Iterator, out: Path | None) -> dict[str, int]:
+    """Rows to stdout as they come, or to a file beside `out` renamed into place when complete."""
     if out is None:
-        typer.echo(text, nl=False)
-        return
-    out.write_text(text, encoding="utf-8", newline="")
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.outcome] = counts.get(r.outcome, 0) + 1
-    console.print(f"wrote {out}: {len(rows)} record(s) — "
-                  + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
+        return write_status_csv(rows, sys.stdout)
+    fd, partial = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            counts = write_status_csv(rows, handle)
+        os.replace(partial, out)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+    return counts

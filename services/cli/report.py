@@ -48,13 +48,14 @@ def _fetch(service: str, url: str, incident_id: str, token: str) -> ServiceRepor
 
 
 def _table(report: Report) -> None:
-    counts = Table("agency", "measure", "value", title=f"Incident {report.incident_id}")
+    counts = Table("agency", "measure", "value", "service", title=f"Incident {report.incident_id}")
     for c in report.counts:
-        counts.add_row(c.agency_id or "(all)", c.measure, str(c.value))
+        counts.add_row(c.agency_id or "(all)", c.measure, str(c.value), c.service or "")
     console.print(counts)
-    milestones = Table("when", "agency", "milestone", title="Milestones")
+    milestones = Table("when", "agency", "milestone", "service", title="Milestones")
     for m in report.milestones:
-        milestones.add_row(m.at.isoformat(timespec="seconds"), m.agency_id or "", m.milestone)
+        milestones.add_row(m.at.isoformat(timespec="seconds"), m.agency_id or "", m.milestone,
+                           m.service or "")
     console.print(milestones)
 
 

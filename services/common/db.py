@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import DateTime, TypeDecorator, event, text
+from sqlalchemy import DateTime, String, TypeDecorator, any_, bindparam, event, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -139,3 +140,12 @@ class Database:
     def _in_transaction(self, fn: Callable[..., T], *args, **kwargs) -> T:
         with session_scope(self.engine) as session:
             return fn(session, *args, **kwargs)
+
+
+def one_of(session: Session, column, values: list[str]):  # noqa: ANN001, ANN201 - a SQL clause
+    """`column IN values` for a long list of strings: on PostgreSQL one array parameter
+    (`= ANY(:values)`), where an IN list of thousands of parameters costs more to bind and
+    parse than the lookup itself; elsewhere (SQLite) a plain IN list."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(String)))
+    return column.in_(list(values))

@@ -21,7 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Generic, Literal, TypeVar
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request, Response
+from pydantic import BaseModel
 
 from services.common import audit
 from services.common.audit import Act
@@ -43,6 +44,13 @@ IdPath = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_
 # The cursor paging each service's reconciliation part takes (services/common/reconciliation.py).
 PageAfter = Annotated[str, Query(max_length=128, description="the previous page's next_after")]
 PageLimit = Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)]
+
+
+def page_response(page: BaseModel) -> Response:
+    """A page of up to 10,000 rows serialised once by pydantic: returning the model would have
+    FastAPI dump it, validate it again and encode it (~10x the time). The route still declares
+    it as `response_model` for the OpenAPI document."""
+    return Response(page.model_dump_json(), media_type="application/json")
 
 
 @dataclass(frozen=True, slots=True)

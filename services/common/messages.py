@@ -415,6 +415,25 @@ def notice_sealing_context(notice_id: str) -> str:
     return f"notice|{notice_id}"
 
 
+class NoticeHoldMessage(_Message):
+    """Whether dedupe holds a notified person under s 116 now (issue 16, the call centre): an
+    s 116 hold on one of their records came after their notice went out, so nothing more is
+    sent to them (`held`), or it no longer holds them (`held` false). Keyed like the person's
+    notices (the lineage's `person_id`), so it is ordered with them. A hold is there so the
+    person is NOT told: this says only that one applies — no ground, no agency, no record."""
+
+    type: Literal["notice-hold"] = "notice-hold"
+    incident_id: Id
+    person_id: Id  # the person_id of the notices it is about (notice.v1)
+    held: StrictBool
+    changed_at: datetime
+    # HMAC of every other field (services/common/signing.py), as on notices.
+    signature: str | None = Field(default=None, pattern=r"^v1\.[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{43}$")
+
+
+NoticesTopicMessage = Annotated[NoticeMessage | NoticeHoldMessage, Field(discriminator="type")]
+
+
 # --- delivery-events.v1 (from dispatch; key = notice_id) ----------------------------------------
 
 
@@ -443,6 +462,14 @@ def decode_affected_records_topic(value: bytes) -> AffectedRecordsTopicMessage:
 
 def decode_notice(value: bytes) -> NoticeMessage:
     return NoticeMessage.model_validate_json(value)
+
+
+_notices_adapter = TypeAdapter(NoticesTopicMessage, config=ConfigDict(hide_input_in_errors=True))
+
+
+def decode_notices_topic(value: bytes) -> NoticeMessage | NoticeHoldMessage:
+    """A message of notices.v1: a notice, or a notified person's hold changing."""
+    return _notices_adapter.validate_json(value)
 
 
 def decode_delivery_event(value: bytes) -> DeliveryEventMessage:

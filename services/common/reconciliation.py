@@ -10,15 +10,19 @@ paged by a cursor, to the agency itself (docs/decisions.md, "Agency reconciliati
   are merged into the same person (a count, never who);
 - dispatch `GET /v1/incidents/{id}/reconciliation/notices` (the ticket): each notice naming
   the agency, with its reference and the status of each channel's delivery.
-`panui feed status` fetches the three and joins them with `combine` (pure) into one row per
-record, written as formula-safe CSV by `status_csv`. The services never call each other for it.
+`panui feed status` streams them: intake's and dedupe's pages come in the same order (by
+source_record_id, code point order) and `merge_pages` joins them a stretch at a time with
+`combine` (pure, the rule), asking dispatch for just the notices that stretch names
+(`POST .../reconciliation/notices/lookup`); `write_status_csv` writes the rows as they come, so
+the download holds about one page per service whatever the incident's size. The services never
+call each other for it.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping
-from typing import Literal
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Literal, TextIO
 
 from pydantic import BaseModel, Field
 
@@ -80,6 +84,17 @@ class DispatchNoticePage(BaseModel):
     notices: list[DispatchNoticeStatus]
     next_after: str | None = Field(description="a notice id: pass as `after`; null: the last. A "
                                    "page may hold fewer notices than `limit` (it scans `limit`).")
+
+
+class DispatchNoticeLookup(BaseModel):
+    notice_ids: list[str] = Field(max_length=PAGE_LIMIT_MAX, description="notice ids from "
+                                  "dedupe's part; those not naming your agency are left out")
+
+
+class DispatchNoticeList(BaseModel):
+    incident_id: str
+    agency_id: str
+    notices: list[DispatchNoticeStatus]
 
 
 class StatusTicket(BaseModel):
@@ -171,13 +186,79 @@ def combine(intake: Iterable[IntakeRecordStatus], dedupe: Iterable[DedupeRecordS
             for s in sorted(by_intake.keys() | by_dedupe.keys())]
 
 
-def status_csv(rows: Iterable[StatusRow]) -> str:
-    """Formula-safe (services/common/csvsafe.py): source_record_ids come from the agency's files."""
-    out = io.StringIO()
+class OutOfOrder(ValueError):
+    """A service's pages were not in source_record_id order: they cannot be merged page by page."""
+
+
+def _ascending(pages: Iterable[Sequence[IntakeRecordStatus | DedupeRecordStatus]], service: str
+               ) -> Iterator[Sequence[IntakeRecordStatus | DedupeRecordStatus]]:
+    last = None
+    for page in pages:
+        for r in page:
+            if last is not None and not last < r.source_record_id:
+                raise OutOfOrder(f"{service}'s records are not in source_record_id order")
+            last = r.source_record_id
+        yield page
+
+
+def merge_pages(intake_pages: Iterable[Sequence[IntakeRecordStatus]],
+                dedupe_pages: Iterable[Sequence[DedupeRecordStatus]],
+                notices_of: Callable[[list[str]], Iterable[DispatchNoticeStatus]]) -> Iterator[StatusRow]:
+    """`combine`'s rows, in its order, from intake's and dedupe's pages (each ascending by
+    source_record_id), pulled lazily: a stretch of ids is joined as soon as both parts have
+    passed it, with the notices `notices_of` gives for the notice ids it names. Holds about a
+    page of each part. Raises OutOfOrder if a part's pages are not in order."""
+    streams = [iter(_ascending(intake_pages, "intake")), iter(_ascending(dedupe_pages, "dedupe"))]
+    buffers: list[list] = [[], []]
+    done = [False, False]
+    while True:
+        for k in (0, 1):
+            while not done[k] and not buffers[k]:  # empty pages are skipped, not an end
+                page = next(streams[k], None)
+                if page is None:
+                    done[k] = True
+                else:
+                    buffers[k] = list(page)
+        if all(done) and not any(buffers):
+            return
+        # Every id up to the smallest last id of a part still going is complete in both.
+        horizon = min((buffers[k][-1].source_record_id for k in (0, 1) if not done[k]), default=None)
+        taken: list[list] = [[], []]
+        for k in (0, 1):
+            cut = len(buffers[k]) if horizon is None else _upto(buffers[k], horizon)
+            taken[k], buffers[k] = buffers[k][:cut], buffers[k][cut:]
+        wanted = sorted({d.notice_id for d in taken[1] if d.state == "notified" and d.notice_id})
+        notices = notices_of(wanted) if wanted else []
+        yield from combine(taken[0], taken[1], notices)
+
+
+def _upto(records: list, horizon: str) -> int:
+    """How many of the ascending records have source_record_id <= horizon."""
+    lo, hi = 0, len(records)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if records[mid].source_record_id <= horizon:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def write_status_csv(rows: Iterable[StatusRow], out: TextIO) -> dict[str, int]:
+    """Formula-safe (services/common/csvsafe.py): source_record_ids come from the agency's files.
+    Writes each row as it comes; returns how many rows had each outcome."""
     writer = SafeWriter(out)
     writer.writerow(COLUMNS)
+    counts: dict[str, int] = {}
     for r in rows:
         writer.writerow((r.source_record_id, r.outcome, "" if r.record_version is None else r.record_version,
                          r.notice_reference or "", ";".join(r.channels), ";".join(r.delivery_status),
                          r.merged_with_other_agencies, r.detail))
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    return counts
+
+
+def status_csv(rows: Iterable[StatusRow]) -> str:
+    out = io.StringIO()
+    write_status_csv(rows, out)
     return out.getvalue()

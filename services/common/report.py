@@ -37,6 +37,8 @@ class ReportMilestone(BaseModel):
     agency_id: str | None
     milestone: str = Field(description="e.g. incident.created, feed.first, release")
     at: datetime
+    service: str | None = Field(default=None, description="which service recorded it: set in "
+                                "the combined report")
 
 
 class ServiceReport(BaseModel):
@@ -76,19 +78,23 @@ def combine(parts: Iterable[ServiceReport], generated_at: datetime) -> Report:
         incident_id=incident_ids.pop(), generated_at=generated_at,
         services=[p.service for p in parts],
         counts=[c.model_copy(update={"service": p.service}) for p in parts for c in p.counts],
-        milestones=sorted((m for p in parts for m in p.milestones), key=lambda m: m.at),
+        milestones=sorted((m.model_copy(update={"service": p.service})
+                           for p in parts for m in p.milestones), key=lambda m: m.at),
     )
 
 
 def report_csv(report: Report) -> str:
-    """One table: section (count | milestone), agency, measure or milestone, value or date.
+    """One table: section (count | milestone), agency, measure or milestone, value or date, and
+    the service that counted or recorded it (two services may count under one name, e.g.
+    persons.notified). `service` is the last column so the earlier ones keep their places.
     Formula-safe (services/common/csvsafe.py): agency ids and names come from outside."""
     out = io.StringIO()
     writer = SafeWriter(out)
-    writer.writerow(("incident_id", "section", "agency_id", "measure", "value"))
+    writer.writerow(("incident_id", "section", "agency_id", "measure", "value", "service"))
     for c in report.counts:
-        writer.writerow((report.incident_id, "count", c.agency_id or "", c.measure, c.value))
+        writer.writerow((report.incident_id, "count", c.agency_id or "", c.measure, c.value,
+                         c.service or ""))
     for m in report.milestones:
         writer.writerow((report.incident_id, "milestone", m.agency_id or "", m.milestone,
-                         m.at.isoformat()))
+                         m.at.isoformat(), m.service or ""))
     return out.getvalue()

@@ -20,6 +20,7 @@ from services.common.deps import (
     PageAfter,
     PageLimit,
     context,
+    page_response,
     staff,
 )
 from services.common.errors import ApiError, ErrorResponse
@@ -171,10 +172,11 @@ async def reconciliation_records(
     incident_id: IdPath, ctx: AgencyTicket,
     after: PageAfter = "",
     limit: PageLimit = 5000,
-) -> DedupeRecordPage:
+) -> Response:
     # The ticket names the agency and its one incident (deps.refusal checked the path's): an
     # incident dedupe has not heard of yet has no records, an empty page.
     agency_id = ctx.caller.agency_id
     outcomes, next_after = await ctx.db.run(store.record_outcomes, incident_id, agency_id, after, limit)
-    return DedupeRecordPage(incident_id=incident_id, agency_id=agency_id, next_after=next_after,
-                            records=[DedupeRecordStatus(**asdict(o)) for o in outcomes])
+    return page_response(DedupeRecordPage(
+        incident_id=incident_id, agency_id=agency_id, next_after=next_after,
+        records=[DedupeRecordStatus(**asdict(o)) for o in outcomes]))

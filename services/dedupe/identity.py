@@ -221,6 +221,9 @@ class IncidentIdentity:
     corrections: list[str] = field(default_factory=list)
     # The last release() stopped at its limit: persons may still be due now (the next chunk).
     releasing: bool = False
+    # Notified persons an s 116 hold came to hold, or stopped holding, in release(): (the
+    # lineage's person id, held) — for notice-hold messages, written with the release.
+    hold_changes: list[tuple[str, bool]] = field(default_factory=list)
     # Records given or withdrawn since the last settle(), and what the transaction must write.
     _changed: set[RecordKey] = field(default_factory=set)
     _records_to_write: set[RecordKey] = field(default_factory=set)
@@ -431,9 +434,12 @@ class IncidentIdentity:
             person.dirty = False
             self.dirty.discard(person_id)
             self._persons_to_write.add(person_id)
+            self._note_hold(person, decision.action == Action.HOLD)
             if decision.action == Action.NOTHING:
                 if view.live_records == 0 and person.notified_version == 0:
                     person.status = "empty"
+                elif person.status == "held":  # the hold lifted, nothing new to tell
+                    person.status = "notified"
             elif decision.action == Action.HOLD:
                 person.status = "held"
             elif decision.action == Action.HOLD_CONTACT:
@@ -441,6 +447,18 @@ class IncidentIdentity:
             else:
                 due.append(self._notify(person_id, person, view))
         return due
+
+    def _note_hold(self, person: PersonMeta, held: bool) -> None:
+        """A notified person's s 116 hold starting or ending (the call centre must know; a
+        person never notified has no notice to look up, so nothing is said of them)."""
+        if person.notified_version == 0 or person.notice_person_id is None:
+            return
+        if held != (person.status == "held"):
+            self.hold_changes.append((person.notice_person_id, held))
+
+    def take_hold_changes(self) -> list[tuple[str, bool]]:
+        changes, self.hold_changes = self.hold_changes, []
+        return changes
 
     def _notify(self, person_id: str, person: PersonMeta, view: PersonView) -> DueNotice:
         """Count a notice as sent: the next version of the person's lineage (a new lineage

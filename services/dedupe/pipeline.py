@@ -592,6 +592,8 @@ class DedupePipeline:
         identity.learn(now)
         store.write_records(session, incident.incident_id, identity.take_records(), {}, now)
         due = identity.release(incident.released_at, policy, now, limit=self.release_chunk)
+        store.add_hold_changes(session, incident.incident_id, identity.take_hold_changes(),
+                               self.clock())
         for chunk in chunks(due, 1000):
             live = store.live_records(session, incident.incident_id, [d.person_id for d in chunk])
             built = []

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+import orjson
+from sqlalchemy import String, bindparam, cast, func, insert, or_, select, update
 from sqlmodel import Session
 
 from services.common import outbox
@@ -18,6 +19,7 @@ from services.common.db import upsert
 from services.common.messages import (
     AffectedRecordMessage,
     IncidentMessage,
+    NoticeHoldMessage,
     NoticeMessage,
     RecordWithdrawnMessage,
 )
@@ -336,6 +338,16 @@ def add_notices(session: Session, notices: list[tuple[NoticeMessage, PersonView]
         "correction": n.correction.kind if n.correction else None,
     } for n, view in notices])
     outbox.enqueue_many(session, NOTICES, [(n.person_id, n.to_bytes()) for n, _ in notices])
+
+
+def add_hold_changes(session: Session, incident_id: str, changes: list[tuple[str, bool]],
+                     now: datetime) -> None:
+    """Outbox rows announcing notified persons' s 116 holds starting or ending (notice-hold on
+    notices.v1, keyed like their notices, so ordered with them)."""
+    if changes:
+        outbox.enqueue_many(session, NOTICES, [(person_id, NoticeHoldMessage(
+            incident_id=incident_id, person_id=person_id, held=held, changed_at=now).to_bytes())
+            for person_id, held in changes])
 
 
 def flush(session: Session) -> None:
@@ -698,30 +710,39 @@ def record_outcomes(session: Session, incident_id: str, agency_id: str, after: s
                r.c.source_record_id > after)
         .order_by(r.c.source_record_id).limit(limit + 1)).all()
     page, more = rows[:limit], len(rows) > limit
-    ids = [row.source_record_id for row in page]
+    if not page:
+        return [], None
+    # The page's records are exactly the agency's in (after, last]: each part below joins on
+    # that range of the unique index instead of binding thousands of ids in IN lists.
+    last = page[-1].source_record_id
+    in_page = (r.c.incident_id == incident_id, r.c.agency_id == agency_id,
+               r.c.source_record_id > after, r.c.source_record_id <= last)
     in_review: set[str] = set()
     for a_agency, a_id, b_agency, b_id in session.execute(
             select(v.c.a_agency_id, v.c.a_source_record_id, v.c.b_agency_id, v.c.b_source_record_id)
             .where(v.c.incident_id == incident_id, v.c.status == "open",
-                   or_((v.c.a_agency_id == agency_id) & v.c.a_source_record_id.in_(ids),
-                       (v.c.b_agency_id == agency_id) & v.c.b_source_record_id.in_(ids)))):
-        in_review |= {i for ag, i in ((a_agency, a_id), (b_agency, b_id)) if ag == agency_id}
-    lineages = sorted({row.told_lineage for row in page if row.told_lineage})
+                   or_((v.c.a_agency_id == agency_id) & (v.c.a_source_record_id > after)
+                       & (v.c.a_source_record_id <= last),
+                       (v.c.b_agency_id == agency_id) & (v.c.b_source_record_id > after)
+                       & (v.c.b_source_record_id <= last)))):
+        in_review |= {i for ag, i in ((a_agency, a_id), (b_agency, b_id))
+                      if ag == agency_id and after < i <= last}
     newest: dict[str, tuple[int, str, list[str]]] = {}
-    for chunk in chunks(lineages, 1000):
-        for lineage, version, notice_id, agencies in session.execute(
-                select(n.c.person_id, n.c.version, n.c.notice_id, n.c.agency_ids)
-                .where(n.c.incident_id == incident_id, n.c.person_id.in_(chunk))):
-            if lineage not in newest or version > newest[lineage][0]:
-                newest[lineage] = (version, notice_id, agencies)
-    persons = sorted({row.person_id for row in page if row.person_id})
+    for lineage, version, notice_id, agencies in session.execute(  # agency ids as text: orjson
+            select(n.c.person_id, n.c.version, n.c.notice_id, cast(n.c.agency_ids, String))
+            .select_from(r.join(n, (n.c.incident_id == r.c.incident_id)
+                                & (n.c.person_id == r.c.told_lineage)))
+            .where(*in_page)).all():
+        if lineage not in newest or version > newest[lineage][0]:
+            newest[lineage] = (version, notice_id, orjson.loads(agencies))
+    other = r.alias("other")
     agencies_of: dict[str, set[str]] = {}
-    for chunk in chunks(persons, 1000):
-        for person_id, other in session.execute(
-                select(r.c.person_id, r.c.agency_id).distinct()
-                .where(r.c.incident_id == incident_id, r.c.person_id.in_(chunk),
-                       r.c.withdrawn == False)):  # noqa: E712
-            agencies_of.setdefault(person_id, set()).add(other)
+    for person_id, agency in session.execute(
+            select(other.c.person_id, other.c.agency_id).distinct()
+            .select_from(r.join(other, (other.c.incident_id == r.c.incident_id)
+                                & (other.c.person_id == r.c.person_id)))
+            .where(*in_page, other.c.withdrawn == False)):  # noqa: E712
+        agencies_of.setdefault(person_id, set()).add(agency)
     outcomes = []
     for row in page:
         notice = newest.get(row.told_lineage) if row.told_lineage else None

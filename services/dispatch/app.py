@@ -12,7 +12,11 @@ from fastapi import FastAPI
 from services.common import crypto
 from services.common.clock import Clock, utcnow
 from services.common.kafka import ConsumerWorker, TopicFollower
-from services.common.messages import decode_incident, decode_incident_lifecycle, decode_notice
+from services.common.messages import (
+    decode_incident,
+    decode_incident_lifecycle,
+    decode_notices_topic,
+)
 from services.common.runtime import ServiceRuntime, create_service_app
 from services.common.signing import verifying
 from services.common.tasks import SupervisedLoop
@@ -106,7 +110,7 @@ class DispatchRuntime(ServiceRuntime):
         )
         notices_worker = ConsumerWorker(settings, DISPATCH_NOTICES.name, DISPATCH_NOTICES.topics,
                                         self.notice_handler,
-                                        decode=verifying(decode_notice, self.signer),
+                                        decode=verifying(decode_notices_topic, self.signer),
                                         dead_letters=self.dead_letters)
         self.notice_handler.worker = notices_worker
         if self.sender:

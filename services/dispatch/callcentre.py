@@ -5,9 +5,13 @@ the incident revision that delivery is pinned to (delivery.content_revision, say
 says_update: what the sender rendered with) — when, its delivery history, the person's other
 versions (amendments), and whether they are unreachable (on the s 115 public-notice list).
 
-A person held under s 116 has no notice yet (dedupe holds it), so no reference to read out:
-the lookup finds nothing, as for any unknown reference. Every lookup, found or not, is in the
-audit log (the notice id and how the caller was verified; never the date of birth).
+A person held under s 116 before any notice has none (dedupe holds it), so no reference to
+read out: the lookup finds nothing, as for any unknown reference. A person held after their
+notice went out (a hold on a record that came later: nothing more is sent to them) is
+`held` — dedupe says so on notices.v1 (notice-hold), with no ground, agency or record — and
+the operator is told not to disclose (HELD_GUIDANCE): the hold is there so they are not told.
+Every lookup, found or not, is in the audit log (the notice id and how the caller was
+verified; never the date of birth).
 Scripted answers for the common questions are bundled (content/call_centre.json).
 """
 
@@ -34,10 +38,15 @@ from services.dispatch.content.render import (
 )
 from services.dispatch.genuine import digests_match
 from services.dispatch.incidents import IncidentBook, IncidentEntry
-from services.dispatch.store import lookups, notices
+from services.dispatch.store import holds, lookups, notices
 from services.dispatch.store.lookups import DeliveryView, HistoryEntry, VersionView
 
 ACTION = "notice.lookup"
+# What the operator reads when the person is held: what to do, never why (they are not told).
+HELD_GUIDANCE = (
+    "Held under s 116: more about this breach is being held back from this person on purpose. "
+    "Do not disclose: answer only from the notice shown here, do not mention a hold, that more "
+    "may follow, or any other agency, and pass the call to the incident coordinator.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +57,7 @@ class Found:
     history: list[HistoryEntry]
     versions: list[VersionView]
     revisions: dict[int, IncidentEntry]  # the revisions its deliveries are pinned to
+    held: bool = False  # dedupe holds the person under s 116 now (after this notice)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +100,8 @@ def lookup(session: Session, vault: Vault, book: IncidentBook, incident_id: str,
                 revisions[d.content_revision] = entry
     return Found(message, reference_of(message), found_deliveries,
                  lookups.history(session, row.notice_id),
-                 lookups.versions(session, incident_id, row.person_id), revisions)
+                 lookups.versions(session, incident_id, row.person_id), revisions,
+                 holds.is_held(session, incident_id, row.person_id))
 
 
 def render_sent(vault: Vault, found: Found) -> list[Sent]:

@@ -25,7 +25,8 @@ def _iso(value) -> str:  # noqa: ANN001
 @router.post(
     "/v1/incidents/{incident_id}/notice-lookups",
     summary="Find a notice by its reference (verified by date of birth or a checked detail): "
-            "what was sent on each channel, when, its history and amendments",
+            "what was sent on each channel, when, its history and amendments, and whether the "
+            "person is held (s 116) or unreachable",
     dependencies=[body_limit("check_max_bytes")],
     responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
 )
@@ -47,6 +48,7 @@ async def notice_lookup(incident_id: IdPath, body: NoticeLookup, ctx: CallCentre
         notice_id=notice.notice_id, reference=found.reference_code, version=notice.version,
         preferred_language=notice.preferred_language, has_representative=notice.has_representative,
         unreachable=any(d.channel == "none" and d.status == "unreachable" for d in found.deliveries),
+        held=found.held, held_guidance=callcentre.HELD_GUIDANCE if found.held else None,
         agencies=[{"name": a.name, "data_categories": [
             category_label(c, entry.content, "en") if entry else c for c in a.data_categories]}
             for a in notice.agencies],

@@ -14,6 +14,8 @@
 - mailout_batch: one batch of letters for the print house (services/dispatch/mailouts.py). Its
   letters are the postal deliveries whose provider is 'mailout' and provider_reference the
   batch id; the PDF is rendered again from the sealed notices when downloaded, never stored.
+- dispatch_delivery_history: every delivery event (the call centre's history).
+- dispatch_notice_hold: whether a notified person is held under s 116 now (the call centre).
 """
 
 from datetime import date, datetime
@@ -180,5 +182,18 @@ class DeliveryHistory(SQLModel, table=True):
     at: datetime
 
 
+class NoticeHold(SQLModel, table=True):
+    """Whether dedupe holds a notified person under s 116 now (notice-hold on notices.v1): the
+    call centre says "held — do not disclose" for their notices. The latest message wins (they
+    come in order, keyed by the person). No ground, agency or record: none is sent."""
+
+    __tablename__ = "dispatch_notice_hold"
+
+    incident_id: str = Field(primary_key=True, max_length=128)
+    person_id: str = Field(primary_key=True, max_length=128)
+    held: bool
+    changed_at: datetime
+
+
 MODELS = [DispatchIncident, DispatchIncidentRevision, DispatchNotice, Delivery, DispatchSender,
-          ReceiptNonce, MailoutBatch, DeliveryHistory]
+          ReceiptNonce, MailoutBatch, DeliveryHistory, NoticeHold]

@@ -3,7 +3,8 @@
 - incidents.v1 (compacted): each incident's content and channel policy, stored in
   dispatch_incident (latest revision wins); notices that were waiting for it are planned.
 - notices.v1: each notice (and amendment, its own notice_id) is stored and its deliveries are
-  queued. Idempotent: a replayed notice finds itself already stored and changes nothing.
+  queued; a notice-hold (a notified person held under s 116 now, or no longer) is stored for
+  the call centre. Idempotent: a replayed notice finds itself already stored and changes nothing.
   The consumer only records; the sender sends. While more than `max_pending` deliveries are
   unfinished, notice consumption is paused (consumer.pause), so nothing buffers unboundedly.
 """
@@ -21,7 +22,7 @@ from services.common.crypto import envelope_key_id
 from services.common.db import Database
 from services.common.kafka import Consumed, ConsumerWorker, PartitionBusy
 from services.common.keystore import IncidentKeysHandler, key_wait, missing_keys
-from services.common.messages import IncidentPurgedMessage
+from services.common.messages import IncidentPurgedMessage, NoticeHoldMessage
 from services.dispatch import metrics, tracking
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.policy import QuietHours
@@ -65,7 +66,13 @@ class NoticeHandler:
         self.paused = False
 
     async def __call__(self, tp: TopicPartition, batch: list[Consumed]) -> None:
-        notices = [(c.message, c.record.value) for c in batch]
+        holds = [c.message for c in batch if isinstance(c.message, NoticeHoldMessage)]
+        if holds:  # whether notified persons are held now: for the call centre
+            await self.db.run(tracking.record_holds, holds)
+        notices = [(c.message, c.record.value) for c in batch
+                   if not isinstance(c.message, NoticeHoldMessage)]
+        if not notices:
+            return
         gone = await self.db.run(keystore.destroyed, [m.sealed for m, _ in notices])
         if gone:  # of a purged incident, published before its purge: nothing to send
             notices = [(m, v) for m, v in notices if envelope_key_id(m.sealed)[1] not in gone]

@@ -168,6 +168,17 @@ def sms_full_notice_via(
     return "postal" if has_address and postal_allowed else "none"
 
 
+def correction_has_anything_to_say(kind: str, earlier_told: bool) -> bool:
+    """Whether a correction notice has anything to say (docs/decisions.md, "A correction for a
+    notice never sent"). It corrects what the person was told; when no earlier version of their
+    notice reached them (still queued for the morning, superseded, never sent), there is
+    nothing to correct. `sent_in_error` then sends nothing: the person was never affected and
+    never told, and the wrong notice is superseded unsent. `agency_not_involved` still goes
+    out, rendered as the person's first notice about the agencies that stand (the renderer
+    decides that from what the delivery pins: `Notice.updates_earlier`)."""
+    return earlier_told or kind != "sent_in_error"
+
+
 # ------------------------------------------------------------------------------ quiet hours
 
 NZ = ZoneInfo("Pacific/Auckland")

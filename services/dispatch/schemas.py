@@ -201,6 +201,9 @@ class NoticeLookupResult(BaseModel):
     preferred_language: str
     has_representative: bool
     unreachable: bool = Field(description="no channel reached them: on the s 115 public-notice list")
+    held: bool = Field(description="dedupe holds the person under s 116 now (a hold that came "
+                       "after this notice: nothing more is sent to them); never why")
+    held_guidance: str | None = Field(description="when held: what the operator must (not) say")
     agencies: list[CheckedAgency]
     deliveries: list[LookupDelivery]
     history: list[LookupEvent]

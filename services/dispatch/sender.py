@@ -21,6 +21,8 @@ gateway (see docs/dispatch.md for what that does and does not guarantee). While 
 heartbeats, nothing it has claimed is ever recovered, however slow the gateway.
 A dry-run incident's notices are marked as such and go only to the local simulated gateways
 (content/dry_run.py, providers/factory.py), never to the providers above.
+SMS go to the gateways' bulk API in batches (sms_batch_size; _send_batch): each message keeps
+its own claim, reference, pin and outcome — only the request is shared.
 Over 400 lines: the claim, send and record loops share the in-flight state; split, each would
 reach into the others'.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -113,6 +116,7 @@ class Sender:
         self._results: list[SendOutcome] = []
         self._results_ready = asyncio.Event()
         self._inflight: set[asyncio.Task] = set()
+        self._handed_over: set[asyncio.Task] = set()  # emails whose DATA has started: never cut
         self._tasks: list[asyncio.Task] = []
         self.loops: list[SupervisedLoop] = []
         self._heartbeat: asyncio.Task | None = None
@@ -142,7 +146,9 @@ class Sender:
         """Stop claiming; let sends in flight finish for `grace_s` and record them. Sends still
         running after that are abandoned as a crash would abandon them: their rows stay in
         'sending' and — this sender's lease given up — are sent again by the next sender, with
-        the same reference."""
+        the same reference. Except an email whose DATA has started: the relay may have taken
+        it, and SMTP does not de-duplicate, so cut it would go out twice. It runs to its
+        answer, bounded by the SMTP command timeout (DATA, then the final dot: two commands)."""
         grace = self.settings.sender_stop_grace_s if grace_s is None else grace_s
         self._stopping = True
         self.wake()
@@ -152,8 +158,15 @@ class Sender:
         if self._inflight:
             if grace > 0:
                 await asyncio.wait(set(self._inflight), timeout=grace)
-            for task in list(self._inflight):
-                task.cancel()
+            for task in list(self._inflight):  # not yet handed over: the relay has nothing
+                if task not in self._handed_over:
+                    task.cancel()
+            if handing := [t for t in self._inflight if t in self._handed_over]:
+                log.info("dispatch sender: stopping; %d emails mid-DATA run to their answer",
+                         len(handing))
+                _, late = await asyncio.wait(handing, timeout=2 * self.settings.smtp_timeout_s + 5)
+                for task in late:  # past the protocol's own bound: the documented window
+                    task.cancel()
             await asyncio.gather(*self._inflight, return_exceptions=True)
         if maintenance:
             maintenance.cancel()
@@ -224,10 +237,16 @@ class Sender:
                     dry[channel] = mono + s.sender_idle_poll_s
             if claimed:
                 self.wake_relay()
-            for c in claimed:
-                task = asyncio.create_task(self._send(c))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
+            batches, single = self._sms_batches(claimed)
+            for batch in batches:
+                self._spawn(self._send_batch(batch))
+            for c in single:
+                self._spawn(self._send(c))
+
+    def _spawn(self, sending) -> None:  # noqa: ANN001 - a coroutine
+        task = asyncio.create_task(sending)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
 
     def _claim(self, session, now, taken, chooser):  # noqa: ANN001, ANN202
         """Claim, and in the same transaction load the incident revision each claim renders
@@ -262,6 +281,7 @@ class Sender:
                                   detail="internal-error")
         finally:
             self._content.pop(c.id, None)
+            self._handed_over.discard(asyncio.current_task())
             self.permits.done(c.channel)
             self._kick.set()
         outcome.answered_at = time.monotonic()
@@ -284,7 +304,7 @@ class Sender:
             return await asyncio.to_thread(fn, *args, **kwargs) if offload else fn(*args, **kwargs)
 
         dry = entry.message.dry_run
-        moved: dict[str, str] = {}  # SMS: the gateway a failover moved it to (_send_sms)
+        moved: dict[str, str] = {}  # SMS: the gateway a failover moved it to (_repin)
         if dry and self.dry_run is None:
             return SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
                                detail="dry-run-no-simulated-gateway")
@@ -303,6 +323,7 @@ class Sender:
                         reply_to=self.settings.email_reply_to,
                     ),
                     deadline=asyncio.get_running_loop().time() + self.settings.send_deadline_s,
+                    on_handover=functools.partial(self._handed_over.add, asyncio.current_task()),
                 )
             else:
                 via = policy.sms_full_notice_via(
@@ -353,11 +374,126 @@ class Sender:
                         moved: dict[str, str]) -> ProviderResult:
         if not isinstance(self.sms, FailoverSmsProvider):
             return await self.sms.send(message)
+        return await self.sms.send(message, repin=self._repin(c, moved))
 
+    def _is_gateway(self, name: str) -> bool:
+        return isinstance(self.sms, FailoverSmsProvider) and name in self.sms.gateways
+
+    # ------------------------------------------------------------------ SMS in batches
+    def _sms_batches(self, claimed: list[Claimed]) -> tuple[list[list[Claimed]], list[Claimed]]:
+        """SMS claims in groups for the gateways' bulk API (sms_batch_size); the rest (email,
+        dry runs, no batching) one by one."""
+        size = self.settings.sms_batch_size
+        if size <= 1 or not isinstance(self.sms, FailoverSmsProvider):
+            return [], claimed
+        sms, single = [], []
+        for c in claimed:
+            entry = self._content.get(c.id)
+            batchable = c.channel == "sms" and entry is not None and not entry.message.dry_run
+            (sms if batchable else single).append(c)
+        return [sms[i:i + size] for i in range(0, len(sms), size)], single
+
+    async def _send_batch(self, claims: list[Claimed]) -> None:
+        """_send for several SMS claims: rendered one by one, sent in one request per gateway,
+        each answer recorded as its own outcome (same references, pins and deadline)."""
+        outcomes: dict[int, SendOutcome] = {}
+        try:
+            ready: list[tuple[Claimed, SmsMessage]] = []
+            for c in claims:
+                try:
+                    prepared = await self._prepare_sms(c)
+                except Exception as exc:  # this notice only: its batch goes on without it
+                    log.error("dispatch sender: unexpected %s", type(exc).__name__,
+                              extra={"notice_id": c.notice_id})
+                    prepared = SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
+                                           detail="internal-error")
+                if isinstance(prepared, SendOutcome):
+                    outcomes[c.id] = prepared
+                else:
+                    ready.append((c, prepared))
+            if ready:
+                for (c, _), result in zip(ready, await self._send_sms_batch(ready), strict=True):
+                    outcomes[c.id] = self._sms_outcome(c, result)
+        except Exception as exc:  # never let one batch stop the sender; no payload in logs
+            log.error("dispatch sender: unexpected %s in an SMS batch", type(exc).__name__)
+            for c in claims:
+                outcomes.setdefault(c.id, SendOutcome(c.id, c.attempt,
+                                                      DeliveryStatus.TECHNICAL_FAILURE,
+                                                      detail="internal-error"))
+        finally:
+            for c in claims:
+                self._content.pop(c.id, None)
+                self.permits.done(c.channel)
+            self._kick.set()
+        answered = time.monotonic()
+        for outcome in outcomes.values():
+            outcome.answered_at = answered
+            self._results.append(outcome)
+        self._results_ready.set()
+
+    async def _prepare_sms(self, c: Claimed) -> SmsMessage | SendOutcome:
+        """The SMS under the claim's reference, rendered with what the reference is pinned to
+        (as _deliver does), or the outcome when there is nothing to send."""
+        notice = decode_notice(c.notice_payload)
+        entry = self._content.pop(c.id, None)  # loaded with the claim (_claim)
+        if entry is None:
+            return SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
+                               detail="incident-unknown")
+        sealed = self.sealer.open(notice.sealed, notice_sealing_context(notice.notice_id))
+        view = Notice.from_contract(notice, sealed, updates_earlier=c.says_update)
+        via = policy.sms_full_notice_via(c.says_emailed, bool(view.addressee_address),
+                                         "postal" in entry.message.channel_policy.fallback)
+        try:
+            if uses_coordinator_templates(view, entry.content):  # the sandbox: off the loop
+                rendered = await asyncio.to_thread(render_sms, view, entry.content,
+                                                   full_notice_via=via)
+            else:
+                rendered = render_sms(view, entry.content, full_notice_via=via)
+        except RenderError as exc:
+            log.warning("dispatch sender: render failed: %s", exc, extra={"notice_id": c.notice_id})
+            return SendOutcome(c.id, c.attempt, DeliveryStatus.TECHNICAL_FAILURE,
+                               detail="render-error")
+        return SmsMessage(reference=c.reference, to=rendered.to, body=rendered.body,
+                          gateway=c.gateway, pinned=c.may_hold)
+
+    async def _send_sms_batch(self, ready: list[tuple[Claimed, SmsMessage]]) -> list[ProviderResult]:
+        """One call for the batch within `send_deadline_s`; cut off, every message in it is an
+        ambiguous technical failure (it may have been taken: same gateway next time)."""
+        assert isinstance(self.sms, FailoverSmsProvider)
+        started = time.perf_counter()
+        moved: list[dict[str, str]] = [{} for _ in ready]  # per message, as _deliver's
+        try:
+            async with asyncio.timeout(self.settings.send_deadline_s):
+                results = await self.sms.send_batch(
+                    [m for _, m in ready],
+                    [self._repin(c, into) for (c, _), into in zip(ready, moved, strict=True)])
+        except TimeoutError:
+            # As _deliver: each at the gateway it last went to (a batch's refused messages
+            # fail over one by one, so the cut often comes after some have moved).
+            results = [ProviderResult(None, DeliveryStatus.TECHNICAL_FAILURE,
+                                      into.get("gateway", c.gateway or self.sms.name),
+                                      "deadline", ambiguous=True)
+                       for (c, _), into in zip(ready, moved, strict=True)]
+        elapsed = time.perf_counter() - started
+        for (c, _), result in zip(ready, results, strict=True):
+            metrics.SEND_SECONDS.labels(channel="sms", provider=result.provider or c.gateway
+                                        or self.sms.name).observe(elapsed)
+        return results
+
+    def _sms_outcome(self, c: Claimed, result: ProviderResult) -> SendOutcome:
+        provider = result.provider or c.gateway or self.sms.name
+        gateway = provider if self._is_gateway(provider) else None
+        return SendOutcome(
+            c.id, c.attempt, result.status, provider, result.provider_reference, result.detail,
+            result.retry_after, result.ambiguous, gateway, channel=c.channel,
+        )
+
+    def _repin(self, c: Claimed, moved: dict[str, str]):  # noqa: ANN202
+        """The failover's `repin` for this claim: records the move, then notes it in
+        `moved["gateway"]` — from then on the SMS may be at that gateway and at no other (every gateway before
+        it answered "certainly not taken"), so an attempt cut off by the deadline must be
+        recorded there, not at the claim's gateway: a retry there would send it again."""
         async def repin(gateway: str) -> bool:
-            # Once the move is recorded the SMS may be at that gateway and at no other (every
-            # one before it answered "certainly not taken"): a send cut off by the deadline
-            # from then on is recorded there, or its retry at the claim's gateway sends it twice.
             try:
                 done = await self.db.run(tracking.repin, c.id, self.owner, c.attempt, gateway)
             except Exception:  # unrecorded: do not send where nothing says it went
@@ -366,11 +502,7 @@ class Sender:
             if done:
                 moved["gateway"] = gateway
             return done
-
-        return await self.sms.send(message, repin=repin)
-
-    def _is_gateway(self, name: str) -> bool:
-        return isinstance(self.sms, FailoverSmsProvider) and name in self.sms.gateways
+        return repin
 
     # ------------------------------------------------------------------ results
     async def _result_loop(self) -> None:

@@ -52,6 +52,13 @@ class DispatchSettings(ServiceSettings):
     sms_primary_weight: int = 1
     sms_secondary_weight: int = 0
     sms_http_connections: int = 20  # httpx's pool gets slow with many
+    # SMS sent per request to a gateway's bulk API (POST /v1/messages/batch), each answered on
+    # its own; 1: one request per SMS (a gateway without a bulk API). Per request, httpx and
+    # the gateway's HTTP stack cost more than the message itself (docs/benchmarks.md).
+    # OFF (1) by default: the duplicates found with 50 in session 6 are fixed, and a bulk
+    # request failed as a whole is now "maybe taken" for each message (session 7), but the
+    # dispatch fault suite has not yet run green at 50 (decisions.md, session 7).
+    sms_batch_size: int = Field(default=1, ge=1, le=500)  # the local gateway takes up to 500
 
     # --- dry-run incidents (issue 14) --------------------------------------------------------
     # A dry-run incident's notices go only to the local simulated gateways (services/gateways,

@@ -6,6 +6,7 @@ committed together. No SQL here, and no rule either.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,12 @@ from sqlmodel import Session
 
 from services.common import metrics as common_metrics
 from services.common import retention
-from services.common.messages import DeliveryStatus, NoticeMessage, decode_notice
+from services.common.messages import (
+    DeliveryStatus,
+    NoticeHoldMessage,
+    NoticeMessage,
+    decode_notice,
+)
 from services.common.topics import NOTICES
 from services.dispatch import delivery_state, policy
 from services.dispatch.delivery_state import ReceiptOutcome
@@ -22,10 +28,12 @@ from services.dispatch.incidents import IncidentBook
 from services.dispatch.policy import QuietHours, RetryPolicy
 from services.dispatch.providers.receipts import Receipt
 from services.dispatch.store import deliveries, notices, senders
+from services.dispatch.store import holds as holds_store
 from services.dispatch.store import receipts as receipt_nonces
 from services.dispatch.store.deliveries import KEEP, Change, Claimed, NewDelivery
 
 S = DeliveryStatus
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------ planning
@@ -58,6 +66,13 @@ def record_notices(
     return len(inserted)
 
 
+def record_holds(session: Session, holds: Sequence[NoticeHoldMessage]) -> None:
+    """Whether notified persons are held under s 116 now (for the call centre); nothing is
+    kept of a purged incident."""
+    purged = retention.hold(session, {h.incident_id for h in holds})
+    holds_store.record_holds(session, [h for h in holds if h.incident_id not in purged])
+
+
 def plan_waiting(
     session: Session, book: IncidentBook, quiet: QuietHours | None, now: datetime,
     incident_id: str | None = None, limit: int = 2000,
@@ -85,12 +100,29 @@ def _plan(session: Session, planned: Sequence[NoticeMessage], book: IncidentBook
     for notice in planned:
         entry = book.get(session, notice.incident_id)
         assert entry is not None  # planned only once the incident is known
+        if notice.correction is not None and not _correction_due(session, notice, now):
+            continue  # the notice it corrects never went out: nothing to correct
         new += [_new_delivery(notice, c, quiet, now)
                 for c in policy.first_channels(notice.channels, entry.policy)]
     deliveries.insert_deliveries(session, new, now)
     # An amendment replaces the person's unsent older version (quiet hours held it, say), and
     # an older version arriving after a newer one is never sent.
     deliveries.supersede_older(session, {n.person_id for n in planned}, now)
+
+
+def _correction_due(session: Session, notice: NoticeMessage, now: datetime) -> bool:
+    """A correction notice corrects what its person was sent: their earlier versions still
+    unsent are superseded first (they are what it corrects), then whether any went out decides
+    (policy.correction_has_anything_to_say)."""
+    assert notice.correction is not None  # noqa: S101 - the caller checks
+    deliveries.supersede_earlier(session, notice.incident_id, notice.person_id, notice.version, now)
+    told = deliveries.earlier_told(session, notice.incident_id, notice.person_id, notice.version)
+    if policy.correction_has_anything_to_say(notice.correction.kind, told):
+        return True
+    log.info("correction notice not sent: the notice it corrects was never sent", extra={
+        "incident_id": notice.incident_id, "notice_id": notice.notice_id,
+        "correction": notice.correction.kind})
+    return False
 
 
 def _fall_back(session: Session, book: IncidentBook, notice_ids: Iterable[str],

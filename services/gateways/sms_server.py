@@ -4,6 +4,13 @@ API (what HttpSmsProvider talks to):
   POST /v1/messages {to, body, reference, callback_url?} -> 202 {id, status}
        idempotent on `reference`: the same reference returns the original message (no resend);
        the same reference with a different to/body -> 409.
+  POST /v1/messages/batch {messages: [{to, body, reference, callback_url?}, ...]} (up to 500)
+       -> 200 {results: [{reference, code, id?, status?, error?, retry_after?}, ...]}: each
+       message answered on its own, in order, with the code a single send would get (202,
+       409, 422, 429, the faults below), like a provider's bulk API (one request, per-message
+       status). Faults count per message; a reset or a delay applies to the whole answer.
+       A 4xx answer to the request as a whole (401 key, 422 envelope) refuses it before any
+       message is looked at: none was taken. A 5xx may come after some were (fail_batch_next).
   GET  /v1/messages[?reference=...]        inspect what was "sent"
   GET  /v1/messages/{id}
 Delivery receipts are POSTed to callback_url as JSON {id, reference, status, occurred_at} with
@@ -22,6 +29,10 @@ Faults (tests/dev):
                                   the gateway gave up, but the gateway sent it)
   reset_after_store_next N     -> the next N sends are taken, then the connection is reset
                                   before any answer
+  fail_batch_next N, fail_batch_after_taking K, fail_batch_status
+                               -> the next N batch requests take their first K messages (as
+                                  usual, faults counted), then answer the WHOLE request with
+                                  that status (default 500): a gateway failing mid-batch
   delay_seconds                -> every answer is slow, AFTER storing (a timeout is ambiguous)
   rate_limit_next N, retry_after -> 429 with Retry-After
   409 comes by itself when a reference is reused with another to/body.
@@ -29,9 +40,13 @@ Faults (tests/dev):
 Control (tests/dev), also available as Python methods on SmsGateway:
   POST /_control/behaviour {fail_next?, fail_status?, fail_after_store_next?,
                             fail_after_store_status?, reset_after_store_next?, delay_seconds?,
+                            fail_batch_next?, fail_batch_after_taking?, fail_batch_status?,
                             rate_limit_next?, retry_after?, receipt_delay?, hold_receipts?}
   POST /_control/outcomes {to: "+6421...", status: "delivered"|"failed"|"expired"}
   POST /_control/reset      GET /_control/receipts      GET /_control/stats
+
+Over 400 lines: one simulated provider (API, faults, receipts, control) a test reads in one
+place; dev/test only.
 """
 
 from __future__ import annotations
@@ -51,7 +66,7 @@ from typing import Literal
 import httpx
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from services.gateways.serving import AsgiServer, run_until_interrupted
 from services.gateways.signing import SIGNATURE_HEADER, provider_of, signature_header
@@ -66,12 +81,24 @@ class SendRequest(BaseModel):
     callback_url: str | None = None
 
 
+BATCH_MAX = 500
+RECEIPT_CONNECTIONS = 50
+
+
+class BatchRequest(BaseModel):
+    # Each message is validated on its own (one bad number fails only itself).
+    messages: list[dict] = Field(min_length=1, max_length=BATCH_MAX)
+
+
 class BehaviourRequest(BaseModel):
     fail_next: int | None = Field(default=None, ge=0)
     fail_status: int | None = Field(default=None, ge=400, le=599)
     fail_after_store_next: int | None = Field(default=None, ge=0)
     fail_after_store_status: int | None = Field(default=None, ge=400, le=599)
     reset_after_store_next: int | None = Field(default=None, ge=0)
+    fail_batch_next: int | None = Field(default=None, ge=0)
+    fail_batch_after_taking: int | None = Field(default=None, ge=0)
+    fail_batch_status: int | None = Field(default=None, ge=400, le=599)
     delay_seconds: float | None = Field(default=None, ge=0)
     rate_limit_next: int | None = Field(default=None, ge=0)
     retry_after: int | None = Field(default=None, ge=0)
@@ -82,6 +109,17 @@ class BehaviourRequest(BaseModel):
 class OutcomeRequest(BaseModel):
     to: str = Field(pattern=E164)
     status: Literal["delivered", "failed", "expired"]
+
+
+@dataclass
+class Answer:
+    """What one message is answered: HTTP-like code and body; `reset`: drop the connection
+    instead of answering (the message was taken)."""
+
+    code: int
+    body: dict
+    retry_after: int | None = None
+    reset: bool = False
 
 
 @dataclass
@@ -102,6 +140,9 @@ class Behaviour:
     fail_after_store_next: int = 0  # take the next N, then answer fail_after_store_status
     fail_after_store_status: int = 502
     reset_after_store_next: int = 0  # take the next N, then reset the connection
+    fail_batch_next: int = 0  # the next N batch requests: take the first K, then fail it all
+    fail_batch_after_taking: int = 0
+    fail_batch_status: int = 500
     delay_seconds: float = 0.0  # answer slowly - AFTER storing, like a provider that accepted
     rate_limit_next: int = 0  # answer the next N sends with 429
     retry_after: int = 1
@@ -134,6 +175,10 @@ class SmsGateway:
         self._server: AsgiServer | None = None
         self._tasks: set[asyncio.Task] = set()
         self._http: httpx.AsyncClient | None = None
+        # Receipts wait for a connection here, not in httpcore's pool, which re-scans every
+        # queued request per connection whenever one starts or ends: a batch's burst of
+        # receipts (hundreds at once) made that quadratic and starved the gateway's loop.
+        self._receipt_gate = asyncio.Semaphore(RECEIPT_CONNECTIONS)
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> int:
@@ -154,7 +199,8 @@ class SmsGateway:
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             self._http = httpx.AsyncClient(
-                timeout=5.0, limits=httpx.Limits(max_connections=50, max_keepalive_connections=50)
+                timeout=5.0, limits=httpx.Limits(max_connections=RECEIPT_CONNECTIONS,
+                                                 max_keepalive_connections=RECEIPT_CONNECTIONS)
             )
         return self._http
 
@@ -185,6 +231,10 @@ class SmsGateway:
     def reset_after_store_next(self, n: int) -> None:
         self.behaviour.reset_after_store_next = n
 
+    def fail_batch_next(self, n: int, after_taking: int, status: int = 500) -> None:
+        b = self.behaviour
+        b.fail_batch_next, b.fail_batch_after_taking, b.fail_batch_status = n, after_taking, status
+
     def _log(self, sms: StoredSms) -> None:
         if self.message_log is not None:
             with self.message_log.open("a") as log:
@@ -213,6 +263,42 @@ class SmsGateway:
             while len(self.receipts_sent) < n:  # noqa: ASYNC110 - test helper polling a list
                 await asyncio.sleep(0.01)
         return self.receipts_sent
+
+    # ---------------------------------------------------------------- taking a message
+    def take(self, req: SendRequest) -> Answer:
+        """One message: what a single send (and each message of a batch) is answered."""
+        self.send_attempts += 1
+        b = self.behaviour
+        if b.rate_limit_next > 0:
+            b.rate_limit_next -= 1
+            return Answer(429, {"error": "rate limited"}, retry_after=b.retry_after)
+        if b.fail_next > 0:
+            b.fail_next -= 1
+            return Answer(b.fail_status, {"error": "simulated failure"})
+        to, body = self.kept(req.to), self.kept(req.body)
+        existing_id = self.by_reference.get(req.reference)
+        if existing_id:
+            existing = self.messages[existing_id]
+            if (existing.to, existing.body) != (to, body):
+                return Answer(409, {"detail": "reference reused with different message"})
+            sms = existing
+        else:
+            sms = StoredSms(
+                id=str(uuid.uuid4()), to=to, body=body, reference=req.reference,
+                callback_url=req.callback_url, status="accepted",
+                created_at=datetime.now(UTC).isoformat(),
+            )
+            self.messages[sms.id] = sms
+            self.by_reference[sms.reference] = sms.id
+            self._log(sms)
+            self._schedule_receipt(sms)
+        if b.fail_after_store_next > 0:
+            b.fail_after_store_next -= 1
+            return Answer(b.fail_after_store_status, {"error": "upstream failure (simulated)"})
+        if b.reset_after_store_next > 0:
+            b.reset_after_store_next -= 1
+            return Answer(202, {"id": sms.id, "status": "accepted"}, reset=True)
+        return Answer(202, {"id": sms.id, "status": "accepted"})
 
     # ---------------------------------------------------------------- receipts
     def _schedule_receipt(self, sms: StoredSms) -> None:
@@ -248,9 +334,10 @@ class SmsGateway:
             }
             code: int | None = None
             try:
-                code = (
-                    await client.post(sms.callback_url, content=body, headers=headers)
-                ).status_code
+                async with self._receipt_gate:
+                    code = (
+                        await client.post(sms.callback_url, content=body, headers=headers)
+                    ).status_code
             except httpx.HTTPError:
                 pass
             self.receipts_sent.append({"id": sms.id, "status": status, "http_status": code})
@@ -261,6 +348,12 @@ class SmsGateway:
 
 
 _transport: contextvars.ContextVar = contextvars.ContextVar("transport", default=None)
+
+
+def _reset_connection() -> None:
+    transport = _transport.get()
+    if transport is not None:
+        transport.abort()  # RST: the client gets no answer at all
 
 
 class _ExposeTransport:
@@ -289,54 +382,52 @@ def create_app(gw: SmsGateway) -> FastAPI:
     @app.post("/v1/messages", status_code=202)
     async def send(req: SendRequest, authorization: str | None = Header(default=None)):
         check_auth(authorization)
-        gw.send_attempts += 1
+        answer = gw.take(req)
+        if answer.reset:
+            _reset_connection()
+            await asyncio.sleep(0)
+        if gw.behaviour.delay_seconds:
+            await asyncio.sleep(gw.behaviour.delay_seconds)
+        headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after is not None else None
+        return JSONResponse(answer.body, status_code=answer.code, headers=headers)
+
+    @app.post("/v1/messages/batch", status_code=200)
+    async def send_batch(req: BatchRequest, authorization: str | None = Header(default=None)):
+        """Up to BATCH_MAX messages in one request, each answered on its own in the order
+        sent ({reference, code, ...} with the code and body a single send would get): one bad
+        message fails only itself. Faults count per message, as for single sends; a reset
+        (reset_after_store) drops the whole answer, a delay delays it, and fail_batch_next
+        fails the whole request after taking its first messages."""
+        check_auth(authorization)
+        results, reset = [], False
         b = gw.behaviour
-        if b.rate_limit_next > 0:
-            b.rate_limit_next -= 1
-            return JSONResponse(
-                {"error": "rate limited"},
-                status_code=429,
-                headers={"Retry-After": str(b.retry_after)},
-            )
-        if b.fail_next > 0:
-            b.fail_next -= 1
-            return JSONResponse({"error": "simulated failure"}, status_code=b.fail_status)
-        to, body = gw.kept(req.to), gw.kept(req.body)
-        existing_id = gw.by_reference.get(req.reference)
-        if existing_id:
-            existing = gw.messages[existing_id]
-            if (existing.to, existing.body) != (to, body):
-                raise HTTPException(
-                    status_code=409, detail="reference reused with different message"
-                )
-            sms = existing
-        else:
-            sms = StoredSms(
-                id=str(uuid.uuid4()),
-                to=to,
-                body=body,
-                reference=req.reference,
-                callback_url=req.callback_url,
-                status="accepted",
-                created_at=datetime.now(UTC).isoformat(),
-            )
-            gw.messages[sms.id] = sms
-            gw.by_reference[sms.reference] = sms.id
-            gw._log(sms)
-            gw._schedule_receipt(sms)
-        if b.fail_after_store_next > 0:
-            b.fail_after_store_next -= 1
-            return JSONResponse({"error": "upstream failure (simulated)"},
-                                status_code=b.fail_after_store_status)
-        if b.reset_after_store_next > 0:
-            b.reset_after_store_next -= 1
-            transport = _transport.get()
-            if transport is not None:
-                transport.abort()  # RST: the client gets no answer at all
-                await asyncio.sleep(0)
-        if b.delay_seconds:
-            await asyncio.sleep(b.delay_seconds)
-        return JSONResponse({"id": sms.id, "status": "accepted"}, status_code=202)
+        fail_midway = b.fail_batch_next > 0
+        if fail_midway:
+            b.fail_batch_next -= 1
+        for n, raw in enumerate(req.messages):
+            if fail_midway and n >= b.fail_batch_after_taking:
+                break
+            try:
+                one = SendRequest.model_validate(raw)
+            except ValidationError:
+                results.append({"reference": str(raw.get("reference", ""))[:200], "code": 422,
+                                "error": "invalid message"})
+                continue
+            answer = gw.take(one)
+            reset = reset or answer.reset
+            item = {"reference": one.reference, "code": answer.code, **answer.body}
+            if answer.retry_after is not None:
+                item["retry_after"] = answer.retry_after
+            results.append(item)
+        if fail_midway:  # the ones taken above stay taken (receipts and all)
+            return JSONResponse({"error": "simulated failure mid-batch"},
+                                status_code=b.fail_batch_status)
+        if reset:
+            _reset_connection()
+            await asyncio.sleep(0)
+        if gw.behaviour.delay_seconds:
+            await asyncio.sleep(gw.behaviour.delay_seconds)
+        return {"results": results}
 
     @app.get("/v1/messages")
     async def list_messages(

@@ -26,6 +26,7 @@ from services.common.deps import (
     PageAfter,
     PageLimit,
     context,
+    page_response,
 )
 from services.common.errors import ApiError, ErrorResponse
 from services.common.inbound import body_limit
@@ -345,12 +346,13 @@ async def reconciliation_records(
     incident_id: IdPath, ctx: AgencyContext,
     after: PageAfter = "",
     limit: PageLimit = 5000,
-) -> IntakeRecordPage:
+) -> Response:
     await _require_access(ctx, incident_id)
     agency_id = ctx.caller.agency_id
     outcomes, next_after = await ctx.db.run(store.record_outcomes, incident_id, agency_id, after, limit)
-    return IntakeRecordPage(incident_id=incident_id, agency_id=agency_id, next_after=next_after,
-                            records=[IntakeRecordStatus(**o._asdict()) for o in outcomes])
+    return page_response(IntakeRecordPage(
+        incident_id=incident_id, agency_id=agency_id, next_after=next_after,
+        records=[IntakeRecordStatus(**o._asdict()) for o in outcomes]))
 
 
 @agency.post("/incidents/{incident_id}/status-ticket", status_code=201, response_model=StatusTicket,

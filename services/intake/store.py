@@ -18,7 +18,7 @@ from datetime import datetime
 from enum import Enum
 from typing import NamedTuple
 
-from sqlalchemy import func, insert, text, update
+from sqlalchemy import case, func, insert, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
@@ -342,30 +342,28 @@ def record_outcomes(session: Session, incident_id: str, agency_id: str, after: s
     """The agency's records after `after` by source_record_id: accepted (newest version) or
     withdrawn, and those only ever rejected (with their error codes); the next cursor or None."""
     mine = (AffectedRecord.incident_id == incident_id, AffectedRecord.agency_id == agency_id)
-    accepted_ids = list(session.scalars(
-        sa_select(AffectedRecord.source_record_id).where(*mine, AffectedRecord.source_record_id > after)
+    # One walk of the lookup index: each record's newest version, and its newest not withdrawn
+    # (a withdrawal marks every version; a version sent after it is live again).
+    accepted = session.execute(
+        sa_select(AffectedRecord.source_record_id, func.max(AffectedRecord.version),
+                  func.max(case((AffectedRecord.withdrawn_at.is_(None), AffectedRecord.version))))
+        .where(*mine, AffectedRecord.source_record_id > after)
         .group_by(AffectedRecord.source_record_id).order_by(AffectedRecord.source_record_id)
-        .limit(limit + 1)))
+        .limit(limit + 1)).all()
     ever_accepted = sa_select(AffectedRecord.source_record_id).where(
         *mine, AffectedRecord.source_record_id == FeedProblem.source_record_id)
+    # Past a full page of accepted records no rejected one can make this page.
+    bound = (FeedProblem.source_record_id <= accepted[-1][0],) if len(accepted) > limit else ()
     rejected_ids = list(session.scalars(
         sa_select(FeedProblem.source_record_id).join(Feed, Feed.feed_id == FeedProblem.feed_id)
         .where(Feed.incident_id == incident_id, Feed.agency_id == agency_id,
-               FeedProblem.severity == "error", FeedProblem.source_record_id > after,
+               FeedProblem.severity == "error", FeedProblem.source_record_id > after, *bound,
                ~ever_accepted.exists())
         .group_by(FeedProblem.source_record_id).order_by(FeedProblem.source_record_id)
         .limit(limit + 1)))
-    ids = sorted(set(accepted_ids) | set(rejected_ids))
+    latest = {srid: LatestVersion(newest, "", live != newest) for srid, newest, live in accepted}
+    ids = sorted(latest.keys() | set(rejected_ids))
     page, more = ids[:limit], len(ids) > limit
-    latest: dict[str, LatestVersion] = {}
-    if page:  # the page's versions in one range scan, not an IN list of up to 10,000 ids
-        for srid, version, withdrawn_at in session.execute(
-                sa_select(AffectedRecord.source_record_id, AffectedRecord.version,
-                          AffectedRecord.withdrawn_at)
-                .where(*mine, AffectedRecord.source_record_id > after,
-                       AffectedRecord.source_record_id <= page[-1])):
-            if srid not in latest or version > latest[srid].version:
-                latest[srid] = LatestVersion(version, "", withdrawn_at is not None)
     codes: dict[str, set[str]] = {}
     rejected = [i for i in page if i not in latest]
     if rejected:

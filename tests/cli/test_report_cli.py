@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typer.testing import CliRunner
 
 from services.cli.main import app
-from services.common.report import ServiceReport, combine, counts_of, report_csv
+from services.common.report import ReportMilestone, ServiceReport, combine, counts_of, report_csv
 from testkit.infra import free_port
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -34,8 +34,8 @@ def test_the_csv_is_formula_safe_and_combines_only_one_incident():
                                           {"=HYPERLINK(1)": {"records.received": 3}}),
                          milestones=[])
     rows = list(csv.reader(io.StringIO(report_csv(combine([part], NOW)))))
-    assert ["inc-1", "count", "'=HYPERLINK(1)", "records.received", "3"] in rows
-    assert ["inc-1", "count", "", "records.received", "3"] in rows
+    assert ["inc-1", "count", "'=HYPERLINK(1)", "records.received", "3", "intake"] in rows
+    assert ["inc-1", "count", "", "records.received", "3", "intake"] in rows
     other = part.model_copy(update={"incident_id": "inc-2"})
     try:
         combine([part, other], NOW)
@@ -43,3 +43,18 @@ def test_the_csv_is_formula_safe_and_combines_only_one_incident():
         assert "one incident" in str(exc)
     else:
         raise AssertionError("two incidents combined")
+
+
+def test_each_csv_row_names_the_service_that_counted_it():
+    """Two services count persons.notified (dedupe's released, dispatch's received): without
+    the service column the CSV had two rows nobody could tell apart."""
+    dedupe = ServiceReport(service="dedupe", incident_id="inc-1", generated_at=NOW,
+                           counts=counts_of({"persons.notified": 2}, {}),
+                           milestones=[ReportMilestone(agency_id=None, milestone="release", at=NOW)])
+    dispatch = ServiceReport(service="dispatch", incident_id="inc-1", generated_at=NOW,
+                             counts=counts_of({"persons.notified": 1}, {}), milestones=[])
+    rows = list(csv.reader(io.StringIO(report_csv(combine([dedupe, dispatch], NOW)))))
+    assert rows[0] == ["incident_id", "section", "agency_id", "measure", "value", "service"]
+    assert ["inc-1", "count", "", "persons.notified", "2", "dedupe"] in rows
+    assert ["inc-1", "count", "", "persons.notified", "1", "dispatch"] in rows
+    assert ["inc-1", "milestone", "", "release", NOW.isoformat(), "dedupe"] in rows

@@ -5,13 +5,17 @@ services' parts on the real stack: tests/integration/test_reconciliation.py."""
 import csv
 import io
 
+import pytest
+
 from services.common.reconciliation import (
     COLUMNS,
     DedupeRecordStatus,
     DispatchNoticeStatus,
     IntakeRecordStatus,
     NoticeDelivery,
+    OutOfOrder,
     combine,
+    merge_pages,
     status_csv,
 )
 
@@ -71,3 +75,59 @@ def test_the_csv_is_formula_safe_with_one_row_per_record():
     assert rows[1][0] == "'=HYPERLINK(\"x\")" and rows[1][1] == "held"
     assert rows[2][:2] == ["'@sum", "rejected"] and rows[2][-1] == "rejected: -1"
     assert len(rows) == 3
+
+
+def _paged(items: list, size: int, log: list, name: str):
+    """Pages of `size`, noting in `log` when each is fetched."""
+    for start in range(0, len(items), size):
+        log.append(f"{name}:{start // size}")
+        yield items[start:start + size]
+
+
+def _parts(n: int):
+    """n records: every outcome, some only at intake (rejected, received), the notices of some."""
+    states = ["pending", "in_review", "held", "notified", "withdrawn"]
+    ids = [f"r-{i:04d}" for i in range(n)]
+    ins = [intake(s, "rejected", ["nhi.checksum"]) if i % 7 == 0 else intake(s) for i, s in enumerate(ids)]
+    ded = [dedupe(s, states[i % 5], f"n{i // 2}" if states[i % 5] == "notified" else None, others=i % 3)
+           for i, s in enumerate(ids) if i % 7 and i % 11]
+    notices = {f"n{i}": notice(f"n{i}", ("email", "delivered")) for i in range(0, n, 3)}
+    return ins, ded, notices
+
+
+def test_merging_page_by_page_gives_exactly_what_combine_gives():
+    ins, ded, notices = _parts(240)
+    whole = combine(ins, ded, notices.values())
+    for intake_size, dedupe_size in ((1, 1), (7, 50), (50, 7), (240, 3), (1000, 1000)):
+        asked: list[list[str]] = []
+
+        def notices_of(ids: list[str], asked: list = asked) -> list:
+            asked.append(ids)
+            return [notices[i] for i in ids if i in notices]
+
+        merged = list(merge_pages(_paged(ins, intake_size, [], "i"), _paged(ded, dedupe_size, [], "d"),
+                                  notices_of))
+        assert merged == whole, (intake_size, dedupe_size)
+        assert status_csv(merged) == status_csv(whole)
+        named = [i for ids in asked for i in ids]  # each notice asked for once, at most a page's worth
+        assert len(named) == len(set(named)) and max(map(len, asked)) <= dedupe_size
+
+
+def test_rows_come_before_the_last_pages_are_fetched():
+    ins, ded, notices = _parts(100)
+    log: list[str] = []
+    rows = merge_pages(_paged(ins, 10, log, "i"), _paged(ded, 10, log, "d"),
+                       lambda ids: [notices[i] for i in ids if i in notices])
+    first = next(rows)
+    assert first.source_record_id == "r-0000"
+    assert log == ["i:0", "d:0"]  # one page of each part, not all ten of intake's
+    rest = list(rows)
+    assert len(rest) == 99 and "i:9" in log
+
+
+def test_pages_out_of_order_are_refused_not_merged():
+    ins = [intake("b"), intake("a")]
+    with pytest.raises(OutOfOrder):
+        list(merge_pages([ins], [], lambda ids: []))
+    with pytest.raises(OutOfOrder):  # across pages too
+        list(merge_pages([[intake("b")], [intake("a")]], [], lambda ids: []))

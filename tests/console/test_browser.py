@@ -144,6 +144,7 @@ async def test_console_follows_an_incident_from_submission_to_delivered(system):
         try:
             await _run(browser, client, intake, incident_id, system)
             await _retract(browser, client, intake, incident_id, system, keys["lab"])
+            await _held(browser, client, incident_id, system, keys["gp"])
         finally:
             await asyncio.to_thread(browser.quit)
 
@@ -385,7 +386,7 @@ async def _report(browser: webdriver.Chrome, client: httpx.AsyncClient, incident
     assert not [p for p in PERSONAL if p in words]
     browser.find_element(By.ID, "report-csv").click()
     csv = (await _downloaded(f"{incident_id}-commissioner-report.csv")).decode()
-    assert f"{incident_id},count,gp,records.received,2" in csv.splitlines()
+    assert f"{incident_id},count,gp,records.received,2,intake" in csv.splitlines()
     assert not [p for p in PERSONAL if p in csv]
 
 
@@ -493,3 +494,48 @@ async def _retract(browser: webdriver.Chrome, client: httpx.AsyncClient, intake:
     audit = await _api(client, "/v1/console/dedupe/v1/audit")
     assert [e["object_ids"] for e in audit["entries"] if e["action"] == "review.decide"][-1] == [
         item["review_id"], "send_correction"]
+
+
+async def _held(browser: webdriver.Chrome, client: httpx.AsyncClient, incident_id: str,
+                system: System, gp_key: str) -> None:
+    """A hold after the notice, on the whole path: the GP sends another record of Aroha's under
+    an s 116 hold; dedupe holds her (nothing more goes to her) and says so on notices.v1;
+    the operator looking up her notice sees "held — do not disclose" first, and never why."""
+    held = affected_record("gp-3", **{**AROHA, "data_categories": ["referral_letters"]},
+                           hold={"reason": "health_prejudice", "note": "practitioner's judgement"})
+    fed = await client.post(f"/v1/incidents/{incident_id}/feeds", content=ndjson([held]),
+                            headers={"authorization": f"Bearer {gp_key}",
+                                     "content-type": "application/x-ndjson"})
+    assert fed.status_code == 202 and fed.json()["accepted"] == 1, fed.text
+    [(_, reference, _)] = [e for e in system.emails() if e[0] == AROHA["email"]][:1]
+    code = re.search(REFERENCE_PATTERN.strip("^$"), _sent_email_text(system, reference)).group(0)
+    operator, _ = staff_token(["call-centre"], name="cc-operator")
+    browser.find_element(By.ID, "logout").click()
+    await _until(browser, lambda b: b.find_element(By.ID, "token"), "the login form")
+    browser.find_element(By.ID, "token").send_keys(operator)
+    browser.find_element(By.CSS_SELECTOR, "#login button").click()
+    await _until(browser, lambda b: b.find_element(By.ID, "cc-form"), "the call-centre page")
+    async with asyncio.timeout(120):  # the hold travels intake → dedupe → notices.v1 → dispatch
+        while True:
+            for field, value in (("cc-incident", incident_id), ("cc-reference", code)):
+                box = browser.find_element(By.ID, field)
+                box.clear()
+                box.send_keys(value)
+            browser.execute_script("arguments[0].value = arguments[1]",
+                                   browser.find_element(By.ID, "cc-dob"), AROHA["date_of_birth"])
+            browser.find_element(By.ID, "cc-lookup").click()
+            await _until(browser, lambda b: b.find_element(By.ID, "lookup-result"), "her notice")
+            if browser.find_elements(By.ID, "lookup-held"):
+                break
+            await asyncio.sleep(2.0)
+    warning = _text(browser, "#lookup-held")
+    assert "Held under s 116 — do not disclose" in warning and "Do not disclose" in warning
+    page = browser.find_element(By.TAG_NAME, "main").text
+    # Never the ground or the note ("written by health professionals" is a category's label).
+    assert "prejudice" not in page.lower() and "practitioner" not in page.lower()
+    assert "judgement" not in page
+    assert "referral" not in page.lower()  # the held record's part is nowhere on the page
+    first = browser.find_element(By.CSS_SELECTOR, "#lookup-result > section")
+    assert first.get_attribute("id") == "lookup-held"  # before anything to read out
+    await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "call-centre-held.png"))
+

@@ -44,6 +44,8 @@ VALID: dict[str, m.BaseModel] = {
         channels=["email"], agencies=[{"agency_id": "gp-1", "name": "Test GP",
                                        "data_categories": ["clinical_notes"], "document_count": 1}],
         sealed="v1.k1.AAAA"),
+    "notice-hold.v1": m.NoticeHoldMessage(incident_id="inc-1", person_id="per-1", held=True,
+                                          changed_at=NOW),
     "delivery-event.v1": m.DeliveryEventMessage(
         notice_id="ntc-1", incident_id="inc-1", person_id="per-1", channel="email",
         status="queued", attempt=0, occurred_at=NOW),
@@ -74,6 +76,8 @@ INVALID = [
     ("incident.v1", lambda d: d["content"]["contact"].update(web_address="https://x.example"),
      "web address is typed, not a link"),
     ("notice.v1", lambda d: d.update(agencies=[]), "a notice names at least one agency"),
+    ("notice-hold.v1", lambda d: d.update(held="yes"), "held is a boolean"),
+    ("notice-hold.v1", lambda d: d.update(ground="health_prejudice"), "no ground: not told"),
     ("notice.v1", lambda d: d.update(channels=["fax"]), "known channels"),
     ("notice.v1", lambda d: d.update(correction={"kind": "sent_in_error", "agencies": [],
                                                  "review_id": "rev-1"}),

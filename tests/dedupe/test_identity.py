@@ -96,6 +96,35 @@ def test_a_held_record_holds_the_person_and_a_withdrawn_person_is_empty():
     assert state.persons[aroha].status == "held"
 
 
+def test_a_hold_after_the_notice_is_announced_and_so_is_its_lifting():
+    """The call centre must know a notified person is held now (nothing more goes to them):
+    a hold that came after the notice is one change (their lineage, True), its lifting another
+    (False); a person held before any notice has no notice to look up, so nothing is said."""
+    state = identity()
+    state.apply_record(record("gp", "gp-1", AROHA))
+    state.apply_record(record("gp", "gp-2", HEMI, hold={"reason": "health_prejudice"}))
+    state.settle(T0)
+    [due] = state.release(T0, POLICY, NOW)
+    assert state.take_hold_changes() == []  # Hemi held, never notified: nothing to say
+    held = {"reason": "health_prejudice"}
+    state.apply_record(record("lab", "lab-9", AROHA, categories=("lab_results",), hold=held))
+    state.settle(NOW)
+    assert state.release(T0, POLICY, NOW) == []  # the lab's part is not sent: held
+    assert state.take_hold_changes() == [(due.notice_person_id, True)]
+    assert state.persons[due.person_id].status == "held"
+    state.apply_record(record("lab", "lab-9", AROHA, version=2, categories=("lab_results",),
+                              hold=held))
+    state.settle(NOW)
+    assert state.release(T0, POLICY, NOW) == []
+    assert state.take_hold_changes() == []  # still held: no second announcement
+    state.apply_record(record("lab", "lab-9", AROHA, version=3, categories=("lab_results",)))
+    state.settle(NOW)
+    [amended] = state.release(T0, POLICY, NOW)  # the hold lifted: the lab's part goes out
+    assert amended.notice_person_id == due.notice_person_id and amended.version == 2
+    assert state.take_hold_changes() == [(due.notice_person_id, False)]
+    assert state.persons[due.person_id].status == "notified"
+
+
 def test_a_notified_person_re_identified_by_a_merge_gets_an_amendment_in_the_same_lineage():
     state = identity()
     state.apply_record(record("lab", "lab-9", AROHA, categories=("lab_results",)))

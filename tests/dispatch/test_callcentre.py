@@ -3,9 +3,13 @@ what the gateways got (rendered again from the sealed notice and the pinned revi
 delivery history, the amendments and the unreachable flag; wrong verification finds nothing;
 every lookup is audited."""
 
+import asyncio
+
 import pytest
 
-from testkit.infra import free_port
+from services.common.clock import utcnow
+from services.common.messages import NoticeHoldMessage
+from testkit.infra import WAIT_S, free_port
 from testkit.notices import incident_message, notice_message, person
 from testkit.staff import SIGNING_KEY, token
 
@@ -103,3 +107,57 @@ async def test_the_lookup_shows_exactly_what_was_sent_with_history_and_amendment
         answers = await stack.http.get("/v1/call-centre/answers", headers=_operator())
         assert answers.status_code == 200
         assert {a["id"] for a in answers.json()["answers"]} >= {"is-it-genuine", "complain"}
+
+
+async def test_a_person_held_after_their_notice_is_shown_held_with_no_detail(
+        settings, smtp_gw, sms_gw):
+    """A hold that came after the notice (dedupe's notice-hold on notices.v1): the operator
+    sees `held` and what not to say — never why (the message carries no ground) — and the
+    lifting of the hold clears it. Another person of the incident is not held."""
+    async with running_dispatch(settings) as stack:
+        await stack.publish_incident(incident_message())
+        held = notice_message(stack.sealer, 1, person(1), dates_of_birth=[DOB])
+        other = notice_message(stack.sealer, 2, person(2), dates_of_birth=[DOB])
+        await stack.publish_notices([held, other])
+        await stack.wait_until(lambda: len(smtp_gw.messages) >= 2, what="the emails")
+        url = "/v1/incidents/inc-1/notice-lookups"
+
+        async def lookup(notice) -> dict:  # noqa: ANN001
+            found = await stack.http.post(url, headers=_operator(), json={
+                "reference": notice.reference_code, "date_of_birth": DOB})
+            assert found.status_code == 200, found.text
+            return found.json()
+
+        before = await lookup(held)
+        assert before["held"] is False and before["held_guidance"] is None
+        await stack.publish_notices([NoticeHoldMessage(
+            incident_id="inc-1", person_id=held.person_id, held=True, changed_at=utcnow())])
+        await _until(lambda: _is_held(stack, held.person_id), "the hold stored")
+        body = await lookup(held)
+        assert body["held"] is True and body["unreachable"] is False
+        assert "Do not disclose" in body["held_guidance"]
+        assert "health" not in body["held_guidance"] and "prejudice" not in str(body)
+        assert [s["channel"] for s in body["sent"]] == ["email"]  # what they got, as before
+        assert (await lookup(other))["held"] is False
+        await stack.publish_notices([NoticeHoldMessage(
+            incident_id="inc-1", person_id=held.person_id, held=False, changed_at=utcnow())])
+        await _until(lambda: not _is_held(stack, held.person_id), "the hold lifted")
+        assert (await lookup(held))["held"] is False
+
+
+def _is_held(stack, person_id: str) -> bool:  # noqa: ANN001
+    from sqlmodel import Session
+
+    from services.dispatch.store.holds import is_held
+
+    with Session(stack.app.state.runtime.engine) as session:
+        return is_held(session, "inc-1", person_id)
+
+
+async def _until(predicate, what: str) -> None:  # noqa: ANN001
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    while not await asyncio.to_thread(predicate):
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)

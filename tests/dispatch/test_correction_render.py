@@ -66,13 +66,30 @@ def test_a_correction_to_a_representative_is_about_the_person(incident):
 
 
 @pytest.mark.parametrize("kind", ["sent_in_error", "agency_not_involved"])
-def test_te_reo_preference_gets_the_english_correction(incident, kind):
-    """No approved te reo wording of a correction exists yet: English, never a coordinator's
-    template that knows nothing of corrections."""
-    email = render_email(_correction(kind, preferred_language="mi",
-                                     **({"agencies": [LAB]} if kind == "sent_in_error" else {})),
-                         incident)
-    assert email.language == "en" and "CORRECTION TO AN EARLIER NOTICE" in email.text
+def test_te_reo_preference_gets_the_te_reo_wrapper_of_the_correction(incident, kind):
+    """As a te reo reader's notice without approved templates: a te reo greeting and sign-off
+    around the English correction, saying so plainly — never a coordinator's template, which
+    knows nothing of corrections — on every channel."""
+    notice = _correction(kind, preferred_language="mi",
+                         **({"agencies": [LAB]} if kind == "sent_in_error" else {}))
+    email = render_email(notice, incident)
+    assert email.language == "mi" and email.subject.startswith("Pānui: Correction: ")
+    letter = render_letter_text(notice, incident)
+    assert email.text.startswith("Tēnā koe Testperson1,") and letter.startswith("Tēnā koe")
+    assert "CORRECTION TO AN EARLIER NOTICE" in email.text and "CORRECTION" in letter
+    assert '<span lang="mi">Tēnā koe</span> Testperson1,' in email.html
+    for body in (email.text, _text(email.html), letter):
+        assert "Kei te reo Pākehā te nuinga o tēnei pānui. Most of this notice is in English." in body
+        assert "Nāku noa, nā" in body and "Ngā mihi" not in body
+        assert "Test Community Lab" in body and email.reference_code in body
+    assert '<span lang="mi">Kei te reo Pākehā' in email.html
+    sms = render_sms(notice, incident)
+    assert sms.body.startswith("Tēnā koe. ") and email.reference_code in sms.body
+    assert sms.segments.encoding == "UCS-2"  # the macron
+    assert sms.segments.segments <= incident.get("sms_segment_budget", 3)
+    english = render_email(_correction(kind, **({"agencies": [LAB]} if kind == "sent_in_error"
+                                               else {})), incident)
+    assert english.language == "en" and "Tēnā koe" not in english.text
 
 
 def test_a_correction_letter_says_what_the_correction_email_says(incident):
@@ -85,11 +102,12 @@ def test_a_correction_letter_says_what_the_correction_email_says(incident):
     assert f"Reference {letter.reference_code}" in text
 
 
+@pytest.mark.parametrize("language", ["en", "mi"])
 @pytest.mark.parametrize("kind", ["sent_in_error", "agency_not_involved"])
-def test_a_correction_reads_at_or_below_the_stated_grade(incident, kind):
+def test_a_correction_reads_at_or_below_the_stated_grade(incident, kind, language):
     """The Plain Language Act bound every bundled template meets (test_plain_language.py)."""
     extra = {"agencies": [LAB]} if kind == "sent_in_error" else {}
-    notice = _correction(kind, **extra)
+    notice = _correction(kind, preferred_language=language, **extra)
     email = render_email(notice, incident)
     texts = {"text": email.text, "sms": render_sms(notice, incident).body}
     for name, text in texts.items():
@@ -97,3 +115,24 @@ def test_a_correction_reads_at_or_below_the_stated_grade(incident, kind):
                           if not re.fullmatch(r"[A-ZĀĒĪŌŪ ,']{4,}", line.strip())
                           and not line.lstrip().startswith("- "))
         assert measure(prose).grade <= MAX_GRADE, (name, measure(prose).grade)
+
+
+def test_an_agency_correction_for_a_notice_never_sent_is_the_first_notice(incident):
+    """Version 1 was still queued for the morning (quiet hours) and superseded unsent: the
+    person never got it, so the correction cannot say "we sent you a notice" — it is the
+    person's first notice, about the agencies that stand, with everything s 117 requires."""
+    notice = _correction("agency_not_involved", updates_earlier=False)
+    email = render_email(notice, incident)
+    sms = render_sms(notice, incident)
+    letter = render_letter_text(notice, incident)
+    for body in (email.text, _text(email.html), letter, sms.body):
+        assert "sent you" not in body and "earlier notice" not in body.lower()
+        assert "orrection" not in body and "Test Community Lab" not in body  # never named to them
+    assert "emailed you a notice about" in sms.body  # the first notice's SMS
+    for body in (email.text, letter):
+        assert "Example Medical Centre" in body
+        assert "Be wary of calls" in body and "Privacy Commissioner" in body  # the full notice
+        assert "updates the notice we sent you" not in body
+    assert not email.subject.startswith("Correction")
+    told = render_email(_correction("agency_not_involved", updates_earlier=True), incident)
+    assert "The rest of the earlier notice still stands" in told.text

@@ -21,6 +21,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.common.crypto import Sealer
+from services.common.messages import NoticeAgency, NoticeCorrection
 from services.gateways.sms_server import SmsGateway
 from services.gateways.smtp_server import SmtpGateway
 from testkit.infra import WAIT_S, free_port
@@ -256,7 +257,8 @@ def _subprocess_env(settings) -> dict[str, str]:  # noqa: ANN001
            "PANUI_DATABASE_URL": settings.database_url, "PANUI_LOG_LEVEL": "WARNING"}
     for name in ("topic_prefix", "port", "smtp_port", "sms_primary_url", "sms_secondary_url",
                  "receipt_callback_base_url", "quiet_hours_enabled", "sending_lease_s",
-                 "send_deadline_s", "sms_timeout_s", "retry_base_s", "retry_cap_s",
+                 "send_deadline_s", "sms_timeout_s", "smtp_timeout_s", "smtp_pool_size",
+                 "sender_stop_grace_s", "retry_base_s", "retry_cap_s",
                  "retry_max_attempts", "sender_idle_poll_s", "consumer_poll_timeout_ms",
                  "outbox_poll_interval_s"):
         env[f"PANUI_{name.upper()}"] = str(getattr(settings, name))
@@ -345,6 +347,61 @@ async def test_killed_mid_send_the_claims_are_recovered_at_the_same_gateway(
                               {n.notice_id: n.person_id for n in notices},
                               sms_logs=[primary_log, secondary_log])
     recon.assert_exact()
+
+
+@pytest.mark.slow
+async def test_sigterm_while_data_waits_for_its_answer_past_the_grace_sends_each_email_once(
+    service_env, pg_database, smtp, sms, mail
+):
+    """Dispatch (its own process) gets SIGTERM while eight emails are mid-DATA: the relay
+    took each at its final dot and answers 250 only 8 s later — past the 1 s stop grace,
+    within the SMTP command timeout. Cancelled at the grace, the sends were abandoned as
+    'sending' and the next sender sent them again with the same Message-ID, which a relay
+    does not de-duplicate. A started DATA runs to its answer; the stop still cuts the rest."""
+    db = pg_database("dispatch")
+    smtp.answer_after_taking(8.0)
+    common = dict(smtp_port=smtp.port, sms_url=sms.url, quiet_hours_enabled=False,
+                  sending_lease_s=30.0, send_deadline_s=20.0, smtp_timeout_s=30.0,
+                  smtp_pool_size=8)
+    first = dispatch_settings(service_env, db, port=free_port(), sender_stop_grace_s=1.0,
+                              **common)
+    proc = subprocess.Popen([sys.executable, "-m", "services.dispatch"], cwd=REPO,  # noqa: S603
+                            env=_subprocess_env(first), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        sealer = Sealer(first.data_keys.get_secret_value())
+        notices = [notice_message(sealer, n, person(n)) for n in range(1, 9)]
+        await _until(lambda: _healthy(first.port), "dispatch up", timeout=180)
+        producer = AIOKafkaProducer(bootstrap_servers=first.kafka_bootstrap_servers)
+        await producer.start()
+        try:
+            incident = incident_message()
+            await producer.send_and_wait(f"{first.topic_prefix}incidents.v1", incident.to_bytes(),
+                                         key=incident.incident_id.encode())
+            for notice in notices:
+                await producer.send(f"{first.topic_prefix}notices.v1", notice.to_bytes(),
+                                    key=notice.person_id.encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+        await _until(lambda: smtp.accepted == 8, "the relay took all eight", timeout=180)
+        assert set(_statuses(db).values()) == {"sending"}  # every answer still to come
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.to_thread(proc.wait, 120)
+        smtp.answer_after_taking(0.0)
+        second = dispatch_settings(service_env, db, port=free_port(), **common)
+        async with running_dispatch(second):
+            # anything the stop abandoned is recovered at once (its lease was given up)
+            await _until(lambda: _settled(db, 8), "all sent", timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    recon = Reconciliation.of({n.person_id: {"email": 1} for n in notices},
+                              {n.notice_id: n.person_id for n in notices}, maildir=mail)
+    print("exit", rc, "emails at the gateway per person:",
+          sorted(s["email"] for s in recon.sends.values()))
+    recon.assert_exact()
+    assert rc == 0
 
 
 async def test_a_claim_waits_for_its_incident_revision_not_the_send(
@@ -558,6 +615,65 @@ async def test_an_amendment_supersedes_the_version_still_queued_in_quiet_hours(
         ("plain",)).get_content()
 
 
+def _correcting(notice, kind: str):  # noqa: ANN001, ANN202 - a NoticeMessage
+    """`notice` (a later version) as dedupe's correction of the version before it: the lab's
+    records were withdrawn; the GP's stand (agency_not_involved) or nothing does (sent_in_error)."""
+    lab = NoticeAgency(agency_id="lab-1", name="Test Community Lab",
+                       data_categories=["lab_results"], document_count=1)
+    correction = NoticeCorrection(
+        kind=kind, review_id="rev-1",
+        agencies=[lab] if kind == "agency_not_involved" else list(notice.agencies))
+    return notice.model_copy(update={"correction": correction})
+
+
+async def test_a_correction_says_only_what_corrects_what_the_person_was_sent(
+    service_env, pg_database, smtp, sms, mail
+):
+    """At night version 1 of two SMS-only people's notices is queued for the morning; a
+    correction (version 2) arrives before morning. Nobody got version 1, so: sent in error —
+    nothing is sent at all (version 1 superseded unsent, the correction has nothing to correct);
+    an agency named wrongly — the correction goes out as the person's first notice, never
+    "correction to the notice we sent you". A person emailed at once that night gets the
+    correction, as before."""
+    db = pg_database("dispatch")
+    clock = MutableClock(datetime(2026, 3, 10, 23, 0, tzinfo=NZ).astimezone(UTC))
+    settings = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
+                                 sms_url=sms.url, quiet_hours_enabled=True)
+    async with running_dispatch(settings, clock=clock) as stack:
+        await stack.publish_incident(incident_message())
+        in_error, wrong_agency = (notice_message(stack.sealer, n, person(n, email=False))
+                                  for n in (1, 2))
+        emailed = notice_message(stack.sealer, 3, person(3))
+        await stack.publish_notices([in_error, wrong_agency, emailed])
+        await _until(lambda: smtp.accepted == 1, "the email at night")
+        corrections = [
+            _correcting(notice_message(stack.sealer, 1, person(1, email=False), version=2),
+                        "sent_in_error"),
+            _correcting(notice_message(stack.sealer, 2, person(2, email=False), version=2),
+                        "agency_not_involved"),
+            _correcting(notice_message(stack.sealer, 3, person(3), version=2), "sent_in_error")]
+        await stack.publish_notices(corrections)
+        await _until(lambda: smtp.accepted == 2, "the correction email")
+        await _until(lambda: len(_rows(db)) == 5, "all planned")  # 3 first + 2 corrections
+        clock.now = datetime(2026, 3, 11, 8, 1, tzinfo=NZ).astimezone(UTC)
+        await _until(lambda: _settled(db, 5) and sms.send_attempts >= 1, "morning sends")
+        await asyncio.sleep(1.0)
+        statuses = _statuses(db)
+    assert statuses[(in_error.notice_id, "sms")] == "superseded"
+    assert statuses[(wrong_agency.notice_id, "sms")] == "superseded"
+    assert not [k for k in statuses if k[0] == corrections[0].notice_id]  # nothing to correct
+    person_of = {n.notice_id: n.person_id for n in [in_error, wrong_agency, emailed, *corrections]}
+    Reconciliation.of({wrong_agency.person_id: {"sms": 1}, emailed.person_id: {"email": 2}},
+                      person_of, maildir=mail, sms_logs=[sms.message_log]).assert_exact()
+    [first] = sms.messages.values()
+    assert first.reference.split(":")[0] == corrections[1].notice_id
+    assert "correction" not in first.body.lower() and "Test Community Lab" not in first.body
+    assert "notice about" in first.body
+    [mailed] = [m for m in smtp.messages
+                if m.message["X-Panui-Reference"].startswith(corrections[2].notice_id)]
+    assert "sent to you by mistake" in mailed.message.get_body(("plain",)).get_content()
+
+
 # ------------------------------------------------------------------------------- item 6
 
 
@@ -594,22 +710,23 @@ async def test_both_channels_failing_together_still_put_everyone_on_a_list(
     recon.assert_exact()  # and nobody got anything twice
 
 
-
+@pytest.mark.parametrize("batch", [1, 8], ids=["single", "batched"])
 async def test_an_sms_cut_off_by_the_deadline_after_a_failover_stays_at_the_gateway_it_moved_to(
-    service_env, pg_database, smtp, sms, sms2
+    batch, service_env, pg_database, smtp, sms, sms2
 ):
     """The primary refuses each SMS before taking it (503: certainly not taken), so it moves to
     the secondary (the move recorded first), which takes it and answers after the send
     deadline. Cut off there, the SMS may be at the secondary — and only there. It was recorded
     as maybe held by the primary (the claim's gateway, not the one it moved to), so the retry
-    went to the primary, which sent a second SMS (8 of 8 people texted twice)."""
+    went to the primary, which sent a second SMS (8 of 8 people texted twice). With batches (up
+    to 8 per request) the cut also comes while a batch's refused messages are failing over."""
     db = pg_database("dispatch")
     sms.fail_next(8, 503)
     sms2.slow_down(3.0)  # takes it, answers after the deadline
     sms2.behaviour.hold_receipts = True  # and reports on it only after the retry
     settings = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
                                  sms_url=sms.url, sms2_url=sms2.url, quiet_hours_enabled=False,
-                                 send_deadline_s=1.5, sending_lease_s=4.0,
+                                 sms_batch_size=batch, send_deadline_s=1.5, sending_lease_s=4.0,
                                  retry_base_s=0.2, retry_cap_s=0.5, retry_max_attempts=60,
                                  sms_failover_cooldown_s=0.0)  # each new SMS tries the primary
     async with running_dispatch(settings) as stack:
@@ -630,6 +747,42 @@ async def test_an_sms_cut_off_by_the_deadline_after_a_failover_stays_at_the_gate
     recon = Reconciliation.of({n.person_id: {"sms": 1} for n in notices},
                               {n.notice_id: n.person_id for n in notices},
                               sms_logs=[sms.message_log, sms2.message_log])
+    print("primary:", len(sms.messages), "secondary:", len(sms2.messages),
+          "statuses:", sorted(_statuses(db).values()))
     recon.assert_exact()
     assert not set(sms.by_reference) & set(sms2.by_reference)  # no reference at both
     assert set(_statuses(db).values()) == {"delivered"}
+
+
+async def test_an_sms_batch_failed_as_a_whole_midway_is_retried_where_it_may_be_held(
+    service_env, pg_database, smtp, sms, sms2
+):
+    """The primary takes the first four messages of the first batch, then answers the whole
+    request 500. Every message of that batch may be at the primary: each is retried there
+    (pinned, same reference — it dedupes), none moves to the secondary. A whole-request 500 used
+    to mean "certainly not taken": the batch moved, and the ones the primary had taken were
+    texted twice."""
+    db = pg_database("dispatch")
+    sms.fail_batch_next(1, after_taking=4, status=500)
+    sms.behaviour.hold_receipts = True  # receipts only after the retries: they cannot hide one
+    settings = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
+                                 sms_url=sms.url, sms2_url=sms2.url, quiet_hours_enabled=False,
+                                 sms_batch_size=8, retry_base_s=0.2, retry_cap_s=0.5,
+                                 retry_max_attempts=60, sms_failover_cooldown_s=0.0)
+    async with running_dispatch(settings) as stack:
+        await stack.publish_incident(incident_message(mode="sms_else_email"))
+        notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 9)]
+        await stack.publish_notices(notices)
+
+        await _until(lambda: _settled(db, 8), "every SMS sent (the failed batch retried)")
+        sms.behaviour.hold_receipts = False
+        await _until(lambda: set(_statuses(db).values()) == {"delivered"}, "every receipt in")
+        await asyncio.sleep(1.0)  # a second copy sent anywhere would show now
+        attempts = [d.attempts for d in stack.deliveries()]
+    recon = Reconciliation.of({n.person_id: {"sms": 1} for n in notices},
+                              {n.notice_id: n.person_id for n in notices},
+                              sms_logs=[sms.message_log, sms2.message_log])
+    recon.assert_exact()
+    assert not set(sms.by_reference) & set(sms2.by_reference)  # no reference at both
+    assert sms2.messages == {}  # nothing moved: none of them was certainly not taken
+    assert max(attempts) >= 2  # the failed batch was retried there

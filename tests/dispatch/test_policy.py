@@ -292,3 +292,14 @@ async def test_token_bucket_acquire_waits_real_time():
         await b.acquire()
     elapsed = loop.time() - start
     assert 0.08 <= elapsed < 1.0  # 5 refills at 50/s ~= 0.1 s
+
+
+def test_a_correction_is_sent_unless_it_corrects_nothing_the_person_got():
+    """Sent in error and never sent: nothing to correct. An agency named wrongly still goes
+    out (as the first notice when nothing was sent: render.as_sent)."""
+    from services.dispatch.policy import correction_has_anything_to_say
+
+    assert correction_has_anything_to_say("sent_in_error", earlier_told=True)
+    assert not correction_has_anything_to_say("sent_in_error", earlier_told=False)
+    assert correction_has_anything_to_say("agency_not_involved", earlier_told=True)
+    assert correction_has_anything_to_say("agency_not_involved", earlier_told=False)

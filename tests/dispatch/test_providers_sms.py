@@ -341,8 +341,10 @@ def test_every_verdict_records_the_status_its_class_means():
 
     expected = {Answer.ACCEPTED: {S.SENT, S.DELIVERED}, Answer.PERMANENT: {S.PERMANENT_FAILURE},
                 Answer.TEMPORARY: {S.TEMPORARY_FAILURE, S.TECHNICAL_FAILURE},
-                Answer.AMBIGUOUS: {S.TECHNICAL_FAILURE}}
-    for answers in (HttpSmsProvider.ANSWERS, SmtpEmailProvider.ANSWERS):
+                Answer.AMBIGUOUS: {S.TECHNICAL_FAILURE}, Answer.UNSENT: {S.TECHNICAL_FAILURE}}
+    for answers in (HttpSmsProvider.ANSWERS, HttpSmsProvider.BATCH_ANSWERS,
+                    SmtpEmailProvider.ANSWERS):
         for key, verdict in answers.items():
             assert verdict.status in expected[verdict.answer], key
             assert verdict.ambiguous == (verdict.answer is Answer.AMBIGUOUS), key
+            assert verdict.unsent == (verdict.answer is Answer.UNSENT), key

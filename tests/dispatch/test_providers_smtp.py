@@ -169,6 +169,20 @@ async def test_the_send_deadline_cuts_what_comes_before_data_as_certainly_not_se
     assert again.status is S.SENT and smtp_gw.data_received == 1
 
 
+async def test_the_hand_over_is_reported_when_data_starts_and_never_before(smtp_gw):
+    """The sender's stop relies on it: a send reported handed over is never cancelled. A
+    recipient refused at RCPT never reaches DATA; an accepted one reports it once."""
+    handed: list[str] = []
+    smtp_gw.set_recipient("refused@example.nz", "reject")
+    provider = _provider(smtp_gw, timeout=10.0)
+    refused = await provider.send(_msg(to="refused@example.nz"),
+                                  on_handover=lambda: handed.append("refused"))
+    sent = await provider.send(_msg(), on_handover=lambda: handed.append("sent"))
+    await provider.close()
+    assert (refused.status, sent.status) == (S.PERMANENT_FAILURE, S.SENT)
+    assert handed == ["sent"]
+
+
 def test_every_smtp_answer_is_classified_and_only_the_unseen_ones_are_ambiguous():
     from services.dispatch.providers.base import Answer
 

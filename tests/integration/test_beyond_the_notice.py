@@ -120,8 +120,10 @@ async def test_the_check_confirms_a_real_notice_and_the_report_adds_up(
 
     text = report_csv(report)
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows[0] == ["incident_id", "section", "agency_id", "measure", "value"]
-    assert ["inc-beyond", "count", agency, "records.received", "4"] in rows
+    assert rows[0] == ["incident_id", "section", "agency_id", "measure", "value", "service"]
+    assert ["inc-beyond", "count", agency, "records.received", "4", "intake"] in rows
+    assert ["inc-beyond", "count", "", "persons.notified", "2", "dedupe"] in rows
+    assert ["inc-beyond", "count", "", "persons.notified", "2", "dispatch"] in rows
     # The PDF to send, read back with poppler: the same numbers, and no personal data either.
     pdf = " ".join(pdf_text(render_report_pdf(report), layout=True).split())
     assert f"Incident {INCIDENT}" in pdf and "from: intake, dedupe, dispatch" in pdf

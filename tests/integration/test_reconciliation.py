@@ -17,6 +17,13 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli.main import app as cli
+from services.common.reconciliation import (
+    DedupeRecordStatus,
+    DispatchNoticeStatus,
+    IntakeRecordStatus,
+    combine,
+    status_csv,
+)
 from services.dedupe.app import create_app as create_dedupe
 from services.dedupe.settings import DedupeSettings
 from services.dispatch.app import create_app as create_dispatch
@@ -176,6 +183,8 @@ async def _scenario(http: httpx.AsyncClient, urls: dict[str, str], tmp_path: Pat
     for leak in (*PERSONAL, B, "Rātā", "b-merged", "b-only", "b-review", "@example.nz"):
         assert leak not in text, leak
 
+    await _same_as_joining_the_whole_parts(http, urls, keys[A], out)
+
     # B sees its own records only; the person it shares with A is merged "with 1 other agency".
     b_out = tmp_path / "b.csv"
     result = await _status(urls, keys[B], b_out)
@@ -195,6 +204,49 @@ async def _scenario(http: httpx.AsyncClient, urls: dict[str, str], tmp_path: Pat
     no_key = await asyncio.to_thread(CliRunner().invoke, cli, ["feed", "status", "--incident", INCIDENT],
                                      env={"PANUI_API_KEY": ""})
     assert no_key.exit_code == 2 and "PANUI_API_KEY" in no_key.output
+
+
+async def _whole_parts_csv(http: httpx.AsyncClient, urls: dict[str, str], key: str) -> str:
+    """The CSV as the CLI made it before it streamed: every page of each part, then `combine`."""
+    path = f"/v1/incidents/{INCIDENT}"
+    minted = await http.post(f"{urls['intake']}{path}/status-ticket", headers={"authorization": f"Bearer {key}"})
+    ticket = minted.json()["ticket"]
+
+    async def every(url: str, token: str, field: str) -> list[dict]:
+        items, after = [], ""
+        while True:
+            page = (await http.get(url, params={"after": after, "limit": 3},
+                                   headers={"authorization": f"Bearer {token}"})).json()
+            items += page[field]
+            if page["next_after"] is None:
+                return items
+            after = page["next_after"]
+
+    return status_csv(combine(
+        [IntakeRecordStatus.model_validate(r) for r in await every(
+            f"{urls['intake']}{path}/reconciliation/records", key, "records")],
+        [DedupeRecordStatus.model_validate(r) for r in await every(
+            f"{urls['dedupe']}{path}/reconciliation/records", ticket, "records")],
+        [DispatchNoticeStatus.model_validate(n) for n in await every(
+            f"{urls['dispatch']}{path}/reconciliation/notices", ticket, "notices")]))
+
+
+async def _same_as_joining_the_whole_parts(http: httpx.AsyncClient, urls: dict[str, str], key: str,
+                                           out: Path) -> None:
+    """The streamed CSV (pages of 2, merged stretch by stretch) is byte for byte the CSV of the
+    whole parts joined at once. Deliveries may still move (sent → delivered) between the two
+    downloads, so both are taken again until they agree on one state."""
+    deadline = time.monotonic() + 120
+    while True:
+        result = await _status(urls, key, out)
+        assert result.exit_code == 0, result.output
+        # As written: csv's \r\n line ends, which read_text would turn into \n.
+        streamed = (await asyncio.to_thread(out.read_bytes)).decode("utf-8")
+        whole = await _whole_parts_csv(http, urls, key)
+        if streamed == whole:
+            return
+        assert time.monotonic() < deadline, f"streamed:\n{streamed}\nwhole:\n{whole}"
+        await asyncio.sleep(0.5)
 
 
 async def _isolation(http: httpx.AsyncClient, urls: dict[str, str], keys: dict[str, str]) -> None:
@@ -238,6 +290,23 @@ async def _isolation(http: httpx.AsyncClient, urls: dict[str, str], keys: dict[s
     notices = (await http.get(f"{dispatch}/v1/incidents/{INCIDENT}/reconciliation/notices",
                               params={"limit": 100}, headers=ticket_a)).json()["notices"]
     assert len(notices) == 4  # A's four notified persons; B's own two are not there
+    # The lookup the CLI uses: A's ticket naming B's own notice gets it left out, as a made-up id.
+    minted_b = await http.post(f"{intake}/v1/incidents/{INCIDENT}/status-ticket",
+                               headers={"authorization": f"Bearer {keys[B]}"})
+    b_records = (await http.get(f"{dedupe}/v1/incidents/{INCIDENT}/reconciliation/records", headers={
+        "authorization": f"Bearer {minted_b.json()['ticket']}"})).json()["records"]
+    b_only = next(r["notice_id"] for r in b_records if r["source_record_id"] == "b-only")
+    assert b_only and b_only not in {n["notice_id"] for n in notices}
+    lookup = f"{dispatch}/v1/incidents/{INCIDENT}/reconciliation/notices/lookup"
+    looked = await http.post(lookup, headers=ticket_a, json={
+        "notice_ids": [b_only, "no-such-notice", *(n["notice_id"] for n in notices)]})
+    assert looked.status_code == 200, looked.text
+    assert looked.json()["agency_id"] == A and looked.json()["notices"] == notices
+    refused(await http.post(lookup, headers=key_a, json={"notice_ids": [b_only]}), 401, "auth.invalid")
+    refused(await http.post(f"{dispatch}/v1/incidents/{OTHER_INCIDENT}/reconciliation/notices/lookup",
+                            headers=ticket_a, json={"notice_ids": [b_only]}), 404, "incident.not_found")
+    refused(await http.post(lookup, headers=ticket_a, json={"notice_ids": ["n"] * 10_001}),
+            422, "request.invalid")
     bad = await http.get(f"{dedupe}/v1/incidents/{INCIDENT}/reconciliation/records",
                          params={"limit": 0}, headers=ticket_a)
     assert bad.status_code == 422 and "error" in bad.json()

@@ -142,6 +142,7 @@ RULES = {
         ("GET", "/v1/incidents/{incident_id}/notices/{reference}/preview"): staff("coordinator"),
         # Issue 16: an agency's own reconciliation rows.
         ("GET", "/v1/incidents/{incident_id}/reconciliation/notices"): TICKET,
+        ("POST", "/v1/incidents/{incident_id}/reconciliation/notices/lookup"): TICKET,
     },
 }
 

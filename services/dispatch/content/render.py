@@ -318,6 +318,7 @@ def render_email(
     notice: Notice | Mapping[str, Any], incident: IncidentContent | Mapping[str, Any]
 ) -> RenderedEmail:
     notice, incident = as_models(notice, incident)
+    notice = as_sent(notice)
     if not notice.addressee_email:
         raise RenderError("addressee has no email address")
     if notice.correction is not None:
@@ -347,6 +348,7 @@ def render_letter_text(
 ) -> str:
     """Plain-text body for the postal channel (same content as the email text part)."""
     notice, incident = as_models(notice, incident)
+    notice = as_sent(notice)
     if notice.correction is not None:
         return _correction_email(notice, incident, letter=True).text
     language = _language(notice)
@@ -373,6 +375,7 @@ def render_sms(
     email if the addressee has an email address, else postal if they have an address.
     """
     notice, incident = as_models(notice, incident)
+    notice = as_sent(notice)
     if not notice.addressee_mobile:
         raise RenderError("addressee has no mobile number")
     if full_notice_via is None:
@@ -383,7 +386,7 @@ def render_sms(
     ctx = template_context(notice, incident, language) | {"full_notice_via": full_notice_via}
     variants = (("full", "sms"), ("short", "sms_short"), ("minimal", "sms_minimal"))
     if notice.correction is not None:
-        language, ctx = "en", _correction_context(notice, incident) | {
+        ctx = _correction_context(notice, incident, language) | {
             "full_notice_via": full_notice_via}
         variants = (("full", "correction_sms"), ("minimal", "correction_sms_minimal"))
     budget = incident.sms_segment_budget
@@ -408,26 +411,42 @@ def render_sms(
 # A correction notice (issue 16's retractions; NoticeCorrection) corrects an earlier notice:
 # it says what was wrong (sent in error, or an agency named wrongly) and what stands, with
 # the reference, the never-ask list, the typed-in web address and the contact line, and passes
-# the same safety checks. Bundled English templates only, rendered in full (corrections are
-# few): a coordinator's te reo templates know nothing of corrections, and a te reo wording
-# needs an approved translation first (docs/decisions.md).
+# the same safety checks. Bundled templates only, rendered in full (corrections are few): a
+# coordinator's te reo templates know nothing of corrections, so a te reo reader gets the
+# bundled te reo wrapper (correction_*.mi: a te reo greeting and sign-off around the English,
+# saying so), as a te reo reader's notice does without approved templates (docs/decisions.md).
 
 
-def _correction_context(notice: Notice, incident: IncidentContent) -> dict[str, Any]:
+def as_sent(notice: Notice) -> Notice:
+    """What a correction notice says given what its person was sent before. A correction that
+    an agency was named wrongly, for a person no earlier version reached (`updates_earlier`
+    False: it was still queued for the morning and superseded unsent), is their first notice:
+    the full notice about the agencies that stand, not "we sent you a notice". (A sent-in-error
+    correction with nothing sent before is not sent at all: policy.correction_has_anything_to_say.)
+    None (not known) keeps the correction."""
+    if (notice.correction is not None and notice.updates_earlier is False
+            and notice.correction.kind == "agency_not_involved"):
+        return notice.model_copy(update={"correction": None})
+    return notice
+
+
+def _correction_context(notice: Notice, incident: IncidentContent,
+                        language: Language) -> dict[str, Any]:
     correction = notice.correction
     assert correction is not None  # noqa: S101 - callers check
-    return template_context(notice, incident, "en") | {"correction": {
+    return template_context(notice, incident, language) | {"correction": {
         "kind": correction.kind, "names": correction.names,
         "agencies": [a.name for a in correction.agencies]}}
 
 
 def _correction_email(notice: Notice, incident: IncidentContent,
                       letter: bool = False) -> RenderedEmail:
-    ctx = _correction_context(notice, incident)
+    language = _language(notice)
+    ctx = _correction_context(notice, incident, language)
     ref = ctx["reference_code"]
-    subject = " ".join(render_bundled("correction_email_subject", "en", ctx).split())
-    text = render_bundled("correction_email_text", "en", ctx) + "\n"
-    html = "" if letter else render_bundled("correction_email_html", "en", ctx) + "\n"
+    subject = " ".join(render_bundled("correction_email_subject", language, ctx).split())
+    text = render_bundled("correction_email_text", language, ctx) + "\n"
+    html = "" if letter else render_bundled("correction_email_html", language, ctx) + "\n"
     check_safe("letter" if letter else "email text", text, ref)
     for agency in [*ctx["agencies"], *({"name": n} for n in ctx["correction"]["agencies"])]:
         if agency["name"] not in text:  # what was wrong and what stands: every agency named
@@ -437,7 +456,7 @@ def _correction_email(notice: Notice, incident: IncidentContent,
         check_safe("email subject", subject, ref)
         check_safe("email html", html, ref, html=True)
         check_s117("email html", re.sub(r"<span>\.</span>", ".", html), ctx)
-    return RenderedEmail(notice.addressee_email or "", subject, text, html, "en", ref)
+    return RenderedEmail(notice.addressee_email or "", subject, text, html, language, ref)
 
 
 def _sms_text(rendered: str) -> str:

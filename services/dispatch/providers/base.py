@@ -3,12 +3,15 @@ map (ANSWERS), as GOV.UK Notify's clients do, so "what does a 502 mean for us" i
 reading one dict: accepted, permanent (this message will never be accepted here: fall back),
 temporary (certainly not taken: retry later; another gateway may be tried) or ambiguous (it may
 have been taken: retry only this gateway, with the same reference and the same body). Message
-statuses in receipts map to our DeliveryStatus through STATUS_MAP."""
+statuses in receipts map to our DeliveryStatus through STATUS_MAP. One more class is ours, not
+the provider's: unsent (our own wait for a connection timed out — nothing left this process,
+and nothing was learnt about the provider: retry later, same gateway, no health mark)."""
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
@@ -21,6 +24,7 @@ class Answer(StrEnum):
     PERMANENT = "permanent"
     TEMPORARY = "temporary"
     AMBIGUOUS = "ambiguous"
+    UNSENT = "unsent"
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,10 @@ class Verdict:
     @property
     def ambiguous(self) -> bool:
         return self.answer is Answer.AMBIGUOUS
+
+    @property
+    def unsent(self) -> bool:
+        return self.answer is Answer.UNSENT
 
 
 def accepted(status: DeliveryStatus = DeliveryStatus.SENT) -> Verdict:
@@ -51,6 +59,11 @@ def temporary(status: DeliveryStatus = DeliveryStatus.TECHNICAL_FAILURE) -> Verd
 
 def ambiguous() -> Verdict:
     return Verdict(Answer.AMBIGUOUS, DeliveryStatus.TECHNICAL_FAILURE)
+
+
+def unsent() -> Verdict:
+    """Never left us (our own connection wait timed out): not the provider's answer at all."""
+    return Verdict(Answer.UNSENT, DeliveryStatus.TECHNICAL_FAILURE)
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,9 @@ class ProviderResult:
     # True when the request may have reached the provider (timeout after sending): retry the
     # SAME provider with the same reference, never fail over (that could double-send).
     ambiguous: bool = False
+    # True when it never left this process (our own connection wait timed out): says nothing
+    # about the provider's health, so no failover mark and no move (retried there later).
+    unsent: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -98,7 +114,7 @@ class ProviderResult:
     def of(cls, verdict: Verdict, provider: str, detail: str, provider_reference: str | None = None,
            retry_after: float | None = None) -> ProviderResult:
         return cls(provider_reference, verdict.status, provider, detail, retry_after,
-                   verdict.ambiguous)
+                   verdict.ambiguous, verdict.unsent)
 
 
 class EmailProvider(ABC):
@@ -106,11 +122,12 @@ class EmailProvider(ABC):
     ANSWERS: ClassVar[Mapping[str, Verdict]]
 
     @abstractmethod
-    async def send(self, message: EmailMessage, deadline: float | None = None
-                   ) -> ProviderResult:
+    async def send(self, message: EmailMessage, deadline: float | None = None,
+                   on_handover: Callable[[], None] | None = None) -> ProviderResult:
         """`deadline` (event-loop time) bounds the send up to the hand-over of the message
         and never after it: email has no idempotency, so an exchange cut once the relay may
-        have the message would make the retry a second copy."""
+        have the message would make the retry a second copy. `on_handover` is called when
+        the hand-over starts (SMTP: DATA), so the caller cuts nothing from then on either."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass
@@ -123,6 +140,11 @@ class SmsProvider(ABC):
 
     @abstractmethod
     async def send(self, message: SmsMessage) -> ProviderResult: ...
+
+    async def send_batch(self, messages: Sequence[SmsMessage]) -> list[ProviderResult]:
+        """Each message's answer, in order. A provider with a bulk API sends them in one
+        request (HttpSmsProvider); by default, one send each, at once."""
+        return list(await asyncio.gather(*(self.send(m) for m in messages)))
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass

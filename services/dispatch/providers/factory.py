@@ -31,13 +31,14 @@ def build_email_provider(settings: DispatchSettings) -> EmailProvider:
 
 
 def build_permits(settings: DispatchSettings) -> Permits:
-    """Email: the SMTP pool's connections; SMS: one gateway's connections (a failover moves a
-    send, it does not add one). The rates limit each channel as a whole."""
+    """Email: the SMTP pool's connections; SMS: one gateway's connections, each carrying a batch
+    (a failover moves a send, it does not add one). The rates limit each channel as a whole."""
     return Permits(
         {
             "email": Lane(settings.smtp_pool_size,
                           bucket(settings.email_rate_per_s, settings.email_burst)),
-            "sms": Lane(settings.sms_http_connections,
+            # A connection carries a batch of SMS at a time (sms_batch_size).
+            "sms": Lane(settings.sms_http_connections * max(settings.sms_batch_size, 1),
                         bucket(settings.sms_rate_per_s, settings.sms_burst)),
         },
         settings.sender_concurrency,

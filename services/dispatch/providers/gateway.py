@@ -4,6 +4,7 @@ services/dispatch/flow.py.)"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from services.dispatch.providers.base import ProviderResult, SmsMessage, SmsProvider
@@ -23,6 +24,10 @@ class GatewaySms(SmsProvider):
 
     async def send(self, message: SmsMessage) -> ProviderResult:
         return await self.inner.send(replace(message, callback_url=self.callback_url))
+
+    async def send_batch(self, messages: Sequence[SmsMessage]) -> list[ProviderResult]:
+        return await self.inner.send_batch(
+            [replace(m, callback_url=self.callback_url) for m in messages])
 
     async def close(self) -> None:
         await self.inner.close()

@@ -8,6 +8,7 @@ goes to the same gateway with the same body (ANSWERS says which answers leave th
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 import httpx
@@ -22,6 +23,7 @@ from services.dispatch.providers.base import (
     ambiguous,
     permanent,
     temporary,
+    unsent,
 )
 
 D = DeliveryStatus
@@ -65,8 +67,38 @@ class HttpSmsProvider(SmsProvider):
             "unexpected-status": ambiguous(),  # 1xx/3xx: not an answer we understand
             "bad-response": ambiguous(),  # 2xx without a readable message status
             "connect-error": temporary(),  # never reached the gateway
+            "pool-timeout": unsent(),  # our own wait for a connection: never left us
             "timeout": ambiguous(),  # sent, no answer in time
             "connection-lost": ambiguous(),  # reset or closed after the request went out
+            "http-error": ambiguous(),
+        }
+    )
+
+    # What an answer to a bulk request AS A WHOLE means for every message in it. Stricter than
+    # ANSWERS: a gateway can fail part-way through a batch, after taking some of its messages,
+    # so a failure of the whole request says nothing about any one message ("maybe taken",
+    # retried there under the same reference, which it dedupes). Only an answer that proves
+    # nothing was taken lets a message move elsewhere: no connection, our own connection wait,
+    # and the 4xx the bulk API defines as refusing the request before it looks at any message
+    # (services/gateways/sms_server.py; a real provider's must be checked against its docs).
+    BATCH_ANSWERS = MappingProxyType(
+        {
+            **{code: temporary() for code in (400, 401, 403, 404, 405, 413, 415, 422)},
+            429: temporary(D.TEMPORARY_FAILURE),  # back off (Retry-After); nothing was taken
+            409: ambiguous(),
+            # The gateway's own 500/503 answers for the request: it may have stopped mid-way.
+            500: ambiguous(),
+            503: ambiguous(),
+            502: ambiguous(),
+            504: ambiguous(),
+            "other-4xx": ambiguous(),  # not defined as refusing before processing
+            "other-5xx": ambiguous(),
+            "unexpected-status": ambiguous(),
+            "bad-response": ambiguous(),
+            "connect-error": temporary(),
+            "pool-timeout": unsent(),
+            "timeout": ambiguous(),
+            "connection-lost": ambiguous(),
             "http-error": ambiguous(),
         }
     )
@@ -88,25 +120,26 @@ class HttpSmsProvider(SmsProvider):
         self._owns_client = client is None
 
     @classmethod
-    def verdict_for_http(cls, code: int) -> Verdict:
-        if code in cls.ANSWERS:
-            return cls.ANSWERS[code]
+    def verdict_for_http(cls, code: int, answers: Mapping[str | int, Verdict] | None = None
+                         ) -> Verdict:
+        answers = cls.ANSWERS if answers is None else answers
+        if code in answers:
+            return answers[code]
         if 500 <= code < 600:
-            return cls.ANSWERS["other-5xx"]
+            return answers["other-5xx"]
         if 400 <= code < 500:
-            return cls.ANSWERS["other-4xx"]
-        return cls.ANSWERS["unexpected-status"]
+            return answers["other-4xx"]
+        return answers["unexpected-status"]
 
     def _answer(self, key: str | int, detail: str, **extra) -> ProviderResult:
         return ProviderResult.of(self.ANSWERS[key], self.name, detail, **extra)
 
     async def send(self, message: SmsMessage) -> ProviderResult:
-        payload = {"to": message.to, "body": message.body, "reference": message.reference}
-        if message.callback_url:
-            payload["callback_url"] = message.callback_url
         try:
-            response = await self._client.post("/v1/messages", json=payload)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
+            response = await self._client.post("/v1/messages", json=_payload(message))
+        except httpx.PoolTimeout:
+            return self._answer("pool-timeout", "pool-timeout")  # never left us
+        except (httpx.ConnectError, httpx.ConnectTimeout):
             return self._answer("connect-error", "connect-error")  # never reached it
         except httpx.TimeoutException:
             return self._answer("timeout", "timeout")
@@ -127,9 +160,67 @@ class HttpSmsProvider(SmsProvider):
         return ProviderResult.of(self.verdict_for_http(code), self.name, f"http-{code}",
                                  retry_after=_retry_after(response))
 
+    async def send_batch(self, messages: Sequence[SmsMessage]) -> list[ProviderResult]:
+        """Several messages in one request (POST /v1/messages/batch), each answered on its own
+        with the code a single send would get — so each is classified by the same ANSWERS. An
+        answer for the request as a whole (no connection, timeout, reset, 5xx, an unreadable
+        body) is every message's answer, classified by BATCH_ANSWERS: any of them may have
+        been taken before it came, unless it proves that none was."""
+        payload = {"messages": [_payload(m) for m in messages]}
+        try:
+            response = await self._client.post("/v1/messages/batch", json=payload)
+        except httpx.PoolTimeout:
+            return self._all(messages, "pool-timeout", "pool-timeout")
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            return self._all(messages, "connect-error", "connect-error")
+        except httpx.TimeoutException:
+            return self._all(messages, "timeout", "timeout")
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            return self._all(messages, "connection-lost", "connection-lost")
+        except httpx.HTTPError:
+            return self._all(messages, "http-error", "http-error")
+        code = response.status_code
+        if code != 200:
+            verdict = (self.verdict_for_http(code, self.BATCH_ANSWERS) if code >= 300
+                       else self.BATCH_ANSWERS["bad-response"])
+            one = ProviderResult.of(verdict, self.name, f"batch-http-{code}",
+                                    retry_after=_retry_after(response))
+            return [one] * len(messages)
+        try:
+            items = response.json()["results"]
+            if len(items) != len(messages) or any(
+                    i["reference"] != m.reference for i, m in zip(items, messages, strict=True)):
+                raise ValueError("answers do not match the messages")
+            return [self._item(item) for item in items]
+        except (ValueError, KeyError, TypeError):
+            # Maybe taken, every one of them: retry there with the same references.
+            return self._all(messages, "bad-response", "bad-response")
+
+    def _all(self, messages: Sequence[SmsMessage], key: str, detail: str) -> list[ProviderResult]:
+        return [ProviderResult.of(self.BATCH_ANSWERS[key], self.name, detail)] * len(messages)
+
+    def _item(self, item: dict) -> ProviderResult:
+        code = int(item["code"])
+        if code in (200, 201, 202):
+            try:
+                return ProviderResult(str(item["id"]), self.STATUS_MAP[item["status"]], self.name,
+                                      f"http-{code}")
+            except (KeyError, TypeError):
+                return self._answer("bad-response", "bad-response")
+        after = item.get("retry_after")
+        return ProviderResult.of(self.verdict_for_http(code), self.name, f"http-{code}",
+                                 retry_after=max(float(after), 0.0) if after is not None else None)
+
     async def close(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+
+
+def _payload(message: SmsMessage) -> dict:
+    payload = {"to": message.to, "body": message.body, "reference": message.reference}
+    if message.callback_url:
+        payload["callback_url"] = message.callback_url
+    return payload
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -146,8 +237,8 @@ class BoundedHttpSmsProvider(HttpSmsProvider):
     Requests wait for a connection HERE, not in httpcore's pool: httpcore re-scans every
     queued request against every connection (and polls each idle socket) whenever a request
     starts or ends, which with hundreds of sends in flight cost several ms of CPU per SMS.
-    The wait is bounded like httpx's pool timeout and ends the same way (PoolTimeout →
-    connect-error: the request never reached the provider, so failover is safe)."""
+    The wait is bounded like httpx's pool timeout and ends the same way (pool-timeout,
+    "unsent": the request never left us — no failover mark, no move, retried later)."""
 
     def __init__(self, base_url: str, *, name: str, client: httpx.AsyncClient,
                  connections: int = 20, pool_timeout: float | None = None):
@@ -157,16 +248,29 @@ class BoundedHttpSmsProvider(HttpSmsProvider):
         self._pool_timeout = pool_timeout
 
     async def send(self, message: SmsMessage) -> ProviderResult:
+        if not await self._enter():
+            return self._answer("pool-timeout", "pool-timeout")
+        try:
+            return await super().send(message)
+        finally:
+            self._gate.release()
+
+    async def send_batch(self, messages: Sequence[SmsMessage]) -> list[ProviderResult]:
+        if not await self._enter():  # one connection for the whole batch
+            return self._all(messages, "pool-timeout", "pool-timeout")
+        try:
+            return await super().send_batch(messages)
+        finally:
+            self._gate.release()
+
+    async def _enter(self) -> bool:
         gate = self._gate
         if gate.locked():
             try:
                 async with asyncio.timeout(self._pool_timeout):
                     await gate.acquire()
             except TimeoutError:
-                return self._answer("connect-error", "connect-error")
+                return False
         else:
             await gate.acquire()  # free: returns at once
-        try:
-            return await super().send(message)
-        finally:
-            gate.release()
+        return True

@@ -115,9 +115,11 @@ class _Client(aiosmtplib.SMTP):
         return await super().data(message, **kwargs)
 
 
-def _lift(deadline: asyncio.Timeout) -> None:
+def _lift(deadline: asyncio.Timeout, on_handover: Callable[[], None] | None) -> None:
     if not deadline.expired():  # expired: its cancellation lands before the message is sent
         deadline.reschedule(None)
+        if on_handover is not None:
+            on_handover()
 
 
 class SmtpEmailProvider(EmailProvider):
@@ -189,7 +191,8 @@ class SmtpEmailProvider(EmailProvider):
             await _quietly_close(client)
         return await self._connect()
 
-    async def send(self, message: EmailMessage, deadline: float | None = None) -> ProviderResult:
+    async def send(self, message: EmailMessage, deadline: float | None = None,
+                   on_handover: Callable[[], None] | None = None) -> ProviderResult:
         """Send one message. `deadline` (event-loop time) bounds only what comes before the
         hand-over: the connection slot, connect/EHLO/STARTTLS/AUTH, MAIL and RCPT — cut there,
         the relay certainly has nothing ("deadline", retried). Once DATA has started the
@@ -206,18 +209,20 @@ class SmtpEmailProvider(EmailProvider):
         except TimeoutError:
             return ProviderResult.of(self.ANSWERS["deadline"], self.name, "deadline")
         try:
-            return await self._send_raw(message.from_addr, message.to, raw, message_id, deadline)
+            return await self._send_raw(message.from_addr, message.to, raw, message_id, deadline,
+                                        on_handover)
         finally:
             self._slots.release()
 
     async def _send_raw(self, from_addr: str, to: str, raw: bytes, message_id: str,
-                        deadline: float | None) -> ProviderResult:
+                        deadline: float | None,
+                        on_handover: Callable[[], None] | None = None) -> ProviderResult:
         client: _Client | None = None
         try:
             async with asyncio.timeout_at(deadline) as cut:
                 try:
                     client = await self._checkout()
-                    client.handing_over = functools.partial(_lift, cut)
+                    client.handing_over = functools.partial(_lift, cut, on_handover)
                     errors, response = await client.sendmail(from_addr, [to], raw)
                 except aiosmtplib.SMTPRecipientsRefused as exc:
                     code = exc.recipients[0].code if exc.recipients else 550

@@ -6,6 +6,7 @@
 - events.py      the delivery-event.v1 written to the outbox with every change
 - reports.py     what coordinators read: the summary and the unreachable list
 - reconciliation.py  what an agency reads: the notices naming it and their delivery status
+- holds.py       dispatch_notice_hold: whether a notified person is held under s 116 now
 
 Functions take a SQLAlchemy `Session` first and return plain values or dataclasses; they run
 in the caller's transaction (`await db.run(fn, *args)`), so a state change and its event are

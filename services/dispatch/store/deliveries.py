@@ -248,6 +248,46 @@ def supersede_older(session: Session, persons: Collection[str], now: datetime) -
     return len(rows)
 
 
+
+def supersede_earlier(session: Session, incident_id: str, person_id: str, version: int,
+                      now: datetime) -> int:
+    """The person's deliveries of versions before `version` not handed to any gateway yet
+    become 'superseded' (with their events), whether or not `version` has deliveries of its
+    own (a correction with nothing to say has none). Returns how many."""
+    unsent = _sql_list(UNSENT_STATES)
+    sql = text(
+        f"""
+        UPDATE delivery SET status = 'superseded', reason_code = 'superseded',
+               lease_until = NULL, updated_at = :now_dt
+        WHERE status IN ({unsent}) AND incident_id = :incident AND person_id = :person
+              AND notice_version < :version
+        RETURNING notice_id, incident_id, person_id, channel, attempts
+        """  # noqa: S608 - fixed literals only
+    )
+    rows = session.execute(sql, {"incident": incident_id, "person": person_id,
+                                 "version": version, "now_dt": now}).all()
+    publish(session, [event_row(r, DeliveryStatus.SUPERSEDED, r.attempts, now,
+                                reason_code="superseded") for r in rows])
+    return len(rows)
+
+
+def earlier_told(session: Session, incident_id: str, person_id: str, version: int) -> bool:
+    """Whether a version of the person's notice before `version` was (or may have been) handed
+    to a gateway: on its way or sent (TOLD_STATES, what says_update counts), or a claim whose
+    gateway may hold it (may_hold). Call it after `supersede_earlier` in the same transaction:
+    a delivery a sender claimed meanwhile is then seen as on its way, never as unsent."""
+    sql = text(
+        f"""
+        SELECT 1 FROM delivery WHERE incident_id = :incident AND person_id = :person
+               AND notice_version < :version
+               AND (status IN ({_sql_list(TOLD_STATES)}) OR may_hold)
+        LIMIT 1
+        """  # noqa: S608 - fixed literals only
+    )
+    return session.execute(sql, {"incident": incident_id, "person": person_id,
+                                 "version": version}).first() is not None
+
+
 # ------------------------------------------------------------------------------ changes
 
 

@@ -9,6 +9,8 @@ import orjson
 from sqlalchemy import select
 from sqlmodel import Session
 
+from services.common.batching import chunks
+from services.common.db import one_of
 from services.dispatch.models import Delivery, DispatchNotice
 
 DT = Delivery.__table__
@@ -23,6 +25,34 @@ class NoticeOutcome:
     deliveries: list[tuple[str, str]]  # (channel, status), oldest first
 
 
+def notices_by_id(session: Session, incident_id: str, agency_id: str,
+                  notice_ids: list[str]) -> list[NoticeOutcome]:
+    """Of these notices of the incident, those naming the agency (the others, and ids that are
+    no notice, are left out alike), by notice id: what `panui feed status` asks for the notices
+    a stretch of dedupe's records names. Primary-key lookups, so a page costs its own size."""
+    found = []
+    for chunk in chunks(sorted(set(notice_ids)), 5000):  # SQLite: at most 32,766 parameters
+        found += session.execute(
+            select(NT.c.notice_id, NT.c.version, NT.c.reference_code, NT.c.payload)
+            .where(NT.c.incident_id == incident_id, one_of(session, NT.c.notice_id, chunk))).all()
+    found.sort(key=lambda row: row.notice_id)
+    return _with_deliveries(session, incident_id, agency_id, found)
+
+
+def _with_deliveries(session: Session, incident_id: str, agency_id: str, rows: list) -> list[NoticeOutcome]:
+    """The rows naming the agency, each with its deliveries (channel, status), oldest first."""
+    mine = [row for row in rows
+            if any(a["agency_id"] == agency_id for a in orjson.loads(row.payload)["agencies"])]
+    deliveries: dict[str, list[tuple[str, str]]] = {row.notice_id: [] for row in mine}
+    for chunk in chunks(list(deliveries), 5000):
+        for notice_id, channel, status in session.execute(
+                select(DT.c.notice_id, DT.c.channel, DT.c.status)
+                .where(one_of(session, DT.c.notice_id, chunk)).order_by(DT.c.id)):
+            deliveries[notice_id].append((channel, status))
+    return [NoticeOutcome(row.notice_id, row.version, row.reference_code, deliveries[row.notice_id])
+            for row in mine]
+
+
 def notice_outcomes(session: Session, incident_id: str, agency_id: str, after: str,
                     limit: int) -> tuple[list[NoticeOutcome], str | None]:
     """Of the incident's next `limit` notices after `after` by notice id, those naming the
@@ -33,15 +63,5 @@ def notice_outcomes(session: Session, incident_id: str, agency_id: str, after: s
         .where(NT.c.incident_id == incident_id, NT.c.notice_id > after)
         .order_by(NT.c.notice_id).limit(limit + 1)).all()
     page, more = scanned[:limit], len(scanned) > limit
-    mine = [row for row in page
-            if any(a["agency_id"] == agency_id for a in orjson.loads(row.payload)["agencies"])]
-    deliveries: dict[str, list[tuple[str, str]]] = {row.notice_id: [] for row in mine}
-    if mine:
-        for notice_id, channel, status in session.execute(
-                select(DT.c.notice_id, DT.c.channel, DT.c.status)
-                .where(DT.c.incident_id == incident_id, DT.c.notice_id.in_(list(deliveries)))
-                .order_by(DT.c.id)):
-            deliveries[notice_id].append((channel, status))
-    outcomes = [NoticeOutcome(row.notice_id, row.version, row.reference_code, deliveries[row.notice_id])
-                for row in mine]
-    return outcomes, (page[-1].notice_id if more else None)
+    return (_with_deliveries(session, incident_id, agency_id, page),
+            page[-1].notice_id if more else None)

@@ -115,7 +115,7 @@ def intake_settings(database_url: str, kafka_bootstrap: str, prefix: str, data_k
 
 async def start_intake(pg_admin_url: str, kafka_bootstrap: str, data_keys: str,
                        **overrides: object) -> AsyncIterator[Intake]:
-    name, url = infra.create_database(pg_admin_url, service="intake")
+    name, url = infra.lease_database(pg_admin_url, "intake")
     prefix = f"test-{uuid.uuid4().hex[:10]}."
     settings = intake_settings(url, kafka_bootstrap, prefix, data_keys, **overrides)
     app = create_app(settings)
@@ -124,7 +124,7 @@ async def start_intake(pg_admin_url: str, kafka_bootstrap: str, data_keys: str,
             yield Intake(app, client, settings, url, kafka_bootstrap)
     finally:
         await infra.delete_topics_with_prefix(kafka_bootstrap, prefix)
-        infra.drop_database(pg_admin_url, name)
+        infra.release_database(pg_admin_url, name)
 
 
 @pytest.fixture(scope="module")

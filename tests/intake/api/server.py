@@ -38,7 +38,7 @@ class ServedIntake:
 @contextmanager
 def serve_intake(pg_admin_url: str, kafka_bootstrap: str, data_keys: str,
                  **overrides: object) -> Iterator[ServedIntake]:
-    name, url = infra.create_database(pg_admin_url, service="intake")
+    name, url = infra.lease_database(pg_admin_url, "intake")
     prefix = f"test-{uuid.uuid4().hex[:10]}."
     port = free_port()
     settings = IntakeSettings(
@@ -52,4 +52,4 @@ def serve_intake(pg_admin_url: str, kafka_bootstrap: str, data_keys: str,
         import asyncio
 
         asyncio.run(infra.delete_topics_with_prefix(kafka_bootstrap, prefix))
-        infra.drop_database(pg_admin_url, name)
+        infra.release_database(pg_admin_url, name)

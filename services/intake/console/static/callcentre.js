@@ -3,7 +3,7 @@
 // which detail they verified instead — and sees exactly what the person was sent (dispatch
 // renders each channel again from the sealed notice and the revision the delivery is pinned to),
 // when and on which channel, the delivery history, the notice's versions (amendments), whether
-// they are unreachable, and the scripted answers. Every lookup is in dispatch's audit log; what
+// they are held under s 116 (first, with what not to say) or unreachable, and the scripted answers. Every lookup is in dispatch's audit log; what
 // is shown is kept nowhere but this page's elements, and the date of birth is cleared after.
 // Also: how the public "is this genuine?" check works, to explain it to callers.
 "use strict";
@@ -30,6 +30,10 @@ function lookupResult(r) {
   const table = (id, head, rows) => h("table", { id }, h("thead", {}, h("tr", {}, head.map((t) => h("th", {}, t)))), h("tbody", {}, rows));
   const when = (iso) => new Date(iso).toLocaleString();
   return h("div", { id: "lookup-result", "data-notice": r.notice_id },
+    // First, before anything the operator might read out: a person held under s 116 is held so
+    // that they are not told; the page says what not to say, never why (dispatch is not told).
+    r.held ? h("section", { class: "card held-warning", id: "lookup-held", role: "alert" },
+      h("h2", { class: "cross" }, "Held under s 116 — do not disclose"), h("p", {}, r.held_guidance)) : "",
     h("section", { class: "card" }, h("h2", {}, `Notice ${r.reference}`),
       h("p", {}, `Version ${r.version} · language ${r.preferred_language}`, r.has_representative ? " · sent to a representative" : "",
         " · ", r.unreachable ? h("b", { class: "cross", id: "lookup-unreachable" }, "unreachable: on the public-notice list")
