@@ -35,11 +35,12 @@ from services.common.db import make_engine
 from services.common.keystore import DataKey
 from services.common.outbox import OutboxMessage
 from services.common.retention import RetentionEvent
+from services.common.shared_buckets import RateBucket
 
 # Tables every service has, defined once in services/common (each in the service's own database):
-# the outbox, the staff audit log and revoked tokens, the incident data keys and the retention
-# audit trail.
-SHARED_MODELS = (OutboxMessage, *_STAFF_MODELS, DataKey, RetentionEvent)
+# the outbox, the staff audit log and revoked tokens, the incident data keys, the retention
+# audit trail and the rate limits its replicas share.
+SHARED_MODELS = (OutboxMessage, *_STAFF_MODELS, DataKey, RetentionEvent, RateBucket)
 
 VERSION_TABLE_PREFIX = "alembic_version_"
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from services.common import crypto
 from services.common.clock import Clock, utcnow
 from services.common.kafka import ConsumerWorker, TopicFollower
 from services.common.messages import (
@@ -29,7 +30,7 @@ from services.common.topics import (
     NOTICES,
 )
 from services.dispatch import api, callcentre_api, check_api, mailout_api, notice_api, reconciliation_api
-from services.dispatch.genuine import CheckLimits
+from services.dispatch.genuine import CHECK_CLIENT_LABEL, CheckLimits
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.models import MODELS
 from services.dispatch.notices import IncidentHandler, LifecycleHandler, NoticeHandler
@@ -64,8 +65,6 @@ class DispatchRuntime(ServiceRuntime):
             max_total=timedelta(seconds=settings.retry_max_total_s),
         )
         self.book = IncidentBook()
-        self.check_limits = CheckLimits(settings.check_requests_per_minute, settings.check_burst,
-                                        settings.check_global_per_s, settings.check_global_burst)
         self.sender: Sender | None = None  # built at start: its providers open connections
         self.notice_handler: NoticeHandler | None = None
         self._email, self._sms = email, sms
@@ -74,6 +73,14 @@ class DispatchRuntime(ServiceRuntime):
             workers=self._make_workers,
             on_start=self._start_sender,
         )
+        # The shared per-client buckets are keyed by a digest of the address under the notices
+        # KEK (every replica holds it; a subkey of its own label): never the address itself.
+        notices_kek = self.keks[crypto.NOTICES]
+        self.check_limits = CheckLimits(
+            settings.check_requests_per_minute, settings.check_burst, settings.check_global_per_s,
+            settings.check_global_burst,
+            digest=lambda address: notices_kek.digest(address, label=CHECK_CLIENT_LABEL,
+                                                      key_id=notices_kek.active_id))
 
     def wake(self) -> None:
         """Deliveries or events changed: the sender looks for due work, the relay publishes."""

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import html
 from datetime import date
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.exc import SQLAlchemyError
 
 from services.common.deps import PublicContext
 from services.common.errors import ApiError, ErrorResponse
 from services.common.inbound import body_limit
 from services.dispatch import genuine
+from services.dispatch.genuine import CheckLimits
 from services.dispatch.schemas import NoticeCheck, NoticeCheckResult
-
-if TYPE_CHECKING:
-    from services.dispatch.app import DispatchRuntime
 
 router = APIRouter(tags=["public"])
 
@@ -39,8 +37,20 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _refuse_when_limited(runtime: DispatchRuntime, request: Request) -> None:
-    wait = runtime.check_limits.wait_time(_client(request))
+async def _refuse_when_limited(ctx, request: Request) -> None:  # noqa: ANN001
+    """The first line in this process, then the limits shared by every replica (in the
+    database, in a transaction of their own: the tokens stay taken whatever the check does).
+    The database away: the check could not answer anyway, and the limits are not skipped —
+    503, fail closed (docs/decisions.md)."""
+    limits: CheckLimits = ctx.runtime.check_limits
+    client = _client(request)
+    wait = limits.wait_time(client)
+    if wait == 0:
+        try:
+            wait = await ctx.db.run(limits.take, limits.client_key(client))
+        except SQLAlchemyError as exc:
+            raise ApiError(503, "check.unavailable", "The check is not available just now. Try "
+                           "again in a few minutes.", headers={"Retry-After": "30"}) from exc
     if wait > 0:
         raise ApiError(429, "check.rate_limited", "Too many checks. Wait a minute and try again.",
                        headers={"Retry-After": str(max(1, int(wait + 0.999)))})
@@ -64,10 +74,12 @@ def _result(answer: genuine.Confirmed | None) -> NoticeCheckResult:
     summary="Is this notice genuine? (public: no credential; rate-limited per client and overall)",
     dependencies=[body_limit("check_max_bytes")],
     responses={429: {"model": ErrorResponse, "description": "too many checks; see Retry-After"},
+               503: {"model": ErrorResponse, "description": "the check cannot answer now (its "
+                     "database is away); see Retry-After"},
                422: {"model": ErrorResponse}},
 )
 async def notice_check(body: NoticeCheck, request: Request, ctx: PublicContext) -> NoticeCheckResult:
-    _refuse_when_limited(ctx.runtime, request)
+    await _refuse_when_limited(ctx, request)
     return _result(await _check(ctx, body.reference, body.date_of_birth))
 
 
@@ -145,13 +157,14 @@ def _typed_date(form: dict[str, list[str]]) -> date | None:
     "/check", response_class=HTMLResponse, dependencies=[body_limit("check_max_bytes")],
     summary="The check page's answer (public; rate-limited per client and overall)",
     responses={400: {"description": "the form was not filled in", "content": {"text/html": {}}},
-               429: {"description": "too many checks", "content": {"text/html": {}}}},
+               429: {"description": "too many checks", "content": {"text/html": {}}},
+               503: {"description": "the check cannot answer now", "content": {"text/html": {}}}},
 )
 async def check_form(request: Request, ctx: PublicContext) -> HTMLResponse:
     try:
-        _refuse_when_limited(ctx.runtime, request)
+        await _refuse_when_limited(ctx, request)
     except ApiError as limited:
-        return _page(_answer_html(None, limited.message), 429, limited.headers)
+        return _page(_answer_html(None, limited.message), limited.status, limited.headers)
     form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=8)
     reference = (form.get("reference") or [""])[0]
     born = _typed_date(form)

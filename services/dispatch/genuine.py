@@ -18,21 +18,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
 from sqlmodel import Session
 
-from services.common import audit
+from services.common import audit, shared_buckets
 from services.common.audit import Act
 from services.common.crypto import SealError, Vault
 from services.common.messages import IncidentMessage, NoticeMessage, decode_notice
 from services.common.ratelimit import KeyedRateLimiter, TokenBucket
 from services.common.references import DOB_LABEL, MAX_DOB_CHECKS, dob_text, normalise_reference
+from services.common.shared_buckets import Limit
 from services.dispatch.content.render import DATA_CATEGORY_LABELS_EN
 from services.dispatch.store import incidents, notices
 
 ACTION = "notice.check"
+CHECK_CLIENT_LABEL = "check-client"  # the digest of a client address keying its shared bucket
+EVERYONE = "everyone"  # the key of the shared global bucket
 # Looked up when what was typed is no reference at all: the same query as a real look-up.
 _NO_SUCH_CODE = "PAN-0000-0000-0000"
 # A decoy key per process: the digest made when there is no notice costs what a real one does.
@@ -124,16 +128,50 @@ def _confirmed(session: Session, notice_id: str, incident_id: str) -> Confirmed 
 
 
 class CheckLimits:
-    """The check's rate limits (services/common/ratelimit.py): per client, and for everyone
-    together, so neither one client nor many together can try references quickly. Checked
-    before any work, so a refusal says nothing about a reference."""
+    """The check's rate limits: per client, and for everyone together, so neither one client
+    nor many together can try references quickly. Checked before any work, so a refusal says
+    nothing about a reference.
 
-    def __init__(self, per_minute: int, burst: int, global_per_s: float, global_burst: int):
+    The binding limits are shared by every replica: token buckets in dispatch's database
+    (services/common/shared_buckets.py), keyed by a keyed digest of the client's address (the
+    address is never stored) and by "everyone". In front of them, in this process, the same
+    limits again (services/common/ratelimit.py) as a deliberate first line: they never let
+    more through than the shared ones would for this replica alone, and they turn a flood
+    from one address or from many away without a database round trip (the shared "everyone"
+    row is the one every check queues on). `wait_time` is the first line, `take` the shared
+    limits (a unit of work)."""
+
+    # Refilled buckets are deleted every this many shared checks of a replica.
+    FORGET_EVERY = 1000
+
+    def __init__(self, per_minute: int, burst: int, global_per_s: float, global_burst: int,
+                 digest: Callable[[str], str]):
         self.clients = KeyedRateLimiter(per_minute, burst, max_keys=100_000)
         self.everyone = TokenBucket(global_per_s, global_burst)
+        self.shared_client = Limit("check.client", per_minute / 60.0, burst)
+        self.shared_everyone = Limit("check.everyone", global_per_s, global_burst)
+        self._digest = digest
+        self._taken = 0
 
     def wait_time(self, client: str) -> float:
-        """0: go ahead (a token of each taken); else the seconds to wait."""
+        """The first line, in this process: 0, go ahead (a token of each taken); else the
+        seconds to wait."""
         if (wait := self.clients.wait_time(client)) > 0:
             return wait
         return self.everyone.wait_time()
+
+    def client_key(self, client: str) -> str:
+        """What the shared bucket of a client is keyed by: a keyed digest of its address (the
+        same in every replica; worthless without the key)."""
+        return self._digest(client)
+
+    def take(self, session: Session, client_key: str) -> float:
+        """The shared limits (one round trip each): 0.0, go ahead; else the seconds to wait."""
+        self._taken += 1
+        if self._taken % self.FORGET_EVERY == 0:
+            shared_buckets.forget_full(session, [self.shared_client, self.shared_everyone])
+        if (wait := shared_buckets.take(session, self.shared_client, client_key)) > 0:
+            return wait
+        return shared_buckets.take(session, self.shared_everyone, EVERYONE)
+
+

@@ -81,7 +81,8 @@ class DispatchSettings(ServiceSettings):
 
     # --- "is this notice genuine?" (public, services/dispatch/genuine.py) ---------------------
     # Per client (its address as the service sees it: behind a proxy, the proxy's — so set the
-    # proxy to pass the client on, or rate-limit there too) and for everyone together.
+    # proxy to pass the client on, or rate-limit there too) and for everyone together; shared
+    # by every replica (token buckets in the database: services/common/shared_buckets.py).
     check_requests_per_minute: int = Field(default=10, ge=1)
     check_burst: int = Field(default=5, ge=1)
     check_global_per_s: float = Field(default=20.0, gt=0)

@@ -16,7 +16,7 @@ from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
-from services.common import audit, principals
+from services.common import audit, principals, shared_buckets
 from services.common.clock import utcnow
 from services.common.deps import (
     AnyStaffContext,
@@ -239,7 +239,10 @@ async def submit_feed(
 ) -> FeedReceipt:
     settings, agency_id = ctx.runtime.settings, ctx.caller.agency_id
     idempotency_key = (idempotency_key or "").strip() or None  # a blank key is no key
-    if wait := ctx.runtime.limiter.wait_time(agency_id):
+    wait = ctx.runtime.limiter.wait_time(agency_id)  # this process first, then every replica's
+    if wait == 0:
+        wait = await ctx.db.run(shared_buckets.take, ctx.runtime.agency_limit, agency_id)
+    if wait > 0:
         raise ApiError(429, "rate.limited", "Too many feed requests; retry later.",
                        headers={"Retry-After": str(math.ceil(wait))})
     fmt = detect_format(request.headers.get("content-type"), None)

@@ -1,4 +1,4 @@
-"""Intake's runtime: the shared service runtime, plus the agency request limiter,
+"""Intake's runtime: the shared service runtime, plus the agency request limits,
 authentication that knows agency API keys as well as coordinator tokens, the consumer lag
 monitor of every group of the deployment (intake is the front door ops read; docs/decisions.md),
 and the purge loop (closed incidents whose purge is due: services/intake/retention.py)."""
@@ -14,6 +14,7 @@ from services.common.lag import LagMonitor
 from services.common.lag.prometheus import LagCollector
 from services.common.ratelimit import KeyedRateLimiter
 from services.common.runtime import ServiceRuntime
+from services.common.shared_buckets import Limit
 from services.common.tasks import SupervisedLoop, finish
 from services.common.topics import AFFECTED_RECORDS, INCIDENT_LIFECYCLE, INCIDENTS
 from services.intake import auth, retention, store
@@ -29,8 +30,11 @@ class IntakeRuntime(ServiceRuntime):
     def __init__(self, settings: IntakeSettings):
         super().__init__(settings, MODELS, [AFFECTED_RECORDS, INCIDENTS, INCIDENT_LIFECYCLE],
                          on_start=self._start_purge)
-        # Feed requests per agency (a token bucket per agency in this replica).
+        # Feed requests per agency: a token bucket per agency shared by every replica, in the
+        # database (services/common/shared_buckets.py), behind the same bucket in this process
+        # as a first line (a flood from one agency is turned away without a round trip).
         self.limiter = KeyedRateLimiter(settings.agency_requests_per_minute)
+        self.agency_limit = Limit("intake.agency", self.limiter.rate, self.limiter.burst)
         # Lag of every consumer group under the prefix, from Kafka's own offsets: served as
         # GET /v1/ops/lag and as kafka_consumergroup_lag* on /metrics.
         self.lag = LagMonitor.from_settings(settings)

@@ -12,7 +12,7 @@ class IntakeSettings(ServiceSettings):
     port: int = 8001
     max_request_bytes: int = 64 * 1024 * 1024
     max_records_per_request: int = 50_000
-    # Feed requests per agency per minute (a token bucket in each intake replica).
+    # Feed requests per agency per minute (a token bucket per agency shared by the replicas).
     agency_requests_per_minute: int = 120
     receipt_problem_limit: int = 20
     store_chunk_records: int = 2_000

@@ -7,7 +7,11 @@ import statistics
 import time
 
 import httpx
+import psycopg
 import pytest
+from psycopg import sql
+from sqlalchemy import make_url, text
+from sqlmodel import Session
 
 from services.common.crypto import Sealer, generate_key_spec
 from services.common.ratelimit import KeyedRateLimiter
@@ -74,9 +78,9 @@ def test_the_per_client_limiter_forgets_idle_clients_past_its_bound():
 
 @pytest.fixture
 def settings_for(service_env, pg_database, smtp_gw, sms_gw):
-    def make(**overrides):
-        return dispatch_settings(service_env, pg_database("dispatch"), port=free_port(),
-                                 smtp_port=smtp_gw.port, sms_url=sms_gw.url,
+    def make(database_url: str | None = None, **overrides):
+        return dispatch_settings(service_env, database_url or pg_database("dispatch"),
+                                 port=free_port(), smtp_port=smtp_gw.port, sms_url=sms_gw.url,
                                  quiet_hours_enabled=False, **overrides)
     return make
 
@@ -164,7 +168,8 @@ async def test_the_page_has_no_links_and_answers_the_form(settings_for, smtp_gw)
 @pytest.mark.kafka
 @pytest.mark.postgres
 async def test_checks_are_rate_limited_per_client_and_overall(settings_for, smtp_gw):
-    async with running_dispatch(settings_for(check_requests_per_minute=60, check_burst=3)) as stack:
+    # 6 a minute: a token every 10 s, so a loaded box's slow answers refill none meanwhile.
+    async with running_dispatch(settings_for(check_requests_per_minute=6, check_burst=3)) as stack:
         answers = [await _check(stack, reference_from_digest("3" * 64), DOB) for _ in range(5)]
         assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
         assert answers[3].json()["error"]["code"] == "check.rate_limited"
@@ -177,6 +182,76 @@ async def test_checks_are_rate_limited_per_client_and_overall(settings_for, smtp
         codes = [(await _check(stack, reference_from_digest("4" * 64), DOB)).status_code
                  for _ in range(3)]
         assert codes == [200, 200, 429]  # one client well under its own limit: the global one
+
+
+# Replicas share the limits (services/common/shared_buckets.py): two dispatch instances on one
+# database, as deploy/k8s runs two or more. Per replica, each let the whole limit through.
+
+@pytest.mark.kafka
+@pytest.mark.postgres
+async def test_the_global_limit_holds_across_two_replicas(settings_for, pg_database):
+    url = pg_database("dispatch")
+    limits = {"check_requests_per_minute": 10_000, "check_burst": 100,
+              "check_global_per_s": 0.01, "check_global_burst": 3}
+    async with running_dispatch(settings_for(url, **limits)) as one, \
+            running_dispatch(settings_for(url, **limits)) as two:
+        reference = reference_from_digest("7" * 64)
+        codes = [(await _check(stack, reference, DOB)).status_code
+                 for stack in (one, two, one, two, one, two)]
+        assert codes == [200, 200, 200, 429, 429, 429]
+        with Session(one.app.state.runtime.engine) as session:
+            keys = set(session.execute(text("SELECT key FROM rate_bucket")).scalars())
+        # The client's bucket is keyed by a digest of its address, never the address.
+        assert "everyone" in keys and len(keys) == 2
+        assert not any("127.0.0.1" in k for k in keys)
+
+
+@pytest.mark.kafka
+@pytest.mark.postgres
+async def test_a_client_is_limited_across_two_replicas(settings_for, pg_database):
+    url = pg_database("dispatch")
+    limits = {"check_requests_per_minute": 1, "check_burst": 3,
+              "check_global_per_s": 1000, "check_global_burst": 1000}
+    async with running_dispatch(settings_for(url, **limits)) as one, \
+            running_dispatch(settings_for(url, **limits)) as two:
+        reference = reference_from_digest("8" * 64)
+        codes = [(await _check(stack, reference, DOB)).status_code
+                 for stack in (one, two, one, two)]
+        assert codes == [200, 200, 200, 429]
+        refused = await _check(one, reference, DOB)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        page = await two.http.post("/check", data={"reference": "x", "day": "1", "month": "1",
+                                                   "year": "1990"})
+        assert page.status_code == 429 and "Too many checks" in page.text
+
+
+@pytest.mark.kafka
+@pytest.mark.postgres
+async def test_with_its_database_away_the_check_fails_closed(settings_for, pg_database,
+                                                             pg_admin_url):
+    url = pg_database("dispatch")
+    name = make_url(url).database
+    async with running_dispatch(settings_for(url)) as stack:
+        reference = reference_from_digest("9" * 64)
+        assert (await _check(stack, reference, DOB)).status_code == 200
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:  # the database goes away
+            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(
+                sql.Identifier(name)))
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        try:
+            away = await _check(stack, reference, DOB)
+            assert away.status_code == 503, away.text
+            assert away.json()["error"]["code"] == "check.unavailable"
+            assert away.headers["retry-after"] == "30"
+            page = await stack.http.post("/check", data={"reference": reference, "day": "9",
+                                                         "month": "3", "year": "1984"})
+            assert page.status_code == 503 and "not available" in page.text
+        finally:
+            with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+                admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
+                    sql.Identifier(name)))
+        assert (await _check(stack, reference, DOB)).status_code == 200  # back: answered again
 
 
 # Behind the ingress the TCP peer is the controller: the per-client limit must count the
@@ -200,7 +275,7 @@ async def _checks_from(client: httpx.AsyncClient, forwarded_for: list[str]) -> l
 @pytest.mark.kafka
 @pytest.mark.postgres
 async def test_forwarded_for_counts_only_from_a_trusted_proxy(settings_for, smtp_gw):
-    settings = settings_for(check_requests_per_minute=60, check_burst=3, check_global_per_s=1000,
+    settings = settings_for(check_requests_per_minute=6, check_burst=3, check_global_per_s=1000,
                             check_global_burst=1000, forwarded_allow_ips=PROXY)
     async with running_dispatch(settings):
         # An untrusted peer naming a new client each time is still one client: limited.

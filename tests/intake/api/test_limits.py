@@ -5,9 +5,11 @@ import json
 
 import pytest
 
+from services.intake.app import create_app
 from testkit.factories import affected_record, ndjson
+from tests.conftest import running
 
-from .conftest import start_intake
+from .conftest import agency_headers, intake_settings, start_intake
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -88,3 +90,28 @@ async def test_per_agency_rate_limit_is_429_with_retry_after(pg_admin_url, kafka
         assert 1 <= int(limited.headers["retry-after"]) <= 5
         # The limit is per agency: another agency is unaffected.
         assert (await intake.post_feed(setup.incident_id, key_b, body)).status_code == 202
+
+
+async def test_the_per_agency_rate_limit_holds_across_two_replicas(pg_admin_url, kafka_bootstrap,
+                                                                    data_keys):
+    """Two intake replicas on one database (deploy/k8s runs 2 to 8): the agency's bucket is
+    shared (services/common/shared_buckets.py). Per replica, each let the burst through."""
+    async for one in start_intake(pg_admin_url, kafka_bootstrap, data_keys,
+                                  agency_requests_per_minute=4):  # burst of 1, a token per 15 s
+        two = create_app(intake_settings(one.database_url, kafka_bootstrap,
+                                         one.settings.topic_prefix, data_keys,
+                                         agency_requests_per_minute=4))
+        async with running(two) as second:
+            setup = await one.new_incident(2)
+            (agency_a, key_a), (_, key_b) = setup.keys.items()
+            body = ndjson([affected_record("rl-2")])
+            url = f"/v1/incidents/{setup.incident_id}/feeds"
+            statuses = [(await client.post(url, content=body,
+                                           headers=agency_headers(key_a))).status_code
+                        for client in (one.client, second)]
+            assert statuses == [202, 429]
+            # Still per agency, and keyed by its id (no personal data in the key).
+            assert (await second.post(url, content=body,
+                                      headers=agency_headers(key_b))).status_code == 202
+            keys = one.query("SELECT key FROM rate_bucket WHERE limit_name = 'intake.agency'")
+            assert {k for (k,) in keys} == set(setup.keys)
