@@ -13,7 +13,12 @@ from typing import Concatenate, ParamSpec, TypeVar
 from sqlalchemy import DateTime, String, TypeDecorator, any_, bindparam, event, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine
+
+# What a route catches when the database failed under it, so routes need not import SQLAlchemy
+# (services keep SQL in their stores; tests/*/test_layers.py).
+DatabaseError = SQLAlchemyError
 
 T = TypeVar("T")
 P = ParamSpec("P")

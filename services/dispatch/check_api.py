@@ -14,8 +14,8 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy.exc import SQLAlchemyError
 
+from services.common.db import DatabaseError
 from services.common.deps import PublicContext
 from services.common.errors import ApiError, ErrorResponse
 from services.common.inbound import body_limit
@@ -48,7 +48,7 @@ async def _refuse_when_limited(ctx, request: Request) -> None:  # noqa: ANN001
     if wait == 0:
         try:
             wait = await ctx.db.run(limits.take, limits.client_key(client))
-        except SQLAlchemyError as exc:
+        except DatabaseError as exc:
             raise ApiError(503, "check.unavailable", "The check is not available just now. Try "
                            "again in a few minutes.", headers={"Retry-After": "30"}) from exc
     if wait > 0:
