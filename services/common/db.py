@@ -5,12 +5,25 @@ Services use a synchronous engine and run database work in a worker thread
 """
 
 import asyncio
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import DateTime, String, TypeDecorator, any_, bindparam, event, text
+from sqlalchemy import (
+    DateTime,
+    String,
+    Table,
+    TextClause,
+    TypeDecorator,
+    any_,
+    bindparam,
+    event,
+    insert,
+    text,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -129,6 +142,54 @@ def upsert(session: Session, model: type[SQLModel], rows: list[dict], conflict: 
     statement = insert(table)
     updates = {c: statement.excluded[c] for c in rows[0] if c not in conflict}
     session.execute(statement.on_conflict_do_update(index_elements=conflict, set_=updates), rows)
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[dict]) -> None:
+    """Many rows (dicts with the same keys) into `table`, in this order (ids ascending: the
+    outbox relay publishes by id). On PostgreSQL ONE short, fixed `INSERT … SELECT FROM
+    unnest(one array per column)`: psycopg parses and caches it once, where SQLAlchemy's
+    executemany turns every batch into a new multi-row VALUES statement too long for that
+    cache, re-parsed each time — about half the CPU per row (docs/benchmarks.md, dispatch).
+    Elsewhere (SQLite) a plain executemany."""
+    if not rows:
+        return
+    first = rows[0].keys()
+    if any(r.keys() != first for r in rows):
+        raise ValueError("insert_rows: every row needs the same columns")
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(insert(table), list(rows))
+        return
+    names = tuple(first)
+    params = {f"c{i}": [r[n] for r in rows] for i, n in enumerate(names)}
+    # The model's defaults for the columns not given, as SQLAlchemy's INSERT would fill them.
+    for name, value in _scalar_defaults(table, names):
+        params[f"c{len(names)}"] = [value] * len(rows)
+        names += (name,)
+    session.execute(_unnest_insert(table, names), params)
+
+
+@functools.lru_cache(maxsize=64)
+def _scalar_defaults(table: Table, given: tuple[str, ...]) -> tuple[tuple[str, object], ...]:
+    found = []
+    for column in table.columns:
+        if column.name in given or column.default is None:
+            continue
+        if not column.default.is_scalar:  # a function of the row: the caller must give it
+            raise ValueError(f"insert_rows: give {table.name}.{column.name} (no fixed default)")
+        found.append((column.name, column.default.arg))
+    return tuple(found)
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_insert(table: Table, names: tuple[str, ...]) -> TextClause:
+    dialect = postgresql.dialect()
+    types = [ARRAY(table.c[n].type) for n in names]  # binds each element as the column does
+    columns = ", ".join(f'"{n}"' for n in names)
+    arrays = ", ".join(f"CAST(:c{i} AS {t.compile(dialect=dialect)})" for i, t in enumerate(types))
+    return text(
+        f'INSERT INTO "{table.name}" ({columns}) SELECT {columns}'  # noqa: S608 - names from the model
+        f" FROM unnest({arrays}) WITH ORDINALITY AS u({columns}, _ord) ORDER BY _ord"
+    ).bindparams(*(bindparam(f"c{i}", type_=t) for i, t in enumerate(types)))
 
 
 class Database:

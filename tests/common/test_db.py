@@ -92,3 +92,43 @@ def test_dispatchs_delivery_locks_take_sqlites_write_lock(tmp_path):
                 assert session.connection().connection.dbapi_connection.in_transaction
     finally:
         engine.dispose()
+
+
+def _insert_rows_round_trip(url: str) -> list[tuple]:
+    """insert_rows as dispatch's outbox/history/delivery inserts use it: many rows, in order,
+    NULLs, bytes, aware datetimes (UTCDateTime's bind check), the model's fixed defaults."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import Boolean, Integer, LargeBinary, select
+
+    from services.common.db import UTCDateTime, insert_rows, session_scope
+
+    engine = make_engine(url)
+    table = Table("t_rows", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("key", String(20), nullable=False), Column("payload", LargeBinary),
+                  Column("at", UTCDateTime), Column("held", Boolean, nullable=False, default=False))
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    # Keys not in sorted order: the ids must follow the rows' order, not the keys'.
+    rows = [{"key": f"k{(i * 7) % 300:03d}", "payload": None if i % 3 else bytes([i % 256]) * 3,
+             "at": at + timedelta(seconds=i)} for i in range(300)]
+    try:
+        table.metadata.create_all(engine)
+        with session_scope(engine) as session:
+            insert_rows(session, table, rows)
+            with pytest.raises(ValueError, match="same columns"):
+                insert_rows(session, table, [{"key": "a"}, {"key": "b", "payload": b""}])
+        with session_scope(engine) as session:
+            got = [tuple(r) for r in session.execute(select(table).order_by(table.c.id))]
+    finally:
+        engine.dispose()
+    assert [g[1:] for g in got] == [(r["key"], r["payload"], r["at"], False) for r in rows]
+    return got
+
+
+def test_insert_rows_keeps_order_values_and_defaults_on_sqlite(tmp_path):
+    _insert_rows_round_trip(f"sqlite:///{tmp_path / 'rows.db'}")
+
+
+@pytest.mark.postgres
+def test_insert_rows_keeps_order_values_and_defaults_on_postgresql(pg_database):
+    _insert_rows_round_trip(pg_database(None))

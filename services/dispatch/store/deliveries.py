@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlmodel import Session
 
+from services.common.db import insert_rows
 from services.dispatch.delivery_state import (
     DUE_STATES,
     PENDING_STATES,
@@ -70,7 +71,7 @@ def insert_deliveries(
         }
         for d in new
     ]
-    session.execute(insert(DT), rows)
+    insert_rows(session, DT, rows)
     publish(session, [event_row(d, d.status, 0, now, reason_code=reason_code) for d in new])
 
 
