@@ -6,15 +6,18 @@ Services use a synchronous engine and run database work in a worker thread
 
 import asyncio
 import functools
+import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import (
+    JSON,
     DateTime,
     String,
     Table,
+    Text,
     TextClause,
     TypeDecorator,
     any_,
@@ -151,21 +154,40 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict]) -> None:
     executemany turns every batch into a new multi-row VALUES statement too long for that
     cache, re-parsed each time — about half the CPU per row (docs/benchmarks.md, dispatch).
     Elsewhere (SQLite) a plain executemany."""
+    _insert(session, table, rows, None)
+
+
+def insert_new_rows(session: Session, table: Table, rows: Sequence[dict], key: str) -> set:
+    """insert_rows, skipping rows that conflict with a stored one (ON CONFLICT DO NOTHING);
+    returns the `key` values of the rows inserted."""
+    return _insert(session, table, rows, key) or set()
+
+
+def _insert(session: Session, table: Table, rows: Sequence[dict], returning: str | None):  # noqa: ANN202
     if not rows:
-        return
+        return set()
     first = rows[0].keys()
     if any(r.keys() != first for r in rows):
         raise ValueError("insert_rows: every row needs the same columns")
     if session.get_bind().dialect.name != "postgresql":
-        session.execute(insert(table), list(rows))
-        return
+        if returning is None:
+            session.execute(insert(table), list(rows))
+            return None
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table).on_conflict_do_nothing().returning(table.c[returning])
+        return {r[0] for r in session.execute(stmt, list(rows))}
     names = tuple(first)
     params = {f"c{i}": [r[n] for r in rows] for i, n in enumerate(names)}
     # The model's defaults for the columns not given, as SQLAlchemy's INSERT would fill them.
     for name, value in _scalar_defaults(table, names):
         params[f"c{len(names)}"] = [value] * len(rows)
         names += (name,)
-    session.execute(_unnest_insert(table, names), params)
+    statement, as_json = _unnest_insert(table, names, returning)
+    for i in as_json:  # JSON values go as text: a list value would be taken for a sub-array
+        params[f"c{i}"] = [None if v is None else json.dumps(v) for v in params[f"c{i}"]]
+    result = session.execute(statement, params)
+    return {r[0] for r in result} if returning is not None else None
 
 
 @functools.lru_cache(maxsize=64)
@@ -181,15 +203,21 @@ def _scalar_defaults(table: Table, given: tuple[str, ...]) -> tuple[tuple[str, o
 
 
 @functools.lru_cache(maxsize=64)
-def _unnest_insert(table: Table, names: tuple[str, ...]) -> TextClause:
+def _unnest_insert(table: Table, names: tuple[str, ...],
+                   returning: str | None) -> tuple[TextClause, tuple[int, ...]]:
     dialect = postgresql.dialect()
-    types = [ARRAY(table.c[n].type) for n in names]  # binds each element as the column does
+    as_json = tuple(i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON))
+    # Bound as the column binds each element (UTCDateTime's check too); JSON as its text.
+    types = [ARRAY(Text if i in as_json else table.c[n].type) for i, n in enumerate(names)]
+    casts = [ARRAY(table.c[n].type).compile(dialect=dialect) for n in names]
     columns = ", ".join(f'"{n}"' for n in names)
-    arrays = ", ".join(f"CAST(:c{i} AS {t.compile(dialect=dialect)})" for i, t in enumerate(types))
-    return text(
+    arrays = ", ".join(f"CAST(:c{i} AS {cast})" for i, cast in enumerate(casts))
+    statement = text(
         f'INSERT INTO "{table.name}" ({columns}) SELECT {columns}'  # noqa: S608 - names from the model
         f" FROM unnest({arrays}) WITH ORDINALITY AS u({columns}, _ord) ORDER BY _ord"
+        + (f' ON CONFLICT DO NOTHING RETURNING "{returning}"' if returning else "")
     ).bindparams(*(bindparam(f"c{i}", type_=t) for i, t in enumerate(types)))
+    return statement, as_json
 
 
 class Database:
