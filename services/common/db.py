@@ -205,11 +205,7 @@ def _scalar_defaults(table: Table, given: tuple[str, ...]) -> tuple[tuple[str, o
 @functools.lru_cache(maxsize=64)
 def _unnest_insert(table: Table, names: tuple[str, ...],
                    returning: str | None) -> tuple[TextClause, tuple[int, ...]]:
-    dialect = postgresql.dialect()
-    as_json = tuple(i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON))
-    # Bound as the column binds each element (UTCDateTime's check too); JSON as its text.
-    types = [ARRAY(Text if i in as_json else table.c[n].type) for i, n in enumerate(names)]
-    casts = [ARRAY(table.c[n].type).compile(dialect=dialect) for n in names]
+    types, casts, as_json = _array_types(table, names)
     columns = ", ".join(f'"{n}"' for n in names)
     arrays = ", ".join(f"CAST(:c{i} AS {cast})" for i, cast in enumerate(casts))
     statement = text(
@@ -218,6 +214,57 @@ def _unnest_insert(table: Table, names: tuple[str, ...],
         + (f' ON CONFLICT DO NOTHING RETURNING "{returning}"' if returning else "")
     ).bindparams(*(bindparam(f"c{i}", type_=t) for i, t in enumerate(types)))
     return statement, as_json
+
+
+def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict]) -> None:
+    """Update many rows of `table`, each dict the `key` column's value (which row) and the
+    new values of the same other columns. On PostgreSQL ONE `UPDATE … FROM unnest(…)` (as
+    insert_rows, for the same reason); elsewhere, or when a key repeats (each update must
+    apply in turn, the last winning), an executemany."""
+    if not rows:
+        return
+    first = rows[0].keys()
+    if any(r.keys() != first for r in rows):
+        raise ValueError("update_rows: every row needs the same columns")
+    names = tuple(first)
+    if (session.get_bind().dialect.name != "postgresql"
+            or len({r[key] for r in rows}) < len(rows)):
+        from sqlalchemy import update
+
+        stmt = (update(table).where(table.c[key] == bindparam("_key"))
+                .values(**{n: bindparam(n) for n in names if n != key}))
+        session.connection().execute(stmt, [{**r, "_key": r[key]} for r in rows])
+        return
+    statement, as_json = _unnest_update(table, key, names)
+    params = {f"c{i}": [r[n] for r in rows] for i, n in enumerate(names)}
+    for i in as_json:
+        params[f"c{i}"] = [None if v is None else json.dumps(v) for v in params[f"c{i}"]]
+    session.execute(statement, params)
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_update(table: Table, key: str,
+                   names: tuple[str, ...]) -> tuple[TextClause, tuple[int, ...]]:
+    types, casts, as_json = _array_types(table, names)
+    columns = ", ".join(f'"{n}"' for n in names)
+    arrays = ", ".join(f"CAST(:c{i} AS {cast})" for i, cast in enumerate(casts))
+    sets = ", ".join(f'"{n}" = u."{n}"' for n in names if n != key)
+    statement = text(
+        f'UPDATE "{table.name}" SET {sets} FROM unnest({arrays}) AS u({columns})'  # noqa: S608 - names from the model
+        f' WHERE "{table.name}"."{key}" = u."{key}"'
+    ).bindparams(*(bindparam(f"c{i}", type_=t) for i, t in enumerate(types)))
+    return statement, as_json
+
+
+def _array_types(table: Table, names: tuple[str, ...]) -> tuple[list, list[str], tuple[int, ...]]:
+    """Per column: the array type its values bind as (each element as the column binds it,
+    UTCDateTime's check too; JSON as its text, or a list value would be taken for a
+    sub-array), the SQL array type it is cast to, and which columns are JSON."""
+    dialect = postgresql.dialect()
+    as_json = tuple(i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON))
+    types = [ARRAY(Text if i in as_json else table.c[n].type) for i, n in enumerate(names)]
+    casts = [ARRAY(table.c[n].type).compile(dialect=dialect) for n in names]
+    return types, casts, as_json
 
 
 class Database:

@@ -102,7 +102,13 @@ def _insert_rows_round_trip(url: str) -> list[tuple]:
 
     from sqlalchemy import JSON, Boolean, Integer, LargeBinary, select
 
-    from services.common.db import UTCDateTime, insert_new_rows, insert_rows, session_scope
+    from services.common.db import (
+        UTCDateTime,
+        insert_new_rows,
+        insert_rows,
+        session_scope,
+        update_rows,
+    )
 
     engine = make_engine(url)
     table = Table("t_rows", MetaData(), Column("id", Integer, primary_key=True),
@@ -122,20 +128,27 @@ def _insert_rows_round_trip(url: str) -> list[tuple]:
             assert insert_new_rows(session, table, again, "key") == {"new"}
             with pytest.raises(ValueError, match="same columns"):
                 insert_rows(session, table, [{"key": "a"}, {"key": "b", "payload": b""}])
+        with session_scope(engine) as session:  # rows 0..9 changed; a repeated key: last wins
+            update_rows(session, table, "key", [{"key": r["key"], "checks": ["x"], "held": True,
+                                                 "payload": None} for r in rows[:10]])
+            update_rows(session, table, "key", [{"key": "new", "checks": [1]},
+                                                {"key": "new", "checks": [2]}])
+        for r in rows[:10]:
+            r.update(checks=["x"], held=True, payload=None)
         with session_scope(engine) as session:
             got = [tuple(r) for r in session.execute(select(table).order_by(table.c.id))]
     finally:
         engine.dispose()
-    assert [g[1:] for g in got[:-1]] == [(r["key"], r["payload"], r["at"], r["checks"], False)
-                                         for r in rows]
-    assert got[-1][1] == "new"
+    assert [g[1:] for g in got[:-1]] == [(r["key"], r["payload"], r["at"], r["checks"],
+                                          r.get("held", False)) for r in rows]
+    assert got[-1][1] == "new" and got[-1][4] == [2]
     return got
 
 
-def test_insert_rows_keeps_order_values_and_defaults_on_sqlite(tmp_path):
+def test_insert_and_update_rows_on_sqlite(tmp_path):
     _insert_rows_round_trip(f"sqlite:///{tmp_path / 'rows.db'}")
 
 
 @pytest.mark.postgres
-def test_insert_rows_keeps_order_values_and_defaults_on_postgresql(pg_database):
+def test_insert_and_update_rows_on_postgresql(pg_database):
     _insert_rows_round_trip(pg_database(None))
