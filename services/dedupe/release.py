@@ -7,10 +7,11 @@ the settle window; a person already notified gets an amendment only when a recor
 agency or data category they were not told about (per the incident's policy). A person with
 a record under an s 116 hold gets nothing until the hold is lifted (or a coordinator releases
 the other agencies' part, conflicts.py — lifting the hold then amends, whatever `amend_on`
-says: s 116 delayed that agency's notice, it did not excuse it); a person whose only channels are contested between
-agencies waits for a coordinator's choice; a person whose contact a coordinator confirmed
-after their notice gets it again on that contact (an amendment). What a re-identified
-person (records merged or split) has been told is lineage.py's business.
+says: s 116 delayed that agency's notice, it did not excuse it); a person whose only
+channels are contested between agencies waits for a coordinator's choice; a person whose
+contact a coordinator confirmed after their notice gets it again on that contact (an
+amendment). What a re-identified person (records merged or split) has been told is
+lineage.py's business.
 """
 
 from collections.abc import Mapping
