@@ -112,8 +112,8 @@ def render_sent(vault: Vault, found: Found) -> list[Sent]:
     sent = []
     for d in found.deliveries:
         entry = found.revisions.get(d.content_revision) if d.content_revision is not None else None
-        if entry is None or d.channel == "none":
-            continue
+        if entry is None or d.channel == "none" or d.status == "not-needed":
+            continue  # not-needed: a correction never sent (nothing to correct), nothing to read
         view = Notice.from_contract(found.notice, sealed, updates_earlier=d.says_update)
         try:
             if d.channel == "email":

@@ -46,6 +46,8 @@ def letter_date(now: datetime) -> date:
 
 def create_batch(session: Session, incident_id: str, limit: int, large_print: bool,
                  now: datetime) -> Batch | None:
+    # A sent-in-error correction letter with nothing to correct is never batched.
+    tracking.drop_unneeded_corrections(session, now, ["postal"])
     return mailouts.create_batch(session, new_batch_id(now), incident_id, min(limit, MAX_BATCH),
                                  large_print, letter_date(now), now)
 
