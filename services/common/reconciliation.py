@@ -82,8 +82,7 @@ class DispatchNoticePage(BaseModel):
     incident_id: str
     agency_id: str
     notices: list[DispatchNoticeStatus]
-    next_after: str | None = Field(description="a notice id: pass as `after`; null: the last. A "
-                                   "page may hold fewer notices than `limit` (it scans `limit`).")
+    next_after: str | None = Field(description="a notice id: pass as `after`; null: the last")
 
 
 class DispatchNoticeLookup(BaseModel):

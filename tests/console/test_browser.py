@@ -572,7 +572,7 @@ async def _reconciliation(browser: webdriver.Chrome, client: httpx.AsyncClient, 
             "--dedupe-url", system.services["dedupe"].url,
             "--dispatch-url", system.services["dispatch"].url], env={"PANUI_API_KEY": key})
         assert result.exit_code == 0, result.output
-        own[agency] = out.read_text(encoding="utf-8")
+        own[agency] = out.read_bytes().decode()  # as written: csv rows end "\r\n"
     rows = {agency: _csv_rows(text) for agency, text in own.items()}
     outcomes = {agency: {r["source_record_id"]: r["outcome"] for r in agency_rows}
                 for agency, agency_rows in rows.items()}

@@ -39,7 +39,7 @@ async function reconciliationPage(id) {
     const cells = s.error ? [h("td", { colspan: OUTCOMES.length + 2, class: "muted" }, s.error)]
       : [h("td", { class: "num", "data-count": "records" }, fmt(s.records)),
         OUTCOMES.map((o) => h("td", { class: "num", "data-count": o }, fmt(s.outcomes[o] || 0))),
-        h("td", { class: "num", "data-count": "merged" }, fmt(s.merged_with_other_agencies))];
+        h("td", { class: "num", "data-count": "merged" }, fmt(s.merged_with_other_agencies))].flat();
     body.append(h("tr", { "data-agency": a.agency_id }, h("td", {}, a.name, " ", h("span", { class: "muted" }, `(${a.agency_id})`)), cells,
       h("td", {}, h("a", { href: `#/incident/${enc(id)}/reconciliation/${enc(a.agency_id)}`, class: "recon-records" }, "Records"), " ",
         h("button", { class: "secondary recon-csv", onclick: () => saveReconciliationCsv(id, a.agency_id) }, "CSV"))));
