@@ -622,6 +622,14 @@ async def _reconciliation(browser: webdriver.Chrome, client: httpx.AsyncClient, 
               for r in browser.find_elements(By.CSS_SELECTOR, "#recon-records tr[data-record]")]
     assert listed == [(r["source_record_id"], r["outcome"], r["notice_reference"]) for r in rows["gp"]]
     assert all(re.fullmatch(REFERENCE_PATTERN, ref) for _, outcome, ref in listed if outcome == "notified")
+    assert not browser.find_element(By.ID, "recon-more").is_displayed()  # one page holds them
+    paged, after = [], ""  # the API behind it, a row at a time: the same rows, then the end
+    while after is not None:
+        page = await _api(client, f"/v1/incidents/{incident_id}/agencies/gp/reconciliation/records"
+                                  f"?limit=1&after={after}")
+        paged, after = paged + page["rows"], page["next_after"]
+    assert [(r["source_record_id"], r["outcome"]) for r in paged] == [
+        (r["source_record_id"], r["outcome"]) for r in rows["gp"]]
     page = browser.find_element(By.TAG_NAME, "main").text
     assert not [p for p in PERSONAL if p in page]
     await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "reconciliation-records.png"))

@@ -54,7 +54,7 @@ async function reconciliationPage(id) {
 
 async function reconciliationRecordsPage(id, agency) {
   const body = h("tbody", {});
-  const more = h("button", { id: "recon-more", class: "secondary", hidden: true }, "Next records");
+  const more = h("button", { id: "recon-more", class: "secondary", style: "display:none" }, "Next records");
   const counter = h("span", { class: "muted", id: "recon-shown" });
   show(h("h1", {}, `Reconciliation — ${agency}`),
     h("p", {}, h("a", { href: `#/incident/${enc(id)}/reconciliation` }, "← every agency"), " ",
@@ -78,7 +78,7 @@ async function reconciliationRecordsPage(id, agency) {
     shown += page.rows.length;
     counter.textContent = `${shown} record${shown === 1 ? "" : "s"} shown${page.next_after ? "; more to come" : ""}.`;
     after = page.next_after;
-    more.hidden = !after;
+    more.style.display = after ? "" : "none";  // buttons are inline-block: `hidden` would not hide
   }
   more.addEventListener("click", () => next().catch((e) => fail(e.message)));
   await next();
