@@ -181,6 +181,7 @@ async function incidentPage(id) {
       h("a", { class: "button", href: `#/incident/${enc(id)}/report`, id: "open-report" }, "Commissioner's report"), " ",
       h("a", { class: "button secondary", href: `#/call-centre/${enc(id)}`, id: "open-call-centre" }, "Call-centre lookup"), " ",
       h("a", { class: "button", href: `#/incident/${enc(id)}/retractions`, id: "open-retractions" }, "Retractions"), " ",
+      h("a", { class: "button", href: `#/incident/${enc(id)}/reconciliation`, id: "open-reconciliation" }, "Agency reconciliation"), " ",
       h("a", { class: "button secondary", href: `#/incident/${enc(id)}/edit`, id: "open-edit" }, "Edit content"), " ",
       h("button", { class: "secondary", id: "unreachable-csv", onclick: () => download(dispatch(`/incidents/${enc(id)}/unreachable.csv`), `${id}-unreachable.csv`).catch((e) => fail(e.message)) }, "Download unreachable (CSV)"), " ",
       releaseButton, " ", updated),
@@ -376,6 +377,8 @@ async function route() {
     else if (parts[0] === "incident" && parts[1] && parts[2] === "retractions") await retractionsPage(parts[1]);
     else if (parts[0] === "incident" && parts[1] && parts[2] === "edit") await editPage(parts[1]);
     else if (parts[0] === "incident" && parts[1] && parts[2] === "report") await reportPage(parts[1]);
+    else if (parts[0] === "incident" && parts[1] && parts[2] === "reconciliation" && parts[3]) await reconciliationRecordsPage(parts[1], parts[3]);
+    else if (parts[0] === "incident" && parts[1] && parts[2] === "reconciliation") await reconciliationPage(parts[1]);
     else if (parts[0] === "incident" && parts[1] && parts[2] === "preview") await previewPage(parts[1], parts[3]);
     else if (parts[0] === "incident" && parts[1]) await incidentPage(parts[1]);
     else if (parts[0] === "ops") await opsPage();
