@@ -8,7 +8,8 @@ const TOKEN_KEY = "panui.coordinator.token";
 const ROLE_KEY = "panui.console.role";  // "coordinator" or "call-centre": which pages to show
 const POLL_MS = 5000;
 const STATUSES = ["queued", "sending", "sent", "delivered", "temporary-failure",
-  "permanent-failure", "technical-failure", "unreachable", "superseded"];
+  "permanent-failure", "technical-failure", "unreachable", "superseded",
+  "not-needed"];
 const COLOURS = { persons: "#0b3d59", notified: "#1b7f3b", delivered: "#2e86de", failed: "#b3261e" };
 // Privacy Act 2020 s 117: what every notice must say, checked against the incident's content.
 const S117 = [
