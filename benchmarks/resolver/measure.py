@@ -7,6 +7,7 @@ timing, no Splink).
     .venv/bin/python -m benchmarks.resolver.measure tuning        # NZ 7, independent 101/202/404, census, FEBRL 3/4
     .venv/bin/python -m benchmarks.resolver.measure round7        # round 7's held-back seeds: run once per engine
     .venv/bin/python -m benchmarks.resolver.measure tuning --only independent
+    .venv/bin/python -m benchmarks.resolver.measure tuning --only "=independent 20k"   # seed 101 only
 """
 from __future__ import annotations
 
@@ -56,8 +57,9 @@ def main(argv: list[str]) -> int:
     if "--only" in argv:
         only = argv[argv.index("--only") + 1]
     sets = round7_held_back_sets(20_000) if argv and argv[0] == "round7" else tuning_sets()
-    if only:
-        sets = [d for d in sets if only.lower() in d.name.lower()]
+    if only:  # a substring of the name, or "=name" for exactly that one
+        sets = [d for d in sets if (d.name == only[1:] if only.startswith("=")
+                                    else only.lower() in d.name.lower())]
     print("| data set | P | R | F1 | review /1k | wrong pairs | time |")
     for dataset in sets:
         print(measure(dataset), flush=True)

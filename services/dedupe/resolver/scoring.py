@@ -39,7 +39,7 @@ class Score:
 
 # The value whose frequency weights an exact agreement on each field.
 _FREQUENCY_ATTR = {
-    "nhi": "nhi", "given": "given_first", "family": "family_key", "fullname": "full_name", "dob": "dob_digits",
+    "nhi": "nhi", "given": "given_first", "family": "family_key", "dob": "dob_digits",
     "mobile": "mobile", "email": "email", "address": "address_block",
 }
 _AGREE = ("exact", "same")
