@@ -21,7 +21,7 @@ from services.dedupe.resolver.records import PreparedRecord
 
 # Keys that only list who holds a value (for re-weighting when it becomes common);
 # they are never used to find candidates.
-HOLDER_KINDS = frozenset({"given", "family", "dob", "fullname"})
+HOLDER_KINDS = frozenset({"given", "family", "dob"})
 
 # Every kind of key, in a fixed order: its position is stored in the key id.
 KINDS = (
@@ -29,7 +29,7 @@ KINDS = (
     "nhi", "mobile", "email", "address",
     "dob+given", "dob+nickname", "dob+family",
     "names+year", "names+daymonth", "names+postcode",
-    "dob", "dob+initials", "fullname",
+    "dob", "dob+initials",
 )
 _KIND_CLASS = {kind: i for i, kind in enumerate(KINDS)}
 _CLASS_BITS = 4
@@ -81,8 +81,6 @@ def index_keys(p: PreparedRecord) -> list[tuple]:
         keys.append(("given", given))
     if p.family_key:
         keys.append(("family", p.family_key))
-    if p.full_name:
-        keys.append(("fullname", p.full_name))
     return keys
 
 

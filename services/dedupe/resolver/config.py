@@ -63,13 +63,6 @@ FREQUENCY: dict[str, Frequency] = {
     "nhi": Frequency(base=14.0, slope=2.0, floor=4.0, free=3),
     "given": Frequency(base=8.0, slope=0.5, floor=5.0),
     "family": Frequency(base=9.0, slope=0.5, floor=5.0),
-    # Given and family name agreeing together (round 7): the full name's own frequency, in
-    # distinct dates of birth among its holders, caps the two marginal weights' sum. A full
-    # name held by up to 3 (one person's records with a date slip, a parent and child) is
-    # not capped (17 = the rarest sum); held by 4 or more it weighs +5.5, what a common
-    # surname alone weighs, so a namesake born the same day needs a contact or the
-    # dwelling too (seed 202: such pairs agreeing on nothing else were 58 one person : 10 two).
-    "fullname": Frequency(base=17.0, slope=11.5, floor=5.5, free=1),
     # A date of birth shared by many people in the incident (large incidents; 1 January
     # defaults) tells less: the odds of a namesake born that day grow with the incident.
     # Counted in records (about two per person): +12 up to 15 records born that day, then

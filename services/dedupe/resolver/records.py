@@ -167,15 +167,6 @@ class PreparedRecord:
         return address_tokens(self.record.address_line1, self.record.address_line2)
 
     @property
-    def full_name(self) -> str | None:
-        """First given name and family name together: the value whose own frequency weighs
-        an exact agreement on both (names go together: one name pool, one family's
-        naming habits), not the sum of the two marginal weights."""
-        if self.given_first and self.family_key:
-            return f"{self.given_first}|{self.family_key}"
-        return None
-
-    @property
     def given_known(self) -> bool:
         return self.given_first in COMMON_GIVEN if self.given_first else False
 

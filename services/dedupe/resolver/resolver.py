@@ -83,7 +83,7 @@ def _placed(levels: Levels) -> bool:
     return levels.contact_agrees
 _NO_EDGES: dict[int, _Edge] = {}
 # Which index key lists the holders of a frequency-weighted value.
-_HOLDER_KIND = {"nhi": "nhi", "given": "given", "family": "family", "fullname": "fullname", "dob": "dob",
+_HOLDER_KIND = {"nhi": "nhi", "given": "given", "family": "family", "dob": "dob",
                 "mobile": "mobile", "email": "email", "address": "address"}
 
 

@@ -63,28 +63,9 @@ def weigh(levels: Levels, a: PreparedRecord, bucket_of: BucketOf, config: Resolv
             w = max(0.0, min(w, config.contact_cap - contact))
             contact += w
         parts.append(Part(field, level, w, shared))
-    joint = _full_name_part(levels, a, parts, bucket_of, config)
-    if joint is not None:
-        parts.append(joint)
     total = round(sum(p.weight for p in parts), 3)
     decision, reason = decide(levels, total, config)
     return Score(total, decision, tuple(parts), reason)
-
-
-def _full_name_part(levels: Levels, a: PreparedRecord, parts: list[Part], bucket_of: BucketOf,
-                    config: ResolverConfig) -> Part | None:
-    """Given and family names both exact: their weights were summed as if independent; when
-    the full name's own frequency says less, a negative 'fullname' part brings the two down
-    to it, so the parts still add up to the weight (explanations stay exact)."""
-    rule = config.frequency.get("fullname")
-    if rule is None or levels.given != EXACT or levels.family != EXACT or not a.full_name:
-        return None
-    shared = bucket_of("fullname", a.full_name)
-    summed = parts[1].weight + parts[3].weight  # given, family (Levels' order)
-    joint = rule.weight(shared)
-    if joint >= summed:
-        return None
-    return Part("fullname", "common", round(joint - summed, 3), shared)
 
 
 def decide(levels: Levels, weight: float, config: ResolverConfig) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from services.dedupe.resolver.records import PreparedRecord
 
-FREQUENCY_FIELDS = ("nhi", "given", "family", "fullname", "dob", "mobile", "email", "address")
+FREQUENCY_FIELDS = ("nhi", "given", "family", "dob", "mobile", "email", "address")
 # Fields whose frequency is the number of records holding the value, read from the block
 # index (which lists them anyway) rather than distinct people counted here: nearly every
 # NHI and date of birth is held by several records, and a table of their holders would
@@ -25,8 +25,6 @@ def frequency_values(p: PreparedRecord) -> Iterator[tuple[str, str]]:
         yield "given", p.given_first
     if p.family_key:
         yield "family", p.family_key
-    if p.full_name:  # distinct people = distinct dates of birth (the proxy's given name is fixed)
-        yield "fullname", p.full_name
     if p.mobile:
         yield "mobile", p.mobile
     if p.email:
