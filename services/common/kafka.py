@@ -192,14 +192,16 @@ class ConsumerWorker:
         self._connected = self.consumer = await self._connect()
         self.loop.start()
 
-    async def stop(self, grace_s: float = 30.0) -> None:
+    async def stop(self, grace_s: float | None = None) -> None:
         """Finish the batch in hand (so its offsets are committed), then leave the group. A
         handler doing long work in steps checks `stopping` between them (dedupe's release
-        chunks): work in a thread goes on after its task is cancelled, past the grace."""
+        chunks): work in a thread goes on after its task is cancelled, past the grace
+        (`consumer_stop_grace_s` unless given)."""
         self._stopping.set()
         log.info("consumer %s: stopping; the work in hand finishes", self.group_id,
                  extra={"group": self.group_id})
-        await finish(self.loop.task, grace_s)
+        await finish(self.loop.task,
+                     self.settings.consumer_stop_grace_s if grace_s is None else grace_s)
         if self._connected is not None:  # started but the loop never took it
             await self._connected.stop()
             self._connected = None

@@ -131,6 +131,9 @@ class ServiceSettings(BaseSettings):
     # timeout is set 30 s above it. Below max.poll.interval, which bounds one batch anyway.
     consumer_revoke_wait_s: float = Field(default=60.0, gt=0)
     consumer_max_poll_interval_ms: int = 300_000
+    # A stopping consumer lets the batch in hand finish (and commit) for this long, then cancels
+    # its task; work in a thread (a dedupe release chunk) runs on in its transaction regardless.
+    consumer_stop_grace_s: float = Field(default=30.0, gt=0)
     # How long the coordinator waits for a heartbeat before evicting a member. aiokafka's 10 s
     # evicted healthy consumers of a CPU-starved box (the incident benchmark: needless
     # rebalances, each one a paused partition and a rebuild); 45 s is Kafka's own default

@@ -28,6 +28,10 @@ UNRECORDED_SECONDS = Histogram(
     ["channel"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+HOUSEKEEPING_PASSES = Counter(
+    "panui_dispatch_housekeeping_passes_total",
+    "Sender housekeeping passes completed (lease recovery, deferrals, planning); flat: stuck",
+)
 LEASES_RECOVERED = Counter(
     "panui_dispatch_leases_recovered_total",
     "Claims recovered from senders whose lease lapsed (they are sent again, same reference)",

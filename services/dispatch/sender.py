@@ -123,6 +123,7 @@ class Sender:
         self._stopping = False
         self._rotation = 0
         self._content: dict[int, IncidentEntry | None] = {}  # claimed delivery -> its revision
+        self.housekeeping_passes = 0  # completed (as the metric); flat while the db is up: stuck
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -185,6 +186,15 @@ class Sender:
         await self.sms.close()
         for provider in self.dry_run or ():
             await provider.close()
+
+    @property
+    def held_answers(self) -> int:
+        """Gateway answers in memory, not yet recorded (the database away: they wait)."""
+        return len(self._results)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
 
     @property
     def running(self) -> bool:
@@ -582,6 +592,8 @@ class Sender:
                 metrics.PENDING.set(self.pending)
                 if self.on_pending:
                     self.on_pending(self.pending)
+                self.housekeeping_passes += 1
+                metrics.HOUSEKEEPING_PASSES.inc()
             except asyncio.CancelledError:
                 raise
             except Exception:

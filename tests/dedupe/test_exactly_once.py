@@ -58,7 +58,7 @@ def _counts(database_url: str) -> tuple[int, int]:
         engine.dispose()
 
 
-def _assert_one_notice_per_person(messages) -> None:
+def _assert_one_notice_per_person(messages, expected: int = PERSONS) -> None:
     by_notice: dict[str, set[bytes]] = defaultdict(set)
     persons = set()
     for message in messages:
@@ -67,7 +67,7 @@ def _assert_one_notice_per_person(messages) -> None:
         assert notice.version == 1
         assert [a.agency_id for a in notice.agencies] == ["gp", "lab"]
         persons.add(notice.person_id)
-    assert len(persons) == len(by_notice) == PERSONS
+    assert len(persons) == len(by_notice) == expected
     # A republished outbox row is the very same message (same message_id): consumers dedupe it.
     assert all(len(payloads) == 1 for payloads in by_notice.values())
 
@@ -311,6 +311,108 @@ async def test_sigterm_mid_release_stops_between_chunks_and_the_restart_finishes
         engine.dispose()
     assert _counts(database_url) == (2 * PERSONS, PERSONS)
     _assert_one_notice_per_person(messages)
+
+
+@pytest.mark.timeout(600)  # ~40 s alone each; two process starts and a restart under load
+@pytest.mark.parametrize("then", ["commits", "killed"])
+async def test_a_release_chunk_longer_than_the_stop_grace_loses_and_doubles_nobody(
+        service_env, pg_database, kafka_bootstrap, topic_prefix, data_keys, tmp_path, then):
+    """SIGTERM while a release chunk is in hand and cannot finish within the consumer's stop
+    grace (2 s here, `consumer_stop_grace_s`; it is made to wait on a purge's lock on the
+    incident, as a purge would hold it). At the grace the records worker's task is cancelled
+    and the service says it stopped; the chunk's thread goes on in its transaction and keeps
+    the process up. Either the lock goes and the chunk's transaction commits before the
+    process exits (`commits`; the revoke at the stop has dropped the incident's memory by
+    then, so it releases at most its own chunk and here usually nobody), or the pod's grace runs out too and it is SIGKILLed (`killed`: the transaction
+    rolls back). Either way the next start releases whoever is left: against the ground truth
+    (each of the persons has a GP and a lab record), exactly one notice per person, nobody
+    lost, none twice."""
+    persons, chunk = 100, 5  # 20 chunks: the lock surely lands mid-release
+    database_url = pg_database("dedupe")
+    settings = DedupeSettings(**service_env, database_url=database_url)
+    sealer = Sealer(data_keys)
+    async with running(create_app(settings)):  # creates the topics
+        pass
+    await publish(kafka_bootstrap, f"{topic_prefix}incidents.v1",
+                  [incident_message("inc-0", AGENCIES, ["gp", "lab"])])
+    stream = []
+    for i in range(persons):
+        stream.append(record_message(sealer, "inc-0", "gp", f"gp-{i}", **synthetic_person(i)))
+        stream.append(record_message(sealer, "inc-0", "lab", f"lab-{i}",
+                                     categories=("lab_results",), **synthetic_person(i)))
+    stream += [completion("inc-0", "gp", persons), completion("inc-0", "lab", persons)]
+    await publish(kafka_bootstrap, f"{topic_prefix}affected-records.v1", stream)
+
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "PANUI_TOPIC_PREFIX": topic_prefix, "PANUI_DATA_KEYS": data_keys,
+           "DATABASE_URL": database_url, "PANUI_PORT": "0", "PANUI_LOG_LEVEL": "INFO",
+           "PANUI_RELEASE_TICK_S": "0.2", "PANUI_RELEASE_CHUNK_PERSONS": str(chunk),
+           "PANUI_RELEASE_BUDGET_S": "3600", "PANUI_CONSUMER_STOP_GRACE_S": "2"}
+    log_path = tmp_path / "dedupe.log"
+
+    def start() -> subprocess.Popen:
+        with open(log_path, "ab") as out:
+            return subprocess.Popen([sys.executable, "-m", "services.dedupe"], cwd=REPO,
+                                    env=env, stdout=out, stderr=out)
+
+    def stopped_logged() -> bool:  # every worker stopped (the records one cancelled at its grace)
+        return '"service stopped"' in log_path.read_text(errors="replace")
+
+    engine = make_engine(database_url)
+    process = start()
+    try:
+        def notices() -> int:
+            with Session(engine) as session:
+                return session.exec(select(func.count()).select_from(NoticeState)).one()
+
+        async with asyncio.timeout(240):
+            while not 0 < notices() < persons:
+                await asyncio.sleep(0.01)
+        with psycopg.connect(database_url) as purge:
+            # Waits for the chunk committing now; the next one then waits for this.
+            purge.execute("SELECT pg_advisory_xact_lock(hashtextextended('purge|inc-0', 0))")
+            async with asyncio.timeout(120):  # the next chunk is in hand, waiting on the lock
+                while not purge.execute("SELECT count(*) FROM pg_locks WHERE "
+                                        "locktype = 'advisory' AND NOT granted").fetchone()[0]:
+                    await asyncio.sleep(0.05)
+            before = notices()
+            assert 0 < before < persons, "the chunk in hand must be mid-release"
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(180):  # past the grace: the worker's task cancelled
+                while not stopped_logged():
+                    assert process.poll() is None, "exited before its service stopped"
+                    await asyncio.sleep(0.1)
+            assert process.poll() is None, "the chunk's thread keeps the process up"
+            assert notices() == before, "the chunk in hand is still waiting"
+            if then == "killed":
+                process.kill()
+                await asyncio.to_thread(process.wait, 30)
+            purge.rollback()  # `commits`: the chunk in hand goes on, then the process exits
+        rc = await asyncio.to_thread(process.wait, 120)
+        after = notices()
+        print(f"SIGTERM at {before}/{persons} notices; {then}: rc={rc}, {after}/{persons} in the "
+              "database")
+        if then == "commits":
+            assert rc == 0
+            # The chunk's transaction commits; the worker's stop dropped the incident's memory
+            # meanwhile (its partitions revoked), so it may release nobody: they stay dirty.
+            assert before <= after <= before + chunk, "the chunk in hand, and no other"
+        else:
+            assert after == before, "the killed chunk rolled back"
+        process = start()
+        async with asyncio.timeout(240):
+            while notices() < persons:
+                await asyncio.sleep(0.2)
+        async with TopicReaderContext(kafka_bootstrap, f"{topic_prefix}notices.v1") as reader:
+            await reader.wait_for(lambda m: len({x.key for x in m}) >= persons, timeout=120)
+            await asyncio.sleep(1.5)  # a second copy of anything would be here by now
+            messages = await reader.drain()
+    finally:
+        process.kill()
+        process.wait(10)
+        engine.dispose()
+    assert _counts(database_url) == (2 * persons, persons)
+    _assert_one_notice_per_person(messages, persons)
 
 
 class TopicReaderContext:

@@ -214,12 +214,11 @@ def facts(service: str, env: dict[str, str], tmp: Path) -> ServiceFacts:
     )
     factory = runtime._workers_factory  # the consumers the runtime would start
     workers = list(factory(runtime)) if factory else []
-    consumer_grace = inspect.signature(ConsumerWorker.stop).parameters["grace_s"].default
     follower_grace = inspect.signature(TopicFollower.stop).parameters.get("grace_s")
     for worker in workers:
         if isinstance(worker, ConsumerWorker):
             out.groups.setdefault(worker.group_id, set()).update(worker.topic_names)
-            out.stop_seconds += consumer_grace
+            out.stop_seconds += worker.settings.consumer_stop_grace_s  # stop()'s grace
         elif isinstance(worker, TopicFollower):
             out.followed.add(worker.topic_name)
             out.stop_seconds += follower_grace.default if follower_grace else 0.0

@@ -183,41 +183,81 @@ async def test_a_send_past_its_deadline_ends_and_is_retried(
 # ------------------------------------------------------------------------------- item 10
 
 
-@pytest.mark.slow  # ~12 s alone, over 30 s on a loaded box
+def _owned(db_url: str) -> dict[str, int]:
+    """Claims ('sending' rows) per lease owner, read past any proxy."""
+    with psycopg.connect(db_url) as conn:
+        return dict(conn.execute("SELECT lease_owner, count(*) FROM delivery "
+                                 "WHERE status = 'sending' GROUP BY lease_owner").fetchall())
+
+
+def _leases(db_url: str) -> dict[str, bool]:
+    """owner -> whether its lease holds now, on the database's clock."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT owner, lease_until >= EXTRACT(EPOCH FROM now()) "
+                            "FROM dispatch_sender").fetchall()
+    return {owner: bool(holds) for owner, holds in rows}
+
+
+@pytest.mark.slow  # ~40 s alone: an outage of a lease, then B's lease of grace
 async def test_database_outage_longer_than_the_lease_resends_nothing(
     service_env, pg_database, smtp, sms, mail
 ):
-    """Two replicas; the database goes away (through a proxy) while 16 emails are mid-DATA, for
-    more than twice the lease. The gateway takes them all meanwhile; the answers wait in memory.
-    When the database is back, the owners write them before anyone may recover their claims."""
+    """Two replicas, each reaching PostgreSQL through its own TCP proxy (the server itself is
+    never touched). 16 emails are mid-DATA, 8 claimed by each (8 connection slots each); the
+    relay takes each at its final dot and answers 8 s later. Both routes are cut: "the
+    database" is down for longer than the lease, every lease lapses, and the answers come
+    back meanwhile and wait in memory. The order that would lose the race is then forced:
+    B gets the database back first, renews its lease and completes two housekeeping passes
+    (lease recovery) while A is still cut off, holding answers for claims still 'sending'
+    under its lapsed lease. Only then is A's route given back. B must leave A's claims alone
+    for a lease after coming back itself (store/senders.lapsed_owners), so A writes its
+    answers. Nothing crashed, so there is no SMTP window: not one email may go out twice."""
     db = pg_database("dispatch")
-    proxy = TcpProxy.for_url(db)
-    await proxy.start()
-    smtp.hold("DATA", 2.0)
+    route_a, route_b = TcpProxy.for_url(db), TcpProxy.for_url(db)
+    await route_a.start()
+    await route_b.start()
+    smtp.answer_after_taking(8.0)
+    lease = 12.0
     common = dict(smtp_port=smtp.port, sms_url=sms.url, quiet_hours_enabled=False,
-                  sending_lease_s=3.0, send_deadline_s=2.8, smtp_pool_size=8)
-    a = dispatch_settings(service_env, proxy.url(db), port=free_port(), **common)
-    b = dispatch_settings(service_env, proxy.url(db), port=free_port(), **common)
+                  sending_lease_s=lease, send_deadline_s=4.0, smtp_timeout_s=30.0,
+                  smtp_pool_size=8)
+    a = dispatch_settings(service_env, route_a.url(db), port=free_port(), **common)
+    b = dispatch_settings(service_env, route_b.url(db), port=free_port(), **common)
     try:
-        async with running_dispatch(a) as stack, running_dispatch(b):
-            await stack.publish_incident(incident_message())
-            notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 17)]
-            await stack.publish_notices(notices)
-            await _until(lambda: list(_statuses(db).values()).count("sending") == 16,
-                         "all 16 claimed")
-            # Cut once every message is at the gateway (a replica that had to read the incident
-            # from the database first would otherwise wait out the outage before sending).
-            await _until(lambda: smtp.data_received == 16, "all 16 mid-DATA", timeout=30)
-            await proxy.cut()
-            await _until(lambda: smtp.accepted == 16, "the gateway took all 16", timeout=15)
-            await asyncio.sleep(7.0)  # the outage: over 2 leases
-            await proxy.restore()
-            await _until(lambda: _settled(db, 16), "all recorded", timeout=60)
-            await asyncio.sleep(4.0)  # a lease and more: any recovery would have resent by now
+        async with running_dispatch(a) as stack_a, running_dispatch(b) as stack_b:
+            sender_a, sender_b = stack_a.app.state.runtime.sender, stack_b.app.state.runtime.sender
+            await stack_a.publish_incident(incident_message())
+            notices = [notice_message(stack_a.sealer, n, person(n)) for n in range(1, 17)]
+            await stack_a.publish_notices(notices)
+            # Each replica has at most 8 sends in flight: 16 taken and unanswered means 8 each.
+            await _until(lambda: smtp.accepted == 16, "all 16 taken by the relay", timeout=120)
+            owned = await asyncio.to_thread(_owned, db)
+            assert owned == {sender_a.owner: 8, sender_b.owner: 8}, owned
+            await route_a.cut()
+            await route_b.cut()
+            # The outage: until both leases have lapsed and both replicas hold their answers.
+            await _until(lambda: not any(_leases(db).values())
+                         and sender_a.in_flight == sender_b.in_flight == 0,
+                         "both leases lapsed, every answer back", timeout=120)
+            held = sender_a.held_answers
+            assert held == 8, f"A holds {held} answers"  # the scenario's precondition
+            await route_b.restore()
+            await _until(lambda: _leases(db).get(sender_b.owner, False),
+                         "B's lease renewed", timeout=60)
+            passes = sender_b.housekeeping_passes
+            await _until(lambda: sender_b.housekeeping_passes >= passes + 2,
+                         "B's housekeeping to run twice with A cut off", timeout=60)
+            owned = await asyncio.to_thread(_owned, db)
+            print(f"after B's passes: claims per owner {owned}, A holds "
+                  f"{sender_a.held_answers} answers, relay took {smtp.accepted}")
+            await route_a.restore()
+            await _until(lambda: _settled(db, 16), "all recorded", timeout=120)
     finally:
-        await proxy.stop()
+        await route_a.stop()
+        await route_b.stop()
     recon = Reconciliation.of({n.person_id: {"email": 1} for n in notices},
                               {n.notice_id: n.person_id for n in notices}, maildir=mail)
+    print("emails at the gateway per person:", sorted(s["email"] for s in recon.sends.values()))
     recon.assert_exact()
     assert {s for _, _, s, _ in _rows(db)} == {"sent"}
 
