@@ -87,6 +87,20 @@ def create_database(admin_url: str, prefix: str = "t", service: str | None = Non
     return name, database_url(admin_url, name)
 
 
+def create_language_collated_database(admin_url: str, service: str) -> tuple[str, str]:
+    """A new database whose default collation is ICU's English (New Zealand), not C.UTF-8 as
+    on the shared server — as a production database may be — holding `service`'s schema at its
+    head revision: (name, url). Language order is not code point order (a-1, b, B, C against
+    B, C, a-1, b)."""
+    name = f"icu_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\' '
+                     "LOCALE 'C.UTF-8' LOCALE_PROVIDER icu ICU_LOCALE 'en-NZ'")
+    url = database_url(admin_url, name)
+    migrations.upgrade(migration_tree(service), url)
+    return name, url
+
+
 def database_url(admin_url: str, name: str) -> str:
     return f"{admin_url.rpartition('/')[0]}/{name}"
 

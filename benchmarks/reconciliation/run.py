@@ -74,7 +74,7 @@ def seed(urls: dict[str, str], n: int) -> None:
     started = time.perf_counter()
     rows: dict[str, list[tuple]] = {t: [] for t in (
         "feed", "feed_problem", "affected_record", "record_state", "person_state",
-        "notice_state", "review_state", "dispatch_notice", "delivery")}
+        "notice_state", "review_state", "dispatch_notice", "dispatch_notice_agency", "delivery")}
     for agency in (A, B):
         rows["feed"].append((f"feed-{agency}", INCIDENT, agency, "ndjson", n, n, 0, n // 100, 0, now))
     person_of: dict[tuple[str, int], str] = {}
@@ -134,6 +134,7 @@ def seed(urls: dict[str, str], n: int) -> None:
         reference = f"PAN-{notice_id[:4]}-{notice_id[4:8]}-{notice_id[8:12]}".upper()
         rows["dispatch_notice"].append((notice_id, INCIDENT, person, 1, True, payload, now,
                                         reference, "k1", '["' + "d" * 43 + '"]'))
+        rows["dispatch_notice_agency"] += [(INCIDENT, a, notice_id) for a in agencies]
         channels = ["none"] if k % 100 == 0 else (["email", "sms"] if k % 10 == 0 else ["email"])
         for channel in channels:
             status = "unreachable" if channel == "none" else ("delivered" if k % 3 else "sent")
@@ -160,12 +161,14 @@ def seed(urls: dict[str, str], n: int) -> None:
                         "b_source_record_id, kind, reason, evidence, status, applied, updated_at",
         "dispatch_notice": "notice_id, incident_id, person_id, version, planned, payload, created_at, "
                            "reference_code, check_key_id, dob_checks",
+        "dispatch_notice_agency": "incident_id, agency_id, notice_id",
         "delivery": "notice_id, incident_id, person_id, notice_version, channel, status, attempts, "
                     "reference, generation, next_attempt_at, may_hold, created_at, updated_at",
     }
     where = {"feed": "intake", "feed_problem": "intake", "affected_record": "intake",
              "record_state": "dedupe", "person_state": "dedupe", "notice_state": "dedupe",
-             "review_state": "dedupe", "dispatch_notice": "dispatch", "delivery": "dispatch"}
+             "review_state": "dedupe", "dispatch_notice": "dispatch",
+             "dispatch_notice_agency": "dispatch", "delivery": "dispatch"}
     for table, data in rows.items():
         with psycopg.connect(urls[where[table]]) as conn, conn.cursor() as cur:
             with cur.copy(f"COPY {table} ({columns[table]}) FROM STDIN") as copy:

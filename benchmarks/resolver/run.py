@@ -26,6 +26,7 @@ from benchmarks.resolver.datasets import (
     fresh_held_back_sets,
     held_back_sets,
     load,
+    round7_held_back_sets,
 )
 from benchmarks.resolver.metrics import accuracy
 
@@ -221,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--held-back", action="store_true", help="only the held-back sets")
     parser.add_argument("--fresh-held-back", action="store_true",
                         help="only round 6's held-back sets (run once, on the final rule)")
+    parser.add_argument("--round7-held-back", action="store_true",
+                        help="only round 7's held-back sets (baseline once, final rule once)")
     parser.add_argument("--only", default=None, help="data sets whose name contains this")
     parser.add_argument("--no-splink", action="store_true")
     parser.add_argument("--no-em", action="store_true", help="skip the panui+EM rows")
@@ -234,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     size = args.size or (5_000 if args.quick else 20_000)
-    if args.fresh_held_back:
+    if args.round7_held_back:
+        sets = round7_held_back_sets(size)
+    elif args.fresh_held_back:
         sets = fresh_held_back_sets(size)
     elif args.held_back:
         sets = held_back_sets(size)

@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.types import TypeEngine
 from sqlmodel import Session, SQLModel, create_engine
 
 # What a route catches when the database failed under it, so routes need not import SQLAlchemy
@@ -281,6 +282,16 @@ class Database:
     def _in_transaction(self, fn: Callable[..., T], *args, **kwargs) -> T:
         with session_scope(self.engine) as session:
             return fn(session, *args, **kwargs)
+
+
+def code_point_string(length: int) -> TypeEngine:
+    """A VARCHAR compared and sorted by code point whatever the database's collation: COLLATE "C"
+    on PostgreSQL (a database made with, say, ICU's en-NZ sorts B, C, a-1, b as a-1, b, B, C),
+    plain on SQLite (its default BINARY collation already is). For ids
+    that are paged by cursor and merged across services in code point order (reconciliation,
+    services/common/reconciliation.py): the column's own collation, so its indexes, its `>`
+    and its ORDER BY agree with each other and with Python's `<` on str."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
 def one_of(session: Session, column, values: list[str]):  # noqa: ANN001, ANN201 - a SQL clause

@@ -59,6 +59,9 @@ class DeliveryStatus(StrEnum):
     TECHNICAL_FAILURE = "technical-failure"  # our side or the provider's (connection, 5xx API)
     UNREACHABLE = "unreachable"  # channel 'none': no channel left, the s 115 public-notice list
     SUPERSEDED = "superseded"  # never sent: a newer version of the person's notice replaced it
+    # Never sent: a sent-in-error correction, when no earlier version reached the person
+    # (all bounced, failed or were never sent), so there is nothing to correct.
+    NOT_NEEDED = "not-needed"
 
 
 # In the JSON Schema the status set stays inline (an enum of strings, no $defs entry).
@@ -418,7 +421,9 @@ def notice_sealing_context(notice_id: str) -> str:
 class NoticeHoldMessage(_Message):
     """Whether dedupe holds a notified person under s 116 now (issue 16, the call centre): an
     s 116 hold on one of their records came after their notice went out, so nothing more is
-    sent to them (`held`), or it no longer holds them (`held` false). Keyed like the person's
+    sent to them, or their notice went out without one agency's held records (a hold conflict
+    a coordinator released), so part of what they are owed is held back (`held`); or it no
+    longer holds them (`held` false: an amendment follows if they are owed one). Keyed like the person's
     notices (the lineage's `person_id`), so it is ordered with them. A hold is there so the
     person is NOT told: this says only that one applies — no ground, no agency, no record."""
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Literal, TextIO
+from typing import Literal, TextIO, get_args
 
 from pydantic import BaseModel, Field
 
@@ -82,8 +82,7 @@ class DispatchNoticePage(BaseModel):
     incident_id: str
     agency_id: str
     notices: list[DispatchNoticeStatus]
-    next_after: str | None = Field(description="a notice id: pass as `after`; null: the last. A "
-                                   "page may hold fewer notices than `limit` (it scans `limit`).")
+    next_after: str | None = Field(description="a notice id: pass as `after`; null: the last")
 
 
 class DispatchNoticeLookup(BaseModel):
@@ -242,6 +241,50 @@ def _upto(records: list, horizon: str) -> int:
         else:
             hi = mid
     return lo
+
+
+class DeliveryCount(BaseModel):
+    channel: str
+    status: str
+    records: int = Field(description="records whose notice went on this channel with this status")
+
+
+class ReconciliationSummary(BaseModel):
+    """One agency's reconciliation in counts (the coordinator's console): no record ids."""
+
+    incident_id: str
+    agency_id: str
+    records: int = Field(description="rows of the agency's reconciliation (one per source_record_id)")
+    outcomes: dict[str, int] = Field(description="records by outcome, every outcome (zero included)")
+    merged_with_other_agencies: int = Field(
+        description="records whose person also has records from other agencies (never which)")
+    deliveries: list[DeliveryCount] = Field(
+        description="notified records by channel and delivery status, by channel then status")
+
+
+class StatusRowPage(BaseModel):
+    incident_id: str
+    agency_id: str
+    rows: list[StatusRow]
+    next_after: str | None = Field(description="pass as `after` for the next page; null: the last")
+
+
+def summarise(incident_id: str, agency_id: str, rows: Iterable[StatusRow]) -> ReconciliationSummary:
+    """The counts of an agency's rows (as `combine` or `merge_pages` give them), read once."""
+    outcomes = dict.fromkeys(get_args(Outcome), 0)
+    deliveries: dict[tuple[str, str], int] = {}
+    records = merged = 0
+    for row in rows:
+        records += 1
+        outcomes[row.outcome] += 1
+        merged += row.merged_with_other_agencies > 0
+        for channel, status in zip(row.channels, row.delivery_status, strict=True):
+            deliveries[(channel, status)] = deliveries.get((channel, status), 0) + 1
+    return ReconciliationSummary(
+        incident_id=incident_id, agency_id=agency_id, records=records, outcomes=outcomes,
+        merged_with_other_agencies=merged,
+        deliveries=[DeliveryCount(channel=c, status=s, records=n)
+                    for (c, s), n in sorted(deliveries.items())])
 
 
 def write_status_csv(rows: Iterable[StatusRow], out: TextIO) -> dict[str, int]:

@@ -46,6 +46,8 @@ from services.dedupe.retractions import Retraction, Told, retractions
 
 log = logging.getLogger(__name__)
 RecordKey = tuple[str, str]
+# A notified person held under s 116 now, whole or in part: what notice-hold announces.
+HELD_STATUSES = ("held", "part_held")
 
 
 def match_record(sealer: Sealer, incident_id: str, agency_id: str, source_record_id: str,
@@ -108,7 +110,9 @@ class RecordMeta:
 class PersonMeta:
     first_seen_at: datetime
     changed_at: datetime
-    status: str = "pending"  # pending | held | notified | empty
+    # pending | held | held_contact | notified | part_held (notified, but an agency's part is
+    # held back under s 116: a released hold conflict) | empty
+    status: str = "pending"
     dirty: bool = True  # needs a release decision
     notice_person_id: str | None = None
     notified_version: int = 0
@@ -434,26 +438,37 @@ class IncidentIdentity:
             person.dirty = False
             self.dirty.discard(person_id)
             self._persons_to_write.add(person_id)
-            self._note_hold(person, decision.action == Action.HOLD)
+            # Announced held: a hold of a person never notified was never announced.
+            was_held = person.status in HELD_STATUSES and person.notified_version > 0
+            # A released hold conflict: the notice leaves the holding agency's records out,
+            # so part of what the person is owed is still held back (conflicts.py).
+            part_held = bool(self.route(person_id).withheld)
             if decision.action == Action.NOTHING:
                 if view.live_records == 0 and person.notified_version == 0:
                     person.status = "empty"
-                elif person.status == "held":  # the hold lifted, nothing new to tell
-                    person.status = "notified"
+                elif person.notified_version and person.status in ("notified", *HELD_STATUSES):
+                    # A hold lifted or released with nothing new to tell.
+                    person.status = "part_held" if part_held else "notified"
             elif decision.action == Action.HOLD:
                 person.status = "held"
             elif decision.action == Action.HOLD_CONTACT:
                 person.status = "held_contact"
             else:
                 due.append(self._notify(person_id, person, view))
+                if part_held:
+                    person.status = "part_held"
+            self._note_hold(person, was_held)
         return due
 
-    def _note_hold(self, person: PersonMeta, held: bool) -> None:
-        """A notified person's s 116 hold starting or ending (the call centre must know; a
-        person never notified has no notice to look up, so nothing is said of them)."""
+    def _note_hold(self, person: PersonMeta, was_held: bool) -> None:
+        """A notified person's s 116 hold starting or ending, whole or in part (the call
+        centre must know; a person never notified has no notice to look up, so nothing is
+        said of them). Called after the decision: a first notice that leaves a held agency's
+        part out is announced as held with it."""
         if person.notified_version == 0 or person.notice_person_id is None:
             return
-        if held != (person.status == "held"):
+        held = person.status in HELD_STATUSES
+        if held != was_held:
             self.hold_changes.append((person.notice_person_id, held))
 
     def take_hold_changes(self) -> list[tuple[str, bool]]:
@@ -545,6 +560,8 @@ class IncidentIdentity:
             notified_categories=person.notified_categories,
             held_for_contact=route.held_for_contact,
             resend=person_id in self.resend,
+            # The part a released hold conflict left out is no longer held: owed to them now.
+            held_part_released=person.status == "part_held" and not route.withheld,
         )
 
     def finished(self) -> bool:

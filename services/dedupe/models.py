@@ -8,7 +8,7 @@ from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from services.common.clock import utcnow
-from services.common.db import UTCDateTime
+from services.common.db import UTCDateTime, code_point_string
 
 
 class IncidentState(SQLModel, table=True):
@@ -48,7 +48,7 @@ class RecordState(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     incident_id: str = Field(index=True, max_length=128)
     agency_id: str = Field(max_length=128)
-    source_record_id: str = Field(max_length=128)
+    source_record_id: str = Field(max_length=128, sa_type=code_point_string(128))  # paged by it
     record_version: int
     message_id: str = Field(max_length=64)
     sealed: str
@@ -113,9 +113,9 @@ class ReviewState(SQLModel, table=True):
     review_id: str = Field(primary_key=True, max_length=64)
     incident_id: str = Field(index=True, max_length=128)
     a_agency_id: str = Field(max_length=128)
-    a_source_record_id: str = Field(max_length=128)
+    a_source_record_id: str = Field(max_length=128, sa_type=code_point_string(128))
     b_agency_id: str = Field(max_length=128)
-    b_source_record_id: str = Field(max_length=128)
+    b_source_record_id: str = Field(max_length=128, sa_type=code_point_string(128))
     # pair (the resolver's uncertain pair) | contact_conflict | hold_conflict (conflicts.py)
     # | retraction (retractions.py)
     kind: str = Field(default="pair", max_length=24)
@@ -127,7 +127,8 @@ class ReviewState(SQLModel, table=True):
     status: str = Field(default="open", max_length=16)
     # use_contact: the record whose contact the coordinator confirmed
     chosen_agency_id: str | None = Field(default=None, max_length=128)
-    chosen_source_record_id: str | None = Field(default=None, max_length=128)
+    chosen_source_record_id: str | None = Field(default=None, max_length=128,
+                                                sa_type=code_point_string(128))
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # retraction decided send_correction: the correction notice it made
     correction_notice_id: str | None = Field(default=None, max_length=128)

@@ -592,8 +592,6 @@ class DedupePipeline:
         identity.learn(now)
         store.write_records(session, incident.incident_id, identity.take_records(), {}, now)
         due = identity.release(incident.released_at, policy, now, limit=self.release_chunk)
-        store.add_hold_changes(session, incident.incident_id, identity.take_hold_changes(),
-                               self.clock())
         for chunk in chunks(due, 1000):
             live = store.live_records(session, incident.incident_id, [d.person_id for d in chunk])
             built = []
@@ -605,6 +603,10 @@ class DedupePipeline:
                 self._released["amendment" if d.version > 1 else "first"] += 1
             store.add_notices(session, built, self.clock())
             store.flush(session)
+        # After the notices: a first notice that leaves a held agency's part out is on the
+        # topic before the hold that comes with it (same key, so dispatch reads them in order).
+        store.add_hold_changes(session, incident.incident_id, identity.take_hold_changes(),
+                               self.clock())
         return due
 
 

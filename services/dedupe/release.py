@@ -6,10 +6,12 @@ by hand. After release, a new person gets a notice once their records have been 
 the settle window; a person already notified gets an amendment only when a record adds an
 agency or data category they were not told about (per the incident's policy). A person with
 a record under an s 116 hold gets nothing until the hold is lifted (or a coordinator releases
-the other agencies' part, conflicts.py); a person whose only channels are contested between
-agencies waits for a coordinator's choice; a person whose contact a coordinator confirmed
-after their notice gets it again on that contact (an amendment). What a re-identified
-person (records merged or split) has been told is lineage.py's business.
+the other agencies' part, conflicts.py — lifting the hold then amends, whatever `amend_on`
+says: s 116 delayed that agency's notice, it did not excuse it); a person whose only
+channels are contested between agencies waits for a coordinator's choice; a person whose
+contact a coordinator confirmed after their notice gets it again on that contact (an
+amendment). What a re-identified person (records merged or split) has been told is
+lineage.py's business.
 """
 
 from collections.abc import Mapping
@@ -79,6 +81,10 @@ class PersonView:
     notified_categories: frozenset[str]
     held_for_contact: bool = False
     resend: bool = False  # a contact confirmed since the last notice: send it again there
+    # An agency's part of a sent notice was held back under s 116 (a released hold conflict)
+    # and the hold is gone: s 116 only delayed that agency's notice, so it is owed whatever
+    # `amend_on` says (docs/decisions.md, "A released hold conflict, lifted").
+    held_part_released: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,8 @@ def decide(person: PersonView, released_at: datetime | None, policy: ReleasePoli
         if now < settled_at:
             return Decision(Action.WAIT, settled_at)
         return Decision(Action.NOTIFY)
-    if not (person.resend or _adds_something(person, policy)):
+    owed = person.held_part_released and bool(person.agency_ids - person.notified_agency_ids)
+    if not (person.resend or owed or _adds_something(person, policy)):
         return Decision(Action.NOTHING)
     if now < settled_at:
         return Decision(Action.WAIT, settled_at)

@@ -580,7 +580,8 @@ def progress(session: Session, incident_id: str) -> IncidentProgress | None:
         records_missing=sum(incident.missing.values()),
         persons=sum(n for s, n in statuses.items() if s != "empty"),
         pending_release=statuses.get("pending", 0),
-        notified=statuses.get("notified", 0),
+        # part_held: notified, an agency's part held back under s 116 (a released hold conflict)
+        notified=statuses.get("notified", 0) + statuses.get("part_held", 0),
         on_hold=statuses.get("held", 0),
         in_review=sum(open_by_kind.values()),
         held_for_contact=statuses.get("held_contact", 0),
@@ -632,6 +633,12 @@ def commissioner_counts(session: Session, incident_id: str) -> CommissionerCount
         if status != "empty":
             counts[f"persons.{status}"] = n
     counts["persons.resolved"] = sum(counts.values())
+    # Notified with an agency's part held back under s 116 (a released hold conflict): they
+    # were notified, and how many of them are still owed that part is shown on its own.
+    part_held = counts.pop("persons.part_held", 0)
+    if part_held:
+        counts["persons.notified"] = counts.get("persons.notified", 0) + part_held
+        counts["persons.notified.part_held"] = part_held
     for status, n in session.execute(
             select(_REVIEWS.c.status, func.count()).where(_REVIEWS.c.incident_id == incident_id)
             .group_by(_REVIEWS.c.status)):

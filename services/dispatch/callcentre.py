@@ -29,7 +29,7 @@ from services.common.crypto import SealError, Vault
 from services.common.messages import NoticeMessage, decode_notice, notice_sealing_context
 from services.common.references import DOB_LABEL, dob_text, normalise_reference
 from services.dispatch import policy
-from services.dispatch.content.models import Notice, reference_of
+from services.dispatch.content.models import Notice, ToldBefore, reference_of
 from services.dispatch.content.render import (
     RenderError,
     render_email,
@@ -58,6 +58,7 @@ class Found:
     versions: list[VersionView]
     revisions: dict[int, IncidentEntry]  # the revisions its deliveries are pinned to
     held: bool = False  # dedupe holds the person under s 116 now (after this notice)
+    told_before: ToldBefore | None = None  # a correction: the version its letter names
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +99,14 @@ def lookup(session: Session, vault: Vault, book: IncidentBook, incident_id: str,
             entry = book.revision(session, incident_id, d.content_revision)
             if entry is not None:
                 revisions[d.content_revision] = entry
+    earlier = (lookups.told_before(session, incident_id, row.person_id, message.version)
+               if message.correction is not None else None)
     return Found(message, reference_of(message), found_deliveries,
                  lookups.history(session, row.notice_id),
                  lookups.versions(session, incident_id, row.person_id), revisions,
-                 holds.is_held(session, incident_id, row.person_id))
+                 holds.is_held(session, incident_id, row.person_id),
+                 ToldBefore.of(earlier.notice_id, earlier.reference_code, earlier.channel,
+                               earlier.first_attempt_at) if earlier else None)
 
 
 def render_sent(vault: Vault, found: Found) -> list[Sent]:
@@ -112,9 +117,10 @@ def render_sent(vault: Vault, found: Found) -> list[Sent]:
     sent = []
     for d in found.deliveries:
         entry = found.revisions.get(d.content_revision) if d.content_revision is not None else None
-        if entry is None or d.channel == "none":
-            continue
-        view = Notice.from_contract(found.notice, sealed, updates_earlier=d.says_update)
+        if entry is None or d.channel == "none" or d.status == "not-needed":
+            continue  # not-needed: a correction never sent (nothing to correct), nothing to read
+        view = Notice.from_contract(found.notice, sealed, updates_earlier=d.says_update,
+                                    told_before=found.told_before)
         try:
             if d.channel == "email":
                 email = render_email(view, entry.content)

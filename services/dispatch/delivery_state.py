@@ -3,6 +3,8 @@
 queued -> sending -> sent -> delivered | temporary-failure | permanent-failure | technical-failure
 unreachable: the row of channel 'none' (no channel left), created in that state and final.
 superseded: never sent, because a newer version of the person's notice arrived first; final.
+not-needed: never sent, a sent-in-error correction none of whose person's earlier versions
+reached them (bounced, failed, never sent): nothing to correct; final.
 
 The statuses are the contract's (services.common.messages.DeliveryStatus); the allowed
 transitions are data (ALLOWED_TRANSITIONS) so they can be reviewed, tested and rendered in docs
@@ -21,7 +23,7 @@ S = DeliveryStatus
 
 ALLOWED_TRANSITIONS: MappingProxyType[DeliveryStatus, frozenset[DeliveryStatus]] = MappingProxyType(
     {
-        S.QUEUED: frozenset({S.SENDING, S.TECHNICAL_FAILURE, S.SUPERSEDED}),
+        S.QUEUED: frozenset({S.SENDING, S.TECHNICAL_FAILURE, S.SUPERSEDED, S.NOT_NEEDED}),
         S.SENDING: frozenset(
             {
                 S.SENT,
@@ -38,11 +40,12 @@ ALLOWED_TRANSITIONS: MappingProxyType[DeliveryStatus, frozenset[DeliveryStatus]]
         ),
         # Retryable failures go back to sending (same provider reference => idempotent), unless
         # a newer version of the notice replaced them first.
-        S.TEMPORARY_FAILURE: frozenset({S.SENDING, S.PERMANENT_FAILURE, S.SUPERSEDED}),
+        S.TEMPORARY_FAILURE: frozenset({S.SENDING, S.PERMANENT_FAILURE, S.SUPERSEDED,
+                                        S.NOT_NEEDED}),
         # ... or a receipt says the attempt we never heard back from (a crash, a deadline)
         # was delivered after all: nothing to resend.
         S.TECHNICAL_FAILURE: frozenset(
-            {S.SENDING, S.PERMANENT_FAILURE, S.SUPERSEDED, S.DELIVERED}
+            {S.SENDING, S.PERMANENT_FAILURE, S.SUPERSEDED, S.DELIVERED, S.NOT_NEEDED}
         ),
         # A late bounce can still arrive for mail the receiving server first accepted.
         S.DELIVERED: frozenset({S.PERMANENT_FAILURE}),
@@ -50,11 +53,12 @@ ALLOWED_TRANSITIONS: MappingProxyType[DeliveryStatus, frozenset[DeliveryStatus]]
         # Nothing was sent, so nothing can report on it: no receipt or retry moves it.
         S.UNREACHABLE: frozenset(),
         S.SUPERSEDED: frozenset(),
+        S.NOT_NEEDED: frozenset(),
     }
 )
 
 TERMINAL_STATES: frozenset[DeliveryStatus] = frozenset(
-    {S.DELIVERED, S.PERMANENT_FAILURE, S.UNREACHABLE, S.SUPERSEDED}
+    {S.DELIVERED, S.PERMANENT_FAILURE, S.UNREACHABLE, S.SUPERSEDED, S.NOT_NEEDED}
 )
 RETRYABLE_STATES: frozenset[DeliveryStatus] = frozenset({S.TEMPORARY_FAILURE, S.TECHNICAL_FAILURE})
 ACCEPTED_STATES: frozenset[DeliveryStatus] = frozenset({S.SENT, S.DELIVERED})
@@ -67,6 +71,11 @@ UNSENT_STATES: tuple[DeliveryStatus, ...] = DUE_STATES
 # What an earlier version must have reached for a newer one to say "this updates the notice we
 # sent you earlier".
 TOLD_STATES: tuple[DeliveryStatus, ...] = (S.SENDING, S.SENT, S.DELIVERED)
+# Certain never to reach the person: what a sent-in-error correction looks for in every earlier
+# version before it is sent (anything else — on its way, accepted, delivered, or due to be
+# retried — may reach them, so the correction goes).
+NEVER_REACHED_STATES: tuple[DeliveryStatus, ...] = (
+    S.PERMANENT_FAILURE, S.UNREACHABLE, S.SUPERSEDED, S.NOT_NEEDED)
 # Still in progress: what backpressure counts. Postal rows wait for a mail-out, not for us, so
 # they are not counted.
 PENDING_STATES: tuple[DeliveryStatus, ...] = (

@@ -20,15 +20,15 @@ from services.common.crypto import Sealer
 from services.common.messages import DeliveryStatus, decode_notice, notice_sealing_context
 from services.common.references import normalise_reference
 from services.dispatch import tracking
-from services.dispatch.content.models import Notice
+from services.dispatch.content.models import Notice, ToldBefore
 from services.dispatch.content.render import RenderError
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.letters import layout
 from services.dispatch.letters.pack import Pack, PackedLetter, build_pack
 from services.dispatch.policy import NZ, QuietHours
-from services.dispatch.store import mailouts, notices
+from services.dispatch.store import lookups, mailouts, notices
 from services.dispatch.store.deliveries import Change
-from services.dispatch.store.mailouts import Batch
+from services.dispatch.store.mailouts import Batch, BatchLetter
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ def letter_date(now: datetime) -> date:
 
 def create_batch(session: Session, incident_id: str, limit: int, large_print: bool,
                  now: datetime) -> Batch | None:
+    # A sent-in-error correction letter with nothing to correct is never batched.
+    tracking.drop_unneeded_corrections(session, now, ["postal"])
     return mailouts.create_batch(session, new_batch_id(now), incident_id, min(limit, MAX_BATCH),
                                  large_print, letter_date(now), now)
 
@@ -53,7 +55,8 @@ def create_batch(session: Session, incident_id: str, limit: int, large_print: bo
 @dataclass(frozen=True)
 class PackInput:
     batch: Batch
-    letters: list[tuple[str, bytes, object]]  # (notice_id, notice payload, IncidentContent)
+    # (notice_id, notice payload, IncidentContent, says_update pinned, ToldBefore or None)
+    letters: list[tuple[str, bytes, object, bool | None, ToldBefore | None]]
 
 
 def load_pack(session: Session, book: IncidentBook, batch_id: str) -> PackInput | None:
@@ -67,18 +70,29 @@ def load_pack(session: Session, book: IncidentBook, batch_id: str) -> PackInput 
         entry = book.revision(session, batch.incident_id, letter.content_revision)
         if entry is None:  # the incident is known before any delivery is planned
             raise RenderError("incident content missing for a batched letter")
-        letters.append((letter.notice_id, letter.notice_payload, entry.content))
+        letters.append((letter.notice_id, letter.notice_payload, entry.content,
+                        letter.says_update, _told_before(session, batch.incident_id, letter)))
     return PackInput(batch, letters)
+
+
+def _told_before(session: Session, incident_id: str, letter: BatchLetter) -> ToldBefore | None:
+    """A correction letter names the notice it corrects (how and when it went, its reference)."""
+    if letter.notice_version < 2 or decode_notice(letter.notice_payload).correction is None:
+        return None
+    earlier = lookups.told_before(session, incident_id, letter.person_id, letter.notice_version)
+    return ToldBefore.of(earlier.notice_id, earlier.reference_code, earlier.channel,
+                         earlier.first_attempt_at) if earlier else None
 
 
 def render_pack(sealer: Sealer, data: PackInput) -> Pack:
     """The batch's PDF and manifest. CPU-bound: call it off the event loop."""
 
     def letters():  # noqa: ANN202 - a generator of PackedLetter
-        for notice_id, payload, content in data.letters:
+        for notice_id, payload, content, says_update, told_before in data.letters:
             message = decode_notice(payload)
             sealed = sealer.open(message.sealed, notice_sealing_context(notice_id))
-            notice = Notice.from_contract(message, sealed)
+            notice = Notice.from_contract(message, sealed, updates_earlier=says_update,
+                                          told_before=told_before)
             letter = layout.render_letter_pdf(notice, content, large_print=data.batch.large_print,
                                               letter_date=data.batch.letter_date)
             address = notice.addressee_address

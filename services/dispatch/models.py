@@ -195,5 +195,16 @@ class NoticeHold(SQLModel, table=True):
     changed_at: datetime
 
 
+class NoticeAgency(SQLModel, table=True):
+    """Which agencies a notice names (its payload's `agencies`), one row each, written with the
+    notice: an agency's reconciliation finds its notices here instead of reading every payload."""
+
+    __tablename__ = "dispatch_notice_agency"
+
+    incident_id: str = Field(primary_key=True, max_length=128)
+    agency_id: str = Field(primary_key=True, max_length=128)
+    notice_id: str = Field(primary_key=True, max_length=128)
+
+
 MODELS = [DispatchIncident, DispatchIncidentRevision, DispatchNotice, Delivery, DispatchSender,
-          ReceiptNonce, MailoutBatch, DeliveryHistory, NoticeHold]
+          ReceiptNonce, MailoutBatch, DeliveryHistory, NoticeHold, NoticeAgency]

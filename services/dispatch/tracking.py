@@ -159,6 +159,9 @@ def claim(
     committed before anything is sent). A new SMS reference is pinned to the gateway
     `choose_gateway()` picks, so even a crash right after the send retries there."""
     senders.renew(session, owner, lease_s)
+    if any(n > 0 for n in limits.values()):  # and letters not batched yet (mailouts.py)
+        drop_unneeded_corrections(session, now, [*(c for c, n in limits.items() if n > 0),
+                                                 "postal"])
     claimed = deliveries.claim_due(session, owner, now, lease_s, limits)
     if choose_gateway is not None:
         chosen: dict[str, list[int]] = {}
@@ -168,6 +171,31 @@ def claim(
                 chosen.setdefault(c.gateway, []).append(c.id)
         deliveries.pin_gateways(session, chosen)
     return claimed
+
+
+def drop_unneeded_corrections(session: Session, now: datetime, channels: Sequence[str]) -> int:
+    """Before a sent-in-error correction is sent, look again at what its person got: planned
+    while an earlier version was on its way, that version may since have bounced or failed for
+    good. When no earlier version reached them, the correction is not sent: its due deliveries
+    become 'not-needed' (stored, logged, counted; the call centre sees them) — nobody is told
+    "we sent you a notice in error" about a notice they never received. Returns how many."""
+    due = deliveries.due_unreached_follow_ups(session, now, channels)
+    if not due:
+        return 0
+    payloads = notices.notice_payloads(session, sorted({d.notice_id for d in due}))
+    unneeded: set[str] = set()
+    for notice_id, payload in payloads.items():
+        correction = decode_notice(payload).correction
+        if correction is not None and not policy.correction_has_anything_to_say(
+                correction.kind, earlier_told=False):
+            unneeded.add(notice_id)
+    dropped = deliveries.mark_not_needed(session, [d.id for d in due if d.notice_id in unneeded],
+                                         now)
+    for d in due:
+        if d.notice_id in unneeded:
+            log.info("correction notice not sent: no earlier version reached the person", extra={
+                "incident_id": d.incident_id, "notice_id": d.notice_id, "channel": d.channel})
+    return dropped
 
 
 def expire_leases(session: Session, owner: str, lease_s: float, now: datetime) -> int:

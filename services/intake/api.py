@@ -361,19 +361,28 @@ async def status_ticket(incident_id: IdPath, ctx: AgencyContext) -> StatusTicket
     """Dedupe and dispatch hold no agency keys: intake, which does, vouches for the agency for
     one incident and a few minutes (services/common/principals.py). Audited."""
     await _require_access(ctx, incident_id)
+    agency_id = ctx.caller.agency_id
+    ticket, claims = await issue_status_ticket(ctx, incident_id, agency_id, "status_ticket.issue")
+    return StatusTicket(ticket=ticket, incident_id=incident_id, agency_id=agency_id,
+                        expires_at=claims["exp"])
+
+
+async def issue_status_ticket(ctx: Context, incident_id: str, agency_id: str, action: str,
+                              *audited: str) -> tuple[str, dict]:
+    """A status ticket for the agency's reconciliation rows of one incident, with an audit
+    entry `action` naming the incident, the ticket's id and `audited` (the caller is in it):
+    the agency's own, or the coordinator's console asking on the coordinator's behalf."""
     key = ctx.runtime.settings.token_signing_key.get_secret_value()
     if not key:
         raise ApiError(409, "token.no_signing_key",
                        "This deployment has no PANUI_TOKEN_SIGNING_KEY: it cannot issue tickets.")
-    agency_id = ctx.caller.agency_id
     ticket, claims = principals.mint_agency_ticket(key.encode(), agency_id, incident_id, int(time.time()))
 
     def record(session) -> None:  # noqa: ANN001 - the audit entry alone is the transaction
-        audit.record(session, ctx.act("status_ticket.issue", incident_id, claims["jti"]))
+        audit.record(session, ctx.act(action, incident_id, claims["jti"], *audited))
 
     await ctx.db.run(record)
-    return StatusTicket(ticket=ticket, incident_id=incident_id, agency_id=agency_id,
-                        expires_at=claims["exp"])
+    return ticket, claims
 
 
 routers = [coordinator, agency]

@@ -10,6 +10,7 @@ from services.common.staffapi import issuance_router
 from services.intake.api import routers
 from services.intake.console import mount_console
 from services.intake.console.api import router as console_router
+from services.intake.console.reconciliation import router as reconciliation_router
 from services.intake.console.report import router as report_router
 from services.intake.runtime import IntakeRuntime
 from services.intake.settings import IntakeSettings
@@ -44,7 +45,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         title="Pānui intake",
         description="Agencies submit affected-record feeds; the coordinator sets up incidents; "
                     "ops read consumer lag; the coordinator console is served at /console/.",
-        routers=[*routers, issuance_router, lag_router(runtime.lag), console_router, report_router],
+        routers=[*routers, issuance_router, lag_router(runtime.lag), console_router, report_router,
+                 reconciliation_router],
     )
     mount_console(app)
 

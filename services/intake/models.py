@@ -7,6 +7,7 @@ from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from services.common.clock import utcnow
+from services.common.db import code_point_string
 
 
 class Agency(SQLModel, table=True):
@@ -84,7 +85,7 @@ class FeedProblem(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     feed_id: str = Field(foreign_key="feed.feed_id", index=True, max_length=64)
     line: int
-    source_record_id: str | None = Field(default=None, max_length=128)
+    source_record_id: str | None = Field(default=None, max_length=128, sa_type=code_point_string(128))
     field: str | None = Field(default=None, max_length=64)
     severity: str = Field(max_length=8)
     code: str = Field(max_length=64)
@@ -103,7 +104,7 @@ class AffectedRecord(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     incident_id: str = Field(max_length=128)
     agency_id: str = Field(max_length=128)
-    source_record_id: str = Field(max_length=128)
+    source_record_id: str = Field(max_length=128, sa_type=code_point_string(128))  # paged by it
     version: int
     fingerprint: str = Field(max_length=64)  # keyed hash of the clean record: "same content?"
     sealed: str

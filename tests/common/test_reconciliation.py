@@ -17,6 +17,7 @@ from services.common.reconciliation import (
     combine,
     merge_pages,
     status_csv,
+    summarise,
 )
 
 
@@ -65,6 +66,23 @@ def test_every_outcome_from_the_three_parts():
     assert "amended (notice version 2)" in rows["both"].detail
     assert rows["none"].channels == [] and rows["none"].notice_reference == "PAN-n3"
     assert rows["late"].notice_reference is None and "delivery not started" in rows["late"].detail
+
+
+def test_the_coordinators_counts_are_the_rows_counted():
+    rows = combine(
+        [intake("rej", "rejected"), intake("a"), intake("b"), intake("c"), intake("d"), intake("new")],
+        [dedupe("a", "notified", "n1", others=1), dedupe("b", "notified", "n2"),
+         dedupe("c", "notified", "n3", others=2), dedupe("d", "held", others=1)],
+        [notice("n1", ("email", "delivered")), notice("n2", ("email", "delivered"), ("sms", "sent")),
+         notice("n3", ("none", "unreachable"))])
+    summary = summarise("inc-1", "gp", rows)
+    assert summary.records == 6
+    assert summary.outcomes == {"rejected": 1, "withdrawn": 0, "received": 1, "pending": 0,
+                                "in_review": 0, "held": 1, "notified": 2, "unreachable": 1}
+    assert summary.merged_with_other_agencies == 3  # a, c and d: a count of records, not agencies
+    assert [(d.channel, d.status, d.records) for d in summary.deliveries] == [
+        ("email", "delivered", 2), ("sms", "sent", 1)]  # the unreachable one went on no channel
+    assert summarise("inc-1", "gp", []).outcomes["notified"] == 0
 
 
 def test_the_csv_is_formula_safe_with_one_row_per_record():

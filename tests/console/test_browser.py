@@ -16,6 +16,11 @@ with a token of that role, finds that person's notice by the code and her date o
 email as sent, its delivery history, the scripted answers, how the public check works), and a
 wrong date finds nothing; both lookups are audited. Every number a page shows is checked
 against the services' APIs.
+Last, the coordinator opens the agencies' reconciliation: each agency's counts by outcome (one
+of the lab's records rejected, one withdrawn; the GP's held record) and by channel and delivery
+status equal those of the CSV the agency itself downloads with `panui feed status`; the GP's
+records page lists its rows by source_record_id as that CSV does, and the page's CSV download is
+that very CSV, byte for byte.
 Then the lab withdraws Aroha's record after her notice named it: the retraction shows on the
 incident page and on its own page, where the coordinator (logged in again) sends a correction
 notice (confirmed in a dialog) that reaches the SMTP gateway; the decision is audited.
@@ -23,7 +28,9 @@ Screenshots go to var/artifacts/console/.
 """
 
 import asyncio
+import csv
 import email
+import io
 import re
 import shutil
 import subprocess
@@ -35,7 +42,9 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+from typer.testing import CliRunner
 
+from services.cli.main import app as cli
 from services.common.references import REFERENCE_PATTERN
 from testkit import infra
 from testkit.factories import affected_record, incident_body, ndjson
@@ -145,6 +154,7 @@ async def test_console_follows_an_incident_from_submission_to_delivered(system):
             await _run(browser, client, intake, incident_id, system)
             await _retract(browser, client, intake, incident_id, system, keys["lab"])
             await _held(browser, client, incident_id, system, keys["gp"])
+            await _reconciliation(browser, client, intake, incident_id, system, keys)
         finally:
             await asyncio.to_thread(browser.quit)
 
@@ -539,3 +549,94 @@ async def _held(browser: webdriver.Chrome, client: httpx.AsyncClient, incident_i
     assert first.get_attribute("id") == "lookup-held"  # before anything to read out
     await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "call-centre-held.png"))
 
+
+
+def _csv_rows(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+async def _reconciliation(browser: webdriver.Chrome, client: httpx.AsyncClient, intake: str,
+                          incident_id: str, system: System, keys: dict[str, str]) -> None:
+    """The coordinator's view of each agency's reconciliation is the agency's own: the counts
+    of what `panui feed status` writes for it, its rows, and that CSV itself."""
+    rejected = affected_record("lab-3", **{**JOSEPH_TIPENE, "hold": {"reason": "whim"}})  # unknown ground
+    fed = await client.post(f"/v1/incidents/{incident_id}/feeds", content=ndjson([rejected]),
+                            headers={"authorization": f"Bearer {keys['lab']}",
+                                     "content-type": "application/x-ndjson"})
+    assert fed.status_code == 202 and fed.json()["accepted"] == 0, fed.text
+    own: dict[str, str] = {}
+    for agency, key in keys.items():  # each agency's own download, with its own key
+        out = ARTIFACTS / f"{agency}-status.csv"
+        result = await asyncio.to_thread(CliRunner().invoke, cli, [
+            "feed", "status", "--incident", incident_id, "--out", str(out), "--url", intake,
+            "--dedupe-url", system.services["dedupe"].url,
+            "--dispatch-url", system.services["dispatch"].url], env={"PANUI_API_KEY": key})
+        assert result.exit_code == 0, result.output
+        own[agency] = out.read_bytes().decode()  # as written: csv rows end "\r\n"
+    rows = {agency: _csv_rows(text) for agency, text in own.items()}
+    outcomes = {agency: {r["source_record_id"]: r["outcome"] for r in agency_rows}
+                for agency, agency_rows in rows.items()}
+    assert outcomes == {"gp": {"gp-1": "notified", "gp-2": "notified", "gp-3": "held"},
+                        "lab": {"lab-1": "notified", "lab-2": "withdrawn", "lab-3": "rejected"}}
+
+    browser.find_element(By.ID, "logout").click()
+    await _until(browser, lambda b: b.find_element(By.ID, "token"), "the login form")
+    browser.find_element(By.ID, "token").send_keys(COORDINATOR_TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "#login button").click()
+    await _until(browser, lambda b: b.find_element(By.CSS_SELECTOR, f'tr[data-incident="{incident_id}"]'),
+                 "the incident list")
+    await asyncio.to_thread(browser.get, f"{intake}/console/#/incident/{incident_id}")
+    await _until(browser, lambda b: b.find_element(By.ID, "open-reconciliation"), "the incident page")
+    browser.find_element(By.ID, "open-reconciliation").click()
+    await _until(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, '#recon-agencies td[data-count="records"]')) == 2,
+                 "both agencies' counts")
+    channels_seen = set()
+    for agency, agency_rows in rows.items():
+        shown = {c.get_attribute("data-count"): c.text for c in browser.find_elements(
+            By.CSS_SELECTOR, f'#recon-agencies tr[data-agency="{agency}"] td[data-count]')}
+        want = {o: str(sum(r["outcome"] == o for r in agency_rows)) for o in
+                ("rejected", "withdrawn", "received", "pending", "in_review", "held", "notified", "unreachable")}
+        assert shown == {**want, "records": str(len(agency_rows)),
+                         "merged": str(sum(r["merged_with_other_agencies"] != "0" for r in agency_rows))}, agency
+        deliveries: dict[tuple[str, str], int] = {}
+        for r in agency_rows:
+            for channel, status in zip(r["channels"].split(";"), r["delivery_status"].split(";"), strict=True):
+                if channel:
+                    deliveries[(channel, status)] = deliveries.get((channel, status), 0) + 1
+        assert {(d.get_attribute("data-channel"), d.get_attribute("data-status")):
+                int(d.find_element(By.CSS_SELECTOR, "td[data-value]").get_attribute("data-value"))
+                for d in browser.find_elements(By.CSS_SELECTOR, f'#recon-deliveries tr[data-agency="{agency}"]')
+                } == deliveries, agency
+        channels_seen |= {channel for channel, _ in deliveries}
+    assert channels_seen == {"email", "sms"}  # the GP's emails, the lab's SMS
+    page = browser.find_element(By.TAG_NAME, "main").text
+    assert not [p for p in PERSONAL if p in page]
+    await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "reconciliation.png"))
+
+    # The GP's rows by its own record ids, as in its CSV; then the page's CSV is that CSV.
+    browser.find_element(By.CSS_SELECTOR, '#recon-agencies tr[data-agency="gp"] a.recon-records').click()
+    await _until(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#recon-records tr[data-record]")) == 3,
+                 "the GP's records")
+    listed = [(r.get_attribute("data-record"), r.get_attribute("data-outcome"),
+               r.find_element(By.CSS_SELECTOR, "td.reference").text)
+              for r in browser.find_elements(By.CSS_SELECTOR, "#recon-records tr[data-record]")]
+    assert listed == [(r["source_record_id"], r["outcome"], r["notice_reference"]) for r in rows["gp"]]
+    assert all(re.fullmatch(REFERENCE_PATTERN, ref) for _, outcome, ref in listed if outcome == "notified")
+    assert not browser.find_element(By.ID, "recon-more").is_displayed()  # one page holds them
+    paged, after = [], ""  # the API behind it, a row at a time: the same rows, then the end
+    while after is not None:
+        page = await _api(client, f"/v1/incidents/{incident_id}/agencies/gp/reconciliation/records"
+                                  f"?limit=1&after={after}")
+        paged, after = paged + page["rows"], page["next_after"]
+    assert [(r["source_record_id"], r["outcome"]) for r in paged] == [
+        (r["source_record_id"], r["outcome"]) for r in rows["gp"]]
+    page = browser.find_element(By.TAG_NAME, "main").text
+    assert not [p for p in PERSONAL if p in page]
+    await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "reconciliation-records.png"))
+    browser.find_element(By.ID, "recon-csv").click()
+    downloaded = (await _downloaded(f"{incident_id}-gp-status.csv")).decode()
+    assert downloaded == own["gp"]
+    # Asked through the console, audited as the coordinator's, naming the agency and the view.
+    audit = await _api(client, "/v1/audit")
+    views = [e["object_ids"][1:] for e in audit["entries"] if e["action"] == "reconciliation.view"]
+    assert ["gp", "records"] in views and ["gp", "csv"] in views and ["lab", "summary"] in views

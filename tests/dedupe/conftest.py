@@ -10,7 +10,13 @@ from sqlmodel import Session, select
 
 from services.common.crypto import Sealer
 from services.common.db import make_engine
-from services.common.messages import NoticeMessage, SealedRecipient, decode_notice, notice_sealing_context
+from services.common.messages import (
+    NoticeHoldMessage,
+    NoticeMessage,
+    SealedRecipient,
+    decode_notices_topic,
+    notice_sealing_context,
+)
 from services.dedupe.app import create_app
 from services.dedupe.models import RecordState
 from services.dedupe.settings import DedupeSettings
@@ -23,6 +29,11 @@ AROHA = {"nhi": "ZZZ0016", "given_names": "Aroha", "family_name": "Testperson",
          "mobile": "+64211234567"}
 HEMI = {"nhi": "ZAC5361", "given_names": "Hemi", "family_name": "Kaimahi",
         "date_of_birth": "1975-11-02", "mobile": "+64221112222"}
+
+
+def _only(messages, kind: type) -> list:  # noqa: ANN001
+    decoded = (decode_notices_topic(m.value) for m in messages)
+    return [m for m in decoded if isinstance(m, kind)]
 
 
 @dataclass
@@ -66,14 +77,22 @@ class DedupeHarness:
                 await asyncio.sleep(0.1)
 
     async def notices(self, count: int, timeout: float = WAIT_S) -> list[NoticeMessage]:
+        """The first `count` notices on notices.v1 (the notice-hold messages left aside)."""
+        await self.notices_reader.wait_for(lambda m: len(_only(m, NoticeMessage)) >= count,
+                                           timeout)
+        return _only(self.notices_reader.messages, NoticeMessage)
+
+    async def topic(self, count: int, timeout: float = WAIT_S
+                    ) -> list[NoticeMessage | NoticeHoldMessage]:
+        """Everything on notices.v1 in order — notices and notice-hold — once `count` are."""
         messages = await self.notices_reader.wait_for(lambda m: len(m) >= count, timeout)
-        return [decode_notice(m.value) for m in messages]
+        return [decode_notices_topic(m.value) for m in messages]
 
     async def no_more_notices(self, expected: int, settle: float = 2.5) -> list[NoticeMessage]:
         """Wait a little for anything unexpected, then return all notices seen."""
         await asyncio.sleep(settle)
         await self.notices_reader.drain()
-        notices = [decode_notice(m.value) for m in self.notices_reader.messages]
+        notices = _only(self.notices_reader.messages, NoticeMessage)
         assert len(notices) == expected, [(n.person_id, n.version) for n in notices]
         return notices
 

@@ -291,3 +291,54 @@ def test_a_coordinators_contact_choice_survives_a_rebuild_from_stored_rows():
     rebuilt = IdentityState(SEALER).build(INC, stored)
     assert rebuilt.route(person_id).chosen == {"mobile": ("lab", "lab-1")}
     assert rebuilt.resend == set()  # a rebuild's decisions are state, not news
+
+
+@pytest.mark.parametrize("amend_on", ["new_agency_or_category", "never"])
+def test_a_released_hold_conflict_is_announced_held_and_its_lifting_amends_with_the_agency(
+        amend_on):
+    """The coordinator releases the lab's part while the GP holds its record (s 116): the
+    notice names the lab only, and the call centre is told the person is held (part of what
+    they are owed is held back). When the GP lifts its hold, the GP's part is owed — s 116
+    delayed it, it never excused it — so an amendment names the GP, even in an incident that
+    sends no amendments otherwise, and the hold's end is announced."""
+    held = {"reason": "health_prejudice"}
+    state = _identity_with(record_message(SEALER, INC, "gp", "gp-1", hold=held, **AROHA),
+                           record_message(SEALER, INC, "lab", "lab-1",
+                                          categories=("lab_results",), **AROHA))
+    policy = ReleasePolicy(settle_window_seconds=0, amend_on=amend_on)
+    assert state.release(T0, policy, T0) == []
+    assert state.take_hold_changes() == []  # held before any notice: nothing to look up
+    (conflict,) = state.conflicts()
+    state.apply_decisions([_decision(conflict, "release")])
+    (first,) = state.release(T0, policy, T0)
+    assert first.version == 1 and first.view.agency_ids == {"lab"}
+    assert state.take_hold_changes() == [(first.notice_person_id, True)]
+    person = state.persons[first.person_id]
+    assert person.status == "part_held"
+
+    state.apply_record(record_message(SEALER, INC, "gp", "gp-1", version=2, **AROHA))
+    state.settle(T0)
+    (amended,) = state.release(T0, policy, T0)
+    assert (amended.notice_person_id, amended.version) == (first.notice_person_id, 2)
+    assert amended.view.agency_ids == {"gp", "lab"}
+    assert state.take_hold_changes() == [(first.notice_person_id, False)]
+    assert state.persons[first.person_id].status == "notified"
+    assert state.release(T0, policy, T0) == [] and state.take_hold_changes() == []  # once
+
+
+def test_a_released_hold_conflict_stays_announced_when_nothing_new_arrives():
+    """Notified by the lab, then the GP's held record joins: held (announced). The
+    coordinator releases: nothing new to send (the GP's part is still held back), so the
+    person stays held for the call centre — not announced as no longer held."""
+    state = _identity_with(record_message(SEALER, INC, "lab", "lab-1", **AROHA))
+    (first,) = state.release(T0, RELEASE_NOW, T0)
+    state.apply_record(record_message(SEALER, INC, "gp", "gp-1",
+                                      hold={"reason": "health_prejudice"}, **AROHA))
+    state.settle(T0)
+    assert state.release(T0, RELEASE_NOW, T0) == []
+    assert state.take_hold_changes() == [(first.notice_person_id, True)]
+    (conflict,) = state.conflicts()
+    state.apply_decisions([_decision(conflict, "release")])
+    assert state.release(T0, RELEASE_NOW, T0) == []
+    assert state.take_hold_changes() == []
+    assert state.persons[state.records["lab", "lab-1"].person_id].status == "part_held"

@@ -99,3 +99,49 @@ async def test_contested_mobile_goes_by_email_until_confirmed_and_a_one_sided_ho
     acts = [(e["action"], e["object_ids"]) for e in audit.json()["entries"]]
     assert ("review.decide", [contact["review_id"], "use_contact", "lab", "lab-1"]) in acts
     assert ("review.decide", [hold["review_id"], "release"]) in acts
+
+
+async def test_a_released_hold_conflict_is_announced_and_its_lifting_amends_with_the_agency(
+        dedupe):
+    """The GP holds Hemi's record (s 116), the lab does not; the coordinator releases the
+    lab's part. On notices.v1: the notice naming the lab only, then a notice-hold (held: the
+    call centre must not say that was everything). The GP lifts its hold (a new version
+    without it): an amendment naming the GP — in an incident that sends no amendments
+    otherwise (amend_on "never"): s 116 delayed the GP's notice, it did not excuse it — and
+    the hold's end, so the call centre sees him no longer held."""
+    from services.common.messages import NoticeHoldMessage, NoticeMessage
+
+    inc = "inc-cc2"
+    await dedupe.send_incident(incident_message(inc, {"gp": "Test GP", "lab": "Test Lab"},
+                                                expected=["gp", "lab"], amend_on="never"))
+    await dedupe.send(
+        record_message(dedupe.sealer, inc, "gp", "gp-2", hold={"reason": "health_prejudice"},
+                       **HEMI),
+        record_message(dedupe.sealer, inc, "lab", "lab-2", categories=("lab_results",), **HEMI),
+        completion(inc, "gp", 1), completion(inc, "lab", 1),
+    )
+    (hold,) = [i for i in await _open_items(dedupe, inc, 1) if i["kind"] == "hold_conflict"]
+    released = await dedupe.client.post(
+        f"/v1/incidents/{inc}/reviews/{hold['review_id']}/decision", headers=COORDINATOR,
+        json={"decision": "release"})
+    assert released.status_code == 200, released.text
+    first, held = await dedupe.topic(2)
+    assert isinstance(first, NoticeMessage) and first.version == 1
+    assert [a.agency_id for a in first.agencies] == ["lab"]
+    assert isinstance(held, NoticeHoldMessage)
+    assert (held.person_id, held.held) == (first.person_id, True)
+    assert "ground" not in held.model_dump() and "health" not in held.model_dump_json()
+    progress = await dedupe.progress(inc)
+    assert (progress["notified"], progress["on_hold"]) == (1, 0)
+
+    await dedupe.send(record_message(dedupe.sealer, inc, "gp", "gp-2", version=2, **HEMI))
+    messages = await dedupe.topic(4)
+    amendment, lifted = messages[2:4]
+    assert isinstance(amendment, NoticeMessage)
+    assert (amendment.person_id, amendment.version) == (first.person_id, 2)
+    assert [a.agency_id for a in amendment.agencies] == ["gp", "lab"]
+    assert isinstance(lifted, NoticeHoldMessage)
+    assert (lifted.person_id, lifted.held) == (first.person_id, False)
+    await dedupe.no_more_notices(2)
+    progress = await dedupe.progress(inc)
+    assert (progress["notified"], progress["on_hold"], progress["hold_conflicts"]) == (1, 0, 0)

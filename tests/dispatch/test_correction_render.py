@@ -136,3 +136,67 @@ def test_an_agency_correction_for_a_notice_never_sent_is_the_first_notice(incide
     assert not email.subject.startswith("Correction")
     told = render_email(_correction("agency_not_involved", updates_earlier=True), incident)
     assert "The rest of the earlier notice still stands" in told.text
+
+
+EMAILED = {"reference": "PAN-ABCD-EFGH", "sent_on": "3 March 2026", "channel": "email"}
+
+
+@pytest.mark.parametrize("kind", ["sent_in_error", "agency_not_involved"])
+def test_a_correction_letter_says_which_notice_it_corrects_what_changed_and_how_to_check(
+        incident, kind):
+    """A letter has no subject line and may be read days later: it says which notice it
+    corrects (how and when we sent it, and its reference — what the person holds), what that
+    said, what has changed, its own reference, how to check it is real and the contact line."""
+    extra = {"agencies": [LAB]} if kind == "sent_in_error" else {}
+    notice = _correction(kind, told_before=EMAILED, **extra)
+    letter = render_letter_text(notice, incident)
+    ref = render_email(notice, incident).reference_code
+    assert "CORRECTION TO A NOTICE WE SENT YOU" in letter
+    assert "WHAT WE TOLD YOU BEFORE\nOn 3 March 2026 Example Health emailed you about a " \
+        "privacy breach" in letter
+    assert "That notice had the reference PAN-ABCD-EFGH." in letter
+    assert "It said that information about you held by Test Community Lab was involved." in letter
+    changed = letter.split("WHAT HAS CHANGED", 1)[1]
+    assert ("sent to you by mistake" if kind == "sent_in_error"
+            else "Test Community Lab was not involved") in changed
+    assert f"This letter's reference is {ref}." in letter
+    check = letter.split("HOW TO CHECK THIS LETTER IS REAL", 1)[1]
+    assert "We will never ask for" in check and "type panui.example.nz/check into your " \
+        "browser yourself, or call 0800 000 111" in check
+    assert "CONTACT US" in letter and "Privacy Commissioner" in letter
+    assert "http" not in letter and "click" not in letter.lower()
+    texted = render_letter_text(_correction(kind, told_before=EMAILED | {"channel": "postal"},
+                                            **extra), incident)
+    assert "Example Health wrote to you about a privacy breach" in texted
+
+
+def test_a_correction_letter_without_the_earlier_send_known_still_says_what_it_corrects(incident):
+    letter = render_letter_text(_correction("sent_in_error", agencies=[LAB]), incident)
+    assert "WHAT WE TOLD YOU BEFORE\nExample Health sent you a notice about a privacy " \
+        "breach" in letter
+    assert "That notice had the reference" not in letter
+
+
+@pytest.mark.parametrize("language", ["en", "mi"])
+@pytest.mark.parametrize("kind", ["sent_in_error", "agency_not_involved"])
+def test_a_correction_letter_reads_at_or_below_the_stated_grade(incident, kind, language):
+    """The same bound (and the same way of measuring) as the correction's email and SMS."""
+    extra = {"agencies": [LAB]} if kind == "sent_in_error" else {}
+    letter = render_letter_text(_correction(kind, preferred_language=language,
+                                            told_before=EMAILED, **extra), incident)
+    if language == "mi":
+        assert letter.startswith("Tēnā koe") and "Nāku noa, nā" in letter
+    prose = "\n".join(line for line in letter.splitlines()
+                      if not re.fullmatch(r"[A-ZĀĒĪŌŪ ,']{4,}", line.strip())
+                      and not line.lstrip().startswith("- "))
+    assert measure(prose).grade <= MAX_GRADE, measure(prose).grade
+
+
+def test_a_correction_letter_pdf_keeps_every_heading_and_names_the_earlier_notice(incident):
+    """Read back from the real PDF (poppler): the title and the first section's heading come
+    one after the other, and neither is lost."""
+    notice = _correction("sent_in_error", agencies=[LAB], told_before=EMAILED)
+    letter = layout.render_letter_pdf(notice, incident, letter_date=date(2026, 12, 2))
+    text = " ".join(pdf_text(letter.pdf).split())
+    assert "CORRECTION TO A NOTICE WE SENT YOU WHAT WE TOLD YOU BEFORE On 3 March 2026" in text
+    assert "PAN-ABCD-EFGH" in text and "HOW TO CHECK THIS LETTER IS REAL" in text

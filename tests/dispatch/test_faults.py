@@ -29,7 +29,7 @@ from testkit.notices import incident_message, notice_message, person
 
 from .faults import TcpProxy
 from .reconcile import Reconciliation
-from .stack import RECEIPT_SECRET, MutableClock, dispatch_settings, running_dispatch
+from .stack import COORDINATOR, RECEIPT_SECRET, MutableClock, dispatch_settings, running_dispatch
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -712,6 +712,68 @@ async def test_a_correction_says_only_what_corrects_what_the_person_was_sent(
     [mailed] = [m for m in smtp.messages
                 if m.message["X-Panui-Reference"].startswith(corrections[2].notice_id)]
     assert "sent to you by mistake" in mailed.message.get_body(("plain",)).get_content()
+
+
+async def test_a_sent_in_error_correction_planned_while_the_notice_was_in_flight_is_not_sent_once_it_bounced(
+    service_env, pg_database, smtp, sms, mail
+):
+    """Version 1 is accepted by the relay (in flight: `sent`, no receipt yet) when a sent-in-
+    error correction (version 2) arrives, so the correction is planned: it may have reached
+    them. Its first attempts are refused for now (451); meanwhile version 1 bounces. When the
+    correction comes to be sent, no earlier version reached the person: nothing is sent — the
+    delivery is `not-needed`, shown to the call centre (with no text, nothing was sent) and
+    counted in the Commissioner's numbers. Never "we sent you a notice in error" about a
+    notice they never got."""
+    from testkit.staff import SIGNING_KEY, token
+
+    db = pg_database("dispatch")
+    port = free_port()
+    smtp.bounce_webhook_url = f"http://127.0.0.1:{port}/v1/receipts/smtp"
+    smtp.behaviour.defer_seconds = 2.0
+    address = "person1@example.nz"
+    smtp.set_recipient(address, "defer-then-bounce")
+    settings = dispatch_settings(service_env, db, port=port, smtp_port=smtp.port, sms_url=sms.url,
+                                 quiet_hours_enabled=False, retry_max_attempts=1000,
+                                 token_signing_key=SIGNING_KEY)
+    recipient = person(1, mobile=False, address=False)
+    async with running_dispatch(settings) as stack:
+        await stack.publish_incident(incident_message())
+        first = notice_message(stack.sealer, 1, recipient, dates_of_birth=["1979-11-30"])
+        await stack.publish_notices([first])
+        await _until(lambda: _statuses(db).get((first.notice_id, "email")) == "sent",
+                     "version 1 accepted by the relay")
+        smtp.set_recipient(address, "tempfail")  # the correction waits, the bounce is coming
+        correction = _correcting(notice_message(stack.sealer, 1, recipient, version=2,
+                                                dates_of_birth=["1979-11-30"]), "sent_in_error")
+        await stack.publish_notices([correction])
+        await _until(lambda: _statuses(db).get((correction.notice_id, "email")) in (
+            "temporary-failure", "technical-failure"), "the correction planned and refused")
+        await _until(lambda: _statuses(db).get((first.notice_id, "email")) == "permanent-failure",
+                     "version 1 bounced")
+        smtp.set_recipient(address, "accept")
+        await _until(lambda: _statuses(db).get((correction.notice_id, "email")) not in (
+            "queued", "sending", "temporary-failure", "technical-failure"), "the correction decided")
+        statuses = _statuses(db)
+        reasons = {(n, c): r for n, c, _, r in _rows(db)}
+        lookup = await stack.http.post("/v1/incidents/inc-1/notice-lookups", headers={
+            "authorization": f"Bearer {token(['call-centre'])[0]}"}, json={
+            "reference": correction.reference_code, "date_of_birth": "1979-11-30"})
+        report = await stack.http.get("/v1/incidents/inc-1/report", headers=COORDINATOR)
+    assert statuses[(correction.notice_id, "email")] == "not-needed"
+    assert reasons[(correction.notice_id, "email")] == "correction_not_needed"
+    assert not smtp.messages_to(address) or all(
+        not m.message["X-Panui-Reference"].startswith(correction.notice_id)
+        for m in smtp.messages_to(address))
+    Reconciliation.of({first.person_id: {"email": 1}},
+                      {first.notice_id: first.person_id, correction.notice_id: first.person_id},
+                      maildir=mail, sms_logs=[sms.message_log]).assert_exact()
+    assert lookup.status_code == 200, lookup.text
+    body = lookup.json()
+    assert [(d["channel"], d["status"]) for d in body["deliveries"]] == [("email", "not-needed")]
+    assert body["sent"] == []  # nothing was sent, so nothing to read out
+    assert report.status_code == 200, report.text
+    counts = {(c["measure"], c.get("agency_id")): c["value"] for c in report.json()["counts"]}
+    assert counts[("corrections.email.not-needed", None)] == 1
 
 
 # ------------------------------------------------------------------------------- item 6

@@ -126,3 +126,78 @@ async def test_letters_are_batched_downloaded_posted_and_returned_mail_is_unreac
     assert ("sending", "mailout-batched") in events and ("sent", "mailout-posted") in events
     assert ("permanent-failure", "mail-returned") in events
     assert "unreachable" in {status for status, _ in events}
+
+
+def _correcting(notice, kind: str):  # noqa: ANN001, ANN202 - a NoticeMessage
+    """`notice` (a later version) as dedupe's correction: the lab was named wrongly."""
+    from services.common.messages import NoticeAgency, NoticeCorrection
+
+    lab = NoticeAgency(agency_id="lab-1", name="Test Community Lab",
+                       data_categories=["lab_results"], document_count=1)
+    return notice.model_copy(update={"correction": NoticeCorrection(
+        kind=kind, review_id="rev-1",
+        agencies=[lab] if kind == "agency_not_involved" else list(notice.agencies))})
+
+
+async def test_a_correction_letter_names_the_letter_it_corrects_and_one_never_posted_is_the_first(
+    settings
+):
+    """Two people on the postal list. The first was posted version 1; their sent-in-error
+    correction letter says which notice it corrects (we wrote to them, when, its reference),
+    what changed, and how to check it is real. The second's version 1 was still waiting for a
+    mail-out when the correction (an agency named wrongly) came: they never got a letter, so
+    theirs is their first notice — never "a correction", never naming the lab. Read back from
+    the batch's real PDF."""
+    async with running_dispatch(settings) as stack:
+        http = stack.http
+        posted_to, never_posted = (
+            notice_message(stack.sealer, n, person(n, email=False, mobile=False)) for n in (1, 2))
+        await stack.publish_incident(incident_message())
+        await stack.publish_notices([posted_to])
+        await stack.wait_until(lambda: _statuses(stack, posted_to) == {"postal": "queued"},
+                               what="the first letter queued")
+        first = (await http.post("/v1/incidents/inc-1/mailouts", json={},
+                                 headers=COORDINATOR)).json()
+        posted = await http.post(f"/v1/incidents/inc-1/mailouts/{first['batch_id']}/posted",
+                                 headers=COORDINATOR)
+        assert posted.status_code == 200, posted.text
+        await stack.publish_notices([never_posted])
+        await stack.wait_until(lambda: _statuses(stack, never_posted) == {"postal": "queued"},
+                               what="the second's first letter queued")
+        corrections = [
+            _correcting(notice_message(stack.sealer, 1, person(1, email=False, mobile=False),
+                                       version=2), "sent_in_error"),
+            _correcting(notice_message(stack.sealer, 2, person(2, email=False, mobile=False),
+                                       version=2), "agency_not_involved")]
+        await stack.publish_notices(corrections)
+        await stack.wait_until(lambda: all(_statuses(stack, n) == {"postal": "queued"}
+                                           for n in corrections), what="the corrections queued")
+        assert _statuses(stack, never_posted) == {"postal": "superseded"}
+        batch = (await http.post("/v1/incidents/inc-1/mailouts", json={},
+                                 headers=COORDINATOR)).json()
+        assert batch["letters"] == 2
+        base = f"/v1/incidents/inc-1/mailouts/{batch['batch_id']}"
+        pdf = (await http.get(f"{base}/letters.pdf", headers=COORDINATOR)).content
+        rows = {r["notice_id"]: r for r in csv.DictReader(io.StringIO(
+            (await http.get(f"{base}/manifest.csv", headers=COORDINATOR)).text))}
+
+    def letter(notice) -> str:  # noqa: ANN001
+        row = rows[notice.notice_id]
+        start = int(row["first_page"])
+        return " ".join(pdf_text(pdf, start, start + int(row["pages"]) - 1).split())
+
+    correction = letter(corrections[0])
+    assert "CORRECTION TO A NOTICE WE SENT YOU" in correction
+    assert "WHAT WE TOLD YOU BEFORE" in correction and "WHAT HAS CHANGED" in correction
+    assert "Example Health wrote to you about a privacy breach" in correction
+    squashed = "".join(correction.split())  # a reference may wrap at its hyphen
+    assert f"Thatnoticehadthereference{derive_reference_code(posted_to.notice_id)}." in squashed
+    assert "sent to you by mistake" in correction
+    assert f"Thisletter'sreferenceis{derive_reference_code(corrections[0].notice_id)}." in squashed
+    assert "HOW TO CHECK THIS LETTER IS REAL" in correction and "We will never ask for" in correction
+    assert "into your browser yourself, or call" in correction and "http" not in correction
+    first_notice = letter(corrections[1])
+    assert "correction" not in first_notice.lower()
+    assert "Test Community Lab" not in first_notice and "earlier notice" not in first_notice
+    assert "Privacy Commissioner" in first_notice
+    assert derive_reference_code(corrections[1].notice_id) in "".join(first_notice.split())

@@ -40,3 +40,37 @@ def test_0006_gives_stored_notices_the_reference_they_printed(pg_database, data_
                     new.notice_id: new.reference_code}
     assert checks[old.notice_id] == "[]" and new.dob_checks[0] in checks[new.notice_id]
     assert key_ids == {old.sealed.split(".")[1]}
+
+
+def _two_agency_notice(sealer: Sealer, n: int, agencies: list[str]):  # noqa: ANN202
+    notice = notice_message(sealer, n, person(n))
+    first = notice.agencies[0]
+    return notice.model_copy(update={"agencies": [first.model_copy(update={"agency_id": a})
+                                                  for a in agencies]})
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_0009_names_the_agencies_of_the_notices_stored_before_it(dialect, pg_database, data_keys,
+                                                                  tmp_path):
+    url = pg_database(None) if dialect == "postgresql" else f"sqlite:///{tmp_path / 'd.sqlite'}"
+    tree = migration_tree("dispatch")
+    migrations.upgrade(tree, url, "0008")
+    sealer = Sealer(data_keys)
+    both = _two_agency_notice(sealer, 1, ["gp-1", "lab-2"])
+    one = _two_agency_notice(sealer, 2, ["lab-2"])
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO dispatch_notice (notice_id, incident_id, person_id, version, planned,"
+            " payload, created_at, dob_checks) VALUES (:id, 'inc-1', :person, 1, true, :payload,"
+            " CURRENT_TIMESTAMP, '[]')"), [
+            {"id": n.notice_id, "person": n.person_id, "payload": n.model_dump_json().encode()}
+            for n in (both, one)])
+    migrations.upgrade(tree, url)
+    with engine.connect() as conn:
+        rows = sorted(conn.execute(text(
+            "SELECT incident_id, agency_id, notice_id FROM dispatch_notice_agency")).all())
+    engine.dispose()
+    assert [tuple(r) for r in rows] == sorted([("inc-1", "gp-1", both.notice_id),
+                                                ("inc-1", "lab-2", both.notice_id),
+                                                ("inc-1", "lab-2", one.notice_id)])

@@ -56,3 +56,45 @@ def test_pages_of_every_size_add_up_to_each_records_outcome(intake_engine):
             assert got == expected, limit
         lab, _ = store.record_outcomes(s, INC, LAB, "", 100)
         assert lab == [RecordOutcome("r-03", "accepted", 1, [])]  # the other agency's own r-03
+
+
+# Code point order is B, C, a-1, b; ICU's English puts them a-1, b, B, C.
+MIXED_CASE_IDS = ["b", "C", "a-1", "B"]
+
+
+@pytest.fixture
+def language_collated_intake(pg_admin_url):  # noqa: ANN201
+    from sqlalchemy import text
+
+    from services.common.db import make_engine
+    from testkit import infra
+
+    name, url = infra.create_language_collated_database(pg_admin_url, "intake")
+    engine = make_engine(url)
+    with engine.connect() as conn:  # the database really sorts otherwise
+        assert conn.execute(text("SELECT array_agg(x ORDER BY x) FROM unnest("
+                                 "ARRAY['b','C','a-1','B']) AS x")).scalar() == ["a-1", "b", "B", "C"]
+    yield engine
+    engine.dispose()
+    infra.drop_database(pg_admin_url, name)
+
+
+def test_pages_come_in_code_point_order_on_a_database_with_a_language_collation(
+        language_collated_intake):
+    """`panui feed status` merges intake's pages with dedupe's in code point order (Python's
+    str order); a database sorting by language gave them in another and the merge stopped."""
+    with Session(language_collated_intake) as s, s.begin():
+        s.add(Feed(feed_id="feed-gp", incident_id=INC, agency_id=GP, format="ndjson"))
+        s.flush()
+        store.add_record_versions(s, [version(GP, sid, 1) for sid in MIXED_CASE_IDS if sid != "b"])
+        s.add(FeedProblem(feed_id="feed-gp", line=9, source_record_id="b", severity="error",
+                          code="nhi.checksum", message="-"))
+    with Session(language_collated_intake) as s:
+        whole, _ = store.record_outcomes(s, INC, GP, "", 100)
+        assert [o.source_record_id for o in whole] == sorted(MIXED_CASE_IDS)
+        for limit in (1, 2, 3):
+            got, after = [], ""
+            while after is not None:
+                page, after = store.record_outcomes(s, INC, GP, after, limit)
+                got += page
+            assert got == whole, limit

@@ -99,6 +99,14 @@ RULES = {
         # Issue 16: agency reconciliation — intake's part, and the ticket for the others'.
         ("GET", "/v1/incidents/{incident_id}/reconciliation/records"): AGENCY,
         ("POST", "/v1/incidents/{incident_id}/status-ticket"): AGENCY,
+        # Issue 16: an agency's reconciliation on the coordinator's console (counts, a page of
+        # rows, the agency's CSV): the coordinator's alone — an agency sees only its own rows,
+        # through the routes above, never another agency's.
+        ("GET", "/v1/incidents/{incident_id}/agencies/{agency_id}/reconciliation"): staff("coordinator"),
+        ("GET", "/v1/incidents/{incident_id}/agencies/{agency_id}/reconciliation/records"):
+            staff("coordinator"),
+        ("GET", "/v1/incidents/{incident_id}/agencies/{agency_id}/reconciliation.csv"):
+            staff("coordinator"),
     },
     "dedupe": {
         **COMMON,

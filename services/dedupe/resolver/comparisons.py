@@ -16,6 +16,9 @@ from services.dedupe.resolver.records import PreparedRecord
 MISSING = "missing"
 EXACT = "exact"
 DIFFERENT = "different"
+# A slip in a nickname or transliteration of the other's name ('Margaet' ~ 'Peggy' via
+# Margaret, 'Jenna' ~ 'Jennifer' via Jenny): an equivalence and an edit at once.
+NICKNAME_TYPO = "nickname_typo"
 
 
 class Levels(NamedTuple):
@@ -150,7 +153,8 @@ def near(a: str, b: str) -> bool:
 
 
 def compare_given(a: PreparedRecord, b: PreparedRecord) -> str:
-    """exact > initial > equivalent > token > related > prefix > close > near > different.
+    """exact > initial > equivalent > token > related > prefix > close > nickname_typo >
+    near > different.
 
     'exact' also covers the same first name with a middle name present on one side only
     (middle names are compared on their own, `compare_middle`). 'token' is one side's
@@ -184,8 +188,10 @@ def compare_given(a: PreparedRecord, b: PreparedRecord) -> str:
         return "prefix"  # 'Jess' ~ 'Jessica': a short form the table lacks
     if known:
         return "close" if spelling_variant(fa, fb) else DIFFERENT
-    if typo_close(fa, fb) or _close_to_equivalent(fa, fb) or _close_to_equivalent(fb, fa):
+    if typo_close(fa, fb):
         return "close"
+    if _close_to_equivalent(fa, fb) or _close_to_equivalent(fb, fa):
+        return NICKNAME_TYPO  # two steps (a nickname, then a slip): weaker than either
     if near(fa, fb):
         return "near"
     return DIFFERENT
@@ -201,7 +207,7 @@ def compare_middle(a: PreparedRecord, b: PreparedRecord, given: str) -> str:
     """Middle names, when both records have them and their first names agree: exact (a
     shared middle name), initial (consistent initials), different."""
     ma, mb = a.given[1:], b.given[1:]
-    if not ma or not mb or given not in (EXACT, "equivalent", "close", "prefix", "related"):
+    if not ma or not mb or given not in (EXACT, "equivalent", "close", NICKNAME_TYPO, "prefix", "related"):
         return MISSING
     if set(ma) & set(mb):
         return EXACT

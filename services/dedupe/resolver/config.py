@@ -15,6 +15,9 @@ LEVEL_WEIGHTS: dict[str, dict[str, float]] = {
     "given": {
         "equivalent": 6.0, "token": 5.0, "close": 5.0, "swapped": 5.0, "prefix": 4.0,
         "related": 2.0, "initial": 1.0, "near": 1.0, "different": -10.0, "missing": 0.0,
+        # A nickname with a slip in it (round 7): two chances of a namesake's name at once,
+        # so weaker than either 'equivalent' or 'close' alone.
+        "nickname_typo": 3.0,
     },
     # 'initial' (one side only an initial, and it agrees): log2(m/u) with u = the chance two
     # people's middle initials agree, the sum of squared initial shares in the records

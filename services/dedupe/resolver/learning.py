@@ -51,7 +51,7 @@ P_NAMESAKE = 0.03
 GUARD_RISK = 0.001  # at most this share of the pairs a lifted guard lets through are two people
 MAX_ERROR_RATE = 0.25  # more of one person's pairs with a different given name is not a typo
 MIN_COPIES = 100  # pairs agreeing on both before the test says anything
-_GIVEN_AGREES = ("exact", "equivalent", "token", "close", "prefix")
+_GIVEN_AGREES = ("exact", "equivalent", "token", "close", "nickname_typo", "prefix")
 _FAMILY_AGREES = ("exact", "token", "equivalent", "close")
 _DOB_AGREES = ("exact", "swapped", "one_digit", "typo", "partial")
 

@@ -25,7 +25,7 @@ from typing import Any
 from services.dedupe.resolver.blocking import BlockIndex, index_keys, key_id
 from services.dedupe.resolver.clustering import MatchEdge, components, split_by_guard
 from services.dedupe.resolver.comparisons import Levels, compare, compare_unless_conflict, goes_by_middle
-from services.dedupe.resolver.config import Guard, ResolverConfig
+from services.dedupe.resolver.config import LEVEL_WEIGHTS, Guard, ResolverConfig
 from services.dedupe.resolver.explain import (
     Assignment,
     PairEvidence,
@@ -264,8 +264,9 @@ class Resolver:
             raise ValueError("unsupported resolver snapshot version")
         if config is None and snapshot.get("learned_weights"):
             guard = Guard(**snapshot.get("guard", {}))
-            config = ResolverConfig(level_weights=snapshot["learned_weights"], learned=True,
-                                    guard=guard)
+            # A level added since the snapshot was taken (round 7's nickname_typo) keeps its prior.
+            learned = {f: {**LEVEL_WEIGHTS.get(f, {}), **w} for f, w in snapshot["learned_weights"].items()}
+            config = ResolverConfig(level_weights=learned, learned=True, guard=guard)
         resolver = cls(config)
         resolver.add_many(MatchRecord.from_dict(r) for r in snapshot["records"])
         return resolver

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from services.dedupe.resolver.comparisons import EXACT, Levels
+from services.dedupe.resolver.comparisons import EXACT, NICKNAME_TYPO, Levels
 from services.dedupe.resolver.config import ResolverConfig
 from services.dedupe.resolver.records import PreparedRecord
 
@@ -14,7 +14,7 @@ REVIEW = "review"
 NON_MATCH = "non-match"
 
 CONTACT_FIELDS = ("mobile", "email", "address")
-GIVEN_AGREES = ("exact", "equivalent", "token", "close", "swapped", "prefix")
+GIVEN_AGREES = ("exact", "equivalent", "token", "close", "nickname_typo", "swapped", "prefix")
 FAMILY_AGREES = ("exact", "token", "equivalent", "close", "swapped")
 
 BucketOf = Callable[[str, str], int]
@@ -96,6 +96,10 @@ def decide(levels: Levels, weight: float, config: ResolverConfig) -> tuple[str, 
             return REVIEW, "two different NHIs without exact names and a shared contact"
         if levels.given == "near":
             return REVIEW, "above match threshold but given names only loosely agree"
+        if levels.given == NICKNAME_TYPO and levels.dob != EXACT:
+            # Three slips at once (a nickname, a letter, a date): a sibling's name and
+            # birthday in one household look like that (seed 202, round 7).
+            return REVIEW, "a nickname with a slip in it and a date of birth that is not exact"
         if levels.given == "initial":
             # The name weighs next to nothing: like a record without a given name, it
             # needs its date of birth exact and something placing it.

@@ -13,8 +13,9 @@ without breaking dispatch.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
@@ -123,6 +124,27 @@ class Correction(_Model):
         return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+class ToldBefore(_Model):
+    """The earlier version of the person's notice that reached them (a gateway took it), as a
+    correction letter names it: how, when (New Zealand date, as a letter prints it) and its
+    reference — what the person holds in their hand."""
+
+    reference: str
+    sent_on: str  # "3 March 2026"
+    channel: Literal["email", "sms", "postal"]
+
+    @classmethod
+    def of(cls, notice_id: str, reference_code: str | None, channel: str,
+           first_attempt_at: float | None) -> ToldBefore | None:
+        """From what dispatch stored of the earlier send (store/lookups.told_before); None
+        when it is not known when it went."""
+        if first_attempt_at is None or channel not in ("email", "sms", "postal"):
+            return None
+        on = datetime.fromtimestamp(first_attempt_at, UTC).astimezone(ZoneInfo("Pacific/Auckland"))
+        return cls(reference=reference_code or derive_reference_code(notice_id),
+                   sent_on=f"{on.day} {on:%B %Y}", channel=channel)
+
+
 class Notice(_Model):
     notice_id: str
     incident_id: str
@@ -139,6 +161,7 @@ class Notice(_Model):
     # version after the first is taken to update one.
     updates_earlier: bool | None = None
     correction: Correction | None = None  # a correction notice (render.py renders it apart)
+    told_before: ToldBefore | None = None  # a correction: the version it corrects, when known
 
     @property
     def effective_reference_code(self) -> str:
@@ -173,7 +196,8 @@ class Notice(_Model):
 
     @classmethod
     def from_contract(cls, notice: NoticeMessage, sealed: SealedRecipient | dict,
-                      updates_earlier: bool | None = None) -> Notice:
+                      updates_earlier: bool | None = None,
+                      told_before: ToldBefore | None = None) -> Notice:
         """A contract NoticeMessage plus its opened SealedRecipient (the plaintext of
         `notice.sealed`, opened with notice_sealing_context(notice.notice_id))."""
         opened = sealed if isinstance(sealed, dict) else sealed.model_dump(mode="json")
@@ -188,6 +212,7 @@ class Notice(_Model):
             agencies=[a.model_dump(mode="json") for a in notice.agencies],
             reference_code=notice.reference_code,
             updates_earlier=updates_earlier,
+            told_before=told_before,
             correction=notice.correction.model_dump(mode="json") if notice.correction else None,
         )
 

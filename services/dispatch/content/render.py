@@ -350,7 +350,7 @@ def render_letter_text(
     notice, incident = as_models(notice, incident)
     notice = as_sent(notice)
     if notice.correction is not None:
-        return _correction_email(notice, incident, letter=True).text
+        return _correction_letter(notice, incident)
     language = _language(notice)
     ctx = template_context(notice, incident, language)
     text = render_part("email_text", language, ctx, incident) + "\n"
@@ -457,6 +457,25 @@ def _correction_email(notice: Notice, incident: IncidentContent,
         check_safe("email html", html, ref, html=True)
         check_s117("email html", re.sub(r"<span>\.</span>", ".", html), ctx)
     return RenderedEmail(notice.addressee_email or "", subject, text, html, language, ref)
+
+
+def _correction_letter(notice: Notice, incident: IncidentContent) -> str:
+    """A correction by post: its own wording (correction_letter_text) — which notice it
+    corrects (how, when, its reference, when known), what that said, what has changed, this
+    letter's reference, how to check it is real, the contact line — and the email's checks."""
+    language = _language(notice)
+    ctx = _correction_context(notice, incident, language) | {
+        "told_before": notice.told_before.model_dump() if notice.told_before else None}
+    ref = ctx["reference_code"]
+    text = render_bundled("correction_letter_text", language, ctx) + "\n"
+    check_safe("letter", text, ref)
+    for agency in [*ctx["agencies"], *({"name": n} for n in ctx["correction"]["agencies"])]:
+        if agency["name"] not in text:
+            raise RenderError("correction does not name every agency")
+    if notice.told_before is not None and notice.told_before.reference not in text:
+        raise RenderError("correction letter does not name the notice it corrects")
+    check_s117("letter", text, ctx)
+    return text
 
 
 def _sms_text(rendered: str) -> str:

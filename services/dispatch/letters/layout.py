@@ -155,21 +155,20 @@ def _styles(size: PrintSize) -> dict[str, ParagraphStyle]:
 def _flowables(text: str, size: PrintSize) -> list[Any]:
     styles = _styles(size)
     out: list[Any] = []
-    pending_heading: Any = None
+    pending_heading: list[Any] = []  # headings in a row (a title, then a section's) stay
     for kind, body in _blocks(text):
         markup = escape(body).replace("\n", "<br/>")
         if kind == "heading":
-            pending_heading = Paragraph(markup, styles["heading"])
+            pending_heading.append(Paragraph(markup, styles["heading"]))
             continue
         bullet = {"bullet": "•", "subbullet": "–"}.get(kind)
         para = Paragraph(markup, styles[kind], bulletText=bullet)
-        if pending_heading is not None:  # never a heading alone at the foot of a page
-            out.append(KeepTogether([pending_heading, para]))
-            pending_heading = None
+        if pending_heading:  # never a heading alone at the foot of a page
+            out.append(KeepTogether([*pending_heading, para]))
+            pending_heading = []
         else:
             out.append(para)
-    if pending_heading is not None:
-        out.append(pending_heading)
+    out.extend(pending_heading)
     return out
 
 

@@ -44,7 +44,8 @@ class FailoverSmsProvider(SmsProvider):
     ANSWERS = MappingProxyType({})
     STATUS_MAP = MappingProxyType(
         {s.value: s for s in DeliveryStatus
-         if s not in (DeliveryStatus.UNREACHABLE, DeliveryStatus.SUPERSEDED)}
+         if s not in (DeliveryStatus.UNREACHABLE, DeliveryStatus.SUPERSEDED,
+                      DeliveryStatus.NOT_NEEDED)}
     )
 
     def __init__(

@@ -8,8 +8,9 @@ goes to the same gateway with the same body (ANSWERS says which answers leave th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from types import MappingProxyType
+from typing import Any, TypeVar
 
 import httpx
 
@@ -27,6 +28,7 @@ from services.dispatch.providers.base import (
 )
 
 D = DeliveryStatus
+T = TypeVar("T")
 
 
 class HttpSmsProvider(SmsProvider):
@@ -238,7 +240,17 @@ class BoundedHttpSmsProvider(HttpSmsProvider):
     queued request against every connection (and polls each idle socket) whenever a request
     starts or ends, which with hundreds of sends in flight cost several ms of CPU per SMS.
     The wait is bounded like httpx's pool timeout and ends the same way (pool-timeout,
-    "unsent": the request never left us — no failover mark, no move, retried later)."""
+    "unsent": the request never left us — no failover mark, no move, retried later).
+
+    A request, once started, is never cancelled by its caller: it runs in a task of its own
+    to its answer or to httpx's own timeouts, and a caller cut off (the sender's send
+    deadline, a stop) only stops waiting for it. Cancelling httpx mid-request leaks
+    connections out of httpcore's pool when it lands at the wrong moment (in the connection
+    set-up or hand-over, most often on a busy event loop): each leak leaves a connection
+    counted as in use for good, and once all `connections` had leaked every later SMS ended in
+    pool-timeout, retried forever — `make chaos` at 20k (session 7): 178 of 2,482 SMS sent
+    while email went on (docs/decisions.md). The connection slot (`_gate`) is released when
+    the request itself ends, so it counts what is really open."""
 
     def __init__(self, base_url: str, *, name: str, client: httpx.AsyncClient,
                  connections: int = 20, pool_timeout: float | None = None):
@@ -246,22 +258,32 @@ class BoundedHttpSmsProvider(HttpSmsProvider):
         self._owns_client = True
         self._gate = asyncio.Semaphore(max(connections, 1))
         self._pool_timeout = pool_timeout
+        self._requests: set[asyncio.Task] = set()  # running to their end, awaited or not
 
     async def send(self, message: SmsMessage) -> ProviderResult:
         if not await self._enter():
             return self._answer("pool-timeout", "pool-timeout")
-        try:
-            return await super().send(message)
-        finally:
-            self._gate.release()
+        return await self._uncancelled(super().send(message))
 
     async def send_batch(self, messages: Sequence[SmsMessage]) -> list[ProviderResult]:
         if not await self._enter():  # one connection for the whole batch
             return self._all(messages, "pool-timeout", "pool-timeout")
-        try:
-            return await super().send_batch(messages)
-        finally:
+        return await self._uncancelled(super().send_batch(messages))
+
+    async def _uncancelled(self, request: Coroutine[Any, Any, T]) -> T:
+        """Run `request` (holding a slot taken by _enter) in its own task, which releases the
+        slot when it ends; a cancellation of the caller does not reach it (asyncio.shield)."""
+        task = asyncio.ensure_future(request)
+        self._requests.add(task)
+
+        def ended(t: asyncio.Task) -> None:
+            self._requests.discard(t)
             self._gate.release()
+            if not t.cancelled():
+                t.exception()  # retrieved: an orphan's error is not "never retrieved"
+
+        task.add_done_callback(ended)
+        return await asyncio.shield(task)
 
     async def _enter(self) -> bool:
         gate = self._gate
@@ -274,3 +296,9 @@ class BoundedHttpSmsProvider(HttpSmsProvider):
         else:
             await gate.acquire()  # free: returns at once
         return True
+
+    async def close(self) -> None:
+        for task in list(self._requests):  # closing: nobody waits for their answers any more
+            task.cancel()
+        await asyncio.gather(*self._requests, return_exceptions=True)
+        await super().close()

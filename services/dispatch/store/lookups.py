@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlmodel import Session
 
+from services.dispatch.delivery_state import TOLD_STATES
 from services.dispatch.models import Delivery, DeliveryHistory, DispatchNotice
 
 DT, HT, NT = Delivery.__table__, DeliveryHistory.__table__, DispatchNotice.__table__
@@ -67,3 +68,30 @@ def versions(session: Session, incident_id: str, person_id: str) -> list[Version
              .where(NT.c.incident_id == incident_id, NT.c.person_id == person_id)
              .order_by(NT.c.version))
     return [VersionView(*row) for row in session.execute(query)]
+
+
+@dataclass(frozen=True, slots=True)
+class EarlierSend:
+    """The newest earlier version of a person's notice that a gateway took."""
+
+    notice_id: str
+    reference_code: str | None
+    channel: str
+    first_attempt_at: float | None  # epoch seconds: when it was first handed over
+
+
+def told_before(session: Session, incident_id: str, person_id: str,
+                version: int) -> EarlierSend | None:
+    """What a correction (`version`) corrects, as the person got it: the newest earlier version
+    on its way, sent or delivered (TOLD_STATES, what says_update counts) — delivered first, then
+    the first handed over. None when no earlier version got that far."""
+    row = session.execute(
+        select(DT.c.notice_id, NT.c.reference_code, DT.c.channel, DT.c.first_attempt_at)
+        .join(NT, NT.c.notice_id == DT.c.notice_id)
+        .where(DT.c.incident_id == incident_id, DT.c.person_id == person_id,
+               DT.c.notice_version < version, DT.c.channel != "none",
+               DT.c.status.in_([s.value for s in TOLD_STATES]))
+        .order_by(DT.c.notice_version.desc(), (DT.c.status == "delivered").desc(),
+                  DT.c.first_attempt_at, DT.c.id)
+        .limit(1)).first()
+    return EarlierSend(*row) if row is not None else None

@@ -14,6 +14,7 @@ from sqlalchemy import func, insert, select, update
 from sqlmodel import Session
 
 from services.common.messages import DeliveryStatus
+from services.dispatch.delivery_state import TOLD_STATES
 from services.dispatch.models import Delivery, DispatchIncident, DispatchNotice, MailoutBatch
 from services.dispatch.store.deliveries import DeliveryRow, lock_deliveries
 from services.dispatch.store.events import event_row, publish
@@ -45,6 +46,9 @@ class BatchLetter:
     notice_payload: bytes
     content_revision: int | None
     status: str
+    says_update: bool | None = None  # pinned when batched: an earlier version reached them
+    person_id: str = ""
+    notice_version: int = 1
 
 
 def _postgres(session: Session) -> bool:
@@ -68,11 +72,19 @@ def create_batch(session: Session, batch_id: str, incident_id: str, limit: int, 
         return None
     revision = session.execute(
         select(IT.c.revision).where(IT.c.incident_id == incident_id)).scalar_one_or_none()
+    # What the letter says is pinned with its batch, as a claim pins an email's: whether an
+    # earlier version reached them ("this updates"/"this corrects" — or the first notice).
+    earlier = DT.alias("earlier")
+    told = select(earlier.c.id).where(
+        earlier.c.incident_id == DT.c.incident_id, earlier.c.person_id == DT.c.person_id,
+        earlier.c.notice_version < DT.c.notice_version,
+        earlier.c.status.in_([s.value for s in TOLD_STATES])).exists()
     session.execute(
         update(DT).where(DT.c.id.in_(ids)).values(
             status=S.SENDING.value, attempts=DT.c.attempts + 1, provider=PROVIDER,
             provider_reference=batch_id, reason_code="mailout-batched",
             content_revision=func.coalesce(DT.c.content_revision, revision),
+            says_update=func.coalesce(DT.c.says_update, told),
             first_attempt_at=func.coalesce(DT.c.first_attempt_at, now.timestamp()),
             lease_owner=None, lease_until=None, updated_at=now,
         )
@@ -118,7 +130,8 @@ def list_batches(session: Session, incident_id: str) -> list[Batch]:
 def batch_letters(session: Session, batch_id: str) -> list[BatchLetter]:
     """The batch's letters in print order, with their notices (recipient still sealed)."""
     rows = session.execute(
-        select(DT.c.id, DT.c.notice_id, NT.c.payload, DT.c.content_revision, DT.c.status)
+        select(DT.c.id, DT.c.notice_id, NT.c.payload, DT.c.content_revision, DT.c.status,
+               DT.c.says_update, DT.c.person_id, DT.c.notice_version)
         .join(NT, NT.c.notice_id == DT.c.notice_id)
         .where(DT.c.provider == PROVIDER, DT.c.provider_reference == batch_id,
                DT.c.channel == "postal")

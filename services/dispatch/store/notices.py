@@ -14,9 +14,10 @@ from services.common.crypto import envelope_key_id
 from services.common.db import insert_new_rows
 from services.common.messages import NoticeMessage, decode_notice
 from services.common.references import legacy_reference
-from services.dispatch.models import Delivery, DispatchNotice
+from services.dispatch.models import Delivery, DispatchNotice, NoticeAgency
 
 NT = DispatchNotice.__table__
+NAT = NoticeAgency.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,13 @@ def insert_notices(session: Session, notices: Sequence[NewNotice], now: datetime
         }
         for n in notices
     ]
-    return insert_new_rows(session, NT, rows, "notice_id")
+    inserted = insert_new_rows(session, NT, rows, "notice_id")
+    # The agencies each names, for reconciliation (a notice stored before is left as it was).
+    insert_new_rows(session, NAT, [
+        {"incident_id": n.notice.incident_id, "agency_id": agency_id, "notice_id": n.notice.notice_id}
+        for n in notices if n.notice.notice_id in inserted
+        for agency_id in sorted({a.agency_id for a in n.notice.agencies})], "notice_id")
+    return inserted
 
 
 def incidents_awaited(session: Session, incident_id: str | None = None) -> list[str]:

@@ -4,7 +4,7 @@ audit trail keeps each notice's id and its deliveries' final outcomes, nothing p
 from sqlalchemy import select
 from sqlmodel import Session
 
-from services.dispatch.models import Delivery, DeliveryHistory, DispatchNotice, NoticeHold
+from services.dispatch.models import Delivery, DeliveryHistory, DispatchNotice, NoticeAgency, NoticeHold
 
 
 def purge_incident(session: Session, incident_id: str) -> dict:
@@ -19,6 +19,8 @@ def purge_incident(session: Session, incident_id: str) -> dict:
         select(n.c.notice_id).where(n.c.incident_id == incident_id).scalar_subquery())))
     deliveries = session.execute(d.delete().where(d.c.incident_id == incident_id)).rowcount
     notices = session.execute(n.delete().where(n.c.incident_id == incident_id)).rowcount
+    agencies = NoticeAgency.__table__
+    session.execute(agencies.delete().where(agencies.c.incident_id == incident_id))
     hold = NoticeHold.__table__
     session.execute(hold.delete().where(hold.c.incident_id == incident_id))
     return {"notices": notices, "deliveries": deliveries, "outcomes": outcomes}

@@ -80,7 +80,7 @@ async def test_console_page_is_served_whole_and_offline(intake):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assets = re.findall(r'(?:src|href)="([^"#]+)"', page.text)
     assert set(assets) == {"console.css", "charts.js", "content.js", "preview.js", "report.js",
-                           "callcentre.js", "retractions.js", "console.js"}
+                           "callcentre.js", "retractions.js", "reconciliation.js", "console.js"}
     for asset in assets:
         served = await intake.client.get(f"/console/{asset}")
         assert served.status_code == 200, asset

@@ -8,7 +8,8 @@ const TOKEN_KEY = "panui.coordinator.token";
 const ROLE_KEY = "panui.console.role";  // "coordinator" or "call-centre": which pages to show
 const POLL_MS = 5000;
 const STATUSES = ["queued", "sending", "sent", "delivered", "temporary-failure",
-  "permanent-failure", "technical-failure", "unreachable", "superseded"];
+  "permanent-failure", "technical-failure", "unreachable", "superseded",
+  "not-needed"];
 const COLOURS = { persons: "#0b3d59", notified: "#1b7f3b", delivered: "#2e86de", failed: "#b3261e" };
 // Privacy Act 2020 s 117: what every notice must say, checked against the incident's content.
 const S117 = [
@@ -180,6 +181,7 @@ async function incidentPage(id) {
       h("a", { class: "button", href: `#/incident/${enc(id)}/report`, id: "open-report" }, "Commissioner's report"), " ",
       h("a", { class: "button secondary", href: `#/call-centre/${enc(id)}`, id: "open-call-centre" }, "Call-centre lookup"), " ",
       h("a", { class: "button", href: `#/incident/${enc(id)}/retractions`, id: "open-retractions" }, "Retractions"), " ",
+      h("a", { class: "button", href: `#/incident/${enc(id)}/reconciliation`, id: "open-reconciliation" }, "Agency reconciliation"), " ",
       h("a", { class: "button secondary", href: `#/incident/${enc(id)}/edit`, id: "open-edit" }, "Edit content"), " ",
       h("button", { class: "secondary", id: "unreachable-csv", onclick: () => download(dispatch(`/incidents/${enc(id)}/unreachable.csv`), `${id}-unreachable.csv`).catch((e) => fail(e.message)) }, "Download unreachable (CSV)"), " ",
       releaseButton, " ", updated),
@@ -375,6 +377,8 @@ async function route() {
     else if (parts[0] === "incident" && parts[1] && parts[2] === "retractions") await retractionsPage(parts[1]);
     else if (parts[0] === "incident" && parts[1] && parts[2] === "edit") await editPage(parts[1]);
     else if (parts[0] === "incident" && parts[1] && parts[2] === "report") await reportPage(parts[1]);
+    else if (parts[0] === "incident" && parts[1] && parts[2] === "reconciliation" && parts[3]) await reconciliationRecordsPage(parts[1], parts[3]);
+    else if (parts[0] === "incident" && parts[1] && parts[2] === "reconciliation") await reconciliationPage(parts[1]);
     else if (parts[0] === "incident" && parts[1] && parts[2] === "preview") await previewPage(parts[1], parts[3]);
     else if (parts[0] === "incident" && parts[1]) await incidentPage(parts[1]);
     else if (parts[0] === "ops") await opsPage();
