@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="dispatch's PANUI_WORKERS")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--profile", metavar="FILE", help="run dispatch under cProfile")
+    parser.add_argument("--flame", metavar="SVG",
+                        help="attach py-spy (if installed) to dispatch once ready: a flame graph")
     args = parser.parse_args(argv)
     n = 5_000 if args.quick else args.notices
 
@@ -199,6 +201,16 @@ def main(argv: list[str] | None = None) -> int:
         dispatch = spawn("dispatch", [PY, *profile, "-m", "services.dispatch"], env)
         _wait_http(f"http://127.0.0.1:{dispatch_port}/healthz", timeout=600)  # start-up at load 50: > 240 s
         ready_s = time.perf_counter() - started
+        ready_cpu_s = _cpu_seconds(dispatch.pid)  # start-up (imports, migrations): not per notice
+        spy = None
+        if args.flame:
+            spy = subprocess.Popen(  # noqa: S603 - our own tool on our own child
+                # --gil: only the thread running Python, i.e. CPU, not waits on the database;
+                # a .txt name gives collapsed stacks (flamegraph.pl's input) instead of an SVG.
+                [str(Path(PY).parent / "py-spy"), "record", "--nonblocking", "--gil", "-r", "200",
+                 "-o", args.flame, "-p", str(dispatch.pid),
+                 *(["-f", "raw"] if args.flame.endswith(".txt") else [])],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         peak, samples, accepted, pending = 0.0, [], 0, 0
         first_at: float | None = None
         next_sample = 0.25
@@ -221,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
                 samples.append((accepted, rss, pending))
                 next_sample += 0.25
         cpu_s = _cpu_seconds(dispatch.pid)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes the SVG on SIGINT
+            spy.wait(timeout=120)
         # The gateways share the cores: their CPU per notice is part of the stage's cost.
         gateways_cpu_s = sum(_cpu_seconds(p.pid) for p in procs if p is not dispatch)
         elapsed = time.perf_counter() - (first_at or started)
@@ -262,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'throughput (notices/s)':<34}{rate:>12,.0f}   goal >= 2,000")
     print(f"{'dispatch CPU per notice':<34}{cpu_s / max(accepted, 1) * 1000:>10.2f}ms"
           f"   (contention-independent; {cpu_s:.0f}s CPU in all)")
+    sending_cpu_s = cpu_s - ready_cpu_s
+    print(f"{'  from ready (start-up left out)':<34}{sending_cpu_s / max(accepted, 1) * 1000:>10.2f}ms"
+          f"   ({ready_cpu_s:.1f}s CPU to start up)")
     print(f"{'gateways CPU per notice':<34}{gateways_cpu_s / max(accepted, 1) * 1000:>10.2f}ms"
           f"   (SMTP + SMS gateway processes; {gateways_cpu_s:.0f}s CPU in all)")
     print(f"{'dispatch peak RSS':<34}{peak:>10.0f}MB")

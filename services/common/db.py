@@ -5,12 +5,28 @@ Services use a synchronous engine and run database work in a worker thread
 """
 
 import asyncio
-from collections.abc import Callable, Iterator
+import functools
+import json
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import DateTime, String, TypeDecorator, any_, bindparam, event, text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    String,
+    Table,
+    Text,
+    TextClause,
+    TypeDecorator,
+    any_,
+    bindparam,
+    event,
+    insert,
+    text,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -130,6 +146,126 @@ def upsert(session: Session, model: type[SQLModel], rows: list[dict], conflict: 
     statement = insert(table)
     updates = {c: statement.excluded[c] for c in rows[0] if c not in conflict}
     session.execute(statement.on_conflict_do_update(index_elements=conflict, set_=updates), rows)
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[dict]) -> None:
+    """Many rows (dicts with the same keys) into `table`, in this order (ids ascending: the
+    outbox relay publishes by id). On PostgreSQL ONE short, fixed `INSERT … SELECT FROM
+    unnest(one array per column)`: psycopg parses and caches it once, where SQLAlchemy's
+    executemany turns every batch into a new multi-row VALUES statement too long for that
+    cache, re-parsed each time — about half the CPU per row (docs/benchmarks.md, dispatch).
+    Elsewhere (SQLite) a plain executemany."""
+    _insert(session, table, rows, None)
+
+
+def insert_new_rows(session: Session, table: Table, rows: Sequence[dict], key: str) -> set:
+    """insert_rows, skipping rows that conflict with a stored one (ON CONFLICT DO NOTHING);
+    returns the `key` values of the rows inserted."""
+    return _insert(session, table, rows, key) or set()
+
+
+def _insert(session: Session, table: Table, rows: Sequence[dict], returning: str | None):  # noqa: ANN202
+    if not rows:
+        return set()
+    first = rows[0].keys()
+    if any(r.keys() != first for r in rows):
+        raise ValueError("insert_rows: every row needs the same columns")
+    if session.get_bind().dialect.name != "postgresql":
+        if returning is None:
+            session.execute(insert(table), list(rows))
+            return None
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table).on_conflict_do_nothing().returning(table.c[returning])
+        return {r[0] for r in session.execute(stmt, list(rows))}
+    names = tuple(first)
+    params = {f"c{i}": [r[n] for r in rows] for i, n in enumerate(names)}
+    # The model's defaults for the columns not given, as SQLAlchemy's INSERT would fill them.
+    for name, value in _scalar_defaults(table, names):
+        params[f"c{len(names)}"] = [value] * len(rows)
+        names += (name,)
+    statement, as_json = _unnest_insert(table, names, returning)
+    for i in as_json:  # JSON values go as text: a list value would be taken for a sub-array
+        params[f"c{i}"] = [None if v is None else json.dumps(v) for v in params[f"c{i}"]]
+    result = session.execute(statement, params)
+    return {r[0] for r in result} if returning is not None else None
+
+
+@functools.lru_cache(maxsize=64)
+def _scalar_defaults(table: Table, given: tuple[str, ...]) -> tuple[tuple[str, object], ...]:
+    found = []
+    for column in table.columns:
+        if column.name in given or column.default is None:
+            continue
+        if not column.default.is_scalar:  # a function of the row: the caller must give it
+            raise ValueError(f"insert_rows: give {table.name}.{column.name} (no fixed default)")
+        found.append((column.name, column.default.arg))
+    return tuple(found)
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_insert(table: Table, names: tuple[str, ...],
+                   returning: str | None) -> tuple[TextClause, tuple[int, ...]]:
+    types, casts, as_json = _array_types(table, names)
+    columns = ", ".join(f'"{n}"' for n in names)
+    arrays = ", ".join(f"CAST(:c{i} AS {cast})" for i, cast in enumerate(casts))
+    statement = text(
+        f'INSERT INTO "{table.name}" ({columns}) SELECT {columns}'  # noqa: S608 - names from the model
+        f" FROM unnest({arrays}) WITH ORDINALITY AS u({columns}, _ord) ORDER BY _ord"
+        + (f' ON CONFLICT DO NOTHING RETURNING "{returning}"' if returning else "")
+    ).bindparams(*(bindparam(f"c{i}", type_=t) for i, t in enumerate(types)))
+    return statement, as_json
+
+
+def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict]) -> None:
+    """Update many rows of `table`, each dict the `key` column's value (which row) and the
+    new values of the same other columns. On PostgreSQL ONE `UPDATE … FROM unnest(…)` (as
+    insert_rows, for the same reason); elsewhere, or when a key repeats (each update must
+    apply in turn, the last winning), an executemany."""
+    if not rows:
+        return
+    first = rows[0].keys()
+    if any(r.keys() != first for r in rows):
+        raise ValueError("update_rows: every row needs the same columns")
+    names = tuple(first)
+    if (session.get_bind().dialect.name != "postgresql"
+            or len({r[key] for r in rows}) < len(rows)):
+        from sqlalchemy import update
+
+        stmt = (update(table).where(table.c[key] == bindparam("_key"))
+                .values(**{n: bindparam(n) for n in names if n != key}))
+        session.connection().execute(stmt, [{**r, "_key": r[key]} for r in rows])
+        return
+    statement, as_json = _unnest_update(table, key, names)
+    params = {f"c{i}": [r[n] for r in rows] for i, n in enumerate(names)}
+    for i in as_json:
+        params[f"c{i}"] = [None if v is None else json.dumps(v) for v in params[f"c{i}"]]
+    session.execute(statement, params)
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_update(table: Table, key: str,
+                   names: tuple[str, ...]) -> tuple[TextClause, tuple[int, ...]]:
+    types, casts, as_json = _array_types(table, names)
+    columns = ", ".join(f'"{n}"' for n in names)
+    arrays = ", ".join(f"CAST(:c{i} AS {cast})" for i, cast in enumerate(casts))
+    sets = ", ".join(f'"{n}" = u."{n}"' for n in names if n != key)
+    statement = text(
+        f'UPDATE "{table.name}" SET {sets} FROM unnest({arrays}) AS u({columns})'  # noqa: S608 - names from the model
+        f' WHERE "{table.name}"."{key}" = u."{key}"'
+    ).bindparams(*(bindparam(f"c{i}", type_=t) for i, t in enumerate(types)))
+    return statement, as_json
+
+
+def _array_types(table: Table, names: tuple[str, ...]) -> tuple[list, list[str], tuple[int, ...]]:
+    """Per column: the array type its values bind as (each element as the column binds it,
+    UTCDateTime's check too; JSON as its text, or a list value would be taken for a
+    sub-array), the SQL array type it is cast to, and which columns are JSON."""
+    dialect = postgresql.dialect()
+    as_json = tuple(i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON))
+    types = [ARRAY(Text if i in as_json else table.c[n].type) for i, n in enumerate(names)]
+    casts = [ARRAY(table.c[n].type).compile(dialect=dialect) for n in names]
+    return types, casts, as_json
 
 
 class Database:

@@ -92,3 +92,63 @@ def test_dispatchs_delivery_locks_take_sqlites_write_lock(tmp_path):
                 assert session.connection().connection.dbapi_connection.in_transaction
     finally:
         engine.dispose()
+
+
+def _insert_rows_round_trip(url: str) -> list[tuple]:
+    """insert_rows as dispatch's outbox/history/delivery inserts use it: many rows, in order,
+    NULLs, bytes, aware datetimes (UTCDateTime's bind check), JSON lists (not sub-arrays), the
+    model's fixed defaults; insert_new_rows skips what is stored and says what it inserted."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import JSON, Boolean, Integer, LargeBinary, select
+
+    from services.common.db import (
+        UTCDateTime,
+        insert_new_rows,
+        insert_rows,
+        session_scope,
+        update_rows,
+    )
+
+    engine = make_engine(url)
+    table = Table("t_rows", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("key", String(20), nullable=False, unique=True), Column("payload", LargeBinary),
+                  Column("at", UTCDateTime), Column("checks", JSON),
+                  Column("held", Boolean, nullable=False, default=False))
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    # Keys not in sorted order: the ids must follow the rows' order, not the keys'.
+    rows = [{"key": f"k{(i * 7) % 300:03d}", "payload": None if i % 3 else bytes([i % 256]) * 3,
+             "at": at + timedelta(seconds=i), "checks": [f"d{i}"] * (i % 3)} for i in range(300)]
+    try:
+        table.metadata.create_all(engine)
+        with session_scope(engine) as session:
+            insert_rows(session, table, rows)
+            again = [{"key": "new", "payload": None, "at": at, "checks": []}, rows[5]]
+        with session_scope(engine) as session:
+            assert insert_new_rows(session, table, again, "key") == {"new"}
+            with pytest.raises(ValueError, match="same columns"):
+                insert_rows(session, table, [{"key": "a"}, {"key": "b", "payload": b""}])
+        with session_scope(engine) as session:  # rows 0..9 changed; a repeated key: last wins
+            update_rows(session, table, "key", [{"key": r["key"], "checks": ["x"], "held": True,
+                                                 "payload": None} for r in rows[:10]])
+            update_rows(session, table, "key", [{"key": "new", "checks": [1]},
+                                                {"key": "new", "checks": [2]}])
+        for r in rows[:10]:
+            r.update(checks=["x"], held=True, payload=None)
+        with session_scope(engine) as session:
+            got = [tuple(r) for r in session.execute(select(table).order_by(table.c.id))]
+    finally:
+        engine.dispose()
+    assert [g[1:] for g in got[:-1]] == [(r["key"], r["payload"], r["at"], r["checks"],
+                                          r.get("held", False)) for r in rows]
+    assert got[-1][1] == "new" and got[-1][4] == [2]
+    return got
+
+
+def test_insert_and_update_rows_on_sqlite(tmp_path):
+    _insert_rows_round_trip(f"sqlite:///{tmp_path / 'rows.db'}")
+
+
+@pytest.mark.postgres
+def test_insert_and_update_rows_on_postgresql(pg_database):
+    _insert_rows_round_trip(pg_database(None))

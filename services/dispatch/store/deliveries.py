@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlmodel import Session
 
+from services.common.db import insert_rows, update_rows
 from services.dispatch.delivery_state import (
     DUE_STATES,
     NEVER_REACHED_STATES,
@@ -71,7 +72,7 @@ def insert_deliveries(
         }
         for d in new
     ]
-    session.execute(insert(DT), rows)
+    insert_rows(session, DT, rows)
     publish(session, [event_row(d, d.status, 0, now, reason_code=reason_code) for d in new])
 
 
@@ -430,10 +431,10 @@ def write_changes(session: Session, changes: Sequence[Change], now: datetime) ->
     """Apply the changes and publish their events."""
     if not changes:
         return
-    # Group by the set of columns changed, so each group is one executemany.
+    # Group by the set of columns changed, so each group is one statement.
     groups: dict[tuple[str, ...], list[dict]] = {}
     for c in changes:
-        params = {"b_id": c.row.id, "status": c.status, "updated_at": now, "provider": c.provider,
+        params = {"id": c.row.id, "status": c.status, "updated_at": now, "provider": c.provider,
                   "reason_code": c.reason_code, "lease_until": None, "lease_owner": None}
         if c.provider_reference is not KEEP:
             params["provider_reference"] = c.provider_reference
@@ -449,13 +450,8 @@ def write_changes(session: Session, changes: Sequence[Change], now: datetime) ->
         if c.reference is not None:
             params["reference"], params["generation"] = c.reference, c.generation
         groups.setdefault(tuple(params), []).append(params)
-    for keys, params in groups.items():
-        stmt = (
-            update(DT)
-            .where(DT.c.id == bindparam("b_id"))
-            .values(**{k: bindparam(k) for k in keys if k != "b_id"})
-        )
-        session.connection().execute(stmt, params)
+    for params in groups.values():
+        update_rows(session, DT, "id", params)
     publish(
         session,
         [event_row(c.row, c.status, c.row.attempts, now, c.provider, c.reason_code) for c in changes],

@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Protocol
 
 import orjson
-from sqlalchemy import insert
 from sqlmodel import Session
 
+from services.common.db import insert_rows
 from services.common.outbox import OutboxMessage
 from services.common.topics import DELIVERY_EVENTS
 from services.dispatch import metrics
@@ -76,5 +76,5 @@ def publish(session: Session, rows: list[dict]) -> None:
     forgets an event once it is published)."""
     if rows:
         history = [row.pop(_HISTORY) for row in rows]
-        session.execute(insert(OT), rows)
-        session.execute(insert(HT), history)
+        insert_rows(session, OT, rows)
+        insert_rows(session, HT, history)
