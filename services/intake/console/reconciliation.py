@@ -25,7 +25,6 @@ import itertools
 from collections.abc import Coroutine, Iterator
 from typing import Annotated, Any
 
-import httpx
 from fastapi import APIRouter, Query, Request, Response
 
 from services.common.deps import CoordinatorContext, IdPath, PageAfter, page_response
@@ -46,6 +45,7 @@ from services.common.reconciliation import (
 )
 from services.intake import store
 from services.intake.api import issue_status_ticket
+from services.intake.console.upstream import ask_part
 
 router = APIRouter(prefix="/v1/incidents", tags=["console"],
                    responses={c: {"model": ErrorResponse} for c in (401, 404, 409, 502)})
@@ -71,19 +71,8 @@ class _Parts:
         return asyncio.run_coroutine_threadsafe(call, self.loop).result()
 
     async def _ask(self, service: str, method: str, path: str, **kwargs: Any) -> bytes:  # noqa: ANN401
-        client: httpx.AsyncClient = self.ctx.runtime.upstreams[service]
-        try:
-            answer = await client.request(method, path, headers=self.headers, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ApiError(502, "console.upstream_unavailable",
-                           f"{service} did not answer ({type(exc).__name__}).") from None
-        if answer.status_code == 404:  # made at intake, not arrived there yet (incidents.v1)
-            raise ApiError(409, "reconciliation.not_ready",
-                           f"{service} does not know this incident yet; try again in a moment.")
-        if answer.status_code != 200:
-            raise ApiError(502, "reconciliation.upstream_refused",
-                           f"{service} answered HTTP {answer.status_code} for its part.")
-        return answer.content
+        return await ask_part(self.ctx.runtime.upstreams[service], service, method, path,
+                              area="reconciliation", part="its part", headers=self.headers, **kwargs)
 
     def _intake_pages(self, after: str, size: int) -> Iterator[list[IntakeRecordStatus]]:
         while after is not None:

@@ -11,15 +11,15 @@ Kafka), a 409 `report.not_ready`; one that refuses otherwise, a 502 `report.upst
 
 import asyncio
 
-import httpx
 from fastapi import APIRouter, Request, Response
 
 from services.common.clock import utcnow
 from services.common.deps import CoordinatorContext, IdPath
-from services.common.errors import ApiError, ErrorResponse
+from services.common.errors import ErrorResponse
 from services.common.report import Report, ServiceReport, combine, report_csv
 from services.common.report_pdf import render_report_pdf
 from services.intake.api import own_report
+from services.intake.console.upstream import ask_part
 
 # Tagged "console" like the pass-through: it needs dedupe and dispatch behind it (a fuzzer of
 # intake alone would only see them down); the coordinator's token is still required.
@@ -28,21 +28,12 @@ router = APIRouter(prefix="/v1/incidents", tags=["console"],
 
 
 async def _part(ctx: CoordinatorContext, request: Request, service: str, incident_id: str) -> ServiceReport:
-    client: httpx.AsyncClient = ctx.runtime.upstreams[service]
-    try:
-        answer = await client.get(f"/v1/incidents/{incident_id}/report", headers={
+    body = await ask_part(
+        ctx.runtime.upstreams[service], service, "GET", f"/v1/incidents/{incident_id}/report",
+        area="report", part="its part of the report", headers={
             "authorization": request.headers.get("authorization", ""),
             "x-request-id": getattr(request.state, "request_id", "")})
-    except httpx.HTTPError as exc:
-        raise ApiError(502, "console.upstream_unavailable",
-                       f"{service} did not answer ({type(exc).__name__}).") from None
-    if answer.status_code == 404:  # made at intake, not yet arrived there (incidents.v1)
-        raise ApiError(409, "report.not_ready",
-                       f"{service} does not know this incident yet; try again in a moment.")
-    if answer.status_code != 200:
-        raise ApiError(502, "report.upstream_refused",
-                       f"{service} answered HTTP {answer.status_code} for its part of the report.")
-    return ServiceReport.model_validate_json(answer.content)
+    return ServiceReport.model_validate_json(body)
 
 
 async def _combined(ctx: CoordinatorContext, request: Request, incident_id: str) -> Report:
