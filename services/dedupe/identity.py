@@ -242,11 +242,17 @@ class IncidentIdentity:
         if meta is not None and meta.version >= msg.record_version:
             return False
         categories = intern_categories(msg.data_categories)
+        # A hold on a new version of a record its person was told about does not untell them:
+        # they hold that notice's reference, so the lineage keeps the record (and the hold is
+        # announced for it) instead of the person looking never told.
+        keeps_told = msg.on_hold and meta is not None and meta.told_by is not None
         if meta is None:
             meta = self.records[key] = RecordMeta(msg.record_version, None, False, msg.on_hold,
                                                   categories)
             self.seen[key[0]] = self.seen.get(key[0], 0) + 1
         meta.version = msg.record_version
+        if keeps_told:
+            meta.told_version = meta.version
         meta.withdrawn = False
         meta.on_hold = msg.on_hold
         meta.categories = categories

@@ -182,6 +182,7 @@ def write_records(session: Session, incident_id: str, records: dict[RecordKey, R
                 "message_id": msg.message_id, "sealed": "", "data_categories": [],
                 "document_count": 0, "preferred_language": "en", "on_hold": False,
                 "updated_at": now, "person_id": None, "withdrawn": True,
+                "told_version": meta.told_version,
             })
         elif msg is not None:
             full.append({
@@ -192,6 +193,7 @@ def write_records(session: Session, incident_id: str, records: dict[RecordKey, R
                 "document_count": msg.document_count,
                 "preferred_language": msg.preferred_language, "on_hold": msg.on_hold,
                 "updated_at": now, "person_id": meta.person_id, "withdrawn": meta.withdrawn,
+                "told_version": meta.told_version,  # moved on by a hold (identity.apply_record)
             })
         else:
             partial.append({"b_incident": incident_id, "b_agency": key[0], "b_record": key[1],

@@ -97,14 +97,20 @@ def _new_delivery(notice: NoticeMessage, channel: str, quiet: QuietHours | None,
 def _plan(session: Session, planned: Sequence[NoticeMessage], book: IncidentBook,
           quiet: QuietHours | None, now: datetime) -> None:
     new: list[NewDelivery] = []
+    unneeded: list[NewDelivery] = []
     for notice in planned:
         entry = book.get(session, notice.incident_id)
         assert entry is not None  # planned only once the incident is known
+        planned_here = [_new_delivery(notice, c, quiet, now)
+                        for c in policy.first_channels(notice.channels, entry.policy)]
         if notice.correction is not None and not _correction_due(session, notice, now):
-            continue  # the notice it corrects never went out: nothing to correct
-        new += [_new_delivery(notice, c, quiet, now)
-                for c in policy.first_channels(notice.channels, entry.policy)]
+            # The notice it corrects never went out: kept, not sent (no "none" row: that
+            # would count the person unreachable again).
+            unneeded += [d for d in planned_here if d.channel != "none"]
+        else:
+            new += planned_here
     deliveries.insert_deliveries(session, new, now)
+    deliveries.insert_not_needed(session, unneeded, now)
     # An amendment replaces the person's unsent older version (quiet hours held it, say), and
     # an older version arriving after a newer one is never sent.
     deliveries.supersede_older(session, {n.person_id for n in planned}, now)

@@ -342,3 +342,18 @@ def test_a_released_hold_conflict_stays_announced_when_nothing_new_arrives():
     assert state.release(T0, RELEASE_NOW, T0) == []
     assert state.take_hold_changes() == []
     assert state.persons[state.records["lab", "lab-1"].person_id].status == "part_held"
+
+
+def test_a_hold_on_a_new_version_of_the_only_told_record_is_announced_for_its_notice():
+    """Notified about one record, then the agency sends a new version of it carrying a hold
+    (s 116): the person can still phone with the reference of the notice they have, so the
+    hold is announced for that notice's lineage — not lost because the record's version moved."""
+    state = _identity_with(record_message(SEALER, INC, "lab", "lab-1", **AROHA))
+    (first,) = state.release(T0, RELEASE_NOW, T0)
+    assert state.take_hold_changes() == []
+    state.apply_record(record_message(SEALER, INC, "lab", "lab-1", version=2,
+                                      hold={"reason": "health_prejudice"}, **AROHA))
+    state.settle(T0)
+    assert state.release(T0, RELEASE_NOW, T0) == []
+    assert state.take_hold_changes() == [(first.notice_person_id, True)]
+    assert state.persons[state.records["lab", "lab-1"].person_id].status == "held"

@@ -216,3 +216,18 @@ def test_a_decision_changed_while_the_owner_applies_the_old_one_stays_pending(de
         store.mark_applied(tick, [seen])
     (pending,) = run(dedupe_engine, store.pending_decisions, "inc-1")
     assert pending.same_person is False  # the next tick applies "keep apart"
+
+
+def test_a_told_version_moved_on_by_a_hold_is_written_with_the_new_version(dedupe_engine):
+    """identity.apply_record keeps a told record told when its new version carries a hold;
+    a rebuild must read that back, or the person looks never told again after a restart."""
+    first = record_message(SEALER, "inc-1", *LAB, **AROHA)
+    run(dedupe_engine, store.write_records, "inc-1",
+        {LAB: RecordMeta(1, "P-1", False, False, ("lab_results",))}, {LAB: first}, T0)
+    held = record_message(SEALER, "inc-1", *LAB, version=2, hold={"reason": "health_prejudice"},
+                          **AROHA)
+    run(dedupe_engine, store.write_records, "inc-1",
+        {LAB: RecordMeta(2, "P-1", False, True, ("lab_results",), told_version=2)},
+        {LAB: held}, T0)
+    (stored,) = run(dedupe_engine, store.load_identity, "inc-1").records
+    assert (stored.meta.version, stored.meta.told_version) == (2, 2)

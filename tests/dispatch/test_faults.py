@@ -82,7 +82,8 @@ async def _until(predicate, what: str, timeout: float = WAIT_S) -> None:  # noqa
         await asyncio.sleep(0.1)
 
 
-SETTLED = {"sent", "delivered", "permanent-failure", "superseded", "unreachable", "queued"}
+SETTLED = {"sent", "delivered", "permanent-failure", "superseded", "unreachable", "queued",
+           "not-needed"}
 
 
 def _settled(db_url: str, rows: int) -> bool:
@@ -694,14 +695,17 @@ async def test_a_correction_says_only_what_corrects_what_the_person_was_sent(
             _correcting(notice_message(stack.sealer, 3, person(3), version=2), "sent_in_error")]
         await stack.publish_notices(corrections)
         await _until(lambda: smtp.accepted == 2, "the correction email")
-        await _until(lambda: len(_rows(db)) == 5, "all planned")  # 3 first + 2 corrections
+        # 3 first + 3 corrections (the one with nothing to correct kept as not-needed)
+        await _until(lambda: len(_rows(db)) == 6, "all planned")
         clock.now = datetime(2026, 3, 11, 8, 1, tzinfo=NZ).astimezone(UTC)
-        await _until(lambda: _settled(db, 5) and sms.send_attempts >= 1, "morning sends")
+        await _until(lambda: _settled(db, 6) and sms.send_attempts >= 1, "morning sends")
         await asyncio.sleep(1.0)
         statuses = _statuses(db)
     assert statuses[(in_error.notice_id, "sms")] == "superseded"
     assert statuses[(wrong_agency.notice_id, "sms")] == "superseded"
-    assert not [k for k in statuses if k[0] == corrections[0].notice_id]  # nothing to correct
+    # Nothing to correct: never sent, kept for the Commissioner's counts.
+    assert [(k[1], v) for k, v in statuses.items() if k[0] == corrections[0].notice_id] == [
+        ("sms", "not-needed")]
     person_of = {n.notice_id: n.person_id for n in [in_error, wrong_agency, emailed, *corrections]}
     Reconciliation.of({wrong_agency.person_id: {"sms": 1}, emailed.person_id: {"email": 2}},
                       person_of, maildir=mail, sms_logs=[sms.message_log]).assert_exact()

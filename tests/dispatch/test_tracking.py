@@ -13,7 +13,7 @@ from sqlmodel import Session
 from services.common.crypto import Sealer, generate_key_spec
 from services.common.db import session_scope
 from services.common.messages import DeliveryStatus as S
-from services.common.messages import decode_delivery_event
+from services.common.messages import NoticeCorrection, decode_delivery_event
 from services.common.outbox import OutboxMessage
 from services.dispatch import tracking
 from services.dispatch.delivery_state import ReceiptOutcome
@@ -21,7 +21,7 @@ from services.dispatch.incidents import IncidentBook
 from services.dispatch.models import Delivery
 from services.dispatch.policy import QuietHours, RetryPolicy
 from services.dispatch.providers.receipts import Receipt
-from services.dispatch.store import incidents, senders
+from services.dispatch.store import incidents, reports, senders
 from services.dispatch.tracking import SendOutcome
 from testkit.notices import incident_message, notice_message, person
 
@@ -116,6 +116,31 @@ def test_notices_are_planned_on_their_first_channels_or_wait_for_their_incident(
     assert [(e.status, e.attempt) for e in _events(dispatch_engine)] == [
         ("queued", 0), ("unreachable", 0), ("queued", 0), ("queued", 0)]
 
+
+
+def test_a_correction_with_nothing_to_correct_when_planned_is_counted_not_needed(
+    dispatch_engine, book
+):
+    """Version 1 still queued (never sent) when a sent-in-error correction arrives: version 1
+    is superseded and the correction has nothing to correct, so nothing is sent. It is kept
+    as a `not-needed` delivery per channel, so the Commissioner's `corrections.<channel>.
+    not-needed` counts it — as it counts one settled at claim time — once."""
+    _incident(dispatch_engine, book)
+    first = notice_message(SEALER, 1, person(1))
+    later = notice_message(SEALER, 1, person(1), version=2)
+    correction = later.model_copy(update={"correction": NoticeCorrection(
+        kind="sent_in_error", review_id="rev-1", agencies=list(later.agencies))})
+    _run(dispatch_engine, tracking.record_notices, book, [(first, first.to_bytes())], None, NOW)
+    _run(dispatch_engine, tracking.record_notices, book,
+         [(correction, correction.to_bytes())], None, NOW)
+    assert _statuses(dispatch_engine, first) == {"email": "superseded"}
+    assert _statuses(dispatch_engine, correction) == {"email": "not-needed"}
+    assert _row(dispatch_engine, correction, "email").reason_code == "correction_not_needed"
+    assert _claim(dispatch_engine) == []  # nothing to send
+    counts = _run(dispatch_engine, reports.commissioner_counts, "inc-1").incident
+    assert counts["corrections.email.not-needed"] == 1
+    assert [(e.notice_id, e.status) for e in _events(dispatch_engine)][-1] == (
+        correction.notice_id, "not-needed")
 
 def test_an_incident_stored_by_another_replica_is_loaded(dispatch_engine):
     writer, reader = IncidentBook(), IncidentBook()

@@ -63,17 +63,29 @@ def insert_deliveries(
 ) -> None:
     if not new:
         return
-    rows = [
-        {
-            "notice_id": d.notice_id, "incident_id": d.incident_id, "person_id": d.person_id,
-            "notice_version": d.notice_version, "channel": d.channel, "status": d.status,
-            "attempts": 0, "reference": d.reference, "generation": 0,
-            "next_attempt_at": d.next_attempt_at, "created_at": now, "updated_at": now,
-        }
-        for d in new
-    ]
-    insert_rows(session, DT, rows)
+    insert_rows(session, DT, [_new_row(d, now) for d in new])
     publish(session, [event_row(d, d.status, 0, now, reason_code=reason_code) for d in new])
+
+
+def insert_not_needed(session: Session, new: Sequence[NewDelivery], now: datetime) -> None:
+    """Deliveries of a correction that has nothing to correct when planned, stored already
+    'not-needed' (reason `correction_not_needed`, with their events) as mark_not_needed leaves
+    one settled later: never sent, and counted the same way."""
+    if not new:
+        return
+    insert_rows(session, DT, [{**_new_row(d, now), "status": DeliveryStatus.NOT_NEEDED.value,
+                               "reason_code": "correction_not_needed"} for d in new])
+    publish(session, [event_row(d, DeliveryStatus.NOT_NEEDED, 0, now,
+                                reason_code="correction_not_needed") for d in new])
+
+
+def _new_row(d: NewDelivery, now: datetime) -> dict:
+    return {
+        "notice_id": d.notice_id, "incident_id": d.incident_id, "person_id": d.person_id,
+        "notice_version": d.notice_version, "channel": d.channel, "status": d.status,
+        "attempts": 0, "reference": d.reference, "generation": 0,
+        "next_attempt_at": d.next_attempt_at, "created_at": now, "updated_at": now,
+    }
 
 
 # ------------------------------------------------------------------------------ claiming
