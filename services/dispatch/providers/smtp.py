@@ -265,9 +265,10 @@ def _take_reply(buffer: bytearray) -> aiosmtplib.SMTPResponse | None:
 
 def _dot_stuffed(raw: bytes) -> bytes:
     """The DATA content as sent: CRLF line ends, a leading dot doubled (RFC 5321 §4.5.2), the
-    final dot. build_raw already writes CRLF only, so this is two C-level replaces, not
-    aiosmtplib's two regexes over the whole message."""
-    if b"\r" in raw.replace(b"\r\n", b"") or b"\n" in raw.replace(b"\r\n", b""):
+    final dot. build_raw already writes CRLF only, so this is a few C-level counts and one
+    replace, not aiosmtplib's two regexes over the whole message."""
+    crlf = raw.count(b"\r\n")
+    if raw.count(b"\r") != crlf or raw.count(b"\n") != crlf:  # a lone CR or LF somewhere
         raw = normalize_message_line_endings(raw)
     if raw.startswith(b"."):
         raw = b"." + raw
