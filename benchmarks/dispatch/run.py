@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--workers", type=int, default=1, help="dispatch's PANUI_WORKERS")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--no-pipelining", action="store_true",
+                        help="the SMTP gateway does not offer PIPELINING (one command per round trip)")
     parser.add_argument("--profile", metavar="FILE", help="run dispatch under cProfile")
     parser.add_argument("--flame", metavar="SVG",
                         help="attach py-spy (if installed) to dispatch once ready: a flame graph")
@@ -178,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spawn("smtp", [PY, "-m", "services.gateways.smtp_server", "--port", str(smtp_port),
                        "--control-port", str(smtp_ctl), "--count-only",
-                       "--bounce-webhook-url", ""])
+                       "--bounce-webhook-url", "",
+                       *(["--no-pipelining"] if args.no_pipelining else [])])
         spawn("sms", [PY, "-m", "services.gateways.sms_server", "--port", str(sms_port),
                       "--callback-secret", secret])
         _wait_http(f"http://127.0.0.1:{smtp_ctl}/_control/stats", timeout=240)  # load 40+
@@ -265,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     rate = accepted / elapsed
     print()
     print(f"dispatch benchmark: {n:,} notices, mix={args.mix}, {args.workers} worker(s), "
+          f"SMTP pipelining {'off' if args.no_pipelining else 'offered'}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print("-" * 60)
     print(f"{'accepted by gateways':<34}{accepted:>12,}")

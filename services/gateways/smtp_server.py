@@ -92,6 +92,15 @@ class _Handler:
     def __init__(self, gw: SmtpGateway) -> None:
         self.gw = gw
 
+    async def handle_EHLO(self, server, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        # aiosmtpd reads one command line at a time, so pipelined groups (RFC 2920) are
+        # answered in order; it just does not say so.
+        session.host_name = hostname
+        if self.gw.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(
         self, server, session: Session, envelope: Envelope, address: str, mail_options
     ):
@@ -153,6 +162,7 @@ class SmtpGateway:
     maildir: Path | None = None
     tls_context: ssl.SSLContext | None = None  # enables STARTTLS
     require_starttls: bool = False
+    pipelining: bool = True  # advertise PIPELINING (RFC 2920) in the EHLO reply
     control_port: int | None = None  # None: no HTTP control API; 0: any free port
     # Like an ESP's bounce webhook: POST a signed JSON receipt {id, reference, status:"bounced"}
     # here for every bounce (e.g. http://127.0.0.1:8003/v1/receipts/smtp). None: DSN only.
@@ -441,10 +451,12 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("PANUI_RECEIPT_SECRET", "dev-callback-secret"),
     )
     parser.add_argument("--count-only", action="store_true", help="count, don't keep messages")
+    parser.add_argument("--no-pipelining", action="store_true",
+                        help="do not advertise PIPELINING (clients send one command at a time)")
     args = parser.parse_args(argv)
     gw = SmtpGateway(
         host=args.host, port=args.port, maildir=args.maildir, control_port=args.control_port,
-        count_only=args.count_only,
+        count_only=args.count_only, pipelining=not args.no_pipelining,
         bounce_webhook_url=args.bounce_webhook_url or None, webhook_secret=args.webhook_secret,
     )
 
