@@ -160,7 +160,8 @@ class SmsGateway:
     port: int = 0
     receipt_attempts: int = 5
     # How long one receipt try waits for dispatch's answer before giving up on it (and trying
-    # again with a fresh signature): 15 s, Twilio's default for its webhooks. It was 5 s, which
+    # again with a fresh signature): 15 s, believed to be Twilio's webhook default (not checked
+    # against its docs). It was 5 s, which
     # a loaded dispatch missed for nearly every receipt in the chaos 20k run.
     receipt_timeout_s: float = 15.0
     behaviour: Behaviour = field(default_factory=Behaviour)
