@@ -103,6 +103,23 @@ def dispatch_settings(service_env: dict, database_url: str, *, port: int, smtp_p
     return DispatchSettings(**values)
 
 
+
+async def publish_to_dispatch(settings: DispatchSettings, incident: IncidentMessage,
+                              notices) -> None:  # noqa: ANN001
+    """Publish an incident, then its notices, on the topics a dispatch with `settings` reads
+    (for tests that run dispatch as its own process rather than through running_dispatch)."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(f"{settings.topic_prefix}incidents.v1", incident.to_bytes(),
+                                     key=incident.incident_id.encode())
+        for notice in notices:
+            await producer.send(f"{settings.topic_prefix}notices.v1", notice.to_bytes(),
+                                key=notice.person_id.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
 @asynccontextmanager
 async def running_dispatch(settings: DispatchSettings, clock=None) -> AsyncIterator[Stack]:  # noqa: ANN001
     app = create_app(settings, clock=clock)

@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 import httpx
 import psycopg
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from services.common.crypto import Sealer
 from services.common.messages import NoticeAgency, NoticeCorrection
@@ -29,7 +28,14 @@ from testkit.notices import incident_message, notice_message, person
 
 from .faults import TcpProxy
 from .reconcile import Reconciliation
-from .stack import COORDINATOR, RECEIPT_SECRET, MutableClock, dispatch_settings, running_dispatch
+from .stack import (
+    COORDINATOR,
+    RECEIPT_SECRET,
+    MutableClock,
+    dispatch_settings,
+    publish_to_dispatch,
+    running_dispatch,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -349,18 +355,7 @@ async def test_killed_mid_send_the_claims_are_recovered_at_the_same_gateway(
         sealer = Sealer(first.data_keys.get_secret_value())
         notices = [notice_message(sealer, n, person(n)) for n in range(1, 11)]
         await _until(lambda: _healthy(first.port), "dispatch up", timeout=180)
-        producer = AIOKafkaProducer(bootstrap_servers=first.kafka_bootstrap_servers)
-        await producer.start()
-        try:
-            incident = incident_message(mode="sms_else_email")
-            await producer.send_and_wait(f"{first.topic_prefix}incidents.v1", incident.to_bytes(),
-                                         key=incident.incident_id.encode())
-            for notice in notices:
-                await producer.send(f"{first.topic_prefix}notices.v1", notice.to_bytes(),
-                                    key=notice.person_id.encode())
-            await producer.flush()
-        finally:
-            await producer.stop()
+        await publish_to_dispatch(first, incident_message(mode="sms_else_email"), notices)
         await _until(lambda: len(primary.messages) == 10, "the primary took all ten", timeout=180)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -413,18 +408,7 @@ async def test_sigterm_while_data_waits_for_its_answer_past_the_grace_sends_each
         sealer = Sealer(first.data_keys.get_secret_value())
         notices = [notice_message(sealer, n, person(n)) for n in range(1, 9)]
         await _until(lambda: _healthy(first.port), "dispatch up", timeout=180)
-        producer = AIOKafkaProducer(bootstrap_servers=first.kafka_bootstrap_servers)
-        await producer.start()
-        try:
-            incident = incident_message()
-            await producer.send_and_wait(f"{first.topic_prefix}incidents.v1", incident.to_bytes(),
-                                         key=incident.incident_id.encode())
-            for notice in notices:
-                await producer.send(f"{first.topic_prefix}notices.v1", notice.to_bytes(),
-                                    key=notice.person_id.encode())
-            await producer.flush()
-        finally:
-            await producer.stop()
+        await publish_to_dispatch(first, incident_message(), notices)
         await _until(lambda: smtp.accepted == 8, "the relay took all eight", timeout=180)
         assert set(_statuses(db).values()) == {"sending"}  # every answer still to come
         proc.send_signal(signal.SIGTERM)

@@ -19,7 +19,6 @@ from collections import defaultdict
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from services.common.crypto import Sealer
 from services.gateways.sms_server import SmsGateway
@@ -28,7 +27,7 @@ from testkit.infra import free_port
 from testkit.notices import incident_message, notice_message, person
 
 from .reconcile import Reconciliation
-from .stack import RECEIPT_SECRET, dispatch_settings
+from .stack import RECEIPT_SECRET, dispatch_settings, publish_to_dispatch
 from .test_faults import REPO, _healthy, _subprocess_env, _until
 
 pytestmark = pytest.mark.slow
@@ -78,7 +77,7 @@ async def test_a_burst_of_receipts_past_the_signature_tolerance_is_applied_and_f
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             await _until(lambda: _healthy(settings.port), "dispatch up", timeout=180)
-            await _publish(settings, incident_message(mode="sms_else_email"), notices.values())
+            await publish_to_dispatch(settings, incident_message(mode="sms_else_email"), notices.values())
             sms_rows = {(notices[n].notice_id, "sms") for n in people}
             await _until(lambda: all(_deliveries(db).get(k) == "sent" for k in sms_rows),
                          "every SMS recorded sent", timeout=300)
@@ -117,17 +116,5 @@ def _fallen_back(db: str, notices: dict, failing: set[int], want: dict) -> bool:
     return all(rows.get((notices[n].notice_id, "email")) in {"sent", "delivered"} for n in failing)
 
 
-async def _publish(settings, incident, notices) -> None:  # noqa: ANN001
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await producer.start()
-    try:
-        await producer.send_and_wait(f"{settings.topic_prefix}incidents.v1", incident.to_bytes(),
-                                     key=incident.incident_id.encode())
-        for notice in notices:
-            await producer.send(f"{settings.topic_prefix}notices.v1", notice.to_bytes(),
-                                key=notice.person_id.encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
