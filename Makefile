@@ -11,13 +11,14 @@ PYTEST_ARGS ?=
 # Tests talk to whatever infra-up started (or to the cluster KAFKA_BOOTSTRAP_SERVERS names).
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(or $(PANUI_KAFKA_PORT),9092)
 
-.PHONY: help venv install lock audit infra-up infra-down infra-status run demo migrate test test-fast bench bench-quick bench-stages bench-stages-quick chaos lint format contracts clean k8s-tools k8s-check notice-tools
+.PHONY: help venv install lock audit infra-up infra-down infra-status run demo migrate test test-parallel test-fast bench bench-quick bench-stages bench-stages-quick chaos lint format contracts clean k8s-tools k8s-check notice-tools
 
 help:
 	@echo "make run         start local Kafka + intake, dedupe, dispatch on SQLite (Ctrl-C stops)"
 	@echo "make demo        a portal breach end to end on the embedded default, live in the terminal"
 	@echo "make migrate     bring the make-run databases (var/*.db) to the code's schema"
 	@echo "make test        install, start Kafka + PostgreSQL, run the whole suite"
+	@echo "make test-parallel  the same over two workers (pytest-xdist; TEST_WORKERS=n)"
 	@echo "make infra-up    start local Kafka and PostgreSQL (idempotent); infra-down stops them"
 	@echo "make bench       the whole incident at 400k records (long); bench-quick at 20k"
 	@echo "make bench-stages  each stage's own benchmark (resolver, intake, dedupe, dispatch)"
@@ -81,6 +82,11 @@ migrate: $(STAMP)
 
 test: infra-up k8s-tools notice-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The whole suite over two workers (pytest-xdist), one test file per worker at a time so a
+# file's module fixtures are built once. Opt-in: `make test` (what CI runs) stays serial.
+test-parallel: infra-up k8s-tools notice-tools
+	$(PY) -m pytest -n $(or $(TEST_WORKERS),2) --dist loadfile $(PYTEST_ARGS)
 
 # Skip the tests marked slow (broker round-trips, restarts, end-to-end flows).
 test-fast: infra-up k8s-tools notice-tools

@@ -90,3 +90,17 @@ async def running(app: FastAPI, base_url: str = "http://test") -> AsyncIterator[
 @pytest.fixture
 def run_app():  # noqa: ANN201
     return running
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give each schemathesis test its own node id.
+
+    schemathesis 4.32's pytest plugin names one item per API operation
+    (``test_x[GET /v1/audit]``) but passes the bare function name as ``originalname``, from which
+    pytest 9.2 builds the node id: every operation's item gets the same id. A serial run still runs
+    them all, but anything keyed by node id collapses them — pytest-xdist's per-file scheduling
+    ran one of 29 (`make test-parallel`), and ``-k``/``--lf`` could not tell them apart.
+    """
+    for item in items:
+        if type(item).__name__ == "SchemathesisFunction" and "[" in item.name:
+            item._id = item.parent.id.child(item.name)  # the id pytest < 9.2 gave (name with params)
