@@ -39,7 +39,7 @@ class Snapshot:
     intake_outbox: int = 0
     applied: int = 0
     persons: dict[str, int] = field(default_factory=dict)  # by status: pending, held, notified
-    in_review: int = 0
+    in_review: int = 0  # open identity review pairs (not contact/hold conflicts or retractions)
     released_at: float | None = None
     notices: int = 0  # released by dedupe
     dedupe_outbox: int = 0
@@ -97,7 +97,8 @@ class Observer:
         s.persons = {status: int(n) for status, n in self._rows(
             "dedupe", "SELECT status, count(*) FROM person_state WHERE incident_id = :i GROUP BY status")}
         s.in_review = int(self._one("dedupe", "SELECT count(*) FROM review_state "
-                                              "WHERE incident_id = :i AND status = 'open'"))
+                                              "WHERE incident_id = :i AND kind = 'pair' "
+                                              "AND status = 'open'"))
         s.released_at = _ts(self._one("dedupe", "SELECT released_at FROM incident_state "
                                                 "WHERE incident_id = :i"))
         s.notices = int(self._one("dedupe", "SELECT count(*) FROM notice_state WHERE incident_id = :i"))
@@ -143,11 +144,12 @@ class Observer:
             FROM record_state r LEFT JOIN person_state p
               ON p.incident_id = r.incident_id AND p.person_id = r.person_id
             WHERE r.incident_id = :i AND NOT r.withdrawn""")
-        review_records = set()
-        for a1, r1, a2, r2 in self._rows("dedupe", """
+        # Identity pairs only: the queue also holds contact and hold conflicts and retractions
+        # (one person each, nothing kept apart), which are not "in review" as people.
+        review_pairs = [((a1, r1), (a2, r2)) for a1, r1, a2, r2 in self._rows("dedupe", """
                 SELECT a_agency_id, a_source_record_id, b_agency_id, b_source_record_id
-                FROM review_state WHERE incident_id = :i AND status = 'open'"""):
-            review_records.update({(a1, r1), (a2, r2)})
+                FROM review_state WHERE incident_id = :i AND kind = 'pair' AND status = 'open'""")]
+        review_records = {k for pair in review_pairs for k in pair}
         notices = {pid: nid for nid, pid in self._rows(
             "dispatch", "SELECT notice_id, person_id FROM dispatch_notice "
                         "WHERE incident_id = :i AND version = 1")}
@@ -168,7 +170,9 @@ class Observer:
         notices_of: dict[int, set[str]] = {}  # true person -> notices (first notices' ids)
         persons_of: dict[str, set[int]] = {}  # notice -> true persons its records belong to
         held: set[int] = set()
+        held_for_contact: set[int] = set()
         in_review: set[int] = set()
+        notice_of_record: dict[RecordKey, str] = {}
         latencies: list[float] = []
         for agency_id, source_id, notice_person, status in resolved:
             person = truth.get((agency_id, source_id))
@@ -179,16 +183,20 @@ class Observer:
                 in_review.add(person)
             if status == "held":
                 held.add(person)
+            elif status == "held_contact":  # contested contact, no other channel: a coordinator's
+                held_for_contact.add(person)
             nid = notices.get(notice_person) if notice_person else None
             if nid is None:
                 continue
             notices_of[person].add(nid)
+            notice_of_record[(agency_id, source_id)] = nid
             persons_of.setdefault(nid, set()).add(person)
             start, end = accepted_at.get((agency_id, source_id)), delivered_at.get(nid)
             if start is not None and end is not None:
                 latencies.append(end - start)
 
-        tally = count_notices(notices_of, persons_of, held)
+        tally = count_notices(notices_of, persons_of, held, held_for_contact)
+        tally["two_or_more_in_review"] = split_in_review(notice_of_record, truth, review_pairs)
         persons = len(notices_of)
         by_channel = Counter(_primary(set().union(*(channels.get(n, set()) for n in nids)))
                              for nids in notices_of.values() if nids)
@@ -203,6 +211,7 @@ class Observer:
             "notices": len(notices),
             "amendments": amendments,
             "in_review": len(in_review),
+            "review_pairs": len(review_pairs),
             # Each person once, by the best channel that reached them (the postal list counts).
             "notified_by": {k: by_channel[k] for k in ("email", "sms", "postal")},
             "unreachable": by_channel["none"],
@@ -217,13 +226,17 @@ class Observer:
 
 
 def count_notices(notices_of: dict[int, set[str]], persons_of: dict[str, set[int]],
-                  held: set[int]) -> dict:
+                  held: set[int], held_for_contact: set[int] = frozenset()) -> dict:
     """True people by how many first notices reached them, and notices by how many true people
     their records belong to. `held`: true people with a record in a person on hold (s 116) —
     a held person split in two can still have a notice through the part without the hold, so
-    `held` overlaps the notified counts: `none_not_held` and `held_notified` say which is which."""
+    `held` overlaps the notified counts: `none_not_held` and `held_notified` say which is which.
+    `held_for_contact`: true people with a record in a person held until a coordinator picks
+    between contested contacts (no uncontested channel left); no notice yet, by design, so not
+    in `none_not_held` either."""
     counts = Counter(min(len(v), 2) for v in notices_of.values())
     persons = len(notices_of)
+    waiting = held | held_for_contact
     return {
         "exactly_one": round(counts[1] / persons, 6) if persons else 0.0,
         "exactly_one_count": counts[1],
@@ -231,9 +244,32 @@ def count_notices(notices_of: dict[int, set[str]], persons_of: dict[str, set[int
         "two_or_more": counts[2],
         "spanning": sum(len(v) > 1 for v in persons_of.values()),
         "held": len(held),
-        "none_not_held": sum(1 for p, v in notices_of.items() if not v and p not in held),
+        "held_for_contact": sum(1 for p in held_for_contact if not notices_of.get(p)),
+        "none_not_held": sum(1 for p, v in notices_of.items() if not v and p not in waiting),
         "held_notified": sum(1 for p in held if notices_of.get(p)),
     }
+
+
+def split_in_review(notice_of: dict[RecordKey, str], truth: dict[RecordKey, int],
+                    review_pairs: list[tuple[RecordKey, RecordKey]]) -> int:
+    """True people with two or more notices whose notices are all joined by open review pairs
+    between their own records: kept apart until a reviewer decides (precision first; reviews
+    never hold a release), not split by the resolver unasked. `notice_of`: each notified
+    record's notice (or, offline, its resolved person)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for a, b in review_pairs:
+        if a in notice_of and b in notice_of and truth.get(a) == truth.get(b):
+            parent[find(notice_of[a])] = find(notice_of[b])
+    parts: dict[int, set[str]] = {}
+    for key, nid in notice_of.items():
+        parts.setdefault(truth[key], set()).add(nid)
+    return sum(1 for nids in parts.values() if len(nids) > 1 and len({find(n) for n in nids}) == 1)
 
 
 def _primary(channels: set[str]) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from benchmarks.incident import flow
-from benchmarks.incident.observe import count_notices
+from benchmarks.incident.observe import count_notices, split_in_review
 from benchmarks.incident.scenario import Incident, RecordKey
 from services.common.crypto import Sealer, generate_key_spec
 from services.common.messages import SealedPersonalFields, record_sealing_context
@@ -64,6 +64,7 @@ def resolve(incident: Incident) -> dict:
     notices_of: dict[int, set[str]] = {}  # true person -> resolved persons with a notice
     persons_of: dict[str, set[int]] = {}  # resolved person -> true persons
     held: set[int] = set()
+    notice_of: dict[RecordKey, str] = {}
     for agency_id, srid, pid in assignments:
         person = incident.truth[(agency_id, srid)]
         notices_of.setdefault(person, set())
@@ -72,6 +73,11 @@ def resolve(incident: Incident) -> dict:
             continue
         notices_of[person].add(pid)
         persons_of.setdefault(pid, set()).add(person)
+        notice_of[(agency_id, srid)] = pid
+    pairs = [(item.a, item.b) for item in resolver.review_items()]
+    in_review = {incident.truth[k] for pair in pairs for k in pair}
     return {"records_accepted": len(assignments), "persons": len(set(p for *_, p in assignments)),
-            "persons_with_accepted_records": len(notices_of), "review": len(resolver.review_items()),
+            "persons_with_accepted_records": len(notices_of), "review": len(pairs),
+            "in_review": len(in_review), "review_pairs": len(pairs),
+            "two_or_more_in_review": split_in_review(notice_of, incident.truth, pairs),
             **count_notices(notices_of, persons_of, held)}

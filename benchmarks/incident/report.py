@@ -60,7 +60,7 @@ def results(args: argparse.Namespace, incident: scenario.Incident, run: dict, re
     successes = final.by_channel()
     correctness = {k: outcome[k] for k in (
         "exactly_one", "exactly_one_count", "none", "two_or_more", "spanning", "in_review",
-        "unreachable", "held", "none_not_held", "held_notified", "notified_by", "not_yet_delivered", "persons_with_accepted_records",
+        "unreachable", "held", "held_for_contact", "none_not_held", "two_or_more_in_review", "review_pairs", "held_notified", "notified_by", "not_yet_delivered", "persons_with_accepted_records",
         "notices", "amendments")}
     correctness["gateway_messages"] = run["gateways"]
     correctness["successful_deliveries"] = {"email": successes.get("email", 0), "sms": successes.get("sms", 0)}
@@ -170,10 +170,14 @@ def markdown(r: dict) -> str:
          "release waits for the last agency"),
         ("people with exactly one notice", f"{c['exactly_one']:.2%} ({c['exactly_one_count']:,} of {persons:,})",
          "goal 100 %"),
-        ("people with none / with two or more", f"{c['none']:,} / {c['two_or_more']:,}", ""),
+        ("people with none / with two or more", f"{c['none']:,} / {c['two_or_more']:,}",
+         f"none: {c['held_for_contact']:,} held for a coordinator's choice of contested contacts; "
+         f"two or more: {c['two_or_more_in_review']:,} kept apart by an open review pair, "
+         f"{c['two_or_more'] - c['two_or_more_in_review']:,} split by the resolver"),
         ("notices covering more than one person", f"{c['spanning']:,}", "goal 0"),
         ("people with a record in review / unreachable", f"{c['in_review']:,} / {c['unreachable']:,}",
-         "review pairs stay apart; unreachable: public notice list"),
+         f"{c['review_pairs']:,} open review pairs, kept apart (reviews never hold a release); "
+         "unreachable: public notice list"),
         ("notified by email / SMS / post", " / ".join(f"{c['notified_by'][k]:,}" for k in ("email", "sms", "postal")),
          f"gateways received {c['gateway_messages']['email']:,} emails, {c['gateway_messages']['sms']:,} SMS"),
     ]

@@ -34,6 +34,7 @@ from benchmarks import support
 from benchmarks.incident import flow, kafka_reference, report, scenario, system
 from benchmarks.incident.observe import Observer, Snapshot
 from benchmarks.incident.stack import ProcessExited, Stack
+from services.dedupe.settings import DedupeSettings
 
 INCIDENT = "inc-bench"
 VAR = support.REPO / "var"
@@ -41,6 +42,8 @@ VAR = support.REPO / "var"
 # so a second worker helps; dedupe resolves one incident on one partition, so one worker does
 # all of it; dispatch's sender is one asyncio loop per worker.
 WORKERS = {"intake": 2, "dedupe": 1, "dispatch": 1}
+# Dedupe mirrors its review queue at most this often (PANUI_REVIEW_SYNC_INTERVAL_S; not set here).
+REVIEW_SYNC_S = DedupeSettings.model_fields["review_sync_interval_s"].default
 
 
 def _workers(text: str) -> dict[str, int]:
@@ -209,7 +212,10 @@ def _run(args: argparse.Namespace, incident: scenario.Incident, databases: dict[
                                        "usage": stack.usage()}) from exc
         try:
             stamps = observer.timestamps()  # now, before late receipts move updated_at
-            time.sleep(2)  # the SMS gateway's last receipts
+            # The SMS gateway's last receipts; and the review pairs are read one sync interval
+            # after the resolver's last change (the release), so the queue is the final one.
+            last_change = stamps["last_notice_released"] or time.time()
+            time.sleep(max(2.0, last_change + REVIEW_SYNC_S + 3 - time.time()))
             usage = stack.usage()
             gateways = {
                 "email": httpx.get(f"{endpoints.smtp_control}/_control/stats").json()["accepted"],
