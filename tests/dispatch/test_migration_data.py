@@ -42,6 +42,16 @@ def test_0006_gives_stored_notices_the_reference_they_printed(pg_database, data_
     assert key_ids == {old.sealed.split(".")[1]}
 
 
+def _store_notices(conn, notices: list) -> None:  # noqa: ANN001
+    """Notices as dispatch stored them (their contract JSON) before the revision under test."""
+    conn.execute(text(
+        "INSERT INTO dispatch_notice (notice_id, incident_id, person_id, version, planned,"
+        " payload, created_at, dob_checks) VALUES (:id, 'inc-1', :person, :version, true,"
+        " :payload, CURRENT_TIMESTAMP, '[]')"), [
+        {"id": n.notice_id, "person": n.person_id, "version": n.version,
+         "payload": n.model_dump_json().encode()} for n in notices])
+
+
 def _two_agency_notice(sealer: Sealer, n: int, agencies: list[str]):  # noqa: ANN202
     notice = notice_message(sealer, n, person(n))
     first = notice.agencies[0]
@@ -60,12 +70,7 @@ def test_0009_names_the_agencies_of_the_notices_stored_before_it(dialect, pg_dat
     one = _two_agency_notice(sealer, 2, ["lab-2"])
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO dispatch_notice (notice_id, incident_id, person_id, version, planned,"
-            " payload, created_at, dob_checks) VALUES (:id, 'inc-1', :person, 1, true, :payload,"
-            " CURRENT_TIMESTAMP, '[]')"), [
-            {"id": n.notice_id, "person": n.person_id, "payload": n.model_dump_json().encode()}
-            for n in (both, one)])
+        _store_notices(conn, [both, one])
     migrations.upgrade(tree, url)
     with engine.connect() as conn:
         rows = sorted(conn.execute(text(
@@ -94,12 +99,7 @@ def test_0010_marks_the_stored_sent_in_error_corrections_only_if_told(dialect, p
         for kind in ("sent_in_error", "agency_not_involved")} | {"amendment": plain}
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO dispatch_notice (notice_id, incident_id, person_id, version, planned,"
-            " payload, created_at, dob_checks) VALUES (:id, 'inc-1', :person, 2, true, :payload,"
-            " CURRENT_TIMESTAMP, '[]')"), [
-            {"id": n.notice_id, "person": n.person_id, "payload": n.model_dump_json().encode()}
-            for n in notices.values()])
+        _store_notices(conn, list(notices.values()))
         conn.execute(text(
             "INSERT INTO delivery (notice_id, incident_id, person_id, notice_version, channel,"
             " status, attempts, reference, generation, next_attempt_at, may_hold, created_at,"
