@@ -244,8 +244,11 @@ class IncidentIdentity:
         categories = intern_categories(msg.data_categories)
         # A hold on a new version of a record its person was told about does not untell them:
         # they hold that notice's reference, so the lineage keeps the record (and the hold is
-        # announced for it) instead of the person looking never told.
-        keeps_told = msg.on_hold and meta is not None and meta.told_by is not None
+        # announced for it) instead of the person looking never told. Nor does the version
+        # that lifts that hold: the hold's end is announced for the same reference, and
+        # release compares what it says with what they were told (an amendment, or nothing).
+        keeps_told = (meta is not None and meta.told_by is not None
+                      and (msg.on_hold or meta.on_hold))
         if meta is None:
             meta = self.records[key] = RecordMeta(msg.record_version, None, False, msg.on_hold,
                                                   categories)

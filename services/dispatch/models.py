@@ -79,6 +79,16 @@ class Delivery(SQLModel, table=True):
             sqlite_where=text("status = 'sending'"),
         ),
         Index("ix_delivery_incident_status", "incident_id", "channel", "status"),
+        # Due deliveries sent only if an earlier version reached the person: the few the
+        # claim looks at again before sending (store/deliveries.settle_unneeded_corrections).
+        Index(
+            "ix_delivery_due_only_if_told",
+            "channel", "next_attempt_at",
+            postgresql_where=text("only_if_told AND status IN "
+                                  "('queued','temporary-failure','technical-failure')"),
+            sqlite_where=text("only_if_told AND status IN "
+                              "('queued','temporary-failure','technical-failure')"),
+        ),
         # A person's other versions (supersede, "updates the notice we sent you").
         Index("ix_delivery_person", "person_id", "incident_id"),
         # Emails a provider deferred: the timer that acts if it never says more.
@@ -121,6 +131,9 @@ class Delivery(SQLModel, table=True):
     content_revision: int | None = None
     says_emailed: bool | None = None  # SMS: "we have emailed you"
     says_update: bool | None = None  # "this updates the notice we sent you earlier"
+    # Sent only if an earlier version of the person's notice reached them (a sent-in-error
+    # correction: policy.correction_has_anything_to_say), set when it is planned.
+    only_if_told: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -88,9 +88,13 @@ def _new_delivery(notice: NoticeMessage, channel: str, quiet: QuietHours | None,
                   now: datetime) -> NewDelivery:
     status = delivery_state.initial_status(channel)
     due = 0.0 if status is S.UNREACHABLE else policy.first_attempt_at(channel, quiet, now).timestamp()
+    # A correction with nothing to say to a person no earlier version reached is looked at
+    # again before it is sent (drop_unneeded_corrections): what was on its way may bounce.
+    only_if_told = notice.correction is not None and not policy.correction_has_anything_to_say(
+        notice.correction.kind, earlier_told=False)
     return NewDelivery(
         notice.notice_id, notice.incident_id, notice.person_id, notice.version, channel,
-        status.value, delivery_state.reference_for(notice.notice_id, channel), due,
+        status.value, delivery_state.reference_for(notice.notice_id, channel), due, only_if_told,
     )
 
 
@@ -184,24 +188,14 @@ def drop_unneeded_corrections(session: Session, now: datetime, channels: Sequenc
     while an earlier version was on its way, that version may since have bounced or failed for
     good. When no earlier version reached them, the correction is not sent: its due deliveries
     become 'not-needed' (stored, logged, counted; the call centre sees them) — nobody is told
-    "we sent you a notice in error" about a notice they never received. Returns how many."""
-    due = deliveries.due_unreached_follow_ups(session, now, channels)
-    if not due:
-        return 0
-    payloads = notices.notice_payloads(session, sorted({d.notice_id for d in due}))
-    unneeded: set[str] = set()
-    for notice_id, payload in payloads.items():
-        correction = decode_notice(payload).correction
-        if correction is not None and not policy.correction_has_anything_to_say(
-                correction.kind, earlier_told=False):
-            unneeded.add(notice_id)
-    dropped = deliveries.mark_not_needed(session, [d.id for d in due if d.notice_id in unneeded],
-                                         now)
-    for d in due:
-        if d.notice_id in unneeded:
-            log.info("correction notice not sent: no earlier version reached the person", extra={
-                "incident_id": d.incident_id, "notice_id": d.notice_id, "channel": d.channel})
-    return dropped
+    "we sent you a notice in error" about a notice they never received. Which deliveries are
+    such corrections was decided when they were planned (`_new_delivery`), so this is one
+    statement on the few due ones, whatever else is due. Returns how many."""
+    dropped = deliveries.settle_unneeded_corrections(session, now, channels)
+    for d in dropped:
+        log.info("correction notice not sent: no earlier version reached the person", extra={
+            "incident_id": d.incident_id, "notice_id": d.notice_id, "channel": d.channel})
+    return len(dropped)
 
 
 def expire_leases(session: Session, owner: str, lease_s: float, now: datetime) -> int:

@@ -357,3 +357,30 @@ def test_a_hold_on_a_new_version_of_the_only_told_record_is_announced_for_its_no
     assert state.release(T0, RELEASE_NOW, T0) == []
     assert state.take_hold_changes() == [(first.notice_person_id, True)]
     assert state.persons[state.records["lab", "lab-1"].person_id].status == "held"
+
+
+@pytest.mark.parametrize("same_details", [True, False])
+def test_a_hold_lifted_by_a_new_version_of_the_only_told_record_is_announced_ended(same_details):
+    """The record the person was told about comes again with a hold (announced held for the
+    notice they have), then once more without it: the end of the hold is announced for that
+    same notice's reference and the person is no longer held — whether the lifted version
+    tells them anything new (an amendment) or nothing (same details)."""
+    state = _identity_with(record_message(SEALER, INC, "lab", "lab-1", **AROHA))
+    (first,) = state.release(T0, RELEASE_NOW, T0)
+    state.apply_record(record_message(SEALER, INC, "lab", "lab-1", version=2,
+                                      hold={"reason": "health_prejudice"}, **AROHA))
+    state.settle(T0)
+    assert state.release(T0, RELEASE_NOW, T0) == []
+    assert state.take_hold_changes() == [(first.notice_person_id, True)]
+    extra = {} if same_details else {"categories": ("clinical_notes", "prescriptions")}
+    state.apply_record(record_message(SEALER, INC, "lab", "lab-1", version=3, **AROHA, **extra))
+    state.settle(T0)
+    due = state.release(T0, RELEASE_NOW, T0)
+    # A new category is an amendment in the same lineage (never a first notice under a new
+    # reference); the same details tell them nothing new.
+    assert [(n.notice_person_id, n.version) for n in due] == (
+        [] if same_details else [(first.notice_person_id, 2)])
+    assert state.take_hold_changes() == [(first.notice_person_id, False)]
+    person = state.persons[state.records["lab", "lab-1"].person_id]
+    assert person.status == "notified" and person.notice_person_id == first.notice_person_id
+    assert state.release(T0, RELEASE_NOW, T0) == [] and state.take_hold_changes() == []  # once

@@ -702,6 +702,29 @@ async def test_a_correction_says_only_what_corrects_what_the_person_was_sent(
     assert "sent to you by mistake" in mailed.message.get_body(("plain",)).get_content()
 
 
+async def _bounced_while_a_correction_waits(stack, db: str, smtp, recipient: dict):  # noqa: ANN001, ANN202
+    """Person 1's version 1 accepted by the relay (`sent`, no receipt yet); a sent-in-error
+    correction arrives, so it is planned, and is refused for now (451) while version 1 bounces;
+    then the relay accepts again and the correction comes to be decided. (first, correction)."""
+    address = recipient["email"]
+    first = notice_message(stack.sealer, 1, recipient, dates_of_birth=["1979-11-30"])
+    await stack.publish_notices([first])
+    await _until(lambda: _statuses(db).get((first.notice_id, "email")) == "sent",
+                 "version 1 accepted by the relay")
+    smtp.set_recipient(address, "tempfail")  # the correction waits, the bounce is coming
+    correction = _correcting(notice_message(stack.sealer, 1, recipient, version=2,
+                                            dates_of_birth=["1979-11-30"]), "sent_in_error")
+    await stack.publish_notices([correction])
+    await _until(lambda: _statuses(db).get((correction.notice_id, "email")) in (
+        "temporary-failure", "technical-failure"), "the correction planned and refused")
+    await _until(lambda: _statuses(db).get((first.notice_id, "email")) == "permanent-failure",
+                 "version 1 bounced")
+    smtp.set_recipient(address, "accept")
+    await _until(lambda: _statuses(db).get((correction.notice_id, "email")) not in (
+        "queued", "sending", "temporary-failure", "technical-failure"), "the correction decided")
+    return first, correction
+
+
 async def test_a_sent_in_error_correction_planned_while_the_notice_was_in_flight_is_not_sent_once_it_bounced(
     service_env, pg_database, smtp, sms, mail
 ):
@@ -726,21 +749,7 @@ async def test_a_sent_in_error_correction_planned_while_the_notice_was_in_flight
     recipient = person(1, mobile=False, address=False)
     async with running_dispatch(settings) as stack:
         await stack.publish_incident(incident_message())
-        first = notice_message(stack.sealer, 1, recipient, dates_of_birth=["1979-11-30"])
-        await stack.publish_notices([first])
-        await _until(lambda: _statuses(db).get((first.notice_id, "email")) == "sent",
-                     "version 1 accepted by the relay")
-        smtp.set_recipient(address, "tempfail")  # the correction waits, the bounce is coming
-        correction = _correcting(notice_message(stack.sealer, 1, recipient, version=2,
-                                                dates_of_birth=["1979-11-30"]), "sent_in_error")
-        await stack.publish_notices([correction])
-        await _until(lambda: _statuses(db).get((correction.notice_id, "email")) in (
-            "temporary-failure", "technical-failure"), "the correction planned and refused")
-        await _until(lambda: _statuses(db).get((first.notice_id, "email")) == "permanent-failure",
-                     "version 1 bounced")
-        smtp.set_recipient(address, "accept")
-        await _until(lambda: _statuses(db).get((correction.notice_id, "email")) not in (
-            "queued", "sending", "temporary-failure", "technical-failure"), "the correction decided")
+        first, correction = await _bounced_while_a_correction_waits(stack, db, smtp, recipient)
         statuses = _statuses(db)
         reasons = {(n, c): r for n, c, _, r in _rows(db)}
         lookup = await stack.http.post("/v1/incidents/inc-1/notice-lookups", headers={
@@ -762,6 +771,52 @@ async def test_a_sent_in_error_correction_planned_while_the_notice_was_in_flight
     assert report.status_code == 200, report.text
     counts = {(c["measure"], c.get("agency_id")): c["value"] for c in report.json()["counts"]}
     assert counts[("corrections.email.not-needed", None)] == 1
+
+
+
+@pytest.mark.slow
+async def test_an_unneeded_correction_behind_many_due_follow_ups_is_never_sent(
+    service_env, pg_database, smtp, sms, mail
+):
+    """As above, but with 501 follow-ups due ahead of the correction by id: letters amending
+    letters never posted (the first version superseded unsent), waiting for a mail-out. They
+    are due, version 2, and no earlier version of theirs reached anyone — yet each has
+    something to say. The sent-in-error correction behind them must still end `not-needed`,
+    never sent: the relay's own log is the evidence. (Before, the check before each claim
+    looked at the first 500 such follow-ups by id only, so the correction was claimed and sent.)"""
+    db = pg_database("dispatch")
+    port = free_port()
+    smtp.bounce_webhook_url = f"http://127.0.0.1:{port}/v1/receipts/smtp"
+    smtp.behaviour.defer_seconds = 2.0
+    address = "person1@example.nz"
+    smtp.set_recipient(address, "defer-then-bounce")
+    settings = dispatch_settings(service_env, db, port=port, smtp_port=smtp.port, sms_url=sms.url,
+                                 quiet_hours_enabled=False, retry_max_attempts=1000)
+    recipient = person(1, mobile=False, address=False)
+    by_post = [person(n, email=False, mobile=False) for n in range(1001, 1502)]
+    async with running_dispatch(settings) as stack:
+        await stack.publish_incident(incident_message())
+        await stack.publish_notices([notice_message(stack.sealer, n, r)
+                                     for n, r in zip(range(1001, 1502), by_post, strict=True)])
+        await _until(lambda: len(_rows(db)) == 501, "the first letters queued")
+        await stack.publish_notices([notice_message(stack.sealer, n, r, version=2)
+                                     for n, r in zip(range(1001, 1502), by_post, strict=True)])
+        await _until(lambda: sum(s == "queued" for _, c, s, _ in _rows(db) if c == "postal")
+                     == 501 and len(_rows(db)) == 1002, "the amending letters queued")
+
+        first, correction = await _bounced_while_a_correction_waits(stack, db, smtp, recipient)
+        rows = _rows(db)
+    ids = [n for n, c, _, _ in rows]
+    assert ids.index(correction.notice_id) > 1001  # behind every letter by id
+    statuses = {(n, c): (s, r) for n, c, s, r in rows}
+    assert statuses[(correction.notice_id, "email")] == ("not-needed", "correction_not_needed")
+    assert all(m.message["X-Panui-Reference"].split(":")[0] != correction.notice_id
+               for m in smtp.messages)
+    # The letters still have something to say: queued for the mail-out, untouched.
+    assert sum(s == "queued" for (_, c), (s, _) in statuses.items() if c == "postal") == 501
+    Reconciliation.of({first.person_id: {"email": 1}},
+                      {first.notice_id: first.person_id, correction.notice_id: first.person_id},
+                      maildir=mail, sms_logs=[sms.message_log]).assert_exact()
 
 
 # ------------------------------------------------------------------------------- item 6

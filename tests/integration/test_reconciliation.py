@@ -10,6 +10,7 @@ import asyncio
 import csv
 import io
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -97,9 +98,9 @@ async def _until(urls, key, out, done, what: str, timeout_s: float = 180) -> dic
         await asyncio.sleep(0.5)
 
 
-async def test_each_agency_downloads_what_became_of_each_of_its_records(
-    service_env, pg_database, tmp_path
-):
+@asynccontextmanager
+async def _services(service_env, pg_database, **dedupe):  # noqa: ANN001, ANN202
+    """The three services over real HTTP and the local SMTP gateway: (http, urls, smtp)."""
     env = {**service_env, "token_signing_key": SIGNING_KEY}
     smtp = SmtpGateway()
     await smtp.start()
@@ -107,7 +108,8 @@ async def test_each_agency_downloads_what_became_of_each_of_its_records(
     urls = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
     apps = {
         "intake": create_intake(IntakeSettings(**env, database_url=pg_database("intake"))),
-        "dedupe": create_dedupe(DedupeSettings(**env, database_url=pg_database("dedupe"))),
+        "dedupe": create_dedupe(DedupeSettings(**env, **dedupe,
+                                               database_url=pg_database("dedupe"))),
         "dispatch": create_dispatch(DispatchSettings(
             **env, database_url=pg_database("dispatch"), smtp_port=smtp.port,
             quiet_hours_enabled=False, receipt_callback_base_url="")),
@@ -117,9 +119,97 @@ async def test_each_agency_downloads_what_became_of_each_of_its_records(
                 serve_in_thread(apps["dedupe"], ports["dedupe"], "dedupe"), \
                 serve_in_thread(apps["dispatch"], ports["dispatch"], "dispatch"):
             async with httpx.AsyncClient(timeout=60) as http:
-                await _scenario(http, urls, tmp_path, smtp)
+                yield http, urls, smtp
     finally:
         await smtp.stop()
+
+
+async def test_each_agency_downloads_what_became_of_each_of_its_records(
+    service_env, pg_database, tmp_path
+):
+    async with _services(service_env, pg_database) as (http, urls, smtp):
+        await _scenario(http, urls, tmp_path, smtp)
+
+
+async def test_a_record_whose_correction_was_not_needed_shows_withdrawn_and_nothing_sent(
+    service_env, pg_database, tmp_path
+):
+    """A's record was notified, but the email bounced at the relay (550) and nothing else
+    could reach the person; A then withdraws it (sent in error) and the coordinator decides a
+    correction. No earlier version reached the person, so the correction is not sent: its
+    delivery is `not-needed`. A's reconciliation says what became of the record — withdrawn —
+    and never that a correction (or anything after the bounce) went out, in the API's parts
+    and in `panui feed status`'s CSV alike; A's other record stays notified."""
+    async with _services(service_env, pg_database, review_sync_interval_s=0.2,
+                         release_tick_s=0.2) as (http, urls, smtp):
+        intake, dedupe, dispatch = urls["intake"], urls["dedupe"], urls["dispatch"]
+        bounced = person(1, email="recon.bounce@example.nz")
+        smtp.set_recipient(bounced["email"], "reject")
+        created = await http.post(f"{intake}/v1/incidents", headers=COORDINATOR,
+                                  json=incident_body(INCIDENT, [(A, "Kōwhai Medical Centre")]))
+        assert created.status_code == 201, created.text
+        key = created.json()["issued_keys"][0]["api_key"]
+        auth = {"authorization": f"Bearer {key}"}
+        records = [affected_record("a-bounced", **bounced), affected_record("a-kept", **person(2))]
+        fed = await http.post(f"{intake}/v1/incidents/{INCIDENT}/feeds", content=ndjson(records),
+                              headers=auth | {"content-type": "application/x-ndjson"})
+        assert fed.status_code == 202, fed.text
+        done = await http.post(f"{intake}/v1/incidents/{INCIDENT}/completion", headers=auth)
+        assert done.status_code == 200, done.text
+        out = tmp_path / "status.csv"
+        rows = await _until(urls, key, out, lambda r: r["a-bounced"]["outcome"] == "unreachable"
+                            and r["a-kept"]["delivery_status"] in ("sent", "delivered"),
+                            "the bounce and the other notice sent")
+        assert rows["a-bounced"]["delivery_status"] == "permanent-failure"
+
+        gone = await http.delete(f"{intake}/v1/incidents/{INCIDENT}/records/a-bounced",
+                                 headers=auth)
+        assert gone.status_code == 200, gone.text
+
+        async def retraction() -> dict | None:
+            answer = await http.get(f"{dedupe}/v1/incidents/{INCIDENT}/reviews",
+                                    headers=COORDINATOR)
+            return next((i for i in answer.json() if i["kind"] == "retraction"), None)
+        deadline = time.monotonic() + 120
+        while (item := await retraction()) is None:
+            assert time.monotonic() < deadline, "no retraction item"
+            await asyncio.sleep(0.3)
+        decided = await http.post(
+            f"{dedupe}/v1/incidents/{INCIDENT}/reviews/{item['review_id']}/decision",
+            headers=COORDINATOR, json={"decision": "send_correction"})
+        assert decided.status_code == 200, decided.text
+
+        minted = await http.post(f"{intake}/v1/incidents/{INCIDENT}/status-ticket", headers=auth)
+        ticket = {"authorization": f"Bearer {minted.json()['ticket']}"}
+        deadline = time.monotonic() + 120
+        while True:  # dispatch's part: the correction names A, settled not-needed
+            page = (await http.get(f"{dispatch}/v1/incidents/{INCIDENT}/reconciliation/notices",
+                                   headers=ticket)).json()
+            corrections = [n for n in page["notices"] if n["version"] == 2]
+            if corrections and corrections[0]["deliveries"]:
+                break
+            assert time.monotonic() < deadline, f"no correction in dispatch's part: {page}"
+            await asyncio.sleep(0.3)
+        assert [(d["channel"], d["status"]) for d in corrections[0]["deliveries"]] == [
+            ("email", "not-needed")]
+        dedupe_part = (await http.get(f"{dedupe}/v1/incidents/{INCIDENT}/reconciliation/records",
+                                      headers=ticket)).json()
+        assert {r["source_record_id"]: r["state"] for r in dedupe_part["records"]} == {
+            "a-bounced": "withdrawn", "a-kept": "notified"}
+
+        result = await _status(urls, key, out)
+        assert result.exit_code == 0, result.output
+        rows = _rows(out.read_text(encoding="utf-8"))
+        assert rows["a-bounced"]["outcome"] == "withdrawn", rows["a-bounced"]
+        assert rows["a-bounced"]["detail"] == "withdrawn by your agency"
+        assert rows["a-bounced"]["notice_reference"] == rows["a-bounced"]["delivery_status"] == ""
+        assert rows["a-kept"]["outcome"] == "notified"
+        assert rows["a-kept"]["delivery_status"] in ("sent", "delivered")
+        assert "not-needed" not in out.read_text(encoding="utf-8")
+        assert not [m for m in smtp.messages if bounced["email"] in m.rcpt_tos]  # refused, never sent
+        report = await http.get(f"{dispatch}/v1/incidents/{INCIDENT}/report", headers=COORDINATOR)
+        counts = {c["measure"]: c["value"] for c in report.json()["counts"] if c["agency_id"] is None}
+        assert counts["corrections.email.not-needed"] == 1
 
 
 async def _scenario(http: httpx.AsyncClient, urls: dict[str, str], tmp_path: Path,

@@ -56,6 +56,7 @@ class NewDelivery:
     status: str
     reference: str
     next_attempt_at: float  # epoch seconds
+    only_if_told: bool = False  # see models.Delivery
 
 
 def insert_deliveries(
@@ -84,7 +85,8 @@ def _new_row(d: NewDelivery, now: datetime) -> dict:
         "notice_id": d.notice_id, "incident_id": d.incident_id, "person_id": d.person_id,
         "notice_version": d.notice_version, "channel": d.channel, "status": d.status,
         "attempts": 0, "reference": d.reference, "generation": 0,
-        "next_attempt_at": d.next_attempt_at, "created_at": now, "updated_at": now,
+        "next_attempt_at": d.next_attempt_at, "only_if_told": d.only_if_told,
+        "created_at": now, "updated_at": now,
     }
 
 
@@ -302,61 +304,39 @@ def earlier_told(session: Session, incident_id: str, person_id: str, version: in
                                  "version": version}).first() is not None
 
 
-@dataclass(frozen=True, slots=True)
-class DueFollowUp:
-    """A due delivery of a later version whose person no earlier version has reached."""
-
-    id: int
-    notice_id: str
-    incident_id: str
-    person_id: str
-    channel: str
-    attempts: int
-
-
-def due_unreached_follow_ups(session: Session, now: datetime, channels: Collection[str],
-                             limit: int = 500) -> list[DueFollowUp]:
-    """Due deliveries (not one a gateway may already hold) of a version > 1 none of whose
-    person's earlier versions can reach them: every earlier delivery bounced, failed for good,
-    or was never sent (NEVER_REACHED_STATES). Few: an amendment normally follows a version
-    that got through. The caller decides from the notices which of them still has something
-    to say (a sent-in-error correction has not)."""
+def settle_unneeded_corrections(session: Session, now: datetime,
+                                channels: Collection[str]) -> list[DeliveryKey]:
+    """Due deliveries on `channels` sent only if an earlier version reached the person
+    (`only_if_told`, set when planned) — none of whose person's earlier versions can reach
+    them now (every one bounced, failed for good or was never sent: NEVER_REACHED_STATES) —
+    and that no gateway may hold, become 'not-needed' (with their events, reason
+    `correction_not_needed`): never sent. Every such due row, in one statement on the partial
+    index of due `only_if_told` rows (normally empty), so the claim that follows in the same
+    transaction never takes one. Returns them."""
     if not channels:
         return []
-    sql = text(
-        f"""
-        SELECT d.id, d.notice_id, d.incident_id, d.person_id, d.channel, d.attempts
-        FROM delivery d
-        WHERE d.status IN ({_sql_list(DUE_STATES)}) AND d.next_attempt_at <= :now
-              AND d.channel IN :channels AND d.notice_version > 1 AND NOT d.may_hold
-              AND NOT EXISTS (
-                  SELECT 1 FROM delivery p WHERE p.incident_id = d.incident_id
-                  AND p.person_id = d.person_id AND p.notice_version < d.notice_version
-                  AND p.status NOT IN ({_sql_list(NEVER_REACHED_STATES)}))
-        ORDER BY d.id LIMIT :limit
-        """  # noqa: S608 - fixed literals only
-    ).bindparams(bindparam("channels", expanding=True))
-    return [DueFollowUp(*r) for r in session.execute(sql, {
-        "now": now.timestamp(), "channels": sorted(channels), "limit": limit}).all()]
-
-
-def mark_not_needed(session: Session, ids: Collection[int], now: datetime) -> int:
-    """These deliveries, if still not handed to any gateway, become 'not-needed' (with their
-    events, reason `correction_not_needed`): never sent. Returns how many."""
-    if not ids:
-        return 0
+    lock = "FOR UPDATE SKIP LOCKED" if _is_postgres(session) else ""
     sql = text(
         f"""
         UPDATE delivery SET status = 'not-needed', reason_code = 'correction_not_needed',
                lease_until = NULL, updated_at = :now_dt
-        WHERE id IN :ids AND status IN ({_sql_list(DUE_STATES)}) AND NOT may_hold
+        WHERE id IN (
+            SELECT d.id FROM delivery d
+            WHERE d.only_if_told AND d.status IN ({_sql_list(DUE_STATES)})
+                  AND d.next_attempt_at <= :now AND d.channel IN :channels AND NOT d.may_hold
+                  AND NOT EXISTS (
+                      SELECT 1 FROM delivery p WHERE p.incident_id = d.incident_id
+                      AND p.person_id = d.person_id AND p.notice_version < d.notice_version
+                      AND p.status NOT IN ({_sql_list(NEVER_REACHED_STATES)}))
+            {lock})
         RETURNING notice_id, incident_id, person_id, channel, attempts
         """  # noqa: S608 - fixed literals only
-    ).bindparams(bindparam("ids", expanding=True))
-    rows = session.execute(sql, {"ids": sorted(ids), "now_dt": now}).all()
+    ).bindparams(bindparam("channels", expanding=True))
+    rows = session.execute(sql, {"now": now.timestamp(), "now_dt": now,
+                                 "channels": sorted(channels)}).all()
     publish(session, [event_row(r, DeliveryStatus.NOT_NEEDED, r.attempts, now,
                                 reason_code="correction_not_needed") for r in rows])
-    return len(rows)
+    return [DeliveryKey(*r[:4]) for r in rows]
 
 
 # ------------------------------------------------------------------------------ changes
