@@ -171,6 +171,12 @@ def is_deferral(channel: str, provider_status: str) -> bool:
     return channel == "email" and provider_status in DEFERRAL_STATUSES
 
 
+def lookup_settles(reported: DeliveryStatus) -> bool:
+    """Whether a status lookup's answer is applied (as a receipt): anything but "still on its
+    way" — which would change nothing, and is asked again later."""
+    return reported not in (S.SENT, S.SENDING)
+
+
 class ReceiptOutcome(StrEnum):
     UPDATED = "updated"
     DUPLICATE = "duplicate"  # the delivery already has the reported status

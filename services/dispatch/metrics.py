@@ -32,6 +32,20 @@ HOUSEKEEPING_PASSES = Counter(
     "panui_dispatch_housekeeping_passes_total",
     "Sender housekeeping passes completed (lease recovery, deferrals, planning); flat: stuck",
 )
+STATUS_LOOKUPS = Counter(
+    "panui_dispatch_status_lookups_total",
+    "SMS still 'sent' asked about at their gateway, by gateway and what came of it (updated, "
+    "duplicate, stale, pending, not-found, unanswered, mismatch)",
+    ["provider", "outcome"],
+)
+STATUS_LOOKUP_PASSES = Counter(
+    "panui_dispatch_status_lookup_passes_total", "Status lookup passes completed; flat: stuck"
+)
+SMS_UNCONFIRMED = Gauge(
+    "panui_dispatch_sms_unconfirmed",
+    "SMS still 'sent' past status_lookup_max_age_s: no receipt and no final status by lookup",
+    multiprocess_mode="livemax",
+)
 LEASES_RECOVERED = Counter(
     "panui_dispatch_leases_recovered_total",
     "Claims recovered from senders whose lease lapsed (they are sent again, same reference)",

@@ -98,6 +98,13 @@ class Delivery(SQLModel, table=True):
             postgresql_where=text("status = 'sent' AND reason_code = 'receipt-deferred'"),
             sqlite_where=text("status = 'sent' AND reason_code = 'receipt-deferred'"),
         ),
+        # SMS with no final receipt yet: when the status lookup asks about each next.
+        Index(
+            "ix_delivery_sms_sent",
+            "next_attempt_at",
+            postgresql_where=text("status = 'sent' AND channel = 'sms'"),
+            sqlite_where=text("status = 'sent' AND channel = 'sms'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -301,3 +301,22 @@ def retry_or_give_up(
     if delay is None:
         return RetryDecision(DeliveryStatus.PERMANENT_FAILURE, 0.0)
     return RetryDecision(failure, now_s + max(delay, retry_after or 0.0))
+
+
+# ------------------------------------------------------------------------------ status lookups
+
+# An SMS the gateway took is asked about this long after, if no receipt has settled it
+# (services/dispatch/status_lookup.py; settings.status_lookup_after_s).
+STATUS_LOOKUP_AFTER_S = 900.0
+# Channels whose provider can be asked what became of a message. Not email: SMTP ends at the
+# relay's 250, and nothing in the protocol can be asked afterwards (docs/decisions.md).
+LOOKED_UP_CHANNELS: frozenset[str] = frozenset({"sms"})
+
+
+def status_lookup_at(channel: str, status: DeliveryStatus, now: datetime,
+                     after_s: float) -> float | None:
+    """When an accepted delivery is first due for a status lookup (epoch seconds), or None to
+    leave its timer alone (email; or delivered already: nothing to ask)."""
+    if channel not in LOOKED_UP_CHANNELS or status is not DeliveryStatus.SENT:
+        return None
+    return now.timestamp() + after_s

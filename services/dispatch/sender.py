@@ -66,6 +66,7 @@ from services.dispatch.providers.base import (
 from services.dispatch.providers.factory import build_permits
 from services.dispatch.providers.failover import FailoverSmsProvider
 from services.dispatch.settings import DispatchSettings
+from services.dispatch.status_lookup import StatusLookup
 from services.dispatch.store import deliveries, senders
 from services.dispatch.store.deliveries import Claimed
 from services.dispatch.tracking import SendOutcome
@@ -124,6 +125,8 @@ class Sender:
         self._rotation = 0
         self._content: dict[int, IncidentEntry | None] = {}  # claimed delivery -> its revision
         self.housekeeping_passes = 0  # completed (as the metric); flat while the db is up: stuck
+        self.lookup = StatusLookup(settings, db, book, sms, clock, quiet, retry, self._changed)
+        self._lookup_loop: SupervisedLoop | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -142,6 +145,12 @@ class Sender:
         for loop in self.loops:
             loop.start()
         self._tasks = [loop.task for loop in self.loops]
+        if self.settings.status_lookup_enabled:  # the net under lost SMS receipts
+            self._lookup_loop = SupervisedLoop("dispatch-status-lookup", self.lookup.run,
+                                               service=self.settings.service_name,
+                                               should_stop=lambda: self._stopping)
+            self._lookup_loop.start()
+            self.loops.append(self._lookup_loop)
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop claiming; let sends in flight finish for `grace_s` and record them. Sends still
@@ -154,6 +163,9 @@ class Sender:
         self._stopping = True
         self.wake()
         claim, results, maintenance = self._tasks or (None, None, None)
+        if self._lookup_loop and self._lookup_loop.task:  # nothing in it needs finishing
+            self._lookup_loop.task.cancel()
+            await asyncio.gather(self._lookup_loop.task, return_exceptions=True)
         if claim:
             await _finish(claim, 5)
         if self._inflight:
@@ -203,6 +215,11 @@ class Sender:
     def wake(self) -> None:
         self._fresh = True
         self._kick.set()
+
+    def _changed(self) -> None:
+        """Deliveries changed outside the send path: publish, and look for due work."""
+        self.wake_relay()
+        self.wake()
 
     # ------------------------------------------------------------------ claiming
     async def _claim_loop(self) -> None:
@@ -532,7 +549,8 @@ class Sender:
                 continue
             try:
                 await self.db.run(tracking.record_results, self.book, batch, self.retry,
-                                  self.quiet, self.clock(), self.owner)
+                                  self.quiet, self.clock(), self.owner,
+                                  self.settings.status_lookup_after_s)
             except asyncio.CancelledError:
                 raise
             except Exception:

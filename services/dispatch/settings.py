@@ -130,6 +130,22 @@ class DispatchSettings(ServiceSettings):
     # gives up after 5 days), so by then it has been delivered, bounced or lost.
     email_deferral_timeout_s: float = 5 * 86400.0
 
+    # --- status lookup: SMS left 'sent' with no final receipt (services/dispatch/status_lookup.py)
+    # A receipt can be lost (a provider gives up retrying while dispatch is down): then a
+    # failed SMS would never fall back. An SMS still 'sent' this long after its gateway took it
+    # is asked about at that gateway, and again every `status_lookup_interval_s` while the
+    # answer is not final, until `status_lookup_max_age_s` after its first attempt (then it
+    # stays 'sent' and is counted: panui_dispatch_sms_unconfirmed). Longer than receipts take
+    # (seconds to minutes), so only the lost ones are asked about. Email is never looked up:
+    # SMTP has no status to ask for (docs/decisions.md).
+    status_lookup_enabled: bool = True
+    status_lookup_after_s: float = Field(default=900.0, gt=0)
+    status_lookup_interval_s: float = Field(default=900.0, gt=0)
+    # Believed longer than carriers' SMS validity periods (hours); not checked per provider.
+    status_lookup_max_age_s: float = Field(default=2 * 86400.0, gt=0)
+    status_lookup_batch: int = Field(default=200, ge=1)  # deliveries asked about per pass
+    status_lookup_period_s: float = Field(default=30.0, gt=0)  # between passes
+
     @model_validator(mode="after")
     def _deadline_within_lease(self) -> "DispatchSettings":
         if self.send_deadline_s >= self.sending_lease_s:

@@ -26,6 +26,7 @@ from services.dispatch import delivery_state, policy
 from services.dispatch.delivery_state import ReceiptOutcome
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.policy import QuietHours, RetryPolicy
+from services.dispatch.providers.base import StatusAnswer
 from services.dispatch.providers.receipts import Receipt
 from services.dispatch.store import deliveries, notices, senders
 from services.dispatch.store import holds as holds_store
@@ -229,11 +230,13 @@ class SendOutcome:
 def record_results(
     session: Session, book: IncidentBook, outcomes: Sequence[SendOutcome], retry: RetryPolicy,
     quiet: QuietHours | None, now: datetime, owner: str | None = None,
+    lookup_after_s: float = policy.STATUS_LOOKUP_AFTER_S,
 ) -> int:
     """Record what the gateways answered, a batch at a time: accepted, failed for good (then
     fall back), or failed for now (back off, or give up when the retry budget is spent). An
     outcome whose delivery has moved on — or whose claim `owner` no longer holds — is dropped.
-    Returns the number recorded."""
+    An accepted SMS is due for a status lookup `lookup_after_s` on, unless a receipt settles it
+    first. Returns the number recorded."""
     if not outcomes:
         return 0
     rows = deliveries.lock_deliveries(session, [o.delivery_id for o in outcomes])
@@ -253,6 +256,8 @@ def record_results(
             change.gateway = o.gateway
         if o.status in delivery_state.ACCEPTED_STATES:
             change.provider_reference = (o.provider_reference or "")[:200] or None
+            change.next_attempt_at = policy.status_lookup_at(row.channel, o.status, now,
+                                                             lookup_after_s)
         elif o.status is not S.PERMANENT_FAILURE:  # temporary or technical
             decision = policy.retry_or_give_up(
                 retry, o.status, row.attempts, row.first_attempt_at, now, o.retry_after
@@ -305,11 +310,13 @@ def record_signed_receipt(
 def record_receipt(
     session: Session, book: IncidentBook, provider: str, receipt: Receipt, retry: RetryPolicy,
     quiet: QuietHours | None, now: datetime, deferral_timeout_s: float = 5 * 86400.0,
+    source: str = "receipt",
 ) -> ReceiptOutcome:
     """Apply a provider's receipt (delivery_state.receipt_transition). A temporary failure
     (e.g. an SMS expired: phone off for the validity period) is sent again later under a new
     reference, since the gateway dedupes the old one; a permanent one falls back. An email
-    deferral changes nothing but a timer: the provider is still trying."""
+    deferral changes nothing but a timer: the provider is still trying. `source` names where
+    the status came from in the reason code ("receipt", or "lookup": record_lookup)."""
     notice_id, channel = delivery_state.parse_reference(receipt.reference)
     row = deliveries.lock_delivery(session, notice_id, channel)
     if row is None:
@@ -326,7 +333,7 @@ def record_receipt(
     if decision.outcome is not ReceiptOutcome.UPDATED:
         return decision.outcome
     assert decision.status is not None
-    reason = f"receipt-{receipt.provider_status}"[:64]
+    reason = f"{source}-{receipt.provider_status}"[:64]
     change = Change(row, decision.status.value, provider, reason,
                     provider_reference=receipt.provider_reference[:200] or KEEP)
     if deferral:
@@ -347,6 +354,32 @@ def record_receipt(
     deliveries.write_changes(session, [change], now)
     _after_changes(session, book, [change], quiet, now)
     return ReceiptOutcome.UPDATED
+
+
+def take_status_lookups(
+    session: Session, providers: Sequence[str], now: datetime, limit: int, interval_s: float,
+    max_age_s: float,
+) -> list[deliveries.LookupDue]:
+    """The SMS a status lookup pass asks about (store/deliveries.take_status_lookups), each
+    due again `interval_s` on unless its answer settles it."""
+    t = now.timestamp()
+    return deliveries.take_status_lookups(session, t, providers, limit, t + interval_s,
+                                          t - max_age_s)
+
+
+def record_lookup(
+    session: Session, book: IncidentBook, due: deliveries.LookupDue, answer: StatusAnswer,
+    retry: RetryPolicy, quiet: QuietHours | None, now: datetime, deferral_timeout_s: float,
+) -> ReceiptOutcome:
+    """A status lookup's answer, applied exactly as a receipt saying the same would be
+    (record_receipt: a permanent failure falls back once, a final delivery is left alone, a
+    receipt arriving afterwards is a duplicate). It names the reference we asked about, so an
+    answer about a generation since resent is stale."""
+    assert answer.status is not None and answer.provider_status is not None  # noqa: S101
+    receipt = Receipt(due.provider_reference, due.reference, answer.status,
+                      answer.provider_status, None)
+    return record_receipt(session, book, due.provider, receipt, retry, quiet, now,
+                          deferral_timeout_s, source="lookup")
 
 
 def expire_deferrals(

@@ -13,6 +13,10 @@ API (what HttpSmsProvider talks to):
        message is looked at: none was taken. A 5xx may come after some were (fail_batch_next).
   GET  /v1/messages[?reference=...]        inspect what was "sent"
   GET  /v1/messages/{id}
+  GET  /v1/messages/{id}/status -> 200 {id, reference, status, updated_at} (404: no such id):
+       the message's status as the carrier last reported it (accepted until then), whether
+       or not its receipt callback got through — what dispatch's status lookup asks (same
+       API key as sends). No number or text in it.
 Delivery receipts are POSTed to callback_url as JSON {id, reference, status, occurred_at} with
 header X-Panui-Signature (services/gateways/signing.py), retried with backoff.
 
@@ -35,13 +39,17 @@ Faults (tests/dev):
                                   that status (default 500): a gateway failing mid-batch
   delay_seconds                -> every answer is slow, AFTER storing (a timeout is ambiguous)
   rate_limit_next N, retry_after -> 429 with Retry-After
+  drop_receipts                -> the carrier's outcomes are still recorded (the status above),
+                                  but no receipt callback is ever posted: lost receipts
+                                  (`--drop-receipts`)
   409 comes by itself when a reference is reused with another to/body.
 
 Control (tests/dev), also available as Python methods on SmsGateway:
   POST /_control/behaviour {fail_next?, fail_status?, fail_after_store_next?,
                             fail_after_store_status?, reset_after_store_next?, delay_seconds?,
                             fail_batch_next?, fail_batch_after_taking?, fail_batch_status?,
-                            rate_limit_next?, retry_after?, receipt_delay?, hold_receipts?}
+                            rate_limit_next?, retry_after?, receipt_delay?, hold_receipts?,
+                            drop_receipts?}
   POST /_control/outcomes {to: "+6421...", status: "delivered"|"failed"|"expired"}
   POST /_control/reset      GET /_control/receipts      GET /_control/stats
 
@@ -104,6 +112,7 @@ class BehaviourRequest(BaseModel):
     retry_after: int | None = Field(default=None, ge=0)
     receipt_delay: float | None = Field(default=None, ge=0)
     hold_receipts: bool | None = None
+    drop_receipts: bool | None = None
 
 
 class OutcomeRequest(BaseModel):
@@ -131,6 +140,7 @@ class StoredSms:
     callback_url: str | None
     status: str
     created_at: str
+    status_at: str | None = None  # when the carrier's outcome was recorded
 
 
 @dataclass
@@ -150,6 +160,9 @@ class Behaviour:
     # Receipts wait (after receipt_delay) until this is cleared: a test decides when they
     # arrive by a condition, not by racing a delay.
     hold_receipts: bool = False
+    # Outcomes are recorded (GET .../status tells them) but no receipt is ever posted: the
+    # receipts a provider gave up on, for a test of what dispatch does without them.
+    drop_receipts: bool = False
 
 
 @dataclass
@@ -168,7 +181,9 @@ class SmsGateway:
     messages: dict[str, StoredSms] = field(default_factory=dict)  # by id
     by_reference: dict[str, str] = field(default_factory=dict)
     outcomes: dict[str, str] = field(default_factory=dict)  # to -> receipt status
-    receipts_sent: list[dict] = field(default_factory=list)  # {id, status, http_status}
+    # {id, status, http_status} per try; a dropped receipt: one entry, "dropped": True.
+    receipts_sent: list[dict] = field(default_factory=list)
+    status_lookups: int = 0  # GET /v1/messages/{id}/status answered
     send_attempts: int = 0
     message_log: Path | None = None  # JSON Lines: every message taken
     # False (dry-run sidecars in a real deployment): keep a digest of the number and text, not
@@ -261,6 +276,7 @@ class SmsGateway:
         self.outcomes.clear()
         self.receipts_sent.clear()
         self.send_attempts = 0
+        self.status_lookups = 0
 
     async def wait_for_receipts(
         self, n: int, timeout: float = 5.0  # noqa: ASYNC109 - test convenience
@@ -297,7 +313,7 @@ class SmsGateway:
             self.messages[sms.id] = sms
             self.by_reference[sms.reference] = sms.id
             self._log(sms)
-            self._schedule_receipt(sms)
+            self._schedule_outcome(sms)
         if b.fail_after_store_next > 0:
             b.fail_after_store_next -= 1
             return Answer(b.fail_after_store_status, {"error": "upstream failure (simulated)"})
@@ -307,19 +323,28 @@ class SmsGateway:
         return Answer(202, {"id": sms.id, "status": "accepted"})
 
     # ---------------------------------------------------------------- receipts
-    def _schedule_receipt(self, sms: StoredSms) -> None:
-        if not sms.callback_url:
-            return
-        task = asyncio.get_running_loop().create_task(self._deliver_receipt(sms))
+    def _schedule_outcome(self, sms: StoredSms) -> None:
+        # Every message gets its carrier outcome (the status lookup reads it), with or
+        # without a callback to report it to.
+        task = asyncio.get_running_loop().create_task(self._outcome(sms))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver_receipt(self, sms: StoredSms) -> None:
+    async def _outcome(self, sms: StoredSms) -> None:
         await asyncio.sleep(self.behaviour.receipt_delay)
         while self.behaviour.hold_receipts:  # noqa: ASYNC110 - a test gateway's gate
             await asyncio.sleep(0.05)
         status = self.outcomes.get(sms.to, "delivered")
-        sms.status = status
+        sms.status, sms.status_at = status, datetime.now(UTC).isoformat()
+        if not sms.callback_url:
+            return
+        if self.behaviour.drop_receipts:
+            self.receipts_sent.append({"id": sms.id, "status": status, "http_status": None,
+                                       "dropped": True})
+            return
+        await self._deliver_receipt(sms, status)
+
+    async def _deliver_receipt(self, sms: StoredSms, status: str) -> None:
         body = json.dumps(
             {
                 "id": sms.id,
@@ -452,6 +477,16 @@ def create_app(gw: SmsGateway) -> FastAPI:
             raise HTTPException(status_code=404, detail="no such message")
         return asdict(gw.messages[message_id])
 
+    @app.get("/v1/messages/{message_id}/status")
+    async def message_status(message_id: str, authorization: str | None = Header(default=None)):
+        check_auth(authorization)
+        sms = gw.messages.get(message_id)
+        if sms is None:
+            raise HTTPException(status_code=404, detail="no such message")
+        gw.status_lookups += 1
+        return {"id": sms.id, "reference": sms.reference, "status": sms.status,
+                "updated_at": sms.status_at or sms.created_at}
+
     @app.post("/_control/behaviour")
     async def set_behaviour(req: BehaviourRequest):
         for k, v in req.model_dump(exclude_none=True).items():
@@ -471,7 +506,7 @@ def create_app(gw: SmsGateway) -> FastAPI:
     @app.get("/_control/stats")
     async def stats():
         return {"messages": len(gw.messages), "send_attempts": gw.send_attempts,
-                "receipts_sent": len(gw.receipts_sent)}
+                "receipts_sent": len(gw.receipts_sent), "status_lookups": gw.status_lookups}
 
     @app.get("/_control/receipts")
     async def receipts():
@@ -497,6 +532,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="append every message taken to this JSON Lines file")
     parser.add_argument("--receipt-timeout", type=float, default=15.0,
                         help="seconds one receipt try waits for an answer")
+    parser.add_argument("--drop-receipts", action="store_true",
+                        help="record outcomes but never post a receipt callback")
     parser.add_argument("--digests-only", action="store_true",
                         help="keep a digest of each number and text, not them")
     args = parser.parse_args(argv)
@@ -505,6 +542,7 @@ def main(argv: list[str] | None = None) -> None:
         message_log=args.message_log, keep_content=not args.digests_only,
         receipt_timeout_s=args.receipt_timeout,
     )
+    gw.behaviour.drop_receipts = args.drop_receipts
     run_until_interrupted(gw, lambda g: f"SMS gateway listening on {g.url}")
 
 

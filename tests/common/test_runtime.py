@@ -24,7 +24,8 @@ async def test_health_ready_and_metrics(service_env, pg_database):
             f"consumer:{settings.consumer_group('dispatch.notices')}", "outbox-relay",
             f"follow:{settings.topic_prefix}notice-keys.v1",
             f"follow:{settings.topic_prefix}incident-lifecycle.v1",
-            "dispatch-sender", "dispatch-results", "dispatch-maintenance"}
+            "dispatch-sender", "dispatch-results", "dispatch-maintenance",
+            "dispatch-status-lookup"}
         assert all((loop["state"], loop["restarts"]) == ("running", 0)
                    for loop in health.json()["loops"].values())
         ready = await client.get("/readyz")

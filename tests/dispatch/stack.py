@@ -6,6 +6,7 @@ testkit/notices.py (the dispatch benchmark uses them too)."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,11 +23,12 @@ from services.dispatch.app import create_app
 from services.dispatch.models import Delivery
 from services.dispatch.settings import DispatchSettings
 from services.gateways.serving import AsgiServer
-from testkit.infra import WAIT_S
+from testkit.infra import REPO, WAIT_S
 from tests.conftest import COORDINATOR_TOKEN
 
 RECEIPT_SECRET = "test-secret"  # noqa: S105 - test-only
 COORDINATOR = {"authorization": f"Bearer {COORDINATOR_TOKEN}"}
+__all__ = ["REPO"]  # re-exported: where a dispatch process is started from
 
 class MutableClock:
     def __init__(self, now: datetime):
@@ -138,3 +140,44 @@ async def running_dispatch(settings: DispatchSettings, clock=None) -> AsyncItera
                 await server.stop()
     finally:
         await producer.stop()
+
+
+# ------------------------------------------------------------------ dispatch as its own process
+
+
+async def until(predicate, what: str, timeout: float = WAIT_S) -> None:  # noqa: ANN001
+    """Wait for `predicate()` (run in a thread: it may read the database) to be true."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await asyncio.to_thread(predicate):
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def healthy(port: int) -> bool:
+    """Whether the dispatch on `port` answers ready."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def subprocess_env(settings: DispatchSettings) -> dict[str, str]:
+    """The environment for `python -m services.dispatch` with these settings."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+           "PANUI_DATABASE_URL": settings.database_url, "PANUI_LOG_LEVEL": "WARNING"}
+    for name in ("topic_prefix", "port", "smtp_port", "sms_primary_url", "sms_secondary_url",
+                 "receipt_callback_base_url", "quiet_hours_enabled", "sending_lease_s",
+                 "send_deadline_s", "sms_timeout_s", "smtp_timeout_s", "smtp_pool_size",
+                 "sender_stop_grace_s", "retry_base_s", "retry_cap_s",
+                 "retry_max_attempts", "sender_idle_poll_s", "consumer_poll_timeout_ms",
+                 "outbox_poll_interval_s", "status_lookup_enabled", "status_lookup_after_s",
+                 "status_lookup_interval_s", "status_lookup_max_age_s", "status_lookup_batch",
+                 "status_lookup_period_s"):
+        env[f"PANUI_{name.upper()}"] = str(getattr(settings, name))
+    for name in ("data_keys", "receipt_secret", "coordinator_tokens"):
+        value = getattr(settings, name)
+        env[f"PANUI_{name.upper()}"] = value.get_secret_value() if hasattr(
+            value, "get_secret_value") else str(value)
+    return env

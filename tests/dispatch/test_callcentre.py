@@ -3,17 +3,16 @@ what the gateways got (rendered again from the sealed notice and the pinned revi
 delivery history, the amendments and the unreachable flag; wrong verification finds nothing;
 every lookup is audited."""
 
-import asyncio
 
 import pytest
 
 from services.common.clock import utcnow
 from services.common.messages import NoticeHoldMessage
-from testkit.infra import WAIT_S, free_port
+from testkit.infra import free_port
 from testkit.notices import incident_message, notice_message, person
 from testkit.staff import SIGNING_KEY, token
 
-from .stack import COORDINATOR, dispatch_settings, running_dispatch
+from .stack import COORDINATOR, dispatch_settings, running_dispatch, until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -132,7 +131,7 @@ async def test_a_person_held_after_their_notice_is_shown_held_with_no_detail(
         assert before["held"] is False and before["held_guidance"] is None
         await stack.publish_notices([NoticeHoldMessage(
             incident_id="inc-1", person_id=held.person_id, held=True, changed_at=utcnow())])
-        await _until(lambda: _is_held(stack, held.person_id), "the hold stored")
+        await until(lambda: _is_held(stack, held.person_id), "the hold stored")
         body = await lookup(held)
         assert body["held"] is True and body["unreachable"] is False
         assert "Do not disclose" in body["held_guidance"]
@@ -141,7 +140,7 @@ async def test_a_person_held_after_their_notice_is_shown_held_with_no_detail(
         assert (await lookup(other))["held"] is False
         await stack.publish_notices([NoticeHoldMessage(
             incident_id="inc-1", person_id=held.person_id, held=False, changed_at=utcnow())])
-        await _until(lambda: not _is_held(stack, held.person_id), "the hold lifted")
+        await until(lambda: not _is_held(stack, held.person_id), "the hold lifted")
         assert (await lookup(held))["held"] is False
 
 
@@ -152,12 +151,3 @@ def _is_held(stack, person_id: str) -> bool:  # noqa: ANN001
 
     with Session(stack.app.state.runtime.engine) as session:
         return is_held(session, "inc-1", person_id)
-
-
-async def _until(predicate, what: str) -> None:  # noqa: ANN001
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_S
-    while not await asyncio.to_thread(predicate):
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)

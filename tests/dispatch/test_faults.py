@@ -7,7 +7,6 @@ have got — exactly once, never twice."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import httpx
 import psycopg
 import pytest
 
@@ -23,7 +21,7 @@ from services.common.crypto import Sealer
 from services.common.messages import NoticeAgency, NoticeCorrection
 from services.gateways.sms_server import SmsGateway
 from services.gateways.smtp_server import SmtpGateway
-from testkit.infra import WAIT_S, free_port
+from testkit.infra import free_port
 from testkit.notices import incident_message, notice_message, person
 
 from .faults import TcpProxy
@@ -31,15 +29,18 @@ from .reconcile import Reconciliation
 from .stack import (
     COORDINATOR,
     RECEIPT_SECRET,
+    REPO,
     MutableClock,
     dispatch_settings,
+    healthy,
     publish_to_dispatch,
     running_dispatch,
+    subprocess_env,
+    until,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
-REPO = Path(__file__).resolve().parents[2]
 NZ = ZoneInfo("Pacific/Auckland")
 
 
@@ -79,13 +80,6 @@ def _statuses(db_url: str) -> dict[tuple[str, str], str]:
     return {(n, c): s for n, c, s, _ in _rows(db_url)}
 
 
-async def _until(predicate, what: str, timeout: float = WAIT_S) -> None:  # noqa: ANN001
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await asyncio.to_thread(predicate):
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 SETTLED = {"sent", "delivered", "permanent-failure", "superseded", "unreachable", "queued",
@@ -122,7 +116,7 @@ async def test_slow_or_rate_limited_smtp_beyond_the_lease_sends_each_email_once(
         await stack.publish_incident(incident_message())
         notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 25)]
         await stack.publish_notices(notices)
-        await _until(lambda: _settled(db, 24), "every email sent", timeout=90)
+        await until(lambda: _settled(db, 24), "every email sent", timeout=90)
         await asyncio.sleep(2.5)  # a lease more: a lapsed claim's second copy would show now
     recon = Reconciliation.of({n.person_id: {"email": 1} for n in notices},
                               {n.notice_id: n.person_id for n in notices}, maildir=mail)
@@ -149,7 +143,7 @@ async def test_a_relay_slow_to_answer_the_final_dot_gets_each_email_once(
         await stack.publish_incident(incident_message())
         notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 9)]
         await stack.publish_notices(notices)
-        await _until(lambda: _settled(db, 8), "every email answered", timeout=120)
+        await until(lambda: _settled(db, 8), "every email answered", timeout=120)
         attempts = [row.attempts for row in stack.deliveries()]
     recon = Reconciliation.of({n.person_id: {"email": 1} for n in notices},
                               {n.notice_id: n.person_id for n in notices}, maildir=mail)
@@ -175,10 +169,10 @@ async def test_a_send_past_its_deadline_ends_and_is_retried(
         await stack.publish_incident(incident_message())
         notice = notice_message(stack.sealer, 1, person(1))
         await stack.publish_notices([notice])
-        await _until(lambda: any(r == "deadline" for *_, r in _rows(db)), "the deadline", 15)
+        await until(lambda: any(r == "deadline" for *_, r in _rows(db)), "the deadline", 15)
         assert smtp.data_received == 0  # cut before DATA
         smtp.hold("RCPT", 0.0)
-        await _until(lambda: _settled(db, 1), "sent on the retry")
+        await until(lambda: _settled(db, 1), "sent on the retry")
         [row] = stack.deliveries()
     assert (row.status, row.reference) == ("sent", f"{notice.notice_id}:email")
     assert row.attempts >= 2  # cut off at least once (retries may come before the hold ends)
@@ -237,28 +231,28 @@ async def test_database_outage_longer_than_the_lease_resends_nothing(
             notices = [notice_message(stack_a.sealer, n, person(n)) for n in range(1, 17)]
             await stack_a.publish_notices(notices)
             # Each replica has at most 8 sends in flight: 16 taken and unanswered means 8 each.
-            await _until(lambda: smtp.accepted == 16, "all 16 taken by the relay", timeout=120)
+            await until(lambda: smtp.accepted == 16, "all 16 taken by the relay", timeout=120)
             owned = await asyncio.to_thread(_owned, db)
             assert owned == {sender_a.owner: 8, sender_b.owner: 8}, owned
             await route_a.cut()
             await route_b.cut()
             # The outage: until both leases have lapsed and both replicas hold their answers.
-            await _until(lambda: not any(_leases(db).values())
+            await until(lambda: not any(_leases(db).values())
                          and sender_a.in_flight == sender_b.in_flight == 0,
                          "both leases lapsed, every answer back", timeout=120)
             held = sender_a.held_answers
             assert held == 8, f"A holds {held} answers"  # the scenario's precondition
             await route_b.restore()
-            await _until(lambda: _leases(db).get(sender_b.owner, False),
+            await until(lambda: _leases(db).get(sender_b.owner, False),
                          "B's lease renewed", timeout=60)
             passes = sender_b.housekeeping_passes
-            await _until(lambda: sender_b.housekeeping_passes >= passes + 2,
+            await until(lambda: sender_b.housekeeping_passes >= passes + 2,
                          "B's housekeeping to run twice with A cut off", timeout=60)
             owned = await asyncio.to_thread(_owned, db)
             print(f"after B's passes: claims per owner {owned}, A holds "
                   f"{sender_a.held_answers} answers, relay took {smtp.accepted}")
             await route_a.restore()
-            await _until(lambda: _settled(db, 16), "all recorded", timeout=120)
+            await until(lambda: _settled(db, 16), "all recorded", timeout=120)
     finally:
         await route_a.stop()
         await route_b.stop()
@@ -285,35 +279,15 @@ async def test_a_replica_whose_clock_runs_ahead_recovers_nothing_still_in_flight
         await stack.publish_incident(incident_message())
         notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 17)]
         await stack.publish_notices(notices)
-        await _until(lambda: _settled(db, 16), "all sent", timeout=120)  # a rebalance or two
+        await until(lambda: _settled(db, 16), "all sent", timeout=120)  # a rebalance or two
         await asyncio.sleep(1.0)
     recon = Reconciliation.of({n.person_id: {"email": 1} for n in notices},
                               {n.notice_id: n.person_id for n in notices}, maildir=mail)
     recon.assert_exact()
 
 
-def _healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
-def _subprocess_env(settings) -> dict[str, str]:  # noqa: ANN001
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "PANUI_DATABASE_URL": settings.database_url, "PANUI_LOG_LEVEL": "WARNING"}
-    for name in ("topic_prefix", "port", "smtp_port", "sms_primary_url", "sms_secondary_url",
-                 "receipt_callback_base_url", "quiet_hours_enabled", "sending_lease_s",
-                 "send_deadline_s", "sms_timeout_s", "smtp_timeout_s", "smtp_pool_size",
-                 "sender_stop_grace_s", "retry_base_s", "retry_cap_s",
-                 "retry_max_attempts", "sender_idle_poll_s", "consumer_poll_timeout_ms",
-                 "outbox_poll_interval_s"):
-        env[f"PANUI_{name.upper()}"] = str(getattr(settings, name))
-    for name in ("data_keys", "receipt_secret", "coordinator_tokens"):
-        value = getattr(settings, name)
-        env[f"PANUI_{name.upper()}"] = value.get_secret_value() if hasattr(
-            value, "get_secret_value") else str(value)
-    return env
 
 
 @pytest.mark.slow
@@ -349,14 +323,14 @@ async def test_killed_mid_send_the_claims_are_recovered_at_the_same_gateway(
     # 'delivered' for a message the dead sender never heard back about (seen in CI).
     primary.behaviour.hold_receipts = True
     proc = subprocess.Popen([sys.executable, "-m", "services.dispatch"], cwd=REPO,  # noqa: S603
-                            env=_subprocess_env(first), stdout=subprocess.DEVNULL,
+                            env=subprocess_env(first), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         sealer = Sealer(first.data_keys.get_secret_value())
         notices = [notice_message(sealer, n, person(n)) for n in range(1, 11)]
-        await _until(lambda: _healthy(first.port), "dispatch up", timeout=180)
+        await until(lambda: healthy(first.port), "dispatch up", timeout=180)
         await publish_to_dispatch(first, incident_message(mode="sms_else_email"), notices)
-        await _until(lambda: len(primary.messages) == 10, "the primary took all ten", timeout=180)
+        await until(lambda: len(primary.messages) == 10, "the primary took all ten", timeout=180)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         assert set(_statuses(db).values()) == {"sending"}  # nothing recorded
@@ -366,14 +340,14 @@ async def test_killed_mid_send_the_claims_are_recovered_at_the_same_gateway(
         second = dispatch_settings(service_env, db, port=free_port(), sending_lease_s=4.0,
                                    send_deadline_s=3.5, **common)
         async with running_dispatch(second):
-            await _until(lambda: "lease-expired" in {r for *_, r in _rows(db)}
+            await until(lambda: "lease-expired" in {r for *_, r in _rows(db)}
                          or any(s != "sending" for s in _statuses(db).values()),
                          "claims recovered", timeout=180)
             await asyncio.sleep(2.0)  # retries against the dead primary
             assert secondary.messages == {}  # never failed over: the primary may hold them
             primary.port = primary_port
             await primary.start()
-            await _until(lambda: _settled(db, 10), "all sent", timeout=180)
+            await until(lambda: _settled(db, 10), "all sent", timeout=180)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -402,14 +376,14 @@ async def test_sigterm_while_data_waits_for_its_answer_past_the_grace_sends_each
     first = dispatch_settings(service_env, db, port=free_port(), sender_stop_grace_s=1.0,
                               **common)
     proc = subprocess.Popen([sys.executable, "-m", "services.dispatch"], cwd=REPO,  # noqa: S603
-                            env=_subprocess_env(first), stdout=subprocess.DEVNULL,
+                            env=subprocess_env(first), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         sealer = Sealer(first.data_keys.get_secret_value())
         notices = [notice_message(sealer, n, person(n)) for n in range(1, 9)]
-        await _until(lambda: _healthy(first.port), "dispatch up", timeout=180)
+        await until(lambda: healthy(first.port), "dispatch up", timeout=180)
         await publish_to_dispatch(first, incident_message(), notices)
-        await _until(lambda: smtp.accepted == 8, "the relay took all eight", timeout=180)
+        await until(lambda: smtp.accepted == 8, "the relay took all eight", timeout=180)
         assert set(_statuses(db).values()) == {"sending"}  # every answer still to come
         proc.send_signal(signal.SIGTERM)
         rc = await asyncio.to_thread(proc.wait, 120)
@@ -417,7 +391,7 @@ async def test_sigterm_while_data_waits_for_its_answer_past_the_grace_sends_each
         second = dispatch_settings(service_env, db, port=free_port(), **common)
         async with running_dispatch(second):
             # anything the stop abandoned is recovered at once (its lease was given up)
-            await _until(lambda: _settled(db, 8), "all sent", timeout=180)
+            await until(lambda: _settled(db, 8), "all sent", timeout=180)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -447,7 +421,7 @@ async def test_a_claim_waits_for_its_incident_revision_not_the_send(
         await stack.publish_incident(incident_message(mode="sms_else_email"))
         notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 6)]
         await stack.publish_notices(notices)
-        await _until(lambda: [s for *_, s, _r in _rows(db)] == ["queued"] * 5,
+        await until(lambda: [s for *_, s, _r in _rows(db)] == ["queued"] * 5,
                      "five SMS queued for the morning", timeout=120)
     assert sms.messages == {}
     with psycopg.connect(db) as lock:
@@ -463,11 +437,11 @@ async def test_a_claim_waits_for_its_incident_revision_not_the_send(
         second = dispatch_settings(service_env, db, port=free_port(), smtp_port=smtp.port,
                                    sms_url=sms.url, quiet_hours_enabled=True)
         async with running_dispatch(second, clock=MutableClock(morning)):
-            await _until(blocked_on_the_revision, "the sender reading the revision", timeout=120)
+            await until(blocked_on_the_revision, "the sender reading the revision", timeout=120)
             assert "sending" not in {s for *_, s, _r in _rows(db)}  # no claim without content
             assert sms.messages == {}
             lock.rollback()  # the database answers again
-            await _until(lambda: _settled(db, 5), "every SMS sent", timeout=120)
+            await until(lambda: _settled(db, 5), "every SMS sent", timeout=120)
     recon = Reconciliation.of({n.person_id: {"sms": 1} for n in notices},
                               {n.notice_id: n.person_id for n in notices},
                               sms_logs=[tmp_path / "sms-primary.jsonl"])
@@ -495,9 +469,9 @@ async def test_a_deferred_email_is_not_resent_while_the_provider_still_tries(
         await stack.publish_incident(incident_message())
         notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 5)]
         await stack.publish_notices(notices)
-        await _until(lambda: len([w for w in smtp.webhooks_sent if w["status"] != "deferred"]) >= 2
+        await until(lambda: len([w for w in smtp.webhooks_sent if w["status"] != "deferred"]) >= 2
                      and len(sms.messages) >= 1, "the outcomes after the deferrals")
-        await _until(lambda: _settled(db, 5), "settled")
+        await until(lambda: _settled(db, 5), "settled")
         await asyncio.sleep(1.0)
         statuses = _statuses(db)
     by = {n.person_id: n.notice_id for n in notices}
@@ -525,7 +499,7 @@ async def test_after_the_deferral_timeout_the_resend_reuses_the_message_id(
         await stack.publish_incident(incident_message())
         notice = notice_message(stack.sealer, 1, person(1))
         await stack.publish_notices([notice])
-        await _until(lambda: smtp.accepted >= 2, "the resend after the timeout", timeout=30)
+        await until(lambda: smtp.accepted >= 2, "the resend after the timeout", timeout=30)
         smtp.set_recipient("person1@example.nz", "accept")
         await asyncio.sleep(0.5)
     recon = Reconciliation.of({}, {notice.notice_id: notice.person_id}, maildir=mail)
@@ -553,7 +527,7 @@ async def test_sms_answers_that_leave_it_open_are_never_failed_over(
         await stack.publish_incident(incident_message(mode="sms_else_email"))
         notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 9)]
         await stack.publish_notices(notices)
-        await _until(lambda: _settled(db, 8), "every SMS settled")
+        await until(lambda: _settled(db, 8), "every SMS settled")
         await asyncio.sleep(0.5)
     recon = Reconciliation.of({n.person_id: {"sms": 1} for n in notices},
                               {n.notice_id: n.person_id for n in notices},
@@ -581,10 +555,10 @@ async def test_a_retried_sms_carries_the_same_body_so_no_409(
         await stack.publish_incident(incident_message(mode="both"))
         notice = notice_message(stack.sealer, 1, person(1))
         await stack.publish_notices([notice])
-        await _until(lambda: _statuses(db).get((notice.notice_id, "email")) == "permanent-failure"
+        await until(lambda: _statuses(db).get((notice.notice_id, "email")) == "permanent-failure"
                      and sms.send_attempts >= 1, "email failed, SMS tried")
         sms.slow_down(0.0)
-        await _until(lambda: _settled(db, 2), "settled")
+        await until(lambda: _settled(db, 2), "settled")
         await asyncio.sleep(4.0)  # the receipt
         statuses = _statuses(db)
     assert statuses == {(notice.notice_id, "email"): "permanent-failure",
@@ -614,15 +588,15 @@ async def test_an_amendment_supersedes_the_version_still_queued_in_quiet_hours(
         by_sms = [notice_message(stack.sealer, n, person(n, email=False)) for n in (1, 2, 3)]
         by_email = notice_message(stack.sealer, 4, person(4))
         await stack.publish_notices([*by_sms, by_email])
-        await _until(lambda: smtp.accepted == 1, "the email at night")
+        await until(lambda: smtp.accepted == 1, "the email at night")
         amended = [notice_message(stack.sealer, n, person(n, email=False), version=2)
                    for n in (1, 2, 3)]
         email_v2 = notice_message(stack.sealer, 4, person(4), version=2)
         await stack.publish_notices([*amended, email_v2])
-        await _until(lambda: smtp.accepted == 2, "the amended email")
-        await _until(lambda: len(_rows(db)) == 8, "all planned")
+        await until(lambda: smtp.accepted == 2, "the amended email")
+        await until(lambda: len(_rows(db)) == 8, "all planned")
         clock.now = datetime(2026, 3, 11, 8, 1, tzinfo=NZ).astimezone(UTC)
-        await _until(lambda: _settled(db, 8), "morning sends")
+        await until(lambda: _settled(db, 8), "morning sends")
         await asyncio.sleep(1.0)
         statuses = _statuses(db)
     notices = [*by_sms, by_email, *amended, email_v2]
@@ -670,7 +644,7 @@ async def test_a_correction_says_only_what_corrects_what_the_person_was_sent(
                                   for n in (1, 2))
         emailed = notice_message(stack.sealer, 3, person(3))
         await stack.publish_notices([in_error, wrong_agency, emailed])
-        await _until(lambda: smtp.accepted == 1, "the email at night")
+        await until(lambda: smtp.accepted == 1, "the email at night")
         corrections = [
             _correcting(notice_message(stack.sealer, 1, person(1, email=False), version=2),
                         "sent_in_error"),
@@ -678,11 +652,11 @@ async def test_a_correction_says_only_what_corrects_what_the_person_was_sent(
                         "agency_not_involved"),
             _correcting(notice_message(stack.sealer, 3, person(3), version=2), "sent_in_error")]
         await stack.publish_notices(corrections)
-        await _until(lambda: smtp.accepted == 2, "the correction email")
+        await until(lambda: smtp.accepted == 2, "the correction email")
         # 3 first + 3 corrections (the one with nothing to correct kept as not-needed)
-        await _until(lambda: len(_rows(db)) == 6, "all planned")
+        await until(lambda: len(_rows(db)) == 6, "all planned")
         clock.now = datetime(2026, 3, 11, 8, 1, tzinfo=NZ).astimezone(UTC)
-        await _until(lambda: _settled(db, 6) and sms.send_attempts >= 1, "morning sends")
+        await until(lambda: _settled(db, 6) and sms.send_attempts >= 1, "morning sends")
         await asyncio.sleep(1.0)
         statuses = _statuses(db)
     assert statuses[(in_error.notice_id, "sms")] == "superseded"
@@ -709,18 +683,18 @@ async def _bounced_while_a_correction_waits(stack, db: str, smtp, recipient: dic
     address = recipient["email"]
     first = notice_message(stack.sealer, 1, recipient, dates_of_birth=["1979-11-30"])
     await stack.publish_notices([first])
-    await _until(lambda: _statuses(db).get((first.notice_id, "email")) == "sent",
+    await until(lambda: _statuses(db).get((first.notice_id, "email")) == "sent",
                  "version 1 accepted by the relay")
     smtp.set_recipient(address, "tempfail")  # the correction waits, the bounce is coming
     correction = _correcting(notice_message(stack.sealer, 1, recipient, version=2,
                                             dates_of_birth=["1979-11-30"]), "sent_in_error")
     await stack.publish_notices([correction])
-    await _until(lambda: _statuses(db).get((correction.notice_id, "email")) in (
+    await until(lambda: _statuses(db).get((correction.notice_id, "email")) in (
         "temporary-failure", "technical-failure"), "the correction planned and refused")
-    await _until(lambda: _statuses(db).get((first.notice_id, "email")) == "permanent-failure",
+    await until(lambda: _statuses(db).get((first.notice_id, "email")) == "permanent-failure",
                  "version 1 bounced")
     smtp.set_recipient(address, "accept")
-    await _until(lambda: _statuses(db).get((correction.notice_id, "email")) not in (
+    await until(lambda: _statuses(db).get((correction.notice_id, "email")) not in (
         "queued", "sending", "temporary-failure", "technical-failure"), "the correction decided")
     return first, correction
 
@@ -798,10 +772,10 @@ async def test_an_unneeded_correction_behind_many_due_follow_ups_is_never_sent(
         await stack.publish_incident(incident_message())
         await stack.publish_notices([notice_message(stack.sealer, n, r)
                                      for n, r in zip(range(1001, 1502), by_post, strict=True)])
-        await _until(lambda: len(_rows(db)) == 501, "the first letters queued")
+        await until(lambda: len(_rows(db)) == 501, "the first letters queued")
         await stack.publish_notices([notice_message(stack.sealer, n, r, version=2)
                                      for n, r in zip(range(1001, 1502), by_post, strict=True)])
-        await _until(lambda: sum(s == "queued" for _, c, s, _ in _rows(db) if c == "postal")
+        await until(lambda: sum(s == "queued" for _, c, s, _ in _rows(db) if c == "postal")
                      == 501 and len(_rows(db)) == 1002, "the amending letters queued")
 
         first, correction = await _bounced_while_a_correction_waits(stack, db, smtp, recipient)
@@ -840,7 +814,7 @@ async def test_both_channels_failing_together_still_put_everyone_on_a_list(
         notices = [notice_message(stack.sealer, n, person(n, address=bool(n % 2)))
                    for n in range(1, 31)]
         await stack.publish_notices(notices)
-        await _until(lambda: _settled(db, 60) and len(sms.receipts_sent) >= 30,
+        await until(lambda: _settled(db, 60) and len(sms.receipts_sent) >= 30,
                      "both channels failed")
         await asyncio.sleep(1.0)
         statuses = _statuses(db)
@@ -884,10 +858,10 @@ async def test_an_sms_cut_off_by_the_deadline_after_a_failover_stays_at_the_gate
             return bool(moved) and all(
                 d.attempts >= 2 for d in stack.deliveries() if d.reference in moved)
 
-        await _until(retried_after_the_cut, "a send cut off at the secondary, retried")
+        await until(retried_after_the_cut, "a send cut off at the secondary, retried")
         sms2.slow_down(0.0)
         sms2.behaviour.hold_receipts = False
-        await _until(lambda: _settled(db, 8), "every SMS settled")
+        await until(lambda: _settled(db, 8), "every SMS settled")
         await asyncio.sleep(1.0)  # a retry sent to the wrong gateway would show now
     recon = Reconciliation.of({n.person_id: {"sms": 1} for n in notices},
                               {n.notice_id: n.person_id for n in notices},
@@ -919,9 +893,9 @@ async def test_an_sms_batch_failed_as_a_whole_midway_is_retried_where_it_may_be_
         notices = [notice_message(stack.sealer, n, person(n)) for n in range(1, 9)]
         await stack.publish_notices(notices)
 
-        await _until(lambda: _settled(db, 8), "every SMS sent (the failed batch retried)")
+        await until(lambda: _settled(db, 8), "every SMS sent (the failed batch retried)")
         sms.behaviour.hold_receipts = False
-        await _until(lambda: set(_statuses(db).values()) == {"delivered"}, "every receipt in")
+        await until(lambda: set(_statuses(db).values()) == {"delivered"}, "every receipt in")
         await asyncio.sleep(1.0)  # a second copy sent anywhere would show now
         attempts = [d.attempts for d in stack.deliveries()]
     recon = Reconciliation.of({n.person_id: {"sms": 1} for n in notices},

@@ -27,8 +27,15 @@ from testkit.infra import free_port
 from testkit.notices import incident_message, notice_message, person
 
 from .reconcile import Reconciliation
-from .stack import RECEIPT_SECRET, dispatch_settings, publish_to_dispatch
-from .test_faults import REPO, _healthy, _subprocess_env, _until
+from .stack import (
+    RECEIPT_SECRET,
+    REPO,
+    dispatch_settings,
+    healthy,
+    publish_to_dispatch,
+    subprocess_env,
+    until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -72,17 +79,17 @@ async def test_a_burst_of_receipts_past_the_signature_tolerance_is_applied_and_f
         # Its receipt tries give up after 1 s (15 s by default): on this small burst, what a
         # loaded box does to a bigger one — tries abandoned while dispatch is still at them.
         sms.receipt_timeout_s = 1.0
-        env = {**_subprocess_env(settings), "PANUI_RECEIPT_TOLERANCE_S": str(TOLERANCE_S)}
+        env = {**subprocess_env(settings), "PANUI_RECEIPT_TOLERANCE_S": str(TOLERANCE_S)}
         proc = subprocess.Popen([sys.executable, "-m", "services.dispatch"], cwd=REPO,  # noqa: S603
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            await _until(lambda: _healthy(settings.port), "dispatch up", timeout=180)
+            await until(lambda: healthy(settings.port), "dispatch up", timeout=180)
             await publish_to_dispatch(settings, incident_message(mode="sms_else_email"), notices.values())
             sms_rows = {(notices[n].notice_id, "sms") for n in people}
-            await _until(lambda: all(_deliveries(db).get(k) == "sent" for k in sms_rows),
+            await until(lambda: all(_deliveries(db).get(k) == "sent" for k in sms_rows),
                          "every SMS recorded sent", timeout=300)
             sms.behaviour.hold_receipts = False  # the burst
-            await _until(lambda: len(_final_tries(sms)) == PEOPLE,
+            await until(lambda: len(_final_tries(sms)) == PEOPLE,
                          "the gateway done with every receipt", timeout=600)
             final = _final_tries(sms)
             unanswered = {i: code for i, code in final.items() if code is None or code >= 300}
@@ -97,7 +104,7 @@ async def test_a_burst_of_receipts_past_the_signature_tolerance_is_applied_and_f
             for n in people:
                 notice_id = notices[n].notice_id
                 want[(notice_id, "sms")] = "permanent-failure" if n in failing else "delivered"
-            await _until(lambda: _fallen_back(db, notices, failing, want),
+            await until(lambda: _fallen_back(db, notices, failing, want),
                          "failed SMS fallen back to email", timeout=300)
         finally:
             proc.kill()

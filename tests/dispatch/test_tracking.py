@@ -20,8 +20,9 @@ from services.dispatch.delivery_state import ReceiptOutcome
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.models import Delivery
 from services.dispatch.policy import QuietHours, RetryPolicy
+from services.dispatch.providers.base import Lookup, StatusAnswer
 from services.dispatch.providers.receipts import Receipt
-from services.dispatch.store import incidents, reports, senders
+from services.dispatch.store import deliveries, incidents, reports, senders
 from services.dispatch.tracking import SendOutcome
 from testkit.notices import incident_message, notice_message, person
 
@@ -330,3 +331,82 @@ def test_a_receipt_naming_the_unreachable_row_is_stale(dispatch_engine, book):
     _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())], None, NOW)
     assert _receive(dispatch_engine, book, notice, "none", S.DELIVERED, "delivered") == "stale"
     assert _statuses(dispatch_engine, notice) == {"none": "unreachable"}
+
+
+# ------------------------------------------------------------------------------ status lookups
+
+
+def _lookups(engine, now, providers=("gw",), interval_s=60.0, max_age_s=3600.0, limit=100):
+    return _run(engine, tracking.take_status_lookups, list(providers), now, limit, interval_s,
+                max_age_s)
+
+
+def _looked_up(engine, book, due, status, provider_status):
+    answer = StatusAnswer(Lookup.STATUS, "http-200", status, provider_status, due.reference)
+    return _run(engine, tracking.record_lookup, book, due, answer, RETRY, None, NOW, 3600.0)
+
+
+def test_an_accepted_sms_is_asked_about_after_the_wait_then_each_interval_and_email_never(
+        dispatch_engine, book):
+    _incident(dispatch_engine, book, mode="both")
+    notice = notice_message(SEALER, 1, person(1))
+    _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())], None, NOW)
+    claimed = _claim(dispatch_engine)
+    outcomes = [SendOutcome(c.id, c.attempt, S.SENT, "gw", provider_reference=f"m-{c.channel}")
+                for c in claimed]
+    _run(dispatch_engine, tracking.record_results, book, outcomes, RETRY, None, NOW, OWNER, 600.0)
+    assert _statuses(dispatch_engine, notice) == {"email": "sent", "sms": "sent"}
+    assert _lookups(dispatch_engine, NOW + timedelta(seconds=599)) == []  # a receipt may come
+    [due] = _lookups(dispatch_engine, NOW + timedelta(seconds=600))  # the SMS only
+    assert (due.notice_id, due.channel, due.reference, due.provider, due.provider_reference) == (
+        notice.notice_id, "sms", f"{notice.notice_id}:sms", "gw", "m-sms")
+    assert _lookups(dispatch_engine, NOW + timedelta(seconds=600)) == []  # stamped: not twice
+    assert _lookups(dispatch_engine, NOW + timedelta(seconds=600), providers=["dry-run"]) == []
+    assert len(_lookups(dispatch_engine, NOW + timedelta(seconds=660))) == 1  # the interval on
+    # Past the maximum age (from its first attempt) nobody asks again: it is counted.
+    late = NOW + timedelta(seconds=3601)
+    assert _lookups(dispatch_engine, late + timedelta(seconds=60)) == []
+    assert _run(dispatch_engine, deliveries.count_unconfirmed_sms, ["gw"],
+                late.timestamp() - 3600.0) == 1
+
+
+def test_a_lookup_saying_failed_falls_back_once_and_a_receipt_after_it_is_a_duplicate(
+        dispatch_engine, book):
+    _incident(dispatch_engine, book, mode="sms_else_email")
+    notice = notice_message(SEALER, 1, person(1))
+    _run(dispatch_engine, tracking.record_notices, book, [(notice, notice.to_bytes())], None, NOW)
+    _send(dispatch_engine, book, S.SENT, provider_reference="m-1")
+    [due] = _lookups(dispatch_engine, NOW + timedelta(hours=1), max_age_s=86400.0)
+    engine = dispatch_engine
+    assert _looked_up(engine, book, due, S.PERMANENT_FAILURE, "failed") is ReceiptOutcome.UPDATED
+    assert _statuses(engine, notice) == {"sms": "permanent-failure", "email": "queued"}
+    assert _row(engine, notice, "sms").reason_code == "lookup-failed"
+    # Asked again (another replica's answer, a pass retried), then the lost receipt after all:
+    # nothing more is queued, the one fallback stays.
+    assert _looked_up(engine, book, due, S.PERMANENT_FAILURE, "failed") is ReceiptOutcome.DUPLICATE
+    assert _receive(engine, book, notice, "sms", S.PERMANENT_FAILURE, "failed") is ReceiptOutcome.DUPLICATE
+    assert _looked_up(engine, book, due, S.DELIVERED, "delivered") is ReceiptOutcome.STALE
+    fallbacks = [e for e in _events(engine) if e.channel == "email" and e.status == "queued"]
+    assert len(fallbacks) == 1
+    assert _statuses(engine, notice) == {"sms": "permanent-failure", "email": "queued"}
+
+
+def test_a_lookup_leaves_a_final_delivery_and_a_resent_generation_alone(dispatch_engine, book):
+    _incident(dispatch_engine, book, mode="sms_else_email")
+    delivered, expired = (notice_message(SEALER, n, person(n)) for n in (1, 2))
+    _run(dispatch_engine, tracking.record_notices, book,
+         [(n, n.to_bytes()) for n in (delivered, expired)], None, NOW)
+    _send(dispatch_engine, book, S.SENT, provider_reference="m-1")
+    due = {d.notice_id: d for d in _lookups(dispatch_engine, NOW + timedelta(hours=1),
+                                            max_age_s=86400.0)}
+    engine = dispatch_engine
+    # The receipt came between the pass taking it and the answer: the answer changes nothing.
+    assert _receive(engine, book, delivered, "sms", S.DELIVERED, "delivered") == "updated"
+    assert _looked_up(engine, book, due[delivered.notice_id], S.PERMANENT_FAILURE,
+                      "failed") is ReceiptOutcome.STALE
+    assert _statuses(engine, delivered) == {"sms": "delivered"}
+    # Expired and resent under a new reference since: an answer about the old one is stale.
+    assert _receive(engine, book, expired, "sms", S.TEMPORARY_FAILURE, "expired") == "updated"
+    assert _looked_up(engine, book, due[expired.notice_id], S.PERMANENT_FAILURE,
+                      "failed") is ReceiptOutcome.STALE
+    assert _statuses(engine, expired) == {"sms": "temporary-failure"}

@@ -258,3 +258,68 @@ async def test_sms_faults_after_storing_and_the_message_log(tmp_path):
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(x["reference"], x["to"]) for x in lines] == [
         ("R1:sms", "+64210000001"), ("R2:sms", "+64210000001")]
+
+
+async def test_sms_status_lookup_tells_the_outcome_with_the_send_key_even_when_receipts_are_dropped():
+    """GET /v1/messages/{id}/status: the carrier's outcome (accepted until it is known), behind
+    the same API key as sends, no number or text in it; with drop_receipts the outcome is
+    still recorded but no callback is ever posted (a receiver counts what reaches it)."""
+    from fastapi import FastAPI, Request
+
+    from services.gateways.serving import AsgiServer
+
+    posted: list[bytes] = []
+    receiver = FastAPI()
+
+    @receiver.post("/v1/receipts/sms-primary")
+    async def take(request: Request):
+        posted.append(await request.body())
+        return {"outcome": "updated"}
+
+    server = AsgiServer(receiver, "127.0.0.1", 0)
+    port = await server.start()
+    key = {"authorization": "Bearer k-test"}
+    callback = f"http://127.0.0.1:{port}/v1/receipts/sms-primary"
+    try:
+        async with SmsGateway(api_key="k-test") as gw, \
+                httpx.AsyncClient(base_url=gw.url) as http:
+            gw.set_outcome("+64210000002", "failed")
+            gw.behaviour.hold_receipts = True
+
+            async def send(to: str, reference: str) -> str:
+                answer = await http.post("/v1/messages", headers=key, json={
+                    "to": to, "body": "hi", "reference": reference, "callback_url": callback})
+                assert answer.status_code == 202
+                return answer.json()["id"]
+
+            first = await send("+64210000001", "R1:sms")
+            await http.post("/_control/behaviour", json={"drop_receipts": True})
+            dropped = await send("+64210000002", "R2:sms")
+            assert (await http.get(f"/v1/messages/{first}/status")).status_code == 401
+            assert (await http.get(f"/v1/messages/{first}/status",
+                                   headers={"authorization": "Bearer wrong"})).status_code == 401
+            assert (await http.get("/v1/messages/nope/status", headers=key)).status_code == 404
+            before = (await http.get(f"/v1/messages/{dropped}/status", headers=key)).json()
+            assert before["status"] == "accepted" and before["reference"] == "R2:sms"
+            assert set(before) == {"id", "reference", "status", "updated_at"}  # nothing personal
+            gw.behaviour.hold_receipts = False
+            await gw.wait_for_receipts(2)  # both outcomes decided
+            after = (await http.get(f"/v1/messages/{dropped}/status", headers=key)).json()
+            assert after["status"] == "failed"
+            assert (await http.get(f"/v1/messages/{first}/status", headers=key)).json()[
+                "status"] == "delivered"
+            # drop_receipts is the gateway's, not per message: the first, sent before it was
+            # set, is dropped too once the hold lets its outcome go.
+            entries = {r["id"]: r for r in gw.receipts_sent}
+            assert entries[dropped] == {"id": dropped, "status": "failed", "http_status": None,
+                                        "dropped": True}
+            assert entries[first].get("dropped") is True
+            assert posted == []  # no callback ever reached the receiver
+            await http.post("/_control/behaviour", json={"drop_receipts": False})
+            third = await send("+64210000003", "R3:sms")
+            await gw.wait_for_receipts(3)
+            assert [r["http_status"] for r in gw.receipts_sent if r["id"] == third] == [200]
+            assert len(posted) == 1 and json.loads(posted[0])["id"] == third
+            assert (await http.get("/_control/stats")).json()["status_lookups"] == 3
+    finally:
+        await server.stop()

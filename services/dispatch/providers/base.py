@@ -3,7 +3,8 @@ map (ANSWERS), as GOV.UK Notify's clients do, so "what does a 502 mean for us" i
 reading one dict: accepted, permanent (this message will never be accepted here: fall back),
 temporary (certainly not taken: retry later; another gateway may be tried) or ambiguous (it may
 have been taken: retry only this gateway, with the same reference and the same body). Message
-statuses in receipts map to our DeliveryStatus through STATUS_MAP. One more class is ours, not
+statuses in receipts and status lookups map to our DeliveryStatus through STATUS_MAP, and what a
+status lookup's answers mean through LOOKUP_ANSWERS. One more class is ours, not
 the provider's: unsent (our own wait for a connection timed out — nothing left this process,
 and nothing was learnt about the provider: retry later, same gateway, no health mark)."""
 
@@ -117,6 +118,26 @@ class ProviderResult:
                    verdict.ambiguous, verdict.unsent)
 
 
+class Lookup(StrEnum):
+    """What asking a provider for a message's status can give (an SMS client's LOOKUP_ANSWERS)."""
+
+    STATUS = "status"  # the provider said: its message status, mapped through STATUS_MAP
+    NOT_FOUND = "not-found"  # the provider does not know that message id
+    UNANSWERED = "unanswered"  # no usable answer (our credentials, its fault, the network)
+
+
+@dataclass(frozen=True)
+class StatusAnswer:
+    """A provider's answer to "what became of message <id>?". `status` and `provider_status`
+    only with Lookup.STATUS; `reference` is ours, as the provider holds it (when it says)."""
+
+    lookup: Lookup
+    detail: str  # short, machine-readable, never personal data
+    status: DeliveryStatus | None = None
+    provider_status: str | None = None
+    reference: str | None = None
+
+
 class EmailProvider(ABC):
     name: str = "email"
     ANSWERS: ClassVar[Mapping[str, Verdict]]
@@ -145,6 +166,12 @@ class SmsProvider(ABC):
         """Each message's answer, in order. A provider with a bulk API sends them in one
         request (HttpSmsProvider); by default, one send each, at once."""
         return list(await asyncio.gather(*(self.send(m) for m in messages)))
+
+    async def status(self, provider_reference: str) -> StatusAnswer:
+        """What the provider says became of the message it took as `provider_reference` (the
+        status lookup: services/dispatch/status_lookup.py). A provider without a status API
+        never answers, so nothing is ever decided from it."""
+        return StatusAnswer(Lookup.UNANSWERED, "no-status-api")
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass

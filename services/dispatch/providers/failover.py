@@ -188,6 +188,14 @@ class FailoverSmsProvider(SmsProvider):
                                   "repin-failed")
         return result
 
+    def gateway(self, name: str) -> SmsProvider | None:
+        """The gateway called `name` (a status lookup goes to the one that took the message,
+        healthy or not: only it knows), or None when it is not configured (any more)."""
+        try:
+            return self._entry(name).provider
+        except KeyError:
+            return None
+
     def _entry(self, name: str) -> WeightedProvider:
         for e in self._entries:
             if e.provider.name == name:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from services.dispatch.providers.base import ProviderResult, SmsMessage, SmsProvider
+from services.dispatch.providers.base import ProviderResult, SmsMessage, SmsProvider, StatusAnswer
 
 
 class GatewaySms(SmsProvider):
@@ -28,6 +28,9 @@ class GatewaySms(SmsProvider):
     async def send_batch(self, messages: Sequence[SmsMessage]) -> list[ProviderResult]:
         return await self.inner.send_batch(
             [replace(m, callback_url=self.callback_url) for m in messages])
+
+    async def status(self, provider_reference: str) -> StatusAnswer:
+        return await self.inner.status(provider_reference)
 
     async def close(self) -> None:
         await self.inner.close()

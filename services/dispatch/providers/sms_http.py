@@ -11,14 +11,17 @@ import asyncio
 from collections.abc import Coroutine, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
 from services.common.messages import DeliveryStatus
 from services.dispatch.providers.base import (
+    Lookup,
     ProviderResult,
     SmsMessage,
     SmsProvider,
+    StatusAnswer,
     Verdict,
     accepted,
     ambiguous,
@@ -102,6 +105,23 @@ class HttpSmsProvider(SmsProvider):
             "timeout": ambiguous(),
             "connection-lost": ambiguous(),
             "http-error": ambiguous(),
+        }
+    )
+
+    # What each answer to a status lookup (GET /v1/messages/{id}/status) means. Only a 200
+    # with a message status we know decides anything; everything else is asked again later —
+    # a lookup never fails a delivery by itself. 404: the gateway has no such message (ops
+    # look: it took it, by its own answer, so this is the gateway's problem, not the person's).
+    LOOKUP_ANSWERS = MappingProxyType(
+        {
+            200: Lookup.STATUS,
+            404: Lookup.NOT_FOUND,
+            "other-status": Lookup.UNANSWERED,  # 401/403 (our key), 429, 5xx, 3xx, ...
+            "bad-response": Lookup.UNANSWERED,  # 200 without a status we know
+            "connect-error": Lookup.UNANSWERED,
+            "pool-timeout": Lookup.UNANSWERED,
+            "timeout": Lookup.UNANSWERED,
+            "http-error": Lookup.UNANSWERED,
         }
     )
 
@@ -198,6 +218,34 @@ class HttpSmsProvider(SmsProvider):
             # Maybe taken, every one of them: retry there with the same references.
             return self._all(messages, "bad-response", "bad-response")
 
+    async def status(self, provider_reference: str) -> StatusAnswer:
+        """Ask the gateway what became of the message it took as `provider_reference`."""
+        answers = self.LOOKUP_ANSWERS
+        try:
+            response = await self._client.get(f"/v1/messages/{quote(provider_reference, safe='')}"
+                                              "/status")
+        except httpx.PoolTimeout:
+            return StatusAnswer(answers["pool-timeout"], "pool-timeout")
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            return StatusAnswer(answers["connect-error"], "connect-error")
+        except httpx.TimeoutException:
+            return StatusAnswer(answers["timeout"], "timeout")
+        except httpx.HTTPError:
+            return StatusAnswer(answers["http-error"], "http-error")
+        code = response.status_code
+        lookup = answers.get(code, answers["other-status"])
+        if lookup is not Lookup.STATUS:
+            return StatusAnswer(lookup, f"http-{code}")
+        try:
+            data = response.json()
+            provider_status = str(data["status"])
+            status = self.STATUS_MAP[provider_status]
+            reference = data.get("reference")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return StatusAnswer(answers["bad-response"], "bad-response")
+        return StatusAnswer(Lookup.STATUS, f"http-{code}", status, provider_status,
+                            str(reference) if reference is not None else None)
+
     def _all(self, messages: Sequence[SmsMessage], key: str, detail: str) -> list[ProviderResult]:
         return [ProviderResult.of(self.BATCH_ANSWERS[key], self.name, detail)] * len(messages)
 
@@ -269,6 +317,12 @@ class BoundedHttpSmsProvider(HttpSmsProvider):
         if not await self._enter():  # one connection for the whole batch
             return self._all(messages, "pool-timeout", "pool-timeout")
         return await self._uncancelled(super().send_batch(messages))
+
+    async def status(self, provider_reference: str) -> StatusAnswer:
+        # A lookup takes a connection slot as a send does: the pool is shared, and bounded.
+        if not await self._enter():
+            return StatusAnswer(self.LOOKUP_ANSWERS["pool-timeout"], "pool-timeout")
+        return await self._uncancelled(super().status(provider_reference))
 
     async def _uncancelled(self, request: Coroutine[Any, Any, T]) -> T:
         """Run `request` (holding a slot taken by _enter) in its own task, which releases the

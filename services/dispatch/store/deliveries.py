@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlmodel import Session
 
 from services.common.db import insert_rows, update_rows
@@ -448,6 +448,55 @@ def write_changes(session: Session, changes: Sequence[Change], now: datetime) ->
         session,
         [event_row(c.row, c.status, c.row.attempts, now, c.provider, c.reason_code) for c in changes],
     )
+
+
+# ------------------------------------------------------------------------------ status lookups
+
+
+@dataclass(frozen=True, slots=True)
+class LookupDue:
+    """An SMS to ask its gateway about: ids and references only."""
+
+    id: int
+    notice_id: str
+    channel: str
+    reference: str  # ours, the generation that was sent
+    provider: str  # the gateway that took it
+    provider_reference: str  # its message id there
+    first_attempt_at: float
+
+
+def take_status_lookups(session: Session, now: float, providers: Collection[str], limit: int,
+                        next_at: float, oldest: float) -> list[LookupDue]:
+    """Up to `limit` SMS still 'sent' through one of `providers` whose time to be asked about
+    has come (next_attempt_at: set when the gateway took it, status_lookup_after_s on), first
+    attempted since `oldest`, longest waiting first. Each is stamped with `next_at` as its next
+    time, in this transaction, so no other pass or replica asks at the same time (SKIP
+    LOCKED); no event: nothing changed for the person."""
+    query = (
+        select(DT.c.id, DT.c.notice_id, DT.c.channel, DT.c.reference, DT.c.provider,
+               DT.c.provider_reference, DT.c.first_attempt_at)
+        .where(DT.c.status == DeliveryStatus.SENT.value, DT.c.channel == "sms",
+               DT.c.next_attempt_at <= now, DT.c.provider.in_(list(providers)),
+               DT.c.provider_reference.is_not(None), DT.c.first_attempt_at >= oldest)
+        .order_by(DT.c.next_attempt_at)
+        .limit(limit)
+    )
+    query = query.with_for_update(skip_locked=True) if _is_postgres(session) else query
+    due = [LookupDue(*r) for r in session.execute(query)]
+    if due:
+        session.execute(update(DT).where(DT.c.id.in_([d.id for d in due]))
+                        .values(next_attempt_at=next_at))
+    return due
+
+
+def count_unconfirmed_sms(session: Session, providers: Collection[str], oldest: float) -> int:
+    """SMS still 'sent' through one of `providers`, first attempted before `oldest`: past the
+    status lookup's age, nothing more will be asked about them."""
+    query = select(func.count()).select_from(DT).where(
+        DT.c.status == DeliveryStatus.SENT.value, DT.c.channel == "sms",
+        DT.c.provider.in_(list(providers)), DT.c.first_attempt_at < oldest)
+    return session.execute(query).scalar_one()
 
 
 # ------------------------------------------------------------------------------ counting
