@@ -2,6 +2,8 @@
 kind (a false merge that must not happen, or a miss that must not)."""
 import itertools
 
+import pytest
+
 from services.dedupe.resolver import Resolver
 from tests.dedupe.resolver.conftest import make
 
@@ -310,3 +312,30 @@ def test_a_parent_named_first_for_the_child_with_his_own_contacts_joins_no_order
         r.learn_weights(levels=False)  # as at release
         assert same_person(r, *child), order
         assert not same_person(r, child[0], parent), order
+
+
+# Known wrong merge, not yet fixed (issue 11, session 10): a rule making this pair a review item
+# (branch w10-i11, not merged) cost precision elsewhere — on the independent 20k set (seed 101) an
+# undated record then had one weak edge left instead of two and was attached to another person.
+# Strict: when a change fixes this, the test passes and the xfail must come off.
+@pytest.mark.xfail(strict=True, reason="the parent still merges with a child held once (issue 11)")
+def test_a_parent_named_first_for_the_child_with_his_own_mobile_joins_no_lone_record():
+    # The round-3 case with the child held once: one record, a mobile of its own and no
+    # email. Only one contact can be compared, so mobile AND email never both differ; given
+    # exact +7.5, family exact +8.5, address exact +7 then outweighed the differing mobile
+    # (-0.5) into a weak match (22 >= 18) with nothing else for the weak edge to doubt, and
+    # the parent joined the child without a review item. Undated, no shared NHI or contact,
+    # and the one contact both hold differs: the pair is a question, not a merge.
+    home = {"address_line1": "9 Rimu Street", "postcode": "4410"}
+    child = make("gp-1", nhi="ZKQ3268", given_names="Sefo", family_name="Faleolo",
+                 date_of_birth="2015-09-02", mobile="+64211000201", **home)
+    parent = make("portal-1", given_names="Sefo Ioane", family_name="Faleolo", date_of_birth=None,
+                  mobile="+64211000209", email="ioane.faleolo@example.nz", **home)
+    for order in ([child, parent], [parent, child]):
+        r = Resolver()
+        for record in order:
+            r.add(record)
+        r.learn_weights(levels=False)  # as at release
+        assert not same_person(r, child, parent), order
+        pairs = {frozenset((i.a, i.b)) for i in r.review_items()}
+        assert frozenset((child.key, parent.key)) in pairs, order
