@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import psycopg
@@ -75,17 +77,21 @@ def _waiting_on_a_lock(db_url: str) -> bool:
                             " AND wait_event_type = 'Lock'").fetchone()[0] > 0
 
 
-class RowLock:
-    """Holds the delivery row of `reference` locked from another connection, as a long
-    transaction would: the receipt batch that reaches it waits."""
-
-    def __init__(self, db_url: str, reference: str):
-        self.conn = psycopg.connect(db_url)
-        self.conn.execute("SELECT 1 FROM delivery WHERE reference = %s FOR UPDATE", (reference,))
-
-    def release(self) -> None:
-        self.conn.rollback()
-        self.conn.close()
+@asynccontextmanager
+async def _first_batch_held(stack, db_url: str, first) -> AsyncIterator[asyncio.Task]:  # noqa: ANN001
+    """`first`'s receipt posted while its delivery row is locked from another connection (as a
+    long transaction would hold it): yields once its batch waits in the database, with the
+    request's task; the lock is released on leaving."""
+    conn = psycopg.connect(db_url)
+    try:
+        conn.execute("SELECT 1 FROM delivery WHERE reference = %s FOR UPDATE", (first.reference,))
+        body, headers = _signed(first)
+        ahead = asyncio.create_task(stack.http.post(URL, content=body, headers=headers))
+        await stack.wait_until(lambda: _waiting_on_a_lock(db_url), what="the first batch waiting")
+        yield ahead
+    finally:
+        await asyncio.to_thread(conn.rollback)
+        conn.close()
 
 
 async def test_receipts_arriving_together_are_applied_in_one_transaction_answered_after_it(
@@ -115,28 +121,22 @@ async def test_a_receipt_whose_caller_hung_up_before_the_database_work_is_not_re
     db = settings.database_url
     async with running_dispatch(settings) as stack:
         first, second = await _sent_sms(stack, sms_gw, range(330, 332))
-        lock = RowLock(db, first.reference)
-        try:
-            body, headers = _signed(first)
-            ahead = asyncio.create_task(stack.http.post(URL, content=body, headers=headers))
-            await stack.wait_until(lambda: _waiting_on_a_lock(db), what="the first batch waiting")
+        async with _first_batch_held(stack, db, first) as ahead:
             gone_body, gone_headers = _signed(second)
             # Its caller gives up (as a provider's webhook timeout does) while it waits behind
             # the batch in the database.
             with pytest.raises(httpx.ReadTimeout):
                 await stack.http.post(URL, content=gone_body, headers=gone_headers, timeout=1.0)
-        finally:
-            await asyncio.to_thread(lock.release)
         assert (await ahead).json() == {"outcome": "updated"}
-        await asyncio.sleep(0.5)  # the second one's batch has run by now (window 10 ms)
+        gone = 'panui_dispatch_receipts_total{outcome="caller-gone",provider="sms-primary"} 1.0'
+        await stack.wait_until(lambda: gone in httpx.get(f"{stack.http.base_url}/metrics").text,
+                               what="the hung-up receipt dropped")
         skipped_status, nonces = _status(db, second.reference), _nonces(db)
         # Nothing of it was recorded, not even its nonce: the very same request, sent again
         # (a provider's retry), is applied rather than refused as a replay.
         again = await stack.http.post(URL, content=gone_body, headers=gone_headers)
-        metrics = (await stack.http.get("/metrics")).text
     assert skipped_status == "sent" and nonces == 1
     assert again.status_code == 200 and again.json() == {"outcome": "updated"}
-    assert 'panui_dispatch_receipts_total{outcome="caller-gone",provider="sms-primary"} 1.0' in metrics
 
 
 async def test_receipts_queued_longer_than_the_bound_are_answered_503_with_retry_after(
@@ -146,18 +146,12 @@ async def test_receipts_queued_longer_than_the_bound_are_answered_503_with_retry
     db = settings.database_url
     async with running_dispatch(settings) as stack:
         first, queued, late = await _sent_sms(stack, sms_gw, range(340, 343))
-        lock = RowLock(db, first.reference)
-        try:
-            body, headers = _signed(first)
-            ahead = asyncio.create_task(stack.http.post(URL, content=body, headers=headers))
-            await stack.wait_until(lambda: _waiting_on_a_lock(db), what="the first batch waiting")
+        async with _first_batch_held(stack, db, first) as ahead:
             body, headers = _signed(queued)
             waiting = asyncio.create_task(stack.http.post(URL, content=body, headers=headers))
             await asyncio.sleep(1.5)  # past the bound: `queued` has waited longer than 1 s
             body, headers = _signed(late)
             refused = await stack.http.post(URL, content=body, headers=headers)
-        finally:
-            await asyncio.to_thread(lock.release)
         first_answer, queued_answer = await ahead, await waiting
         statuses = {s.reference: _status(db, s.reference) for s in (first, queued, late)}
         nonces = _nonces(db)
