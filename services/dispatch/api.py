@@ -13,7 +13,7 @@ from services.common.deps import AnyStaffContext, CoordinatorContext, IdPath, Pu
 from services.common.errors import ApiError, ErrorResponse
 from services.common.inbound import body_limit
 from services.common.report import ReportMilestone, ServiceReport, counts_of
-from services.dispatch import export, metrics, tracking
+from services.dispatch import export, metrics
 from services.dispatch.delivery_state import ReceiptOutcome
 from services.dispatch.providers.receipts import (
     InvalidSignature,
@@ -23,6 +23,7 @@ from services.dispatch.providers.receipts import (
 )
 from services.dispatch.providers.sms_http import HttpSmsProvider
 from services.dispatch.providers.smtp import RECEIPT_STATUS_MAP as EMAIL_RECEIPT_STATUS_MAP
+from services.dispatch.receipt_batches import CallerGone, ReceiptsBusy
 from services.dispatch.schemas import DeliverySummary, ReceiptResult
 from services.dispatch.store import reports
 
@@ -52,7 +53,7 @@ _REFUSED = {
     "/v1/receipts/{provider}", tags=["receipts"],
     summary="Delivery receipt callback from a provider (HMAC-signed with the provider's secret)",
     dependencies=[body_limit("receipt_max_bytes", "receipt.too_large")],
-    responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413)},
+    responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 503)},
 )
 async def receipt(request: Request, ctx: PublicContext,
                   provider: str = Path(max_length=64)) -> ReceiptResult:
@@ -77,17 +78,33 @@ async def receipt(request: Request, ctx: PublicContext,
     except ReceiptError as exc:
         metrics.RECEIPTS.labels(provider=provider, outcome="invalid").inc()
         raise ApiError(400, "receipt.invalid", str(exc)) from None
-    outcome = await ctx.db.run(
-        tracking.record_signed_receipt, runtime.book, provider, parsed, runtime.retry,
-        runtime.quiet, runtime.clock(), settings.email_deferral_timeout_s,
-        2.0 * settings.receipt_tolerance_s,
-    )
+    # Hears the caller hang up while the receipt waits for its batch. (Request.is_disconnected
+    # cannot: through the BaseHTTPMiddleware layers its non-blocking receive loses the message.)
+    hung_up = asyncio.ensure_future(request.receive())
+    hung_up.add_done_callback(lambda f: f.cancelled() or f.exception())
+    try:
+        # Group-committed with the receipts arriving with it; answered after the commit.
+        outcome = await runtime.receipts.record(provider, parsed, lambda: _disconnected(hung_up))
+    except ReceiptsBusy as busy:
+        raise ApiError(503, "receipt.busy", "Receipts are queued too long here; try again later.",
+                       headers={"Retry-After": str(busy.retry_after_s)}) from None
+    except CallerGone:
+        # Nobody reads this answer: the caller hung up and nothing was recorded.
+        raise ApiError(499, "receipt.caller_gone", "The caller closed the request.") from None
+    finally:
+        hung_up.cancel()
     metrics.RECEIPTS.labels(provider=provider, outcome=outcome.value).inc()
     if outcome in _REFUSED:
         raise ApiError(*_REFUSED[outcome])
     if outcome is ReceiptOutcome.UPDATED:
         runtime.wake()  # publish the events; a fallback or resend may be due now
     return ReceiptResult(outcome=outcome.value)
+
+
+def _disconnected(receiving: asyncio.Future) -> bool:
+    # Once the body is read, the next ASGI message is the disconnect (or nothing yet).
+    return (receiving.done() and not receiving.cancelled() and receiving.exception() is None
+            and receiving.result().get("type") == "http.disconnect")
 
 
 @router.get(

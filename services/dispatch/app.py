@@ -5,6 +5,7 @@ sender and the consumers, wired to the shared runtime and the HTTP routes (api.p
 """
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -29,7 +30,16 @@ from services.common.topics import (
     NOTICE_KEYS,
     NOTICES,
 )
-from services.dispatch import api, callcentre_api, check_api, mailout_api, notice_api, reconciliation_api
+from services.dispatch import (
+    api,
+    callcentre_api,
+    check_api,
+    mailout_api,
+    notice_api,
+    reconciliation_api,
+    tracking,
+)
+from services.dispatch.delivery_state import ReceiptOutcome
 from services.dispatch.genuine import CHECK_CLIENT_LABEL, CheckLimits
 from services.dispatch.incidents import IncidentBook
 from services.dispatch.models import MODELS
@@ -41,6 +51,8 @@ from services.dispatch.providers.factory import (
     build_email_provider,
     build_sms_provider,
 )
+from services.dispatch.providers.receipts import Receipt
+from services.dispatch.receipt_batches import ReceiptBatches
 from services.dispatch.sender import Sender
 from services.dispatch.settings import DispatchSettings
 
@@ -65,6 +77,11 @@ class DispatchRuntime(ServiceRuntime):
             max_total=timedelta(seconds=settings.retry_max_total_s),
         )
         self.book = IncidentBook()
+        self.receipts = ReceiptBatches(
+            self._record_receipts, service=settings.service_name,
+            window_s=settings.receipt_batch_window_s, max_batch=settings.receipt_batch_max,
+            max_wait_s=settings.receipt_queue_max_s, retry_after_s=settings.receipt_retry_after_s,
+        )
         self.sender: Sender | None = None  # built at start: its providers open connections
         self.notice_handler: NoticeHandler | None = None
         self._email, self._sms = email, sms
@@ -88,6 +105,16 @@ class DispatchRuntime(ServiceRuntime):
             self.sender.wake()
         self._wake_relay()
 
+    async def _record_receipts(self, batch: Sequence[tuple[str, Receipt]]) -> list[ReceiptOutcome]:
+        s = self.settings
+        outcomes = await self.db.run(
+            tracking.record_signed_receipts, self.book, batch, self.retry, self.quiet, self.clock(),
+            s.email_deferral_timeout_s, 2.0 * s.receipt_tolerance_s,
+        )
+        if ReceiptOutcome.UPDATED in outcomes:
+            self.wake()  # publish the events; a fallback or resend may be due now
+        return outcomes
+
     def _wake_relay(self) -> None:
         if self.relay:
             self.relay.wake()
@@ -101,6 +128,7 @@ class DispatchRuntime(ServiceRuntime):
             dry_run=build_dry_run_providers(settings),
         )
         self.sender.start()
+        self.receipts.start()
 
     def _make_workers(self, _runtime: ServiceRuntime) -> list[ConsumerWorker]:
         settings = self.settings
@@ -133,10 +161,13 @@ class DispatchRuntime(ServiceRuntime):
         self.workers = []
         if self.sender:
             await self.sender.stop()
+        # After the HTTP server has drained: the receipts it still waits on are applied.
+        await self.receipts.stop(self.settings.sender_stop_grace_s)
         await super().stop()
 
     def loops(self) -> list[SupervisedLoop]:
-        return super().loops() + (self.sender.loops if self.sender else [])
+        return (super().loops() + (self.sender.loops if self.sender else [])
+                + ([self.receipts.loop] if self.receipts.loop.task else []))
 
 
 def create_app(

@@ -22,6 +22,14 @@ CONSUMPTION_PAUSED = Gauge(
 RECEIPTS = Counter(
     "panui_dispatch_receipts_total", "Delivery receipts received", ["provider", "outcome"]
 )
+RECEIPTS_QUEUED = Gauge(
+    "panui_dispatch_receipts_queued", "Receipts waiting for their batch's transaction",
+    multiprocess_mode="livesum",
+)
+RECEIPT_BATCH_SIZE = Histogram(
+    "panui_dispatch_receipt_batch_size", "Receipts applied per transaction (group commit)",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
 UNRECORDED_SECONDS = Histogram(
     "panui_dispatch_unrecorded_seconds",
     "From a gateway's answer to its durable record (the window in which a crash resends)",

@@ -76,6 +76,15 @@ class DispatchSettings(ServiceSettings):
     receipt_secret: SecretStr = SecretStr(DEVELOPMENT_RECEIPT_SECRET)
     receipt_tolerance_s: int = 300
     receipt_max_bytes: int = 64 * 1024  # a receipt is a few hundred bytes
+    # Group commit (services/dispatch/receipt_batches.py): receipts arriving within the window
+    # are applied in one transaction (at most receipt_batch_max); the answer comes after the
+    # commit. A receipt waiting longer than receipt_queue_max_s (or arriving while the oldest
+    # waiting one has) is answered 503 with Retry-After: shorter than a provider's webhook
+    # timeout (15 s is believed to be Twilio's, unchecked), so it hears "later" before it gives up.
+    receipt_batch_window_s: float = Field(default=0.01, ge=0)
+    receipt_batch_max: int = Field(default=200, ge=1)
+    receipt_queue_max_s: float = Field(default=10.0, gt=0)
+    receipt_retry_after_s: int = Field(default=5, ge=1)
     # Where providers send receipts: <base>/v1/receipts/<provider>. Empty: no callbacks.
     receipt_callback_base_url: str = "http://127.0.0.1:8003"
 

@@ -307,6 +307,27 @@ def record_signed_receipt(
     return record_receipt(session, book, provider, receipt, retry, quiet, now, deferral_timeout_s)
 
 
+def record_signed_receipts(
+    session: Session, book: IncidentBook, batch: Sequence[tuple[str, Receipt]], retry: RetryPolicy,
+    quiet: QuietHours | None, now: datetime, deferral_timeout_s: float, nonce_keep_s: float,
+) -> list[ReceiptOutcome]:
+    """record_signed_receipt for a batch of (provider, receipt) in one transaction (the
+    receipts' group commit, services/dispatch/receipt_batches.py); outcomes in the batch's
+    order. Applied in reference order, arrival order kept within a delivery, so two batches
+    (two replicas) lock the deliveries they share in the same order."""
+    taken = receipt_nonces.claim_nonces(session, [(p, r.nonce) for p, r in batch],
+                                        now.timestamp(), nonce_keep_s)
+    outcomes: list[ReceiptOutcome] = [ReceiptOutcome.REPLAYED] * len(batch)
+    for i in sorted(range(len(batch)), key=lambda i: batch[i][1].reference):
+        provider, receipt = batch[i]
+        if (provider, receipt.nonce) not in taken:
+            continue  # taken before, or by an earlier receipt of this batch
+        taken.discard((provider, receipt.nonce))
+        outcomes[i] = record_receipt(session, book, provider, receipt, retry, quiet, now,
+                                     deferral_timeout_s)
+    return outcomes
+
+
 def record_receipt(
     session: Session, book: IncidentBook, provider: str, receipt: Receipt, retry: RetryPolicy,
     quiet: QuietHours | None, now: datetime, deferral_timeout_s: float = 5 * 86400.0,
