@@ -25,7 +25,7 @@ async def test_health_ready_and_metrics(service_env, pg_database):
             f"follow:{settings.topic_prefix}notice-keys.v1",
             f"follow:{settings.topic_prefix}incident-lifecycle.v1",
             "dispatch-sender", "dispatch-results", "dispatch-maintenance",
-            "dispatch-status-lookup"}
+            "dispatch-status-lookup", "dispatch-receipts"}
         assert all((loop["state"], loop["restarts"]) == ("running", 0)
                    for loop in health.json()["loops"].values())
         ready = await client.get("/readyz")
