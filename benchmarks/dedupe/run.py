@@ -21,6 +21,7 @@ import sys
 import time
 
 import psycopg
+from aiokafka.errors import UnknownTopicOrPartitionError
 
 from benchmarks import support
 from benchmarks.dedupe.shape import incident_messages
@@ -88,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Wait until the service made its topics and took the incident, then publish the records.
         while _count(db_url, "SELECT count(*) FROM incident_state") == 0 and process.poll() is None:
-            asyncio.run(publish(bootstrap, f"{prefix}incidents.v1",
-                                [incident_message(INCIDENT, {a: a for a in agencies}, agencies)]))
+            try:
+                asyncio.run(publish(bootstrap, f"{prefix}incidents.v1",
+                                    [incident_message(INCIDENT, {a: a for a in agencies}, agencies)]))
+            except UnknownTopicOrPartitionError:  # the service has not made its topics yet
+                pass
             time.sleep(1)
         ready_cpu_s = support.cpu_seconds(process.pid)  # start-up: not per record
         started = time.perf_counter()
