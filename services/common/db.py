@@ -172,17 +172,12 @@ def _unnest_upsert(table: Table, names: tuple[str, ...], given: tuple[str, ...],
                    conflict: tuple[str, ...]) -> tuple[TextClause, tuple[int, ...]]:
     """The upsert statement: every column in `names` inserted, the `given` ones not in the
     conflict key updated (a default filled in for the insert is not written over a row)."""
-    types, casts, as_json = _array_types(table, names)
-    columns = ", ".join(f'"{n}"' for n in names)
-    arrays = ", ".join(f"CAST(:c{i} AS {cast})" for i, cast in enumerate(casts))
     keys = ", ".join(f'"{n}"' for n in conflict)
     sets = ", ".join(f'"{n}" = EXCLUDED."{n}"' for n in given if n not in conflict)
-    statement = text(
+    return _array_statement(table, names, lambda columns, arrays: (
         f'INSERT INTO "{table.name}" ({columns}) SELECT {columns}'  # noqa: S608 - names from the model
         f" FROM unnest({arrays}) AS u({columns}) ON CONFLICT ({keys}) "
-        + (f"DO UPDATE SET {sets}" if sets else "DO NOTHING")
-    ).bindparams(*(bindparam(f"c{i}", type_=t) for i, t in enumerate(types)))
-    return statement, as_json
+        + (f"DO UPDATE SET {sets}" if sets else "DO NOTHING")))
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[dict]) -> None:
@@ -243,15 +238,10 @@ def _scalar_defaults(table: Table, given: tuple[str, ...]) -> tuple[tuple[str, o
 @functools.lru_cache(maxsize=64)
 def _unnest_insert(table: Table, names: tuple[str, ...],
                    returning: str | None) -> tuple[TextClause, tuple[int, ...]]:
-    types, casts, as_json = _array_types(table, names)
-    columns = ", ".join(f'"{n}"' for n in names)
-    arrays = ", ".join(f"CAST(:c{i} AS {cast})" for i, cast in enumerate(casts))
-    statement = text(
+    return _array_statement(table, names, lambda columns, arrays: (
         f'INSERT INTO "{table.name}" ({columns}) SELECT {columns}'  # noqa: S608 - names from the model
         f" FROM unnest({arrays}) WITH ORDINALITY AS u({columns}, _ord) ORDER BY _ord"
-        + (f' ON CONFLICT DO NOTHING RETURNING "{returning}"' if returning else "")
-    ).bindparams(*(bindparam(f"c{i}", type_=t) for i, t in enumerate(types)))
-    return statement, as_json
+        + (f' ON CONFLICT DO NOTHING RETURNING "{returning}"' if returning else "")))
 
 
 def update_rows(session: Session, table: Table, key: str | tuple[str, ...],
@@ -286,15 +276,22 @@ def update_rows(session: Session, table: Table, key: str | tuple[str, ...],
 @functools.lru_cache(maxsize=64)
 def _unnest_update(table: Table, keys: tuple[str, ...],
                    names: tuple[str, ...]) -> tuple[TextClause, tuple[int, ...]]:
+    sets = ", ".join(f'"{n}" = u."{n}"' for n in names if n not in keys)
+    where = " AND ".join(f'"{table.name}"."{k}" = u."{k}"' for k in keys)
+    return _array_statement(table, names, lambda columns, arrays: (
+        f'UPDATE "{table.name}" SET {sets} FROM unnest({arrays}) AS u({columns})'  # noqa: S608 - names from the model
+        f" WHERE {where}"))
+
+
+def _array_statement(table: Table, names: tuple[str, ...],
+                     sql: Callable[[str, str], str]) -> tuple[TextClause, tuple[int, ...]]:
+    """A statement over one array parameter per column (`sql` given the quoted column list
+    and the casted arrays), and which of its parameters are JSON (bound as text)."""
     types, casts, as_json = _array_types(table, names)
     columns = ", ".join(f'"{n}"' for n in names)
     arrays = ", ".join(f"CAST(:c{i} AS {cast})" for i, cast in enumerate(casts))
-    sets = ", ".join(f'"{n}" = u."{n}"' for n in names if n not in keys)
-    where = " AND ".join(f'"{table.name}"."{k}" = u."{k}"' for k in keys)
-    statement = text(
-        f'UPDATE "{table.name}" SET {sets} FROM unnest({arrays}) AS u({columns})'  # noqa: S608 - names from the model
-        f" WHERE {where}"
-    ).bindparams(*(bindparam(f"c{i}", type_=t) for i, t in enumerate(types)))
+    statement = text(sql(columns, arrays)).bindparams(
+        *(bindparam(f"c{i}", type_=t) for i, t in enumerate(types)))
     return statement, as_json
 
 
