@@ -73,20 +73,6 @@ async def _publish(bootstrap: str, prefix: str, keys: str, n: int, mix: str) -> 
     return time.perf_counter() - started
 
 
-def _cpu_seconds(pid: int) -> float:
-    """user + system CPU of the process and its live children (uvicorn workers: their CPU is
-    not in the parent's until they are reaped), and of its reaped children, so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for p in support.process_tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
-    return total
-
-
 def _accepted(db_url: str) -> tuple[int, int]:
     with psycopg.connect(db_url) as conn:
         row = conn.execute(
@@ -204,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         dispatch = spawn("dispatch", [PY, *profile, "-m", "services.dispatch"], env)
         _wait_http(f"http://127.0.0.1:{dispatch_port}/healthz", timeout=600)  # start-up at load 50: > 240 s
         ready_s = time.perf_counter() - started
-        ready_cpu_s = _cpu_seconds(dispatch.pid)  # start-up (imports, migrations): not per notice
+        ready_cpu_s = support.cpu_seconds(dispatch.pid)  # start-up (imports, migrations): not per notice
         spy = None
         if args.flame:
             spy = subprocess.Popen(  # noqa: S603 - our own tool on our own child
@@ -235,12 +221,12 @@ def main(argv: list[str] | None = None) -> int:
             if accepted >= next_sample * n:
                 samples.append((accepted, rss, pending))
                 next_sample += 0.25
-        cpu_s = _cpu_seconds(dispatch.pid)
+        cpu_s = support.cpu_seconds(dispatch.pid)
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes the SVG on SIGINT
             spy.wait(timeout=120)
         # The gateways share the cores: their CPU per notice is part of the stage's cost.
-        gateways_cpu_s = sum(_cpu_seconds(p.pid) for p in procs if p is not dispatch)
+        gateways_cpu_s = sum(support.cpu_seconds(p.pid) for p in procs if p is not dispatch)
         elapsed = time.perf_counter() - (first_at or started)
         total = time.perf_counter() - started
         # At load 50 a busy dispatch (receipts) once took > 60 s to answer /metrics and the run's

@@ -135,10 +135,29 @@ class UTCDateTime(TypeDecorator):
 
 
 def upsert(session: Session, model: type[SQLModel], rows: list[dict], conflict: list[str]) -> None:
-    """INSERT … ON CONFLICT (conflict) DO UPDATE, in one executemany, on PostgreSQL and SQLite."""
+    """INSERT … ON CONFLICT (conflict) DO UPDATE of many rows (dicts with the same keys). On
+    PostgreSQL ONE `INSERT … SELECT FROM unnest(one array per column) … ON CONFLICT`, as
+    insert_rows: an executemany runs one statement per row in the server (dedupe writes a
+    record and a person row per record applied, docs/benchmarks.md). Elsewhere (SQLite), or
+    when a conflict key repeats (one statement may not update a row twice; each row must
+    apply in turn, the last winning), an executemany."""
     if not rows:
         return
     table = model.__table__
+    first = rows[0].keys()
+    if (session.get_bind().dialect.name == "postgresql"
+            and all(r.keys() == first for r in rows)
+            and len({tuple(r[c] for c in conflict) for r in rows}) == len(rows)):
+        names = tuple(first)
+        params = {f"c{i}": [r[n] for r in rows] for i, n in enumerate(names)}
+        for name, value in _scalar_defaults(table, names):  # as SQLAlchemy's INSERT fills them
+            params[f"c{len(names)}"] = [value] * len(rows)
+            names += (name,)
+        statement, as_json = _unnest_upsert(table, names, tuple(first), tuple(conflict))
+        for i in as_json:  # JSON values go as text: a list value would be taken for a sub-array
+            params[f"c{i}"] = [None if v is None else json.dumps(v) for v in params[f"c{i}"]]
+        session.execute(statement, params)
+        return
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
@@ -146,6 +165,19 @@ def upsert(session: Session, model: type[SQLModel], rows: list[dict], conflict: 
     statement = insert(table)
     updates = {c: statement.excluded[c] for c in rows[0] if c not in conflict}
     session.execute(statement.on_conflict_do_update(index_elements=conflict, set_=updates), rows)
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_upsert(table: Table, names: tuple[str, ...], given: tuple[str, ...],
+                   conflict: tuple[str, ...]) -> tuple[TextClause, tuple[int, ...]]:
+    """The upsert statement: every column in `names` inserted, the `given` ones not in the
+    conflict key updated (a default filled in for the insert is not written over a row)."""
+    keys = ", ".join(f'"{n}"' for n in conflict)
+    sets = ", ".join(f'"{n}" = EXCLUDED."{n}"' for n in given if n not in conflict)
+    return _array_statement(table, names, lambda columns, arrays: (
+        f'INSERT INTO "{table.name}" ({columns}) SELECT {columns}'  # noqa: S608 - names from the model
+        f" FROM unnest({arrays}) AS u({columns}) ON CONFLICT ({keys}) "
+        + (f"DO UPDATE SET {sets}" if sets else "DO NOTHING")))
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[dict]) -> None:
@@ -206,37 +238,35 @@ def _scalar_defaults(table: Table, given: tuple[str, ...]) -> tuple[tuple[str, o
 @functools.lru_cache(maxsize=64)
 def _unnest_insert(table: Table, names: tuple[str, ...],
                    returning: str | None) -> tuple[TextClause, tuple[int, ...]]:
-    types, casts, as_json = _array_types(table, names)
-    columns = ", ".join(f'"{n}"' for n in names)
-    arrays = ", ".join(f"CAST(:c{i} AS {cast})" for i, cast in enumerate(casts))
-    statement = text(
+    return _array_statement(table, names, lambda columns, arrays: (
         f'INSERT INTO "{table.name}" ({columns}) SELECT {columns}'  # noqa: S608 - names from the model
         f" FROM unnest({arrays}) WITH ORDINALITY AS u({columns}, _ord) ORDER BY _ord"
-        + (f' ON CONFLICT DO NOTHING RETURNING "{returning}"' if returning else "")
-    ).bindparams(*(bindparam(f"c{i}", type_=t) for i, t in enumerate(types)))
-    return statement, as_json
+        + (f' ON CONFLICT DO NOTHING RETURNING "{returning}"' if returning else "")))
 
 
-def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict]) -> None:
-    """Update many rows of `table`, each dict the `key` column's value (which row) and the
-    new values of the same other columns. On PostgreSQL ONE `UPDATE … FROM unnest(…)` (as
-    insert_rows, for the same reason); elsewhere, or when a key repeats (each update must
-    apply in turn, the last winning), an executemany."""
+def update_rows(session: Session, table: Table, key: str | tuple[str, ...],
+                rows: Sequence[dict]) -> None:
+    """Update many rows of `table`, each dict the `key` column's value (which row; a tuple
+    of columns: their values together) and the new values of the same other columns. On
+    PostgreSQL ONE `UPDATE … FROM unnest(…)` (as insert_rows, for the same reason); elsewhere,
+    or when a key repeats (each update must apply in turn, the last winning), an executemany."""
     if not rows:
         return
     first = rows[0].keys()
     if any(r.keys() != first for r in rows):
         raise ValueError("update_rows: every row needs the same columns")
     names = tuple(first)
+    keys = (key,) if isinstance(key, str) else tuple(key)
     if (session.get_bind().dialect.name != "postgresql"
-            or len({r[key] for r in rows}) < len(rows)):
-        from sqlalchemy import update
+            or len({tuple(r[k] for k in keys) for r in rows}) < len(rows)):
+        from sqlalchemy import and_, update
 
-        stmt = (update(table).where(table.c[key] == bindparam("_key"))
-                .values(**{n: bindparam(n) for n in names if n != key}))
-        session.connection().execute(stmt, [{**r, "_key": r[key]} for r in rows])
+        stmt = (update(table).where(and_(*(table.c[k] == bindparam(f"_key_{k}") for k in keys)))
+                .values(**{n: bindparam(n) for n in names if n not in keys}))
+        session.connection().execute(
+            stmt, [{**r, **{f"_key_{k}": r[k] for k in keys}} for r in rows])
         return
-    statement, as_json = _unnest_update(table, key, names)
+    statement, as_json = _unnest_update(table, keys, names)
     params = {f"c{i}": [r[n] for r in rows] for i, n in enumerate(names)}
     for i in as_json:
         params[f"c{i}"] = [None if v is None else json.dumps(v) for v in params[f"c{i}"]]
@@ -244,16 +274,24 @@ def update_rows(session: Session, table: Table, key: str, rows: Sequence[dict]) 
 
 
 @functools.lru_cache(maxsize=64)
-def _unnest_update(table: Table, key: str,
+def _unnest_update(table: Table, keys: tuple[str, ...],
                    names: tuple[str, ...]) -> tuple[TextClause, tuple[int, ...]]:
+    sets = ", ".join(f'"{n}" = u."{n}"' for n in names if n not in keys)
+    where = " AND ".join(f'"{table.name}"."{k}" = u."{k}"' for k in keys)
+    return _array_statement(table, names, lambda columns, arrays: (
+        f'UPDATE "{table.name}" SET {sets} FROM unnest({arrays}) AS u({columns})'  # noqa: S608 - names from the model
+        f" WHERE {where}"))
+
+
+def _array_statement(table: Table, names: tuple[str, ...],
+                     sql: Callable[[str, str], str]) -> tuple[TextClause, tuple[int, ...]]:
+    """A statement over one array parameter per column (`sql` given the quoted column list
+    and the casted arrays), and which of its parameters are JSON (bound as text)."""
     types, casts, as_json = _array_types(table, names)
     columns = ", ".join(f'"{n}"' for n in names)
     arrays = ", ".join(f"CAST(:c{i} AS {cast})" for i, cast in enumerate(casts))
-    sets = ", ".join(f'"{n}" = u."{n}"' for n in names if n != key)
-    statement = text(
-        f'UPDATE "{table.name}" SET {sets} FROM unnest({arrays}) AS u({columns})'  # noqa: S608 - names from the model
-        f' WHERE "{table.name}"."{key}" = u."{key}"'
-    ).bindparams(*(bindparam(f"c{i}", type_=t) for i, t in enumerate(types)))
+    statement = text(sql(columns, arrays)).bindparams(
+        *(bindparam(f"c{i}", type_=t) for i, t in enumerate(types)))
     return statement, as_json
 
 
@@ -263,9 +301,22 @@ def _array_types(table: Table, names: tuple[str, ...]) -> tuple[list, list[str],
     sub-array), the SQL array type it is cast to, and which columns are JSON."""
     dialect = postgresql.dialect()
     as_json = tuple(i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON))
-    types = [ARRAY(Text if i in as_json else table.c[n].type) for i, n in enumerate(names)]
-    casts = [ARRAY(table.c[n].type).compile(dialect=dialect) for n in names]
+    plain = [_without_collation(table.c[n].type) for n in names]
+    types = [ARRAY(Text if i in as_json else t) for i, t in enumerate(plain)]
+    casts = [ARRAY(t).compile(dialect=dialect) for t in plain]
     return types, casts, as_json
+
+
+def _without_collation(type_: TypeEngine) -> TypeEngine:
+    """A string column's type with no COLLATE (code_point_string): an array of it cannot
+    carry one, and the values take the column's own collation where they are stored or
+    compared with it."""
+    if not isinstance(type_, String):
+        return type_
+    type_ = type_._variant_mapping.get("postgresql", type_)  # noqa: SLF001 - with_variant's
+    if type_.collation is None:
+        return type_
+    return String(type_.length)
 
 
 class Database:

@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from services.common import outbox
 from services.common.batching import chunks
-from services.common.db import upsert
+from services.common.db import update_rows, upsert
 from services.common.messages import (
     AffectedRecordMessage,
     IncidentMessage,
@@ -196,18 +196,11 @@ def write_records(session: Session, incident_id: str, records: dict[RecordKey, R
                 "told_version": meta.told_version,  # moved on by a hold (identity.apply_record)
             })
         else:
-            partial.append({"b_incident": incident_id, "b_agency": key[0], "b_record": key[1],
-                            "person_id": meta.person_id, "withdrawn": meta.withdrawn})
+            partial.append({"incident_id": incident_id, "agency_id": key[0],
+                            "source_record_id": key[1], "person_id": meta.person_id,
+                            "withdrawn": meta.withdrawn})
     upsert(session, RecordState, full, _RECORD_KEY)
-    if partial:
-        session.execute(
-            update(_RECORDS)
-            .where(_RECORDS.c.incident_id == bindparam("b_incident"),
-                   _RECORDS.c.agency_id == bindparam("b_agency"),
-                   _RECORDS.c.source_record_id == bindparam("b_record"))
-            .values(person_id=bindparam("person_id"), withdrawn=bindparam("withdrawn")),
-            partial,
-        )
+    update_rows(session, _RECORDS, tuple(_RECORD_KEY), partial)
 
 
 def write_persons(session: Session, incident_id: str, persons: dict[str, PersonMeta]) -> None:

@@ -152,3 +152,85 @@ def test_insert_and_update_rows_on_sqlite(tmp_path):
 @pytest.mark.postgres
 def test_insert_and_update_rows_on_postgresql(pg_database):
     _insert_rows_round_trip(pg_database(None))
+
+
+class _Kept:
+    """A model-like owner of the table upsert writes (upsert takes the model's __table__)."""
+
+
+def _upsert_round_trip(url: str) -> list[int]:
+    """upsert and update_rows by a key of several columns as dedupe's record and person
+    state use them: a key column compared by code point (code_point_string), JSON lists, a
+    fixed default filled on insert and not written over on update, a repeated key (the last
+    row wins). Returns how many statements each call sent (executemany: one per row)."""
+    from sqlalchemy import JSON, Integer, UniqueConstraint, event, select
+
+    from services.common.db import code_point_string, session_scope, update_rows, upsert
+
+    engine = make_engine(url)
+    table = Table("t_kept", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("incident", String(20), nullable=False),
+                  Column("record", code_point_string(20), nullable=False),
+                  Column("person", String(20)), Column("categories", JSON),
+                  Column("version", Integer, nullable=False, default=1),
+                  UniqueConstraint("incident", "record"))
+    _Kept.__table__ = table
+    sent = [0]  # statements on the table so far (an executemany: one per row)
+    statements: list[int] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count(conn, cursor, statement, params, context, executemany):  # noqa: ANN001, ARG001
+        if "t_kept" in statement:  # not the pool's pings
+            sent[0] += len(params) if executemany else 1
+
+    def counted(write, *args) -> None:  # noqa: ANN001, ANN002
+        before = sent[0]
+        write(*args)
+        statements.append(sent[0] - before)
+
+    key = ["incident", "record"]
+    rows = [{"incident": "inc", "record": f"R{i:03d}", "person": f"P{i % 7}",
+             "categories": ["lab_results"] * (i % 2)} for i in range(200)]
+    try:
+        table.metadata.create_all(engine)
+        with session_scope(engine) as session:
+            counted(upsert, session, _Kept, rows, key)
+        with session_scope(engine) as session:  # half of them again, changed, and a new one
+            session.execute(table.update().where(table.c.record == "R000").values(version=5))
+            counted(upsert, session, _Kept, [{**r, "person": "P-moved", "categories": ["x"]}
+                                             for r in rows[:100]] + [{**rows[0], "record": "b-new",
+                                                                      "person": None, "categories": []}], key)
+            counted(update_rows, session, table, tuple(key), [
+                {"incident": "inc", "record": r["record"], "person": "P-again"}
+                for r in rows[150:]])
+        with session_scope(engine) as session:  # a repeated key: each in turn, the last wins
+            upsert(session, _Kept, [{**rows[1], "person": "first"},
+                                    {**rows[1], "person": "last"}], key)
+            update_rows(session, table, tuple(key), [
+                {"incident": "inc", "record": "R002", "person": "first"},
+                {"incident": "inc", "record": "R002", "person": "last"}])
+        with session_scope(engine) as session:
+            got = {r.record: r for r in session.execute(select(table))}
+    finally:
+        engine.dispose()
+    assert len(got) == 201
+    assert (got["R000"].person, got["R000"].categories, got["R000"].version) == (
+        "P-moved", ["x"], 5)  # the default is not written over a stored row
+    assert (got["R001"].person, got["R002"].person) == ("last", "last")
+    assert got["R099"].person == "P-moved" and got["R100"].person == "P2"
+    assert got["R100"].categories == [] and got["R101"].categories == ["lab_results"]
+    assert {got[f"R{i}"].person for i in range(150, 200)} == {"P-again"}
+    assert (got["b-new"].person, got["b-new"].version) == (None, 1)
+    return statements
+
+
+def test_upsert_and_update_by_several_columns_on_sqlite(tmp_path):
+    _upsert_round_trip(f"sqlite:///{tmp_path / 'kept.db'}")
+
+
+@pytest.mark.postgres
+def test_upsert_and_update_by_several_columns_on_postgresql(pg_database):
+    """On PostgreSQL each is one statement whatever the row count (dedupe writes a record
+    and a person row per record applied: one statement per row was most of its database
+    time, docs/benchmarks.md)."""
+    assert _upsert_round_trip(pg_database(None)) == [1, 1, 1]
