@@ -676,6 +676,20 @@ async def test_a_correction_says_only_what_corrects_what_the_person_was_sent(
     assert "sent to you by mistake" in mailed.message.get_body(("plain",)).get_content()
 
 
+def _deferred_then_bounced(service_env, pg_database, smtp, sms, **extra):  # noqa: ANN001, ANN003, ANN202
+    """A dispatch database and settings where person 1 (email only) has every message deferred
+    2 s and then bounced, the bounce posted back to this dispatch. (db, settings, recipient)."""
+    db = pg_database("dispatch")
+    port = free_port()
+    smtp.bounce_webhook_url = f"http://127.0.0.1:{port}/v1/receipts/smtp"
+    smtp.behaviour.defer_seconds = 2.0
+    recipient = person(1, mobile=False, address=False)
+    smtp.set_recipient(recipient["email"], "defer-then-bounce")
+    settings = dispatch_settings(service_env, db, port=port, smtp_port=smtp.port, sms_url=sms.url,
+                                 quiet_hours_enabled=False, retry_max_attempts=1000, **extra)
+    return db, settings, recipient
+
+
 async def _bounced_while_a_correction_waits(stack, db: str, smtp, recipient: dict):  # noqa: ANN001, ANN202
     """Person 1's version 1 accepted by the relay (`sent`, no receipt yet); a sent-in-error
     correction arrives, so it is planned, and is refused for now (451) while version 1 bounces;
@@ -711,16 +725,9 @@ async def test_a_sent_in_error_correction_planned_while_the_notice_was_in_flight
     notice they never got."""
     from testkit.staff import SIGNING_KEY, token
 
-    db = pg_database("dispatch")
-    port = free_port()
-    smtp.bounce_webhook_url = f"http://127.0.0.1:{port}/v1/receipts/smtp"
-    smtp.behaviour.defer_seconds = 2.0
-    address = "person1@example.nz"
-    smtp.set_recipient(address, "defer-then-bounce")
-    settings = dispatch_settings(service_env, db, port=port, smtp_port=smtp.port, sms_url=sms.url,
-                                 quiet_hours_enabled=False, retry_max_attempts=1000,
-                                 token_signing_key=SIGNING_KEY)
-    recipient = person(1, mobile=False, address=False)
+    db, settings, recipient = _deferred_then_bounced(service_env, pg_database, smtp, sms,
+                                                     token_signing_key=SIGNING_KEY)
+    address = recipient["email"]
     async with running_dispatch(settings) as stack:
         await stack.publish_incident(incident_message())
         first, correction = await _bounced_while_a_correction_waits(stack, db, smtp, recipient)
@@ -758,15 +765,7 @@ async def test_an_unneeded_correction_behind_many_due_follow_ups_is_never_sent(
     something to say. The sent-in-error correction behind them must still end `not-needed`,
     never sent: the relay's own log is the evidence. (Before, the check before each claim
     looked at the first 500 such follow-ups by id only, so the correction was claimed and sent.)"""
-    db = pg_database("dispatch")
-    port = free_port()
-    smtp.bounce_webhook_url = f"http://127.0.0.1:{port}/v1/receipts/smtp"
-    smtp.behaviour.defer_seconds = 2.0
-    address = "person1@example.nz"
-    smtp.set_recipient(address, "defer-then-bounce")
-    settings = dispatch_settings(service_env, db, port=port, smtp_port=smtp.port, sms_url=sms.url,
-                                 quiet_hours_enabled=False, retry_max_attempts=1000)
-    recipient = person(1, mobile=False, address=False)
+    db, settings, recipient = _deferred_then_bounced(service_env, pg_database, smtp, sms)
     by_post = [person(n, email=False, mobile=False) for n in range(1001, 1502)]
     async with running_dispatch(settings) as stack:
         await stack.publish_incident(incident_message())
