@@ -39,6 +39,17 @@ def format_exception(exc: BaseException) -> str:
     return "".join(formatted.format()).rstrip("\n")
 
 
+def raised_at(exc: BaseException) -> str:
+    """Where an exception was raised, as `module.py:line function` of its innermost frame:
+    code only, never the exception's message (which can quote the values it refused), so it
+    can be logged where the message cannot."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} {frame.name}"
+
+
 def _scrub(formatted: traceback.TracebackException, exc: BaseException | None, seen: set[int]) -> None:
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -62,7 +73,7 @@ class JsonFormatter(logging.Formatter):
         }
         for key in ("service", "incident_id", "feed_id", "notice_id", "count", "group", "topic",
                     "partition", "offset", "reason", "request_id", "method", "route", "status",
-                    "duration_ms"):
+                    "duration_ms", "raised_at"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info and record.exc_info[1] is not None:

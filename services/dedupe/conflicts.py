@@ -104,10 +104,15 @@ def hold_review_id(incident_id: str, claims: Iterable[Claim]) -> str:
 def contested(claims: list[Claim], name: str) -> list[Claim] | None:
     """The records giving `name`, when two of them from different agencies differ; else None."""
     giving = sorted((c for c in claims if c.contact(name) is not None), key=lambda c: c.key)
+    return giving if _contesting_pair(giving, name) else None
+
+
+def _contesting_pair(giving: list[Claim], name: str) -> tuple[Claim, Claim] | None:
+    """The first two records (by key) from different agencies whose `name` differs."""
     for i, a in enumerate(giving):
         for b in giving[i + 1:]:
             if a.key[0] != b.key[0] and a.contact(name) != b.contact(name):
-                return giving
+                return a, b
     return None
 
 
@@ -174,8 +179,9 @@ def _contact_conflict(rid: str, name: str, giving: list[Claim]) -> Conflict:
     for c in giving:
         group = groups.setdefault(c.contact(name), len(groups) + 1)  # type: ignore[arg-type]
         records.append({**_ref(c), "group": group})
-    a = giving[0]
-    b = next(c for c in giving if c.key[0] != a.key[0] and c.contact(name) != a.contact(name))
+    # The pair that contests (`giving` is contested): not always one with the first record —
+    # an agency's own records may differ while another agrees with the first of them.
+    a, b = _contesting_pair(giving, name)  # type: ignore[misc]
     return Conflict(rid, "contact_conflict", name, a.key, b.key, f"{name}_differs",
                     {"field": name, "records": records,
                      "agencies": sorted({c.key[0] for c in giving})})

@@ -66,11 +66,24 @@ def opened_record(sealer: Sealer, incident_id: str, agency_id: str, source_recor
 
 
 def note_contacts(meta: "RecordMeta", clean: dict) -> None:
-    """Keep what conflicts.py compares of a record's contacts: keys, never the values."""
+    """Keep what conflicts.py compares of a record's contacts, and whom the record is about
+    (`subject_key`): keys, never the values."""
+    meta.subject = subject_key(clean)
     meta.email = conflicts.contact_key("email", clean.get("email"))
     meta.mobile = conflicts.contact_key("mobile", clean.get("mobile"))
     meta.reach = (1 if clean.get("address") else 0) | (
         2 if (clean.get("hold") or {}).get("representative") else 0)
+
+
+def subject_key(clean: dict) -> int:
+    """Whom a record version is about, as an in-memory hash: its NHI and date of birth, or
+    without an NHI its date of birth and names. Equal keys across two versions of a record
+    mean the agency corrected something else about the same person (apply_record)."""
+    if clean.get("nhi"):
+        return hash(("nhi", clean["nhi"], clean.get("date_of_birth")))
+    names = tuple(" ".join((clean.get(f) or "").split()).casefold()
+                  for f in ("given_names", "family_name"))
+    return hash(("names", clean.get("date_of_birth"), *names))
 
 
 class Withdrawn(StrEnum):
@@ -90,13 +103,15 @@ class RecordMeta:
     withdrawn: bool
     on_hold: bool
     categories: tuple[str, ...]
-    # The lineage whose notice covered this record, and the version it covered then.
+    # The lineage whose notice covered this record, and the version it covered then (moved on
+    # by a later version about the same person: apply_record).
     told_lineage: str | None = None
     told_version: int = 0
     # What conflicts.py compares (note_contacts): in memory only, set when the record is opened.
     email: int | None = None
     mobile: int | None = None
     reach: int = 0  # 1: an address; 2: a representative
+    subject: int | None = None  # subject_key of the version held, set when it is opened
 
     @property
     def told_by(self) -> str | None:
@@ -242,13 +257,17 @@ class IncidentIdentity:
         if meta is not None and meta.version >= msg.record_version:
             return False
         categories = intern_categories(msg.data_categories)
-        # A hold on a new version of a record its person was told about does not untell them:
-        # they hold that notice's reference, so the lineage keeps the record (and the hold is
-        # announced for it) instead of the person looking never told. Nor does the version
-        # that lifts that hold: the hold's end is announced for the same reference, and
-        # release compares what it says with what they were told (an amendment, or nothing).
+        record, clean = opened_record(self.sealer, msg.incident_id, msg.agency_id,
+                                      msg.source_record_id, msg.record_version, msg.sealed)
+        # A new version of a record its person was told about does not untell them when it is
+        # still about the same person (subject_key): they hold that notice's reference, so the
+        # lineage keeps the record and release compares what they are owed with what they
+        # were told — an amendment for anything new, nothing otherwise, never a second first
+        # notice. Nor does a hold on it, or the version that lifts that hold (the hold and its
+        # end are announced for that reference). A version about someone else (the agency
+        # corrected whose record it is) is not told: its person gets their own notice.
         keeps_told = (meta is not None and meta.told_by is not None
-                      and (msg.on_hold or meta.on_hold))
+                      and (msg.on_hold or meta.on_hold or meta.subject == subject_key(clean)))
         if meta is None:
             meta = self.records[key] = RecordMeta(msg.record_version, None, False, msg.on_hold,
                                                   categories)
@@ -259,8 +278,6 @@ class IncidentIdentity:
         meta.withdrawn = False
         meta.on_hold = msg.on_hold
         meta.categories = categories
-        record, clean = opened_record(self.sealer, msg.incident_id, msg.agency_id,
-                                      msg.source_record_id, msg.record_version, msg.sealed)
         note_contacts(meta, clean)
         self.resolver.add(record)
         self._records_to_write.add(key)

@@ -4,7 +4,9 @@ A person's notices carry one id (the notice person id, a "lineage"): version 1 i
 notice, later versions amend it. Who is told what is a fact about records: a notice covers
 the records (each at its version) of the person it went to. When the resolver re-identifies
 people — records merge, split, are withdrawn and sent again — a person is told exactly when
-some live record of theirs is, at its current version, covered by a notice:
+some live record of theirs is, at its current version, covered by a notice (a later version
+about the same person — an agency's correction of something else — stays covered;
+identity.apply_record):
 
 * a person with no covered record was told nothing: their next notice is a first notice,
   under a lineage id never used in the incident (never a split-off part's "already told");

@@ -47,6 +47,7 @@ from services.common.batching import chunks
 from services.common.clock import Clock, utcnow
 from services.common.crypto import NOTICES, Sealer
 from services.common.db import session_scope
+from services.common.logging import raised_at
 from services.common.messages import (
     AffectedRecordMessage,
     AffectedRecordsTopicMessage,
@@ -429,10 +430,12 @@ class DedupePipeline:
             failure = self.failures.failed(incident_id, exc)
             metrics.INCIDENT_FAILURES.labels(stage=stage).inc()
             metrics.INCIDENTS_FAILING.set(len(self.failures.failing()))
-            # The type only: a database error's message can quote the values it refused.
+            # The type and the code line only: a database error's message can quote the
+            # values it refused.
             log.warning("incident %s failed (%s, attempt %d); retrying later", stage,
                         failure.kind, failure.count,
-                        extra={"incident_id": incident_id, "error": failure.kind})
+                        extra={"incident_id": incident_id, "error": failure.kind,
+                               "raised_at": raised_at(exc)})
             return 0
         if incident_id in self.failures.failing():
             self.failures.succeeded(incident_id)

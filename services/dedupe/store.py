@@ -193,7 +193,7 @@ def write_records(session: Session, incident_id: str, records: dict[RecordKey, R
                 "document_count": msg.document_count,
                 "preferred_language": msg.preferred_language, "on_hold": msg.on_hold,
                 "updated_at": now, "person_id": meta.person_id, "withdrawn": meta.withdrawn,
-                "told_version": meta.told_version,  # moved on by a hold (identity.apply_record)
+                "told_version": meta.told_version,  # moved on: identity.apply_record
             })
         else:
             partial.append({"incident_id": incident_id, "agency_id": key[0],

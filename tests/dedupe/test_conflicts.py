@@ -72,6 +72,19 @@ def test_agreeing_agencies_and_one_agency_alone_are_no_conflict():
     assert route(INC, [claim(GP, mobile=M1), claim(LAB, email=E1)], {}).excluded == frozenset()
 
 
+def test_a_conflict_between_two_agencies_not_involving_the_first_record_names_that_pair():
+    """The GP's two records differ from each other (its own affair) and the lab agrees with
+    the first: the contest is between the GP's second record and the lab. The item names that
+    pair — it used to look for a partner of the first record only, found none, and the
+    StopIteration failed the incident's every tick (its state dropped and rebuilt each time:
+    a 400k incident stalled for good)."""
+    claims = [claim(GP, mobile=M1), claim(GP2, mobile=M2), claim(LAB, mobile=M1)]
+    r = route(INC, claims, {})
+    (conflict,) = r.conflicts
+    assert (conflict.kind, conflict.a, conflict.b) == ("contact_conflict", GP2, LAB)
+    assert r.excluded == {"mobile"}
+
+
 def test_no_uncontested_channel_holds_the_person_and_post_is_one():
     claims = [claim(GP, mobile=M1), claim(LAB, mobile=M2)]
     assert route(INC, claims, {}).held_for_contact

@@ -1,7 +1,10 @@
 """The identity state (identity.py) with a real resolver and no database: records in, persons
 and release decisions out, notice lineage across re-identification, rebuild, review pairs."""
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from services.common.crypto import Sealer, generate_key_spec
 from services.common.messages import ReleasePolicy
@@ -256,6 +259,84 @@ def test_a_told_record_withdrawn_and_sent_again_is_told_again_under_a_new_lineag
     # The same resolver person, told nothing of version 2: a first notice, never the same id.
     assert again.person_id == first.person_id and again.version == 1
     assert again.notice_person_id != first.notice_person_id
+
+
+@pytest.mark.parametrize("change", [
+    {"documents": 3},  # a document count corrected
+    {"person": {**AROHA, "email": "aroha.new@example.nz"}},  # a contact updated
+    {"person": {**AROHA, "given_names": "Arohanui"}},  # a name corrected, the same NHI
+    {"person": {k: v for k, v in AROHA.items() if k != "nhi"}, "nhi_dropped": True},
+])
+def test_a_new_version_of_the_only_told_record_about_the_same_person_sends_nothing(change):
+    """An agency corrects something about a person it already told (a re-sent feed with a
+    fixed row): they hold their notice's reference, so nothing new to say is nothing sent —
+    never a second first notice under a new reference. Without an NHI on both versions the
+    names and date of birth say who it is about: dropping the NHI is someone else's record
+    as far as dedupe can tell (a first notice, as before)."""
+    state = identity()
+    state.apply_record(record("gp", "gp-1", AROHA))
+    state.settle(T0)
+    (first,) = state.release(T0, POLICY, NOW)
+    state.apply_record(record("gp", "gp-1", change.get("person", AROHA), version=2,
+                              documents=change.get("documents", 1)))
+    state.settle(NOW)
+    due = state.release(T0, POLICY, NOW)
+    if change.get("nhi_dropped"):
+        assert [(d.version, d.notice_person_id != first.notice_person_id) for d in due] == [
+            (1, True)]
+        return
+    assert due == []
+    assert state.records["gp", "gp-1"].told_by == first.notice_person_id
+    person = state.persons[state.records["gp", "gp-1"].person_id]
+    assert (person.status, person.notice_person_id) == ("notified", first.notice_person_id)
+
+
+def test_a_new_version_of_a_told_record_that_adds_a_category_amends_the_same_notice():
+    state = identity()
+    state.apply_record(record("gp", "gp-1", AROHA))
+    state.settle(T0)
+    (first,) = state.release(T0, POLICY, NOW)
+    state.apply_record(record("gp", "gp-1", AROHA, version=2,
+                              categories=("clinical_notes", "prescriptions")))
+    state.settle(NOW)
+    (amendment,) = state.release(T0, POLICY, NOW)
+    assert (amendment.notice_person_id, amendment.version) == (first.notice_person_id, 2)
+    assert amendment.view.categories == frozenset({"clinical_notes", "prescriptions"})
+
+
+def test_a_new_version_about_someone_else_is_their_own_first_notice():
+    """The agency corrects whose record it is (another NHI and name): the notice went to the
+    person it was about then, so the record's person now is told nothing — a first notice."""
+    state = identity()
+    state.apply_record(record("gp", "gp-1", AROHA))
+    state.settle(T0)
+    (first,) = state.release(T0, POLICY, NOW)
+    state.apply_record(record("gp", "gp-1", HEMI, version=2))
+    state.settle(NOW)
+    assert state.records["gp", "gp-1"].told_by is None
+    (again,) = state.release(T0, POLICY, NOW)
+    assert again.version == 1 and again.notice_person_id != first.notice_person_id
+
+
+def test_after_a_rebuild_a_new_version_of_a_told_record_still_sends_nothing():
+    """Whom the told version was about is known again once a restart has opened the stored
+    records (nothing of it is stored)."""
+    state = identity()
+    state.apply_record(record("gp", "gp-1", AROHA))
+    state.settle(T0)
+    (first,) = state.release(T0, POLICY, NOW)
+    told = record("gp", "gp-1", AROHA)
+    stored = StoredIdentity(
+        records=[StoredRecord(key, RecordMeta(m.version, m.person_id, m.withdrawn, m.on_hold,
+                                              m.categories, m.told_lineage, m.told_version),
+                              told.sealed) for key, m in state.records.items()],
+        persons={pid: dataclasses.replace(p) for pid, p in state.persons.items()},
+        decisions=[], issued={first.notice_person_id: 1})
+    rebuilt = IdentityState(SEALER).rebuild("inc-1", 0, stored)
+    rebuilt.apply_record(record("gp", "gp-1", AROHA, version=2, documents=2))
+    rebuilt.settle(NOW)
+    assert rebuilt.release(T0, POLICY, NOW) == []
+    assert rebuilt.records["gp", "gp-1"].told_by == first.notice_person_id
 
 
 def _household_free_messages():

@@ -4,6 +4,7 @@ with backoff and surfaced (a metric; a log line naming the incident and the erro
 no values), and released once the cause is gone. The pipeline on a real PostgreSQL."""
 
 import logging
+import re
 
 import pytest
 from prometheus_client import REGISTRY
@@ -92,7 +93,7 @@ def test_a_release_failing_in_a_batch_stops_neither_the_batch_nor_other_releases
 
 
 def test_an_incident_whose_tick_fails_is_retried_with_backoff_while_others_release(
-        pipeline, dedupe_engine):
+        pipeline, dedupe_engine, caplog):
     pipeline.apply_batch(0, [record_message(SEALER, "inc-a", "gp", "gp-1", **AROHA)])
     # inc-b, on the same partition, holds a record this instance cannot open: its state
     # cannot be rebuilt.
@@ -106,8 +107,13 @@ def test_an_incident_whose_tick_fails_is_retried_with_backoff_while_others_relea
         store.request_manual_release(session, "inc-a", unreadable.received_at)
 
     before = failures("tick")
-    assert pipeline.tick({0}) == 1  # inc-a is released, whatever inc-b does
+    with caplog.at_level(logging.WARNING, logger="services.dedupe.pipeline"):
+        assert pipeline.tick({0}) == 1  # inc-a is released, whatever inc-b does
     assert notices(dedupe_engine, "inc-a") == 1 and failures("tick") == before + 1
+    # The log line says where it was raised (code, not the message): what ops need to find it.
+    (logged,) = [r for r in caplog.records if getattr(r, "incident_id", None) == "inc-b"]
+    assert re.fullmatch(r"\w+\.py:\d+ \w+", logged.raised_at), logged.raised_at
+    assert HEMI["nhi"] not in logged.getMessage() + logged.raised_at
     first = pipeline.failures.failing()["inc-b"]
     assert pipeline.tick({0}) == 0 and failures("tick") == before + 1  # waits its turn
     wait_out(pipeline, "inc-b")
