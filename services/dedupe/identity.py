@@ -262,7 +262,7 @@ class IncidentIdentity:
         record, clean = opened_record(self.sealer, msg.incident_id, msg.agency_id,
                                       msg.source_record_id, msg.record_version, msg.sealed)
         note_contacts(meta, clean)
-        self.resolver.add(record)
+        self.resolver.place(record)
         self._records_to_write.add(key)
         self._changed.add(key)
         return True
