@@ -279,7 +279,7 @@ class IncidentIdentity:
         meta.on_hold = msg.on_hold
         meta.categories = categories
         note_contacts(meta, clean)
-        self.resolver.add(record)
+        self.resolver.place(record)
         self._records_to_write.add(key)
         self._changed.add(key)
         return True

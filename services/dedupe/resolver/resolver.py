@@ -34,7 +34,7 @@ from services.dedupe.resolver.explain import (
     person_id_for,
 )
 from services.dedupe.resolver.records import MatchRecord, PreparedRecord, RecordKey
-from services.dedupe.resolver.scoring import MATCH, NON_MATCH, Score, weigh
+from services.dedupe.resolver.scoring import MATCH, NON_MATCH, Plans, Score, weigh
 from services.dedupe.resolver.weights import (
     COUNTED_BY_INDEX,
     ValueFrequency,
@@ -81,7 +81,16 @@ def _copy(levels: Levels) -> bool:
 @lru_cache(maxsize=4096)
 def _placed(levels: Levels) -> bool:
     return levels.contact_agrees
+
+
 _NO_EDGES: dict[int, _Edge] = {}
+
+
+def _pairs(flat: tuple) -> zip:
+    """(other, edge) from a record's flat edge tuple, without building a dict."""
+    return zip(flat[::2], flat[1::2], strict=True)
+
+
 # Which index key lists the holders of a frequency-weighted value.
 _HOLDER_KIND = {"nhi": "nhi", "given": "given", "family": "family", "dob": "dob",
                 "mobile": "mobile", "email": "email", "address": "address"}
@@ -122,6 +131,9 @@ class Resolver:
         self._pins_of: dict[RecordKey, set[tuple[RecordKey, RecordKey]]] = {}
         # Scores of the pairs the record being added just formed, for its Assignment.
         self._fresh: dict[tuple[int, int], Score] = {}
+        # How each level tuple is weighed under self.config (scoring.weigh); a new config
+        # means a new Resolver (_rebuild), so these never outlive theirs.
+        self._plans: Plans = {}
 
     # ---------------------------------------------------------------- public API
 
@@ -138,6 +150,13 @@ class Resolver:
         assignment = self._assignment(rid)
         self._fresh.clear()
         return assignment
+
+    def place(self, record: MatchRecord) -> None:
+        """`add` without its Assignment (the evidence of every kept pair, sorted): for a
+        caller that reads persons through drain_changes()/person_of, as dedupe does."""
+        rid, seeds = self._insert(record)
+        self._recluster(seeds)
+        self._fresh.clear()
 
     def add_many(self, records: Iterable[MatchRecord]) -> list[Assignment]:
         """Place a batch; persons are settled once at the end (same result, less work)."""
@@ -305,7 +324,7 @@ class Resolver:
         return self._frequency.bucket(field, value)
 
     def _score(self, a: PreparedRecord, b: PreparedRecord, levels: Levels) -> Score:
-        return weigh(levels, a, self._bucket, self.config)
+        return weigh(levels, a, self._bucket, self.config, self._plans)
 
     def _evidence(self, r: int, s: int, edge: _Edge) -> PairEvidence:
         pr, ps = self._records[r], self._records[s]
@@ -522,16 +541,17 @@ class Resolver:
         # Every change of edges seeds both its records, so the components reachable from
         # the seeds are all the components whose persons can have changed.
         start = sorted(rid for rid in seeds if rid in self._records)
+        records, kept = self._records, self._edges
         for component in components(start, self._match_neighbours):
             if len(component) == 1:
                 self._set_person_id(component[0], None)
                 continue
             edges = [
-                MatchEdge(e.weight, self._records[r].key, self._records[s].key, r, s,
+                MatchEdge(e.weight, records[r].key, records[s].key, r, s,
                           not e.pinned and _weak(e.levels), _copy(e.levels), self._loose_end(r, s, e),
                           _placed(e.levels))
                 for r in component
-                for s, e in self._edges_of(r).items()
+                for s, e in _pairs(kept.get(r, ()))  # the flat tuple, in its order
                 if r < s and e.decision == MATCH
             ]
             persons, _refused = split_by_guard(component, edges, self._conflict, self._incomplete)

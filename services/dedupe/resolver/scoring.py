@@ -45,25 +45,64 @@ _FREQUENCY_ATTR = {
 _AGREE = ("exact", "same")
 
 
-def weigh(levels: Levels, a: PreparedRecord, bucket_of: BucketOf, config: ResolverConfig) -> Score:
-    """Sum the level weights (frequency-adjusted for exact agreements) and decide."""
-    parts = []
-    contact = 0.0
+class _Step(NamedTuple):
+    """What weighing one field at one level needs, worked out once per level tuple."""
+
+    field: str
+    level: str
+    weight: float | None  # the fixed weight; None: frequency-adjusted from `attr`'s value
+    attr: str | None
+    by_bucket: tuple[float, ...] | None  # config.Frequency's weight for each bucket
+    contact: bool  # counts towards the contact cap
+
+
+Plan = tuple[_Step, ...]
+# floor(log2 n) of any count of records or people in one process stays far below this.
+_BUCKETS = 64
+Plans = dict[Levels, Plan]
+
+
+def _plan(levels: Levels, config: ResolverConfig) -> Plan:
+    steps = []
     for field, level in zip(Levels._fields, levels, strict=True):
         if level == "missing":  # weighs nothing in every field (learning never changes it)
-            parts.append(Part(field, level, 0.0, 0))
-            continue
-        shared = 0
-        if level in _AGREE and field in config.frequency:
-            shared = bucket_of(field, getattr(a, _FREQUENCY_ATTR[field]))
-            w = config.frequency[field].weight(shared)
+            steps.append(_Step(field, level, 0.0, None, None, False))
+        elif level in _AGREE and field in config.frequency:
+            frequency = config.frequency[field]
+            steps.append(_Step(field, level, None, _FREQUENCY_ATTR[field],
+                               tuple(frequency.weight(b) for b in range(_BUCKETS)),
+                               field in CONTACT_FIELDS))
         else:
-            w = config.level_weights[field][level]
-        if field in CONTACT_FIELDS and w > 0:
-            w = max(0.0, min(w, config.contact_cap - contact))
+            steps.append(_Step(field, level, config.level_weights[field][level], None, None,
+                               field in CONTACT_FIELDS))
+    return tuple(steps)
+
+
+def weigh(levels: Levels, a: PreparedRecord, bucket_of: BucketOf, config: ResolverConfig,
+          plans: Plans | None = None) -> Score:
+    """Sum the level weights (frequency-adjusted for exact agreements) and decide.
+
+    `plans` caches each level tuple's steps for this `config` (the caller owns it and drops
+    it with the config): a few hundred distinct tuples cover a whole incident, so the
+    per-pair work is only the frequency look-ups. Same arithmetic in the same order."""
+    plan = plans.get(levels) if plans is not None else None
+    if plan is None:
+        plan = _plan(levels, config)
+        if plans is not None:
+            plans[levels] = plan
+    parts = []
+    contact = 0.0
+    cap = config.contact_cap
+    for field, level, w, attr, by_bucket, contact_field in plan:
+        shared = 0
+        if w is None:
+            shared = bucket_of(field, getattr(a, attr))
+            w = by_bucket[shared]
+        if contact_field and w > 0:
+            w = max(0.0, min(w, cap - contact))
             contact += w
         parts.append(Part(field, level, w, shared))
-    total = round(sum(p.weight for p in parts), 3)
+    total = round(sum([p.weight for p in parts]), 3)  # sum() as before: the same float
     decision, reason = decide(levels, total, config)
     return Score(total, decision, tuple(parts), reason)
 
