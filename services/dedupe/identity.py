@@ -617,8 +617,12 @@ class IdentityState:
         self.sealer = sealer
         self.config = config
         # Listing review pairs walks every kept pair of an incident: done on ticks, at most
-        # this often per incident, not per batch.
+        # this often per incident, not per batch — and, as an incident grows, no more often
+        # than `review_sync_cost_factor` times what its last refresh took (so the walk costs
+        # a bounded share of the time, whatever the incident's size; reviews_synced).
         self.review_sync_interval_s = review_sync_interval_s
+        self.review_sync_cost_factor = 10.0
+        self._reviews_cost_s: dict[str, float] = {}
         self._incidents: dict[str, IncidentIdentity] = {}
         self._partition_of: dict[str, int] = {}
         self._used_at: dict[str, float] = {}  # monotonic: when each was last needed
@@ -730,8 +734,20 @@ class IdentityState:
         if not incident.reviews_stale:
             return None
         last = self._reviews_synced_at.get(incident.incident_id)
-        if last is not None and time.monotonic() - last < self.review_sync_interval_s:
+        gap = max(self.review_sync_interval_s,
+                  self.review_sync_cost_factor * self._reviews_cost_s.get(incident.incident_id, 0.0))
+        if last is not None and time.monotonic() - last < gap:
             return None
         incident.reviews_stale = False
         self._reviews_synced_at[incident.incident_id] = time.monotonic()
         return incident.resolver.review_items()
+
+    def reviews_synced(self, incident_id: str, started: float) -> None:
+        """The refresh that `reviews_due` began at `started` (time.monotonic()) is written:
+        what it took spaces out the next one (a refresh under a second, any small incident's,
+        leaves the interval as it is)."""
+        took = time.monotonic() - started
+        if took >= 1.0:
+            self._reviews_cost_s[incident_id] = took
+        else:
+            self._reviews_cost_s.pop(incident_id, None)

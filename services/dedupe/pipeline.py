@@ -360,6 +360,7 @@ class DedupePipeline:
         # A confirmed contact whose amendment waits (a settle window) stays pending, so a
         # rebuild meanwhile applies it again and the amendment is not lost.
         store.mark_applied(session, [d for d in decisions if not identity.awaits_resend(d)])
+        started = time.monotonic()
         items = self.identity.reviews_due(identity)
         if items is not None:
             known = store.review_statuses(session, incident.incident_id)
@@ -368,6 +369,7 @@ class DedupePipeline:
                 review_changes(incident.incident_id, items, known, identity.conflicts() + [
                     r.conflict() for r in identity.retractions()]),
                 self.clock())
+            self.identity.reviews_synced(incident.incident_id, started)
         return released
 
     def _correct(self, session: Session, incident: store.Incident,
