@@ -6,6 +6,10 @@ timing, no Splink).
 
     .venv/bin/python -m benchmarks.resolver.measure tuning        # NZ 7, independent 101/202/404, census, FEBRL 3/4
     .venv/bin/python -m benchmarks.resolver.measure round7        # round 7's held-back seeds: run once per engine
+    .venv/bin/python -m benchmarks.resolver.measure held-back     # rounds 1-4's held-back seeds (11, 12, 202, 303, 13, 707, census 1-3)
+    .venv/bin/python -m benchmarks.resolver.measure fresh         # round 6's held-back seeds (21, 22, 808, 909, census 5, 6)
+    .venv/bin/python -m benchmarks.resolver.measure febrl         # FEBRL 1-4 without soc_sec_id
+    .venv/bin/python -m benchmarks.resolver.measure all           # every set above, each once
     .venv/bin/python -m benchmarks.resolver.measure tuning --only independent
     .venv/bin/python -m benchmarks.resolver.measure tuning --only "=independent 20k"   # seed 101 only
 """
@@ -15,7 +19,14 @@ import os
 import sys
 import time
 
-from benchmarks.resolver.datasets import Dataset, load, round7_held_back_sets
+from benchmarks.resolver.datasets import (
+    Dataset,
+    accuracy_sets,
+    fresh_held_back_sets,
+    held_back_sets,
+    load,
+    round7_held_back_sets,
+)
 from benchmarks.resolver.metrics import accuracy
 
 
@@ -51,12 +62,27 @@ def measure(dataset: Dataset) -> str:
             f"{1000 * review / persons:.1f} | {wrong} | {seconds:.0f} s |")
 
 
+def _sets(which: str) -> list[Dataset]:
+    groups = {"tuning": tuning_sets, "held-back": held_back_sets, "fresh": fresh_held_back_sets,
+              "round7": round7_held_back_sets, "febrl": lambda size: [
+                  d for d in accuracy_sets(size) if d.kind.startswith("febrl")]}
+    if which != "all":
+        if which not in groups:
+            raise SystemExit(f"unknown set group {which!r}: one of {', '.join([*groups, 'all'])}")
+        return groups[which](20_000)
+    found: dict[tuple, Dataset] = {}  # seed 202 and FEBRL 3/4 are in two groups: measured once
+    for group in groups.values():
+        for d in group(20_000):
+            found.setdefault((d.kind, d.size, d.seed, d.noise), d)
+    return list(found.values())
+
+
 def main(argv: list[str]) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")
     only = None
     if "--only" in argv:
         only = argv[argv.index("--only") + 1]
-    sets = round7_held_back_sets(20_000) if argv and argv[0] == "round7" else tuning_sets()
+    sets = _sets(argv[0] if argv and not argv[0].startswith("--") else "tuning")
     if only:  # a substring of the name, or "=name" for exactly that one
         sets = [d for d in sets if (d.name == only[1:] if only.startswith("=")
                                     else only.lower() in d.name.lower())]

@@ -60,6 +60,7 @@ def split_by_guard(
     edges: list[MatchEdge],
     conflict: Callable[[int, int], bool],
     incomplete: Callable[[int], bool] | None = None,
+    doubts: Iterable[tuple[int, int]] = (),
 ) -> tuple[list[list[int]], list[MatchEdge]]:
     """Group a component's records into persons. Returns (persons, refused edges).
 
@@ -69,6 +70,13 @@ def split_by_guard(
     every weak edge of its group leads to that one person. A nameless record that
     matches both twins, or a 'John Walker' without a date of birth living with his
     father of the same name, stays on its own and goes to review.
+
+    `doubts` are review pairs (a, b) with a in `members` (b may be outside the
+    component) that would be weak matches but for conflicting evidence. Each still
+    counts as a place its group's weak edges lead, though it never joins: demoting a
+    weak edge to such a review can only keep a record apart, never let its remaining
+    weak edge attach it elsewhere (seed 101: the lone target left after the demotion was
+    another person).
     """
     parent = {m: m for m in members}
     groups = {m: [m] for m in members}
@@ -107,11 +115,19 @@ def split_by_guard(
             if ra != rb and not any(conflict(x, y) for x in groups[ra] for y in groups[rb]):
                 join(ra, rb)
     if weak:
-        # Where each phase-1 group's weak edges lead, fixed before any weak join.
+        # Where each phase-1 group's weak edges (and doubts) lead, fixed before any weak join.
         targets: dict[int, set[int]] = {}
         for edge in weak:
             ra, rb = find(edge.a), find(edge.b)
             if ra != rb:
+                targets.setdefault(ra, set()).add(rb)
+                targets.setdefault(rb, set()).add(ra)
+        doubts = list(doubts)
+        for a, b in doubts:
+            ra = find(a)
+            if b not in parent:  # a record outside the component: a place of its own
+                targets.setdefault(ra, set()).add(-1 - b)
+            elif ra != (rb := find(b)):
                 targets.setdefault(ra, set()).add(rb)
                 targets.setdefault(rb, set()).add(ra)
         home = {m: find(m) for m in members}

@@ -90,6 +90,15 @@ class Levels(NamedTuple):
         )
 
     @property
+    def contact_doubt(self) -> bool:
+        """Undated, no shared NHI, and a personal contact both hold differs with none
+        agreeing: a parent named first for the child at the child's address, with his own
+        mobile, against the child's one record. One changed mobile is common, so this is
+        no conflict; but such a weak match is a review instead (scoring), which still
+        counts where the undated record's edges lead (clustering.split_by_guard)."""
+        return self.dob == MISSING and self.nhi != "same" and self.personal_conflict
+
+    @property
     def incomplete(self) -> bool:
         """One side lacks its date of birth or given name (and no shared NHI vouches)."""
         return self.nhi != "same" and MISSING in (self.dob, self.given)

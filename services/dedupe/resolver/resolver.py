@@ -34,7 +34,7 @@ from services.dedupe.resolver.explain import (
     person_id_for,
 )
 from services.dedupe.resolver.records import MatchRecord, PreparedRecord, RecordKey
-from services.dedupe.resolver.scoring import MATCH, NON_MATCH, Plans, Score, weigh
+from services.dedupe.resolver.scoring import CONTACT_DOUBT, MATCH, NON_MATCH, Plans, Score, weigh
 from services.dedupe.resolver.weights import (
     COUNTED_BY_INDEX,
     ValueFrequency,
@@ -554,7 +554,12 @@ class Resolver:
                 for s, e in _pairs(kept.get(r, ()))  # the flat tuple, in its order
                 if r < s and e.decision == MATCH
             ]
-            persons, _refused = split_by_guard(component, edges, self._conflict, self._incomplete)
+            # Weak matches made reviews by conflicting evidence still count where an
+            # undated record's edges lead (clustering.split_by_guard).
+            inside = set(component)
+            doubts = [(r, s) for r in component for s, e in self._edges_of(r).items()
+                      if e.reason == CONTACT_DOUBT and (r < s or s not in inside)]
+            persons, _refused = split_by_guard(component, edges, self._conflict, self._incomplete, doubts)
             for person in persons:
                 anchor = min(self._records[r].key for r in person)
                 for rid in person:

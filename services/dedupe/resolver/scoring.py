@@ -19,6 +19,11 @@ FAMILY_AGREES = ("exact", "token", "equivalent", "close", "swapped")
 
 BucketOf = Callable[[str, str], int]
 
+# The reason of a weak match turned into a review by conflicting personal evidence
+# (Levels.contact_doubt): clustering still counts such a pair where the undated record's
+# edges lead, so the demotion can never let its other weak edge attach it elsewhere.
+CONTACT_DOUBT = "no date of birth, and a personal contact differs with none agreeing"
+
 
 class Part(NamedTuple):
     """One comparison's contribution to a pair's weight."""
@@ -177,6 +182,8 @@ def _decide_incomplete(levels: Levels, weight: float, config: ResolverConfig) ->
         or (levels.given == EXACT and levels.family == EXACT
             and weight >= config.unplaced_match_threshold)
     ):
+        if levels.contact_doubt:
+            return REVIEW, CONTACT_DOUBT
         return MATCH, "weak match: a date of birth or given name is missing, the rest agrees"
     if weight >= config.review_threshold:
         return REVIEW, "a date of birth or given name is missing"
