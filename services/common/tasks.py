@@ -25,10 +25,10 @@ log = logging.getLogger(__name__)
 
 async def finish(task: asyncio.Task | None, grace_s: float = 0.0) -> None:
     """Let a task that was asked to stop finish its current unit of work for up to grace_s,
-    then cancel it; return once it is done either way."""
+    then cancel it; return once it is done either way (at once if it was: stopping twice)."""
     if task is None:
         return
-    if grace_s > 0:
+    if grace_s > 0 and not task.done():
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=grace_s)
         except TimeoutError:

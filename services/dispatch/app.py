@@ -52,7 +52,7 @@ from services.dispatch.providers.factory import (
     build_sms_provider,
 )
 from services.dispatch.providers.receipts import Receipt
-from services.dispatch.receipt_batches import ReceiptBatches
+from services.dispatch.receipt_batches import CommitGate, ReceiptBatches
 from services.dispatch.sender import Sender
 from services.dispatch.settings import DispatchSettings
 
@@ -105,11 +105,12 @@ class DispatchRuntime(ServiceRuntime):
             self.sender.wake()
         self._wake_relay()
 
-    async def _record_receipts(self, batch: Sequence[tuple[str, Receipt]]) -> list[ReceiptOutcome]:
+    async def _record_receipts(self, batch: Sequence[tuple[str, Receipt]],
+                               gate: CommitGate) -> list[ReceiptOutcome]:
         s = self.settings
         outcomes = await self.db.run(
             tracking.record_signed_receipts, self.book, batch, self.retry, self.quiet, self.clock(),
-            s.email_deferral_timeout_s, 2.0 * s.receipt_tolerance_s,
+            s.email_deferral_timeout_s, 2.0 * s.receipt_tolerance_s, before_commit=gate.enter,
         )
         if ReceiptOutcome.UPDATED in outcomes:
             self.wake()  # publish the events; a fallback or resend may be due now

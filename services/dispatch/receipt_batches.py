@@ -12,12 +12,18 @@ is answered 503 with Retry-After: the provider retries later instead of us worki
 requests whose callers have given up. A batch that fails as a whole (a deadlock with another
 replica, one bad receipt) is applied again one receipt per transaction, so one receipt cannot
 fail the others.
+
+At stop every receipt is answered: the queue 503, and a batch still in the database when the
+loop is cancelled 503 too — its transaction (in a worker thread, which cancelling cannot stop)
+then rolls back at its commit gate instead of committing after we said "not recorded", unless
+it had already reached its commit, which is then awaited and answered as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,7 +36,8 @@ from services.dispatch.providers.receipts import Receipt
 
 log = logging.getLogger(__name__)
 
-ApplyBatch = Callable[[Sequence[tuple[str, Receipt]]], Awaitable[list[ReceiptOutcome]]]
+ApplyBatch = Callable[[Sequence[tuple[str, Receipt]], "CommitGate"],
+                     Awaitable[list[ReceiptOutcome]]]
 
 
 class ReceiptsBusy(Exception):
@@ -43,6 +50,35 @@ class ReceiptsBusy(Exception):
 
 class CallerGone(Exception):
     """The caller hung up before its receipt reached the database: nothing was recorded."""
+
+
+class Abandoned(Exception):
+    """The batch's receipts were answered 503 (stop) before its transaction committed: roll back."""
+
+
+class CommitGate:
+    """Between a batch's transaction and the loop answering it. The transaction calls `enter()`
+    with its work flushed, just before COMMIT; the loop, stopped, calls `abandon()`. Whichever
+    comes first decides: an abandoned transaction raises Abandoned (rolls back), and a batch
+    already committing cannot be abandoned (its commit is awaited)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = "open"  # open | committing | abandoned
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._state == "abandoned":
+                raise Abandoned("the receipts were answered 503 before this commit")
+            self._state = "committing"
+
+    def abandon(self) -> bool:
+        """True if the transaction will not commit; False if it is committing already."""
+        with self._lock:
+            if self._state == "committing":
+                return False
+            self._state = "abandoned"
+            return True
 
 
 @dataclass
@@ -104,9 +140,15 @@ class ReceiptBatches:
             if not self._queue:
                 self._ready.clear()
             live = self._still_wanted(batch)
-            if live:
-                with self.loop.working():
-                    await self._apply_batch(live)
+            try:
+                if live:
+                    with self.loop.working():
+                        await self._apply_batch(live)
+            finally:
+                # Cancelled at stop mid-batch: what is still unanswered was not applied.
+                for w in live:
+                    if not w.answer.done():
+                        self._answer_busy(w)
             if self._stopping and not self._queue:
                 return
 
@@ -125,8 +167,22 @@ class ReceiptBatches:
         return live
 
     async def _apply_batch(self, batch: list[_Waiting]) -> None:
+        gate = CommitGate()
+        applying = asyncio.ensure_future(self._apply([(w.provider, w.receipt) for w in batch], gate))
         try:
-            outcomes = await self._apply([(w.provider, w.receipt) for w in batch])
+            outcomes = await asyncio.shield(applying)
+        except asyncio.CancelledError:
+            if gate.abandon():  # it will roll back: the callers retry (503, in _run)
+                applying.add_done_callback(lambda f: f.cancelled() or f.exception())
+                raise
+            # Committing already: its answer is the commit's (a short wait, no more work).
+            try:
+                outcomes = await applying
+            except Exception:  # noqa: BLE001 - the commit failed: nothing recorded, 503
+                raise asyncio.CancelledError from None
+            for w, outcome in zip(batch, outcomes, strict=True):
+                _settle(w, outcome=outcome)
+            raise
         except Exception:  # noqa: BLE001 - each receipt on its own then
             if len(batch) == 1:
                 log.exception("dispatch receipts: recording a receipt failed")

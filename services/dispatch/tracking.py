@@ -310,11 +310,14 @@ def record_signed_receipt(
 def record_signed_receipts(
     session: Session, book: IncidentBook, batch: Sequence[tuple[str, Receipt]], retry: RetryPolicy,
     quiet: QuietHours | None, now: datetime, deferral_timeout_s: float, nonce_keep_s: float,
+    before_commit: Callable[[], None] = lambda: None,
 ) -> list[ReceiptOutcome]:
     """record_signed_receipt for a batch of (provider, receipt) in one transaction (the
     receipts' group commit, services/dispatch/receipt_batches.py); outcomes in the batch's
     order. Applied in reference order, arrival order kept within a delivery, so two batches
-    (two replicas) lock the deliveries they share in the same order."""
+    (two replicas) lock the deliveries they share in the same order. `before_commit` runs with
+    everything flushed, so only COMMIT is left after it; raising there rolls the batch back
+    (the batch's commit gate, abandoned at stop)."""
     taken = receipt_nonces.claim_nonces(session, [(p, r.nonce) for p, r in batch],
                                         now.timestamp(), nonce_keep_s)
     outcomes: list[ReceiptOutcome] = [ReceiptOutcome.REPLAYED] * len(batch)
@@ -325,6 +328,8 @@ def record_signed_receipts(
         taken.discard((provider, receipt.nonce))
         outcomes[i] = record_receipt(session, book, provider, receipt, retry, quiet, now,
                                      deferral_timeout_s)
+    session.flush()
+    before_commit()
     return outcomes
 
 

@@ -21,8 +21,10 @@ class AsgiServer:
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
         # proxy_headers off: an app that serves behind a proxy trusts it itself (forwarded_allow_ips).
+        # A request that never ends (an app bug under test) is cancelled 20 s into the stop
+        # instead of holding it for good.
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False,
-                                proxy_headers=False)
+                                proxy_headers=False, timeout_graceful_shutdown=20)
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:

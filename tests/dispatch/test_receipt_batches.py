@@ -167,3 +167,49 @@ async def test_receipts_queued_longer_than_the_bound_are_answered_503_with_retry
     assert statuses == {first.reference: "delivered", queued.reference: "sent", late.reference: "sent"}
     assert nonces == 1
     assert [r.json() for r in retried] == [{"outcome": "updated"}] * 2
+
+
+def _lock_waiter(db_url: str) -> tuple[int, str]:
+    """The backend waiting on a row lock, and when its transaction started."""
+    with psycopg.connect(db_url) as conn:
+        return conn.execute("SELECT pid, xact_start::text FROM pg_stat_activity WHERE datname ="
+                            " current_database() AND wait_event_type = 'Lock' AND query LIKE '%delivery%'").fetchone()
+
+
+def _transaction_over(db_url: str, pid: int, started: str) -> bool:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT xact_start::text FROM pg_stat_activity WHERE pid = %s",
+                           (pid,)).fetchone()
+    return row is None or row[0] != started
+
+
+@pytest.mark.timeout(240)  # before the fix the unanswered request held the server's stop
+async def test_receipts_in_hand_and_queued_when_the_receipts_loop_stops_are_answered_503_unapplied(
+    settings_for, sms_gw
+):
+    settings = settings_for(receipt_retry_after_s=7)
+    db = settings.database_url
+    async with running_dispatch(settings) as stack:
+        receipts = stack.app.state.runtime.receipts
+        in_hand, queued = await _sent_sms(stack, sms_gw, range(350, 352))
+        async with _first_batch_held(stack, db, in_hand) as ahead:
+            body, headers = _signed(queued)
+            behind = asyncio.create_task(stack.http.post(URL, content=body, headers=headers))
+            await stack.wait_until(lambda: 'panui_dispatch_receipts_queued 1.0' in httpx.get(
+                f"{stack.http.base_url}/metrics").text, what="the second receipt queued")
+            # Dispatch stops while the batch in hand waits in the database past the grace.
+            waiter = _lock_waiter(db)
+            await receipts.stop(grace_s=0.5)
+            done, _ = await asyncio.wait([ahead, behind], timeout=15)
+            answered = [t in done for t in (ahead, behind)]
+            assert answered == [True, True], "every receipt is answered at stop"
+        # The row lock is gone: the abandoned transaction goes on and must not commit now.
+        await stack.wait_until(lambda: _transaction_over(db, *waiter), what="its transaction over")
+        statuses = [_status(db, s.reference) for s in (in_hand, queued)]
+        nonces = _nonces(db)
+    for answer in (ahead.result(), behind.result()):
+        assert answer.status_code == 503
+        assert answer.json()["error"]["code"] == "receipt.busy"
+        assert answer.headers["retry-after"] == "7"
+    # Answered 503, so nothing of either was applied: the provider's retry is the one applied.
+    assert statuses == ["sent", "sent"] and nonces == 0
