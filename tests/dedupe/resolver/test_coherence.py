@@ -14,6 +14,17 @@ def same_person(resolver, *records):
     return len({resolver.person_of(*r.key) for r in records}) == 1
 
 
+def resolved_in_every_order(records):
+    """(order, resolver) for each order the records can arrive in, the weights learnt as at
+    release."""
+    for order in itertools.permutations(records):
+        r = Resolver()
+        for record in order:
+            r.add(record)
+        r.learn_weights(levels=False)  # as at release
+        yield order, r
+
+
 def test_nickname_chains_stay_apart():
     # Bill ~ William ~ Liam: Liam, with his own mobile and email, is someone else.
     william = make("gp-1", given_names="William", family_name="Tane", date_of_birth="1990-02-03",
@@ -305,11 +316,7 @@ def test_a_parent_named_first_for_the_child_with_his_own_contacts_joins_no_order
     ]
     parent = make("portal-1", given_names="Tui Ioane", family_name="Leota", date_of_birth=None,
                   mobile="+64211000109", email="ioane.leota@example.nz", **home)
-    for order in itertools.permutations([*child, parent]):
-        r = Resolver()
-        for record in order:
-            r.add(record)
-        r.learn_weights(levels=False)  # as at release
+    for order, r in resolved_in_every_order([*child, parent]):
         assert same_person(r, *child), order
         assert not same_person(r, child[0], parent), order
 
@@ -330,11 +337,7 @@ def test_a_parent_named_first_for_the_child_with_his_own_mobile_joins_no_lone_re
                  date_of_birth="2015-09-02", mobile="+64211000201", **home)
     parent = make("portal-1", given_names="Sefo Ioane", family_name="Faleolo", date_of_birth=None,
                   mobile="+64211000209", email="ioane.faleolo@example.nz", **home)
-    for order in ([child, parent], [parent, child]):
-        r = Resolver()
-        for record in order:
-            r.add(record)
-        r.learn_weights(levels=False)  # as at release
+    for order, r in resolved_in_every_order([child, parent]):
         assert not same_person(r, child, parent), order
         pairs = {frozenset((i.a, i.b)) for i in r.review_items()}
         assert frozenset((child.key, parent.key)) in pairs, order
@@ -352,11 +355,7 @@ def test_an_undated_record_whose_second_lead_is_a_review_still_attaches_to_neith
                    mobile="+64211000302", address_line1="12 Totara Street", postcode="0612")
     undated = make("portal-1", given_names="Yang", family_name="He", date_of_birth=None,
                    mobile="+64211000301", address_line1="12 Totara Street", postcode="0612")
-    for order in itertools.permutations([elsewhere, at_home, undated]):
-        r = Resolver()
-        for record in order:
-            r.add(record)
-        r.learn_weights(levels=False)  # as at release
+    for order, r in resolved_in_every_order([elsewhere, at_home, undated]):
         assert r.explain_pair(undated.key, elsewhere.key).decision == "match", order
         assert r.explain_pair(undated.key, at_home.key).decision == "review", order
         assert not same_person(r, undated, elsewhere), order
@@ -382,11 +381,7 @@ def test_an_undated_parent_joins_no_child_one_of_whose_records_holds_another_mob
     ]
     parent = make("portal-1", given_names="Sefo Ioane", family_name="Faleolo", date_of_birth=None,
                   mobile="+64211000209", email="ioane.faleolo@example.nz", **home)
-    for order in itertools.permutations([*child, parent]):
-        r = Resolver()
-        for record in order:
-            r.add(record)
-        r.learn_weights(levels=False)  # as at release
+    for order, r in resolved_in_every_order([*child, parent]):
         assert same_person(r, *child), order
         assert r.explain_pair(parent.key, child[1].key).decision == "match", order
         assert not same_person(r, child[0], parent), order
