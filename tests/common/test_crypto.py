@@ -48,7 +48,9 @@ def test_fingerprint_is_stable_keyed_and_order_independent():
     assert a.fingerprint({"x": 1}) != b.fingerprint({"x": 1})
 
 
-@pytest.mark.parametrize("spec", ["", "k1", "k1:short", ":" + generate_key_spec().split(":")[1]])
+# Explicit ids: the last spec's key is drawn at random, and a node id must not be (xdist).
+@pytest.mark.parametrize("spec", ["", "k1", "k1:short", ":" + generate_key_spec().split(":")[1]],
+                         ids=["empty", "no-key", "short-key", "no-key-id"])
 def test_bad_key_configuration_is_refused(spec):
     with pytest.raises(ValueError):
         Sealer(spec)
